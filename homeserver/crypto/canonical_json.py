@@ -1,0 +1,78 @@
+"""Canonical JSON (spec appendix): sorted keys, no insignificant whitespace, UTF-8.
+
+`encode_canonical_json` is the one way this server turns a JSON value into the bytes that are
+hashed and signed. `check_strict_canonical` enforces the room v6+ rule: no floats and integers
+within +-(2^53 - 1).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MAX_SAFE_INTEGER = 2**53 - 1
+
+_encoder = json.JSONEncoder(
+    ensure_ascii=False,
+    allow_nan=False,
+    separators=(",", ":"),
+    sort_keys=True,
+)
+
+
+def encode_canonical_json(value: Any) -> bytes:
+    """The canonical JSON bytes of ``value``."""
+    return _encoder.encode(value).encode("utf-8")
+
+
+def canonical_json_text(value: Any) -> str:
+    return _encoder.encode(value)
+
+
+class NonCanonicalJSON(ValueError):
+    """A value that strict canonical JSON (room v6+) does not allow."""
+
+
+def check_strict_canonical(value: Any, path: str = "") -> None:
+    """Raise :class:`NonCanonicalJSON` naming the first float or out-of-range integer."""
+    stack: list[tuple[str, Any]] = [(path, value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, bool) or item is None or isinstance(item, str):
+            continue
+        if isinstance(item, int):
+            if not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                raise NonCanonicalJSON(f"integer out of range at {where or '<root>'}")
+        elif isinstance(item, float):
+            raise NonCanonicalJSON(f"float not allowed at {where or '<root>'}")
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                stack.append((f"{where}.{key}" if where else str(key), child))
+        elif isinstance(item, list | tuple):
+            for index, child in enumerate(item):
+                stack.append((f"{where}[{index}]", child))
+        else:
+            raise NonCanonicalJSON(f"value of type {type(item).__name__} at {where or '<root>'}")
+
+
+def _parse_number(text: str) -> int | float:
+    """JSON numbers with an integral value become ints (``1e10`` is the integer 10000000000)."""
+    value = float(text)
+    if value.is_integer() and abs(value) <= 2**63:
+        return int(value)
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_decoder = json.JSONDecoder(parse_float=_parse_number, parse_constant=_refuse_constant)
+
+
+def parse_json(text: str | bytes) -> Any:
+    """Parse JSON as this server reads all JSON it receives: NaN and Infinity refused, integral
+    numbers as integers. Raises ValueError on malformed input."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    return _decoder.decode(text)

@@ -1,0 +1,43 @@
+"""Content hashes and reference hashes of events (spec: "Signing events")."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from homeserver.crypto.base64 import decode_base64, encode_base64
+from homeserver.crypto.canonical_json import encode_canonical_json
+from homeserver.events.redaction import prune_event_dict
+from homeserver.room_versions import RoomVersion
+
+_NOT_HASHED = ("unsigned", "signatures", "hashes")
+
+
+def compute_content_hash(pdu: dict[str, Any]) -> bytes:
+    """sha256 over the canonical JSON of the event without unsigned, signatures and hashes."""
+    stripped = {k: v for k, v in pdu.items() if k not in _NOT_HASHED}
+    return hashlib.sha256(encode_canonical_json(stripped)).digest()
+
+
+def add_content_hash(pdu: dict[str, Any]) -> None:
+    pdu["hashes"] = {"sha256": encode_base64(compute_content_hash(pdu))}
+
+
+def check_content_hash(pdu: dict[str, Any]) -> bool:
+    """True if ``hashes.sha256`` matches the event's content."""
+    hashes = pdu.get("hashes")
+    if not isinstance(hashes, dict) or not isinstance(hashes.get("sha256"), str):
+        return False
+    try:
+        expected = decode_base64(hashes["sha256"])
+    except ValueError:
+        return False
+    return expected == compute_content_hash(pdu)
+
+
+def compute_reference_hash(room_version: RoomVersion, pdu: dict[str, Any]) -> bytes:
+    """sha256 over the redacted event without signatures and unsigned."""
+    redacted = prune_event_dict(room_version, pdu)
+    redacted.pop("signatures", None)
+    redacted.pop("unsigned", None)
+    return hashlib.sha256(encode_canonical_json(redacted)).digest()

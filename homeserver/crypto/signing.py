@@ -1,0 +1,104 @@
+"""ed25519 signing and verification of JSON objects and events.
+
+Keys are signedjson/PyNaCl key objects (``.alg``, ``.version``). Signing an event signs its
+redacted form, so a redaction never invalidates a signature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
+from signedjson.key import decode_signing_key_base64, generate_signing_key, get_verify_key
+
+from homeserver.crypto.base64 import decode_base64, encode_base64
+from homeserver.crypto.canonical_json import encode_canonical_json
+from homeserver.events.redaction import prune_event_dict
+from homeserver.room_versions import RoomVersion
+
+__all__ = [
+    "SignatureError",
+    "decode_signing_key_base64",
+    "generate_signing_key",
+    "get_verify_key",
+    "key_id",
+    "sign_event",
+    "sign_json",
+    "signature_of",
+    "verify_event_signature",
+    "verify_json",
+]
+
+
+class SignatureError(Exception):
+    pass
+
+
+def key_id(key: SigningKey | VerifyKey) -> str:
+    return f"{key.alg}:{key.version}"  # type: ignore[union-attr]
+
+
+def signature_of(signing_key: SigningKey, signed_bytes: bytes) -> str:
+    return encode_base64(signing_key.sign(signed_bytes).signature)
+
+
+def sign_json(obj: dict[str, Any], server_name: str, signing_key: SigningKey) -> dict[str, Any]:
+    """Add this server's signature to ``obj`` in place (and return it)."""
+    signatures = obj.pop("signatures", {})
+    unsigned = obj.pop("unsigned", None)
+    signature = signature_of(signing_key, encode_canonical_json(obj))
+    signatures.setdefault(server_name, {})[key_id(signing_key)] = signature
+    obj["signatures"] = signatures
+    if unsigned is not None:
+        obj["unsigned"] = unsigned
+    return obj
+
+
+def verify_json(
+    obj: Mapping[str, Any], server_name: str, key_id_: str, verify_key: VerifyKey
+) -> None:
+    """Raise :class:`SignatureError` unless ``obj`` carries a valid signature by this key."""
+    try:
+        signature_b64 = obj["signatures"][server_name][key_id_]
+    except (KeyError, TypeError) as e:
+        raise SignatureError(f"no signature from {server_name} {key_id_}") from e
+    if not isinstance(signature_b64, str):
+        raise SignatureError("signature is not a string")
+    try:
+        signature = decode_base64(signature_b64)
+    except ValueError as e:
+        raise SignatureError("signature is not valid base64") from e
+    unsigned_obj = {k: v for k, v in obj.items() if k not in ("signatures", "unsigned")}
+    try:
+        verify_key.verify(encode_canonical_json(unsigned_obj), signature)
+    except (BadSignatureError, ValueError) as e:
+        raise SignatureError(f"bad signature from {server_name} {key_id_}") from e
+
+
+def sign_event(
+    room_version: RoomVersion,
+    pdu: dict[str, Any],
+    server_name: str,
+    signing_key: SigningKey,
+) -> None:
+    """Sign the redacted form of ``pdu`` and store the signature in ``pdu`` (in place).
+
+    ``pdu`` must already carry its content hash.
+    """
+    redacted = prune_event_dict(room_version, pdu)
+    redacted.pop("signatures", None)
+    signature = signature_of(signing_key, encode_canonical_json(redacted))
+    pdu.setdefault("signatures", {}).setdefault(server_name, {})[key_id(signing_key)] = signature
+
+
+def verify_event_signature(
+    room_version: RoomVersion,
+    pdu: Mapping[str, Any],
+    server_name: str,
+    key_id_: str,
+    verify_key: VerifyKey,
+) -> None:
+    redacted = prune_event_dict(room_version, dict(pdu))
+    verify_json(redacted, server_name, key_id_, verify_key)

@@ -1,0 +1,44 @@
+"""Event IDs and v12 room IDs, per ``RoomVersion.event_id_format``."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from typing import Any
+
+from homeserver.crypto.base64 import encode_base64
+from homeserver.crypto.hashes import compute_reference_hash
+from homeserver.room_versions import EventIdFormat, RoomVersion
+
+_OPAQUE_ALPHABET = string.ascii_letters + string.digits
+
+
+def random_opaque(length: int = 18) -> str:
+    return "".join(secrets.choice(_OPAQUE_ALPHABET) for _ in range(length))
+
+
+def new_opaque_event_id(server_name: str) -> str:
+    """A fresh ``$opaque:server`` ID for room versions whose events carry their own ID."""
+    return f"${random_opaque()}:{server_name}"
+
+
+def compute_event_id(room_version: RoomVersion, pdu: dict[str, Any]) -> str:
+    """The event ID of ``pdu``: carried in it (v1, v2) or its reference hash (v3+)."""
+    fmt = room_version.event_id_format
+    if fmt is EventIdFormat.OPAQUE_WITH_DOMAIN:
+        event_id = pdu.get("event_id")
+        if not isinstance(event_id, str):
+            raise ValueError("event has no event_id")
+        return event_id
+    digest = compute_reference_hash(room_version, pdu)
+    return "$" + encode_base64(digest, urlsafe=fmt is EventIdFormat.REFERENCE_HASH_URLSAFE)
+
+
+def room_id_from_create_event_id(create_event_id: str) -> str:
+    """v12: the room ID is the create event's ID with ``!`` for ``$``."""
+    return "!" + create_event_id[1:]
+
+
+def new_room_id(server_name: str) -> str:
+    """A random ``!opaque:server`` room ID (v1-v11)."""
+    return f"!{random_opaque()}:{server_name}"

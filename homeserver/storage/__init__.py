@@ -1,0 +1,1 @@
+"""Storage: one async Database over SQLite (aiosqlite) or PostgreSQL (asyncpg)."""

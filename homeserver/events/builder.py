@@ -8,7 +8,7 @@ result; nothing here does I/O, so every step can be tested alone.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from nacl.signing import SigningKey
@@ -18,26 +18,13 @@ from homeserver.auth.selection import auth_types_for_event
 from homeserver.crypto.base64 import encode_base64
 from homeserver.crypto.hashes import add_content_hash, compute_reference_hash
 from homeserver.crypto.signing import sign_event
+from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
 from homeserver.events.ids import new_opaque_event_id
 from homeserver.events.validation import MAX_PREV_EVENTS, validate_pdu
 from homeserver.room_versions import RoomVersion
 
 StateKey = tuple[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class EventDraft:
-    """What a client or service asks for; the builder adds everything else."""
-
-    type: str
-    sender: str
-    content: dict[str, Any] = field(default_factory=dict)
-    state_key: str | None = None
-    redacts: str | None = None
-
-    def is_state(self) -> bool:
-        return self.state_key is not None
 
 
 @dataclass(frozen=True, slots=True)

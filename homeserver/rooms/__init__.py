@@ -1,0 +1,1 @@
+"""Room lifecycle services: creation, upgrade, the lifecycle state machine, membership."""

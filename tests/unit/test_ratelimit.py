@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import pytest
+
+from homeserver.ratelimit import RateLimit, RateLimitExceeded, TokenBucketLimiter
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_burst_then_refused_with_retry_after():
+    clock = FakeClock()
+    limiter = TokenBucketLimiter(RateLimit(per_second=0.5, burst_count=3), clock=clock)
+    for _ in range(3):
+        limiter.check("@a:x")
+    with pytest.raises(RateLimitExceeded) as info:
+        limiter.check("@a:x")
+    assert info.value.status == 429
+    assert info.value.to_json()["errcode"] == "M_LIMIT_EXCEEDED"
+    assert info.value.retry_after_ms == 2000
+
+
+def test_refills_over_time_and_keys_are_independent():
+    clock = FakeClock()
+    limiter = TokenBucketLimiter(RateLimit(per_second=1, burst_count=1), clock=clock)
+    limiter.check("@a:x")
+    limiter.check("@b:x")
+    with pytest.raises(RateLimitExceeded):
+        limiter.check("@a:x")
+    clock.now += 1.0
+    limiter.check("@a:x")
+
+
+def test_exempt_users_are_never_limited():
+    limiter = TokenBucketLimiter(
+        RateLimit(per_second=0.001, burst_count=1), clock=FakeClock(), exempt=frozenset({"@a:x"})
+    )
+    for _ in range(10):
+        limiter.check("@a:x")
+
+
+def test_message_is_carried():
+    limiter = TokenBucketLimiter(
+        RateLimit(per_second=0.016, burst_count=1), clock=FakeClock(), message="slow down"
+    )
+    limiter.check("k")
+    with pytest.raises(RateLimitExceeded, match="slow down") as info:
+        limiter.check("k")
+    assert info.value.retry_after_ms == 62500

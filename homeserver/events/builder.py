@@ -14,7 +14,7 @@ from typing import Any
 from nacl.signing import SigningKey
 
 from homeserver.auth.rules import check_auth_rules
-from homeserver.auth.selection import auth_types_for_event
+from homeserver.auth.selection import CREATE_KEY, auth_types_for_event
 from homeserver.crypto.base64 import encode_base64
 from homeserver.crypto.hashes import add_content_hash, compute_reference_hash
 from homeserver.crypto.signing import sign_event
@@ -105,5 +105,10 @@ def build_event(
     sign_event(room_version, pdu, signer.server_name, signer.signing_key)
     validate_pdu(room_version, pdu)
     event = Event(pdu, room_version)
-    check_auth_rules(room_version, event, {e.state_tuple: e for e in auth})
+    auth_map = {e.state_tuple: e for e in auth}
+    # v12 never cites the create event in auth_events, but its rules still read it.
+    create = state.get(CREATE_KEY)
+    if create is not None:
+        auth_map[CREATE_KEY] = create
+    check_auth_rules(room_version, event, auth_map)
     return event

@@ -11,7 +11,7 @@ import asyncpg
 async def _probe(dsn: str) -> bool:
     try:
         connection = await asyncpg.connect(dsn, timeout=5)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+    except (TimeoutError, OSError, asyncpg.PostgresError):
         return False
     try:
         await connection.fetchval("SELECT 1")

@@ -1,0 +1,296 @@
+"""One async ``Database`` over two engines: SQLite (aiosqlite) and PostgreSQL (asyncpg).
+
+Store code writes portable SQL with ``?`` placeholders; the PostgreSQL engine rewrites them to
+``$1..$n``. Everything that differs between the engines (placeholders, row locking, advisory
+locks, column types in migrations) lives in the engine classes here, so the stores stay
+engine-agnostic.
+
+Transactions have a name, used for debug logs (with duration) and per-name counters that the
+metrics endpoint can read later (``Database.stats``). Two ways to run one:
+
+* ``async with db.transaction("name") as txn:`` — simple, but cannot be retried.
+* ``await db.run_in_transaction("name", fn, *args)`` — ``fn(txn, *args)`` is re-run when
+  PostgreSQL reports a serialization failure or a deadlock. Prefer it for writes that lock rows.
+
+``db.fetchall``/``fetchone``/``fetchval`` read committed data on a connection of their own (on
+SQLite a read connection, which WAL lets run beside the writer); inside a transaction read through
+``txn`` to see its own writes.
+
+The engines live in ``engine_sqlite.py`` and ``engine_postgres.py``.
+
+Rows come back as plain tuples on both engines so that results compare and hash the same way.
+Transactions must not be nested: on SQLite the inner one would wait for the writer lock that the
+outer one holds, so a nested call raises instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+
+logger = logging.getLogger(__name__)
+
+Row = tuple[Any, ...]
+T = TypeVar("T")
+
+_in_transaction: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "homeserver_storage_in_transaction", default=None
+)
+
+
+def in_transaction() -> str | None:
+    """The name of the transaction the current task is in, if any."""
+    return _in_transaction.get()
+
+
+#: PostgreSQL SQLSTATEs after which re-running the whole transaction is the right answer.
+_RETRYABLE_PG_STATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+MAX_TRANSACTION_ATTEMPTS = 5
+
+
+@dataclass(slots=True)
+class TransactionStats:
+    """Counters for one transaction name (read by metrics)."""
+
+    count: int = 0
+    failures: int = 0
+    retries: int = 0
+    total_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    """Which engine to open and how (``app.py`` maps ``config.database`` onto this).
+
+    ``engine``: ``"sqlite"`` (or ``"sqlite3"``) or ``"postgres"`` (or ``"postgresql"``)."""
+
+    engine: str = "sqlite"
+    #: SQLite: the database file (``":memory:"`` allowed, with no read pool).
+    path: str = "homeserver.db"
+    #: PostgreSQL: a libpq DSN.
+    dsn: str = ""
+    cp_min: int = 5
+    cp_max: int = 10
+    #: PostgreSQL: a schema to use (created if missing) instead of the default search_path.
+    schema: str | None = None
+    #: SQLite: read connections besides the writer.
+    sqlite_readers: int = 3
+
+
+def translate_placeholders(sql: str) -> str:
+    """``?`` → ``$1..$n``, leaving ``?`` inside quoted strings and identifiers alone."""
+    return _translate_cached(sql)
+
+
+@functools.lru_cache(maxsize=2048)
+def _translate_cached(sql: str) -> str:
+    out: list[str] = []
+    n = 0
+    quote: str | None = None
+    for ch in sql:
+        if quote is not None:
+            if ch == quote:
+                quote = None
+            out.append(ch)
+        elif ch in ("'", '"'):
+            quote = ch
+            out.append(ch)
+        elif ch == "?":
+            n += 1
+            out.append(f"${n}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def placeholders(n: int) -> str:
+    """``?, ?, ?`` for an ``IN (...)`` list of ``n`` values."""
+    if n < 1:
+        raise ValueError("an IN list needs at least one value")
+    return ", ".join("?" * n)
+
+
+class Transaction:
+    """An open transaction. Engine subclasses implement the four primitives."""
+
+    #: the engine name, for the rare store code that must branch ("sqlite" | "postgres").
+    engine: str = ""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._after_commit: list[Callable[[], None]] = []
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Run a statement; returns the number of rows it changed (0 when unknown)."""
+        raise NotImplementedError
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        raise NotImplementedError
+
+    async def fetchall(self, sql: str, *args: Any) -> list[Row]:
+        raise NotImplementedError
+
+    async def fetchone(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetchall(sql, *args)
+        return rows[0] if rows else None
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        row = await self.fetchone(sql, *args)
+        return row[0] if row else None
+
+    async def lock_row(self, table: str, key_column: str, key: Any) -> bool:
+        """Lock one row until commit (PostgreSQL ``FOR UPDATE``); True if the row exists.
+
+        On SQLite the single writer already serialises every write transaction, so this is only
+        an existence check."""
+        raise NotImplementedError
+
+    async def advisory_lock(self, key: int) -> None:
+        """Hold a database-wide lock named by ``key`` until commit (a no-op on SQLite, where
+        the single writer already excludes everyone else)."""
+        raise NotImplementedError
+
+    def call_after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the transaction has committed (cache fills, wake-ups).
+        Not run on rollback."""
+        self._after_commit.append(callback)
+
+    def _run_after_commit(self) -> None:
+        for callback in self._after_commit:
+            try:
+                callback()
+            except Exception:
+                # The data is committed; a failing hook must not turn that into an error.
+                logger.exception("after-commit callback of %s failed", self.name)
+
+
+class Database:
+    """The engine-independent interface. Use :func:`open_database` or the ``open_*`` class
+    methods to get one."""
+
+    engine: str = ""
+    #: substitutions applied to migration templates (``{id_pk}`` …), set per engine.
+    sql_types: dict[str, str]
+
+    def __init__(self) -> None:
+        self.stats: dict[str, TransactionStats] = {}
+
+    # --- opening -----------------------------------------------------------------------
+    @staticmethod
+    async def open_sqlite(path: str | Path, *, readers: int = 3) -> Database:
+        from homeserver.storage.engine_sqlite import SqliteDatabase
+
+        db = SqliteDatabase(str(path), readers)
+        await db._open()
+        return db
+
+    @staticmethod
+    async def open_postgres(
+        dsn: str, min_size: int = 5, max_size: int = 10, schema: str | None = None
+    ) -> Database:
+        from homeserver.storage.engine_postgres import PostgresDatabase
+
+        db = PostgresDatabase(dsn, min_size, max_size, schema)
+        await db._open()
+        return db
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    # --- transactions ------------------------------------------------------------------
+    @asynccontextmanager
+    async def transaction(
+        self, name: str, *, read_only: bool = False
+    ) -> AsyncIterator[Transaction]:
+        """A named transaction; committed when the block ends, rolled back if it raises."""
+        outer = _in_transaction.get()
+        if outer is not None:
+            raise RuntimeError(f"transaction {name!r} opened inside transaction {outer!r}")
+        token = _in_transaction.set(name)
+        stats = self.stats.setdefault(name, TransactionStats())
+        start = time.monotonic()
+        txn: Transaction | None = None
+        try:
+            async with self._engine_transaction(name, read_only) as txn:
+                yield txn
+        except BaseException:
+            stats.failures += 1
+            raise
+        finally:
+            _in_transaction.reset(token)
+            elapsed = time.monotonic() - start
+            stats.count += 1
+            stats.total_seconds += elapsed
+            logger.debug("transaction %s took %.1f ms", name, elapsed * 1000)
+        assert txn is not None
+        txn._run_after_commit()
+
+    async def run_in_transaction(
+        self,
+        name: str,
+        fn: Callable[..., Awaitable[T]],
+        *args: Any,
+        read_only: bool = False,
+    ) -> T:
+        """``await fn(txn, *args)`` in a transaction, re-run on retryable PostgreSQL errors."""
+        for attempt in range(1, MAX_TRANSACTION_ATTEMPTS + 1):
+            try:
+                async with self.transaction(name, read_only=read_only) as txn:
+                    return await fn(txn, *args)
+            except asyncpg.PostgresError as exc:
+                if exc.sqlstate not in _RETRYABLE_PG_STATES or attempt == MAX_TRANSACTION_ATTEMPTS:
+                    raise
+                self.stats[name].retries += 1
+                logger.info("transaction %s: %s, retrying (%d)", name, exc.sqlstate, attempt)
+                # Back off a little so the two transactions that collided do not meet again.
+                await asyncio.sleep(0.01 * attempt)
+        raise AssertionError("unreachable")
+
+    def _engine_transaction(
+        self, name: str, read_only: bool
+    ) -> AbstractAsyncContextManager[Transaction]:
+        raise NotImplementedError
+
+    # --- reads outside a transaction ---------------------------------------------------
+    async def fetchall(self, sql: str, *args: Any) -> list[Row]:
+        raise NotImplementedError
+
+    async def fetchone(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetchall(sql, *args)
+        return rows[0] if rows else None
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        row = await self.fetchone(sql, *args)
+        return row[0] if row else None
+
+
+async def open_database(settings: DatabaseSettings, *, migrate: bool = True) -> Database:
+    """Open the configured engine and (by default) bring its schema up to date."""
+    db: Database
+    if settings.engine in ("sqlite", "sqlite3"):
+        db = await Database.open_sqlite(settings.path, readers=settings.sqlite_readers)
+    elif settings.engine in ("postgres", "postgresql"):
+        db = await Database.open_postgres(
+            settings.dsn, settings.cp_min, settings.cp_max, settings.schema
+        )
+    else:
+        raise ValueError(f"unknown database engine {settings.engine!r}")
+    if migrate:
+        from homeserver.storage.migrate import apply_migrations
+
+        try:
+            await apply_migrations(db)
+        except BaseException:
+            await db.close()
+            raise
+    return db

@@ -1,0 +1,94 @@
+"""The PostgreSQL engine: an asyncpg pool; ``?`` placeholders become ``$n``; ``FOR UPDATE`` row
+locks and transaction-scoped advisory locks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from homeserver.storage.database import Database, Row, Transaction, translate_placeholders
+
+
+def _rowcount(status: str) -> int:
+    """``"UPDATE 3"`` → 3; ``"INSERT 0 1"`` → 1; anything else → 0."""
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+class PostgresTransaction(Transaction):
+    engine = "postgres"
+
+    def __init__(self, name: str, conn: asyncpg.Connection) -> None:
+        super().__init__(name)
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        return _rowcount(await self._conn.execute(translate_placeholders(sql), *args))
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._conn.executemany(translate_placeholders(sql), [tuple(r) for r in rows])
+
+    async def fetchall(self, sql: str, *args: Any) -> list[Row]:
+        return [tuple(r) for r in await self._conn.fetch(translate_placeholders(sql), *args)]
+
+    async def lock_row(self, table: str, key_column: str, key: Any) -> bool:
+        row = await self.fetchone(f"SELECT 1 FROM {table} WHERE {key_column} = ? FOR UPDATE", key)
+        return row is not None
+
+    async def advisory_lock(self, key: int) -> None:
+        await self._conn.execute("SELECT pg_advisory_xact_lock($1)", key)
+
+
+POSTGRES_TYPES = {
+    "id_pk": "BIGSERIAL PRIMARY KEY",
+    "bytes": "BYTEA",
+}
+
+
+class PostgresDatabase(Database):
+    engine = "postgres"
+
+    def __init__(self, dsn: str, min_size: int, max_size: int, schema: str | None) -> None:
+        super().__init__()
+        self.dsn = dsn
+        self.sql_types = POSTGRES_TYPES
+        self._min_size = min_size
+        self._max_size = max_size
+        self.schema = schema
+        self._pool: asyncpg.Pool | None = None
+
+    async def _open(self) -> None:
+        settings: dict[str, str] = {}
+        if self.schema is not None:
+            if not self.schema.replace("_", "").isalnum():
+                raise ValueError(f"bad schema name {self.schema!r}")
+            conn = await asyncpg.connect(self.dsn)
+            try:
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            finally:
+                await conn.close()
+            settings["search_path"] = self.schema
+        self._pool = await asyncpg.create_pool(
+            self.dsn,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            server_settings=settings,
+        )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @asynccontextmanager
+    async def _engine_transaction(self, name: str, read_only: bool) -> AsyncIterator[Transaction]:
+        assert self._pool is not None, "database is closed"
+        async with self._pool.acquire() as conn, conn.transaction(readonly=read_only):
+            yield PostgresTransaction(name, conn)
+
+    async def fetchall(self, sql: str, *args: Any) -> list[Row]:
+        assert self._pool is not None, "database is closed"
+        return [tuple(r) for r in await self._pool.fetch(translate_placeholders(sql), *args)]

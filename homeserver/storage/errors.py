@@ -1,0 +1,22 @@
+"""Errors raised by the stores (the database drivers' own errors pass through unchanged)."""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base class of the stores' own errors."""
+
+
+class UnknownRoomError(StorageError, LookupError):
+    """Events were persisted for a room that has no ``rooms`` row (create it first, or in the
+    same call with ``new_room=``)."""
+
+    def __init__(self, room_id: str) -> None:
+        super().__init__(f"unknown room {room_id}")
+        self.room_id = room_id
+
+
+class UnknownStateGroupError(StorageError, LookupError):
+    def __init__(self, state_group: int) -> None:
+        super().__init__(f"unknown state group {state_group}")
+        self.state_group = state_group

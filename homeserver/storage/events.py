@@ -1,0 +1,156 @@
+"""Reading events: by ID (with an LRU of recent events), forward extremities, auth chains.
+
+Events come back as :class:`~homeserver.events.event.Event` built with the room version stored
+beside the event, carrying the stored rejection/outlier/redaction flags and stream ordering.
+The JSON column holds the canonical JSON of the PDU, so what comes out is byte-for-byte what went
+in. Writing lives in :mod:`homeserver.storage.persist`.
+
+Cached events are shared: callers must treat them as read-only. An event's JSON never changes;
+its flags can (a later redaction), and whoever changes them calls :meth:`EventsStore.invalidate`
+(and, once several processes share a database, broadcasts it — DESIGN.md §7).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from homeserver.crypto.canonical_json import parse_json
+from homeserver.events.event import Event, InternalMetadata
+from homeserver.room_versions import get_room_version
+from homeserver.storage.database import Database, Row, Transaction, placeholders
+
+#: the IN lists of one query stay below both engines' parameter limits.
+_CHUNK = 500
+
+_EVENT_COLUMNS = "event_id, room_version, json, rejected_reason, outlier, stream_ordering, redacted"
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardExtremities:
+    event_ids: list[str]
+    #: the greatest depth among them (0 for a room with none).
+    max_depth: int
+
+
+def _chunks(items: list[str]) -> Iterable[list[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def event_from_row(row: Row) -> Event:
+    event_id, room_version, json_text, rejected_reason, outlier, stream_ordering, redacted = row
+    return Event(
+        parse_json(json_text),
+        get_room_version(room_version),
+        event_id=event_id,
+        internal=InternalMetadata(
+            rejected_reason=rejected_reason,
+            outlier=bool(outlier),
+            stream_ordering=int(stream_ordering),
+            redacted=bool(redacted),
+        ),
+    )
+
+
+class EventsStore:
+    def __init__(self, db: Database, cache_size: int = 10_000) -> None:
+        self.db = db
+        self._cache: OrderedDict[str, Event] = OrderedDict()
+        self._cache_size = cache_size
+
+    # --- the event cache -------------------------------------------------------------
+    def _remember(self, event: Event) -> None:
+        self._cache[event.event_id] = event
+        self._cache.move_to_end(event.event_id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def invalidate(self, event_id: str) -> None:
+        """Drop ``event_id`` from the cache (its flags changed)."""
+        self._cache.pop(event_id, None)
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    # --- events by ID --------------------------------------------------------------------
+    async def get_event(self, event_id: str) -> Event | None:
+        return (await self.get_events([event_id])).get(event_id)
+
+    async def get_events(self, event_ids: Iterable[str]) -> dict[str, Event]:
+        """The stored events among ``event_ids`` (missing IDs are left out)."""
+        found: dict[str, Event] = {}
+        missing: list[str] = []
+        for event_id in dict.fromkeys(event_ids):
+            cached = self._cache.get(event_id)
+            if cached is None:
+                missing.append(event_id)
+            else:
+                self._cache.move_to_end(event_id)
+                found[event_id] = cached
+        for chunk in _chunks(missing):
+            rows = await self.db.fetchall(
+                f"SELECT {_EVENT_COLUMNS} FROM events"
+                f" WHERE event_id IN ({placeholders(len(chunk))})",
+                *chunk,
+            )
+            for row in rows:
+                event = event_from_row(row)
+                self._remember(event)
+                found[event.event_id] = event
+        return found
+
+    async def get_event_ids_present(self, event_ids: Iterable[str]) -> set[str]:
+        """Which of ``event_ids`` are stored (without loading them)."""
+        ids = list(set(event_ids))
+        present: set[str] = set()
+        for chunk in _chunks(ids):
+            rows = await self.db.fetchall(
+                f"SELECT event_id FROM events WHERE event_id IN ({placeholders(len(chunk))})",
+                *chunk,
+            )
+            present.update(r[0] for r in rows)
+        return present
+
+    # --- room timeline facts ---------------------------------------------------------------
+    async def get_forward_extremities(
+        self, room_id: str, *, txn: Transaction | None = None
+    ) -> ForwardExtremities:
+        """The room's forward extremities, oldest first. Pass the ``txn`` that locked the room
+        (``store.persister.lock_rooms_txn``) to read them race-free before building an event."""
+        rows = await (txn or self.db).fetchall(
+            "SELECT f.event_id, e.topological_ordering FROM event_forward_extremities f"
+            " JOIN events e ON e.event_id = f.event_id WHERE f.room_id = ?"
+            " ORDER BY e.topological_ordering, e.stream_ordering",
+            room_id,
+        )
+        return ForwardExtremities(
+            event_ids=[r[0] for r in rows], max_depth=max((int(r[1]) for r in rows), default=0)
+        )
+
+    async def get_max_stream_ordering(self) -> int:
+        """The newest committed stream position (0 when no event is stored)."""
+        return int(await self.db.fetchval("SELECT COALESCE(MAX(stream_ordering), 0) FROM events"))
+
+    async def get_auth_chain_ids(
+        self, event_ids: Iterable[str], *, include_given: bool = False
+    ) -> set[str]:
+        """Every event reachable from ``event_ids`` through auth edges (for state resolution).
+        One recursive query; ``UNION`` (not ``UNION ALL``) makes it stop on shared ancestors."""
+        ids = list(set(event_ids))
+        if not ids:
+            return set()
+        chain: set[str] = set()
+        for chunk in _chunks(ids):
+            rows = await self.db.fetchall(
+                "WITH RECURSIVE chain (id) AS ("
+                f" SELECT auth_id FROM event_auth WHERE event_id IN ({placeholders(len(chunk))})"
+                " UNION SELECT a.auth_id FROM event_auth a JOIN chain c ON a.event_id = c.id"
+                ") SELECT id FROM chain",
+                *chunk,
+            )
+            chain.update(r[0] for r in rows)
+        if include_given:
+            chain.update(ids)
+        return chain

@@ -1,0 +1,394 @@
+"""Persisting a batch of events of one room in one transaction.
+
+The caller says what the state was just before each event (:data:`StateBefore`):
+
+* an ``int`` — an existing state group (usually the room's current state group, or the group
+  after the event's single prev event);
+* a :class:`ResolvedState` — a full state map the caller computed (state resolution at a merge),
+  stored as a new group, as a delta against ``base_group`` when given;
+* ``None`` — the state after the previous event of the same batch; for the first event of a
+  batch this is only allowed for ``m.room.create`` (the empty state before a room exists).
+
+Outliers carry no state (their spec must be ``None``) and touch neither state, current state nor
+forward extremities.
+
+Stored per event: the state group before and after it (``event_to_state_groups``; after == before
+for non-state and rejected events; a state event's "after" group is a one-row delta). Forward
+extremities become (old ∪ new accepted events) − (their prev events) − (events some stored
+accepted event already points to). Current state moves to the "after" group of the batch's last
+accepted event, or to ``current_state_group=`` when the caller resolved the room's extremities.
+
+Concurrency: the room's row is locked first (``FOR UPDATE`` on PostgreSQL; SQLite has a single
+writer), so two writers to one room run one after the other and the second sees the first's
+extremities. Stream orderings are then taken under a server-wide advisory lock held until commit,
+so they increase in commit order across processes. When one transaction persists to several
+rooms (an upgrade), lock them up front with :meth:`EventPersister.lock_rooms_txn` in one sorted
+pass; deadlocks are retried by ``run_in_transaction`` anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from homeserver.crypto.canonical_json import canonical_json_text, parse_json
+from homeserver.events.event import Event
+from homeserver.storage.database import Database, Transaction, placeholders
+from homeserver.storage.errors import UnknownRoomError
+from homeserver.storage.events import EventsStore
+from homeserver.storage.rooms import NewRoom, RoomsStore
+from homeserver.storage.state import StateDelta, StateKey, StateStore, diff_states
+
+#: advisory-lock key serialising stream-ordering allocation (arbitrary, fixed).
+STREAM_ORDERING_LOCK = 0x7374_7265_616D  # "stream"
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedState:
+    """The full state before an event, computed by the caller."""
+
+    state: Mapping[StateKey, str]
+    #: a group close to ``state`` (e.g. one prev event's), so only the difference is stored.
+    base_group: int | None = None
+
+
+StateBefore = int | ResolvedState | None
+
+
+@dataclass(frozen=True, slots=True)
+class PersistedEvent:
+    event_id: str
+    stream_ordering: int
+    #: None for outliers.
+    state_group_before: int | None
+    state_group_after: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PersistResult:
+    #: the newly stored events in batch order (events already stored are left out).
+    events: list[PersistedEvent]
+    #: the room's current state group after the batch.
+    current_state_group: int | None
+
+
+class EventPersister:
+    def __init__(
+        self, db: Database, events: EventsStore, state: StateStore, rooms: RoomsStore
+    ) -> None:
+        self.db = db
+        self.events = events
+        self.state = state
+        self.rooms = rooms
+
+    async def persist_events(
+        self,
+        batch: Sequence[tuple[Event, StateBefore]],
+        *,
+        new_room: NewRoom | None = None,
+        current_state_group: int | None = None,
+    ) -> PersistResult:
+        """Store ``batch`` (one room, in order) in one transaction; see the module docstring."""
+        return await self.db.run_in_transaction(
+            "persist_events",
+            self.persist_events_txn,
+            batch,
+            new_room,
+            current_state_group,
+        )
+
+    async def lock_rooms_txn(self, txn: Transaction, room_ids: Sequence[str]) -> None:
+        """Lock several rooms' rows in a fixed order (avoids deadlocks between writers)."""
+        for room_id in sorted(set(room_ids)):
+            await txn.lock_row("rooms", "room_id", room_id)
+
+    async def persist_events_txn(
+        self,
+        txn: Transaction,
+        batch: Sequence[tuple[Event, StateBefore]],
+        new_room: NewRoom | None = None,
+        current_state_group: int | None = None,
+    ) -> PersistResult:
+        """:meth:`persist_events` inside the caller's transaction (to compose room creation
+        with aliases, outbox entries…). Caches and ``event.internal.stream_ordering`` are
+        updated after commit."""
+        if not batch:
+            raise ValueError("empty batch")
+        room_id = batch[0][0].room_id
+        if any(event.room_id != room_id for event, _ in batch):
+            raise ValueError("persist_events takes the events of one room")
+        if new_room is not None:
+            if new_room.room_id != room_id:
+                raise ValueError("new_room is not the events' room")
+            await self.rooms.create_room_txn(txn, new_room)
+        room_exists = await txn.lock_row("rooms", "room_id", room_id)
+        if not room_exists and not all(event.internal.outlier for event, _ in batch):
+            raise UnknownRoomError(room_id)
+
+        stored_after = await self._already_stored(txn, [e.event_id for e, _ in batch])
+        fresh: list[tuple[Event, StateBefore]] = []
+        seen = set(stored_after)
+        for event, spec in batch:
+            if event.event_id not in seen:
+                seen.add(event.event_id)
+                fresh.append((event, spec))
+
+        # --- state groups ---------------------------------------------------------------
+        # For current-state bookkeeping: group → (parent group, delta) for groups made here.
+        made: dict[int, tuple[int | None, StateDelta]] = {}
+        groups: dict[str, tuple[int, int]] = {}
+        prev_after: int | None = None
+        for event, spec in batch:
+            if event.event_id in stored_after:
+                # A repeat of a stored event: the next event of the batch follows its state.
+                stored_group = stored_after[event.event_id]
+                if stored_group is not None:
+                    prev_after = stored_group
+                continue
+            if event.internal.outlier:
+                if spec is not None:
+                    raise ValueError(f"outlier {event.event_id} given a state")
+                continue
+            if event.event_id in groups:
+                continue
+            before = await self._state_before(txn, room_id, event, spec, prev_after, made)
+            after = before
+            if event.is_state() and not event.rejected:
+                delta = {event.state_tuple: event.event_id}
+                after = await self.state.create_state_group_txn(
+                    txn, room_id, before, delta, event_id=event.event_id
+                )
+                made[after] = (before, delta)
+            groups[event.event_id] = (before, after)
+            prev_after = after
+
+        # --- stream orderings and rows --------------------------------------------------
+        await txn.advisory_lock(STREAM_ORDERING_LOCK)
+        top = int(await txn.fetchval("SELECT COALESCE(MAX(stream_ordering), 0) FROM events"))
+        orderings = {event.event_id: top + i for i, (event, _) in enumerate(fresh, start=1)}
+        await self._insert_rows(txn, room_id, fresh, orderings, groups)
+
+        accepted = [e for e, _ in fresh if not e.internal.outlier and not e.rejected]
+        await self._update_extremities(txn, room_id, accepted)
+
+        target = current_state_group
+        if target is None and groups:
+            target = groups[next(e.event_id for e, _ in reversed(fresh) if e.event_id in groups)][1]
+        if target is not None:
+            await self._update_current_state(txn, room_id, target, made, fresh)
+
+        def after_commit() -> None:
+            for event, _ in fresh:
+                event.internal.stream_ordering = orderings[event.event_id]
+                self.events._remember(event)
+
+        txn.call_after_commit(after_commit)
+        persisted = [
+            PersistedEvent(e.event_id, orderings[e.event_id], *groups.get(e.event_id, (None, None)))
+            for e, _ in fresh
+        ]
+        if target is None and room_exists:
+            target = await txn.fetchval(
+                "SELECT current_state_group FROM rooms WHERE room_id = ?", room_id
+            )
+        return PersistResult(persisted, target)
+
+    # --- helpers ---------------------------------------------------------------------------
+    async def _already_stored(
+        self, txn: Transaction, event_ids: list[str]
+    ) -> dict[str, int | None]:
+        """Stored events among ``event_ids`` → their state group after (None for outliers)."""
+        ids = list(set(event_ids))
+        rows = await txn.fetchall(
+            "SELECT e.event_id, s.state_group_after FROM events e"
+            " LEFT JOIN event_to_state_groups s ON s.event_id = e.event_id"
+            f" WHERE e.event_id IN ({placeholders(len(ids))})",
+            *ids,
+        )
+        return {event_id: None if group is None else int(group) for event_id, group in rows}
+
+    async def _state_before(
+        self,
+        txn: Transaction,
+        room_id: str,
+        event: Event,
+        spec: StateBefore,
+        prev_after: int | None,
+        made: dict[int, tuple[int | None, StateDelta]],
+    ) -> int:
+        if isinstance(spec, int):
+            return spec
+        if isinstance(spec, ResolvedState):
+            base = (
+                {}
+                if spec.base_group is None
+                else await self.state.get_state_group_ids(spec.base_group, txn=txn)
+            )
+            delta = diff_states(base, spec.state)
+            group = await self.state.create_state_group_txn(txn, room_id, spec.base_group, delta)
+            made[group] = (spec.base_group, delta)
+            return group
+        if prev_after is not None:
+            return prev_after
+        if event.type == "m.room.create" and event.state_key == "":
+            # The state before the create event is empty: an empty snapshot group.
+            group = await self.state.create_state_group_txn(txn, room_id, None, {})
+            made[group] = (None, {})
+            return group
+        raise ValueError(f"no state given for {event.event_id} and no previous event in the batch")
+
+    async def _insert_rows(
+        self,
+        txn: Transaction,
+        room_id: str,
+        fresh: list[tuple[Event, StateBefore]],
+        orderings: dict[str, int],
+        groups: dict[str, tuple[int, int]],
+    ) -> None:
+        await txn.executemany(
+            "INSERT INTO events (event_id, room_id, room_version, stream_ordering,"
+            " topological_ordering, type, state_key, sender, origin_server_ts, json,"
+            " rejected_reason, outlier, redacted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    e.event_id,
+                    room_id,
+                    e.room_version.identifier,
+                    orderings[e.event_id],
+                    e.depth,
+                    e.type,
+                    e.state_key,
+                    e.sender,
+                    e.origin_server_ts,
+                    canonical_json_text(e.pdu),
+                    e.internal.rejected_reason,
+                    e.internal.outlier,
+                    e.internal.redacted,
+                )
+                for e, _ in fresh
+            ],
+        )
+        await txn.executemany(
+            "INSERT INTO event_edges (event_id, prev_event_id, room_id) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            [(e.event_id, p, room_id) for e, _ in fresh for p in e.prev_event_ids()],
+        )
+        await txn.executemany(
+            "INSERT INTO event_auth (event_id, auth_id, room_id) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            [(e.event_id, a, room_id) for e, _ in fresh for a in e.auth_event_ids()],
+        )
+        await txn.executemany(
+            "INSERT INTO event_to_state_groups (event_id, state_group_before, state_group_after)"
+            " VALUES (?, ?, ?)",
+            [(e.event_id, *groups[e.event_id]) for e, _ in fresh if e.event_id in groups],
+        )
+
+    async def _update_extremities(
+        self, txn: Transaction, room_id: str, accepted: list[Event]
+    ) -> None:
+        if not accepted:
+            return
+        prevs = list({p for e in accepted for p in e.prev_event_ids()})
+        if prevs:
+            await txn.execute(
+                "DELETE FROM event_forward_extremities"
+                f" WHERE room_id = ? AND event_id IN ({placeholders(len(prevs))})",
+                room_id,
+                *prevs,
+            )
+        new_ids = [e.event_id for e in accepted]
+        # Edges were inserted above, so this also sees references made within the batch. Only
+        # accepted children count: a rejected event does not supersede its parents.
+        rows = await txn.fetchall(
+            "SELECT DISTINCT g.prev_event_id FROM event_edges g"
+            " JOIN events c ON c.event_id = g.event_id"
+            f" WHERE g.prev_event_id IN ({placeholders(len(new_ids))})"
+            " AND c.outlier = FALSE AND c.rejected_reason IS NULL",
+            *new_ids,
+        )
+        referenced = {r[0] for r in rows}
+        await txn.executemany(
+            "INSERT INTO event_forward_extremities (room_id, event_id) VALUES (?, ?)"
+            " ON CONFLICT DO NOTHING",
+            [(room_id, event_id) for event_id in new_ids if event_id not in referenced],
+        )
+
+    async def _update_current_state(
+        self,
+        txn: Transaction,
+        room_id: str,
+        target: int,
+        made: dict[int, tuple[int | None, StateDelta]],
+        fresh: list[tuple[Event, StateBefore]],
+    ) -> None:
+        old = await txn.fetchval("SELECT current_state_group FROM rooms WHERE room_id = ?", room_id)
+        old = None if old is None else int(old)
+        if old == target:
+            return
+        delta = self._delta_along_batch(old, target, made)
+        if delta is None:
+            # Not a straight line from the old current state (a fork was resolved, or the
+            # caller chose another group): compare the two full states once.
+            old_state = {} if old is None else await self.state.get_state_group_ids(old, txn=txn)
+            new_state = await self.state.get_state_group_ids(target, txn=txn)
+            delta = diff_states(old_state, new_state)
+        removed = [key for key, event_id in delta.items() if event_id is None]
+        for event_type, state_key in removed:
+            await txn.execute(
+                "DELETE FROM current_state_events WHERE room_id = ? AND type = ? AND state_key = ?",
+                room_id,
+                event_type,
+                state_key,
+            )
+        added = {key: event_id for key, event_id in delta.items() if event_id is not None}
+        memberships = await self._memberships(txn, added, fresh)
+        await txn.executemany(
+            "INSERT INTO current_state_events (room_id, type, state_key, event_id, membership)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_id, type, state_key) DO UPDATE"
+            " SET event_id = excluded.event_id, membership = excluded.membership",
+            [(room_id, t, sk, eid, memberships.get(eid)) for (t, sk), eid in added.items()],
+        )
+        await txn.execute(
+            "UPDATE rooms SET current_state_group = ? WHERE room_id = ?", target, room_id
+        )
+
+    @staticmethod
+    def _delta_along_batch(
+        old: int | None, target: int, made: dict[int, tuple[int | None, StateDelta]]
+    ) -> StateDelta | None:
+        """The combined delta from ``old`` to ``target`` if ``target`` was built from ``old``
+        by groups made in this batch; else None."""
+        steps: list[StateDelta] = []
+        group: int | None = target
+        while group != old:
+            if group is None or group not in made:
+                return None
+            group, delta = made[group]
+            steps.append(delta)
+        combined: dict[StateKey, str | None] = {}
+        for delta in reversed(steps):
+            combined.update(delta)
+        return combined
+
+    async def _memberships(
+        self,
+        txn: Transaction,
+        added: Mapping[StateKey, str],
+        fresh: list[tuple[Event, StateBefore]],
+    ) -> dict[str, str | None]:
+        """``membership`` of the member events among ``added`` (from the batch, else stored)."""
+        member_ids = {eid for (t, _), eid in added.items() if t == "m.room.member"}
+        in_batch = {e.event_id: e.membership for e, _ in fresh if e.event_id in member_ids}
+        missing = list(member_ids - in_batch.keys())
+        if missing:
+            rows = await txn.fetchall(
+                "SELECT event_id, json FROM events"
+                f" WHERE event_id IN ({placeholders(len(missing))})",
+                *missing,
+            )
+            for event_id, json_text in rows:
+                content = parse_json(json_text).get("content")
+                membership = content.get("membership") if isinstance(content, dict) else None
+                in_batch[event_id] = membership if isinstance(membership, str) else None
+        return in_batch

@@ -1,0 +1,35 @@
+"""The storage facade: one object holding every store, built from a :class:`Database`."""
+
+from __future__ import annotations
+
+from homeserver.storage.aliases import AliasesStore
+from homeserver.storage.database import Database
+from homeserver.storage.events import EventsStore
+from homeserver.storage.keys import KeysStore
+from homeserver.storage.outbox import OutboxStore
+from homeserver.storage.persist import EventPersister
+from homeserver.storage.rooms import RoomsStore
+from homeserver.storage.state import StateStore
+from homeserver.storage.users import UsersStore
+
+
+class Store:
+    """``store.events``, ``store.state``, ``store.rooms``, ``store.persister``, ``store.users``,
+    ``store.keys``, ``store.aliases``, ``store.outbox`` over one database.
+
+    Stores keep only caches of immutable or explicitly invalidated data, so several processes
+    may each build a ``Store`` over one PostgreSQL database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.events = EventsStore(db)
+        self.state = StateStore(db, self.events)
+        self.rooms = RoomsStore(db)
+        self.persister = EventPersister(db, self.events, self.state, self.rooms)
+        self.users = UsersStore(db)
+        self.keys = KeysStore(db)
+        self.aliases = AliasesStore(db)
+        self.outbox = OutboxStore(db)
+        # The one write path for events, also reachable from the events area.
+        self.persist_events = self.persister.persist_events
+        self.persist_events_txn = self.persister.persist_events_txn

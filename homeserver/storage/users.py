@@ -1,0 +1,197 @@
+"""Users, devices and access tokens.
+
+Access tokens are stored only as SHA-256 hashes (DESIGN.md §4): callers hash with
+:func:`hash_access_token` and this store never sees a token. Password hashes (argon2) are
+computed by the auth service; this store keeps the encoded string.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from homeserver.storage.database import Database, Transaction
+
+
+def hash_access_token(token: str) -> str:
+    """The stored form of an access token: hex SHA-256 of its UTF-8 bytes."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    user_id: str
+    password_hash: str | None
+    admin: bool
+    created_ts: int
+    deactivated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TokenOwner:
+    """Who an access token belongs to."""
+
+    user_id: str
+    device_id: str | None
+    admin: bool
+    deactivated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    user_id: str
+    device_id: str
+    display_name: str | None
+
+
+class UsersStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- users ---------------------------------------------------------------------------
+    async def create_user(
+        self, user_id: str, password_hash: str | None, *, created_ts: int, admin: bool = False
+    ) -> bool:
+        """Register ``user_id``; False if it is taken."""
+        async with self.db.transaction("create_user") as txn:
+            changed = await txn.execute(
+                "INSERT INTO users (user_id, password_hash, admin, created_ts)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (user_id) DO NOTHING",
+                user_id,
+                password_hash,
+                admin,
+                created_ts,
+            )
+        return changed == 1
+
+    async def get_user(self, user_id: str) -> UserRecord | None:
+        row = await self.db.fetchone(
+            "SELECT user_id, password_hash, admin, created_ts, deactivated FROM users"
+            " WHERE user_id = ?",
+            user_id,
+        )
+        if row is None:
+            return None
+        return UserRecord(row[0], row[1], bool(row[2]), int(row[3]), bool(row[4]))
+
+    async def set_password_hash(self, user_id: str, password_hash: str | None) -> bool:
+        async with self.db.transaction("set_password_hash") as txn:
+            changed = await txn.execute(
+                "UPDATE users SET password_hash = ? WHERE user_id = ?", password_hash, user_id
+            )
+        return changed == 1
+
+    async def set_admin(self, user_id: str, admin: bool) -> bool:
+        async with self.db.transaction("set_admin") as txn:
+            changed = await txn.execute(
+                "UPDATE users SET admin = ? WHERE user_id = ?", admin, user_id
+            )
+        return changed == 1
+
+    async def deactivate_user(self, user_id: str) -> bool:
+        """Mark deactivated, forget the password and log every device out, atomically."""
+        async with self.db.transaction("deactivate_user") as txn:
+            changed = await txn.execute(
+                "UPDATE users SET deactivated = TRUE, password_hash = NULL WHERE user_id = ?",
+                user_id,
+            )
+            await txn.execute("DELETE FROM access_tokens WHERE user_id = ?", user_id)
+            await txn.execute("DELETE FROM devices WHERE user_id = ?", user_id)
+        return changed == 1
+
+    async def count_users(self) -> int:
+        return int(await self.db.fetchval("SELECT COUNT(*) FROM users"))
+
+    # --- access tokens -------------------------------------------------------------------
+    async def add_access_token(
+        self, token_hash: str, user_id: str, device_id: str | None, *, created_ts: int
+    ) -> None:
+        async with self.db.transaction("add_access_token") as txn:
+            await self.add_access_token_txn(
+                txn, token_hash, user_id, device_id, created_ts=created_ts
+            )
+
+    async def add_access_token_txn(
+        self,
+        txn: Transaction,
+        token_hash: str,
+        user_id: str,
+        device_id: str | None,
+        *,
+        created_ts: int,
+    ) -> None:
+        await txn.execute(
+            "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts)"
+            " VALUES (?, ?, ?, ?)",
+            token_hash,
+            user_id,
+            device_id,
+            created_ts,
+        )
+
+    async def get_token_owner(self, token_hash: str) -> TokenOwner | None:
+        row = await self.db.fetchone(
+            "SELECT t.user_id, t.device_id, u.admin, u.deactivated FROM access_tokens t"
+            " JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?",
+            token_hash,
+        )
+        if row is None:
+            return None
+        return TokenOwner(row[0], row[1], bool(row[2]), bool(row[3]))
+
+    async def touch_access_token(self, token_hash: str, now: int) -> None:
+        async with self.db.transaction("touch_access_token") as txn:
+            await txn.execute(
+                "UPDATE access_tokens SET last_used = ? WHERE token_hash = ?", now, token_hash
+            )
+
+    async def delete_access_token(self, token_hash: str) -> bool:
+        async with self.db.transaction("delete_access_token") as txn:
+            changed = await txn.execute(
+                "DELETE FROM access_tokens WHERE token_hash = ?", token_hash
+            )
+        return changed == 1
+
+    async def delete_access_tokens_for_user(
+        self, user_id: str, *, except_token_hash: str | None = None
+    ) -> int:
+        async with self.db.transaction("delete_access_tokens_for_user") as txn:
+            return await txn.execute(
+                "DELETE FROM access_tokens WHERE user_id = ? AND token_hash <> ?",
+                user_id,
+                except_token_hash or "",
+            )
+
+    # --- devices -------------------------------------------------------------------------
+    async def upsert_device(
+        self, user_id: str, device_id: str, display_name: str | None = None
+    ) -> None:
+        """Create the device, or update its display name when one is given."""
+        async with self.db.transaction("upsert_device") as txn:
+            await txn.execute(
+                "INSERT INTO devices (user_id, device_id, display_name) VALUES (?, ?, ?)"
+                " ON CONFLICT (user_id, device_id) DO UPDATE"
+                " SET display_name = COALESCE(excluded.display_name, devices.display_name)",
+                user_id,
+                device_id,
+                display_name,
+            )
+
+    async def get_devices(self, user_id: str) -> list[DeviceRecord]:
+        rows = await self.db.fetchall(
+            "SELECT user_id, device_id, display_name FROM devices WHERE user_id = ?"
+            " ORDER BY device_id",
+            user_id,
+        )
+        return [DeviceRecord(*row) for row in rows]
+
+    async def delete_device(self, user_id: str, device_id: str) -> bool:
+        """Remove a device and log it out."""
+        async with self.db.transaction("delete_device") as txn:
+            await txn.execute(
+                "DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?", user_id, device_id
+            )
+            changed = await txn.execute(
+                "DELETE FROM devices WHERE user_id = ? AND device_id = ?", user_id, device_id
+            )
+        return changed == 1

@@ -78,8 +78,13 @@ class EventsStore:
     async def get_event(self, event_id: str) -> Event | None:
         return (await self.get_events([event_id])).get(event_id)
 
-    async def get_events(self, event_ids: Iterable[str]) -> dict[str, Event]:
-        """The stored events among ``event_ids`` (missing IDs are left out)."""
+    async def get_events(
+        self, event_ids: Iterable[str], *, txn: Transaction | None = None
+    ) -> dict[str, Event]:
+        """The stored events among ``event_ids`` (missing IDs are left out).
+
+        Inside a transaction pass ``txn``: a second pool connection could deadlock against
+        the transaction's own, and what it reads there is not cached (it may roll back)."""
         found: dict[str, Event] = {}
         missing: list[str] = []
         for event_id in dict.fromkeys(event_ids):
@@ -90,14 +95,15 @@ class EventsStore:
                 self._cache.move_to_end(event_id)
                 found[event_id] = cached
         for chunk in _chunks(missing):
-            rows = await self.db.fetchall(
+            rows = await (txn or self.db).fetchall(
                 f"SELECT {_EVENT_COLUMNS} FROM events"
                 f" WHERE event_id IN ({placeholders(len(chunk))})",
                 *chunk,
             )
             for row in rows:
                 event = event_from_row(row)
-                self._remember(event)
+                if txn is None:
+                    self._remember(event)
                 found[event.event_id] = event
         return found
 

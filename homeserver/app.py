@@ -1,0 +1,180 @@
+"""The one place that wires the homeserver together (DESIGN §1).
+
+config → signing key → (database, services: added here as they are written) → one aiohttp
+application per listener, bound only to the listener's configured addresses. Nothing else builds
+these objects; the HTTP handlers find them through the typed keys in homeserver.http.appkeys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import logging.config
+import os
+import signal
+import ssl
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import yaml
+from aiohttp import web
+from nacl.signing import SigningKey
+
+from homeserver.clock import WallClock, time_ms
+from homeserver.config import ConfigError, HomeserverConfig, ListenerConfig, LoggingConfig
+from homeserver.config.listeners import RESOURCE_NAMES
+from homeserver.crypto.key_storage import load_or_create_signing_key
+from homeserver.crypto.signing import key_id
+from homeserver.http.appkeys import CLOCK, CONFIG, SIGNING_KEY
+from homeserver.http.factory import new_listener_app
+
+logger = logging.getLogger(__name__)
+
+#: How long in-flight requests may take to finish after SIGTERM before they are cut off.
+SHUTDOWN_GRACE_SECONDS = 10.0
+
+#: Synapse's "precise" format, minus the request ID (not there yet).
+LOG_FORMAT = "%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - %(message)s"
+
+
+class StartupError(Exception):
+    """The server cannot start for a reason outside the config (a port in use …). The message
+    is one line for the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class Homeserver:
+    """Everything the request handlers share. Grows a database and services later."""
+
+    config: HomeserverConfig
+    signing_key: SigningKey
+    clock: WallClock = time_ms
+
+
+def configure_logging(config: LoggingConfig) -> None:
+    """Apply ``log_config`` (a dictConfig YAML, as Synapse's) or log INFO to stderr."""
+    if config.log_config is None:
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+        return
+    try:
+        settings = yaml.safe_load(config.log_config.read_text(encoding="utf-8"))
+        logging.config.dictConfig(settings)
+    except (OSError, yaml.YAMLError, ValueError, TypeError, AttributeError) as e:
+        # dictConfig reports a bad file with ValueError/TypeError naming the broken part.
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError("log_config", f"cannot apply {config.log_config}: {reason}") from None
+
+
+def build_homeserver(
+    config: HomeserverConfig,
+    *,
+    environ: Mapping[str, str] | None = None,
+    clock: WallClock = time_ms,
+) -> Homeserver:
+    """Load (or on first start create) the signing key and assemble the shared objects.
+
+    Raises KeyStorageError if the key cannot be used.
+    """
+    signing_key, _created = load_or_create_signing_key(
+        config.keys.signing_key_path,
+        config.keys.secrets_key_path,
+        os.environ if environ is None else environ,
+    )
+    # The database will be opened here (homeserver.storage), before any listener starts.
+    return Homeserver(config=config, signing_key=signing_key, clock=clock)
+
+
+def create_app(hs: Homeserver, resources: Iterable[str] | None = None) -> web.Application:
+    """The aiohttp application serving ``resources`` (default: every resource; tests use that)
+    for ``hs``."""
+    app = new_listener_app(RESOURCE_NAMES if resources is None else resources)
+    app[CONFIG] = hs.config
+    app[SIGNING_KEY] = hs.signing_key
+    app[CLOCK] = hs.clock
+    return app
+
+
+def _ssl_context(config: HomeserverConfig) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certificate, private_key = config.tls.certificate_path, config.tls.private_key_path
+    assert certificate is not None and private_key is not None  # checked when parsing
+    try:
+        context.load_cert_chain(certificate, private_key)
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError("tls_certificate_path", f"cannot load the certificate: {e}") from None
+    return context
+
+
+async def _start_listener(
+    hs: Homeserver, listener: ListenerConfig, runners: list[web.AppRunner]
+) -> None:
+    # access_log=None: aiohttp's access log prints query strings, which may carry access tokens.
+    runner = web.AppRunner(
+        create_app(hs, listener.served_resources),
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
+    )
+    await runner.setup()
+    runners.append(runner)
+    ssl_context = _ssl_context(hs.config) if listener.tls else None
+    scheme = "https" if listener.tls else "http"
+    for address in listener.bind_addresses:
+        site = web.TCPSite(runner, address, listener.port, ssl_context=ssl_context)
+        try:
+            await site.start()
+        except OSError as e:
+            raise StartupError(
+                f"cannot listen on {address}:{listener.port}: {e.strerror or e}"
+            ) from None
+        host = f"[{address}]" if ":" in address else address
+        logger.info(
+            "listening on %s://%s:%d for %s",
+            scheme,
+            host,
+            listener.port,
+            ", ".join(sorted(listener.served_resources)),
+        )
+
+
+async def serve(hs: Homeserver, stop: asyncio.Event | None = None) -> None:
+    """Serve every listener until ``stop`` is set, then let in-flight requests finish and close.
+
+    Without ``stop`` (the real server), SIGTERM and SIGINT stop it; a caller that passes its own
+    event (a test harness) keeps its process's signal handling.
+    """
+    loop = asyncio.get_running_loop()
+    handle_signals = stop is None
+    stop = stop or asyncio.Event()
+    if handle_signals:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+    runners: list[web.AppRunner] = []
+    try:
+        for listener in hs.config.listeners:
+            await _start_listener(hs, listener, runners)
+        logger.info(
+            "homeserver %s started (signing key %s)",
+            hs.config.server_name,
+            key_id(hs.signing_key),
+        )
+        await stop.wait()
+        logger.info("shutting down")
+    finally:
+        if handle_signals:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+        for runner in reversed(runners):
+            await runner.cleanup()
+    logger.info("stopped")
+
+
+def run(config: HomeserverConfig) -> None:
+    """Start the server from a loaded config and block until it is told to stop.
+
+    Raises ConfigError, KeyStorageError or StartupError for the CLI to report.
+    """
+    configure_logging(config.logging)
+    for warning in config.warnings:
+        logger.warning("%s", warning)
+    hs = build_homeserver(config)
+    asyncio.run(serve(hs))

@@ -1,0 +1,112 @@
+"""The whole homeserver.yaml, parsed into one typed, frozen :class:`HomeserverConfig`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from homeserver.config import database as _database
+from homeserver.config import federation as _federation
+from homeserver.config import keys as _keys
+from homeserver.config import listeners as _listeners
+from homeserver.config import log_config as _log_config
+from homeserver.config import modules as _modules
+from homeserver.config import ratelimiting as _ratelimiting
+from homeserver.config import registration as _registration
+from homeserver.config import room_upgrades as _room_upgrades
+from homeserver.config import rooms as _rooms
+from homeserver.config import server as _server
+from homeserver.config._reader import ConfigError, Reader
+
+#: Every top-level key some section reads; anything else draws an "unknown key" warning.
+KNOWN_TOP_LEVEL_KEYS: frozenset[str] = frozenset().union(
+    _server.KEYS,
+    _listeners.KEYS,
+    _database.KEYS,
+    _keys.KEYS,
+    _registration.KEYS,
+    _rooms.KEYS,
+    _ratelimiting.KEYS,
+    _room_upgrades.KEYS,
+    _federation.KEYS,
+    _log_config.KEYS,
+    _modules.KEYS,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HomeserverConfig:
+    server: _server.ServerConfig
+    listeners: tuple[_listeners.ListenerConfig, ...]
+    tls: _listeners.TlsConfig
+    database: _database.DatabaseConfig
+    keys: _keys.KeysConfig
+    registration: _registration.RegistrationConfig
+    rooms: _rooms.RoomsConfig
+    ratelimiting: _ratelimiting.RateLimitingConfig
+    room_upgrades: _room_upgrades.RoomUpgradesConfig
+    federation: _federation.FederationConfig
+    logging: _log_config.LoggingConfig
+    modules: tuple[_modules.ModuleConfig, ...]
+    #: The directory relative paths were resolved against.
+    config_dir: Path
+    #: Unknown keys and ignored values, for the caller to log once logging is set up.
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def server_name(self) -> str:
+        return self.server.server_name
+
+    @classmethod
+    def parse(cls, data: Any, config_dir: Path | str) -> HomeserverConfig:
+        """Validate an already-loaded YAML document; raise :class:`ConfigError` on a bad value."""
+        if not isinstance(data, Mapping):
+            raise ConfigError("", "the config file must be a YAML mapping of keys to values")
+        warnings: list[str] = []
+        reader = Reader(data, "", Path(config_dir).resolve(), warnings)
+        server_config = _server.parse_server(reader)
+        listener_configs, tls = _listeners.parse_listeners(reader)
+        config = cls(
+            server=server_config,
+            listeners=listener_configs,
+            tls=tls,
+            database=_database.parse_database(reader),
+            keys=_keys.parse_keys(reader, server_config.server_name),
+            registration=_registration.parse_registration(reader),
+            rooms=_rooms.parse_rooms(reader),
+            ratelimiting=_ratelimiting.parse_ratelimiting(reader),
+            room_upgrades=_room_upgrades.parse_room_upgrades(reader),
+            federation=_federation.parse_federation(reader),
+            logging=_log_config.parse_logging(reader),
+            modules=_modules.parse_modules(reader),
+            config_dir=reader.config_dir,
+        )
+        reader.warn_unknown(KNOWN_TOP_LEVEL_KEYS)
+        # The warnings list was filled while parsing; freeze what it holds now.
+        return dataclasses.replace(config, warnings=tuple(warnings))
+
+    @classmethod
+    def load(cls, path: Path | str) -> HomeserverConfig:
+        """Read and validate the YAML file at ``path``."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(str(path), "file not found") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(str(path), f"cannot read the file: {e}") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(e, "problem", None) or "syntax error"
+            raise ConfigError(str(path), f"not valid YAML{where}: {problem}") from None
+        if data is None:
+            data = {}
+        return cls.parse(data, path.resolve().parent)

@@ -1,0 +1,146 @@
+"""``listeners`` and the TLS certificate they use (``tls_certificate_path``,
+``tls_private_key_path``)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from homeserver.config._reader import ConfigError, Reader
+
+KEYS = frozenset({"listeners", "tls_certificate_path", "tls_private_key_path"})
+
+#: What this server can serve on a listener.
+RESOURCE_NAMES = frozenset({"client", "federation", "keys", "metrics", "admin"})
+#: Synapse resources a migrated config may name that this server does not serve (yet); they are
+#: skipped with a warning instead of stopping start-up.
+IGNORED_SYNAPSE_RESOURCES = frozenset({"media", "static", "openid", "health", "replication"})
+#: Like Synapse: ``client`` brings the admin API (register_new_matrix_user talks to the client
+#: listener), ``federation`` brings the key server.
+_IMPLIED = {"client": {"admin"}, "federation": {"keys"}}
+
+DEFAULT_PORT = 8008
+DEFAULT_BIND_ADDRESSES = ("127.0.0.1",)
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerConfig:
+    port: int
+    bind_addresses: tuple[str, ...]
+    type: str
+    tls: bool
+    x_forwarded: bool
+    #: Resource names as configured (filtered to the ones this server knows).
+    resources: frozenset[str]
+
+    @property
+    def served_resources(self) -> frozenset[str]:
+        """The configured resources plus the ones they imply."""
+        served = set(self.resources)
+        for name in self.resources:
+            served |= _IMPLIED.get(name, set())
+        return frozenset(served)
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    certificate_path: Path | None
+    private_key_path: Path | None
+
+
+def default_listener() -> ListenerConfig:
+    return ListenerConfig(
+        port=DEFAULT_PORT,
+        bind_addresses=DEFAULT_BIND_ADDRESSES,
+        type="http",
+        tls=False,
+        x_forwarded=False,
+        resources=frozenset({"client", "federation"}),
+    )
+
+
+def _parse_resources(reader: Reader) -> frozenset[str]:
+    names: set[str] = set()
+    for item_path, item in reader.sub_list("resources"):
+        resource = reader.item_reader(item_path, item)
+        for name_path, name in resource.sub_list("names"):
+            if not isinstance(name, str):
+                raise ConfigError(name_path, "must be a resource name")
+            if name in IGNORED_SYNAPSE_RESOURCES:
+                reader.warnings.append(f"{name_path}: resource {name!r} is not served; ignored")
+            elif name not in RESOURCE_NAMES:
+                known = ", ".join(sorted(RESOURCE_NAMES))
+                raise ConfigError(name_path, f"unknown resource {name!r} (known: {known})")
+            else:
+                names.add(name)
+        resource.raw("compress")  # accepted for Synapse compatibility; responses are small
+        resource.warn_unknown()
+    return frozenset(names)
+
+
+def _parse_listener(reader: Reader) -> ListenerConfig:
+    port = reader.integer("port", minimum=1, maximum=65535)
+    addresses = reader.string_list("bind_addresses", list(DEFAULT_BIND_ADDRESSES)) or []
+    if not addresses:
+        raise reader.error("bind_addresses", "must name at least one address")
+    for index, address in enumerate(addresses):
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ConfigError(
+                f"{reader.key_path('bind_addresses')}[{index}]",
+                f"{address!r} is not an IP address",
+            ) from None
+
+    listener_type = reader.string("type", "http")
+    if listener_type not in ("http", "metrics"):
+        raise reader.error("type", f"must be 'http' or 'metrics', not {listener_type!r}")
+    resources = _parse_resources(reader)
+    if listener_type == "metrics":
+        # Synapse's separate metrics listener: the same as an http listener serving metrics.
+        resources = frozenset({"metrics"})
+    if not resources:
+        raise reader.error("resources", "must name at least one resource to serve")
+
+    listener = ListenerConfig(
+        port=port,
+        bind_addresses=tuple(addresses),
+        type="http",
+        tls=reader.boolean("tls", False),
+        x_forwarded=reader.boolean("x_forwarded", False),
+        resources=resources,
+    )
+    reader.warn_unknown()
+    return listener
+
+
+def parse_listeners(reader: Reader) -> tuple[tuple[ListenerConfig, ...], TlsConfig]:
+    tls = TlsConfig(
+        certificate_path=reader.path_value("tls_certificate_path"),
+        private_key_path=reader.path_value("tls_private_key_path"),
+    )
+    if not reader.has("listeners"):
+        return (default_listener(),), tls
+
+    listeners: list[ListenerConfig] = []
+    seen: dict[tuple[str, int], str] = {}
+    for item_path, item in reader.sub_list("listeners"):
+        listener_reader = reader.item_reader(item_path, item)
+        listener = _parse_listener(listener_reader)
+        for address in listener.bind_addresses:
+            if (address, listener.port) in seen:
+                raise ConfigError(
+                    f"{item_path}.port",
+                    f"{address}:{listener.port} is already used by {seen[address, listener.port]}",
+                )
+            seen[address, listener.port] = item_path
+        if listener.tls and (tls.certificate_path is None or tls.private_key_path is None):
+            raise ConfigError(
+                f"{item_path}.tls",
+                "needs tls_certificate_path and tls_private_key_path to be set",
+            )
+        listeners.append(listener)
+    if not listeners:
+        raise reader.error("listeners", "must contain at least one listener")
+    return tuple(listeners), tls

@@ -1,0 +1,104 @@
+"""The ``rc_*`` token-bucket limits, with Synapse's defaults and Synapse's shapes.
+
+``rc_login`` has ``address``, ``account`` and ``failed_attempts`` buckets and ``rc_joins`` has
+``local`` and ``remote``, as in Synapse. For convenience a flat ``{per_second, burst_count}``
+there sets all of that key's buckets at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from homeserver.config._reader import Reader
+
+KEYS = frozenset({"rc_room_creation", "rc_message", "rc_login", "rc_registration", "rc_joins"})
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    #: Tokens refilled per second.
+    per_second: float
+    #: Bucket size: how many actions may happen at once after a quiet period.
+    burst_count: float
+
+
+@dataclass(frozen=True, slots=True)
+class LoginRateLimits:
+    address: RateLimit
+    account: RateLimit
+    failed_attempts: RateLimit
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRateLimits:
+    local: RateLimit
+    remote: RateLimit
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitingConfig:
+    rc_room_creation: RateLimit
+    rc_message: RateLimit
+    rc_login: LoginRateLimits
+    rc_registration: RateLimit
+    rc_joins: JoinRateLimits
+
+
+# Synapse 1.157's defaults (docs/usage/configuration/config_documentation.md).
+DEFAULT_ROOM_CREATION = RateLimit(0.016, 10)
+DEFAULT_MESSAGE = RateLimit(0.2, 10)
+DEFAULT_REGISTRATION = RateLimit(0.17, 3)
+DEFAULT_LOGIN = LoginRateLimits(
+    address=RateLimit(0.003, 5), account=RateLimit(0.003, 5), failed_attempts=RateLimit(0.17, 3)
+)
+DEFAULT_JOINS = JoinRateLimits(local=RateLimit(0.1, 10), remote=RateLimit(0.01, 10))
+
+
+def _limit(reader: Reader, default: RateLimit) -> RateLimit:
+    limit = RateLimit(
+        per_second=reader.number("per_second", default.per_second, minimum=0),
+        burst_count=reader.number("burst_count", default.burst_count, minimum=1),
+    )
+    reader.warn_unknown()
+    return limit
+
+
+def _is_flat(reader: Reader) -> bool:
+    return "per_second" in reader.data or "burst_count" in reader.data
+
+
+def _login(reader: Reader) -> LoginRateLimits:
+    section = reader.sub("rc_login")
+    if _is_flat(section):
+        flat = _limit(section, DEFAULT_LOGIN.address)
+        return LoginRateLimits(flat, flat, flat)
+    limits = LoginRateLimits(
+        address=_limit(section.sub("address"), DEFAULT_LOGIN.address),
+        account=_limit(section.sub("account"), DEFAULT_LOGIN.account),
+        failed_attempts=_limit(section.sub("failed_attempts"), DEFAULT_LOGIN.failed_attempts),
+    )
+    section.warn_unknown()
+    return limits
+
+
+def _joins(reader: Reader) -> JoinRateLimits:
+    section = reader.sub("rc_joins")
+    if _is_flat(section):
+        flat = _limit(section, DEFAULT_JOINS.local)
+        return JoinRateLimits(flat, flat)
+    limits = JoinRateLimits(
+        local=_limit(section.sub("local"), DEFAULT_JOINS.local),
+        remote=_limit(section.sub("remote"), DEFAULT_JOINS.remote),
+    )
+    section.warn_unknown()
+    return limits
+
+
+def parse_ratelimiting(reader: Reader) -> RateLimitingConfig:
+    return RateLimitingConfig(
+        rc_room_creation=_limit(reader.sub("rc_room_creation"), DEFAULT_ROOM_CREATION),
+        rc_message=_limit(reader.sub("rc_message"), DEFAULT_MESSAGE),
+        rc_login=_login(reader),
+        rc_registration=_limit(reader.sub("rc_registration"), DEFAULT_REGISTRATION),
+        rc_joins=_joins(reader),
+    )

@@ -1,0 +1,57 @@
+"""``enable_registration``, ``enable_registration_without_verification`` and the shared secret
+for ``/_synapse/admin/v1/register`` (``registration_shared_secret`` or its ``_path`` twin)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from homeserver.config._reader import Reader
+
+KEYS = frozenset(
+    {
+        "enable_registration",
+        "enable_registration_without_verification",
+        "registration_shared_secret",
+        "registration_shared_secret_path",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationConfig:
+    enable_registration: bool
+    enable_registration_without_verification: bool
+    #: None disables shared-secret registration. Kept out of ``repr`` so it is never logged.
+    registration_shared_secret: str | None = field(repr=False)
+
+    @property
+    def open_registration(self) -> bool:
+        """Whether anyone may register without a token: as in Synapse, both flags are needed
+        (we offer no captcha or email verification)."""
+        return self.enable_registration and self.enable_registration_without_verification
+
+
+def parse_registration(reader: Reader) -> RegistrationConfig:
+    secret = reader.string("registration_shared_secret", None)
+    secret_path = reader.path_value("registration_shared_secret_path")
+    if secret is not None and secret_path is not None:
+        raise reader.error(
+            "registration_shared_secret_path",
+            "cannot be used together with registration_shared_secret",
+        )
+    if secret_path is not None:
+        try:
+            secret = secret_path.read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise reader.error(
+                "registration_shared_secret_path", f"cannot read {secret_path}: {e.strerror}"
+            ) from None
+    if secret is not None and not secret:
+        raise reader.error("registration_shared_secret", "must not be empty")
+    return RegistrationConfig(
+        enable_registration=reader.boolean("enable_registration", False),
+        enable_registration_without_verification=reader.boolean(
+            "enable_registration_without_verification", False
+        ),
+        registration_shared_secret=secret,
+    )

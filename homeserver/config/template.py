@@ -1,0 +1,249 @@
+"""The commented homeserver.yaml that ``homeserver generate-config`` writes.
+
+config.sample.yaml at the repository root is this template rendered with example values
+(:func:`render_sample`); a test keeps the two identical, so the sample documents exactly what
+the generator writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from string import Template
+
+_TEMPLATE = Template(
+    """\
+# homeserver.yaml: the configuration of this Matrix homeserver.
+#
+# Key names follow Synapse's wherever the concept exists, so most of a Synapse homeserver.yaml
+# carries over. Relative paths are relative to the directory of this file. Durations are a
+# number or a string with a unit: "30s", "5m", "1h", "1d". Commented-out lines show optional
+# keys with their defaults. Unknown keys are ignored with a warning at start-up.
+
+## Server ##
+
+# The domain in every user ID (@alice:<server_name>) and room alias. It cannot change once users
+# and rooms exist.
+server_name: $server_name
+
+# The URL clients use to reach this server. Default: https://<server_name>/. When it is set,
+# /.well-known/matrix/client advertises it.
+#public_baseurl: https://matrix.example.com/
+
+# Serve /.well-known/matrix/server (federation delegation). Default: false.
+#serve_server_wellknown: false
+
+# The room version of new rooms, "1" to "12". Default: "12".
+#default_room_version: "12"
+
+## Listeners ##
+
+# Each listener serves HTTP on one port, on each of its bind_addresses (default: 127.0.0.1
+# only; add "::1" for IPv6, or "0.0.0.0" to serve all interfaces). Its resources are:
+#   client      the client-server API (/_matrix/client), with the admin API as in Synapse
+#   federation  the server-server API (/_matrix/federation), with the key server
+#   keys        the key server (/_matrix/key) alone
+#   metrics     Prometheus metrics (/_synapse/metrics)
+#   admin       the admin API (/_synapse/admin) alone
+# /health answers "OK" on every listener. type is "http" ("metrics" is Synapse's name for a
+# listener that serves only metrics). tls: true serves HTTPS with the certificate below.
+# x_forwarded: true trusts X-Forwarded-For from a reverse proxy in front of this listener.
+listeners:
+  - port: $http_port
+    bind_addresses: ["127.0.0.1"]
+    type: http
+    tls: false
+    x_forwarded: false
+    resources:
+      - names: [client, federation]
+
+# PEM certificate chain and private key for listeners with tls: true.
+#tls_certificate_path: /etc/homeserver/tls.crt
+#tls_private_key_path: /etc/homeserver/tls.key
+
+## Database ##
+
+# SQLite, in one file: fine for a small community.
+database:
+  name: sqlite3
+  args:
+    database: $database_path
+
+# PostgreSQL, for larger servers and for several processes sharing one database. args takes
+# libpq keywords (or one dsn) and the connection pool size cp_min..cp_max. Create the database
+# with --encoding=UTF8 --locale=C --template=template0.
+#database:
+#  name: psycopg2                # or postgresql
+#  allow_unsafe_locale: false    # true accepts a database whose collation is not C
+#  args:
+#    user: homeserver
+#    password: a-secret-password
+#    dbname: homeserver          # or database
+#    host: localhost             # or a socket directory such as /var/run/postgresql
+#    port: 5432
+#    #dsn: postgresql://homeserver:a-secret-password@localhost:5432/homeserver
+#    cp_min: 5
+#    cp_max: 10
+
+## Keys ##
+
+# The server's ed25519 signing key, stored encrypted with the secrets key. A Synapse key file
+# ("ed25519 a_XXXX <seed>") is accepted as it is and keeps its key ID. Created at first start
+# when missing.
+signing_key_path: $signing_key_path
+
+# 32 random bytes (base64) that encrypt the signing key. Keep the file readable by this server
+# only (mode 0600) and back it up apart from the database. When the environment variable
+# HOMESERVER_SECRETS_KEY is set, it is used instead of this file.
+secrets_key_path: $secrets_key_path
+
+# Keys this server signed with before, published as old_verify_keys so other servers can still
+# check old events.
+#old_signing_keys:
+#  "ed25519:a_old1": {key: "<base64 public key>", expired_ts: 1700000000000}
+
+# How long other servers may cache our keys (valid_until_ts). A bare number is milliseconds, as
+# in Synapse. Default: 1d.
+#key_refresh_interval: 1d
+
+## Registration ##
+
+# Let anyone create an account through the client API. Both keys must be true, as in Synapse,
+# because this server does no e-mail or captcha verification. Default: false.
+#enable_registration: false
+#enable_registration_without_verification: false
+
+# The shared secret of /_synapse/admin/v1/register (register_new_matrix_user and
+# "homeserver register-user" use it); registration through it works even when
+# enable_registration is false. registration_shared_secret_path reads it from a file instead.
+$registration_shared_secret_line
+#registration_shared_secret_path: /etc/homeserver/registration_secret
+
+## Rooms ##
+
+# Encrypt new rooms by default: off, invite (rooms created with the private_chat or
+# trusted_private_chat preset) or all. Default: off.
+#encryption_enabled_by_default_for_room_type: "off"
+
+# Power levels merged over a preset's defaults when a room is created, per preset
+# (private_chat, trusted_private_chat, public_chat). createRoom's power_level_content_override
+# is applied after it.
+#default_power_level_content_override:
+#  private_chat:
+#    events:
+#      m.room.name: 50
+
+## Room upgrades ##
+
+#room_upgrades:
+#  # Join every local member of the old room to the new one. Default: true.
+#  auto_join_local_members: true
+#  # Invite the old room's remote members to the new one over federation. Default: true.
+#  invite_remote_members: true
+#  # How often to plan the upgrade again when the old room's state changed meanwhile.
+#  max_state_conflict_retries: 5
+#  # When an upgrade's process dies, the room is upgradable again after this long.
+#  # A bare number is seconds. Default: 5m.
+#  lock_timeout: 5m
+
+## Rate limits ##
+
+# Token buckets: per_second actions refill, up to burst_count at once. Over the limit, a client
+# gets 429 M_LIMIT_EXCEEDED with retry_after_ms. The defaults are Synapse's.
+#rc_room_creation:               # createRoom and room upgrades, per user
+#  per_second: 0.016
+#  burst_count: 10
+#rc_message:                     # events sent, per user
+#  per_second: 0.2
+#  burst_count: 10
+#rc_registration:                # registrations, per IP address
+#  per_second: 0.17
+#  burst_count: 3
+#rc_login:                       # a flat {per_second, burst_count} here sets all three
+#  address: {per_second: 0.003, burst_count: 5}
+#  account: {per_second: 0.003, burst_count: 5}
+#  failed_attempts: {per_second: 0.17, burst_count: 3}
+#rc_joins:                       # a flat {per_second, burst_count} here sets both
+#  local: {per_second: 0.1, burst_count: 10}
+#  remote: {per_second: 0.01, burst_count: 10}
+
+## Federation ##
+
+# Check other servers' TLS certificates. Turn off only in tests. Default: true.
+#federation_verify_certificates: true
+
+# IP ranges no outbound request (federation, key fetches) may connect to. Default: loopback,
+# private, link-local, carrier-grade NAT, documentation, multicast and reserved ranges (IPv4
+# and IPv6). ip_range_whitelist makes exceptions, for example to federate on a LAN.
+#ip_range_blacklist: ["127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+#ip_range_whitelist: ["192.168.1.0/24"]
+
+# Federate only with these servers. Default: with every server.
+#federation_domain_whitelist: [matrix.org, example.com]
+
+## Logging ##
+
+# A Python logging.config.dictConfig file in YAML (Synapse's format). Default: INFO and above
+# to stderr.
+#log_config: $log_config_example
+
+## Modules ##
+
+# Operator modules, by import path, each with its own config; they receive the room.created,
+# room.upgraded and room.upgrade.failed events.
+#modules:
+#  - module: my_package.MyModule
+#    config: {}
+"""
+)
+
+
+def _yaml_string(value: str) -> str:
+    # A JSON string is a valid YAML double-quoted scalar, so any path or name round-trips.
+    return json.dumps(value)
+
+
+def config_relative(path: Path, config_dir: Path) -> str:
+    """``path`` relative to the config file's directory when it lies inside it (so the data
+    directory can move as a whole), else absolute."""
+    path, config_dir = path.resolve(), config_dir.resolve()
+    if path.is_relative_to(config_dir):
+        return os.path.relpath(path, config_dir)
+    return str(path)
+
+
+def render_config(
+    *,
+    server_name: str,
+    http_port: int,
+    database_path: str,
+    signing_key_path: str,
+    secrets_key_path: str,
+    registration_shared_secret: str | None,
+) -> str:
+    if registration_shared_secret is None:
+        secret_line = "#registration_shared_secret: <a long random string>"
+    else:
+        secret_line = f"registration_shared_secret: {_yaml_string(registration_shared_secret)}"
+    return _TEMPLATE.substitute(
+        server_name=_yaml_string(server_name),
+        http_port=http_port,
+        database_path=_yaml_string(database_path),
+        signing_key_path=_yaml_string(signing_key_path),
+        secrets_key_path=_yaml_string(secrets_key_path),
+        registration_shared_secret_line=secret_line,
+        log_config_example=_yaml_string("log_config.yaml"),
+    )
+
+
+def render_sample() -> str:
+    """config.sample.yaml: the template with example values and no secret."""
+    return render_config(
+        server_name="example.com",
+        http_port=8008,
+        database_path="homeserver.db",
+        signing_key_path="example.com.signing.key",
+        secrets_key_path="secrets.key",
+        registration_shared_secret=None,
+    )

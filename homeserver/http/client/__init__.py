@@ -1,0 +1,1 @@
+"""The client-server API under ``/_matrix/client``."""

@@ -1,0 +1,1 @@
+"""The key server under ``/_matrix/key/v2``."""

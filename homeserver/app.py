@@ -12,21 +12,30 @@ import logging
 import logging.config
 import os
 import signal
+import sqlite3
 import ssl
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
+import asyncpg
 import yaml
 from aiohttp import web
 from nacl.signing import SigningKey
 
 from homeserver.clock import WallClock, time_ms
 from homeserver.config import ConfigError, HomeserverConfig, ListenerConfig, LoggingConfig
+from homeserver.config.database import DatabaseConfig
 from homeserver.config.listeners import RESOURCE_NAMES
 from homeserver.crypto.key_storage import load_or_create_signing_key
 from homeserver.crypto.signing import key_id
-from homeserver.http.appkeys import CLOCK, CONFIG, SIGNING_KEY
+from homeserver.events.builder import Signer
+from homeserver.http.appkeys import CLOCK, CONFIG, HS, SIGNING_KEY
 from homeserver.http.factory import new_listener_app
+from homeserver.ratelimit import RateLimiters
+from homeserver.rooms.bus import DomainEventBus
+from homeserver.rooms.sender import EventSender
+from homeserver.storage import Store
+from homeserver.storage.database import DatabaseSettings, open_database
+from homeserver.sync.notifier import Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +51,38 @@ class StartupError(Exception):
     is one line for the operator."""
 
 
-@dataclass(frozen=True, slots=True)
 class Homeserver:
-    """Everything the request handlers share. Grows a database and services later."""
+    """Everything the request handlers share: config, keys, the store and the services.
 
-    config: HomeserverConfig
-    signing_key: SigningKey
-    clock: WallClock = time_ms
+    Each service gets its collaborators here, explicitly; handlers reach them through
+    ``request.app[HS]``. Add a service with one line below, in dependency order.
+    """
+
+    def __init__(
+        self,
+        config: HomeserverConfig,
+        signing_key: SigningKey,
+        store: Store,
+        clock: WallClock = time_ms,
+    ) -> None:
+        self.config = config
+        self.signing_key = signing_key
+        self.store = store
+        self.clock = clock
+        self.signer = Signer(config.server_name, signing_key)
+        self.bus = DomainEventBus()
+        self.notifier = Notifier()
+        self.ratelimiters = RateLimiters(config.ratelimiting)
+        self.sender = EventSender(store, self.signer, clock_ms=clock, notifier=self.notifier)
+        # --- services (one line each; keep this order: later ones may use earlier ones) ---
+
+    @property
+    def server_name(self) -> str:
+        return self.config.server_name
+
+    def is_mine(self, identifier: str) -> bool:
+        """Whether a user ID / alias / v1-11 room ID names this server."""
+        return identifier.split(":", 1)[-1] == self.config.server_name
 
 
 def configure_logging(config: LoggingConfig) -> None:
@@ -65,29 +99,40 @@ def configure_logging(config: LoggingConfig) -> None:
         raise ConfigError("log_config", f"cannot apply {config.log_config}: {reason}") from None
 
 
-def build_homeserver(
+def database_settings(config: DatabaseConfig) -> DatabaseSettings:
+    if config.engine == "sqlite":
+        return DatabaseSettings(engine="sqlite", path=str(config.sqlite_path))
+    return DatabaseSettings(
+        engine="postgres", dsn=config.postgres_dsn, cp_min=config.cp_min, cp_max=config.cp_max
+    )
+
+
+async def start_homeserver(
     config: HomeserverConfig,
     *,
     environ: Mapping[str, str] | None = None,
     clock: WallClock = time_ms,
 ) -> Homeserver:
-    """Load (or on first start create) the signing key and assemble the shared objects.
-
-    Raises KeyStorageError if the key cannot be used.
-    """
+    """Load (or on first start create) the signing key, open and migrate the database, and
+    assemble the shared objects. Raises KeyStorageError if the key cannot be used and
+    StartupError if the database cannot be opened."""
     signing_key, _created = load_or_create_signing_key(
         config.keys.signing_key_path,
         config.keys.secrets_key_path,
         os.environ if environ is None else environ,
     )
-    # The database will be opened here (homeserver.storage), before any listener starts.
-    return Homeserver(config=config, signing_key=signing_key, clock=clock)
+    try:
+        db = await open_database(database_settings(config.database))
+    except (OSError, asyncpg.PostgresError, sqlite3.Error) as e:
+        raise StartupError(f"cannot open the {config.database.name} database: {e}") from None
+    return Homeserver(config, signing_key, Store(db), clock=clock)
 
 
 def create_app(hs: Homeserver, resources: Iterable[str] | None = None) -> web.Application:
     """The aiohttp application serving ``resources`` (default: every resource; tests use that)
     for ``hs``."""
     app = new_listener_app(RESOURCE_NAMES if resources is None else resources)
+    app[HS] = hs
     app[CONFIG] = hs.config
     app[SIGNING_KEY] = hs.signing_key
     app[CLOCK] = hs.clock
@@ -176,5 +221,12 @@ def run(config: HomeserverConfig) -> None:
     configure_logging(config.logging)
     for warning in config.warnings:
         logger.warning("%s", warning)
-    hs = build_homeserver(config)
-    asyncio.run(serve(hs))
+    asyncio.run(_run(config))
+
+
+async def _run(config: HomeserverConfig) -> None:
+    hs = await start_homeserver(config)
+    try:
+        await serve(hs)
+    finally:
+        await hs.store.db.close()

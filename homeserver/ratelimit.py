@@ -10,17 +10,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from homeserver.config.ratelimiting import RateLimit, RateLimitingConfig
 from homeserver.errors import Codes, MatrixError
 
 Clock = Callable[[], float]
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimit:
-    per_second: float
-    burst_count: float
 
 
 class RateLimitExceeded(MatrixError):
@@ -71,3 +65,31 @@ class TokenBucketLimiter:
         full = [k for k in self._buckets if self._tokens(k, now) >= self._limit.burst_count]
         for key in full:
             del self._buckets[key]
+
+
+ROOM_CREATION_RATE_LIMITED = (
+    "You have created too many rooms recently. Please wait before creating another."
+)
+
+
+class RateLimiters:
+    """One limiter per ``rc_*`` section, keyed by user ID (or IP address before login)."""
+
+    def __init__(
+        self,
+        config: RateLimitingConfig,
+        *,
+        clock: Clock = time.monotonic,
+        exempt: frozenset[str] = frozenset(),
+    ) -> None:
+        def make(limit: RateLimit, message: str = "Too Many Requests") -> TokenBucketLimiter:
+            return TokenBucketLimiter(limit, clock=clock, exempt=exempt, message=message)
+
+        self.room_creation = make(config.rc_room_creation, ROOM_CREATION_RATE_LIMITED)
+        self.message = make(config.rc_message)
+        self.registration = make(config.rc_registration)
+        self.login_address = make(config.rc_login.address)
+        self.login_account = make(config.rc_login.account)
+        self.login_failed_attempts = make(config.rc_login.failed_attempts)
+        self.joins_local = make(config.rc_joins.local)
+        self.joins_remote = make(config.rc_joins.remote)

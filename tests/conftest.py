@@ -106,3 +106,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             red=True,
             bold=True,
         )
+
+
+# The in-process homeserver fixtures (hs, hs_config, server), usable by every test.
+from tests.harness import hs, hs_config, server  # noqa: E402, F401

@@ -21,6 +21,7 @@ from homeserver.room_versions import RoomVersion, get_room_version
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
 from homeserver.storage.rooms import RoomRecord
+from homeserver.sync.notifier import Notifier
 
 StateKey = tuple[str, str]
 
@@ -65,11 +66,17 @@ class BatchBuilder:
 
 class EventSender:
     def __init__(
-        self, store: Store, signer: Signer, *, clock_ms: Callable[[], int] = now_ms
+        self,
+        store: Store,
+        signer: Signer,
+        *,
+        clock_ms: Callable[[], int] = now_ms,
+        notifier: Notifier | None = None,
     ) -> None:
         self.store = store
         self.signer = signer
         self.clock_ms = clock_ms
+        self.notifier = notifier or Notifier()
 
     async def _auth_state(
         self,
@@ -115,6 +122,7 @@ class EventSender:
             batch.add(draft)
         specs = [(batch.events[0], group)] + [(e, None) for e in batch.events[1:]]
         await self.store.persist_events_txn(txn, specs)
+        txn.call_after_commit(lambda: self.notifier.notify([room_id]))
         return batch.events
 
     async def send(self, room_id: str, draft: EventDraft) -> Event:

@@ -13,6 +13,7 @@ from signedjson.key import generate_signing_key
 
 from homeserver.app import Homeserver, create_app
 from homeserver.config import HomeserverConfig
+from homeserver.storage import Store
 
 #: The fixed wall clock of in-process tests (ms since the epoch).
 FIXED_NOW_MS = 1_700_000_000_000
@@ -21,11 +22,9 @@ ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 
 
 @pytest.fixture
-def homeserver(tmp_path: Path) -> Homeserver:
+def homeserver(tmp_path: Path, store: Store) -> Homeserver:
     config = HomeserverConfig.parse({"server_name": "test.example"}, tmp_path)
-    return Homeserver(
-        config=config, signing_key=generate_signing_key("a_test"), clock=lambda: FIXED_NOW_MS
-    )
+    return Homeserver(config, generate_signing_key("a_test"), store, clock=lambda: FIXED_NOW_MS)
 
 
 @pytest.fixture

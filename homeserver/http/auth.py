@@ -1,0 +1,63 @@
+"""Who is calling: the access token from ``Authorization: Bearer`` or ``?access_token=``.
+
+Tokens are looked up by their SHA-256 hash only (the store never sees a token).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from http import HTTPStatus
+
+from aiohttp import web
+
+from homeserver.errors import Codes, MatrixError
+from homeserver.http.appkeys import HS
+from homeserver.storage.users import hash_access_token
+
+#: where the requester is kept on the request once authenticated.
+_REQUESTER_KEY = "homeserver.requester"
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    user_id: str
+    device_id: str | None
+    is_admin: bool
+    token_hash: str
+
+
+def _unauthorised(errcode: str, message: str, **extra: object) -> MatrixError:
+    return MatrixError(HTTPStatus.UNAUTHORIZED, errcode, message, **extra)
+
+
+def access_token_of(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _unauthorised(Codes.MISSING_TOKEN, "Invalid Authorization header")
+        return token.strip()
+    return request.query.get("access_token") or None
+
+
+async def get_requester(request: web.Request) -> Requester:
+    """The authenticated user, or 401 ``M_MISSING_TOKEN`` / ``M_UNKNOWN_TOKEN``."""
+    cached = request.get(_REQUESTER_KEY)
+    if cached is not None:
+        return cached
+    token = access_token_of(request)
+    if token is None:
+        raise _unauthorised(Codes.MISSING_TOKEN, "Missing access token")
+    token_hash = hash_access_token(token)
+    owner = await request.app[HS].store.users.get_token_owner(token_hash)
+    if owner is None or owner.deactivated:
+        raise _unauthorised(Codes.UNKNOWN_TOKEN, "Unknown access token", soft_logout=False)
+    requester = Requester(owner.user_id, owner.device_id, owner.admin, token_hash)
+    request[_REQUESTER_KEY] = requester
+    return requester
+
+
+async def get_optional_requester(request: web.Request) -> Requester | None:
+    if request.headers.get("Authorization") is None and "access_token" not in request.query:
+        return None
+    return await get_requester(request)

@@ -1,0 +1,38 @@
+"""Stream tokens: positions in the server's streams, opaque to clients.
+
+``s{events}_{account_data}_{receipts}``: ``events`` is a stream ordering (every persisted
+event has one), the others are counters of their own streams. A token that only carries the
+events position (``s42``) is accepted too; /messages pagination tokens are the same shape, so a
+sync ``prev_batch`` can be handed straight to /messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from homeserver.errors import BadRequest, Codes
+
+
+@dataclass(frozen=True, slots=True)
+class StreamToken:
+    events: int = 0
+    account_data: int = 0
+    receipts: int = 0
+
+    def __str__(self) -> str:
+        return f"s{self.events}_{self.account_data}_{self.receipts}"
+
+    def with_events(self, events: int) -> StreamToken:
+        return replace(self, events=events)
+
+    @staticmethod
+    def parse(text: str, *, param: str = "since") -> StreamToken:
+        if not text.startswith("s"):
+            raise BadRequest(f"Invalid {param} token", Codes.INVALID_PARAM)
+        try:
+            parts = [int(p) for p in text[1:].split("_")]
+        except ValueError:
+            raise BadRequest(f"Invalid {param} token", Codes.INVALID_PARAM) from None
+        if not 1 <= len(parts) <= 3 or any(p < 0 for p in parts):
+            raise BadRequest(f"Invalid {param} token", Codes.INVALID_PARAM)
+        return StreamToken(*parts)

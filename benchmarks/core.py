@@ -6,8 +6,8 @@
 * ``persist`` (per engine) — ``store.persist_events`` on batches of consecutive messages, each
   batch continuing from the previous one; only the persist call is timed.
 * ``big_room`` (per engine) — a public room grown to many members by joins: the rows stored for
-  state per event, the snapshot groups, and the time to read the state at an event and the
-  current state with the store's caches cleared first.
+  state per event, the largest group and the longest base chain, and the time to read the state
+  at an event and the current state with the store's caches cleared first.
 
 The events are built once, in memory, and persisted into each engine's own throw-away database
 (SQLite in a temporary directory, PostgreSQL in a fresh schema dropped at the end).
@@ -308,9 +308,8 @@ def big_room_workload(params: CoreParams, signer: Signer) -> BigRoomWorkload:
 
 
 def clear_caches(store: Store) -> None:
-    # No public cache-clearing API on the stores: reach into their private LRUs.
-    store.state._cache.clear()
-    store.events._cache.clear()
+    store.state.clear_cache()
+    store.events.clear_cache()
 
 
 async def timed_reads(store: Store, reads: int, fn: Any, *args: Any) -> tuple[dict[str, Any], Any]:
@@ -334,41 +333,36 @@ async def timed_reads(store: Store, reads: int, fn: Any, *args: Any) -> tuple[di
 
 
 async def state_storage_stats(store: Store, room_id: str) -> dict[str, Any]:
-    """Rows stored for the room's state groups. Read with SQL over the schema: the store offers
-    only ``count_group_rows`` for one group."""
-    rows = await store.db.fetchall(
-        "SELECT g.id, g.event_id, g.prev_state_group, COUNT(e.state_group)"
-        " FROM state_groups g LEFT JOIN state_group_entries e ON e.state_group = g.id"
-        " WHERE g.room_id = ? GROUP BY g.id, g.event_id, g.prev_state_group",
-        room_id,
-    )
-    delta_rows = [int(n) for _id, _ev, prev, n in rows if prev is not None]
-    snapshot_rows = [int(n) for _id, _ev, prev, n in rows if prev is None]
-    state_events = sum(1 for _id, event_id, _prev, _n in rows if event_id is not None)
-    total_rows = sum(delta_rows) + sum(snapshot_rows)
+    """Rows stored for the room's state groups (``StateStore.group_stats``). "Snapshot" groups
+    are those stored without a base (whole states); the others are deltas against a base."""
+    stats = await store.state.group_stats(room_id)
+    state_events = stats["state_events"]
     return {
-        "state_groups": len(rows),
+        "state_groups": stats["groups"],
         "state_events": state_events,
-        "rows_total": total_rows,
-        "rows_per_state_event": round(total_rows / max(state_events, 1), 2),
-        "delta_groups": len(delta_rows),
-        "delta_rows_avg": round(statistics.fmean(delta_rows), 2) if delta_rows else 0,
-        "delta_rows_max": max(delta_rows, default=0),
-        "snapshot_groups": len(snapshot_rows),
-        "snapshot_rows_avg": round(statistics.fmean(snapshot_rows), 1) if snapshot_rows else 0,
-        "snapshot_rows_max": max(snapshot_rows, default=0),
-        "max_rows_in_one_group": max(delta_rows + snapshot_rows, default=0),
+        "rows_total": stats["rows"],
+        "rows_per_state_event": round(stats["rows"] / max(state_events, 1), 2),
+        "delta_groups": stats["delta_groups"],
+        "delta_rows_avg": average(stats["delta_rows"], stats["delta_groups"], 2),
+        "delta_rows_max": stats["delta_rows_max"],
+        "snapshot_groups": stats["root_groups"],
+        "snapshot_rows_avg": average(stats["root_rows"], stats["root_groups"], 1),
+        "snapshot_rows_max": stats["root_rows_max"],
+        "max_rows_in_one_group": stats["max_group_rows"],
+        "max_base_chain_length": stats["max_base_chain_length"],
     }
 
 
+def average(total: int, count: int, digits: int) -> float:
+    return round(total / count, digits) if count else 0
+
+
 async def chain_length(store: Store, event_id: str) -> int | None:
+    """Base links read below the group after ``event_id`` (None for an outlier)."""
     groups = await store.state.get_state_group_for_events([event_id])
     if event_id not in groups:
         return None
-    found = await store.db.fetchval(
-        "SELECT chain_length FROM state_groups WHERE id = ?", groups[event_id]
-    )
-    return None if found is None else int(found)
+    return len(await store.state.get_base_chain(groups[event_id])) - 1
 
 
 async def bench_big_room(store: Store, work: BigRoomWorkload, params: CoreParams) -> dict[str, Any]:

@@ -21,6 +21,10 @@ import yaml
 from aiohttp import web
 from nacl.signing import SigningKey
 
+from homeserver.accountdata.receipts import ReceiptsService
+from homeserver.accountdata.service import AccountDataService
+from homeserver.accounts.profile import ProfileService
+from homeserver.accounts.service import Accounts
 from homeserver.clock import WallClock, time_ms
 from homeserver.config import ConfigError, HomeserverConfig, ListenerConfig, LoggingConfig
 from homeserver.config.database import DatabaseConfig
@@ -30,12 +34,22 @@ from homeserver.crypto.signing import key_id
 from homeserver.events.builder import Signer
 from homeserver.http.appkeys import CLOCK, CONFIG, HS, SIGNING_KEY
 from homeserver.http.factory import new_listener_app
+from homeserver.metrics import MetricsRegistry, room_metrics_subscriber
+from homeserver.push.rules import PushRulesService
 from homeserver.ratelimit import RateLimiters
+from homeserver.rooms.aliases import AliasService
+from homeserver.rooms.audit import audit_log_subscriber
 from homeserver.rooms.bus import DomainEventBus
+from homeserver.rooms.creation import RoomCreationService, profile_lookup_of
+from homeserver.rooms.directory import PublicRoomList
+from homeserver.rooms.events_service import RoomEventsService
+from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.sender import EventSender
 from homeserver.storage import Store
 from homeserver.storage.database import DatabaseSettings, open_database
+from homeserver.sync.filters import FilterService
 from homeserver.sync.notifier import Notifier
+from homeserver.sync.sync import SyncService
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +89,38 @@ class Homeserver:
         self.ratelimiters = RateLimiters(config.ratelimiting)
         self.sender = EventSender(store, self.signer, clock_ms=clock, notifier=self.notifier)
         # --- services (one line each; keep this order: later ones may use earlier ones) ---
+        self.profiles = ProfileService(store, self.sender, config.server_name)
+        self.accounts = Accounts(store, config, clock, self.ratelimiters)
+        self.metrics = MetricsRegistry({"server_name": config.server_name})
+        self.bus.subscribe(audit_log_subscriber)
+        self.bus.subscribe(room_metrics_subscriber(self.metrics))
+        self.room_creation = RoomCreationService(
+            config=config,
+            store=store,
+            signer=self.signer,
+            ratelimiter=self.ratelimiters.room_creation,
+            notifier=self.notifier,
+            bus=self.bus,
+            clock_ms=clock,
+            profiles=profile_lookup_of(self),
+        )
+        self.aliases = AliasService(
+            store=store, sender=self.sender, server_name=config.server_name, clock_ms=clock
+        )
+        self.room_directory = PublicRoomList(store=store)
+        self.membership = MembershipService(
+            store,
+            self.sender,
+            self.ratelimiters,
+            server_name=config.server_name,
+            profiles=lambda: getattr(self, "profiles", None),
+        )
+        self.room_events = RoomEventsService(store, self.sender, self.ratelimiters, clock)
+        self.filters = FilterService(store)
+        self.push_rules = PushRulesService(store, self.notifier)
+        self.account_data = AccountDataService(store, self.notifier, self.push_rules)
+        self.receipts = ReceiptsService(store, self.notifier, clock)
+        self.sync = SyncService(store, self.notifier, self.push_rules, clock)
 
     @property
     def server_name(self) -> str:

@@ -166,6 +166,77 @@ def _cmd_hash_password(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- register-user -----------------------------------------------------------------------------
+
+
+def _read_password_file(path: str) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise CommandError(f"cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise CommandError(f"{path} is not UTF-8 text") from None
+    # The first line is the password; only its line break is not part of it.
+    password = text.splitlines()[0] if text else ""
+    if not password:
+        raise CommandError(f"{path} holds no password")
+    return password
+
+
+async def _register_user(config: HomeserverConfig, user: str, password: str, admin: bool) -> str:
+    # Imported here: the database drivers are not needed by the other commands.
+    from homeserver.accounts.sessions import create_account, hash_password_async
+    from homeserver.accounts.usernames import check_localpart, password_param
+    from homeserver.app import database_settings
+    from homeserver.clock import time_ms
+    from homeserver.errors import MatrixError
+    from homeserver.storage import Store, open_database
+
+    localpart = user
+    if user.startswith("@"):
+        localpart, _, domain = user[1:].partition(":")
+        if domain != config.server_name:
+            raise CommandError(f"{user} is not a user of this server ({config.server_name})")
+    try:
+        user_id = check_localpart(localpart, config.server_name)
+        password_param(password)
+    except MatrixError as e:
+        raise CommandError(f"invalid user {user!r}: {e.message}") from None
+    password_hash = await hash_password_async(password)
+    try:
+        db = await open_database(database_settings(config.database))
+    except Exception as e:  # any driver error: one line for the operator, no traceback
+        raise CommandError(f"cannot open the {config.database.name} database: {e}") from None
+    try:
+        created = await create_account(
+            Store(db), user_id, password_hash, now=time_ms(), admin=admin
+        )
+    finally:
+        await db.close()
+    if created is None:
+        raise CommandError(f"user {user_id} already exists")
+    return user_id
+
+
+def _cmd_register_user(args: argparse.Namespace) -> int:
+    import asyncio
+
+    try:
+        config = HomeserverConfig.load(args.config_path)
+        password = (
+            _read_password_file(args.password_file) if args.password_file else _read_password()
+        )
+        user_id = asyncio.run(_register_user(config, args.user, password, args.admin))
+    except ConfigError as e:
+        return _fail(f"config error: {e}")
+    except CommandError as e:
+        return _fail(f"error: {e}")
+    except (EOFError, KeyboardInterrupt):
+        return _fail("error: no password given")
+    print(user_id)
+    return EXIT_OK
+
+
 # -- the parser --------------------------------------------------------------------------------
 
 
@@ -204,6 +275,18 @@ def _parser() -> argparse.ArgumentParser:
         "argon2id hash.",
     )
     hash_cmd.set_defaults(handler=_cmd_hash_password)
+
+    register_cmd = commands.add_parser(
+        "register-user",
+        help="create a user in the database",
+        description="Create a user with a password read from --password-file or stdin "
+        "(prompting twice on a terminal) and print its user ID.",
+    )
+    register_cmd.add_argument("-c", "--config-path", required=True, help="the config file")
+    register_cmd.add_argument("-u", "--user", required=True, help="localpart or full user ID")
+    register_cmd.add_argument("--password-file", help="read the password from this file")
+    register_cmd.add_argument("-a", "--admin", action="store_true", help="make a server admin")
+    register_cmd.set_defaults(handler=_cmd_register_user)
     return parser
 
 

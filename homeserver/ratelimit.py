@@ -61,6 +61,17 @@ class TokenBucketLimiter:
         if self._calls % self._SWEEP_EVERY == 0:
             self._sweep(now)
 
+    def peek(self, key: str, *, cost: float = 1.0) -> None:
+        """Raise like :meth:`check` if ``key`` could not act now, but take nothing (refuse
+        early, and charge only for the action itself, e.g. a completed registration)."""
+        if key in self._exempt:
+            return
+        tokens = self._tokens(key, self._clock())
+        if tokens < cost:
+            missing = cost - tokens
+            wait = missing / self._limit.per_second if self._limit.per_second > 0 else 3600.0
+            raise RateLimitExceeded(max(1, math.ceil(wait * 1000)), self._message)
+
     def _sweep(self, now: float) -> None:
         full = [k for k in self._buckets if self._tokens(k, now) >= self._limit.burst_count]
         for key in full:

@@ -14,9 +14,6 @@ from homeserver.errors import Codes, MatrixError
 from homeserver.http.appkeys import HS
 from homeserver.storage.users import hash_access_token
 
-#: where the requester is kept on the request once authenticated.
-_REQUESTER_KEY = "homeserver.requester"
-
 
 @dataclass(frozen=True, slots=True)
 class Requester:
@@ -24,6 +21,10 @@ class Requester:
     device_id: str | None
     is_admin: bool
     token_hash: str
+
+
+#: where the requester is kept on the request once authenticated.
+_REQUESTER_KEY: web.RequestKey[Requester] = web.RequestKey("homeserver.requester", Requester)
 
 
 def _unauthorised(errcode: str, message: str, **extra: object) -> MatrixError:
@@ -55,6 +56,11 @@ async def get_requester(request: web.Request) -> Requester:
     requester = Requester(owner.user_id, owner.device_id, owner.admin, token_hash)
     request[_REQUESTER_KEY] = requester
     return requester
+
+
+def known_requester(request: web.Request) -> Requester | None:
+    """The requester if this request has already been authenticated (for the access log)."""
+    return request.get(_REQUESTER_KEY)
 
 
 async def get_optional_requester(request: web.Request) -> Requester | None:

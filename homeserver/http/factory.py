@@ -7,9 +7,37 @@ from collections.abc import Iterable
 from aiohttp import web
 
 from homeserver.http import health
-from homeserver.http.client import versions
+from homeserver.http import metrics as metrics_http
+from homeserver.http.admin import register as admin_register
+from homeserver.http.client import (
+    account,
+    capabilities,
+    create_room,
+    devices,
+    directory,
+    joined_rooms,
+    login,
+    membership,
+    profile,
+    redact,
+    register,
+    room_read,
+    room_send,
+    room_state,
+    versions,
+)
+from homeserver.http.client import account_data as account_data_http
+from homeserver.http.client import filter as filter_http
+from homeserver.http.client import push_rules as push_rules_http
+from homeserver.http.client import receipts as receipts_http
+from homeserver.http.client import sync as sync_http
+from homeserver.http.client import tags as tags_http
 from homeserver.http.keys import server_key
-from homeserver.http.middleware import cors_middleware, error_middleware
+from homeserver.http.middleware import (
+    access_log_middleware,
+    cors_middleware,
+    error_middleware,
+)
 
 #: Request bodies larger than this are refused with 413 M_TOO_LARGE (events are at most 64 KiB;
 #: room creation with initial_state is the largest body we take).
@@ -21,11 +49,36 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
     (homeserver.app) puts the shared objects under the keys in homeserver.http.appkeys."""
     served = frozenset(resources)
     app = web.Application(
-        middlewares=[cors_middleware, error_middleware], client_max_size=MAX_REQUEST_BYTES
+        middlewares=[access_log_middleware, cors_middleware, error_middleware],
+        client_max_size=MAX_REQUEST_BYTES,
     )
     health.add_routes(app.router)
     if "client" in served:
+        register.add_routes(app.router)
+        login.add_routes(app.router)
+        account.add_routes(app.router)
+        devices.add_routes(app.router)
+        profile.add_routes(app.router)
+        capabilities.add_routes(app.router)
         versions.add_routes(app.router)
+        create_room.add_routes(app.router)
+        directory.add_routes(app.router)
+        membership.add_routes(app.router)
+        room_send.add_routes(app.router)
+        room_state.add_routes(app.router)
+        room_read.add_routes(app.router)
+        redact.add_routes(app.router)
+        joined_rooms.add_routes(app.router)
+        sync_http.add_routes(app.router)
+        filter_http.add_routes(app.router)
+        account_data_http.add_routes(app.router)
+        tags_http.add_routes(app.router)
+        push_rules_http.add_routes(app.router)
+        receipts_http.add_routes(app.router)
+    if "metrics" in served:
+        metrics_http.add_routes(app.router)
+    if "admin" in served:
+        admin_register.add_routes(app.router)
     if "keys" in served:
         server_key.add_routes(app.router)
     return app

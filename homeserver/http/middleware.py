@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
+import time
 from http import HTTPStatus
+from urllib.parse import quote
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from homeserver.errors import Codes, MatrixError
+from homeserver.http.auth import known_requester
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +54,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except MatrixError as e:
-        return error_response(e.status, e.to_json())
+        response = error_response(e.status, e.to_json())
+        retry_after_ms = e.extra.get("retry_after_ms")
+        if isinstance(retry_after_ms, int) and not isinstance(retry_after_ms, bool):
+            # RFC 9110 Retry-After is whole seconds; round up so a client never retries early.
+            response.headers["Retry-After"] = str(max(1, math.ceil(retry_after_ms / 1000)))
+        return response
     except web.HTTPNotFound:
         return error_response(HTTPStatus.NOT_FOUND, _UNRECOGNIZED)
     except web.HTTPMethodNotAllowed as e:
@@ -67,3 +77,51 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # The query string is left out: legacy clients put access tokens in it.
         logger.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, _INTERNAL)
+
+
+#: One INFO line per request; Synapse's is ``synapse.access.http.<port>``.
+access_logger = logging.getLogger("homeserver.access")
+_REDACTED_QUERY_KEYS = frozenset({"access_token"})
+
+
+def _loggable_target(request: web.Request) -> str:
+    """Path and query with access tokens replaced (legacy clients send them in the query)."""
+    if not request.query_string:
+        return request.path
+    parts = []
+    for key, value in request.query.items():
+        shown = "<redacted>" if key in _REDACTED_QUERY_KEYS else value
+        parts.append(f"{quote(key, safe='')}={quote(shown, safe='<>')}")
+    return f"{request.path}?{'&'.join(parts)}"
+
+
+@web.middleware
+async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Log method, target, status, duration, client address, requester and user agent. Never
+    a token, a password or a body."""
+    start = time.monotonic()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as e:
+        status = e.status
+        raise
+    except asyncio.CancelledError:
+        status = 499  # the client went away (nginx's convention, as Synapse logs it)
+        raise
+    finally:
+        requester = known_requester(request)
+        level = logging.DEBUG if request.path == "/health" else logging.INFO
+        access_logger.log(
+            level,
+            '%s - {%s} %d %.3fsec "%s %s" "%s"',
+            request.remote or "-",
+            requester.user_id if requester is not None else None,
+            status,
+            time.monotonic() - start,
+            request.method,
+            _loggable_target(request),
+            request.headers.get("User-Agent", "-"),
+        )

@@ -1,20 +1,40 @@
-"""State groups: the state of a room at a point, stored as deltas with periodic snapshots.
+"""State groups: the state of a room at a point, stored as "binary lifting" deltas.
 
-A state group is either a *snapshot* (``prev_state_group`` NULL, every entry stored) or a *delta*
-against ``prev_state_group`` (only the changed keys stored; ``event_id`` NULL removes a key).
-Adding one state event to a room therefore costs one row, whatever the room's size. A chain of
-deltas is cut by a new snapshot once it would exceed :data:`MAX_DELTA_CHAIN` links, so reading a
-group costs at most one snapshot plus ``MAX_DELTA_CHAIN`` small deltas — O(state size), never a
-walk over the room's history. The whole chain is read with one recursive query.
+Every state group has a *position*: the number of groups before it on its prev-path (the chain of
+groups each was built on). A group built on nothing — the empty state before ``m.room.create``, or
+a resolved state given without a base — has position 0 and stores its whole state. A group built
+on ``prev`` has position ``p = position(prev) + 1`` and stores a delta (only the keys that change;
+``event_id`` NULL removes a key) against its *base*: the ancestor on its prev-path at position
+``p - lowbit(p)`` (``lowbit`` = the lowest set bit: ``p = 12`` → base at 8, ``p = 8`` → base at 0).
+
+That base is always on ``prev``'s own base chain (``p - 1`` is the base's position plus
+``lowbit(p) - 1``, whose bits the chain of ``prev`` clears one by one), so the writer finds it by
+walking ``prev``'s base links and stores the merged deltas of the groups it walked past plus the
+new delta — the keys whose value differs between the base and the new group. Hence:
+
+* a group's delta has at most ``min(lowbit(p) · changes per group, state size)`` rows: a linear
+  history of ``n`` single-key changes stores about ``log2(n) / 2`` rows per group on average,
+  whatever the room's size, with no periodic snapshots;
+* a group's base chain has at most ``popcount(p) <= log2(n) + 1`` links, so reading a group reads
+  at most that many deltas, each no larger than the state: ``O(state size)`` rows typically and
+  ``O(state size · log n)`` at worst — never a walk over the room's history.
+
+A read is two queries: one recursive query over ``state_groups`` (by primary key) returning the
+chain's group IDs, then the entries of those groups by the ``state_group_entries`` primary key.
+If a group of the chain is cached, only the deltas above it are read.
 
 Committed groups never change, so a small LRU of resolved groups is safe to share — it is only
-filled from committed reads (a rolled-back SQLite transaction may reuse an ID).
+filled from committed reads (a rolled-back SQLite transaction may reuse an ID). The room's current
+state is cached under its current state group, so it too is invalidated by the group changing.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from itertools import pairwise
+from operator import itemgetter
 from typing import Any, Protocol
 
 from homeserver.events.event import Event
@@ -27,9 +47,6 @@ StateMap = dict[StateKey, str]
 #: a delta: key → new event ID, or None to remove the key.
 StateDelta = Mapping[StateKey, str | None]
 
-#: the longest chain of deltas before the writer stores a full snapshot instead.
-MAX_DELTA_CHAIN = 50
-
 
 class Reader(Protocol):
     """A ``Database`` or a ``Transaction``: anything that can run a SELECT."""
@@ -39,17 +56,35 @@ class Reader(Protocol):
     async def fetchval(self, sql: str, *args: Any) -> Any: ...
 
 
+#: a group and its base chain, newest first: only ``state_groups`` rows, by primary key.
 _CHAIN_SQL = """
-WITH RECURSIVE chain (id, prev, depth) AS (
-    SELECT id, prev_state_group, 0 FROM state_groups WHERE id = ?
+WITH RECURSIVE chain (id, base, position, depth) AS (
+    SELECT id, base_group, position, 0 FROM state_groups WHERE id = ?
     UNION ALL
-    SELECT g.id, g.prev_state_group, c.depth + 1
-    FROM state_groups g JOIN chain c ON g.id = c.prev
+    SELECT g.id, g.base_group, g.position, c.depth + 1
+    FROM chain c JOIN state_groups g ON g.id = c.base
 )
-SELECT c.depth, e.type, e.state_key, e.event_id
-FROM chain c JOIN state_group_entries e ON e.state_group = c.id
-ORDER BY c.depth DESC
+SELECT id, position FROM chain ORDER BY depth
 """
+
+
+_GROUP = itemgetter(0)
+
+
+def lowbit(n: int) -> int:
+    """The lowest set bit of ``n`` (0 for 0)."""
+    return n & -n
+
+
+def base_position(position: int) -> int:
+    """The position of the base of a group at ``position`` (``position - lowbit(position)``)."""
+    return position - lowbit(position)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainLink:
+    group: int
+    position: int
 
 
 def apply_delta(state: StateMap, delta: StateDelta) -> StateMap:
@@ -79,6 +114,10 @@ class StateStore:
         self._cache: OrderedDict[int, StateMap] = OrderedDict()
         self._cache_size = cache_size
 
+    def clear_cache(self) -> None:
+        """Forget every cached state (benchmarks measuring cold reads; tests)."""
+        self._cache.clear()
+
     # --- reads -------------------------------------------------------------------------
     async def get_state_group_ids(
         self, state_group: int, *, txn: Transaction | None = None
@@ -96,16 +135,45 @@ class StateStore:
     async def get_state_groups_ids(self, state_groups: Iterable[int]) -> dict[int, StateMap]:
         return {g: await self.get_state_group_ids(g) for g in set(state_groups)}
 
-    async def _load(self, reader: Reader, state_group: int) -> StateMap:
+    async def _chain(self, reader: Reader, state_group: int) -> list[ChainLink]:
+        """``state_group`` and its base chain, newest first; raises if it does not exist."""
         rows = await reader.fetchall(_CHAIN_SQL, state_group)
         if not rows:
-            exists = await reader.fetchval("SELECT 1 FROM state_groups WHERE id = ?", state_group)
-            if not exists:
-                raise UnknownStateGroupError(state_group)
-            return {}
-        # Rows come snapshot first (deepest), newest delta last, so later rows win.
+            raise UnknownStateGroupError(state_group)
+        return [ChainLink(int(group), int(position)) for group, position in rows]
+
+    async def _read_rows(self, reader: Reader, groups: list[int]) -> list[Row]:
+        """``(state_group, type, state_key, event_id)`` rows of ``groups``, oldest group first
+        when ``groups`` is a base chain (one query by the entries' primary key)."""
+        if not groups:
+            return []
+        rows = await reader.fetchall(
+            "SELECT state_group, type, state_key, event_id FROM state_group_entries"
+            f" WHERE state_group IN ({placeholders(len(groups))})",
+            *groups,
+        )
+        # A base is created before the groups stored against it, so along a chain IDs
+        # decrease: sorting by ID puts the oldest delta first (stable, no per-row objects).
+        if all(a > b for a, b in pairwise(groups)):
+            rows.sort(key=_GROUP)
+        else:  # not a chain in ID order (never expected): order by the given chain
+            rank = {g: -i for i, g in enumerate(groups)}
+            rows.sort(key=lambda row: rank[row[0]])
+        return rows
+
+    async def _load(self, reader: Reader, state_group: int) -> StateMap:
+        chain = await self._chain(reader, state_group)
+        # Start from the newest cached group of the chain, if any: only the deltas above it
+        # are read. (The cache holds committed groups only, valid inside any transaction.)
         state: StateMap = {}
-        for _depth, event_type, state_key, event_id in rows:
+        to_read: list[int] = []
+        for link in chain:
+            cached = self._cache.get(link.group)
+            if cached is not None:
+                state = dict(cached)
+                break
+            to_read.append(link.group)
+        for _group, event_type, state_key, event_id in await self._read_rows(reader, to_read):
             if event_id is None:
                 state.pop((event_type, state_key), None)
             else:
@@ -130,6 +198,50 @@ class StateStore:
         group = groups.get(event_id)
         return None if group is None else await self.get_state_group_ids(group)
 
+    # --- layout, for metrics, benchmarks and tests ---------------------------------------
+    async def get_base_chain(self, state_group: int) -> list[int]:
+        """``state_group`` followed by the groups its state is read through (its base, the
+        base's base…, down to a group without a base). ``len - 1`` is its base-chain length."""
+        return [link.group for link in await self._chain(self.db, state_group)]
+
+    async def count_group_rows(self, state_group: int) -> int:
+        """Rows stored for one group itself (its delta) — for tests and metrics."""
+        return int(
+            await self.db.fetchval(
+                "SELECT COUNT(*) FROM state_group_entries WHERE state_group = ?", state_group
+            )
+        )
+
+    async def group_stats(self, room_id: str) -> dict[str, Any]:
+        """How the room's state groups are stored.
+
+        ``groups``; ``state_events`` (groups made for a state event); ``rows`` (entry rows in
+        all); ``root_groups`` / ``root_rows_max`` (groups without a base, which store their whole
+        state: the room's first group, resolved states given without a base); ``delta_groups``,
+        ``delta_rows`` and ``delta_rows_max`` (groups stored against a base);
+        ``max_group_rows``; ``max_base_chain_length`` (most base links below one group)."""
+        rows = await self.db.fetchall(
+            "SELECT g.id, g.event_id, g.base_group, g.chain_length,"
+            " (SELECT COUNT(*) FROM state_group_entries e WHERE e.state_group = g.id)"
+            " FROM state_groups g WHERE g.room_id = ?",
+            room_id,
+        )
+        roots = [int(n) for _g, _e, base, _c, n in rows if base is None]
+        deltas = [int(n) for _g, _e, base, _c, n in rows if base is not None]
+        return {
+            "groups": len(rows),
+            "state_events": sum(1 for _g, event_id, _b, _c, _n in rows if event_id is not None),
+            "rows": sum(roots) + sum(deltas),
+            "root_groups": len(roots),
+            "root_rows": sum(roots),
+            "root_rows_max": max(roots, default=0),
+            "delta_groups": len(deltas),
+            "delta_rows": sum(deltas),
+            "delta_rows_max": max(deltas, default=0),
+            "max_group_rows": max(roots + deltas, default=0),
+            "max_base_chain_length": max((int(c) for _g, _e, _b, c, _n in rows), default=0),
+        }
+
     # --- current state -------------------------------------------------------------------
     async def get_current_state_group(
         self, room_id: str, *, txn: Transaction | None = None
@@ -141,11 +253,27 @@ class StateStore:
         return None if group is None else int(group)
 
     async def get_current_state_ids(self, room_id: str) -> StateMap:
+        """The room's current state (empty for an unknown room or one without state).
+
+        Current state always equals the state of the room's current state group, so it is
+        cached under that group: a change of current state changes the group."""
+        group = await self.get_current_state_group(room_id)
+        if group is not None:
+            cached = self._cache.get(group)
+            if cached is not None:
+                self._cache.move_to_end(group)
+                return dict(cached)
+        # One statement, so the group and the rows come from one snapshot.
         rows = await self.db.fetchall(
-            "SELECT type, state_key, event_id FROM current_state_events WHERE room_id = ?",
+            "SELECT r.current_state_group, c.type, c.state_key, c.event_id FROM rooms r"
+            " LEFT JOIN current_state_events c ON c.room_id = r.room_id WHERE r.room_id = ?",
             room_id,
         )
-        return {(t, sk): eid for t, sk, eid in rows}
+        state: StateMap = {(t, sk): eid for _g, t, sk, eid in rows if t is not None}
+        group = None if not rows or rows[0][0] is None else int(rows[0][0])
+        if group is not None:
+            self._remember(group, state)
+        return dict(state)
 
     async def get_current_state_event_id(
         self, room_id: str, event_type: str, state_key: str = ""
@@ -183,14 +311,6 @@ class StateStore:
         )
         return sorted(r[0] for r in rows)
 
-    async def count_group_rows(self, state_group: int) -> int:
-        """Rows stored for one group itself (its delta or snapshot) — for tests and metrics."""
-        return int(
-            await self.db.fetchval(
-                "SELECT COUNT(*) FROM state_group_entries WHERE state_group = ?", state_group
-            )
-        )
-
     async def get_state_group_for_events(
         self, event_ids: Iterable[str], *, before: bool = False
     ) -> dict[str, int]:
@@ -218,29 +338,40 @@ class StateStore:
     ) -> int:
         """A new group equal to ``prev_group`` (None: empty) plus ``delta``; returns its ID.
 
-        Stores only ``delta`` unless the chain would grow past :data:`MAX_DELTA_CHAIN`, in which
-        case the full state is written as a snapshot."""
-        chain_length = -1
-        if prev_group is not None:
-            found = await txn.fetchval(
-                "SELECT chain_length FROM state_groups WHERE id = ?", prev_group
-            )
-            if found is None:
-                raise UnknownStateGroupError(prev_group)
-            chain_length = int(found)
-        if prev_group is None or chain_length + 1 > MAX_DELTA_CHAIN:
-            base = {} if prev_group is None else await self.get_state_group_ids(prev_group, txn=txn)
-            entries: StateDelta = apply_delta(base, delta)
-            stored_prev, new_length = None, 0
+        Stored as a delta against the ancestor at position ``p - lowbit(p)`` (see the module
+        docstring): ``delta`` merged over the deltas of the groups of ``prev_group``'s base
+        chain above that ancestor."""
+        if prev_group is None:
+            position, base, chain_length = 0, None, 0
+            entries: dict[StateKey, str | None] = dict(delta)
         else:
-            entries, stored_prev, new_length = delta, prev_group, chain_length + 1
+            chain = await self._chain(txn, prev_group)
+            position = chain[0].position + 1
+            target = base_position(position)
+            # Walk prev's base chain down to the target position. Any group of the chain would
+            # give a correct delta; the target keeps deltas and chains logarithmic. (A chain
+            # through groups written before positions existed ends at position 0.)
+            depth = next(
+                (i for i, link in enumerate(chain) if link.position <= target), len(chain) - 1
+            )
+            base = chain[depth].group
+            chain_length = len(chain) - depth
+            passed = [link.group for link in chain[:depth]]
+            entries = {
+                (event_type, state_key): event_id
+                for _group, event_type, state_key, event_id in await self._read_rows(txn, passed)
+            }  # oldest first: newer values win
+            entries.update(delta)
         group = await txn.fetchval(
-            "INSERT INTO state_groups (room_id, event_id, prev_state_group, chain_length)"
-            " VALUES (?, ?, ?, ?) RETURNING id",
+            "INSERT INTO state_groups"
+            " (room_id, event_id, prev_state_group, base_group, position, chain_length)"
+            " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
             room_id,
             event_id,
-            stored_prev,
-            new_length,
+            prev_group,
+            base,
+            position,
+            chain_length,
         )
         await txn.executemany(
             "INSERT INTO state_group_entries (state_group, type, state_key, event_id)"

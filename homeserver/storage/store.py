@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from homeserver.storage.account_data import AccountDataStore
 from homeserver.storage.aliases import AliasesStore
 from homeserver.storage.database import Database
+from homeserver.storage.directory import DirectoryStore
 from homeserver.storage.events import EventsStore
+from homeserver.storage.filters import FiltersStore
 from homeserver.storage.keys import KeysStore
 from homeserver.storage.outbox import OutboxStore
 from homeserver.storage.persist import EventPersister
+from homeserver.storage.profiles import ProfilesStore
+from homeserver.storage.push_rules import PushRulesStore
+from homeserver.storage.receipts import ReceiptsStore
+from homeserver.storage.room_use import RoomUseStore
 from homeserver.storage.rooms import RoomsStore
 from homeserver.storage.state import StateStore
+from homeserver.storage.sync import SyncStore
+from homeserver.storage.ui_auth import UIAuthStore
 from homeserver.storage.users import UsersStore
 
 
@@ -27,9 +36,18 @@ class Store:
         self.rooms = RoomsStore(db)
         self.persister = EventPersister(db, self.events, self.state, self.rooms)
         self.users = UsersStore(db)
+        self.profiles = ProfilesStore(db)
+        self.ui_auth = UIAuthStore(db)
         self.keys = KeysStore(db)
         self.aliases = AliasesStore(db)
+        self.directory = DirectoryStore(db, self.events)
         self.outbox = OutboxStore(db)
+        self.account_data = AccountDataStore(db)
+        self.receipts = ReceiptsStore(db)
+        self.filters = FiltersStore(db)
+        self.push_rules = PushRulesStore(db, self.account_data)
+        self.sync = SyncStore(db, self.events)
+        self.room_use = RoomUseStore(db)
         # The one write path for events, also reachable from the events area.
         self.persist_events = self.persister.persist_events
         self.persist_events_txn = self.persister.persist_events_txn

@@ -54,15 +54,36 @@ class UsersStore:
     ) -> bool:
         """Register ``user_id``; False if it is taken."""
         async with self.db.transaction("create_user") as txn:
-            changed = await txn.execute(
-                "INSERT INTO users (user_id, password_hash, admin, created_ts)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (user_id) DO NOTHING",
-                user_id,
-                password_hash,
-                admin,
-                created_ts,
+            return await self.create_user_txn(
+                txn, user_id, password_hash, created_ts=created_ts, admin=admin
             )
+
+    async def create_user_txn(
+        self,
+        txn: Transaction,
+        user_id: str,
+        password_hash: str | None,
+        *,
+        created_ts: int,
+        admin: bool = False,
+    ) -> bool:
+        changed = await txn.execute(
+            "INSERT INTO users (user_id, password_hash, admin, created_ts)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (user_id) DO NOTHING",
+            user_id,
+            password_hash,
+            admin,
+            created_ts,
+        )
         return changed == 1
+
+    async def find_user_id_case_insensitive(self, user_id: str) -> str | None:
+        """The registered spelling of ``user_id`` if exactly one user matches it ignoring case
+        (login accepts ``@Alice:hs`` for ``@alice:hs``, as Synapse does)."""
+        rows = await self.db.fetchall(
+            "SELECT user_id FROM users WHERE LOWER(user_id) = ?", user_id.lower()
+        )
+        return rows[0][0] if len(rows) == 1 else None
 
     async def get_user(self, user_id: str) -> UserRecord | None:
         row = await self.db.fetchone(
@@ -168,13 +189,64 @@ class UsersStore:
     ) -> None:
         """Create the device, or update its display name when one is given."""
         async with self.db.transaction("upsert_device") as txn:
-            await txn.execute(
-                "INSERT INTO devices (user_id, device_id, display_name) VALUES (?, ?, ?)"
-                " ON CONFLICT (user_id, device_id) DO UPDATE"
-                " SET display_name = COALESCE(excluded.display_name, devices.display_name)",
+            await self.upsert_device_txn(txn, user_id, device_id, display_name)
+
+    async def upsert_device_txn(
+        self, txn: Transaction, user_id: str, device_id: str, display_name: str | None = None
+    ) -> None:
+        await txn.execute(
+            "INSERT INTO devices (user_id, device_id, display_name) VALUES (?, ?, ?)"
+            " ON CONFLICT (user_id, device_id) DO UPDATE"
+            " SET display_name = COALESCE(excluded.display_name, devices.display_name)",
+            user_id,
+            device_id,
+            display_name,
+        )
+
+    async def get_device(self, user_id: str, device_id: str) -> DeviceRecord | None:
+        row = await self.db.fetchone(
+            "SELECT user_id, device_id, display_name FROM devices"
+            " WHERE user_id = ? AND device_id = ?",
+            user_id,
+            device_id,
+        )
+        return None if row is None else DeviceRecord(*row)
+
+    async def set_device_display_name(
+        self, user_id: str, device_id: str, display_name: str | None
+    ) -> bool:
+        """Rename an existing device (None clears the name); False if there is no such device."""
+        async with self.db.transaction("set_device_display_name") as txn:
+            changed = await txn.execute(
+                "UPDATE devices SET display_name = ? WHERE user_id = ? AND device_id = ?",
+                display_name,
                 user_id,
                 device_id,
-                display_name,
+            )
+        return changed == 1
+
+    async def delete_access_tokens_for_device_txn(
+        self, txn: Transaction, user_id: str, device_id: str
+    ) -> None:
+        await txn.execute(
+            "DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?", user_id, device_id
+        )
+
+    async def delete_devices_for_user(
+        self, user_id: str, *, except_device_id: str | None = None
+    ) -> None:
+        """Remove every device of the user but ``except_device_id``, with their access tokens
+        (tokens without a device included), in one transaction."""
+        keep = except_device_id or ""
+        async with self.db.transaction("delete_devices_for_user") as txn:
+            await txn.execute(
+                "DELETE FROM access_tokens WHERE user_id = ?"
+                " AND (device_id IS NULL OR device_id <> ?)",
+                user_id,
+                keep,
+            )
+            await txn.execute(
+                "DELETE FROM devices WHERE user_id = ? AND device_id <> ?", user_id, keep
             )
 
     async def get_devices(self, user_id: str) -> list[DeviceRecord]:

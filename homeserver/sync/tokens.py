@@ -3,7 +3,8 @@
 ``s{events}_{account_data}_{receipts}``: ``events`` is a stream ordering (every persisted
 event has one), the others are counters of their own streams. A token that only carries the
 events position (``s42``) is accepted too; /messages pagination tokens are the same shape, so a
-sync ``prev_batch`` can be handed straight to /messages.
+sync ``prev_batch`` can be handed straight to /messages. ``sP`` means "just after the event at
+position P": /messages backwards from it returns events at positions <= P.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from homeserver.errors import BadRequest, Codes
+
+#: positions are BIGINT columns; anything larger is a forged token, not a position.
+MAX_POSITION = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +37,6 @@ class StreamToken:
             parts = [int(p) for p in text[1:].split("_")]
         except ValueError:
             raise BadRequest(f"Invalid {param} token", Codes.INVALID_PARAM) from None
-        if not 1 <= len(parts) <= 3 or any(p < 0 for p in parts):
+        if not 1 <= len(parts) <= 3 or any(not 0 <= p <= MAX_POSITION for p in parts):
             raise BadRequest(f"Invalid {param} token", Codes.INVALID_PARAM)
         return StreamToken(*parts)

@@ -64,7 +64,9 @@ async def test_core_benchmark_tiny_sqlite():
     storage = big["state_storage"]
     assert storage["state_events"] == 57
     assert storage["snapshot_groups"] >= 1
-    assert storage["delta_rows_max"] == 1
+    # Group p stores its delta against the group at p - lowbit(p): at most 32 rows for 58 groups.
+    assert 1 <= storage["delta_rows_max"] <= 32
+    assert 1 <= storage["max_base_chain_length"] <= 6
     for key in ("rows_total", "rows_per_state_event", "max_rows_in_one_group"):
         assert positive(storage[key]), key
     reads = big["reads"]

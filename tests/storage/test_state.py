@@ -1,9 +1,11 @@
-"""State groups: state at events, O(delta) growth, snapshots, current state."""
+"""State groups: state at events, O(delta) growth, bounded reads, current state."""
 
 from __future__ import annotations
 
+import math
+
 from homeserver.storage import ResolvedState, Store
-from homeserver.storage.state import MAX_DELTA_CHAIN, apply_delta, diff_states
+from homeserver.storage.state import apply_delta, diff_states
 from tests.storage.helpers import ALICE, StoredRoom
 
 BOB = "@bob:example.org"
@@ -61,32 +63,26 @@ async def test_state_at_each_event(store: Store) -> None:
 
 
 async def test_storage_grows_with_the_delta(store: Store) -> None:
-    """Each join of a 300-member room stores one entry row, not the room's state; snapshots
-    cut the chain every MAX_DELTA_CHAIN links so reads stay bounded."""
+    """Joins to a 300-member room store a few entry rows each (a delta against a base group at
+    position p - lowbit(p)), not copies of the room's state, and reads stay bounded."""
     room = StoredRoom(store)
     await room.genesis()
     joins = []
     for i in range(300):
         joins.append(await room.join(_user(i)))
 
-    groups = await store.state.get_state_group_for_events(e.event_id for e in joins)
-    rows = await store.db.fetchall(
-        "SELECT g.id, g.prev_state_group, g.chain_length, COUNT(e.state_group)"
-        " FROM state_groups g LEFT JOIN state_group_entries e ON e.state_group = g.id"
-        " GROUP BY g.id, g.prev_state_group, g.chain_length"
-    )
-    info = {int(r[0]): (r[1], int(r[2]), int(r[3])) for r in rows}
-    deltas = [info[groups[e.event_id]] for e in joins]
-    snapshots = [d for d in deltas if d[0] is None]
-    assert all(rows_stored == 1 for prev, _, rows_stored in deltas if prev is not None)
-    assert all(length <= MAX_DELTA_CHAIN for _, length, _ in deltas)
-    # 303 state events in all: a snapshot every MAX_DELTA_CHAIN + 1 groups.
-    assert len(snapshots) == len([g for g in info.values() if g[0] is None]) - 1  # - empty genesis
-    assert 1 <= len(snapshots) <= 303 // (MAX_DELTA_CHAIN + 1) + 1
-    total_rows = sum(r for _, _, r in info.values())
-    assert total_rows <= 303 + sum(r for _, _, r in snapshots)
+    stats = await store.state.group_stats(room.room_id)
+    groups = stats["groups"]  # 303 state events and the empty group before the create event
+    assert groups == 304 and stats["state_events"] == 303
+    assert stats["root_groups"] == 1 and stats["root_rows"] == 0
+    # A linear history of single-key changes: group p stores lowbit(p) rows, about
+    # log2(n) / 2 on average (the room's state is 303 keys: snapshots would need ~150).
+    assert stats["rows"] / groups <= math.log2(groups)
+    assert stats["max_base_chain_length"] <= math.log2(groups) + 1
+    # No group stores more than the state it describes.
+    assert stats["max_group_rows"] <= 303
 
-    # Reads see the whole state, through snapshots and deltas.
+    # Reads see the whole state, through the base chains.
     state = await store.state.get_state_ids_at_event(joins[-1].event_id)
     assert state is not None and len(state) == 303
     state_mid = await store.state.get_state_ids_at_event(joins[149].event_id)
@@ -94,27 +90,30 @@ async def test_storage_grows_with_the_delta(store: Store) -> None:
     assert state_mid[("m.room.member", _user(149))] == joins[149].event_id
     assert ("m.room.member", _user(150)) not in state_mid
     assert len(await store.state.get_current_state_ids(room.room_id)) == 303
-    # A group in the middle of a chain reads back the same as one computed by hand.
-    assert await store.state.count_group_rows(groups[joins[-1].event_id]) in (1, 303)
+    last_group = (await store.state.get_state_group_for_events([joins[-1].event_id]))[
+        joins[-1].event_id
+    ]
+    chain = await store.state.get_base_chain(last_group)
+    assert chain[0] == last_group and len(chain) - 1 <= stats["max_base_chain_length"]
+    assert 1 <= await store.state.count_group_rows(last_group) <= 303
 
 
-async def test_snapshot_reads_match_deltas(store: Store) -> None:
+async def test_overwrites_read_back_and_stay_small(store: Store) -> None:
+    """Overwriting the same few keys: every group reads back exactly (with the cache cleared),
+    and merged deltas never hold more rows than there are keys."""
     room = StoredRoom(store)
     await room.genesis()
     expected: dict[tuple[str, str], str] = {}
     for e in room.events:
         expected[e.state_tuple] = e.event_id
-    for i in range(MAX_DELTA_CHAIN * 2 + 5):
-        # Overwrite the same few keys so snapshots stay small and deltas overwrite them.
+    for i in range(105):
         event = await room.send("m.room.topic", content={"topic": str(i)}, state_key=str(i % 3))
         expected[event.state_tuple] = event.event_id
-        store.state._cache.clear()
+        store.state.clear_cache()
         assert await store.state.get_state_ids_at_event(event.event_id) == expected
-    chain_lengths = [
-        int(r[0]) for r in await store.db.fetchall("SELECT chain_length FROM state_groups")
-    ]
-    assert max(chain_lengths) == MAX_DELTA_CHAIN
-    assert chain_lengths.count(0) >= 3  # the empty genesis group plus at least two snapshots
+    stats = await store.state.group_stats(room.room_id)
+    assert stats["max_group_rows"] <= len(expected) == 6
+    assert stats["max_base_chain_length"] <= math.log2(stats["groups"]) + 1
 
 
 async def test_resolved_state_and_explicit_current_state(store: Store) -> None:

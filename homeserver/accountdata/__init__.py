@@ -1,0 +1,1 @@
+"""Account data (global and per room), room tags, receipts and read markers."""

@@ -1,0 +1,84 @@
+"""Receipts (``POST /rooms/{roomId}/receipt/...``) and read markers (``.../read_markers``).
+
+``m.read`` and ``m.read.private`` are receipts (the private one is shown to its owner only, by
+/sync); ``m.fully_read`` is the room account data the spec puts it in. The reader must be joined
+to the room and the event must be one of the room's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from homeserver.accountdata.service import FULLY_READ_TYPE, check_room_id
+from homeserver.errors import BadRequest, Codes, Forbidden, NotFound
+from homeserver.storage import Store
+from homeserver.storage.receipts import Receipt
+from homeserver.sync.notifier import Notifier
+
+READ = "m.read"
+READ_PRIVATE = "m.read.private"
+RECEIPT_TYPES = (READ, READ_PRIVATE, FULLY_READ_TYPE)
+
+
+class ReceiptsService:
+    def __init__(self, store: Store, notifier: Notifier, clock_ms: Callable[[], int]) -> None:
+        self.store = store
+        self.notifier = notifier
+        self.clock_ms = clock_ms
+
+    async def _check(self, user_id: str, room_id: str, event_id: str) -> None:
+        check_room_id(room_id)
+        member = await self.store.state.get_current_state_event(room_id, "m.room.member", user_id)
+        if member is None or member.membership != "join":
+            raise Forbidden(f"User {user_id} not in room {room_id}")
+        event = await self.store.events.get_event(event_id)
+        if event is None or event.room_id != room_id or event.internal.outlier:
+            raise NotFound("Event not found")
+
+    async def send_receipt(
+        self, user_id: str, room_id: str, receipt_type: str, event_id: str, body: dict[str, Any]
+    ) -> None:
+        if receipt_type not in RECEIPT_TYPES:
+            raise BadRequest(
+                f"Receipt type must be {', '.join(RECEIPT_TYPES)}", Codes.INVALID_PARAM
+            )
+        thread_id = body.get("thread_id")
+        if thread_id is not None:
+            if not isinstance(thread_id, str) or not thread_id:
+                raise BadRequest("thread_id field must be a non-empty string", Codes.INVALID_PARAM)
+            if receipt_type == FULLY_READ_TYPE:
+                raise BadRequest(
+                    f"thread_id is not compatible with {FULLY_READ_TYPE} receipts.",
+                    Codes.INVALID_PARAM,
+                )
+        await self._check(user_id, room_id, event_id)
+        await self._apply(user_id, room_id, receipt_type, event_id, thread_id)
+
+    async def set_read_markers(self, user_id: str, room_id: str, body: dict[str, Any]) -> None:
+        markers: dict[str, str] = {}
+        for receipt_type in RECEIPT_TYPES:
+            value = body.get(receipt_type)
+            if value is None:
+                continue
+            if not isinstance(value, str) or not value:
+                raise BadRequest(f"{receipt_type} must be an event ID", Codes.INVALID_PARAM)
+            markers[receipt_type] = value
+        check_room_id(room_id)
+        for event_id in dict.fromkeys(markers.values()):
+            await self._check(user_id, room_id, event_id)
+        for receipt_type, event_id in markers.items():
+            await self._apply(user_id, room_id, receipt_type, event_id, None)
+
+    async def _apply(
+        self, user_id: str, room_id: str, receipt_type: str, event_id: str, thread_id: str | None
+    ) -> None:
+        if receipt_type == FULLY_READ_TYPE:
+            await self.store.account_data.set_account_data(
+                user_id, room_id, FULLY_READ_TYPE, {"event_id": event_id}
+            )
+            self.notifier.notify(user_ids=[user_id])
+            return
+        receipt = Receipt(room_id, receipt_type, user_id, thread_id, event_id, self.clock_ms())
+        await self.store.receipts.upsert_receipt(receipt)
+        self.notifier.notify(room_ids=[room_id])

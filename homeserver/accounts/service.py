@@ -1,0 +1,40 @@
+"""The account services the HTTP layer uses, built together because they share the UIA
+sessions, the password check and the rate limiters."""
+
+from __future__ import annotations
+
+from homeserver.accounts.account import AccountService
+from homeserver.accounts.devices import DeviceService
+from homeserver.accounts.login import LoginService
+from homeserver.accounts.reauth import Reauthenticator
+from homeserver.accounts.registration import RegistrationService
+from homeserver.accounts.shared_secret import SharedSecretRegistration
+from homeserver.accounts.uia import UserInteractiveAuth
+from homeserver.clock import WallClock
+from homeserver.config import HomeserverConfig
+from homeserver.ratelimit import RateLimiters
+from homeserver.storage import Store
+
+
+class Accounts:
+    """``registration``, ``shared_secret``, ``login``, ``devices``, ``account``."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: HomeserverConfig,
+        clock: WallClock,
+        ratelimiters: RateLimiters,
+    ) -> None:
+        server_name = config.server_name
+        uia = UserInteractiveAuth(store, clock)
+        self.registration = RegistrationService(
+            store, server_name, config.registration, clock, ratelimiters.registration, uia
+        )
+        self.shared_secret = SharedSecretRegistration(
+            store, server_name, config.registration.registration_shared_secret, clock
+        )
+        self.login = LoginService(store, server_name, clock, ratelimiters)
+        reauth = Reauthenticator(uia, self.login, ratelimiters)
+        self.devices = DeviceService(store, reauth)
+        self.account = AccountService(store, reauth)

@@ -1,0 +1,1 @@
+"""The admin API under ``/_synapse/admin``, with Synapse's paths and JSON keys."""

@@ -1,0 +1,84 @@
+"""Membership endpoints: join (by ID or alias), leave, invite, kick, ban, unban, forget."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from homeserver.errors import BadRequest, Codes
+from homeserver.http.appkeys import HS
+from homeserver.http.auth import get_requester
+from homeserver.http.client.room_params import optional_reason, required_user_id
+from homeserver.http.json_body import json_response, read_json_object
+from homeserver.http.routes import add_client_route
+
+
+async def join_by_id_or_alias(request: web.Request) -> web.Response:
+    # server_name / via name servers to join through; they matter once federation joins exist.
+    requester = await get_requester(request)
+    body = await read_json_object(request)
+    room_id = await request.app[HS].membership.join(
+        requester.user_id, request.match_info["room"], reason=optional_reason(body)
+    )
+    return json_response({"room_id": room_id})
+
+
+async def leave(request: web.Request) -> web.Response:
+    requester = await get_requester(request)
+    body = await read_json_object(request)
+    await request.app[HS].membership.leave(
+        requester.user_id, request.match_info["room_id"], reason=optional_reason(body)
+    )
+    return json_response({})
+
+
+async def invite(request: web.Request) -> web.Response:
+    requester = await get_requester(request)
+    body = await read_json_object(request)
+    if "user_id" not in body and {"id_server", "medium", "address"} <= body.keys():
+        raise BadRequest("Third-party invites are not supported", Codes.UNRECOGNIZED)
+    is_direct = body.get("is_direct", False)
+    if not isinstance(is_direct, bool):
+        raise BadRequest("'is_direct' must be a boolean", Codes.BAD_JSON)
+    await request.app[HS].membership.invite(
+        requester.user_id,
+        request.match_info["room_id"],
+        required_user_id(body),
+        reason=optional_reason(body),
+        is_direct=is_direct,
+    )
+    return json_response({})
+
+
+def _moderation(action: str) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        requester = await get_requester(request)
+        body = await read_json_object(request)
+        method = getattr(request.app[HS].membership, action)
+        await method(
+            requester.user_id,
+            request.match_info["room_id"],
+            required_user_id(body),
+            reason=optional_reason(body),
+        )
+        return json_response({})
+
+    return handler
+
+
+async def forget(request: web.Request) -> web.Response:
+    requester = await get_requester(request)
+    await read_json_object(request)
+    hs = request.app[HS]
+    await hs.membership.forget(requester.user_id, request.match_info["room_id"], hs.clock())
+    return json_response({})
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    add_client_route(router, "POST", "/join/{room}", join_by_id_or_alias)
+    add_client_route(router, "POST", "/rooms/{room}/join", join_by_id_or_alias)
+    add_client_route(router, "POST", "/rooms/{room_id}/leave", leave)
+    add_client_route(router, "POST", "/rooms/{room_id}/invite", invite)
+    for action in ("kick", "ban", "unban"):
+        add_client_route(router, "POST", f"/rooms/{{room_id}}/{action}", _moderation(action))
+    add_client_route(router, "POST", "/rooms/{room_id}/forget", forget)

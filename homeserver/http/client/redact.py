@@ -1,0 +1,29 @@
+"""``PUT /rooms/{roomId}/redact/{eventId}/{txnId}``: redact an event, idempotently."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from homeserver.http.appkeys import HS
+from homeserver.http.auth import get_requester
+from homeserver.http.client.room_params import optional_reason, txn_scope
+from homeserver.http.json_body import json_response, read_json_object
+from homeserver.http.routes import add_client_route
+
+
+async def redact(request: web.Request) -> web.Response:
+    requester = await get_requester(request)
+    body = await read_json_object(request)
+    event_id = await request.app[HS].room_events.redact(
+        requester.user_id,
+        txn_scope(requester),
+        request.match_info["room_id"],
+        request.match_info["event_id"],
+        request.match_info["txn_id"],
+        optional_reason(body),
+    )
+    return json_response({"event_id": event_id})
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    add_client_route(router, "PUT", "/rooms/{room_id}/redact/{event_id}/{txn_id}", redact)

@@ -1,0 +1,54 @@
+"""``GET /sync``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from homeserver.errors import BadRequest, Codes
+from homeserver.http.appkeys import HS
+from homeserver.http.auth import get_requester
+from homeserver.http.client.room_params import txn_scope
+from homeserver.http.json_body import json_response
+from homeserver.http.routes import add_client_route
+from homeserver.sync.sync import MAX_TIMEOUT_MS, SyncRequest
+from homeserver.sync.tokens import StreamToken
+
+_BOOLEANS = {"true": True, "false": False}
+_MAX_POSITION = 2**63 - 1
+
+
+async def sync(request: web.Request) -> web.Response:
+    hs = request.app[HS]
+    requester = await get_requester(request)
+    query = request.query
+    since_text = query.get("since")
+    since = StreamToken.parse(since_text) if since_text else None
+    if since is not None and max(since.events, since.account_data, since.receipts) > _MAX_POSITION:
+        # Positions are BIGINTs: a larger one cannot be ours (and must not reach the database).
+        raise BadRequest("Invalid since token", Codes.INVALID_PARAM)
+    timeout_text = query.get("timeout", "0") or "0"
+    try:
+        timeout_ms = int(timeout_text)
+    except ValueError:
+        raise BadRequest("'timeout' must be an integer", Codes.INVALID_PARAM) from None
+    full_state = _BOOLEANS.get(query.get("full_state", "false"))
+    if full_state is None:
+        raise BadRequest("'full_state' must be 'true' or 'false'", Codes.INVALID_PARAM)
+    # set_presence is accepted and ignored (presence is not served yet).
+    sync_filter = await hs.filters.resolve(requester.user_id, query.get("filter"))
+    body = await hs.sync.sync(
+        SyncRequest(
+            user_id=requester.user_id,
+            device_id=requester.device_id,
+            since=since,
+            timeout_ms=max(0, min(timeout_ms, MAX_TIMEOUT_MS)),
+            full_state=full_state,
+            filter=sync_filter,
+            txn_scope=txn_scope(requester),
+        )
+    )
+    return json_response(body)
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    add_client_route(router, "GET", "/sync", sync)

@@ -1,0 +1,63 @@
+"""Global profiles (display name, avatar URL) of local users."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from homeserver.storage.database import Database, Transaction
+
+#: The profile columns a client may set (also their JSON keys).
+PROFILE_FIELDS = ("displayname", "avatar_url")
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileRecord:
+    displayname: str | None
+    avatar_url: str | None
+
+    def to_json(self) -> dict[str, str]:
+        """Only the fields that are set, as Synapse answers ``GET /profile``."""
+        out: dict[str, str] = {}
+        if self.displayname is not None:
+            out["displayname"] = self.displayname
+        if self.avatar_url is not None:
+            out["avatar_url"] = self.avatar_url
+        return out
+
+
+EMPTY_PROFILE = ProfileRecord(None, None)
+
+
+class ProfilesStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create_profile_txn(
+        self, txn: Transaction, user_id: str, displayname: str | None
+    ) -> None:
+        await txn.execute(
+            "INSERT INTO profiles (user_id, displayname) VALUES (?, ?)"
+            " ON CONFLICT (user_id) DO NOTHING",
+            user_id,
+            displayname,
+        )
+
+    async def get_profile(self, user_id: str) -> ProfileRecord:
+        """The user's profile; empty when none was ever set (the user may not exist)."""
+        row = await self.db.fetchone(
+            "SELECT displayname, avatar_url FROM profiles WHERE user_id = ?", user_id
+        )
+        return EMPTY_PROFILE if row is None else ProfileRecord(row[0], row[1])
+
+    async def set_field(self, user_id: str, field: str, value: str | None) -> None:
+        """Set one of :data:`PROFILE_FIELDS` (None clears it), creating the row if needed."""
+        if field not in PROFILE_FIELDS:
+            raise ValueError(f"unknown profile field {field!r}")
+        # The column name comes from the fixed tuple above, never from a request.
+        async with self.db.transaction("set_profile_field") as txn:
+            await txn.execute(
+                f"INSERT INTO profiles (user_id, {field}) VALUES (?, ?)"
+                f" ON CONFLICT (user_id) DO UPDATE SET {field} = excluded.{field}",
+                user_id,
+                value,
+            )

@@ -273,6 +273,11 @@ class RoomCreationService:
         self.clock_ms = clock_ms
         self.profiles = profiles
         self.policy = creation_policy(config)
+        self._last_genesis_ms = 0
+
+    def _unique_ms(self) -> int:
+        self._last_genesis_ms = max(self.clock_ms(), self._last_genesis_ms + 1)
+        return self._last_genesis_ms
 
     @property
     def server_name(self) -> str:
@@ -312,13 +317,16 @@ class RoomCreationService:
     async def _build_and_commit(
         self, creator: str, validated: ValidatedCreation, genesis: GenesisPlan
     ) -> list[Event]:
-        for attempt in range(MAX_ROOM_ID_ATTEMPTS):
+        for _attempt in range(MAX_ROOM_ID_ATTEMPTS):
             room_id = new_room_id(self.server_name)
 
-            # Retries shift the timestamps so a v12 create event (whose hash is the room ID)
-            # hashes differently.
-            def clock(bump: int = attempt) -> int:
-                return self.clock_ms() + bump
+            # A v12 room ID is the create event's hash: two rooms created by one user in the
+            # same millisecond with the same content would collide, so every genesis (and
+            # every retry) starts at a timestamp this process has not used before.
+            start = self._unique_ms()
+
+            def clock(start: int = start) -> int:
+                return start
 
             events = build_genesis(genesis, self.signer, room_id, clock)
             try:

@@ -129,6 +129,8 @@ class Transaction:
     def __init__(self, name: str) -> None:
         self.name = name
         self._after_commit: list[Callable[[], None]] = []
+        #: per-transaction memo for stores (e.g. state groups written so far), dropped with it.
+        self.scratch: dict[str, Any] = {}
 
     async def execute(self, sql: str, *args: Any) -> int:
         """Run a statement; returns the number of rows it changed (0 when unknown)."""

@@ -87,6 +87,22 @@ class ChainLink:
     position: int
 
 
+@dataclass(frozen=True, slots=True)
+class GroupRecord:
+    """What a writer needs of a group it (or this process) wrote: groups never change once
+    committed, so these are kept to spare the chain query and delta reads of the next write."""
+
+    position: int
+    base: int | None
+    entries: Mapping[StateKey, str | None]
+
+
+#: groups with more entries than this are not kept in memory (they are rare: bases at high
+#: powers of two), so the record cache stays small.
+MAX_RECORD_ENTRIES = 512
+_PENDING = "state_groups"
+
+
 def apply_delta(state: StateMap, delta: StateDelta) -> StateMap:
     """``state`` with ``delta`` applied (a new dict)."""
     result = dict(state)
@@ -113,10 +129,13 @@ class StateStore:
         self.events = events
         self._cache: OrderedDict[int, StateMap] = OrderedDict()
         self._cache_size = cache_size
+        self._records: OrderedDict[int, GroupRecord] = OrderedDict()
+        self._records_size = 8192
 
     def clear_cache(self) -> None:
         """Forget every cached state (benchmarks measuring cold reads; tests)."""
         self._cache.clear()
+        self._records.clear()
 
     # --- reads -------------------------------------------------------------------------
     async def get_state_group_ids(
@@ -341,11 +360,14 @@ class StateStore:
         Stored as a delta against the ancestor at position ``p - lowbit(p)`` (see the module
         docstring): ``delta`` merged over the deltas of the groups of ``prev_group``'s base
         chain above that ancestor."""
+        pending: dict[int, GroupRecord] = txn.scratch.setdefault(_PENDING, {})
+        if not pending:
+            txn.call_after_commit(lambda: self._keep_records(pending))
         if prev_group is None:
             position, base, chain_length = 0, None, 0
             entries: dict[StateKey, str | None] = dict(delta)
         else:
-            chain = await self._chain(txn, prev_group)
+            chain = await self._writer_chain(txn, prev_group, pending)
             position = chain[0].position + 1
             target = base_position(position)
             # Walk prev's base chain down to the target position. Any group of the chain would
@@ -357,10 +379,7 @@ class StateStore:
             base = chain[depth].group
             chain_length = len(chain) - depth
             passed = [link.group for link in chain[:depth]]
-            entries = {
-                (event_type, state_key): event_id
-                for _group, event_type, state_key, event_id in await self._read_rows(txn, passed)
-            }  # oldest first: newer values win
+            entries = await self._merged_entries(txn, passed, pending)
             entries.update(delta)
         group = await txn.fetchval(
             "INSERT INTO state_groups"
@@ -378,4 +397,46 @@ class StateStore:
             " VALUES (?, ?, ?, ?)",
             [(group, t, sk, eid) for (t, sk), eid in entries.items()],
         )
+        pending[int(group)] = GroupRecord(position, base, entries)
         return int(group)
+
+    def _record(self, group: int, pending: Mapping[int, GroupRecord]) -> GroupRecord | None:
+        return pending.get(group) or self._records.get(group)
+
+    async def _writer_chain(
+        self, txn: Transaction, group: int, pending: Mapping[int, GroupRecord]
+    ) -> list[ChainLink]:
+        """:meth:`_chain`, served from the records of groups written in this transaction or
+        kept from earlier ones as far as they reach; the rest from the database."""
+        links: list[ChainLink] = []
+        current: int | None = group
+        while current is not None:
+            record = self._record(current, pending)
+            if record is None:
+                return links + await self._chain(txn, current)
+            links.append(ChainLink(current, record.position))
+            current = record.base
+        return links
+
+    async def _merged_entries(
+        self, txn: Transaction, groups: list[int], pending: Mapping[int, GroupRecord]
+    ) -> dict[StateKey, str | None]:
+        """The deltas of ``groups`` (a base chain, newest first) merged, newer values winning."""
+        records = [self._record(g, pending) for g in groups]
+        if all(r is not None for r in records):
+            merged: dict[StateKey, str | None] = {}
+            for record in reversed(records):
+                assert record is not None
+                merged.update(record.entries)
+            return merged
+        return {
+            (event_type, state_key): event_id
+            for _group, event_type, state_key, event_id in await self._read_rows(txn, groups)
+        }  # oldest first: newer values win
+
+    def _keep_records(self, written: Mapping[int, GroupRecord]) -> None:
+        for group, record in written.items():
+            if len(record.entries) <= MAX_RECORD_ENTRIES:
+                self._records[group] = record
+        while len(self._records) > self._records_size:
+            self._records.popitem(last=False)

@@ -131,6 +131,7 @@ class Transaction:
         self._after_commit: list[Callable[[], None]] = []
         #: per-transaction memo for stores (e.g. state groups written so far), dropped with it.
         self.scratch: dict[str, Any] = {}
+        self._before_commit: list[Callable[[], Awaitable[None]]] = []
 
     async def execute(self, sql: str, *args: Any) -> int:
         """Run a statement; returns the number of rows it changed (0 when unknown)."""
@@ -161,6 +162,14 @@ class Transaction:
         """Hold a database-wide lock named by ``key`` until commit (a no-op on SQLite, where
         the single writer already excludes everyone else)."""
         raise NotImplementedError
+
+    def call_before_commit(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Await ``callback`` just before the commit (buffered writes are flushed there)."""
+        self._before_commit.append(callback)
+
+    async def _run_before_commit(self) -> None:
+        while self._before_commit:
+            await self._before_commit.pop(0)()
 
     def call_after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the transaction has committed (cache fills, wake-ups).
@@ -225,6 +234,7 @@ class Database:
         try:
             async with self._engine_transaction(name, read_only) as txn:
                 yield txn
+                await txn._run_before_commit()
         except BaseException:
             stats.failures += 1
             raise

@@ -37,7 +37,13 @@ from homeserver.storage.database import Database, Transaction, placeholders
 from homeserver.storage.errors import UnknownRoomError
 from homeserver.storage.events import EventsStore
 from homeserver.storage.rooms import NewRoom, RoomsStore
-from homeserver.storage.state import StateDelta, StateKey, StateStore, diff_states
+from homeserver.storage.state import (
+    STATE_GROUP_HINT,
+    StateDelta,
+    StateKey,
+    StateStore,
+    diff_states,
+)
 
 #: advisory-lock key serialising stream-ordering allocation (arbitrary, fixed).
 STREAM_ORDERING_LOCK = 0x7374_7265_616D  # "stream"
@@ -138,6 +144,10 @@ class EventPersister:
         made: dict[int, tuple[int | None, StateDelta]] = {}
         groups: dict[str, tuple[int, int]] = {}
         prev_after: int | None = None
+        # One group per accepted state event, plus possibly one for the state before the first.
+        txn.scratch[STATE_GROUP_HINT] = 1 + sum(
+            1 for e, _ in fresh if e.is_state() and not e.rejected and not e.internal.outlier
+        )
         for event, spec in batch:
             if event.event_id in stored_after:
                 # A repeat of a stored event: the next event of the batch follows its state.
@@ -161,6 +171,8 @@ class EventPersister:
                 made[after] = (before, delta)
             groups[event.event_id] = (before, after)
             prev_after = after
+
+        await self.state.flush_txn(txn)  # event_to_state_groups refers to the new groups
 
         # --- stream orderings and rows --------------------------------------------------
         await txn.advisory_lock(STREAM_ORDERING_LOCK)

@@ -97,6 +97,19 @@ class GroupRecord:
     entries: Mapping[StateKey, str | None]
 
 
+@dataclass(slots=True)
+class _WriteBuffer:
+    groups: list[tuple[Any, ...]]
+    entries: list[tuple[Any, ...]]
+
+
+_BUFFER = "state_group_buffer"
+_FREE_IDS = "state_group_free_ids"
+_LAST_ID = "state_group_last_id"
+#: ``txn.scratch[STATE_GROUP_HINT] = n``: the writer will make about n groups (IDs are taken
+#: in one round trip).
+STATE_GROUP_HINT = "state_group_hint"
+
 #: groups with more entries than this are not kept in memory (they are rare: bases at high
 #: powers of two), so the record cache stays small.
 MAX_RECORD_ENTRIES = 512
@@ -156,6 +169,8 @@ class StateStore:
 
     async def _chain(self, reader: Reader, state_group: int) -> list[ChainLink]:
         """``state_group`` and its base chain, newest first; raises if it does not exist."""
+        if isinstance(reader, Transaction):
+            await self.flush_txn(reader)
         rows = await reader.fetchall(_CHAIN_SQL, state_group)
         if not rows:
             raise UnknownStateGroupError(state_group)
@@ -166,6 +181,8 @@ class StateStore:
         when ``groups`` is a base chain (one query by the entries' primary key)."""
         if not groups:
             return []
+        if isinstance(reader, Transaction):
+            await self.flush_txn(reader)
         rows = await reader.fetchall(
             "SELECT state_group, type, state_key, event_id FROM state_group_entries"
             f" WHERE state_group IN ({placeholders(len(groups))})",
@@ -381,24 +398,65 @@ class StateStore:
             passed = [link.group for link in chain[:depth]]
             entries = await self._merged_entries(txn, passed, pending)
             entries.update(delta)
-        group = await txn.fetchval(
-            "INSERT INTO state_groups"
-            " (room_id, event_id, prev_state_group, base_group, position, chain_length)"
-            " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-            room_id,
-            event_id,
-            prev_group,
-            base,
-            position,
-            chain_length,
-        )
+        group = await self._allocate_group_id(txn)
+        buffer: _WriteBuffer = txn.scratch.get(_BUFFER) or self._new_buffer(txn)
+        buffer.groups.append((group, room_id, event_id, prev_group, base, position, chain_length))
+        buffer.entries.extend((group, t, sk, eid) for (t, sk), eid in entries.items())
+        pending[group] = GroupRecord(position, base, entries)
+        return group
+
+    # Groups are written in two statements per transaction, not two per group: IDs are taken
+    # up front and the rows buffered until a read needs them or the transaction commits.
+    async def _allocate_group_id(self, txn: Transaction) -> int:
+        free: list[int] = txn.scratch.setdefault(_FREE_IDS, [])
+        if not free:
+            wanted = max(1, int(txn.scratch.pop(STATE_GROUP_HINT, 1)))
+            if txn.engine == "postgres":
+                rows = await txn.fetchall(
+                    "SELECT nextval(pg_get_serial_sequence('state_groups', 'id'))"
+                    " FROM generate_series(1, ?)",
+                    wanted,
+                )
+                free.extend(int(r[0]) for r in rows)
+            else:
+                # SQLite has one writer at a time, which this transaction is.
+                top = txn.scratch.get(_LAST_ID)
+                if top is None:
+                    top = int(await txn.fetchval("SELECT COALESCE(MAX(id), 0) FROM state_groups"))
+                free.extend(range(top + 1, top + 1 + wanted))
+                txn.scratch[_LAST_ID] = top + wanted
+        return free.pop(0)
+
+    def _new_buffer(self, txn: Transaction) -> _WriteBuffer:
+        buffer = _WriteBuffer([], [])
+        txn.scratch[_BUFFER] = buffer
+
+        async def flush() -> None:
+            await self.flush_txn(txn)
+
+        txn.call_before_commit(flush)
+        return buffer
+
+    async def flush_txn(self, txn: Transaction) -> None:
+        """Write the buffered groups of ``txn`` (before anything reads the group tables)."""
+        buffer: _WriteBuffer | None = txn.scratch.get(_BUFFER)
+        if buffer is None or not buffer.groups:
+            return
+        groups, entries = buffer.groups[:], buffer.entries[:]
+        buffer.groups.clear()
+        buffer.entries.clear()
         await txn.executemany(
-            "INSERT INTO state_group_entries (state_group, type, state_key, event_id)"
-            " VALUES (?, ?, ?, ?)",
-            [(group, t, sk, eid) for (t, sk), eid in entries.items()],
+            "INSERT INTO state_groups"
+            " (id, room_id, event_id, prev_state_group, base_group, position, chain_length)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            groups,
         )
-        pending[int(group)] = GroupRecord(position, base, entries)
-        return int(group)
+        if entries:
+            await txn.executemany(
+                "INSERT INTO state_group_entries (state_group, type, state_key, event_id)"
+                " VALUES (?, ?, ?, ?)",
+                entries,
+            )
 
     def _record(self, group: int, pending: Mapping[int, GroupRecord]) -> GroupRecord | None:
         return pending.get(group) or self._records.get(group)

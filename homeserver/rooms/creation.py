@@ -32,6 +32,7 @@ from homeserver.events.builder import Signer
 from homeserver.events.event import Event
 from homeserver.events.ids import new_room_id
 from homeserver.events.validation import EventValidationError
+from homeserver.faults import fault_point
 from homeserver.ratelimit import TokenBucketLimiter
 from homeserver.room_versions import RoomVersion, UnsupportedRoomVersion, get_room_version
 from homeserver.rooms.bus import ROOM_CREATED, DomainEventBus
@@ -293,6 +294,7 @@ class RoomCreationService:
             default_room_version=self.config.server.default_room_version,
         )
         await check_alias_free(self.store, validated.alias)
+        fault_point("create.validated")
         genesis = plan(
             validated,
             creator=creator,
@@ -301,6 +303,7 @@ class RoomCreationService:
             creator_profile=await self._profile(creator),
         )
         events = await self._build_and_commit(creator, validated, genesis)
+        fault_point("create.committed")
         await self._after_commit(creator, validated, events)
         return CreatedRoom(
             events[0].room_id, validated.room_version.identifier, validated.alias, tuple(events)
@@ -329,6 +332,7 @@ class RoomCreationService:
                 return start
 
             events = build_genesis(genesis, self.signer, room_id, clock)
+            fault_point("create.built")
             try:
                 await self.store.db.run_in_transaction(
                     "create_room",
@@ -364,6 +368,7 @@ class RoomCreationService:
             is_public=validated.request.visibility == "public",
             server_name=self.server_name,
         )
+        fault_point("create.committing")
 
     async def _after_commit(
         self, creator: str, validated: ValidatedCreation, events: list[Event]

@@ -120,7 +120,23 @@ def placeholders(n: int) -> str:
     return ", ".join("?" * n)
 
 
-class Transaction:
+class _Reads:
+    """``fetchone``/``fetchval`` on top of an engine's ``fetchall`` (transactions and the
+    database's reads outside a transaction share them)."""
+
+    async def fetchall(self, sql: str, *args: Any) -> list[Row]:
+        raise NotImplementedError
+
+    async def fetchone(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetchall(sql, *args)
+        return rows[0] if rows else None
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        row = await self.fetchone(sql, *args)
+        return row[0] if row else None
+
+
+class Transaction(_Reads):
     """An open transaction. Engine subclasses implement the four primitives."""
 
     #: the engine name, for the rare store code that must branch ("sqlite" | "postgres").
@@ -139,17 +155,6 @@ class Transaction:
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         raise NotImplementedError
-
-    async def fetchall(self, sql: str, *args: Any) -> list[Row]:
-        raise NotImplementedError
-
-    async def fetchone(self, sql: str, *args: Any) -> Row | None:
-        rows = await self.fetchall(sql, *args)
-        return rows[0] if rows else None
-
-    async def fetchval(self, sql: str, *args: Any) -> Any:
-        row = await self.fetchone(sql, *args)
-        return row[0] if row else None
 
     async def lock_row(self, table: str, key_column: str, key: Any) -> bool:
         """Lock one row until commit (PostgreSQL ``FOR UPDATE``); True if the row exists.
@@ -185,7 +190,7 @@ class Transaction:
                 logger.exception("after-commit callback of %s failed", self.name)
 
 
-class Database:
+class Database(_Reads):
     """The engine-independent interface. Use :func:`open_database` or the ``open_*`` class
     methods to get one."""
 
@@ -272,18 +277,6 @@ class Database:
         self, name: str, read_only: bool
     ) -> AbstractAsyncContextManager[Transaction]:
         raise NotImplementedError
-
-    # --- reads outside a transaction ---------------------------------------------------
-    async def fetchall(self, sql: str, *args: Any) -> list[Row]:
-        raise NotImplementedError
-
-    async def fetchone(self, sql: str, *args: Any) -> Row | None:
-        rows = await self.fetchall(sql, *args)
-        return rows[0] if rows else None
-
-    async def fetchval(self, sql: str, *args: Any) -> Any:
-        row = await self.fetchone(sql, *args)
-        return row[0] if row else None
 
 
 async def open_database(settings: DatabaseSettings, *, migrate: bool = True) -> Database:

@@ -45,6 +45,7 @@ from homeserver.rooms.directory import PublicRoomList
 from homeserver.rooms.events_service import RoomEventsService
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.sender import EventSender
+from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.storage import Store
 from homeserver.storage.database import DatabaseSettings, open_database
 from homeserver.sync.filters import FilterService
@@ -116,6 +117,15 @@ class Homeserver:
             profiles=lambda: getattr(self, "profiles", None),
         )
         self.room_events = RoomEventsService(store, self.sender, self.ratelimiters, clock)
+        self.room_upgrades = RoomUpgradeService(
+            config=config,
+            store=store,
+            signer=self.signer,
+            ratelimiter=self.ratelimiters.room_creation,
+            notifier=self.notifier,
+            bus=self.bus,
+            clock_ms=clock,
+        )
         self.filters = FilterService(store)
         self.push_rules = PushRulesService(store, self.notifier)
         self.account_data = AccountDataService(store, self.notifier, self.push_rules)
@@ -171,7 +181,10 @@ async def start_homeserver(
         db = await open_database(database_settings(config.database))
     except (OSError, asyncpg.PostgresError, sqlite3.Error) as e:
         raise StartupError(f"cannot open the {config.database.name} database: {e}") from None
-    return Homeserver(config, signing_key, Store(db), clock=clock)
+    hs = Homeserver(config, signing_key, Store(db), clock=clock)
+    # An upgrade interrupted by a crash committed nothing: its room is active again.
+    await hs.room_upgrades.recover_stranded_upgrades()
+    return hs
 
 
 def create_app(hs: Homeserver, resources: Iterable[str] | None = None) -> web.Application:

@@ -24,6 +24,7 @@ from homeserver.http.client import (
     room_read,
     room_send,
     room_state,
+    room_upgrade,
     versions,
 )
 from homeserver.http.client import account_data as account_data_http
@@ -66,6 +67,7 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
         membership.add_routes(app.router)
         room_send.add_routes(app.router)
         room_state.add_routes(app.router)
+        room_upgrade.add_routes(app.router)
         room_read.add_routes(app.router)
         redact.add_routes(app.router)
         joined_rooms.add_routes(app.router)

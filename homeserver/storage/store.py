@@ -19,6 +19,7 @@ from homeserver.storage.rooms import RoomsStore
 from homeserver.storage.state import StateStore
 from homeserver.storage.sync import SyncStore
 from homeserver.storage.ui_auth import UIAuthStore
+from homeserver.storage.upgrades import UpgradesStore
 from homeserver.storage.users import UsersStore
 
 
@@ -46,6 +47,7 @@ class Store:
         self.receipts = ReceiptsStore(db)
         self.filters = FiltersStore(db)
         self.push_rules = PushRulesStore(db, self.account_data)
+        self.upgrades = UpgradesStore(db, self.account_data, self.push_rules)
         self.sync = SyncStore(db, self.events)
         self.room_use = RoomUseStore(db)
         # The one write path for events, also reachable from the events area.

@@ -1,0 +1,393 @@
+"""Room upgrade (DESIGN.md §3.3) as named steps, each callable alone:
+
+1. check — :meth:`RoomUpgradeService.check`: room known (404), requester joined and allowed to
+   send ``m.room.tombstone`` (403), then :func:`parse_upgrade_body`: ``new_version`` present and
+   supported, ``additional_creators`` valid (v12 targets);
+2. lock — the room row's ``active → upgrading`` compare-and-set (``upgrade_lock.py``). A room
+   being upgraded by another user is 400 "in progress"; by the same user, the repeat waits for
+   the outcome; a tombstoned room answers its upgrader with the same replacement (the
+   ``room_upgrades`` record) and anyone else with 400 ``M_BAD_STATE``. Rate-limited with room
+   creation — only a request that starts an upgrade spends a token;
+3. plan — from a snapshot of the old room's state (``upgrade_plan.py``, pure);
+4. build — every event in memory (``upgrade_build.py``, pure);
+5. commit — ONE transaction: both rooms locked, the snapshot's state group verified (a state
+   conflict re-plans, up to ``room_upgrades.max_state_conflict_retries`` times, the upgrade lock
+   held throughout), the new room and its events, the old room's tombstone and restrictions,
+   aliases, directory, per-user data, outbox rows, the upgrade record and ``upgrading →
+   tombstoned``;
+6. after commit — wake /sync, publish ``room.upgraded``.
+
+Every failed request publishes ``room.upgrade.failed {room_id, reason}``; after the lock was
+taken, the room goes back to ``active`` and the answer is 500 "Room upgrade could not be
+completed".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import asyncpg
+
+from homeserver.auth.power_levels import required_power_level, user_power_level
+from homeserver.config import HomeserverConfig
+from homeserver.errors import (
+    BadRequest,
+    Codes,
+    Forbidden,
+    MatrixError,
+    NotFound,
+)
+from homeserver.events.builder import Signer
+from homeserver.events.ids import new_room_id
+from homeserver.faults import fault_point
+from homeserver.ratelimit import TokenBucketLimiter
+from homeserver.room_versions import get_room_version
+from homeserver.rooms.bus import ROOM_UPGRADE_FAILED, ROOM_UPGRADED, DomainEventBus
+from homeserver.rooms.creation import RoomIdCollision, room_exists_txn
+from homeserver.rooms.events_service import UPGRADE_IN_PROGRESS
+from homeserver.rooms.lifecycle import Actor, RoomStatus, transition
+from homeserver.rooms.upgrade_build import BuiltUpgrade, build_upgrade
+from homeserver.rooms.upgrade_lock import Lease, UpgradeLocks, holds
+from homeserver.rooms.upgrade_plan import (
+    CANONICAL_ALIAS,
+    COPIED_STATE_TYPES,
+    CREATE,
+    POWER_LEVELS,
+    SPACE_CHILD,
+    OldRoomSnapshot,
+    UpgradePlan,
+    UpgradePolicy,
+    plan_upgrade,
+)
+from homeserver.rooms.upgrade_request import (
+    UpgradeRefused,
+    UpgradeRequest,
+    parse_upgrade_body,
+    upgrade_failed,
+)
+from homeserver.storage import Store
+from homeserver.storage.database import Transaction
+from homeserver.storage.rooms import NewRoom, RoomRecord
+from homeserver.storage.upgrades import UpgradeRecord
+from homeserver.sync.notifier import Notifier
+from homeserver.types import domain_of, room_id_error
+
+logger = logging.getLogger(__name__)
+
+#: How often one request goes round lock → wait → lock before giving up (another user's
+#: upgrade keeps failing and restarting under it).
+MAX_LOCK_ROUNDS = 5
+#: The state types a snapshot reads (besides memberships).
+SNAPSHOT_TYPES = frozenset(
+    {CREATE[0], POWER_LEVELS[0], CANONICAL_ALIAS[0], SPACE_CHILD, "m.room.member"}
+    | set(COPIED_STATE_TYPES)
+)
+
+
+class StateConflict(Exception):
+    """The old room's state changed between plan and commit."""
+
+
+class LockLost(Exception):
+    """Our lease no longer holds the room (it expired and was recovered)."""
+
+
+class RoomUpgradeService:
+    def __init__(
+        self,
+        *,
+        config: HomeserverConfig,
+        store: Store,
+        signer: Signer,
+        ratelimiter: TokenBucketLimiter,
+        notifier: Notifier,
+        bus: DomainEventBus,
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self.settings = config.room_upgrades
+        self.server_name = config.server_name
+        self.store = store
+        self.signer = signer
+        self.ratelimiter = ratelimiter
+        self.notifier = notifier
+        self.bus = bus
+        self.clock_ms = clock_ms
+        self.locks = UpgradeLocks(store, clock_ms, self.settings.lock_timeout_seconds)
+        self.policy = UpgradePolicy(
+            server_name=config.server_name,
+            auto_join_local_members=self.settings.auto_join_local_members,
+            invite_remote_members=self.settings.invite_remote_members,
+        )
+        #: Called between build and commit of every attempt (tests inject state conflicts).
+        self.before_commit: Callable[[str], Awaitable[None]] | None = None
+
+    async def recover_stranded_upgrades(self) -> list[str]:
+        """Start-up: rooms a crashed process left ``upgrading`` are ``active`` again."""
+        return await self.locks.recover_all()
+
+    async def upgrade_room(self, user_id: str, room_id: str, body: Mapping[str, Any]) -> str:
+        """``POST /rooms/{roomId}/upgrade``: the replacement room's ID."""
+        try:
+            return await self._upgrade(user_id, room_id, body)
+        except UpgradeRefused as refused:
+            await self.bus.publish(ROOM_UPGRADE_FAILED, room_id=room_id, reason=refused.reason)
+            raise refused.error from None
+        except MatrixError as e:
+            reason = "rate_limited" if e.errcode == Codes.LIMIT_EXCEEDED else "internal"
+            await self.bus.publish(ROOM_UPGRADE_FAILED, room_id=room_id, reason=reason)
+            raise
+        except Exception:
+            logger.exception("room upgrade of %s failed before it started", room_id)
+            await self.bus.publish(ROOM_UPGRADE_FAILED, room_id=room_id, reason="internal")
+            raise upgrade_failed() from None
+
+    async def check(self, user_id: str, room_id: str) -> RoomRecord:
+        """The room exists and ``user_id`` is joined and may send ``m.room.tombstone``."""
+        reason = room_id_error(room_id)
+        if reason:
+            raise UpgradeRefused("invalid_request", BadRequest(reason, Codes.INVALID_PARAM))
+        room = await self.store.rooms.get_room(room_id)
+        if room is None:
+            raise UpgradeRefused("not_found", NotFound(f"Unknown room id {room_id}"))
+        version = get_room_version(room.room_version)
+        state = self.store.state
+        member = await state.get_current_state_event(room_id, "m.room.member", user_id)
+        if member is None or member.membership != "join":
+            raise UpgradeRefused("forbidden", Forbidden(f"User {user_id} not in room {room_id}"))
+        create = await state.get_current_state_event(room_id, *CREATE)
+        power_levels = await state.get_current_state_event(room_id, *POWER_LEVELS)
+        level = user_power_level(version, user_id, create, power_levels)
+        needed = required_power_level(version, "m.room.tombstone", True, power_levels)
+        if level < needed:
+            raise UpgradeRefused(
+                "forbidden",
+                Forbidden("You don't have permission to upgrade this room"),
+            )
+        return room
+
+    async def _upgrade(self, user_id: str, room_id: str, body: Mapping[str, Any]) -> str:
+        found: RoomRecord | None = await self.check(user_id, room_id)
+        request = parse_upgrade_body(body)
+        for _round in range(MAX_LOCK_ROUNDS):
+            room = found or await self.store.rooms.get_room(room_id)
+            found = None  # later rounds read the row afresh
+            if room is None:
+                raise UpgradeRefused("not_found", NotFound(f"Unknown room id {room_id}"))
+            if room.status == RoomStatus.TOMBSTONED:
+                return await self._already_upgraded(user_id, room)
+            if room.status == RoomStatus.UPGRADING:
+                if self.locks.expired(room):
+                    await self.locks.recover_if_expired(room_id)
+                elif room.upgrade_lock_holder == user_id:
+                    await self.locks.wait_for_outcome(room)  # then look again
+                else:
+                    raise UpgradeRefused(
+                        "in_progress", BadRequest(UPGRADE_IN_PROGRESS, Codes.UNKNOWN)
+                    )
+                continue
+            self.ratelimiter.check(user_id)
+            lease = await self.locks.acquire(room_id, user_id, request.new_version.identifier)
+            if lease is not None:
+                return await self._run_locked(lease, request)
+        raise UpgradeRefused("in_progress", BadRequest(UPGRADE_IN_PROGRESS, Codes.UNKNOWN))
+
+    async def _already_upgraded(self, user_id: str, room: RoomRecord) -> str:
+        record = await self.store.upgrades.get_upgrade(room.room_id)
+        if record is not None and record.upgrader == user_id:
+            return record.new_room_id  # the same request again: the same answer, for ever
+        replacement = room.replacement_room_id
+        message = "This room has already been replaced"
+        extra: dict[str, Any] = {}
+        if replacement is not None:
+            message += f" by {replacement}"
+            extra["replacement_room"] = replacement
+        raise UpgradeRefused("already_tombstoned", BadRequest(message, Codes.BAD_STATE, **extra))
+
+    # --- steps 3-6 under the lock -------------------------------------------------------------
+    async def _run_locked(self, lease: Lease, request: UpgradeRequest) -> str:
+        fault_point("upgrade.locked")
+        try:
+            for attempt in range(self.settings.max_state_conflict_retries + 1):
+                snapshot = await self.snapshot(lease.room_id)
+                plan = plan_upgrade(
+                    snapshot,
+                    upgrader=lease.holder,
+                    new_version=request.new_version,
+                    additional_creators=request.additional_creators,
+                    policy=self.policy,
+                )
+                fault_point("upgrade.planned")
+                built = self._build(plan, snapshot)
+                fault_point("upgrade.built")
+                if self.before_commit is not None:
+                    await self.before_commit(lease.room_id)
+                try:
+                    built = await self.store.db.run_in_transaction(
+                        "upgrade_room", self._commit_txn, lease, snapshot, plan, built
+                    )
+                except (StateConflict, RoomIdCollision) as e:
+                    logger.info(
+                        "room upgrade of %s: %s on attempt %d; planning again",
+                        lease.room_id,
+                        type(e).__name__,
+                        attempt + 1,
+                    )
+                    continue
+                fault_point("upgrade.committed")
+                await self._after_commit(lease, plan, built)
+                return built.new_room_id
+        except LockLost:
+            logger.error("room upgrade of %s lost its lock (lease expired)", lease.room_id)
+            raise UpgradeRefused("internal", upgrade_failed()) from None
+        except asyncio.CancelledError:
+            await asyncio.shield(self.locks.release(lease, "upgrade abandoned"))
+            raise
+        except Exception:
+            logger.exception("room upgrade of %s failed", lease.room_id)
+            await self._release_quietly(lease, "upgrade failed: internal error")
+            raise UpgradeRefused("internal", upgrade_failed()) from None
+        logger.warning("room upgrade of %s: the state kept changing; giving up", lease.room_id)
+        await self._release_quietly(lease, "upgrade failed: state conflict retries exhausted")
+        raise UpgradeRefused("retries_exhausted", upgrade_failed())
+
+    async def _release_quietly(self, lease: Lease, reason: str) -> None:
+        try:
+            await self.locks.release(lease, reason)
+        except Exception:  # the lease expires anyway; the caller's answer matters more
+            logger.exception("could not release the upgrade lock of %s", lease.room_id)
+
+    async def snapshot(self, room_id: str) -> OldRoomSnapshot:
+        """The old room's current state at one state group, with its extremities and aliases."""
+        room = await self.store.rooms.get_room(room_id)
+        if room is None:
+            raise RuntimeError(f"room {room_id} vanished during its upgrade")
+        group = room.current_state_group
+        ids = await self.store.state.get_state_group_ids(group) if group is not None else {}
+        wanted = {key: event_id for key, event_id in ids.items() if key[0] in SNAPSHOT_TYPES}
+        events = await self.store.events.get_events(wanted.values())
+        extremities = await self.store.events.get_forward_extremities(room_id)
+        prev = await self.store.events.get_events(extremities.event_ids)
+        return OldRoomSnapshot(
+            room_id=room_id,
+            room_version=get_room_version(room.room_version),
+            is_public=room.is_public,
+            state_group=group,
+            state={key: events[eid] for key, eid in wanted.items() if eid in events},
+            extremities=tuple(prev.values()),
+            local_aliases=tuple(await self.store.aliases.get_aliases_for_room(room_id)),
+        )
+
+    def _build(self, plan: UpgradePlan, snapshot: OldRoomSnapshot, **kw: Any) -> BuiltUpgrade:
+        return build_upgrade(
+            plan,
+            snapshot,
+            self.signer,
+            clock_ms=self.clock_ms,
+            new_room_id=lambda: new_room_id(self.server_name),
+            **kw,
+        )
+
+    async def _commit_txn(
+        self,
+        txn: Transaction,
+        lease: Lease,
+        snapshot: OldRoomSnapshot,
+        plan: UpgradePlan,
+        built: BuiltUpgrade,
+    ) -> BuiltUpgrade:
+        old_room_id, store = snapshot.room_id, self.store
+        await store.persister.lock_rooms_txn(txn, [old_room_id])
+        row = await store.upgrades.get_lock_row_txn(txn, old_room_id)
+        if row is None or not holds(row, lease):
+            raise LockLost(old_room_id)
+        if row.current_state_group != snapshot.state_group:
+            raise StateConflict(old_room_id)
+        extremities = await store.events.get_forward_extremities(old_room_id, txn=txn)
+        if frozenset(extremities.event_ids) != built.old_extremity_ids:
+            # Messages (not state) arrived since the build: the plan stands, but the
+            # tombstone must follow them, so build again on the current extremities.
+            prev = await store.events.get_events(extremities.event_ids, txn=txn)
+            built = self._build(plan, snapshot, extremities=list(prev.values()))
+        new_room_id_ = built.new_room_id
+        if await room_exists_txn(txn, new_room_id_):
+            raise RoomIdCollision(new_room_id_)
+        create = built.new_events[0]
+        now = create.origin_server_ts
+        new_room = NewRoom(
+            new_room_id_,
+            plan.new_version.identifier,
+            plan.upgrader,
+            now,
+            is_public=plan.publish,
+        )
+        try:
+            await store.persist_events_txn(
+                txn, [(e, None) for e in built.new_events], new_room=new_room
+            )
+        except (sqlite3.IntegrityError, asyncpg.UniqueViolationError):
+            raise RoomIdCollision(new_room_id_) from None
+        old_batch = [(built.old_events[0], snapshot.state_group)]
+        old_batch += [(e, None) for e in built.old_events[1:]]
+        await store.persist_events_txn(txn, old_batch)
+        await store.aliases.move_aliases_txn(txn, old_room_id, new_room_id_)
+        if plan.publish:
+            await store.rooms.set_public_txn(txn, old_room_id, False)
+        await store.upgrades.copy_member_data_txn(
+            txn, old_room_id, new_room_id_, plan.local_members
+        )
+        await self._queue_remote_invites_txn(txn, built)
+        await store.upgrades.record_upgrade_txn(
+            txn,
+            UpgradeRecord(
+                old_room_id, new_room_id_, plan.upgrader, plan.new_version.identifier, now
+            ),
+        )
+        transition(RoomStatus.UPGRADING, RoomStatus.TOMBSTONED, Actor.SYSTEM)
+        moved = await store.rooms.transition_txn(
+            txn,
+            old_room_id,
+            RoomStatus.UPGRADING,
+            RoomStatus.TOMBSTONED,
+            actor=Actor.SYSTEM,
+            reason=f"upgraded to {new_room_id_} (room version {plan.new_version.identifier})",
+            ts=now,
+            replacement_room_id=new_room_id_,
+        )
+        if not moved:  # cannot happen under the row lock with our lease checked
+            raise LockLost(old_room_id)
+        fault_point("upgrade.committing")
+        return built
+
+    async def _queue_remote_invites_txn(self, txn: Transaction, built: BuiltUpgrade) -> None:
+        """Remote members' invites go to the federation outbox with the room (as createRoom)."""
+        version = built.new_events[0].room_version.identifier
+        for event in built.new_events:
+            if event.type != "m.room.member" or event.membership != "invite":
+                continue
+            destination = domain_of(event.state_key or "")
+            if destination == self.server_name:
+                continue
+            await self.store.outbox.enqueue_txn(
+                txn,
+                destination,
+                {
+                    "kind": "invite",
+                    "room_id": built.new_room_id,
+                    "event_id": event.event_id,
+                    "room_version": version,
+                },
+                now=event.origin_server_ts,
+            )
+
+    async def _after_commit(self, lease: Lease, plan: UpgradePlan, built: BuiltUpgrade) -> None:
+        self.notifier.notify([lease.room_id, built.new_room_id], plan.notify_users)
+        await self.bus.publish(
+            ROOM_UPGRADED,
+            old_room_id=lease.room_id,
+            new_room_id=built.new_room_id,
+            new_version=plan.new_version.identifier,
+        )

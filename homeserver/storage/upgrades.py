@@ -1,0 +1,147 @@
+"""Room upgrades: the upgrade lock's row columns read under the room lock, the durable record
+of completed upgrades, and the per-user data an upgrade carries over (tags, ``m.direct``,
+per-room push rules) — each read in one statement whatever the number of members.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from homeserver.crypto.canonical_json import parse_json
+from homeserver.storage.account_data import GLOBAL, AccountDataStore
+from homeserver.storage.database import Database, Transaction
+from homeserver.storage.push_rules import PushRulesStore
+
+
+@dataclass(frozen=True, slots=True)
+class LockRow:
+    status: str
+    holder: str | None
+    expires_ts: int | None
+    replacement_room_id: str | None
+    current_state_group: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeRecord:
+    old_room_id: str
+    new_room_id: str
+    upgrader: str
+    new_version: str
+    ts: int
+
+
+class UpgradesStore:
+    def __init__(
+        self, db: Database, account_data: AccountDataStore, push_rules: PushRulesStore
+    ) -> None:
+        self.db = db
+        self.account_data = account_data
+        self.push_rules = push_rules
+
+    # --- the lock row --------------------------------------------------------------------
+    async def get_lock_row_txn(self, txn: Transaction, room_id: str) -> LockRow | None:
+        """The room's lifecycle columns; call after locking the row (``lock_rooms_txn``)."""
+        row = await txn.fetchone(
+            "SELECT status, upgrade_lock_holder, upgrade_lock_expires_ts, replacement_room_id,"
+            " current_state_group FROM rooms WHERE room_id = ?",
+            room_id,
+        )
+        if row is None:
+            return None
+        return LockRow(
+            status=row[0],
+            holder=row[1],
+            expires_ts=None if row[2] is None else int(row[2]),
+            replacement_room_id=row[3],
+            current_state_group=None if row[4] is None else int(row[4]),
+        )
+
+    async def get_upgrading_room_ids(self) -> list[str]:
+        rows = await self.db.fetchall(
+            "SELECT room_id FROM rooms WHERE status = 'upgrading' ORDER BY room_id"
+        )
+        return [r[0] for r in rows]
+
+    # --- completed upgrades --------------------------------------------------------------
+    async def record_upgrade_txn(self, txn: Transaction, record: UpgradeRecord) -> None:
+        await txn.execute(
+            "INSERT INTO room_upgrades (old_room_id, new_room_id, upgrader, new_version, ts)"
+            " VALUES (?, ?, ?, ?, ?)",
+            record.old_room_id,
+            record.new_room_id,
+            record.upgrader,
+            record.new_version,
+            record.ts,
+        )
+
+    async def get_upgrade(self, old_room_id: str) -> UpgradeRecord | None:
+        row = await self.db.fetchone(
+            "SELECT old_room_id, new_room_id, upgrader, new_version, ts FROM room_upgrades"
+            " WHERE old_room_id = ?",
+            old_room_id,
+        )
+        return None if row is None else UpgradeRecord(row[0], row[1], row[2], row[3], int(row[4]))
+
+    # --- per-user data carried over ------------------------------------------------------
+    async def copy_member_data_txn(
+        self, txn: Transaction, old_room_id: str, new_room_id: str, users: Collection[str]
+    ) -> int:
+        """Copy the room tags, ``m.direct`` entries and per-room push rules of ``users`` (the
+        old room's local joined members) to the new room; returns how many entries changed.
+
+        Each kind is found with one query over the old room (most members have none), and
+        only the users that have something get a write."""
+        wanted = set(users)
+        changed = 0
+        tags = await txn.fetchall(
+            "SELECT user_id, content FROM account_data WHERE room_id = ? AND type = 'm.tag'",
+            old_room_id,
+        )
+        for user_id, text in tags:
+            content = parse_json(text)
+            if user_id in wanted and isinstance(content, dict):
+                await self.account_data.set_account_data_txn(
+                    txn, user_id, new_room_id, "m.tag", content
+                )
+                changed += 1
+        # m.direct maps user → [room IDs]; the old room's ID (a quoted JSON string) narrows the
+        # scan to the accounts that name it. A '_' in the ID is a LIKE wildcard, which can only
+        # widen the match; the JSON check below has the last word.
+        directs = await txn.fetchall(
+            "SELECT user_id, content FROM account_data"
+            " WHERE room_id = ? AND type = 'm.direct' AND content LIKE ?",
+            GLOBAL,
+            f'%"{old_room_id}"%',
+        )
+        for user_id, text in directs:
+            updated = _add_to_direct(parse_json(text), old_room_id, new_room_id)
+            if user_id in wanted and updated is not None:
+                await self.account_data.set_account_data_txn(
+                    txn, user_id, GLOBAL, "m.direct", updated
+                )
+                changed += 1
+        rules = await txn.fetchall(
+            "SELECT user_id FROM push_rules WHERE kind = 'room' AND rule_id = ?", old_room_id
+        )
+        for (user_id,) in rules:
+            if user_id in wanted and await self.push_rules.copy_room_rule_txn(
+                txn, user_id, old_room_id, new_room_id
+            ):
+                changed += 1
+        return changed
+
+
+def _add_to_direct(content: Any, old_room_id: str, new_room_id: str) -> dict[str, Any] | None:
+    """``m.direct`` with ``new_room_id`` appended to the first list naming ``old_room_id``
+    (as Synapse), or None if no list names it (or it is there already)."""
+    if not isinstance(content, dict):
+        return None
+    for user_id, rooms in content.items():
+        if isinstance(rooms, list) and old_room_id in rooms:
+            if new_room_id in rooms:
+                return None
+            return {**content, user_id: [*rooms, new_room_id]}
+    return None

@@ -91,8 +91,10 @@ class RateLimiters:
         config: RateLimitingConfig,
         *,
         clock: Clock = time.monotonic,
-        exempt: frozenset[str] = frozenset(),
+        exempt: frozenset[str] | None = None,
     ) -> None:
+        exempt = config.rc_exempt_users if exempt is None else exempt
+
         def make(limit: RateLimit, message: str = "Too Many Requests") -> TokenBucketLimiter:
             return TokenBucketLimiter(limit, clock=clock, exempt=exempt, message=message)
 

@@ -10,8 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from homeserver.config._reader import Reader
+from homeserver.types import user_id_error
 
-KEYS = frozenset({"rc_room_creation", "rc_message", "rc_login", "rc_registration", "rc_joins"})
+KEYS = frozenset(
+    {
+        "rc_room_creation",
+        "rc_message",
+        "rc_login",
+        "rc_registration",
+        "rc_joins",
+        "rc_exempt_users",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +52,9 @@ class RateLimitingConfig:
     rc_login: LoginRateLimits
     rc_registration: RateLimit
     rc_joins: JoinRateLimits
+    #: users no ``rc_*`` limit applies to (bridges, bots); our key — Synapse does this per user
+    #: through its admin API.
+    rc_exempt_users: frozenset[str] = frozenset()
 
 
 # Synapse 1.157's defaults (docs/usage/configuration/config_documentation.md).
@@ -101,4 +114,14 @@ def parse_ratelimiting(reader: Reader) -> RateLimitingConfig:
         rc_login=_login(reader),
         rc_registration=_limit(reader.sub("rc_registration"), DEFAULT_REGISTRATION),
         rc_joins=_joins(reader),
+        rc_exempt_users=_exempt_users(reader),
     )
+
+
+def _exempt_users(reader: Reader) -> frozenset[str]:
+    users = reader.string_list("rc_exempt_users", []) or []
+    for index, user_id in enumerate(users):
+        reason = user_id_error(user_id, historical=True)
+        if reason:
+            raise reader.error(f"rc_exempt_users[{index}]", reason)
+    return frozenset(users)

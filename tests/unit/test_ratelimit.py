@@ -52,3 +52,25 @@ def test_message_is_carried():
     with pytest.raises(RateLimitExceeded, match="slow down") as info:
         limiter.check("k")
     assert info.value.retry_after_ms == 62500
+
+
+def test_exempt_users_come_from_config(tmp_path):
+    from homeserver.config import ConfigError, HomeserverConfig
+    from homeserver.ratelimit import RateLimiters
+
+    config = HomeserverConfig.parse(
+        {
+            "server_name": "example.org",
+            "rc_room_creation": {"per_second": 0.001, "burst_count": 1},
+            "rc_exempt_users": ["@bot:example.org"],
+        },
+        tmp_path,
+    )
+    limiters = RateLimiters(config.ratelimiting, clock=FakeClock())
+    for _ in range(5):
+        limiters.room_creation.check("@bot:example.org")
+    limiters.room_creation.check("@alice:example.org")
+    with pytest.raises(RateLimitExceeded):
+        limiters.room_creation.check("@alice:example.org")
+    with pytest.raises(ConfigError, match=r"rc_exempt_users\[0\]"):
+        HomeserverConfig.parse({"server_name": "example.org", "rc_exempt_users": ["bot"]}, tmp_path)

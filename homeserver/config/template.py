@@ -167,6 +167,9 @@ $registration_shared_secret_line
 #rc_joins:                       # a flat {per_second, burst_count} here sets both
 #  local: {per_second: 0.1, burst_count: 10}
 #  remote: {per_second: 0.01, burst_count: 10}
+# Users none of the limits above apply to (bridges, bots, load tests). Default: none.
+#rc_exempt_users:
+#  - "@bridge:example.com"
 
 ## Federation ##
 

@@ -47,13 +47,12 @@ def _wait_for_health(base_url: str, process: subprocess.Popen[bytes], timeout: f
     raise AssertionError("homeserver did not answer /health in time")
 
 
-@contextmanager
-def running_homeserver(
-    tmp_path: Path, server_name: str, overrides: dict[str, Any] | None = None
-) -> Iterator[str]:
-    """Generate a config (plus ``overrides``), run the server, yield its base URL, stop it."""
-    port = free_port()
-    config_path = tmp_path / "homeserver.yaml"
+def generate_config(
+    workdir: Path, server_name: str, port: int, overrides: dict[str, Any] | None = None
+) -> Path:
+    """``homeserver generate-config`` into ``workdir`` (data in ``workdir/data``), then
+    ``overrides`` applied to the top-level keys of the YAML."""
+    config_path = workdir / "homeserver.yaml"
     subprocess.run(
         [
             sys.executable,
@@ -65,7 +64,7 @@ def running_homeserver(
             "--config-path",
             str(config_path),
             "--data-dir",
-            str(tmp_path / "data"),
+            str(workdir / "data"),
             "--http-port",
             str(port),
         ],
@@ -77,24 +76,64 @@ def running_homeserver(
     config = yaml.safe_load(config_path.read_text())
     config.update(overrides or {})
     config_path.write_text(yaml.safe_dump(config))
-    log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
+    return config_path
+
+
+def config_with_port(config_path: Path, port: int, new_path: Path) -> Path:
+    """A copy of the config at ``config_path`` whose listeners use ``port`` (same data, same
+    signing key: a second process of the same server)."""
+    config = yaml.safe_load(config_path.read_text())
+    for listener in config.get("listeners", []):
+        listener["port"] = port
+    new_path.write_text(yaml.safe_dump(config))
+    return new_path
+
+
+def start_process(
+    config_path: Path, log_path: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``homeserver run`` (output appended to ``log_path``); not waited for."""
+    env = _env()
+    env.update(extra_env or {})
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
             [sys.executable, "-m", "homeserver", "run", "--config-path", str(config_path)],
-            env=_env(),
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        base_url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_for_health(base_url, process)
-            yield base_url
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it does not stop within 30 s."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def wait_for_health(base_url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    _wait_for_health(base_url, process, timeout)
+
+
+@contextmanager
+def running_homeserver(
+    tmp_path: Path, server_name: str, overrides: dict[str, Any] | None = None
+) -> Iterator[str]:
+    """Generate a config (plus ``overrides``), run the server, yield its base URL, stop it."""
+    port = free_port()
+    config_path = generate_config(tmp_path, server_name, port, overrides)
+    log_path = tmp_path / "server.log"
+    process = start_process(config_path, log_path)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_health(base_url, process)
+        yield base_url
+    finally:
+        stop_process(process)
     server_log = log_path.read_text(errors="replace")
     assert "Traceback" not in server_log, server_log[-4000:]

@@ -1,0 +1,152 @@
+"""matrix-nio against a real ``homeserver run``: three users in one room, alice upgrades it, and
+bob sees the upgrade through sync — the tombstone in the old room, and the replacement room
+already among his joined rooms with its create event naming the predecessor. A message bob
+sends there reaches alice and carol.
+
+nio's own ``room_upgrade`` emulates an upgrade client-side (createRoom + tombstone), so the
+server's endpoint is called with aiohttp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from nio import (
+    AsyncClient,
+    JoinResponse,
+    RegisterResponse,
+    RoomCreateEvent,
+    RoomCreateResponse,
+    RoomMessageText,
+    RoomPreset,
+    RoomSendResponse,
+    SyncResponse,
+    UnknownEvent,
+)
+
+from tests.e2e.server_process import running_homeserver
+
+SERVER_NAME = "nio-upgrade.test"
+CONFIG = {
+    "enable_registration": True,
+    "enable_registration_without_verification": True,
+    "rc_room_creation": {"per_second": 100, "burst_count": 100},
+    "rc_message": {"per_second": 100, "burst_count": 100},
+    "rc_registration": {"per_second": 100, "burst_count": 100},
+    "rc_joins": {"local": {"per_second": 100, "burst_count": 100}},
+}
+
+
+async def _register(base_url: str, name: str) -> AsyncClient:
+    client = AsyncClient(base_url, f"@{name}:{SERVER_NAME}")
+    response = await client.register(name, f"{name}-password-123", device_name=f"{name}'s nio")
+    assert isinstance(response, RegisterResponse), response
+    return client
+
+
+async def _sync_until(
+    client: AsyncClient, predicate: Callable[[SyncResponse], bool], attempts: int = 20
+) -> SyncResponse:
+    for _ in range(attempts):
+        response = await client.sync(timeout=3000)
+        assert isinstance(response, SyncResponse), response
+        if predicate(response):
+            return response
+    raise AssertionError("the expected sync never came")
+
+
+def _events(response: SyncResponse, room_id: str) -> list[object]:
+    room = response.rooms.join.get(room_id)
+    if room is None:
+        return []
+    return [*room.state, *room.timeline.events]
+
+
+def _tombstone(response: SyncResponse, room_id: str) -> dict[str, Any] | None:
+    """The m.room.tombstone's content in ``room_id`` of this sync (nio has no class for it)."""
+    for event in _events(response, room_id):
+        source = getattr(event, "source", {})
+        if source.get("type") == "m.room.tombstone":
+            return dict(source["content"])
+    return None
+
+
+def _messages(response: SyncResponse, room_id: str) -> list[str]:
+    return [e.body for e in _events(response, room_id) if isinstance(e, RoomMessageText)]
+
+
+async def test_nio_users_follow_an_upgrade(tmp_path: Path) -> None:
+    with running_homeserver(tmp_path, SERVER_NAME, CONFIG) as base_url:
+        async with asyncio.timeout(180):
+            await _scenario(base_url)
+
+
+async def _scenario(base_url: str) -> None:
+    alice = await _register(base_url, "alice")
+    bob = await _register(base_url, "bob")
+    carol = await _register(base_url, "carol")
+    try:
+        created = await alice.room_create(
+            preset=RoomPreset.public_chat, name="Old room", topic="before", room_version="10"
+        )
+        assert isinstance(created, RoomCreateResponse), created
+        old_room = created.room_id
+        for client in (bob, carol):
+            joined = await client.join(old_room)
+            assert isinstance(joined, JoinResponse), joined
+        sent = await alice.room_send(
+            old_room, "m.room.message", {"msgtype": "m.text", "body": "before the upgrade"}
+        )
+        assert isinstance(sent, RoomSendResponse), sent
+        for client in (alice, bob, carol):
+            await _sync_until(client, lambda r: "before the upgrade" in _messages(r, old_room))
+
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{base_url}/_matrix/client/v3/rooms/{quote(old_room, safe='')}/upgrade",
+                json={"new_version": "11"},
+                headers={"Authorization": f"Bearer {alice.access_token}"},
+            ) as response,
+        ):
+            body = await response.json()
+            assert response.status == 200, body
+        new_room = body["replacement_room"]
+
+        # bob: the tombstone in the old room, and already joined to the new one
+        seen: dict[str, dict[str, Any]] = {}
+
+        def upgraded(response: SyncResponse) -> bool:
+            tombstone = _tombstone(response, old_room)
+            if tombstone is not None:
+                seen["tombstone"] = tombstone
+            for event in _events(response, new_room):
+                if isinstance(event, RoomCreateEvent) or (
+                    isinstance(event, UnknownEvent) and event.type == "m.room.create"
+                ):
+                    seen["create"] = event.source["content"]
+            return "tombstone" in seen and new_room in response.rooms.join
+
+        await _sync_until(bob, upgraded)
+        assert seen["tombstone"]["replacement_room"] == new_room
+        create = seen.get("create") or {}
+        assert create.get("predecessor", {}).get("room_id") == old_room, create
+        assert create.get("room_version") == "11", create
+        assert new_room in bob.rooms and bob.rooms[new_room].name == "Old room"
+        assert set(bob.rooms[new_room].users) == {alice.user_id, bob.user_id, carol.user_id}
+
+        reply = await bob.room_send(
+            new_room, "m.room.message", {"msgtype": "m.text", "body": "hello in the new room"}
+        )
+        assert isinstance(reply, RoomSendResponse), reply
+        for client in (alice, carol):
+            await _sync_until(client, lambda r: "hello in the new room" in _messages(r, new_room))
+            assert new_room in client.rooms
+    finally:
+        for client in (alice, bob, carol):
+            await client.close()

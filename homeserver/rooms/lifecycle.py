@@ -7,7 +7,10 @@ write there agree: a transition not in the table is refused before any SQL runs.
 from __future__ import annotations
 
 import enum
+import logging
 from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
 
 
 class RoomStatus(enum.StrEnum):
@@ -63,6 +66,7 @@ def transition(source: RoomStatus, target: RoomStatus, actor: Actor) -> Transiti
     """The transition ``source -> target`` by ``actor``, or :class:`InvalidTransition`."""
     found = _ALLOWED.get((source, target))
     if found is None or found.actor is not actor:
+        logger.warning("refused room lifecycle transition %s -> %s by %s", source, target, actor)
         raise InvalidTransition(source, target)
     return found
 

@@ -41,3 +41,12 @@ def test_initial_and_terminal():
     assert INITIAL_STATUS is A
     assert TERMINAL_STATUSES == {T}
     assert not any(can_transition(T, target, actor) for target in RoomStatus for actor in Actor)
+
+
+def test_refused_transitions_are_logged(caplog):
+    with (
+        caplog.at_level("WARNING", logger="homeserver.rooms.lifecycle"),
+        pytest.raises(InvalidTransition),
+    ):
+        transition(T, A, Actor.SYSTEM)
+    assert "refused room lifecycle transition tombstoned -> active" in caplog.text

@@ -40,7 +40,7 @@ from homeserver.ratelimit import RateLimiters
 from homeserver.rooms.aliases import AliasService
 from homeserver.rooms.audit import audit_log_subscriber
 from homeserver.rooms.bus import DomainEventBus
-from homeserver.rooms.creation import RoomCreationService, profile_lookup_of
+from homeserver.rooms.creation import RoomCreationService
 from homeserver.rooms.directory import PublicRoomList
 from homeserver.rooms.events_service import RoomEventsService
 from homeserver.rooms.membership import MembershipService
@@ -103,7 +103,7 @@ class Homeserver:
             notifier=self.notifier,
             bus=self.bus,
             clock_ms=clock,
-            profiles=profile_lookup_of(self),
+            profiles=self.profiles.get_profile,
         )
         self.aliases = AliasService(
             store=store, sender=self.sender, server_name=config.server_name, clock_ms=clock
@@ -114,7 +114,7 @@ class Homeserver:
             self.sender,
             self.ratelimiters,
             server_name=config.server_name,
-            profiles=lambda: getattr(self, "profiles", None),
+            profiles=self.profiles.get_profile,
         )
         self.room_events = RoomEventsService(store, self.sender, self.ratelimiters, clock)
         self.room_upgrades = RoomUpgradeService(

@@ -52,6 +52,8 @@ logger = logging.getLogger(__name__)
 #: than a few in a row means something else is wrong).
 MAX_ROOM_ID_ATTEMPTS = 5
 
+#: ``displayname`` / ``avatar_url`` of a local user, only the keys that are set
+#: (``ProfileService.get_profile``).
 ProfileLookup = Callable[[str], Awaitable[Mapping[str, Any]]]
 
 
@@ -382,29 +384,3 @@ class RoomCreationService:
             preset=str(validated.request.preset),
             room_version=validated.room_version.identifier,
         )
-
-
-def profile_lookup_of(owner: object) -> ProfileLookup:
-    """A lookup reading ``owner.profiles`` (else ``owner.store.profiles``) when called: the
-    accounts area may construct its profile service after (or without) this service. Only
-    ``displayname`` and ``avatar_url`` strings are copied into the creator's join."""
-
-    async def lookup(user_id: str) -> Mapping[str, Any]:
-        profiles = getattr(owner, "profiles", None)
-        if profiles is None:  # no profile service: read the accounts area's store directly
-            profiles = getattr(getattr(owner, "store", None), "profiles", None)
-        if profiles is None:
-            return {}
-        profile = await profiles.get_profile(user_id)
-        if profile is None:
-            return {}
-        found: dict[str, Any] = {}
-        for key in ("displayname", "avatar_url"):
-            value = (
-                profile.get(key) if isinstance(profile, Mapping) else getattr(profile, key, None)
-            )
-            if isinstance(value, str):
-                found[key] = value
-        return found
-
-    return lookup

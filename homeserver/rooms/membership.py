@@ -11,8 +11,6 @@ them). Remote rooms and aliases need federation (a later issue): joining one is 
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
 from typing import Any
 
 from homeserver.auth.rules import AuthError
@@ -21,6 +19,7 @@ from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
 from homeserver.ratelimit import RateLimiters
 from homeserver.rooms.client_errors import client_event_errors
+from homeserver.rooms.creation import ProfileLookup
 from homeserver.rooms.sender import EventSender
 from homeserver.rooms.visibility import get_membership
 from homeserver.storage import Store
@@ -28,15 +27,11 @@ from homeserver.storage.database import Transaction
 from homeserver.storage.rooms import RoomRecord
 from homeserver.types import domain_of, room_alias_error, room_id_error
 
-#: Returns the profile service (anything with ``get_profile(user_id)``) or None. Late-bound,
-#: because the profile service may be built after this one.
-ProfileSource = Callable[[], Any]
-
 NO_KNOWN_SERVERS = "No known servers"
 
 
-def _no_profiles() -> None:
-    return None
+async def _no_profile(user_id: str) -> dict[str, str]:
+    return {}
 
 
 class MembershipService:
@@ -47,7 +42,7 @@ class MembershipService:
         ratelimiters: RateLimiters,
         *,
         server_name: str,
-        profiles: ProfileSource = _no_profiles,
+        profiles: ProfileLookup = _no_profile,
     ) -> None:
         self.store = store
         self.sender = sender
@@ -201,23 +196,10 @@ class MembershipService:
 
     async def _profile_content(self, user_id: str) -> dict[str, str]:
         """``displayname`` / ``avatar_url`` from the user's global profile, when known."""
-        service = self._profiles()
-        if service is None:
-            return {}
         try:
-            profile = service.get_profile(user_id)
-            if inspect.isawaitable(profile):
-                profile = await profile
+            return dict(await self._profiles(user_id))
         except (MatrixError, AuthError):
             return {}
-        if profile is None:
-            return {}
-        fields = ("displayname", "avatar_url")
-        if isinstance(profile, dict):
-            values = {f: profile.get(f) for f in fields}
-        else:
-            values = {f: getattr(profile, f, None) for f in fields}
-        return {k: v for k, v in values.items() if isinstance(v, str)}
 
 
 def _content(membership: str, reason: str | None) -> dict[str, Any]:

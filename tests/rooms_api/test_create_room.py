@@ -164,10 +164,7 @@ async def test_public_visibility_publishes_and_alias_resolves(server: Server):
 
 async def test_creator_profile_goes_into_the_join(server: Server):
     alice = await server.register("alice")
-    profiles = getattr(server.hs.store, "profiles", None)
-    if profiles is None:
-        pytest.skip("no profile store")
-    await profiles.set_field(alice.user_id, "displayname", "Alice")
+    await server.hs.store.profiles.set_field(alice.user_id, "displayname", "Alice")
     room_id = await create(server, alice, {})
     member = await state_content(server.hs, room_id, "m.room.member", alice.user_id)
     assert member is not None and member["displayname"] == "Alice"

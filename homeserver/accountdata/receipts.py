@@ -15,6 +15,10 @@ from homeserver.errors import BadRequest, Codes, Forbidden, NotFound
 from homeserver.storage import Store
 from homeserver.storage.receipts import Receipt
 from homeserver.sync.notifier import Notifier
+from homeserver.types import event_id_error
+
+#: The ``thread_id`` of a receipt outside any thread (the others name a thread root event).
+MAIN_THREAD = "main"
 
 READ = "m.read"
 READ_PRIVATE = "m.read.private"
@@ -29,6 +33,8 @@ class ReceiptsService:
 
     async def _check(self, user_id: str, room_id: str, event_id: str) -> None:
         check_room_id(room_id)
+        if event_id_error(event_id):
+            raise BadRequest(f"Invalid event ID: {event_id_error(event_id)}", Codes.INVALID_PARAM)
         member = await self.store.state.get_current_state_event(room_id, "m.room.member", user_id)
         if member is None or member.membership != "join":
             raise Forbidden(f"User {user_id} not in room {room_id}")
@@ -47,6 +53,11 @@ class ReceiptsService:
         if thread_id is not None:
             if not isinstance(thread_id, str) or not thread_id:
                 raise BadRequest("thread_id field must be a non-empty string", Codes.INVALID_PARAM)
+            if thread_id != MAIN_THREAD and event_id_error(thread_id):
+                raise BadRequest(
+                    "thread_id must be 'main' or the event ID of a thread root",
+                    Codes.INVALID_PARAM,
+                )
             if receipt_type == FULLY_READ_TYPE:
                 raise BadRequest(
                     f"thread_id is not compatible with {FULLY_READ_TYPE} receipts.",
@@ -61,7 +72,7 @@ class ReceiptsService:
             value = body.get(receipt_type)
             if value is None:
                 continue
-            if not isinstance(value, str) or not value:
+            if not isinstance(value, str) or event_id_error(value):
                 raise BadRequest(f"{receipt_type} must be an event ID", Codes.INVALID_PARAM)
             markers[receipt_type] = value
         check_room_id(room_id)

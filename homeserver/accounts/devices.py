@@ -27,7 +27,8 @@ def parse_device_ids(body: dict[str, Any]) -> list[str]:
     """``devices`` of ``POST /delete_devices``."""
     devices = body.get("devices")
     if not isinstance(devices, list) or not all(
-        isinstance(d, str) and 0 < len(d) <= MAX_DEVICE_ID_LENGTH for d in devices
+        isinstance(d, str) and 0 < len(d) <= MAX_DEVICE_ID_LENGTH and "\x00" not in d
+        for d in devices
     ):
         raise BadRequest("devices must be a list of device IDs", Codes.INVALID_PARAM)
     return list(dict.fromkeys(devices))
@@ -43,6 +44,9 @@ def parse_display_name(body: dict[str, Any]) -> str | None:
             f"Device display name is too long (max {MAX_DEVICE_DISPLAY_NAME_LENGTH})",
             Codes.TOO_LARGE,
         )
+    if name is not None and "\x00" in name:
+        # PostgreSQL text cannot hold NUL; refuse it on both engines alike.
+        raise BadRequest("display_name must not contain NUL", Codes.INVALID_PARAM)
     return name
 
 

@@ -34,6 +34,9 @@ def parse_profile_field(body: dict[str, Any], field: str) -> str | None:
         raise BadRequest(f"'{field}' must be a string", Codes.INVALID_PARAM)
     if len(value) > _LIMITS[field]:
         raise BadRequest(f"'{field}' is too long (max {_LIMITS[field]})", Codes.INVALID_PARAM)
+    if "\x00" in value:
+        # PostgreSQL text cannot hold NUL; refuse it on both engines alike.
+        raise BadRequest(f"'{field}' must not contain NUL", Codes.INVALID_PARAM)
     return value or None
 
 

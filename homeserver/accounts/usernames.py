@@ -71,6 +71,8 @@ def device_id_param(value: Any) -> str | None:
         return None
     if not isinstance(value, str) or not value or len(value) > MAX_DEVICE_ID_LENGTH:
         raise BadRequest("device_id must be a non-empty string", Codes.INVALID_PARAM)
+    if "\x00" in value:
+        raise BadRequest("device_id must not contain NUL", Codes.INVALID_PARAM)
     return value
 
 
@@ -80,6 +82,9 @@ def initial_device_name_param(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise BadRequest("initial_device_display_name must be a string", Codes.INVALID_PARAM)
+    if "\x00" in value:
+        # PostgreSQL text cannot hold NUL; refuse it on both engines alike.
+        raise BadRequest("initial_device_display_name must not contain NUL", Codes.INVALID_PARAM)
     return value[:MAX_DEVICE_DISPLAY_NAME_LENGTH]
 
 

@@ -8,6 +8,7 @@ within +-(2^53 - 1).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -70,9 +71,41 @@ def _refuse_constant(name: str) -> Any:
 _decoder = json.JSONDecoder(parse_float=_parse_number, parse_constant=_refuse_constant)
 
 
+#: A ``\\uD800``-``\\uDFFF`` escape: the only way a lone surrogate gets into a parsed string.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+class UnencodableJSON(ValueError):
+    """Well-formed JSON holding a value that has no UTF-8 form (a lone surrogate)."""
+
+
 def parse_json(text: str | bytes) -> Any:
     """Parse JSON as this server reads all JSON it receives: NaN and Infinity refused, integral
-    numbers as integers. Raises ValueError on malformed input."""
+    numbers as integers, lone surrogates (``"\\ud800"``) refused because they cannot be encoded
+    as UTF-8 — neither for signing nor for either database. Raises ValueError on malformed
+    input."""
     if isinstance(text, bytes):
         text = text.decode("utf-8")
-    return _decoder.decode(text)
+    value = _decoder.decode(text)
+    # Only text holding a surrogate escape is walked (a valid pair is fine; a lone one is not).
+    if _SURROGATE_ESCAPE.search(text) is not None and _has_lone_surrogate(value):
+        raise UnencodableJSON("lone surrogate in JSON string")
+    return value

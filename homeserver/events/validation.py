@@ -44,6 +44,9 @@ def check_size_limits(room_version: RoomVersion, pdu: dict[str, Any]) -> None:
         value = pdu.get(key)
         if not isinstance(value, str):
             continue
+        if "\x00" in value:
+            # These are stored as database text, which on PostgreSQL cannot hold NUL.
+            raise EventValidationError(f"'{key}' contains NUL")
         if len(value) > MAX_KEY_LENGTH:
             raise EventValidationError(f"'{key}' is longer than {MAX_KEY_LENGTH} characters")
         if len(value.encode("utf-8")) > MAX_KEY_LENGTH:

@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from homeserver.crypto.canonical_json import parse_json
+from homeserver.crypto.canonical_json import UnencodableJSON, parse_json
 from homeserver.errors import BadRequest, Codes
 
 
@@ -17,6 +17,9 @@ async def read_json(request: web.Request) -> Any:
         return {}
     try:
         return parse_json(raw)
+    except UnencodableJSON:
+        # It is JSON, but not JSON anything can be signed or stored as.
+        raise BadRequest("Strings must be valid Unicode.", Codes.BAD_JSON) from None
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadRequest("Content not JSON.", Codes.NOT_JSON) from None
 

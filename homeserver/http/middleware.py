@@ -47,11 +47,24 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return response
 
 
+def _refuse_nul(request: web.Request) -> None:
+    """A NUL character (``%00``) in a path parameter or query value can never be a valid ID,
+    token or filter, and PostgreSQL cannot even store it in a text column: refuse it up front
+    rather than let it reach a query on one engine and not the other."""
+    if any("\x00" in value for value in request.match_info.values()) or any(
+        "\x00" in key or "\x00" in value for key, value in request.query.items()
+    ):
+        raise MatrixError(
+            HTTPStatus.BAD_REQUEST, Codes.INVALID_PARAM, "NUL characters are not allowed"
+        )
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn whatever a handler raises into a ``{errcode, error}`` body. A bug becomes a bare 500:
     its details go to the log, never to the client."""
     try:
+        _refuse_nul(request)
         return await handler(request)
     except MatrixError as e:
         response = error_response(e.status, e.to_json())

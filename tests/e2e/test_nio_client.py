@@ -8,9 +8,7 @@ import asyncio
 from pathlib import Path
 
 from nio import (
-    AsyncClient,
     JoinResponse,
-    RegisterResponse,
     RoomCreateResponse,
     RoomInviteResponse,
     RoomMessageText,
@@ -20,34 +18,10 @@ from nio import (
     SyncResponse,
 )
 
+from tests.e2e.nio_helpers import NIO_CONFIG, register, sync_until
 from tests.e2e.server_process import running_homeserver
 
 SERVER_NAME = "nio.test"
-CONFIG = {
-    "enable_registration": True,
-    "enable_registration_without_verification": True,
-    "rc_room_creation": {"per_second": 100, "burst_count": 100},
-    "rc_message": {"per_second": 100, "burst_count": 100},
-    "rc_registration": {"per_second": 100, "burst_count": 100},
-    "rc_joins": {"local": {"per_second": 100, "burst_count": 100}},
-}
-
-
-async def _register(base_url: str, name: str) -> AsyncClient:
-    client = AsyncClient(base_url, f"@{name}:{SERVER_NAME}")
-    response = await client.register(name, f"{name}-password-123", device_name=f"{name}'s nio")
-    assert isinstance(response, RegisterResponse), response
-    assert client.access_token
-    return client
-
-
-async def _sync_until(client: AsyncClient, predicate, attempts: int = 20) -> SyncResponse:
-    for _ in range(attempts):
-        response = await client.sync(timeout=3000)
-        assert isinstance(response, SyncResponse), response
-        if predicate(response):
-            return response
-    raise AssertionError("the expected sync never came")
 
 
 def _messages_in(response: SyncResponse, room_id: str) -> list[str]:
@@ -69,14 +43,14 @@ CASES = [
 
 
 async def test_two_nio_users_talk_in_every_preset_and_version(tmp_path: Path) -> None:
-    with running_homeserver(tmp_path, SERVER_NAME, CONFIG) as base_url:
+    with running_homeserver(tmp_path, SERVER_NAME, NIO_CONFIG) as base_url:
         async with asyncio.timeout(300):
             await _talk(base_url)
 
 
 async def _talk(base_url: str) -> None:
-    alice = await _register(base_url, "alice")
-    bob = await _register(base_url, "bob")
+    alice = await register(base_url, SERVER_NAME, "alice")
+    bob = await register(base_url, SERVER_NAME, "bob")
     try:
         await alice.sync(timeout=0)
         await bob.sync(timeout=0)
@@ -91,7 +65,7 @@ async def _talk(base_url: str) -> None:
             assert isinstance(created, RoomCreateResponse), created
             room_id = created.room_id
 
-            await _sync_until(bob, lambda r, room_id=room_id: room_id in r.rooms.invite)
+            await sync_until(bob, lambda r, room_id=room_id: room_id in r.rooms.invite)
             joined = await bob.join(room_id)
             assert isinstance(joined, JoinResponse), joined
 
@@ -99,7 +73,7 @@ async def _talk(base_url: str) -> None:
                 room_id, "m.room.message", {"msgtype": "m.text", "body": f"hi {room_id}"}
             )
             assert isinstance(sent, RoomSendResponse), sent
-            await _sync_until(
+            await sync_until(
                 bob, lambda r, room_id=room_id: f"hi {room_id}" in _messages_in(r, room_id)
             )
 
@@ -107,13 +81,13 @@ async def _talk(base_url: str) -> None:
                 room_id, "m.room.message", {"msgtype": "m.text", "body": "hello alice"}
             )
             assert isinstance(reply, RoomSendResponse), reply
-            await _sync_until(
+            await sync_until(
                 alice, lambda r, room_id=room_id: "hello alice" in _messages_in(r, room_id)
             )
 
             topic = await alice.room_put_state(room_id, "m.room.topic", {"topic": "new"})
             assert isinstance(topic, RoomPutStateResponse), topic
-            await _sync_until(bob, lambda r: True)
+            await sync_until(bob, lambda r: True)
             assert bob.rooms[room_id].topic == "new"
             assert bob.rooms[room_id].name == f"{preset.value} v{version}"
 
@@ -122,7 +96,7 @@ async def _talk(base_url: str) -> None:
         assert isinstance(later, RoomCreateResponse)
         invited = await alice.room_invite(later.room_id, bob.user_id)
         assert isinstance(invited, RoomInviteResponse), invited
-        await _sync_until(bob, lambda r: later.room_id in r.rooms.invite)
+        await sync_until(bob, lambda r: later.room_id in r.rooms.invite)
     finally:
         await alice.close()
         await bob.close()

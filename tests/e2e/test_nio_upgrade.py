@@ -10,16 +10,13 @@ server's endpoint is called with aiohttp.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 from nio import (
-    AsyncClient,
     JoinResponse,
-    RegisterResponse,
     RoomCreateEvent,
     RoomCreateResponse,
     RoomMessageText,
@@ -29,35 +26,10 @@ from nio import (
     UnknownEvent,
 )
 
+from tests.e2e.nio_helpers import NIO_CONFIG, register, sync_until
 from tests.e2e.server_process import running_homeserver
 
 SERVER_NAME = "nio-upgrade.test"
-CONFIG = {
-    "enable_registration": True,
-    "enable_registration_without_verification": True,
-    "rc_room_creation": {"per_second": 100, "burst_count": 100},
-    "rc_message": {"per_second": 100, "burst_count": 100},
-    "rc_registration": {"per_second": 100, "burst_count": 100},
-    "rc_joins": {"local": {"per_second": 100, "burst_count": 100}},
-}
-
-
-async def _register(base_url: str, name: str) -> AsyncClient:
-    client = AsyncClient(base_url, f"@{name}:{SERVER_NAME}")
-    response = await client.register(name, f"{name}-password-123", device_name=f"{name}'s nio")
-    assert isinstance(response, RegisterResponse), response
-    return client
-
-
-async def _sync_until(
-    client: AsyncClient, predicate: Callable[[SyncResponse], bool], attempts: int = 20
-) -> SyncResponse:
-    for _ in range(attempts):
-        response = await client.sync(timeout=3000)
-        assert isinstance(response, SyncResponse), response
-        if predicate(response):
-            return response
-    raise AssertionError("the expected sync never came")
 
 
 def _events(response: SyncResponse, room_id: str) -> list[object]:
@@ -81,15 +53,15 @@ def _messages(response: SyncResponse, room_id: str) -> list[str]:
 
 
 async def test_nio_users_follow_an_upgrade(tmp_path: Path) -> None:
-    with running_homeserver(tmp_path, SERVER_NAME, CONFIG) as base_url:
+    with running_homeserver(tmp_path, SERVER_NAME, NIO_CONFIG) as base_url:
         async with asyncio.timeout(180):
             await _scenario(base_url)
 
 
 async def _scenario(base_url: str) -> None:
-    alice = await _register(base_url, "alice")
-    bob = await _register(base_url, "bob")
-    carol = await _register(base_url, "carol")
+    alice = await register(base_url, SERVER_NAME, "alice")
+    bob = await register(base_url, SERVER_NAME, "bob")
+    carol = await register(base_url, SERVER_NAME, "carol")
     try:
         created = await alice.room_create(
             preset=RoomPreset.public_chat, name="Old room", topic="before", room_version="10"
@@ -104,7 +76,7 @@ async def _scenario(base_url: str) -> None:
         )
         assert isinstance(sent, RoomSendResponse), sent
         for client in (alice, bob, carol):
-            await _sync_until(client, lambda r: "before the upgrade" in _messages(r, old_room))
+            await sync_until(client, lambda r: "before the upgrade" in _messages(r, old_room))
 
         async with (
             aiohttp.ClientSession() as session,
@@ -132,7 +104,7 @@ async def _scenario(base_url: str) -> None:
                     seen["create"] = event.source["content"]
             return "tombstone" in seen and new_room in response.rooms.join
 
-        await _sync_until(bob, upgraded)
+        await sync_until(bob, upgraded)
         assert seen["tombstone"]["replacement_room"] == new_room
         create = seen.get("create") or {}
         assert create.get("predecessor", {}).get("room_id") == old_room, create
@@ -145,7 +117,7 @@ async def _scenario(base_url: str) -> None:
         )
         assert isinstance(reply, RoomSendResponse), reply
         for client in (alice, carol):
-            await _sync_until(client, lambda r: "hello in the new room" in _messages(r, new_room))
+            await sync_until(client, lambda r: "hello in the new room" in _messages(r, new_room))
             assert new_room in client.rooms
     finally:
         for client in (alice, bob, carol):

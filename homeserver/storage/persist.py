@@ -127,11 +127,17 @@ class EventPersister:
             if new_room.room_id != room_id:
                 raise ValueError("new_room is not the events' room")
             await self.rooms.create_room_txn(txn, new_room)
-        room_exists = await txn.lock_row("rooms", "room_id", room_id)
+        # A room made in this transaction is locked by its insert and has no stored events,
+        # extremities or current state yet: its genesis skips those look-ups (createRoom's
+        # hot path).
+        new = new_room is not None
+        room_exists = new or await txn.lock_row("rooms", "room_id", room_id)
         if not room_exists and not all(event.internal.outlier for event, _ in batch):
             raise UnknownRoomError(room_id)
 
-        stored_after = await self._already_stored(txn, [e.event_id for e, _ in batch])
+        stored_after = (
+            {} if new else await self._already_stored(txn, [e.event_id for e, _ in batch])
+        )
         fresh: list[tuple[Event, StateBefore]] = []
         seen = set(stored_after)
         for event, spec in batch:
@@ -181,13 +187,13 @@ class EventPersister:
         await self._insert_rows(txn, room_id, fresh, orderings, groups)
 
         accepted = [e for e, _ in fresh if not e.internal.outlier and not e.rejected]
-        await self._update_extremities(txn, room_id, accepted)
+        await self._update_extremities(txn, room_id, accepted, new_room=new)
 
         target = current_state_group
         if target is None and groups:
             target = groups[next(e.event_id for e, _ in reversed(fresh) if e.event_id in groups)][1]
         if target is not None:
-            await self._update_current_state(txn, room_id, target, made, fresh)
+            await self._update_current_state(txn, room_id, target, made, fresh, new_room=new)
 
         def after_commit() -> None:
             for event, _ in fresh:
@@ -297,11 +303,20 @@ class EventPersister:
         )
 
     async def _update_extremities(
-        self, txn: Transaction, room_id: str, accepted: list[Event]
+        self, txn: Transaction, room_id: str, accepted: list[Event], *, new_room: bool
     ) -> None:
         if not accepted:
             return
-        prevs = list({p for e in accepted for p in e.prev_event_ids()})
+        prev_set = {p for e in accepted for p in e.prev_event_ids()}
+        prevs = list(prev_set)
+        new_ids = [e.event_id for e in accepted]
+        if new_room:
+            # Nothing stored can point at these events: only the batch's own references count.
+            await txn.executemany(
+                "INSERT INTO event_forward_extremities (room_id, event_id) VALUES (?, ?)",
+                [(room_id, event_id) for event_id in new_ids if event_id not in prev_set],
+            )
+            return
         if prevs:
             await txn.execute(
                 "DELETE FROM event_forward_extremities"
@@ -309,7 +324,6 @@ class EventPersister:
                 room_id,
                 *prevs,
             )
-        new_ids = [e.event_id for e in accepted]
         # Edges were inserted above, so this also sees references made within the batch. Only
         # accepted children count: a rejected event does not supersede its parents.
         rows = await txn.fetchall(
@@ -333,8 +347,16 @@ class EventPersister:
         target: int,
         made: dict[int, tuple[int | None, StateDelta]],
         fresh: list[tuple[Event, StateBefore]],
+        *,
+        new_room: bool,
     ) -> None:
-        old = await txn.fetchval("SELECT current_state_group FROM rooms WHERE room_id = ?", room_id)
+        old = (
+            None
+            if new_room
+            else await txn.fetchval(
+                "SELECT current_state_group FROM rooms WHERE room_id = ?", room_id
+            )
+        )
         old = None if old is None else int(old)
         if old == target:
             return

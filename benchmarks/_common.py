@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,22 @@ async def postgres_unreachable(dsn: str) -> str | None:
         return f"PostgreSQL at {dsn} unreachable: {exc!r}"
     await conn.close()
     return None
+
+
+async def measure_engines(
+    args: Any, measure: Callable[[Any, str], Awaitable[dict[str, Any]]]
+) -> dict[str, Any]:
+    """``measure(args, engine)`` for each of ``args.engines``; an unreachable PostgreSQL is
+    recorded as skipped (with its reason) rather than failing the whole run."""
+    results: dict[str, Any] = {}
+    for engine in args.engines:
+        if engine == "postgres":
+            reason = await postgres_unreachable(args.postgres_dsn)
+            if reason:
+                results[engine] = {"skipped": reason}
+                continue
+        results[engine] = await measure(args, engine)
+    return results
 
 
 @asynccontextmanager

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,7 +22,8 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-import yaml
+
+from tests.e2e.server_process import free_port, generate_config, server_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_CLIENT = REPO_ROOT.parent / "shared" / "bench" / "bench_rooms.py"
@@ -37,42 +36,13 @@ class BenchServer:
     pid: int
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def server_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    return env
-
-
 def write_config(workdir: Path, port: int, database: dict[str, Any]) -> Path:
-    config_path = workdir / "homeserver.yaml"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "homeserver",
-            "generate-config",
-            "--server-name",
-            "bench.test",
-            "--config-path",
-            str(config_path),
-            "--data-dir",
-            str(workdir / "data"),
-            "--http-port",
-            str(port),
-        ],
-        env=server_env(),
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    config = yaml.safe_load(config_path.read_text())
-    config.update(
+    """A generated config (the same helper the end-to-end tests use) with ``database`` and the
+    rate limits lifted."""
+    return generate_config(
+        workdir,
+        "bench.test",
+        port,
         {
             "database": database,
             "enable_registration": True,
@@ -82,10 +52,8 @@ def write_config(workdir: Path, port: int, database: dict[str, Any]) -> Path:
             "rc_registration": UNLIMITED,
             "rc_login": UNLIMITED,
             "rc_joins": {"local": UNLIMITED, "remote": UNLIMITED},
-        }
+        },
     )
-    config_path.write_text(yaml.safe_dump(config))
-    return config_path
 
 
 async def wait_for_health(base_url: str, process: subprocess.Popen[bytes]) -> None:

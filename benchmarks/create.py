@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import parse_engines, postgres_unreachable
+from benchmarks._common import measure_engines, parse_engines
 from benchmarks._server import BENCH_CLIENT, bench_server, run_client
 
 
@@ -56,14 +56,7 @@ async def _measure(args: argparse.Namespace, engine: str) -> dict[str, Any]:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.quick:
         args.sequential, args.concurrent = 20, 40
-    results: dict[str, Any] = {}
-    for engine in args.engines:
-        if engine == "postgres":
-            reason = await postgres_unreachable(args.postgres_dsn)
-            if reason:
-                results[engine] = {"skipped": reason}
-                continue
-        results[engine] = await _measure(args, engine)
+    results = await measure_engines(args, _measure)
     summary = {}
     for engine, result in results.items():
         phases = result.get("results", {})

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import parse_engines, postgres_unreachable
+from benchmarks._common import measure_engines, parse_engines
 from benchmarks._server import BENCH_CLIENT, bench_server, run_client
 
 QUICK_MEMBERS = "1,10"
@@ -102,14 +102,7 @@ def _summarise(result: dict[str, Any], room_version: str | None) -> dict[str, An
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.quick:
         args.members, args.upgrade_rooms = QUICK_MEMBERS, QUICK_ROOMS
-    results: dict[str, Any] = {}
-    for engine in args.engines:
-        if engine == "postgres":
-            reason = await postgres_unreachable(args.postgres_dsn)
-            if reason:
-                results[engine] = {"skipped": reason}
-                continue
-        results[engine] = await _measure(args, engine)
+    results = await measure_engines(args, _measure)
     return {
         "parameters": {
             "members": [int(m) for m in args.members.split(",") if m.strip()],

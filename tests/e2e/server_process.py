@@ -25,7 +25,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _env() -> dict[str, str]:
+def server_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("HOMESERVER_SECRETS_KEY", None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
@@ -68,7 +68,7 @@ def generate_config(
             "--http-port",
             str(port),
         ],
-        env=_env(),
+        env=server_env(),
         check=True,
         capture_output=True,
         timeout=60,
@@ -93,7 +93,7 @@ def start_process(
     config_path: Path, log_path: Path, extra_env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
     """Start ``homeserver run`` (output appended to ``log_path``); not waited for."""
-    env = _env()
+    env = server_env()
     env.update(extra_env or {})
     with log_path.open("ab") as log:
         return subprocess.Popen(

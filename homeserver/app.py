@@ -32,6 +32,17 @@ from homeserver.config.listeners import RESOURCE_NAMES
 from homeserver.crypto.key_storage import load_or_create_signing_key
 from homeserver.crypto.signing import key_id
 from homeserver.events.builder import Signer
+from homeserver.federation.client import FederationClient
+from homeserver.federation.invites import InboundInvites
+from homeserver.federation.joins import ResidentMembership
+from homeserver.federation.keyring import Keyring
+from homeserver.federation.queries import FederationQueries
+from homeserver.federation.received import ReceivedEvents
+from homeserver.federation.remote_membership import RemoteMembership
+from homeserver.federation.remote_upgrades import RemoteUpgrades
+from homeserver.federation.sender import FederationSender
+from homeserver.federation.serving import FederationEventServer
+from homeserver.federation.transactions import TransactionHandler
 from homeserver.http.appkeys import CLOCK, CONFIG, HS, SIGNING_KEY
 from homeserver.http.factory import new_listener_app
 from homeserver.metrics import MetricsRegistry, room_metrics_subscriber
@@ -89,6 +100,18 @@ class Homeserver:
         self.notifier = Notifier()
         self.ratelimiters = RateLimiters(config.ratelimiting)
         self.sender = EventSender(store, self.signer, clock_ms=clock, notifier=self.notifier)
+        # Federation transport: signed requests out, key fetching and signature checks in.
+        self.federation_client = FederationClient(
+            config.server_name, signing_key, config.federation, clock=clock
+        )
+        self.keyring = Keyring(
+            store.keys,
+            self.federation_client,
+            clock,
+            config.server_name,
+            signing_key,
+            config.keys.old_signing_keys,
+        )
         # --- services (one line each; keep this order: later ones may use earlier ones) ---
         self.profiles = ProfileService(store, self.sender, config.server_name)
         self.accounts = Accounts(store, config, clock, self.ratelimiters)
@@ -131,6 +154,64 @@ class Homeserver:
         self.account_data = AccountDataService(store, self.notifier, self.push_rules)
         self.receipts = ReceiptsService(store, self.notifier, clock)
         self.sync = SyncService(store, self.notifier, self.push_rules, clock)
+        # Receiving events over federation (/send) and serving them (/state, /backfill …).
+        self.received_events = ReceivedEvents(
+            store=store,
+            keyring=self.keyring,
+            client=self.federation_client,
+            notifier=self.notifier,
+            clock_ms=clock,
+        )
+        self.federation_transactions = TransactionHandler(store, self.received_events, clock)
+        self.federation_events = FederationEventServer(store, config.server_name, clock)
+        # Outbound delivery of the outbox (started by serve(), after the listeners).
+        self.federation_sender = FederationSender(
+            store,
+            self.federation_client,
+            config.federation,
+            clock,
+            config.server_name,
+            self.signer,
+            keyring=self.keyring,
+            metrics=self.metrics,
+        )
+        # Joins, leaves, invites and queries across servers, both ways (H4).
+        self.resident_membership = ResidentMembership(
+            store=store,
+            signer=self.signer,
+            received=self.received_events,
+            notifier=self.notifier,
+            wake_sender=self.federation_sender.wake,
+            clock_ms=clock,
+        )
+        self.remote_membership = RemoteMembership(
+            store=store,
+            signer=self.signer,
+            client=self.federation_client,
+            received=self.received_events,
+            notifier=self.notifier,
+            clock_ms=clock,
+        )
+        self.inbound_invites = InboundInvites(
+            store=store,
+            signer=self.signer,
+            received=self.received_events,
+            notifier=self.notifier,
+            clock_ms=clock,
+        )
+        self.federation_queries = FederationQueries(
+            store=store,
+            aliases=self.aliases,
+            client=self.federation_client,
+            server_name=config.server_name,
+        )
+        self.remote_upgrades = RemoteUpgrades(store=store, notifier=self.notifier, clock_ms=clock)
+        self.received_events.tombstone_hook = self.remote_upgrades.on_tombstone
+        self.remote_membership.on_joined = self.remote_upgrades.on_joined
+        self.membership.remote = self.remote_membership
+        self.membership.remote_aliases = self.federation_queries.resolve_remote_alias
+        self.aliases.remote_resolver = self.federation_queries.resolve_remote_alias
+        self.profiles.remote_lookup = self.federation_queries.remote_profile
 
     @property
     def server_name(self) -> str:
@@ -256,6 +337,8 @@ async def serve(hs: Homeserver, stop: asyncio.Event | None = None) -> None:
     try:
         for listener in hs.config.listeners:
             await _start_listener(hs, listener, runners)
+        # Catch up on what was queued before a restart, and deliver from now on.
+        await hs.federation_sender.start()
         logger.info(
             "homeserver %s started (signing key %s)",
             hs.config.server_name,
@@ -269,6 +352,9 @@ async def serve(hs: Homeserver, stop: asyncio.Event | None = None) -> None:
                 loop.remove_signal_handler(signum)
         for runner in reversed(runners):
             await runner.cleanup()
+        # After the runners: in-flight handlers may still have been making outbound requests.
+        await hs.federation_sender.stop()
+        await hs.federation_client.close()
     logger.info("stopped")
 
 

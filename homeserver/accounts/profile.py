@@ -8,6 +8,7 @@ carrying it, as Synapse does, so other members see the new name. A room that ref
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.errors import BadRequest, Codes, Forbidden, NotFound
@@ -51,6 +52,8 @@ class ProfileService:
         self._store = store
         self._sender = sender
         self._server_name = server_name
+        #: set by the wiring when federation is available: another server's user's profile.
+        self.remote_lookup: Callable[[str], Awaitable[dict[str, str]]] | None = None
 
     def _is_mine(self, user_id: str) -> bool:
         return user_id.split(":", 1)[-1] == self._server_name
@@ -63,9 +66,11 @@ class ProfileService:
         return (await self._store.profiles.get_profile(user_id)).to_json()
 
     async def lookup(self, user_id: str) -> dict[str, str]:
-        """``GET /profile/{userId}``: 404 for a user we do not know. Remote profiles would need
-        a federation query, which is not implemented: they are 404 too."""
+        """``GET /profile/{userId}``: 404 for a user we do not know; another server's user's
+        profile is asked of their server (404 without federation)."""
         check_user_id(user_id)
+        if not self._is_mine(user_id) and self.remote_lookup is not None:
+            return await self.remote_lookup(user_id)
         if not self._is_mine(user_id) or await self._store.users.get_user(user_id) is None:
             raise NotFound("Profile was not found")
         return (await self._store.profiles.get_profile(user_id)).to_json()

@@ -1,5 +1,6 @@
 """Federation and outbound-request policy: ``federation_verify_certificates``,
-``ip_range_blacklist`` / ``ip_range_whitelist`` and ``federation_domain_whitelist``."""
+``ip_range_blacklist`` / ``ip_range_whitelist``, ``federation_domain_whitelist``, and the
+``federation:`` section (Synapse's keys) for retries of unreachable servers and request timeouts."""
 
 from __future__ import annotations
 
@@ -15,8 +16,15 @@ KEYS = frozenset(
         "ip_range_blacklist",
         "ip_range_whitelist",
         "federation_domain_whitelist",
+        "federation",
     }
 )
+
+#: Synapse's defaults for the ``federation:`` section.
+DEFAULT_MIN_RETRY_INTERVAL_MS = 10 * 60 * 1000
+DEFAULT_RETRY_MULTIPLIER = 2.0
+DEFAULT_MAX_RETRY_INTERVAL_MS = 7 * 24 * 3600 * 1000
+DEFAULT_CLIENT_TIMEOUT_MS = 60 * 1000
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -60,6 +68,14 @@ class FederationConfig:
     ip_range_whitelist: tuple[IPNetwork, ...]
     #: None: federate with anyone. Otherwise only these server names.
     federation_domain_whitelist: frozenset[str] | None
+    #: After a first failure, wait this long before trying a destination again.
+    destination_min_retry_interval_ms: int = DEFAULT_MIN_RETRY_INTERVAL_MS
+    #: Each further failure multiplies the wait by this (with jitter, as Synapse).
+    destination_retry_multiplier: float = DEFAULT_RETRY_MULTIPLIER
+    #: The wait between attempts never exceeds this.
+    destination_max_retry_interval_ms: int = DEFAULT_MAX_RETRY_INTERVAL_MS
+    #: One outbound federation request gives up after this long.
+    client_timeout_ms: int = DEFAULT_CLIENT_TIMEOUT_MS
 
     def is_ip_allowed(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         """Whether an outbound request may connect to ``address`` (whitelist beats blacklist)."""
@@ -94,9 +110,35 @@ def parse_federation(reader: Reader) -> FederationConfig:
                 raise ConfigError(
                     f"{reader.key_path('federation_domain_whitelist')}[{index}]", reason
                 )
-    return FederationConfig(
+    section = reader.sub("federation")
+    config = FederationConfig(
         federation_verify_certificates=reader.boolean("federation_verify_certificates", True),
         ip_range_blacklist=_networks(reader, "ip_range_blacklist", DEFAULT_IP_RANGE_BLACKLIST),
         ip_range_whitelist=_networks(reader, "ip_range_whitelist", ()),
         federation_domain_whitelist=None if whitelist is None else frozenset(whitelist),
+        destination_min_retry_interval_ms=_duration_ms(
+            section, "destination_min_retry_interval", DEFAULT_MIN_RETRY_INTERVAL_MS
+        ),
+        destination_retry_multiplier=section.number(
+            "destination_retry_multiplier", DEFAULT_RETRY_MULTIPLIER, minimum=1.0
+        ),
+        destination_max_retry_interval_ms=_duration_ms(
+            section, "destination_max_retry_interval", DEFAULT_MAX_RETRY_INTERVAL_MS
+        ),
+        client_timeout_ms=_duration_ms(section, "client_timeout", DEFAULT_CLIENT_TIMEOUT_MS),
     )
+    if config.destination_max_retry_interval_ms < config.destination_min_retry_interval_ms:
+        raise section.error(
+            "destination_max_retry_interval",
+            "must not be shorter than destination_min_retry_interval",
+        )
+    # Synapse's other keys of this section (its HTTP client's own retry delays) mean nothing
+    # here: they draw the usual unknown-key warning.
+    section.warn_unknown()
+    return config
+
+
+def _duration_ms(section: Reader, key: str, default_ms: int) -> int:
+    # Synapse's keys: a bare number is milliseconds, a string may carry a unit ("10m", "1w").
+    seconds = section.duration_seconds(key, default_ms / 1000, bare_number_unit="ms")
+    return max(1, round(seconds * 1000))

@@ -185,6 +185,18 @@ $registration_shared_secret_line
 # Federate only with these servers. Default: with every server.
 #federation_domain_whitelist: [matrix.org, example.com]
 
+# Delivery to other servers (Synapse's keys). Events for a server that cannot be reached stay
+# queued and are retried with exponential backoff. Durations: a bare number is milliseconds.
+#federation:
+#  # The wait before the first retry of a server that failed. Default: 10m.
+#  destination_min_retry_interval: 10m
+#  # Each further failure multiplies the wait by this (with some jitter). Default: 2.
+#  destination_retry_multiplier: 2
+#  # The longest wait between retries. Default: 1w.
+#  destination_max_retry_interval: 1w
+#  # One request to another server gives up after this long. Default: 60s.
+#  client_timeout: 60s
+
 ## Logging ##
 
 # A Python logging.config.dictConfig file in YAML (Synapse's format). Default: INFO and above

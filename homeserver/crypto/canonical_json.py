@@ -8,6 +8,7 @@ within +-(2^53 - 1).
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -59,6 +60,9 @@ def check_strict_canonical(value: Any, path: str = "") -> None:
 def _parse_number(text: str) -> int | float:
     """JSON numbers with an integral value become ints (``1e10`` is the integer 10000000000)."""
     value = float(text)
+    if math.isinf(value):
+        # 1e310 overflows to infinity, which no JSON encoder can write back.
+        raise ValueError(f"number {text[:40]} is out of range")
     if value.is_integer() and abs(value) <= 2**63:
         return int(value)
     return value

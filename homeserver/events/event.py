@@ -21,6 +21,9 @@ class InternalMetadata:
     stream_ordering: int | None = None
     #: a redacted copy (content hash mismatch on receipt, or redacted later).
     redacted: bool = False
+    #: received over federation, failed auth against the room's current state: stored and used
+    #: in state resolution, but never a forward extremity nor shown to clients.
+    soft_failed: bool = False
 
 
 def _ref_ids(refs: Any) -> tuple[str, ...]:

@@ -33,7 +33,12 @@ from homeserver.http.client import push_rules as push_rules_http
 from homeserver.http.client import receipts as receipts_http
 from homeserver.http.client import sync as sync_http
 from homeserver.http.client import tags as tags_http
-from homeserver.http.keys import server_key
+from homeserver.http.federation import membership as federation_membership
+from homeserver.http.federation import queries as federation_queries
+from homeserver.http.federation import room_events as federation_room_events
+from homeserver.http.federation import transactions as federation_transactions
+from homeserver.http.federation import version as federation_version
+from homeserver.http.keys import key_query, server_key
 from homeserver.http.middleware import (
     access_log_middleware,
     cors_middleware,
@@ -81,6 +86,13 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
         metrics_http.add_routes(app.router)
     if "admin" in served:
         admin_register.add_routes(app.router)
+    if "federation" in served:
+        federation_version.add_routes(app.router)
+        federation_transactions.add_routes(app.router)
+        federation_room_events.add_routes(app.router)
+        federation_membership.add_routes(app.router)
+        federation_queries.add_routes(app.router)
     if "keys" in served:
         server_key.add_routes(app.router)
+        key_query.add_routes(app.router)
     return app

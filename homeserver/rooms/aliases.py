@@ -15,7 +15,7 @@ Who may do what follows Synapse where the spec is silent:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -71,6 +71,8 @@ class AliasService:
         self.sender = sender
         self.server_name = server_name
         self.clock_ms = clock_ms
+        #: set by the wiring when federation is available: another server's alias, asked of it.
+        self.remote_resolver: Callable[[str], Awaitable[dict[str, Any]]] | None = None
 
     # --- helpers ---------------------------------------------------------------------------
     def _local_alias(self, alias: str) -> str:
@@ -121,8 +123,9 @@ class AliasService:
         record = None
         if domain_of(alias) == self.server_name:
             record = await self.store.aliases.get_alias(alias)
+        elif self.remote_resolver is not None:
+            return await self.remote_resolver(alias)
         if record is None:
-            # Remote aliases would need a federation query, which this server does not make.
             raise NotFound(f"Room alias {alias} not found")
         joined = await self.store.state.get_current_members(record.room_id, "join")
         servers = [self.server_name]

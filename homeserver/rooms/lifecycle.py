@@ -22,6 +22,8 @@ class RoomStatus(enum.StrEnum):
 class Actor(enum.StrEnum):
     REQUESTER = "requester"
     SYSTEM = "system"
+    #: another server: a tombstone received over federation.
+    FEDERATION = "federation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,14 +47,21 @@ TRANSITIONS: tuple[Transition, ...] = (
         RoomStatus.ACTIVE,
         RoomStatus.TOMBSTONED,
         Actor.SYSTEM,
-        "a tombstone arrived another way (state PUT or federation)",
+        "a tombstone arrived another way (a client's state PUT)",
+    ),
+    # A remote server's upgrade: our copy of the room never passes through ``upgrading``.
+    Transition(
+        RoomStatus.ACTIVE,
+        RoomStatus.TOMBSTONED,
+        Actor.FEDERATION,
+        "a tombstone arrived over federation",
     ),
 )
 
 INITIAL_STATUS = RoomStatus.ACTIVE
 TERMINAL_STATUSES = frozenset({RoomStatus.TOMBSTONED})
 
-_ALLOWED = {(t.source, t.target): t for t in TRANSITIONS}
+_ALLOWED = {(t.source, t.target, t.actor): t for t in TRANSITIONS}
 
 
 class InvalidTransition(Exception):
@@ -64,8 +73,8 @@ class InvalidTransition(Exception):
 
 def transition(source: RoomStatus, target: RoomStatus, actor: Actor) -> Transition:
     """The transition ``source -> target`` by ``actor``, or :class:`InvalidTransition`."""
-    found = _ALLOWED.get((source, target))
-    if found is None or found.actor is not actor:
+    found = _ALLOWED.get((source, target, actor))
+    if found is None:
         logger.warning("refused room lifecycle transition %s -> %s by %s", source, target, actor)
         raise InvalidTransition(source, target)
     return found

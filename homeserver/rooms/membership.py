@@ -5,18 +5,25 @@ Each change is one ``m.room.member`` event sent through the event sender, under 
 where the auth rules have the last word. The checks before it exist to give the messages
 clients know from Synapse ("is already in the room", "is not in the room") and to refuse what
 the auth rules would allow but a client never means (an "unban" of a joined user would kick
-them). Remote rooms and aliases need federation (a later issue): joining one is 404
-"No known servers".
+them).
+
+A room none of our users is joined to (unknown, or known only from an invite received over
+federation) is joined through another server (``remote``: make_join/send_join), found from
+the client's ``server_name``/``via``, the alias's servers, the inviter's server and the room
+ID's server; with none, 404 "No known servers". Rejecting such an invite goes through the
+inviter's server (make_leave/send_leave).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from homeserver.auth.rules import AuthError
 from homeserver.errors import BadRequest, Codes, Forbidden, MatrixError, NotFound
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
+from homeserver.federation.remote_membership import candidate_servers
 from homeserver.ratelimit import RateLimiters
 from homeserver.rooms.client_errors import client_event_errors
 from homeserver.rooms.creation import ProfileLookup
@@ -27,7 +34,12 @@ from homeserver.storage.database import Transaction
 from homeserver.storage.rooms import RoomRecord
 from homeserver.types import domain_of, room_alias_error, room_id_error
 
+if TYPE_CHECKING:
+    from homeserver.federation.remote_membership import RemoteMembership
+
 NO_KNOWN_SERVERS = "No known servers"
+#: another server's alias → ``{room_id, servers}``.
+AliasResolver = Callable[[str], Awaitable[dict[str, Any]]]
 
 
 async def _no_profile(user_id: str) -> dict[str, str]:
@@ -49,36 +61,65 @@ class MembershipService:
         self.ratelimiters = ratelimiters
         self.server_name = server_name
         self._profiles = profiles
+        #: set by the wiring when federation is available.
+        self.remote: RemoteMembership | None = None
+        self.remote_aliases: AliasResolver | None = None
 
     # --- join ------------------------------------------------------------------------------
-    async def resolve_room(self, room_id_or_alias: str) -> str:
-        """The room ID named by a room ID or a local alias."""
+    async def resolve_room(self, room_id_or_alias: str) -> tuple[str, list[str]]:
+        """The room ID named by a room ID or an alias, and the servers an alias's server
+        says are in the room (none for a room ID or a local alias)."""
         if room_id_or_alias.startswith("#"):
             reason = room_alias_error(room_id_or_alias)
             if reason:
                 raise BadRequest(reason, Codes.INVALID_PARAM)
             if domain_of(room_id_or_alias) != self.server_name:
-                raise NotFound(NO_KNOWN_SERVERS)
+                if self.remote_aliases is None:
+                    raise NotFound(NO_KNOWN_SERVERS)
+                try:
+                    answer = await self.remote_aliases(room_id_or_alias)
+                except MatrixError as e:
+                    if e.status >= 500:  # the alias's server could not be asked
+                        raise NotFound(NO_KNOWN_SERVERS) from None
+                    raise
+                return answer["room_id"], list(answer["servers"])
             alias = await self.store.aliases.get_alias(room_id_or_alias)
             if alias is None:
                 raise NotFound(f"Room alias {room_id_or_alias} not found")
-            return alias.room_id
+            return alias.room_id, []
         reason = room_id_error(room_id_or_alias)
         if reason:
             raise BadRequest(
                 f"{room_id_or_alias!r} is not a valid room ID or alias: {reason}",
                 Codes.INVALID_PARAM,
             )
-        return room_id_or_alias
+        return room_id_or_alias, []
 
-    async def join(self, user_id: str, room_id_or_alias: str, *, reason: str | None = None) -> str:
-        """Join a room by ID or alias; returns the room ID."""
-        room_id = await self.resolve_room(room_id_or_alias)
+    async def join(
+        self,
+        user_id: str,
+        room_id_or_alias: str,
+        *,
+        reason: str | None = None,
+        servers: Sequence[str] = (),
+    ) -> str:
+        """Join a room by ID or alias (``servers``: the client's ``server_name``/``via``, for
+        a room this server is not in); returns the room ID."""
+        room_id, alias_servers = await self.resolve_room(room_id_or_alias)
         room = await self.store.rooms.get_room(room_id)
-        if room is None:
-            raise NotFound(NO_KNOWN_SERVERS)
         content: dict[str, Any] = {"membership": "join"}
         content.update(await self._profile_content(user_id))
+        if reason is not None:
+            content["reason"] = reason
+        remote_servers = await self._remote_servers(user_id, room, room_id, servers, alias_servers)
+        if remote_servers is not None:
+            assert self.remote is not None
+            self.ratelimiters.joins_remote.check(user_id)
+            await self.remote.join(user_id, room_id, remote_servers, content)
+            return room_id
+        if room is None:
+            raise NotFound(NO_KNOWN_SERVERS)
+        content.pop("reason", None)
         current = await get_membership(self.store, room_id, user_id)
         if current is not None and current.membership == "join":
             if _same_profile(current, content) and reason is None:
@@ -101,6 +142,9 @@ class MembershipService:
     # --- leave and the moderator actions ---------------------------------------------------
     async def leave(self, user_id: str, room_id: str, *, reason: str | None = None) -> None:
         """Leave a room, or reject an invite / withdraw a knock."""
+        if self.remote is not None and await self._invited_out_of_band(user_id, room_id):
+            await self.remote.reject_invite(user_id, room_id, _content("leave", reason))
+            return
         room = await self._room(room_id)
         current = await get_membership(self.store, room_id, user_id)
         if current is None:
@@ -167,6 +211,45 @@ class MembershipService:
         if current.membership not in ("leave", "ban"):
             raise BadRequest(f"User {user_id} is in room {room_id}", Codes.UNKNOWN)
         await self.store.room_use.forget(user_id, room_id, now_ms)
+
+    # --- rooms this server is not in --------------------------------------------------------
+    async def _server_in_room(self, room_id: str) -> bool:
+        joined = await self.store.state.get_current_members(room_id, "join")
+        return any(domain_of(u) == self.server_name for u in joined)
+
+    async def _invited_out_of_band(self, user_id: str, room_id: str) -> bool:
+        """Whether the user's membership is an invite received over federation to a room
+        none of our users is in."""
+        row = await self.store.out_of_band.get(user_id, room_id)
+        if row is None or row.membership != "invite":
+            return False
+        return not await self._server_in_room(room_id)
+
+    async def _remote_servers(
+        self,
+        user_id: str,
+        room: RoomRecord | None,
+        room_id: str,
+        given: Sequence[str],
+        alias_servers: Sequence[str],
+    ) -> list[str] | None:
+        """The servers to join through when the join must go through another server; None
+        when it is a local join (we are in the room, or nobody else could host it)."""
+        if self.remote is None:
+            return None
+        if room is not None and await self._server_in_room(room_id):
+            return None
+        invite = await self.store.out_of_band.get(user_id, room_id)
+        inviter_server = None
+        if invite is not None and invite.membership == "invite":
+            event = await self.store.events.get_event(invite.event_id)
+            inviter_server = None if event is None else domain_of(event.sender)
+        servers = candidate_servers(
+            [*given, *alias_servers], room_id, self.server_name, inviter_server
+        )
+        if not servers:
+            return None  # a local room everyone left: the local path decides (as before)
+        return servers
 
     # --- helpers ---------------------------------------------------------------------------
     async def _room(self, room_id: str) -> RoomRecord:

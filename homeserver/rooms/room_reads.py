@@ -147,7 +147,13 @@ class RoomReader:
     # --- single events ---------------------------------------------------------------------
     async def _visible_event(self, access: ReadAccess, room_id: str, event_id: str) -> Event:
         event = await self.store.events.get_event(event_id)
-        if event is None or event.room_id != room_id or event.internal.outlier or event.rejected:
+        if (
+            event is None
+            or event.room_id != room_id
+            or event.internal.outlier
+            or event.rejected
+            or event.internal.soft_failed
+        ):
             raise NotFound("Event not found.")
         if not access.can_see(event):
             raise Forbidden(NO_PERMISSION)

@@ -17,6 +17,7 @@ from homeserver.errors import NotFound
 from homeserver.events.builder import Signer, build_event
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
+from homeserver.federation.fanout import enqueue_events_txn
 from homeserver.room_versions import RoomVersion, get_room_version
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
@@ -122,6 +123,8 @@ class EventSender:
             batch.add(draft)
         specs = [(batch.events[0], group)] + [(e, None) for e in batch.events[1:]]
         await self.store.persist_events_txn(txn, specs)
+        # Other servers in the room get the events through the outbox, queued in this txn.
+        await enqueue_events_txn(txn, self.store, batch.events, our_server=self.signer.server_name)
         txn.call_after_commit(lambda: self.notifier.notify([room_id]))
         return batch.events
 

@@ -44,6 +44,7 @@ from homeserver.errors import (
 from homeserver.events.builder import Signer
 from homeserver.events.ids import new_room_id
 from homeserver.faults import fault_point
+from homeserver.federation.fanout import enqueue_events_txn
 from homeserver.ratelimit import TokenBucketLimiter
 from homeserver.room_versions import get_room_version
 from homeserver.rooms.bus import ROOM_UPGRADE_FAILED, ROOM_UPGRADED, DomainEventBus
@@ -333,6 +334,8 @@ class RoomUpgradeService:
         old_batch = [(built.old_events[0], snapshot.state_group)]
         old_batch += [(e, None) for e in built.old_events[1:]]
         await store.persist_events_txn(txn, old_batch)
+        # The tombstone and the restricted power levels reach the old room's other servers.
+        await enqueue_events_txn(txn, store, built.old_events, our_server=self.server_name)
         await store.aliases.move_aliases_txn(txn, old_room_id, new_room_id_)
         if plan.publish:
             await store.rooms.set_public_txn(txn, old_room_id, False)

@@ -24,7 +24,9 @@ from homeserver.storage.database import Database, Row, Transaction, placeholders
 #: the IN lists of one query stay below both engines' parameter limits.
 _CHUNK = 500
 
-_EVENT_COLUMNS = "event_id, room_version, json, rejected_reason, outlier, stream_ordering, redacted"
+_EVENT_COLUMNS = (
+    "event_id, room_version, json, rejected_reason, outlier, stream_ordering, redacted, soft_failed"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +42,16 @@ def _chunks(items: list[str]) -> Iterable[list[str]]:
 
 
 def event_from_row(row: Row) -> Event:
-    event_id, room_version, json_text, rejected_reason, outlier, stream_ordering, redacted = row
+    (
+        event_id,
+        room_version,
+        json_text,
+        rejected_reason,
+        outlier,
+        stream_ordering,
+        redacted,
+        soft_failed,
+    ) = row
     return Event(
         parse_json(json_text),
         get_room_version(room_version),
@@ -50,6 +61,7 @@ def event_from_row(row: Row) -> Event:
             outlier=bool(outlier),
             stream_ordering=int(stream_ordering),
             redacted=bool(redacted),
+            soft_failed=bool(soft_failed),
         ),
     )
 

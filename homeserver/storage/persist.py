@@ -10,7 +10,8 @@ The caller says what the state was just before each event (:data:`StateBefore`):
   batch this is only allowed for ``m.room.create`` (the empty state before a room exists).
 
 Outliers carry no state (their spec must be ``None``) and touch neither state, current state nor
-forward extremities.
+forward extremities. Soft-failed events (``internal.soft_failed``, received over federation) get
+their state groups but touch neither current state nor forward extremities.
 
 Stored per event: the state group before and after it (``event_to_state_groups``; after == before
 for non-state and rejected events; a state event's "after" group is a one-row delta). Forward
@@ -186,12 +187,26 @@ class EventPersister:
         orderings = {event.event_id: top + i for i, (event, _) in enumerate(fresh, start=1)}
         await self._insert_rows(txn, room_id, fresh, orderings, groups)
 
-        accepted = [e for e, _ in fresh if not e.internal.outlier and not e.rejected]
+        # Soft-failed events (federation) are stored with their state but move neither the
+        # extremities nor the current state.
+        accepted = [
+            e
+            for e, _ in fresh
+            if not e.internal.outlier and not e.rejected and not e.internal.soft_failed
+        ]
         await self._update_extremities(txn, room_id, accepted, new_room=new)
 
         target = current_state_group
         if target is None and groups:
-            target = groups[next(e.event_id for e, _ in reversed(fresh) if e.event_id in groups)][1]
+            last = next(
+                (
+                    e.event_id
+                    for e, _ in reversed(fresh)
+                    if e.event_id in groups and not e.internal.soft_failed
+                ),
+                None,
+            )
+            target = None if last is None else groups[last][1]
         if target is not None:
             await self._update_current_state(txn, room_id, target, made, fresh, new_room=new)
 
@@ -266,7 +281,8 @@ class EventPersister:
         await txn.executemany(
             "INSERT INTO events (event_id, room_id, room_version, stream_ordering,"
             " topological_ordering, type, state_key, sender, origin_server_ts, json,"
-            " rejected_reason, outlier, redacted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " rejected_reason, outlier, redacted, soft_failed)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     e.event_id,
@@ -282,6 +298,7 @@ class EventPersister:
                     e.internal.rejected_reason,
                     e.internal.outlier,
                     e.internal.redacted,
+                    e.internal.soft_failed,
                 )
                 for e, _ in fresh
             ],
@@ -330,7 +347,7 @@ class EventPersister:
             "SELECT DISTINCT g.prev_event_id FROM event_edges g"
             " JOIN events c ON c.event_id = g.event_id"
             f" WHERE g.prev_event_id IN ({placeholders(len(new_ids))})"
-            " AND c.outlier = FALSE AND c.rejected_reason IS NULL",
+            " AND c.outlier = FALSE AND c.rejected_reason IS NULL AND c.soft_failed = FALSE",
             *new_ids,
         )
         referenced = {r[0] for r in rows}

@@ -2,7 +2,7 @@
 rooms, applied redactions, and the timeline reads behind /messages and /context.
 
 Timeline reads go by stream ordering (the order events were committed here), leaving out
-outliers and rejected events, which are not part of the room's timeline.
+outliers, rejected and soft-failed events, which are not part of the room's timeline.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from homeserver.storage.database import Database, Transaction, placeholders
 
-_TIMELINE = "outlier = FALSE AND rejected_reason IS NULL"
+_TIMELINE = "outlier = FALSE AND rejected_reason IS NULL AND soft_failed = FALSE"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,10 @@ from homeserver.storage.aliases import AliasesStore
 from homeserver.storage.database import Database
 from homeserver.storage.directory import DirectoryStore
 from homeserver.storage.events import EventsStore
+from homeserver.storage.federation_inbound import FederationInboundStore
 from homeserver.storage.filters import FiltersStore
 from homeserver.storage.keys import KeysStore
+from homeserver.storage.out_of_band import OutOfBandStore
 from homeserver.storage.outbox import OutboxStore
 from homeserver.storage.persist import EventPersister
 from homeserver.storage.profiles import ProfilesStore
@@ -50,6 +52,8 @@ class Store:
         self.upgrades = UpgradesStore(db, self.account_data, self.push_rules)
         self.sync = SyncStore(db, self.events)
         self.room_use = RoomUseStore(db)
+        self.out_of_band = OutOfBandStore(db)
+        self.federation_inbound = FederationInboundStore(db)
         # The one write path for events, also reachable from the events area.
         self.persist_events = self.persister.persist_events
         self.persist_events_txn = self.persister.persist_events_txn

@@ -2,7 +2,7 @@
 which rooms moved, and a user's own membership changes across rooms.
 
 Only accepted, non-outlier events are part of a timeline (outliers have no place in the room's
-stream; rejected events are never shown to clients).
+stream; rejected and soft-failed events are never shown to clients).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from homeserver.storage.database import Database, placeholders
 from homeserver.storage.events import EventsStore
 
 _CHUNK = 500
-_VISIBLE = "outlier = FALSE AND rejected_reason IS NULL"
+_VISIBLE = "outlier = FALSE AND rejected_reason IS NULL AND soft_failed = FALSE"
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from homeserver.storage.receipts import Receipt
 from homeserver.storage.sync import MembershipChange
 from homeserver.sync.filters import SyncFilter
 from homeserver.sync.notifier import Notifier
+from homeserver.sync.out_of_band import out_of_band_invites, out_of_band_leaves
 from homeserver.sync.rooms import RoomSyncBuilder, SyncContext
 from homeserver.sync.tokens import StreamToken
 
@@ -117,6 +118,12 @@ class SyncService:
         join = await self._joined_rooms(ctx, joined, changes, account_data)
         invite = await self._invited_rooms(ctx, changes)
         leave = await self._left_rooms(ctx, changes)
+        # Memberships in rooms this server is not in (invites received over federation).
+        for room_id, section in (await out_of_band_invites(self.store, self.rooms, ctx)).items():
+            invite.setdefault(room_id, section)
+        for room_id, section in (await out_of_band_leaves(self.store, self.rooms, ctx)).items():
+            if room_id not in join:
+                leave.setdefault(room_id, section)
         global_events = await self._global_account_data(ctx, account_data)
         response = {
             "next_batch": str(now),

@@ -393,6 +393,8 @@ NESTED_KEYS = [
     "address", "account", "failed_attempts", "local", "remote", "auto_join_local_members",
     "invite_remote_members", "max_state_conflict_retries", "lock_timeout", "cp_min", "cp_max",
     "dsn", "dbname", "allow_unsafe_locale", "expired_ts", "module", "config",
+    "destination_min_retry_interval", "destination_retry_multiplier",
+    "destination_max_retry_interval", "client_timeout",
 ]  # fmt: skip
 
 

@@ -51,7 +51,7 @@ async def test_server_key_verifies(client: TestClient[Any, Any], homeserver: Hom
 
 
 async def test_unknown_path_is_404_unrecognized(client: TestClient[Any, Any]) -> None:
-    for path in ("/nope", "/_matrix/client/v3/nope", "/_matrix/key/v2/query"):
+    for path in ("/nope", "/_matrix/client/v3/nope", "/_matrix/key/v2/nope"):
         response = await client.get(path)
         assert response.status == 404
         assert await response.json() == UNRECOGNIZED

@@ -141,12 +141,18 @@ async def test_remote_members_invited_through_the_outbox_and_bans_copied(
     assert state[("m.room.member", spammer.user_id)] == {"membership": "ban", "reason": "spam"}
     rows = await hs.store.db.fetchall("SELECT destination, payload FROM federation_outbox")
     invite_id = await hs.store.state.get_current_state_event_id(new, "m.room.member", remote)
-    assert [(d, parse_json(p)) for d, p in rows] == [
+    queued = [(d, parse_json(p)) for d, p in rows]
+    assert [(d, p) for d, p in queued if p["kind"] == "invite"] == [
         (
             "remote.example",
             {"kind": "invite", "room_id": new, "event_id": invite_id, "room_version": "11"},
         )
     ]
+    # the old room's tombstone reaches the remote member's server too (as a PDU, before it)
+    tombstone_id = await hs.store.state.get_current_state_event_id(room, "m.room.tombstone", "")
+    kinds = [(d, p["kind"], p["event_id"]) for d, p in queued]
+    tombstone_at = kinds.index(("remote.example", "pdu", tombstone_id))
+    assert tombstone_at < kinds.index(("remote.example", "invite", invite_id))
 
 
 async def test_copied_state_exactly_no_defaults(server: TestServer) -> None:
@@ -225,7 +231,9 @@ class TestWithoutMemberMoves:
         status, body = await upgrade(server, alice, room, "11")
         assert status == 200
         assert await _memberships(server, body["replacement_room"]) == {alice.user_id: "join"}
-        assert int(await hs.store.db.fetchval("SELECT COUNT(*) FROM federation_outbox")) == 0
+        # no invite queued (the old room's events still go to its remote member's server)
+        payloads = await hs.store.db.fetchall("SELECT payload FROM federation_outbox")
+        assert [p for (p,) in payloads if parse_json(p)["kind"] == "invite"] == []
 
 
 async def test_old_room_restriction_is_best_effort(server: TestServer) -> None:

@@ -11,14 +11,20 @@ from homeserver.http.auth import get_requester
 from homeserver.http.client.room_params import optional_reason, required_user_id
 from homeserver.http.json_body import json_response, read_json_object
 from homeserver.http.routes import add_client_route
+from homeserver.types import is_valid_server_name
 
 
 async def join_by_id_or_alias(request: web.Request) -> web.Response:
-    # server_name / via name servers to join through; they matter once federation joins exist.
     requester = await get_requester(request)
     body = await read_json_object(request)
+    # Servers to join through when we are not in the room: ``via`` (v1.12) and the older
+    # ``server_name``, both repeatable.
+    servers = [*request.query.getall("via", []), *request.query.getall("server_name", [])]
     room_id = await request.app[HS].membership.join(
-        requester.user_id, request.match_info["room"], reason=optional_reason(body)
+        requester.user_id,
+        request.match_info["room"],
+        reason=optional_reason(body),
+        servers=[s for s in servers if is_valid_server_name(s)],
     )
     return json_response({"room_id": room_id})
 

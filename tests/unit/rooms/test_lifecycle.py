@@ -1,4 +1,4 @@
-"""Every (from, to, actor) triple of the lifecycle: the four allowed ones and nothing else."""
+"""Every (from, to, actor) triple of the lifecycle: the five allowed ones and nothing else."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ ALLOWED = {
     (U, A, Actor.SYSTEM),
     (U, T, Actor.SYSTEM),
     (A, T, Actor.SYSTEM),
+    (A, T, Actor.FEDERATION),
 }
 ALL = list(itertools.product(RoomStatus, RoomStatus, Actor))
 

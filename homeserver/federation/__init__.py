@@ -1,0 +1,1 @@
+"""Server-server API: discovery, signing, keys, sending and receiving."""

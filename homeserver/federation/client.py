@@ -1,0 +1,334 @@
+"""Outbound federation requests: ``FederationClient``.
+
+Every request goes over HTTPS to where server discovery (``discovery.py``) says, carries our
+X-Matrix signature over the exact percent-encoded target we send, and is refused before any
+connection when the destination is outside ``federation_domain_whitelist`` or resolves only to
+addresses that ``ip_range_blacklist`` blocks (and ``ip_range_whitelist`` does not allow). Peers
+answer JSON; a non-2xx answer becomes :class:`FederationHttpError`, anything that prevents an
+answer (DNS, connect, TLS, timeout, policy, an oversized or non-JSON body) becomes
+:class:`FederationUnreachable`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import socket
+import ssl
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
+from nacl.signing import SigningKey
+from yarl import URL
+
+from homeserver.clock import WallClock, time_ms
+from homeserver.config.federation import FederationConfig
+from homeserver.crypto.canonical_json import encode_canonical_json
+from homeserver.federation.discovery import (
+    WELL_KNOWN_MAX_BYTES,
+    ResolvedServer,
+    ServerResolver,
+    SrvLookup,
+    WellKnownResponse,
+    dns_srv_lookup,
+    is_ip_literal,
+)
+from homeserver.federation.xmatrix import authorization_header
+
+logger = logging.getLogger(__name__)
+
+#: Room state of a big room can be tens of MB; anything past this is a hostile or broken peer.
+DEFAULT_MAX_RESPONSE_BYTES = 100 * 1024 * 1024
+WELL_KNOWN_TIMEOUT_SECONDS = 10.0
+USER_AGENT = "homeserver-federation"
+
+Query = Mapping[str, str | Sequence[str]] | None
+
+
+class FederationError(Exception):
+    """Base of the errors an outbound federation request raises."""
+
+
+class FederationUnreachable(FederationError):
+    """No answer: DNS, connect, TLS, timeout, blocked IP, destination not whitelisted, or an
+    unusable response body."""
+
+
+class FederationHttpError(FederationError):
+    """The peer answered with a non-2xx status."""
+
+    def __init__(self, status: int, errcode: str | None, error: str | None, body: Any) -> None:
+        super().__init__(f"{status} {errcode or ''} {error or ''}".strip())
+        self.status = status
+        self.errcode = errcode
+        self.error = error
+        self.body = body
+
+
+def fed_path(template: str, *args: str) -> str:
+    """Fill ``{}`` placeholders with percent-encoded arguments (every reserved character, as
+    Synapse does), e.g. ``fed_path("/_matrix/federation/v1/send/{}", txn_id)``."""
+    return template.format(*(quote(arg, safe="") for arg in args))
+
+
+def encode_query(query: Query) -> str:
+    """``a=1&b=x&b=y`` (values percent-encoded, repeated keys for sequences); "" for none."""
+    if not query:
+        return ""
+    pairs: list[tuple[str, str]] = []
+    for key, value in query.items():
+        if isinstance(value, str):
+            pairs.append((key, value))
+        else:
+            pairs.extend((key, item) for item in value)
+    return urlencode(pairs, quote_via=quote, safe="")
+
+
+class _PolicyResolver(AbstractResolver):
+    """DNS resolution that drops addresses the IP policy forbids, so no connection to them is
+    ever attempted (the check happens after resolution, which defeats DNS rebinding)."""
+
+    def __init__(self, config: FederationConfig) -> None:
+        self._config = config
+        self._inner = ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        allowed = [
+            r for r in results if self._config.is_ip_allowed(ipaddress.ip_address(r["host"]))
+        ]
+        if not allowed:
+            raise OSError(f"{host} resolves only to addresses blocked by ip_range_blacklist")
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class FederationClient:
+    """Signed JSON requests to other homeservers. The HTTP session is opened on first use and
+    closed by :meth:`close`."""
+
+    def __init__(
+        self,
+        server_name: str,
+        signing_key: SigningKey,
+        config: FederationConfig,
+        *,
+        clock: WallClock = time_ms,
+        srv_lookup: SrvLookup = dns_srv_lookup,
+        well_known_port: int = 443,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
+        self.server_name = server_name
+        self._signing_key = signing_key
+        self._config = config
+        self._max_response_bytes = max_response_bytes
+        self._well_known_port = well_known_port
+        self.resolver = ServerResolver(self._fetch_well_known, srv_lookup, clock)
+        self._session: aiohttp.ClientSession | None = None
+
+    # --- public API -------------------------------------------------------------------------
+
+    async def get_json(
+        self, destination: str, path: str, query: Query = None, *, timeout: float = 60.0
+    ) -> Any:
+        return await self._request("GET", destination, path, query, None, timeout=timeout)
+
+    async def put_json(
+        self,
+        destination: str,
+        path: str,
+        content: Any,
+        query: Query = None,
+        *,
+        timeout: float = 60.0,
+    ) -> Any:
+        return await self._request("PUT", destination, path, query, content, timeout=timeout)
+
+    async def post_json(
+        self,
+        destination: str,
+        path: str,
+        content: Any,
+        query: Query = None,
+        *,
+        timeout: float = 60.0,
+    ) -> Any:
+        return await self._request("POST", destination, path, query, content, timeout=timeout)
+
+    async def get_server_keys(self, destination: str, *, timeout: float = 30.0) -> dict[str, Any]:
+        """``GET /_matrix/key/v2/server`` (unsigned: the peer may not know our keys yet)."""
+        body = await self._request(
+            "GET", destination, "/_matrix/key/v2/server", None, None, timeout=timeout, sign=False
+        )
+        if not isinstance(body, dict):
+            raise FederationUnreachable(f"{destination} answered keys that are not an object")
+        return body
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            verify = self._config.federation_verify_certificates
+            connector = aiohttp.TCPConnector(
+                ssl=ssl.create_default_context() if verify else False,
+                resolver=_PolicyResolver(self._config),
+                limit_per_host=20,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers={"User-Agent": USER_AGENT},
+                # Cookies have no meaning between servers; never send one peer's to another.
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=True,
+            )
+        return self._session
+
+    def _check_ip_literal(self, target: str) -> None:
+        if is_ip_literal(target) and not self._config.is_ip_allowed(ipaddress.ip_address(target)):
+            raise FederationUnreachable(f"{target} is blocked by ip_range_blacklist")
+
+    async def _request(
+        self,
+        method: str,
+        destination: str,
+        path: str,
+        query: Query,
+        content: Any,
+        *,
+        timeout: float,
+        sign: bool = True,
+    ) -> Any:
+        if not self._config.is_domain_allowed(destination):
+            raise FederationUnreachable(f"{destination} is not in federation_domain_whitelist")
+        if not path.startswith("/"):
+            raise ValueError("path must start with '/'")
+        encoded_query = encode_query(query)
+        uri = path + ("?" + encoded_query if encoded_query else "")
+        headers: dict[str, str] = {}
+        body: bytes | None = None
+        if method in ("PUT", "POST"):
+            content = {} if content is None else content
+            body = encode_canonical_json(content)
+            headers["Content-Type"] = "application/json"
+        if sign:
+            headers["Authorization"] = authorization_header(
+                self._signing_key, method, uri, self.server_name, destination, content
+            )
+        try:
+            candidates = await self.resolver.resolve(destination)
+        except ValueError as e:
+            raise FederationUnreachable(str(e)) from None
+        if not candidates:
+            raise FederationUnreachable(f"{destination} offers no federation service (SRV '.')")
+        last_error: Exception | None = None
+        for candidate in candidates:
+            try:
+                return await self._send_once(candidate, method, uri, headers, body, timeout)
+            except FederationHttpError:
+                raise
+            except FederationUnreachable as e:
+                last_error = e
+                logger.info("federation %s %s to %s failed: %s", method, path, destination, e)
+        raise FederationUnreachable(f"cannot reach {destination}: {last_error}")
+
+    async def _send_once(
+        self,
+        candidate: ResolvedServer,
+        method: str,
+        uri: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        timeout: float,
+    ) -> Any:
+        self._check_ip_literal(candidate.target)
+        host = f"[{candidate.target}]" if ":" in candidate.target else candidate.target
+        url = URL(f"https://{host}:{candidate.port}{uri}", encoded=True)
+        try:
+            async with self._get_session().request(
+                method,
+                url,
+                data=body,
+                headers={**headers, "Host": candidate.host_header},
+                server_hostname=candidate.tls_server_name,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response:
+                raw = await _read_capped(response, self._max_response_bytes)
+                status = response.status
+        except (aiohttp.ClientError, OSError, TimeoutError, ssl.SSLError) as e:
+            raise FederationUnreachable(f"{type(e).__name__}: {e}") from None
+        return _interpret(status, raw)
+
+    async def _fetch_well_known(self, hostname: str) -> WellKnownResponse:
+        if is_ip_literal(hostname):
+            self._check_ip_literal(hostname)
+        port = "" if self._well_known_port == 443 else f":{self._well_known_port}"
+        url = URL(f"https://{hostname}{port}/.well-known/matrix/server", encoded=True)
+        try:
+            async with self._get_session().get(
+                url,
+                allow_redirects=True,
+                max_redirects=10,
+                timeout=aiohttp.ClientTimeout(total=WELL_KNOWN_TIMEOUT_SECONDS),
+            ) as response:
+                raw = await _read_capped(response, WELL_KNOWN_MAX_BYTES)
+                return WellKnownResponse(
+                    response.status, raw, response.headers.get("Cache-Control")
+                )
+        except (aiohttp.ClientError, FederationUnreachable, ssl.SSLError) as e:
+            # TooManyRedirects (a loop) and everything else: "no well-known".
+            raise OSError(str(e)) from None
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    declared = response.content_length
+    if declared is not None and declared > limit:
+        raise FederationUnreachable(f"response of {declared} bytes is over the {limit} limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise FederationUnreachable(f"response is over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _interpret(status: int, raw: bytes) -> Any:
+    try:
+        parsed: Any = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError):
+        parsed = None
+        if 200 <= status < 300:
+            raise FederationUnreachable(f"{status} response is not JSON") from None
+    if 200 <= status < 300:
+        return parsed
+    errcode = error = None
+    if isinstance(parsed, dict):
+        errcode = parsed.get("errcode") if isinstance(parsed.get("errcode"), str) else None
+        error = parsed.get("error") if isinstance(parsed.get("error"), str) else None
+    raise FederationHttpError(status, errcode, error, parsed)
+
+
+__all__ = [
+    "FederationClient",
+    "FederationError",
+    "FederationHttpError",
+    "FederationUnreachable",
+    "encode_query",
+    "fed_path",
+]

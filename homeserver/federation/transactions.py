@@ -1,0 +1,152 @@
+"""Receiving a transaction: ``PUT /_matrix/federation/v1/send/{txnId}`` (spec: server-server API
+"Transactions"; §4 of federation-minimum.md).
+
+The body is checked as a whole (``origin`` = the authenticated origin, ≤ 50 PDUs, ≤ 100 EDUs),
+then each PDU on its own: its room must be one we know and whose server ACL admits the origin,
+then :mod:`received` checks and persists it. PDUs are handled in the order given, one room at a
+time, and each gets an entry in the answer — ``{}`` or ``{"error": …}``; a rejected PDU never
+fails the transaction. The answer is stored, so a retry of the same ``(origin, txnId)`` (after a
+lost response, or a restart) gets the same answer without the PDUs being handled again.
+
+EDUs are accepted and ignored for now (typing, receipts, presence, device lists, to-device).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from homeserver.errors import BadRequest, Codes, Forbidden
+from homeserver.events.ids import compute_event_id
+from homeserver.federation.acl import ACL_EVENT_TYPE, server_allowed_by_acl
+from homeserver.federation.pdu_checks import PduRejected, UnknownRoom
+from homeserver.federation.received import ReceivedEvents
+from homeserver.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.storage import Store
+
+logger = logging.getLogger(__name__)
+
+MAX_PDUS = 50
+MAX_EDUS = 100
+#: how long answers to received transactions are kept for retries.
+TRANSACTION_RETENTION_MS = 24 * 60 * 60 * 1000
+
+#: Versions whose event IDs are URL-safe reference hashes (v4+): used to name a PDU of a room
+#: we do not know in the answer, as its sender would have computed its ID (v4+ rooms).
+_FALLBACK_ID_VERSION = KNOWN_ROOM_VERSIONS["10"]
+
+
+def _pdu_key(pdu: Any) -> str | None:
+    """A best-effort event ID for a PDU we cannot parse with its room's version."""
+    if not isinstance(pdu, dict):
+        return None
+    if isinstance(pdu.get("event_id"), str):
+        return pdu["event_id"]
+    try:
+        return compute_event_id(_FALLBACK_ID_VERSION, pdu)
+    except (ValueError, TypeError):
+        return None
+
+
+class TransactionHandler:
+    def __init__(self, store: Store, received: ReceivedEvents, clock_ms: Callable[[], int]) -> None:
+        self.store = store
+        self.received = received
+        self.clock_ms = clock_ms
+        #: transactions being handled, so a retry arriving meanwhile waits for the same answer.
+        self._in_flight: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
+        self._last_prune_ms = 0
+
+    async def on_send(self, origin: str, txn_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The answer to ``PUT /send/{txn_id}`` from the authenticated ``origin``."""
+        pdus, _edus = self._validate(origin, body)
+        key = (origin, txn_id)
+        in_flight = self._in_flight.get(key)
+        if in_flight is not None:
+            return await asyncio.shield(in_flight)
+        stored = await self.store.federation_inbound.get_transaction_response(origin, txn_id)
+        if stored is not None:
+            return stored
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        try:
+            response = {"pdus": await self._handle_pdus(origin, pdus)}
+            now = self.clock_ms()
+            await self.store.federation_inbound.store_transaction_response(
+                origin, txn_id, response, now
+            )
+            await self._maybe_prune(now)
+            future.set_result(response)
+            return response
+        except BaseException as e:
+            future.set_exception(e)
+            future.exception()  # retrieved: no "never retrieved" warning if nobody waits
+            raise
+        finally:
+            del self._in_flight[key]
+
+    @staticmethod
+    def _validate(origin: str, body: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+        body_origin = body.get("origin")
+        if not isinstance(body_origin, str):
+            raise BadRequest("'origin' is missing or not a string", Codes.MISSING_PARAM)
+        if body_origin != origin:
+            raise Forbidden("The transaction's origin is not the authenticated server")
+        if not isinstance(body.get("origin_server_ts"), int):
+            raise BadRequest("'origin_server_ts' is missing or not an integer", Codes.BAD_JSON)
+        pdus = body.get("pdus")
+        if not isinstance(pdus, list):
+            raise BadRequest("'pdus' is missing or not a list", Codes.BAD_JSON)
+        edus = body.get("edus", [])
+        if not isinstance(edus, list):
+            raise BadRequest("'edus' is not a list", Codes.BAD_JSON)
+        if len(pdus) > MAX_PDUS or len(edus) > MAX_EDUS:
+            raise BadRequest(
+                f"A transaction holds at most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs",
+                Codes.TOO_LARGE,
+            )
+        return pdus, edus
+
+    async def _handle_pdus(self, origin: str, pdus: list[Any]) -> dict[str, dict[str, str]]:
+        results: dict[str, dict[str, str]] = {}
+        for pdu in pdus:
+            event_id, error = await self._handle_pdu(origin, pdu)
+            if event_id is not None:
+                results[event_id] = {} if error is None else {"error": error}
+        return results
+
+    async def _handle_pdu(self, origin: str, pdu: Any) -> tuple[str | None, str | None]:
+        room_id = pdu.get("room_id") if isinstance(pdu, dict) else None
+        if not isinstance(room_id, str):
+            return _pdu_key(pdu), "PDU has no room_id"
+        try:
+            room_version = await self.received.room_version_of(room_id)
+        except UnknownRoom as e:
+            return _pdu_key(pdu), e.reason
+        try:
+            event = await self.received.check_pdu(room_version, pdu, origin=origin)
+        except PduRejected as e:
+            return _pdu_key(pdu), e.reason
+        if event.room_id != room_id:
+            return event.event_id, "PDU room_id does not match"
+        acl = await self.store.state.get_current_state_event(room_id, ACL_EVENT_TYPE, "")
+        if not server_allowed_by_acl(None if acl is None else acl.content, origin):
+            return event.event_id, "Server is banned from the room by its server ACL"
+        try:
+            await self.received.on_receive_pdu(origin, event)
+        except PduRejected as e:
+            return event.event_id, e.reason
+        except Exception:
+            # One PDU must never fail the whole transaction (the sender would retry it forever).
+            logger.exception("failed to process PDU %s from %s", event.event_id, origin)
+            return event.event_id, "Internal error processing the PDU"
+        return event.event_id, None
+
+    async def _maybe_prune(self, now: int) -> None:
+        # At most once an hour: the answers only need to outlive the sender's retries.
+        if now - self._last_prune_ms < 60 * 60 * 1000:
+            return
+        self._last_prune_ms = now
+        await self.store.federation_inbound.prune_transactions(now - TRANSACTION_RETENTION_MS)

@@ -1,0 +1,1 @@
+"""The server-server API under ``/_matrix/federation``."""

@@ -1,0 +1,129 @@
+"""Helpers of the membership, invite and query tests (H4).
+
+``signed_request`` sends an X-Matrix-signed request to the in-process test server with the
+request target exactly as signed (a yarl URL built ``encoded=True``: otherwise the client would
+decode ``%21``/``%3A``/``%40`` and the signature would no longer match the raw path).
+
+``two_servers`` runs two of our homeservers (each with its own database: ``store`` and the
+``second_store`` fixture) with TLS federation listeners on loopback; ``Peer.user`` makes a user
+there and returns a tests.federation.cs_client.MatrixClient for it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from yarl import URL
+
+from homeserver.app import Homeserver
+from homeserver.crypto.canonical_json import encode_canonical_json
+from homeserver.crypto.signing import generate_signing_key
+from homeserver.federation.xmatrix import authorization_header
+from homeserver.storage import Database, Store, apply_migrations
+from homeserver.storage.users import hash_access_token
+from tests.conftest import POSTGRES_DSN
+from tests.federation.cs_client import MatrixClient
+from tests.federation.fake_remote import federation_test_config, serving
+from tests.harness import TestServer
+
+
+async def signed_request(
+    server: TestServer,
+    remote: Any,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    origin: str | None = None,
+) -> tuple[int, Any]:
+    """An X-Matrix-signed request from ``remote`` (a received_helpers.Remote or a
+    FakeRemoteServer; ``path`` percent-encoded, with its query)."""
+    origin = origin or getattr(remote, "name", None) or remote.server_name
+    header = authorization_header(
+        remote.signing_key, method, path, origin, server.hs.server_name, body
+    )
+    data = None if body is None else encode_canonical_json(body)
+    url = server.client.make_url(URL(path, encoded=True))
+    response = await server.client.session.request(
+        method,
+        URL(str(url), encoded=True),
+        data=data,
+        headers={"Authorization": header, "Content-Type": "application/json"},
+    )
+    try:
+        return response.status, await response.json(content_type=None)
+    except ValueError:
+        return response.status, await response.text()
+
+
+# --- two in-process homeservers federating over real HTTPS on loopback -----------------------
+
+
+@pytest.fixture
+async def second_store(db_engine: str, tmp_path: Path) -> AsyncIterator[Store]:
+    """A second, empty, migrated database on the same engine as ``store`` (the peer's)."""
+    schema = f"test_{uuid.uuid4().hex}"
+    if db_engine == "sqlite":
+        db = await Database.open_sqlite(tmp_path / "second.db")
+    else:
+        db = await Database.open_postgres(POSTGRES_DSN, 1, 4, schema=schema)
+    try:
+        await apply_migrations(db)
+        yield Store(db)
+    finally:
+        await db.close()
+        if db_engine == "postgres":
+            admin = await asyncpg.connect(POSTGRES_DSN, timeout=10)
+            try:
+                await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            finally:
+                await admin.close()
+
+
+@dataclass
+class Peer:
+    hs: Homeserver
+    base_url: str
+    session: aiohttp.ClientSession
+
+    @property
+    def name(self) -> str:
+        return self.hs.server_name
+
+    async def user(self, localpart: str) -> MatrixClient:
+        """A user with an access token, made straight through the store."""
+        user_id = f"@{localpart}:{self.name}"
+        store = self.hs.store
+        await store.users.create_user(user_id, None, created_ts=self.hs.clock())
+        await store.users.upsert_device(user_id, "DEV")
+        token = secrets.token_urlsafe(32)
+        await store.users.add_access_token(
+            hash_access_token(token), user_id, "DEV", created_ts=self.hs.clock()
+        )
+        return MatrixClient(self.session, self.base_url, user_id, token)
+
+
+@asynccontextmanager
+async def two_servers(
+    tmp_path: Path, store_a: Store, store_b: Store
+) -> AsyncIterator[tuple[Peer, Peer]]:
+    """Two of our servers (``localhost:PORT`` each, TLS federation listeners, real clocks),
+    serving until the block ends."""
+    hs_a = Homeserver(federation_test_config(tmp_path / "a"), generate_signing_key("a"), store_a)
+    hs_b = Homeserver(federation_test_config(tmp_path / "b"), generate_signing_key("b"), store_b)
+    connector = aiohttp.TCPConnector(ssl=False)
+    async with (
+        serving(hs_a) as url_a,
+        serving(hs_b) as url_b,
+        aiohttp.ClientSession(connector=connector) as session,
+    ):
+        yield Peer(hs_a, url_a, session), Peer(hs_b, url_b, session)

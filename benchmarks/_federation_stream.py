@@ -1,9 +1,10 @@
-"""A fake remote server's user joined to a room on our server, streaming signed message PDUs.
+"""A fake remote server's user joined to a room on a resident server, streaming signed PDUs.
 
 The remote (``tests/federation/fake_remote.py``: its own ed25519 key, served over HTTPS on
 loopback) joins through the public federation API — ``make_join`` then ``v2/send_join`` — and
 then builds transactions of signed ``m.room.message`` PDUs, each PDU's ``prev_events`` the one
-before it, so our server sees one linear stream with no gaps to fill.
+before it, so the resident sees one linear stream with no gaps to fill. The resident is our
+server or Synapse: only the federation API is used, so the same stream measures both.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ _txn_ids = itertools.count()
 
 
 class StreamError(RuntimeError):
-    """Our server refused a step of the join or of the stream."""
+    """The resident server refused a step of the join or of the stream."""
 
 
 @dataclass(slots=True)
@@ -85,7 +86,8 @@ class RemoteMember:
         return transactions
 
     async def send(self, transaction: Transaction) -> int:
-        """PUT the transaction; how many of its PDUs our server accepted (no ``error``)."""
+        """PUT the transaction; how many of its PDUs the resident accepted (each answered with
+        a result that has no ``error``: a PDU missing from the answer counts as refused)."""
         path = fed_path("/_matrix/federation/v1/send/{}", transaction.txn_id)
         data = await self.call("PUT", path, transaction.body)
         results = data.get("pdus", {}) if isinstance(data, dict) else {}
@@ -96,8 +98,10 @@ class RemoteMember:
         ]
         if len(accepted) != len(transaction.event_ids):
             errors = {k: v for k, v in results.items() if "error" in v}
+            missing = [i for i in transaction.event_ids if i not in results]
             raise StreamError(
-                f"{len(errors)} PDUs refused, e.g. {next(iter(errors.items()), None)}"
+                f"{len(errors)} PDUs refused, e.g. {next(iter(errors.items()), None)}; "
+                f"{len(missing)} missing from the answer"
             )
         self.sent.extend(accepted)
         return len(accepted)
@@ -120,7 +124,8 @@ async def _ignore_transaction(request: ReceivedRequest) -> Any:
 async def join_remote_member(
     remote: FakeRemoteServer, our_url: str, our_name: str, room_id: str, localpart: str
 ) -> RemoteMember:
-    """Join ``@localpart:<remote>`` to ``room_id`` on our server over federation."""
+    """Join ``@localpart:<remote>`` to ``room_id`` on the resident server (``our_url``,
+    named ``our_name``) over federation."""
     remote.add_handler("PUT", "/_matrix/federation/v1/send/{txn_id}", _ignore_transaction)
     user_id = f"@{localpart}:{remote.server_name}"
     versions = "&".join(f"ver={v}" for v in KNOWN_ROOM_VERSIONS)

@@ -133,6 +133,10 @@ def _decode_old_keys(section: Any) -> dict[str, tuple[VerifyKey, int]]:
     return old
 
 
+#: servers whose keys are kept in memory before the cache starts over.
+KEY_CACHE_SERVERS = 10_000
+
+
 def _usable(key: ServerKey, valid_at_ts: int | None) -> bool:
     return valid_at_ts is None or key.valid_until_ts >= valid_at_ts
 
@@ -162,6 +166,9 @@ class Keyring:
         #: The last self-signed response per server, for the notary endpoints. Only an
         #: optimisation: lost on restart, then fetched again.
         self._responses: dict[str, dict[str, Any]] = {}
+        #: keys read from the store, by server: every received PDU needs its sender's key, and
+        #: stored keys only ever gain validity, so a hit never needs the database.
+        self._key_cache: dict[str, dict[str, tuple[VerifyKey, ServerKey]]] = {}
 
     # --- keys ---------------------------------------------------------------------------------
 
@@ -189,12 +196,22 @@ class Keyring:
     ) -> dict[str, VerifyKey]:
         if not wanted:
             return {}
-        stored = await self._store.get_server_keys(server_name, wanted)
-        return {
-            kid: decode_verify_key_bytes(kid, key.verify_key)
-            for kid, key in stored.items()
-            if _usable(key, valid_at_ts)
+        cached = self._key_cache.get(server_name, {})
+        found = {
+            kid: verify_key
+            for kid, (verify_key, key) in cached.items()
+            if kid in wanted and _usable(key, valid_at_ts)
         }
+        if found.keys() == wanted:
+            return found
+        # A miss (or a key too short-lived): another process may have fetched a fresher copy.
+        stored = await self._store.get_server_keys(server_name, wanted)
+        if len(self._key_cache) >= KEY_CACHE_SERVERS:
+            self._key_cache.clear()
+        entry = self._key_cache.setdefault(server_name, {})
+        for kid, key in stored.items():
+            entry[kid] = (decode_verify_key_bytes(kid, key.verify_key), key)
+        return {kid: entry[kid][0] for kid, key in stored.items() if _usable(key, valid_at_ts)}
 
     def _may_fetch(self, server_name: str) -> bool:
         if server_name in self._inflight:

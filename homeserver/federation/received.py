@@ -33,6 +33,7 @@ from homeserver.auth.selection import CREATE_KEY, auth_types_for_event
 from homeserver.auth.state_res import resolve_state
 from homeserver.events.event import Event
 from homeserver.federation.client import FederationError
+from homeserver.federation.linear_runs import LinearRuns
 from homeserver.federation.pdu_checks import (
     EventRejected,
     EventVerifier,
@@ -43,6 +44,7 @@ from homeserver.federation.pdu_checks import (
 from homeserver.federation.remote_fetch import FederationRequester, RemoteEventFetcher
 from homeserver.room_versions import RoomVersion, get_room_version
 from homeserver.storage import Store
+from homeserver.storage.database import Transaction
 from homeserver.storage.persist import ResolvedState, StateBefore
 from homeserver.storage.rooms import NewRoom
 from homeserver.storage.state import StateKey, StateMap, diff_states
@@ -52,6 +54,17 @@ logger = logging.getLogger(__name__)
 
 TombstoneHook = Callable[[str, Event], Awaitable[None]]
 TOMBSTONE_KEY: StateKey = ("m.room.tombstone", "")
+#: how many times storing a received event re-resolves the current state because local events
+#: kept landing meanwhile, before giving up on it.
+PERSIST_ATTEMPTS = 5
+
+
+class _ExtremitiesMoved(Exception):
+    """The room's forward extremities changed between resolving the current state and storing."""
+
+
+#: rooms whose version is kept in memory before that cache starts over.
+ROOM_VERSION_CACHE_SIZE = 100_000
 
 
 def _state_after(state_before: Mapping[StateKey, str], event: Event) -> StateMap:
@@ -84,6 +97,9 @@ class ReceivedEvents:
         self._room_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
+        #: room versions never change: kept so each PDU does not re-read its room's row.
+        self._room_versions: dict[str, RoomVersion] = {}
+        self._runs = LinearRuns(self)
 
     def room_lock(self, room_id: str) -> asyncio.Lock:
         """The lock serialising received events of one room (held while one is processed)."""
@@ -95,10 +111,17 @@ class ReceivedEvents:
 
     async def room_version_of(self, room_id: str) -> RoomVersion:
         """The version of a room we know; :class:`UnknownRoom` otherwise."""
+        version = self._room_versions.get(room_id)
+        if version is not None:
+            return version
         room = await self.store.rooms.get_room(room_id)
         if room is None:
             raise UnknownRoom(f"unknown room {room_id}")
-        return get_room_version(room.room_version)
+        version = get_room_version(room.room_version)
+        if len(self._room_versions) >= ROOM_VERSION_CACHE_SIZE:
+            self._room_versions.clear()
+        self._room_versions[room_id] = version
+        return version
 
     # --- contract entry points ---------------------------------------------------------------
     async def check_pdu(
@@ -164,7 +187,33 @@ class ReceivedEvents:
         """The whole pipeline for a live PDU (already through :meth:`check_pdu`). Raises
         :class:`PduRejected` if it was dropped or stored rejected."""
         async with self.room_lock(event.room_id):
-            await self._process(origin, event, fill_gaps=True)
+            await self.process(origin, event)
+
+    async def on_receive_pdus(self, origin: str, events: Sequence[Event]) -> dict[str, str | None]:
+        """Live PDUs of one room (each through :meth:`check_pdu`), in order: the answer per
+        event ID (None: accepted). Runs that simply extend the room are stored one run per
+        transaction (:mod:`linear_runs`); the rest go through the general pipeline."""
+        if not events:
+            return {}
+        async with self.room_lock(events[0].room_id):
+            return await self._runs.receive(origin, events)
+
+    async def process(self, origin: str, event: Event) -> None:
+        """The general pipeline for one live PDU; the caller holds the room's lock."""
+        await self._process(origin, event, fill_gaps=True)
+
+    async def after_accepted(self, event: Event) -> None:
+        """What follows an accepted live event once stored: a tombstone that became the room's
+        current one moves our copy of the room to ``tombstoned``."""
+        room_id = event.room_id
+        if (
+            self.tombstone_hook is not None
+            and event.is_state()
+            and event.state_tuple == TOMBSTONE_KEY
+            and await self.store.state.get_current_state_event_id(room_id, *TOMBSTONE_KEY)
+            == event.event_id
+        ):
+            await self.tombstone_hook(room_id, event)
 
     # --- the pipeline ------------------------------------------------------------------------
     async def _process(self, origin: str, event: Event, *, fill_gaps: bool) -> None:
@@ -329,16 +378,47 @@ class ReceivedEvents:
         self, room_version: RoomVersion, event: Event, spec: StateBefore, state_before: StateMap
     ) -> None:
         room_id = event.room_id
-        current_group = await self._resolved_current_state(room_version, event, state_before)
+        for _ in range(PERSIST_ATTEMPTS):
+            # The current state at a fork is resolved outside the write transaction; a local
+            # event landing meanwhile changes the extremities, and then it is resolved again.
+            seen = await self.store.events.get_forward_extremities(room_id)
+            current_group = await self._resolved_current_state(
+                room_version, event, state_before, seen.event_ids
+            )
+            try:
+                await self.store.db.run_in_transaction(
+                    "receive_pdu", self._persist_txn, event, spec, seen.event_ids, current_group
+                )
+                break
+            except _ExtremitiesMoved:
+                continue
+        else:
+            raise PduRejected("the room kept changing while the event was being stored")
+        self.notifier.notify([room_id])
+        if event.rejected or event.internal.soft_failed:
+            return
+        await self.after_accepted(event)
 
-        async def persist(txn: Any) -> None:
-            group: int | None = None
-            if event.rejected or event.internal.soft_failed:
-                # Neither moves the current state (a rejected event's "after" group is the
-                # state before it, possibly on a stale branch).
-                await self.store.persister.lock_rooms_txn(txn, [room_id])
-                group = await self.store.state.get_current_state_group(room_id, txn=txn)
-            elif current_group is not None:
+    async def _persist_txn(
+        self,
+        txn: Transaction,
+        event: Event,
+        spec: StateBefore,
+        seen_extremities: list[str],
+        current_group: tuple[int | None, StateMap] | None,
+    ) -> None:
+        room_id = event.room_id
+        await self.store.persister.lock_rooms_txn(txn, [room_id])
+        group: int | None = None
+        if event.rejected or event.internal.soft_failed:
+            # Neither moves the current state (a rejected event's "after" group is the state
+            # before it, possibly on a stale branch).
+            group = await self.store.state.get_current_state_group(room_id, txn=txn)
+        else:
+            extremities = await self.store.events.get_forward_extremities(room_id, txn=txn)
+            if extremities.event_ids != seen_extremities:
+                raise _ExtremitiesMoved(room_id)
+            if current_group is not None:
                 base, state = current_group
                 base_state = (
                     await self.store.state.get_state_group_ids(base, txn=txn)
@@ -348,31 +428,21 @@ class ReceivedEvents:
                 group = await self.store.state.create_state_group_txn(
                     txn, room_id, base, diff_states(base_state, state)
                 )
-            await self.store.persist_events_txn(txn, [(event, spec)], None, group)
-
-        await self.store.db.run_in_transaction("receive_pdu", persist)
-        self.notifier.notify([room_id])
-        if event.rejected or event.internal.soft_failed:
-            return
-        if (
-            self.tombstone_hook is not None
-            and event.is_state()
-            and event.state_tuple == TOMBSTONE_KEY
-            and await self.store.state.get_current_state_event_id(room_id, *TOMBSTONE_KEY)
-            == event.event_id
-        ):
-            await self.tombstone_hook(room_id, event)
+        await self.store.persist_events_txn(txn, [(event, spec)], None, group)
 
     async def _resolved_current_state(
-        self, room_version: RoomVersion, event: Event, state_before: StateMap
+        self,
+        room_version: RoomVersion,
+        event: Event,
+        state_before: StateMap,
+        extremities: Sequence[str],
     ) -> tuple[int | None, StateMap] | None:
-        """When accepting ``event`` leaves the room with several forward extremities, the
-        resolution of the states at all of them (and the group to store it against); None
-        when the event's own state after becomes the current state."""
+        """When accepting ``event`` leaves the room with several forward extremities (given the
+        room's ``extremities`` now), the resolution of the states at all of them (and the group
+        to store it against); None when the event's own state after becomes the current state."""
         if event.rejected or event.internal.soft_failed:
             return None
-        extremities = await self.store.events.get_forward_extremities(event.room_id)
-        others = [e for e in extremities.event_ids if e not in set(event.prev_event_ids())]
+        others = [e for e in extremities if e not in set(event.prev_event_ids())]
         if not others:
             return None
         groups = await self.store.state.get_state_group_for_events(others)
@@ -391,6 +461,18 @@ class ReceivedEvents:
         return base, resolved
 
     # --- joining a room hosted elsewhere -------------------------------------------------------
+    async def _persist_join_txn(
+        self, txn: Transaction, join_event: Event, state: StateMap, new_room: NewRoom | None
+    ) -> None:
+        if new_room is None:
+            # A rejoin: our old extremities are from before we left and the resident's state
+            # has moved on; building our next events on them would fork the room for nothing.
+            await self.store.persister.lock_rooms_txn(txn, [join_event.room_id])
+            await self.store.persister.forget_forward_extremities_txn(txn, join_event.room_id)
+        await self.store.persist_events_txn(
+            txn, [(join_event, ResolvedState(state))], new_room=new_room
+        )
+
     async def persist_joined_room(
         self,
         room_version: RoomVersion,
@@ -445,7 +527,7 @@ class ReceivedEvents:
                     creator=creator if isinstance(creator, str) else create.sender,
                     created_ts=self.clock_ms(),
                 )
-            await self.store.persist_events(
-                [(join_event, ResolvedState(state_map))], new_room=new_room
+            await self.store.db.run_in_transaction(
+                "persist_joined_room", self._persist_join_txn, join_event, state_map, new_room
             )
         self.notifier.notify([room_id])

@@ -4,27 +4,65 @@ events", "Backfilling and retrieving missing events"; §9 of federation-minimum.
 
 Only servers with a member in the room (any membership) are answered (403 otherwise), and only
 if the room's server ACL admits them (403); unknown rooms and events are 404. Rejected events
-are never served. History visibility per server is not applied yet: a server that has a member
-in the room sees all of it.
+are never served, and events redacted here are served in their redacted form.
+
+History visibility (spec: "Serving events to servers"; Synapse's ``filter_events_for_server``)
+applies to what ``/event``, ``/backfill`` and ``/get_missing_events`` return: each event is
+judged by the room state at it — the state *after* it, as Synapse does, so a server's own invite
+or join is visible to it and a visibility change applies from its own event on:
+
+* ``world_readable``, ``shared`` (also: no, or an unknown, visibility): visible, the asking
+  server being or having been in the room (``check_room_access``);
+* ``invited``: visible if a user of the asking server is invited or joined at the event;
+* ``joined``: visible if a user of the asking server is joined at the event.
+
+An event the server may not see is served redacted, not left out, so the DAG stays walkable (its
+event ID and signatures still verify). Outliers, whose state is unknown here, count as
+``shared``, as in Synapse. ``/state``, ``/state_ids`` and ``/event_auth`` answer every server in
+the room: joining and authorising events need them.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 from homeserver.errors import BadRequest, Codes, Forbidden, NotFound
 from homeserver.events.event import Event
+from homeserver.events.redaction import prune_event_dict
 from homeserver.federation.acl import ACL_EVENT_TYPE, server_allowed_by_acl
 from homeserver.storage import Store
 
 #: the most events one /backfill or /get_missing_events answer holds.
 MAX_EVENTS = 100
 
+HISTORY_VISIBILITY_KEY = ("m.room.history_visibility", "")
+#: visibilities that let any server which is or was in the room see the event.
+_OPEN_VISIBILITIES = frozenset({"world_readable", "shared"})
+
 
 def _server_of(user_id: str) -> str:
     return user_id.split(":", 1)[1] if ":" in user_id else ""
+
+
+def server_may_see(visibility: str, memberships: Collection[str | None]) -> bool:
+    """Whether a server which is or was in the room may see an event in full, given the room's
+    history ``visibility`` at the event and its users' ``memberships`` there. Unknown
+    visibilities count as ``shared``, like a missing ``m.room.history_visibility``."""
+    if visibility == "joined":
+        return "join" in memberships
+    if visibility == "invited":
+        return any(m in ("join", "invite") for m in memberships)
+    return True
+
+
+def served_pdu(event: Event, *, hidden: bool = False) -> dict[str, Any]:
+    """The PDU as served: redacted when the asking server may not see it (``hidden``) or when
+    it has been redacted here."""
+    if hidden or event.internal.redacted:
+        return prune_event_dict(event.room_version, event.federation_json())
+    return event.federation_json()
 
 
 class FederationEventServer:
@@ -58,13 +96,53 @@ class FederationEventServer:
         found = await self.store.events.get_events(ids)
         return [found[i] for i in ids if i in found and not found[i].rejected]
 
-    def transaction(self, events: Sequence[Event]) -> dict[str, Any]:
+    def transaction(self, pdus: list[dict[str, Any]]) -> dict[str, Any]:
         """The "transaction" shape of /event and /backfill answers."""
-        return {
-            "origin": self.server_name,
-            "origin_server_ts": self.clock_ms(),
-            "pdus": [e.federation_json() for e in events],
+        return {"origin": self.server_name, "origin_server_ts": self.clock_ms(), "pdus": pdus}
+
+    # --- history visibility ----------------------------------------------------------------
+    async def hidden_from(self, origin: str, events: Sequence[Event]) -> set[str]:
+        """IDs of ``events`` that ``origin`` (already known to be or have been in the room) may
+        not see in full. Visibility depends on the state at an event only, so it is decided
+        once per state group: the groups are loaded through the state store (LRU-cached), and
+        the few events a verdict needs are fetched in at most two batches."""
+        groups = await self.store.state.get_state_group_for_events(e.event_id for e in events)
+        states = await self.store.state.get_state_groups_ids(groups.values())
+        visibility_ids = {
+            s[HISTORY_VISIBILITY_KEY] for s in states.values() if HISTORY_VISIBILITY_KEY in s
         }
+        visibility_events = await self.store.events.get_events(visibility_ids)
+        visibility: dict[int, str] = {}
+        for group, state in states.items():
+            event = visibility_events.get(state.get(HISTORY_VISIBILITY_KEY, ""))
+            value = None if event is None else event.content.get("history_visibility")
+            visibility[group] = value if isinstance(value, str) else "shared"
+        # Memberships of the asking server's users, only where the visibility asks for them.
+        members: dict[int, list[str]] = {
+            group: [
+                event_id
+                for (event_type, state_key), event_id in states[group].items()
+                if event_type == "m.room.member" and _server_of(state_key) == origin
+            ]
+            for group, value in visibility.items()
+            if value not in _OPEN_VISIBILITIES
+        }
+        member_events = await self.store.events.get_events(
+            {i for ids in members.values() for i in ids}
+        )
+        hidden_groups = {
+            group
+            for group, ids in members.items()
+            if not server_may_see(
+                visibility[group], [member_events[i].membership for i in ids if i in member_events]
+            )
+        }
+        return {e.event_id for e in events if groups.get(e.event_id) in hidden_groups}
+
+    async def visible_pdus(self, origin: str, events: Sequence[Event]) -> list[dict[str, Any]]:
+        """``events`` as ``origin`` may see them: those it may not see redacted."""
+        hidden = await self.hidden_from(origin, events)
+        return [served_pdu(e, hidden=e.event_id in hidden) for e in events]
 
     # --- state -----------------------------------------------------------------------------
     async def state_ids(
@@ -83,8 +161,8 @@ class FederationEventServer:
     async def state(self, origin: str, room_id: str, event_id: str) -> dict[str, Any]:
         state_ids, chain_ids = await self.state_ids(origin, room_id, event_id)
         return {
-            "pdus": [e.federation_json() for e in await self._events(state_ids)],
-            "auth_chain": [e.federation_json() for e in await self._events(chain_ids)],
+            "pdus": [served_pdu(e) for e in await self._events(state_ids)],
+            "auth_chain": [served_pdu(e) for e in await self._events(chain_ids)],
         }
 
     async def event_auth(self, origin: str, room_id: str, event_id: str) -> dict[str, Any]:
@@ -92,14 +170,14 @@ class FederationEventServer:
         await self._room_event(room_id, event_id)
         chain = await self.store.events.get_auth_chain_ids([event_id])
         events = sorted(await self._events(chain), key=lambda e: (e.depth, e.event_id))
-        return {"auth_chain": [e.federation_json() for e in events]}
+        return {"auth_chain": [served_pdu(e) for e in events]}
 
     async def event(self, origin: str, event_id: str) -> dict[str, Any]:
         event = await self.store.events.get_event(event_id)
         if event is None or event.rejected:
             raise NotFound("Unknown event")
         await self.check_room_access(origin, event.room_id)
-        return self.transaction([event])
+        return self.transaction(await self.visible_pdus(origin, [event]))
 
     # --- history ---------------------------------------------------------------------------
     async def backfill(
@@ -124,7 +202,7 @@ class FederationEventServer:
             event = loaded[event_id]
             found.append(event)
             push(await self._events(p for p in event.prev_event_ids() if p not in loaded))
-        return self.transaction(found)
+        return self.transaction(await self.visible_pdus(origin, found))
 
     async def get_missing_events(
         self,
@@ -155,7 +233,7 @@ class FederationEventServer:
                 found.append(prev)
                 frontier.append(prev)
         found.sort(key=lambda e: (e.depth, e.internal.stream_ordering or 0))
-        return {"events": [e.federation_json() for e in found]}
+        return {"events": await self.visible_pdus(origin, found)}
 
 
 def parse_limit(value: Any, default: int) -> int:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from homeserver.errors import BadRequest, Codes, Forbidden
+from homeserver.events.event import Event
 from homeserver.events.ids import compute_event_id
 from homeserver.federation.acl import ACL_EVENT_TYPE, server_allowed_by_acl
 from homeserver.federation.pdu_checks import PduRejected, UnknownRoom
@@ -110,14 +111,25 @@ class TransactionHandler:
         return pdus, edus
 
     async def _handle_pdus(self, origin: str, pdus: list[Any]) -> dict[str, dict[str, str]]:
+        """Each PDU checked on its own, then each room's PDUs received together, in order
+        (PDUs of different rooms do not depend on each other)."""
         results: dict[str, dict[str, str]] = {}
+        by_room: dict[str, list[Event]] = {}
         for pdu in pdus:
-            event_id, error = await self._handle_pdu(origin, pdu)
-            if event_id is not None:
-                results[event_id] = {} if error is None else {"error": error}
+            event_id, outcome = await self._check_pdu(origin, pdu)
+            if isinstance(outcome, Event):
+                by_room.setdefault(outcome.room_id, []).append(outcome)
+            elif event_id is not None:
+                results[event_id] = {"error": outcome}
+        for room_id, events in by_room.items():
+            errors = await self._receive_room(origin, room_id, events)
+            for event in events:
+                error = errors.get(event.event_id)
+                results[event.event_id] = {} if error is None else {"error": error}
         return results
 
-    async def _handle_pdu(self, origin: str, pdu: Any) -> tuple[str | None, str | None]:
+    async def _check_pdu(self, origin: str, pdu: Any) -> tuple[str | None, Event | str]:
+        """The PDU as a checked event of a room we know, or the reason it was dropped."""
         room_id = pdu.get("room_id") if isinstance(pdu, dict) else None
         if not isinstance(room_id, str):
             return _pdu_key(pdu), "PDU has no room_id"
@@ -131,18 +143,23 @@ class TransactionHandler:
             return _pdu_key(pdu), e.reason
         if event.room_id != room_id:
             return event.event_id, "PDU room_id does not match"
+        return event.event_id, event
+
+    async def _receive_room(
+        self, origin: str, room_id: str, events: list[Event]
+    ) -> dict[str, str | None]:
         acl = await self.store.state.get_current_state_event(room_id, ACL_EVENT_TYPE, "")
         if not server_allowed_by_acl(None if acl is None else acl.content, origin):
-            return event.event_id, "Server is banned from the room by its server ACL"
+            return {e.event_id: "Server is banned from the room by its server ACL" for e in events}
         try:
-            await self.received.on_receive_pdu(origin, event)
-        except PduRejected as e:
-            return event.event_id, e.reason
+            return await self.received.on_receive_pdus(origin, events)
         except Exception:
-            # One PDU must never fail the whole transaction (the sender would retry it forever).
-            logger.exception("failed to process PDU %s from %s", event.event_id, origin)
-            return event.event_id, "Internal error processing the PDU"
-        return event.event_id, None
+            # One room's PDUs must never fail the whole transaction (the sender would retry
+            # it forever); whatever was stored before the failure stays stored.
+            logger.exception(
+                "failed to process %d PDUs of %s from %s", len(events), room_id, origin
+            )
+            return {e.event_id: "Internal error processing the PDU" for e in events}
 
     async def _maybe_prune(self, now: int) -> None:
         # At most once an hour: the answers only need to outlive the sender's retries.

@@ -104,6 +104,11 @@ class EventPersister:
             current_state_group,
         )
 
+    async def forget_forward_extremities_txn(self, txn: Transaction, room_id: str) -> None:
+        """Drop the room's forward extremities: for a rejoin through another server, whose join
+        (on the room as it is now) supersedes everything we had from before we left."""
+        await txn.execute("DELETE FROM event_forward_extremities WHERE room_id = ?", room_id)
+
     async def lock_rooms_txn(self, txn: Transaction, room_ids: Sequence[str]) -> None:
         """Lock several rooms' rows in a fixed order (avoids deadlocks between writers)."""
         for room_id in sorted(set(room_ids)):
@@ -278,11 +283,15 @@ class EventPersister:
         orderings: dict[str, int],
         groups: dict[str, tuple[int, int]],
     ) -> None:
+        # ON CONFLICT: batches of outliers are not serialised by a room lock (their room may
+        # have no row yet), so two requests fetching the same auth chain may both store it; the
+        # copies are the same event, and the second writer's is simply dropped.
         await txn.executemany(
             "INSERT INTO events (event_id, room_id, room_version, stream_ordering,"
             " topological_ordering, type, state_key, sender, origin_server_ts, json,"
             " rejected_reason, outlier, redacted, soft_failed)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (event_id) DO NOTHING",
             [
                 (
                     e.event_id,

@@ -3,6 +3,7 @@ server), on both engines: two of our homeservers federating over real HTTPS on l
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,37 @@ def test_event_from_template_is_ours() -> None:
     assert check_content_hash(event.pdu)
     verify = get_verify_key(key)
     verify_event_signature(version, event.pdu, "test.example", key_id(verify), verify)
+
+
+async def test_leave_then_rejoin_remote_room(
+    tmp_path: Path, store: Store, second_store: Store
+) -> None:
+    """Our only member leaves a room hosted elsewhere and joins again later: the second join
+    goes through the resident again (we are no longer in the room) and talk resumes both ways;
+    our copy does not keep building on the events from before the leave."""
+    async with two_servers(tmp_path, store, second_store) as (a, b):
+        alice = await a.user("alice")
+        bob = await b.user("bob")
+        room_id = await alice.create_room(preset="public_chat", room_version="10")
+        assert await bob.join(room_id) == room_id
+        await bob.send_message(room_id, "first visit")
+        await alice.wait_for_message(room_id, "first visit", timeout=60)
+
+        status, _ = await bob.call("POST", f"/rooms/{q(room_id)}/leave", {})
+        assert status == 200
+        for _ in range(200):
+            if bob.user_id not in await a.hs.store.state.get_current_members(room_id, "join"):
+                break
+            await asyncio.sleep(0.05)
+        assert bob.user_id not in await a.hs.store.state.get_current_members(room_id, "join")
+        # While we are out, the room moves on without us.
+        await alice.send_message(room_id, "while you were out")
+
+        assert await bob.join(room_id) == room_id
+        assert bob.user_id in await a.hs.store.state.get_current_members(room_id, "join")
+        extremities = await b.hs.store.events.get_forward_extremities(room_id)
+        assert len(extremities.event_ids) == 1  # only our new join
+        await bob.send_message(room_id, "second visit")
+        await alice.wait_for_message(room_id, "second visit", timeout=60)
+        await alice.send_message(room_id, "welcome back")
+        await bob.wait_for_message(room_id, "welcome back", timeout=60)

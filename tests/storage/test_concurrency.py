@@ -66,3 +66,29 @@ async def test_concurrent_rooms_get_unique_stream_orderings(
     await asyncio.gather(*(chatter(r) for r in rooms))
     rows = await store.db.fetchall("SELECT stream_ordering FROM events ORDER BY stream_ordering")
     assert [r[0] for r in rows] == list(range(1, 4 * (3 + 5) + 1))
+
+
+async def test_concurrent_writers_of_the_same_outliers(
+    store: Store, open_test_database: OpenTestDatabase
+) -> None:
+    """Two requests storing the same auth chain as outliers of a room we have no row for (two
+    joins through other servers at once): both succeed and the events are stored once."""
+    factory = StoredRoom(store).factory  # builds events only: the room gets no row
+    create = factory.create(ALICE)
+    join = factory.member(ALICE, "join", prev=[create], auth=[create])
+    events = [create, join]
+    other = Store(await open_test_database())
+
+    def outliers() -> list[tuple[Event, None]]:
+        batch: list[tuple[Event, None]] = []
+        for event in events:
+            copy = Event(dict(event.pdu), event.room_version, event_id=event.event_id)
+            copy.internal.outlier = True
+            batch.append((copy, None))
+        return batch
+
+    for _ in range(5):  # the interleaving is up to the scheduler: give it several chances
+        await asyncio.gather(store.persist_events(outliers()), other.persist_events(outliers()))
+    stored = await store.events.get_events([e.event_id for e in events])
+    assert set(stored) == {e.event_id for e in events}
+    assert all(e.internal.outlier for e in stored.values())

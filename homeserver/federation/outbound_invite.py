@@ -18,24 +18,13 @@ from homeserver.events.event import Event
 from homeserver.events.redaction import prune_event_dict
 from homeserver.federation.client import FederationClient, FederationHttpError, fed_path
 from homeserver.room_versions import EventIdFormat
+from homeserver.rooms.prejoin_state import PREJOIN_STATE_TYPES
 from homeserver.storage import Store
 
 logger = logging.getLogger(__name__)
 
 V2_INVITE = "/_matrix/federation/v2/invite/{}/{}"
 V1_INVITE = "/_matrix/federation/v1/invite/{}/{}"
-
-#: The state an invitee's server sees before joining (spec 1.16 / MSC4311: full PDUs, the create
-#: event first), as Synapse's default ``room_prejoin_state`` plus the inviter's membership.
-INVITE_STATE_TYPES = (
-    "m.room.create",
-    "m.room.join_rules",
-    "m.room.name",
-    "m.room.avatar",
-    "m.room.canonical_alias",
-    "m.room.encryption",
-    "m.room.topic",
-)
 
 
 #: Answers that will not change on a retry: the invitee's server refuses (spec: 400 for a bad or
@@ -70,7 +59,7 @@ async def invite_room_state(store: Store, invite: Event) -> list[dict[str, Any]]
     state = await store.state.get_state_ids_at_event(invite.event_id)
     if state is None:
         state = await store.state.get_current_state_ids(invite.room_id)
-    keys = [(t, "") for t in INVITE_STATE_TYPES] + [("m.room.member", invite.sender)]
+    keys = [(t, "") for t in PREJOIN_STATE_TYPES] + [("m.room.member", invite.sender)]
     ids = [state[key] for key in keys if key in state]
     found = await store.events.get_events(ids)
     return [found[i].federation_json() for i in ids if i in found]

@@ -13,22 +13,13 @@ from typing import Any
 
 from homeserver.events.client_format import strip_state_event
 from homeserver.events.event import Event
+from homeserver.rooms.prejoin_state import PREJOIN_STATE_TYPES
 from homeserver.rooms.visibility import serialize_for_client
 from homeserver.storage import Store
 from homeserver.storage.state import StateMap
 from homeserver.sync.filters import EventFilter, SyncFilter
 from homeserver.sync.tokens import StreamToken
 
-#: State types an invitee sees before joining (spec: "stripped state", Synapse's default list).
-INVITE_STATE_TYPES = (
-    "m.room.create",
-    "m.room.join_rules",
-    "m.room.name",
-    "m.room.avatar",
-    "m.room.canonical_alias",
-    "m.room.encryption",
-    "m.room.topic",
-)
 #: At most this many members are named as heroes of an unnamed room.
 MAX_HEROES = 5
 #: A selective timeline filter reads at most this many pages before giving up (limited=True).
@@ -161,7 +152,7 @@ class RoomSyncBuilder:
     async def invite_state(self, ctx: SyncContext, invite: Event) -> list[dict[str, Any]]:
         """Stripped state of the room as of the invite, then the invite event itself."""
         state = await self.store.state.get_state_ids_at_event(invite.event_id) or {}
-        ids = [state[(t, "")] for t in INVITE_STATE_TYPES if (t, "") in state]
+        ids = [state[(t, "")] for t in PREJOIN_STATE_TYPES if (t, "") in state]
         found = await self.store.events.get_events(ids)
         stripped = [strip_state_event(found[i]) for i in ids if i in found]
         stripped.extend(await self.serialize(ctx, [invite]))

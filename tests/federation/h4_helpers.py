@@ -17,53 +17,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import asyncpg
 import pytest
-from yarl import URL
 
 from homeserver.app import Homeserver
-from homeserver.crypto.canonical_json import encode_canonical_json
 from homeserver.crypto.signing import generate_signing_key
-from homeserver.federation.xmatrix import authorization_header
 from homeserver.storage import Database, Store, apply_migrations
 from homeserver.storage.users import hash_access_token
 from tests.conftest import POSTGRES_DSN
 from tests.federation.cs_client import MatrixClient
 from tests.federation.fake_remote import federation_test_config, serving
-from tests.harness import TestServer
-
-
-async def signed_request(
-    server: TestServer,
-    remote: Any,
-    method: str,
-    path: str,
-    body: Any = None,
-    *,
-    origin: str | None = None,
-) -> tuple[int, Any]:
-    """An X-Matrix-signed request from ``remote`` (a received_helpers.Remote or a
-    FakeRemoteServer; ``path`` percent-encoded, with its query)."""
-    origin = origin or getattr(remote, "name", None) or remote.server_name
-    header = authorization_header(
-        remote.signing_key, method, path, origin, server.hs.server_name, body
-    )
-    data = None if body is None else encode_canonical_json(body)
-    url = server.client.make_url(URL(path, encoded=True))
-    response = await server.client.session.request(
-        method,
-        URL(str(url), encoded=True),
-        data=data,
-        headers={"Authorization": header, "Content-Type": "application/json"},
-    )
-    try:
-        return response.status, await response.json(content_type=None)
-    except ValueError:
-        return response.status, await response.text()
-
 
 # --- two in-process homeservers federating over real HTTPS on loopback -----------------------
 

@@ -209,15 +209,16 @@ class RemoteRequester:
 
 async def signed_request(
     server: TestServer,
-    remote: Remote,
+    remote: Any,
     method: str,
     path: str,
     body: Any = None,
     *,
     origin: str | None = None,
 ) -> tuple[int, Any]:
-    """An X-Matrix-signed request from ``remote`` (``path`` already percent-encoded)."""
-    origin = origin or remote.name
+    """An X-Matrix-signed request from ``remote`` (a :class:`Remote` or a FakeRemoteServer;
+    ``path`` percent-encoded, with its query), sent exactly as signed."""
+    origin = origin or getattr(remote, "name", None) or remote.server_name
     header = authorization_header(
         remote.signing_key, method, path, origin, server.hs.server_name, body
     )

@@ -17,8 +17,7 @@ from homeserver.events.event import Event
 from homeserver.events.redaction import prune_event_dict
 from homeserver.federation.serving import server_may_see
 from homeserver.room_versions import RoomVersion
-from tests.federation.h4_helpers import signed_request
-from tests.federation.received_helpers import Remote, make_room, q
+from tests.federation.received_helpers import Remote, make_room, q, signed_request
 from tests.harness import TestServer, TestUser
 
 V1 = "/_matrix/federation/v1"

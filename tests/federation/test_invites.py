@@ -20,8 +20,8 @@ from homeserver.events.event import Event
 from homeserver.room_versions import get_room_version
 from homeserver.storage import Store
 from tests.federation.cs_client import q
-from tests.federation.h4_helpers import second_store, signed_request, two_servers
-from tests.federation.received_helpers import Remote
+from tests.federation.h4_helpers import second_store, two_servers
+from tests.federation.received_helpers import Remote, signed_request
 from tests.harness import TestServer
 
 __all__ = ["second_store"]

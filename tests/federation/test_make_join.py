@@ -12,8 +12,7 @@ from typing import Any
 
 from homeserver.events.event import Event
 from homeserver.room_versions import KNOWN_ROOM_VERSIONS, get_room_version
-from tests.federation.h4_helpers import signed_request
-from tests.federation.received_helpers import Remote, make_room, q
+from tests.federation.received_helpers import Remote, make_room, q, signed_request
 from tests.harness import TestServer
 
 VERS = "&".join(f"ver={v}" for v in KNOWN_ROOM_VERSIONS)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from homeserver.storage import Store
 from tests.federation.cs_client import q
-from tests.federation.h4_helpers import second_store, signed_request, two_servers
-from tests.federation.received_helpers import Remote, make_room
+from tests.federation.h4_helpers import second_store, two_servers
+from tests.federation.received_helpers import Remote, make_room, signed_request
 from tests.harness import TestServer
 
 __all__ = ["second_store"]

@@ -8,8 +8,8 @@ these objects; the HTTP handlers find them through the typed keys in homeserver.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
-import logging.config
 import os
 import signal
 import sqlite3
@@ -17,7 +17,6 @@ import ssl
 from collections.abc import Callable, Iterable, Mapping
 
 import asyncpg
-import yaml
 from aiohttp import web
 from nacl.signing import SigningKey
 
@@ -25,6 +24,12 @@ from homeserver.accountdata.receipts import ReceiptsService
 from homeserver.accountdata.service import AccountDataService
 from homeserver.accounts.profile import ProfileService
 from homeserver.accounts.service import Accounts
+from homeserver.admin.destinations import AdminDestinations
+from homeserver.admin.lifecycle import RoomLifecycleAdmin, UpgradeFailureRecorder
+from homeserver.admin.room_deletion import RoomDeletionService
+from homeserver.admin.rooms import AdminRooms
+from homeserver.admin.upgrade_preview import UpgradePreview
+from homeserver.admin.users import AdminUsers
 from homeserver.clock import WallClock, time_ms
 from homeserver.config import ConfigError, HomeserverConfig, ListenerConfig, LoggingConfig
 from homeserver.config.database import DatabaseConfig
@@ -45,7 +50,9 @@ from homeserver.federation.serving import FederationEventServer
 from homeserver.federation.transactions import TransactionHandler
 from homeserver.http.appkeys import CLOCK, CONFIG, HS, SIGNING_KEY
 from homeserver.http.factory import new_listener_app
-from homeserver.metrics import MetricsRegistry, room_metrics_subscriber
+from homeserver.logging import LogConfigError, LoggingSetup, register_secret
+from homeserver.metrics import HomeserverMetrics, room_metrics_subscriber
+from homeserver.modules import load_modules
 from homeserver.push.rules import PushRulesService
 from homeserver.ratelimit import RateLimiters
 from homeserver.rooms.aliases import AliasService
@@ -59,6 +66,7 @@ from homeserver.rooms.sender import EventSender
 from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.storage import Store
 from homeserver.storage.database import DatabaseSettings, open_database
+from homeserver.storage.postgres_locale import check_postgres_locale
 from homeserver.sync.filters import FilterService
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.sync import SyncService
@@ -67,9 +75,6 @@ logger = logging.getLogger(__name__)
 
 #: How long in-flight requests may take to finish after SIGTERM before they are cut off.
 SHUTDOWN_GRACE_SECONDS = 10.0
-
-#: Synapse's "precise" format, minus the request ID (not there yet).
-LOG_FORMAT = "%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - %(message)s"
 
 
 class StartupError(Exception):
@@ -115,8 +120,10 @@ class Homeserver:
         # --- services (one line each; keep this order: later ones may use earlier ones) ---
         self.profiles = ProfileService(store, self.sender, config.server_name)
         self.accounts = Accounts(store, config, clock, self.ratelimiters)
-        self.metrics = MetricsRegistry({"server_name": config.server_name})
+        self.metrics = HomeserverMetrics(config.server_name)
+        self.metrics.watch_store(store)
         self.bus.subscribe(audit_log_subscriber)
+        self.modules = load_modules(config.modules, config.server_name, self.bus)
         self.bus.subscribe(room_metrics_subscriber(self.metrics))
         self.room_creation = RoomCreationService(
             config=config,
@@ -149,6 +156,10 @@ class Homeserver:
             bus=self.bus,
             clock_ms=clock,
         )
+        # Our admin additions: the lifecycle, the upgrade preview, failed upgrades kept.
+        self.bus.subscribe(UpgradeFailureRecorder(store.upgrade_audit, clock))
+        self.admin_lifecycle = RoomLifecycleAdmin(store, clock)
+        self.upgrade_preview = UpgradePreview(self.room_upgrades)
         self.filters = FilterService(store)
         self.push_rules = PushRulesService(store, self.notifier)
         self.account_data = AccountDataService(store, self.notifier, self.push_rules)
@@ -162,7 +173,9 @@ class Homeserver:
             notifier=self.notifier,
             clock_ms=clock,
         )
-        self.federation_transactions = TransactionHandler(store, self.received_events, clock)
+        self.federation_transactions = TransactionHandler(
+            store, self.received_events, clock, metrics=self.metrics
+        )
         self.federation_events = FederationEventServer(store, config.server_name, clock)
         # Outbound delivery of the outbox (started by serve(), after the listeners).
         self.federation_sender = FederationSender(
@@ -212,6 +225,24 @@ class Homeserver:
         self.membership.remote_aliases = self.federation_queries.resolve_remote_alias
         self.aliases.remote_resolver = self.federation_queries.resolve_remote_alias
         self.profiles.remote_lookup = self.federation_queries.remote_profile
+        # Synapse's admin API (/_synapse/admin): rooms, room deletion, users, destinations.
+        self.admin_rooms = AdminRooms(store, config.server_name, clock)
+        self.room_deletion = RoomDeletionService(
+            store=store,
+            membership=self.membership,
+            room_creation=self.room_creation,
+            sender=self.sender,
+            server_name=config.server_name,
+            clock=clock,
+        )
+        self.admin_users = AdminUsers(
+            store=store,
+            membership=self.membership,
+            profiles=self.profiles,
+            server_name=config.server_name,
+            clock=clock,
+        )
+        self.admin_destinations = AdminDestinations(store, self.federation_sender)
 
     @property
     def server_name(self) -> str:
@@ -222,18 +253,23 @@ class Homeserver:
         return identifier.split(":", 1)[-1] == self.config.server_name
 
 
-def configure_logging(config: LoggingConfig) -> None:
-    """Apply ``log_config`` (a dictConfig YAML, as Synapse's) or log INFO to stderr."""
-    if config.log_config is None:
-        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-        return
+def configure_logging(config: LoggingConfig) -> LoggingSetup:
+    """Apply ``log_config`` (a dictConfig YAML, as Synapse's) or log INFO to stderr as JSON
+    lines; either way with secrets redacted. The result's ``reload()`` re-applies it (SIGHUP)."""
+    setup = LoggingSetup(config.log_config)
     try:
-        settings = yaml.safe_load(config.log_config.read_text(encoding="utf-8"))
-        logging.config.dictConfig(settings)
-    except (OSError, yaml.YAMLError, ValueError, TypeError, AttributeError) as e:
-        # dictConfig reports a bad file with ValueError/TypeError naming the broken part.
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ConfigError("log_config", f"cannot apply {config.log_config}: {reason}") from None
+        setup.apply()
+    except LogConfigError as e:
+        raise ConfigError("log_config", f"cannot apply {config.log_config}: {e}") from None
+    return setup
+
+
+def _redact_key_material(signing_key: SigningKey) -> None:
+    """Have the log filter scrub this server's seed in every encoding it might be printed in."""
+    seed = bytes(signing_key)
+    for text in (base64.b64encode(seed).decode(), base64.urlsafe_b64encode(seed).decode()):
+        register_secret(text)
+        register_secret(text.rstrip("="))
 
 
 def database_settings(config: DatabaseConfig) -> DatabaseSettings:
@@ -258,10 +294,22 @@ async def start_homeserver(
         config.keys.secrets_key_path,
         os.environ if environ is None else environ,
     )
+    _redact_key_material(signing_key)
     try:
         db = await open_database(database_settings(config.database))
     except (OSError, asyncpg.PostgresError, sqlite3.Error) as e:
         raise StartupError(f"cannot open the {config.database.name} database: {e}") from None
+    if config.database.engine != "sqlite":
+        problems = await check_postgres_locale(db)
+        if problems and not config.database.allow_unsafe_locale:
+            await db.close()
+            raise StartupError(
+                f"the PostgreSQL database cannot be used: {'; '.join(problems)}. Create it with"
+                " `createdb --encoding=UTF8 --locale=C --template=template0`, or set"
+                " database.allow_unsafe_locale: true to run anyway"
+            )
+        for problem in problems:
+            logger.warning("PostgreSQL database: %s (allowed by allow_unsafe_locale)", problem)
     hs = Homeserver(config, signing_key, Store(db), clock=clock)
     # An upgrade interrupted by a crash committed nothing: its room is active again.
     await hs.room_upgrades.recover_stranded_upgrades()
@@ -321,11 +369,14 @@ async def _start_listener(
         )
 
 
-async def serve(hs: Homeserver, stop: asyncio.Event | None = None) -> None:
+async def serve(
+    hs: Homeserver, stop: asyncio.Event | None = None, logging_setup: LoggingSetup | None = None
+) -> None:
     """Serve every listener until ``stop`` is set, then let in-flight requests finish and close.
 
-    Without ``stop`` (the real server), SIGTERM and SIGINT stop it; a caller that passes its own
-    event (a test harness) keeps its process's signal handling.
+    Without ``stop`` (the real server), SIGTERM and SIGINT stop it and SIGHUP reloads
+    ``log_config`` (``logging_setup``); a caller that passes its own event (a test harness)
+    keeps its process's signal handling.
     """
     loop = asyncio.get_running_loop()
     handle_signals = stop is None
@@ -333,12 +384,16 @@ async def serve(hs: Homeserver, stop: asyncio.Event | None = None) -> None:
     if handle_signals:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        reload_logging = (logging_setup or LoggingSetup(hs.config.logging.log_config)).reload
+        loop.add_signal_handler(signal.SIGHUP, reload_logging)
     runners: list[web.AppRunner] = []
     try:
         for listener in hs.config.listeners:
             await _start_listener(hs, listener, runners)
         # Catch up on what was queued before a restart, and deliver from now on.
         await hs.federation_sender.start()
+        # Room deletions a previous run left unfinished (their status is in the database).
+        await hs.room_deletion.resume()
         logger.info(
             "homeserver %s started (signing key %s)",
             hs.config.server_name,
@@ -348,10 +403,11 @@ async def serve(hs: Homeserver, stop: asyncio.Event | None = None) -> None:
         logger.info("shutting down")
     finally:
         if handle_signals:
-            for signum in (signal.SIGTERM, signal.SIGINT):
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
         for runner in reversed(runners):
             await runner.cleanup()
+        await hs.room_deletion.stop()
         # After the runners: in-flight handlers may still have been making outbound requests.
         await hs.federation_sender.stop()
         await hs.federation_client.close()
@@ -363,11 +419,11 @@ def run(config: HomeserverConfig) -> None:
 
     Raises ConfigError, KeyStorageError or StartupError for the CLI to report.
     """
-    configure_logging(config.logging)
+    logging_setup = configure_logging(config.logging)
     for warning in config.warnings:
         logger.warning("%s", warning)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(_run(config))
+        runner.run(_run(config, logging_setup))
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -380,9 +436,9 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-async def _run(config: HomeserverConfig) -> None:
+async def _run(config: HomeserverConfig, logging_setup: LoggingSetup) -> None:
     hs = await start_homeserver(config)
     try:
-        await serve(hs)
+        await serve(hs, logging_setup=logging_setup)
     finally:
         await hs.store.db.close()

@@ -22,11 +22,30 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
+from hypothesis import HealthCheck, settings
 
 from homeserver.storage import Database, Store, apply_migrations
+
+# Hypothesis profiles. "ci" (the default) is reproducible (derandomized: the same examples every
+# run) and has no per-example deadline (a shared 2-core machine makes timings noise). "deep"
+# (``--hypothesis-profile=deep``, which the hypothesis pytest plugin loads after this file) draws
+# fresh random examples, ten times as many; suites that scale off ``max_examples`` (the fuzz
+# of tests/fuzz/test_endpoint_bodies.py) grow with it.
+_HYPOTHESIS_COMMON: dict[str, Any] = {
+    "deadline": None,
+    "suppress_health_check": [
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+}
+settings.register_profile("ci", max_examples=100, derandomize=True, **_HYPOTHESIS_COMMON)
+settings.register_profile("deep", max_examples=1000, derandomize=False, **_HYPOTHESIS_COMMON)
+settings.load_profile("ci")
 
 POSTGRES_DSN = os.environ.get(
     "HOMESERVER_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"

@@ -119,6 +119,9 @@ class UserInteractiveAuth:
             return None
         if not isinstance(session_id, str):
             raise BadRequest("auth.session must be a string", Codes.INVALID_PARAM)
+        if "\x00" in session_id:
+            # No session ID holds NUL, and PostgreSQL refuses it even in a look-up.
+            raise BadRequest("Unknown session ID", Codes.UNKNOWN)
         session = await self._store.ui_auth.get_session(session_id)
         if session is None or session.created_ts < self._clock() - SESSION_LIFETIME_MS:
             raise BadRequest("Unknown session ID", Codes.UNKNOWN)

@@ -48,7 +48,8 @@ def auth_types_for_event(
     if event_type == "m.room.member" and state_key is not None:
         keys.append(member_key(state_key))
         membership = content.get("membership")
-        if membership in _MEMBERSHIPS_NEEDING_JOIN_RULES:
+        # Not a string (a list, an object): unhashable, and no membership the rules know.
+        if isinstance(membership, str) and membership in _MEMBERSHIPS_NEEDING_JOIN_RULES:
             keys.append(JOIN_RULES_KEY)
         token = _third_party_invite_token(content)
         if membership == "invite" and token is not None:

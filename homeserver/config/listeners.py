@@ -1,15 +1,17 @@
-"""``listeners`` and the TLS certificate they use (``tls_certificate_path``,
-``tls_private_key_path``)."""
+"""``listeners``, the TLS certificate they use (``tls_certificate_path``,
+``tls_private_key_path``) and ``enable_metrics``, without which no listener serves metrics (as
+in Synapse)."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
 from homeserver.config._reader import ConfigError, Reader
 
-KEYS = frozenset({"listeners", "tls_certificate_path", "tls_private_key_path"})
+KEYS = frozenset({"listeners", "tls_certificate_path", "tls_private_key_path", "enable_metrics"})
 
 #: What this server can serve on a listener.
 RESOURCE_NAMES = frozenset({"client", "federation", "keys", "metrics", "admin"})
@@ -120,6 +122,7 @@ def parse_listeners(reader: Reader) -> tuple[tuple[ListenerConfig, ...], TlsConf
         certificate_path=reader.path_value("tls_certificate_path"),
         private_key_path=reader.path_value("tls_private_key_path"),
     )
+    enable_metrics = reader.boolean("enable_metrics", False)
     if not reader.has("listeners"):
         return (default_listener(),), tls
 
@@ -140,7 +143,29 @@ def parse_listeners(reader: Reader) -> tuple[tuple[ListenerConfig, ...], TlsConf
                 f"{item_path}.tls",
                 "needs tls_certificate_path and tls_private_key_path to be set",
             )
-        listeners.append(listener)
+        listener = _gate_metrics(reader, item_path, listener, enable_metrics)
+        if listener is not None:
+            listeners.append(listener)
     if not listeners:
         raise reader.error("listeners", "must contain at least one listener")
     return tuple(listeners), tls
+
+
+def _gate_metrics(
+    reader: Reader, item_path: str, listener: ListenerConfig, enable_metrics: bool
+) -> ListenerConfig | None:
+    """Without ``enable_metrics: true`` the ``metrics`` resource is not served, and a listener
+    serving nothing else is not started (Synapse does the same, with a warning)."""
+    if enable_metrics or "metrics" not in listener.resources:
+        return listener
+    rest = listener.resources - {"metrics"}
+    if not rest:
+        reader.warnings.append(
+            f"{item_path}: a metrics listener is configured but enable_metrics is not true;"
+            " it is not started"
+        )
+        return None
+    reader.warnings.append(
+        f"{item_path}: resource 'metrics' is not served because enable_metrics is not true"
+    )
+    return dataclasses.replace(listener, resources=rest)

@@ -58,6 +58,12 @@ listeners:
     resources:
       - names: [client, federation]
 
+# Serve Prometheus metrics at /_synapse/metrics on listeners naming the "metrics" resource, and
+# start listeners of type: metrics (as in Synapse: without this key neither happens). Keep them
+# off public listeners, e.g. a listener {port: 9000, type: metrics} on 127.0.0.1.
+# Default: false.
+#enable_metrics: false
+
 # PEM certificate chain and private key for listeners with tls: true.
 #tls_certificate_path: /etc/homeserver/tls.crt
 #tls_private_key_path: /etc/homeserver/tls.key
@@ -199,8 +205,11 @@ $registration_shared_secret_line
 
 ## Logging ##
 
-# A Python logging.config.dictConfig file in YAML (Synapse's format). Default: INFO and above
-# to stderr.
+# A Python logging.config.dictConfig file in YAML (Synapse's format), re-read on SIGHUP
+# (systemctl reload). Default: INFO and above to stderr, one JSON object per line (ts, level,
+# logger, message, request, user, room, txn). Formatters may use %(request)s, %(user)s,
+# %(room)s and %(txn)s, and homeserver.logging.JsonFormatter. Access tokens, passwords, keys
+# and message bodies are removed from every line whatever this file says.
 #log_config: $log_config_example
 
 ## Modules ##

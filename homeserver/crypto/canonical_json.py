@@ -101,10 +101,33 @@ class UnencodableJSON(ValueError):
     """Well-formed JSON holding a value that has no UTF-8 form (a lone surrogate)."""
 
 
-def parse_json(text: str | bytes) -> Any:
+#: How deeply the JSON of a request may nest. Python's parser stops near 1,000 levels, but the
+#: code handling a body recurses too (``copy.deepcopy``, redaction, the encoders), at several
+#: frames a level, so a body a few hundred levels deep would fail there as a 500. serde_json
+#: (Conduit and other Rust servers) stops at 128 as well.
+MAX_REQUEST_DEPTH = 128
+
+
+class JSONTooDeep(ValueError):
+    """Well-formed JSON nested deeper than ``max_depth``."""
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def parse_json(text: str | bytes, *, max_depth: int | None = None) -> Any:
     """Parse JSON as this server reads all JSON it receives: NaN and Infinity refused, integral
     numbers as integers, lone surrogates (``"\\ud800"``) refused because they cannot be encoded
-    as UTF-8 — neither for signing nor for either database. Raises ValueError on malformed
+    as UTF-8 — neither for signing nor for either database; with ``max_depth``, arrays and
+    objects nested deeper refused (:class:`JSONTooDeep`). Raises ValueError on malformed
     input."""
     if isinstance(text, bytes):
         text = text.decode("utf-8")
@@ -112,4 +135,11 @@ def parse_json(text: str | bytes) -> Any:
     # Only text holding a surrogate escape is walked (a valid pair is fine; a lone one is not).
     if _SURROGATE_ESCAPE.search(text) is not None and _has_lone_surrogate(value):
         raise UnencodableJSON("lone surrogate in JSON string")
+    # Only text with that many brackets at all can nest that deep: most bodies are not walked.
+    if (
+        max_depth is not None
+        and text.count("[") + text.count("{") > max_depth
+        and _deeper_than(value, max_depth)
+    ):
+        raise JSONTooDeep(f"JSON nested deeper than {max_depth} levels")
     return value

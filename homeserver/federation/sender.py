@@ -49,7 +49,7 @@ from homeserver.federation.retry import (
     is_backing_off,
     synapse_jitter,
 )
-from homeserver.metrics import Counter, MetricsRegistry
+from homeserver.metrics import HomeserverMetrics
 from homeserver.storage import Store
 from homeserver.storage.outbox import OutboxEntry, RetryState
 
@@ -62,9 +62,6 @@ SEND_PATH = "/_matrix/federation/v1/send/{}"
 #: Statuses for a whole transaction that say "not now" rather than "never" (Synapse backs off
 #: on these too: 401 is typically a peer that cannot fetch our keys yet).
 RETRYABLE_STATUSES = frozenset({401, 408, 429})
-
-TRANSACTIONS_METRIC = "homeserver_federation_transactions_total"
-INVITES_METRIC = "homeserver_federation_invites_total"
 
 
 def is_retryable(error: Exception) -> bool:
@@ -118,7 +115,7 @@ class FederationSender:
         signer: Signer,
         *,
         keyring: Verifier | None = None,
-        metrics: MetricsRegistry | None = None,
+        metrics: HomeserverMetrics | None = None,
         jitter: Jitter = synapse_jitter,
     ) -> None:
         self.store = store
@@ -131,13 +128,7 @@ class FederationSender:
         self.jitter = jitter
         self._queues: dict[str, _Queue] = {}
         self._running = False
-        registry = metrics or MetricsRegistry()
-        self._transactions: Counter = registry.counter(
-            TRANSACTIONS_METRIC, "Federation transactions sent, by outcome.", ("outcome",)
-        )
-        self._invites: Counter = registry.counter(
-            INVITES_METRIC, "Federation invites sent, by outcome.", ("outcome",)
-        )
+        self.metrics = metrics or HomeserverMetrics(server_name)
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -290,7 +281,7 @@ class FederationSender:
             )
         except FederationHttpError as e:
             if is_retryable(e):
-                self._transactions.inc(outcome="failed")
+                self.metrics.transaction_sent(destination, "failed")
                 raise
             # The destination refuses this transaction for good: retrying cannot help.
             logger.warning(
@@ -301,26 +292,29 @@ class FederationSender:
                 len(body["edus"]),
                 e,
             )
-            self._transactions.inc(outcome="refused")
+            self.metrics.transaction_sent(destination, "refused")
             await self.store.outbox.delete(ids)
             return
         except FederationUnreachable:
-            self._transactions.inc(outcome="failed")
+            self.metrics.transaction_sent(destination, "failed")
             raise
         self._log_pdu_errors(destination, txn_id, answer)
-        self._transactions.inc(outcome="sent")
+        self.metrics.transaction_sent(destination, "sent")
         await self.store.outbox.delete(ids)
 
     async def _transaction_body(self, batch: list[OutboxEntry], txn_ts: int) -> dict[str, Any]:
-        event_ids = [e.payload.get("event_id") for e in batch if e.kind == "pdu"]
+        entries = [e.payload for e in batch if e.kind == "pdu"]
+        event_ids = [p.get("event_id") for p in entries]
         events = await self.store.events.get_events([i for i in event_ids if isinstance(i, str)])
         pdus = []
-        for event_id in event_ids:
+        for payload, event_id in zip(entries, event_ids, strict=True):
             event = events.get(event_id) if isinstance(event_id, str) else None
-            if event is None:
+            if event is not None:
+                pdus.append(event.federation_json())
+            elif isinstance(payload.get("pdu"), dict):
+                pdus.append(payload["pdu"])  # its room was purged: the entry carries the PDU
+            else:
                 logger.warning("outbox PDU %s is not in the events table; skipped", event_id)
-                continue
-            pdus.append(event.federation_json())
         edus = [
             {"edu_type": e.payload.get("edu_type"), "content": e.payload.get("content", {})}
             for e in batch
@@ -367,15 +361,15 @@ class FederationSender:
             )
         except FederationHttpError as e:
             if is_retryable(e):
-                self._invites.inc(outcome="failed")
+                self.metrics.federation_invites.labels("failed").inc()
                 raise
             result = InviteResult(InviteOutcome.REFUSED, str(e))
         except FederationUnreachable:
-            self._invites.inc(outcome="failed")
+            self.metrics.federation_invites.labels("failed").inc()
             raise
         if result.outcome is InviteOutcome.REFUSED:
             logger.warning(
                 "invite %s to %s not delivered: %s", event_id, destination, result.reason
             )
-        self._invites.inc(outcome=result.outcome.value)
+        self.metrics.federation_invites.labels(result.outcome.value).inc()
         await self.store.outbox.delete([entry.id])

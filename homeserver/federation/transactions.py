@@ -24,8 +24,10 @@ from homeserver.events.ids import compute_event_id
 from homeserver.federation.acl import ACL_EVENT_TYPE, server_allowed_by_acl
 from homeserver.federation.pdu_checks import PduRejected, UnknownRoom
 from homeserver.federation.received import ReceivedEvents
+from homeserver.metrics import HomeserverMetrics
 from homeserver.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.storage import Store
+from homeserver.storage.errors import DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -52,17 +54,24 @@ def _pdu_key(pdu: Any) -> str | None:
 
 
 class TransactionHandler:
-    def __init__(self, store: Store, received: ReceivedEvents, clock_ms: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        received: ReceivedEvents,
+        clock_ms: Callable[[], int],
+        metrics: HomeserverMetrics | None = None,
+    ) -> None:
         self.store = store
         self.received = received
         self.clock_ms = clock_ms
+        self.metrics = metrics
         #: transactions being handled, so a retry arriving meanwhile waits for the same answer.
         self._in_flight: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
         self._last_prune_ms = 0
 
     async def on_send(self, origin: str, txn_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """The answer to ``PUT /send/{txn_id}`` from the authenticated ``origin``."""
-        pdus, _edus = self._validate(origin, body)
+        pdus, edus = self._validate(origin, body)
         key = (origin, txn_id)
         in_flight = self._in_flight.get(key)
         if in_flight is not None:
@@ -72,6 +81,8 @@ class TransactionHandler:
             return stored
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
+        if self.metrics is not None:  # counted once per transaction, not per retry
+            self.metrics.transaction_received(len(pdus), len(edus))
         try:
             response = {"pdus": await self._handle_pdus(origin, pdus)}
             now = self.clock_ms()
@@ -153,6 +164,8 @@ class TransactionHandler:
             return {e.event_id: "Server is banned from the room by its server ACL" for e in events}
         try:
             return await self.received.on_receive_pdus(origin, events)
+        except DatabaseUnavailable:
+            raise  # 503: the sender retries the whole transaction later; nothing is lost
         except Exception:
             # One room's PDUs must never fail the whole transaction (the sender would retry
             # it forever); whatever was stored before the failure stays stored.

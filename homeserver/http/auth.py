@@ -12,6 +12,7 @@ from aiohttp import web
 
 from homeserver.errors import Codes, MatrixError
 from homeserver.http.appkeys import HS
+from homeserver.logging import context as log_context
 from homeserver.storage.users import hash_access_token
 
 
@@ -55,6 +56,8 @@ async def get_requester(request: web.Request) -> Requester:
         raise _unauthorised(Codes.UNKNOWN_TOKEN, "Unknown access token", soft_logout=False)
     requester = Requester(owner.user_id, owner.device_id, owner.admin, token_hash)
     request[_REQUESTER_KEY] = requester
+    # Reset by the access-log middleware when the request ends.
+    log_context.user_id.set(requester.user_id)
     return requester
 
 

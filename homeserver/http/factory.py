@@ -8,7 +8,12 @@ from aiohttp import web
 
 from homeserver.http import health
 from homeserver.http import metrics as metrics_http
+from homeserver.http.admin import federation as admin_federation
+from homeserver.http.admin import lifecycle as admin_lifecycle
 from homeserver.http.admin import register as admin_register
+from homeserver.http.admin import rooms as admin_rooms
+from homeserver.http.admin import server_version as admin_server_version
+from homeserver.http.admin import users as admin_users
 from homeserver.http.client import (
     account,
     capabilities,
@@ -55,7 +60,12 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
     (homeserver.app) puts the shared objects under the keys in homeserver.http.appkeys."""
     served = frozenset(resources)
     app = web.Application(
-        middlewares=[access_log_middleware, cors_middleware, error_middleware],
+        middlewares=[
+            access_log_middleware,
+            metrics_http.metrics_middleware,
+            cors_middleware,
+            error_middleware,
+        ],
         client_max_size=MAX_REQUEST_BYTES,
     )
     health.add_routes(app.router)
@@ -86,6 +96,11 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
         metrics_http.add_routes(app.router)
     if "admin" in served:
         admin_register.add_routes(app.router)
+        admin_server_version.add_routes(app.router)
+        admin_rooms.add_routes(app.router)
+        admin_users.add_routes(app.router)
+        admin_federation.add_routes(app.router)
+        admin_lifecycle.add_routes(app.router)
     if "federation" in served:
         federation_version.add_routes(app.router)
         federation_transactions.add_routes(app.router)

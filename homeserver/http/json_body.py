@@ -6,7 +6,12 @@ from typing import Any
 
 from aiohttp import web
 
-from homeserver.crypto.canonical_json import UnencodableJSON, parse_json
+from homeserver.crypto.canonical_json import (
+    MAX_REQUEST_DEPTH,
+    JSONTooDeep,
+    UnencodableJSON,
+    parse_json,
+)
 from homeserver.errors import BadRequest, Codes
 
 
@@ -16,10 +21,14 @@ async def read_json(request: web.Request) -> Any:
     if not raw.strip():
         return {}
     try:
-        return parse_json(raw)
+        return parse_json(raw, max_depth=MAX_REQUEST_DEPTH)
     except UnencodableJSON:
         # It is JSON, but not JSON anything can be signed or stored as.
         raise BadRequest("Strings must be valid Unicode.", Codes.BAD_JSON) from None
+    except JSONTooDeep:
+        raise BadRequest(
+            f"JSON may not nest deeper than {MAX_REQUEST_DEPTH} levels.", Codes.BAD_JSON
+        ) from None
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadRequest("Content not JSON.", Codes.NOT_JSON) from None
 

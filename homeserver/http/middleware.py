@@ -7,13 +7,14 @@ import logging
 import math
 import time
 from http import HTTPStatus
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from homeserver.errors import Codes, MatrixError
 from homeserver.http.auth import known_requester
+from homeserver.logging import context as log_context
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,21 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return response
 
 
+def _refuse_bad_percent_encoding(request: web.Request) -> None:
+    """A path whose percent-escapes do not decode as UTF-8 (``%ED%A0%80``, a lone surrogate)
+    names nothing: aiohttp would leave those escapes undecoded in the parameter, and an event
+    type or state key would be stored as the literal ``%ED%A0%80``. Refuse it instead."""
+    path = request.raw_path.split("?", 1)[0]
+    if "%" not in path:
+        return
+    try:
+        unquote_to_bytes(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise MatrixError(
+            HTTPStatus.BAD_REQUEST, Codes.INVALID_PARAM, "The path is not valid UTF-8"
+        ) from None
+
+
 def _refuse_nul(request: web.Request) -> None:
     """A NUL character (``%00``) in a path parameter or query value can never be a valid ID,
     token or filter, and PostgreSQL cannot even store it in a text column: refuse it up front
@@ -64,6 +80,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Turn whatever a handler raises into a ``{errcode, error}`` body. A bug becomes a bare 500:
     its details go to the log, never to the client."""
     try:
+        _refuse_bad_percent_encoding(request)
         _refuse_nul(request)
         return await handler(request)
     except MatrixError as e:
@@ -111,9 +128,15 @@ def _loggable_target(request: web.Request) -> str:
 @web.middleware
 async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Log method, target, status, duration, client address, requester and user agent. Never
-    a token, a password or a body."""
+    a token, a password or a body. Also binds the request ID and room for every log line the
+    request causes (the user is bound once authenticated)."""
     start = time.monotonic()
     status = 500
+    bindings = log_context.bind(
+        request=log_context.new_request_id(request.method),
+        room=_room_of(request),
+        user=None,
+    )
     try:
         response = await handler(request)
         status = response.status
@@ -138,3 +161,11 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
             _loggable_target(request),
             request.headers.get("User-Agent", "-"),
         )
+        log_context.unbind(bindings)
+
+
+def _room_of(request: web.Request) -> str | None:
+    """The room a request is about, when its path names one (``{room_id}``/``{roomId}``)."""
+    info = request.match_info
+    room = info.get("room_id") or info.get("roomId")
+    return room if room and room.startswith("!") else None

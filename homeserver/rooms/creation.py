@@ -33,9 +33,9 @@ from homeserver.events.event import Event
 from homeserver.events.ids import new_room_id
 from homeserver.events.validation import EventValidationError
 from homeserver.faults import fault_point
-from homeserver.ratelimit import TokenBucketLimiter
+from homeserver.ratelimit import RateLimitExceeded, TokenBucketLimiter
 from homeserver.room_versions import RoomVersion, UnsupportedRoomVersion, get_room_version
-from homeserver.rooms.bus import ROOM_CREATED, DomainEventBus
+from homeserver.rooms.bus import ROOM_CREATE_RATE_LIMITED, ROOM_CREATED, DomainEventBus
 from homeserver.rooms.create_request import CreateRoomRequest, parse_create_room_request
 from homeserver.rooms.creation_plan import CreationPolicy, GenesisPlan, plan_genesis
 from homeserver.rooms.presets import EncryptionPolicy
@@ -288,7 +288,11 @@ class RoomCreationService:
 
     async def create_room(self, creator: str, body: Any) -> CreatedRoom:
         request = parse_body(body)
-        self.ratelimiter.check(creator)
+        try:
+            self.ratelimiter.check(creator)
+        except RateLimitExceeded:
+            await self.bus.publish(ROOM_CREATE_RATE_LIMITED, user_id=creator)
+            raise
         validated = validate_request(
             request,
             creator=creator,

@@ -106,6 +106,7 @@ class MembershipService:
         """Join a room by ID or alias (``servers``: the client's ``server_name``/``via``, for
         a room this server is not in); returns the room ID."""
         room_id, alias_servers = await self.resolve_room(room_id_or_alias)
+        await self._refuse_blocked(room_id)
         room = await self.store.rooms.get_room(room_id)
         content: dict[str, Any] = {"membership": "join"}
         content.update(await self._profile_content(user_id))
@@ -165,6 +166,7 @@ class MembershipService:
         is_direct: bool = False,
     ) -> None:
         room = await self._room(room_id)
+        await self._refuse_blocked(room_id)
         current = await get_membership(self.store, room_id, target)
         if current is not None and current.membership == "join":
             raise Forbidden(f"{target} is already in the room.")
@@ -252,6 +254,12 @@ class MembershipService:
         return servers
 
     # --- helpers ---------------------------------------------------------------------------
+    async def _refuse_blocked(self, room_id: str) -> None:
+        """An admin blocked the room (admin room deletion with ``block``): no joins, no
+        invites (as Synapse)."""
+        if await self.store.room_deletions.is_blocked(room_id):
+            raise Forbidden("This room has been blocked on this server")
+
     async def _room(self, room_id: str) -> RoomRecord:
         reason = room_id_error(room_id)
         if reason:

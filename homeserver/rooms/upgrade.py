@@ -72,6 +72,7 @@ from homeserver.rooms.upgrade_request import (
 )
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
+from homeserver.storage.errors import DatabaseUnavailable
 from homeserver.storage.rooms import NewRoom, RoomRecord
 from homeserver.storage.upgrades import UpgradeRecord
 from homeserver.sync.notifier import Notifier
@@ -247,6 +248,10 @@ class RoomUpgradeService:
         except asyncio.CancelledError:
             await asyncio.shield(self.locks.release(lease, "upgrade abandoned"))
             raise
+        except DatabaseUnavailable as e:
+            # Nothing committed; the client may retry once the database is back (503, not 500).
+            await self._release_quietly(lease, "upgrade failed: database unavailable")
+            raise UpgradeRefused("internal", e) from None
         except Exception:
             logger.exception("room upgrade of %s failed", lease.room_id)
             await self._release_quietly(lease, "upgrade failed: internal error")

@@ -38,6 +38,9 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from homeserver.logging import context as log_context
+from homeserver.storage.errors import DatabaseUnavailable
+
 logger = logging.getLogger(__name__)
 
 Row = tuple[Any, ...]
@@ -200,6 +203,8 @@ class Database(_Reads):
 
     def __init__(self) -> None:
         self.stats: dict[str, TransactionStats] = {}
+        #: called with (name, seconds) after every transaction, committed or not (metrics).
+        self.transaction_observers: list[Callable[[str, float], None]] = []
 
     # --- opening -----------------------------------------------------------------------
     @staticmethod
@@ -233,6 +238,7 @@ class Database(_Reads):
         if outer is not None:
             raise RuntimeError(f"transaction {name!r} opened inside transaction {outer!r}")
         token = _in_transaction.set(name)
+        log_token = log_context.transaction.set(name)
         stats = self.stats.setdefault(name, TransactionStats())
         start = time.monotonic()
         txn: Transaction | None = None
@@ -240,15 +246,26 @@ class Database(_Reads):
             async with self._engine_transaction(name, read_only) as txn:
                 yield txn
                 await txn._run_before_commit()
+        except Exception as e:
+            stats.failures += 1
+            if self.is_unavailable_error(e):
+                raise self._unavailable(name, e) from e
+            raise
         except BaseException:
             stats.failures += 1
             raise
         finally:
+            log_context.transaction.reset(log_token)
             _in_transaction.reset(token)
             elapsed = time.monotonic() - start
             stats.count += 1
             stats.total_seconds += elapsed
             logger.debug("transaction %s took %.1f ms", name, elapsed * 1000)
+            for observe in self.transaction_observers:
+                try:
+                    observe(name, elapsed)
+                except Exception:  # an observer never fails the transaction
+                    logger.exception("transaction observer %r failed", observe)
         assert txn is not None
         txn._run_after_commit()
 
@@ -277,6 +294,16 @@ class Database(_Reads):
         self, name: str, read_only: bool
     ) -> AbstractAsyncContextManager[Transaction]:
         raise NotImplementedError
+
+    def is_unavailable_error(self, error: Exception) -> bool:
+        """Whether ``error`` means the database cannot be reached right now (as opposed to a
+        bug or bad data); engines say which of their driver's errors those are."""
+        return False
+
+    def _unavailable(self, what: str, error: Exception) -> DatabaseUnavailable:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        logger.warning("database unavailable (%s): %s %s", what, type(error).__name__, reason)
+        return DatabaseUnavailable()
 
 
 async def open_database(settings: DatabaseSettings, *, migrate: bool = True) -> Database:

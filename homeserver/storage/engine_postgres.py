@@ -11,6 +11,28 @@ import asyncpg
 
 from homeserver.storage.database import Database, Row, Transaction, translate_placeholders
 
+#: Errors that mean PostgreSQL cannot be reached right now: connections refused, lost or cut by
+#: a shutdown (class 57 minus a cancelled query), too many connections (class 53), and asyncpg's
+#: own "connection is closed".
+_UNAVAILABLE = (
+    OSError,  # refused, reset, unreachable; TimeoutError (connect timeout) is an OSError too
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+)
+
+
+def is_unavailable(error: BaseException) -> bool:
+    if isinstance(error, asyncpg.QueryCanceledError):
+        return False  # statement_timeout: the query, not the server
+    if isinstance(error, _UNAVAILABLE):
+        return True
+    if isinstance(error, asyncpg.exceptions.InternalClientError):
+        # A connection cut mid-statement can leave asyncpg's protocol in a state where the
+        # next use fails with "another operation is in progress"; the pool then replaces it.
+        return True
+    return isinstance(error, asyncpg.InterfaceError) and "closed" in str(error)
+
 
 def _rowcount(status: str) -> int:
     """``"UPDATE 3"`` → 3; ``"INSERT 0 1"`` → 1; anything else → 0."""
@@ -89,6 +111,15 @@ class PostgresDatabase(Database):
         async with self._pool.acquire() as conn, conn.transaction(readonly=read_only):
             yield PostgresTransaction(name, conn)
 
+    def is_unavailable_error(self, error: Exception) -> bool:
+        return is_unavailable(error)
+
     async def fetchall(self, sql: str, *args: Any) -> list[Row]:
         assert self._pool is not None, "database is closed"
-        return [tuple(r) for r in await self._pool.fetch(translate_placeholders(sql), *args)]
+        try:
+            rows = await self._pool.fetch(translate_placeholders(sql), *args)
+        except Exception as e:
+            if is_unavailable(e):
+                raise self._unavailable("read", e) from e
+            raise
+        return [tuple(r) for r in rows]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -122,6 +123,12 @@ class SqliteDatabase(Database):
                 if self._writer.in_transaction:
                     await self._writer.execute("ROLLBACK")
                 raise
+
+    def is_unavailable_error(self, error: Exception) -> bool:
+        # Another process held the file beyond busy_timeout, or the disk went away.
+        return isinstance(error, sqlite3.OperationalError) and str(error).startswith(
+            ("database is locked", "disk I/O error", "unable to open database file")
+        )
 
     async def fetchall(self, sql: str, *args: Any) -> list[Row]:
         if not self._reader_count:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
+from homeserver.errors import Codes, MatrixError
+
 
 class StorageError(Exception):
     """Base class of the stores' own errors."""
@@ -20,3 +24,17 @@ class UnknownStateGroupError(StorageError, LookupError):
     def __init__(self, state_group: int) -> None:
         super().__init__(f"unknown state group {state_group}")
         self.state_group = state_group
+
+
+class DatabaseUnavailable(StorageError, MatrixError):
+    """The database cannot be reached right now (connection refused or lost, server shutting
+    down or out of connections). Requests answer 503 ``M_UNKNOWN`` — never 500 — and work again
+    on their own once the database is back: the pool reconnects on the next request."""
+
+    def __init__(self) -> None:
+        MatrixError.__init__(
+            self,
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            Codes.UNKNOWN,
+            "The database is temporarily unavailable",
+        )

@@ -175,6 +175,13 @@ class OutboxStore:
         rows = await self.db.fetchall("SELECT DISTINCT destination FROM federation_outbox")
         return sorted(r[0] for r in rows)
 
+    async def pending_by_destination(self) -> dict[str, int]:
+        """Destination → entries queued for it (the metrics' queue depth)."""
+        rows = await self.db.fetchall(
+            "SELECT destination, COUNT(*) FROM federation_outbox GROUP BY destination"
+        )
+        return {r[0]: int(r[1]) for r in rows}
+
     async def head(self, destination: str, limit: int) -> list[OutboxEntry]:
         """The oldest ``limit`` entries queued for ``destination``, in queue order."""
         rows = await self.db.fetchall(

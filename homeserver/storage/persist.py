@@ -29,7 +29,7 @@ pass; deadlocks are retried by ``run_in_transaction`` anyway.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from homeserver.crypto.canonical_json import canonical_json_text, parse_json
@@ -87,6 +87,8 @@ class EventPersister:
         self.events = events
         self.state = state
         self.rooms = rooms
+        #: called after each commit with the events it newly stored (metrics count them).
+        self.listeners: list[Callable[[Sequence[Event]], None]] = []
 
     async def persist_events(
         self,
@@ -219,6 +221,9 @@ class EventPersister:
             for event, _ in fresh:
                 event.internal.stream_ordering = orderings[event.event_id]
                 self.events._remember(event)
+            stored = [event for event, _ in fresh]
+            for listener in self.listeners:
+                listener(stored)
 
         txn.call_after_commit(after_commit)
         persisted = [

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from homeserver.storage.account_data import AccountDataStore
+from homeserver.storage.admin_destinations import AdminDestinationsStore
+from homeserver.storage.admin_rooms import AdminRoomsStore
+from homeserver.storage.admin_users import AdminUsersStore
 from homeserver.storage.aliases import AliasesStore
 from homeserver.storage.database import Database
 from homeserver.storage.directory import DirectoryStore
@@ -16,11 +19,14 @@ from homeserver.storage.persist import EventPersister
 from homeserver.storage.profiles import ProfilesStore
 from homeserver.storage.push_rules import PushRulesStore
 from homeserver.storage.receipts import ReceiptsStore
+from homeserver.storage.room_deletions import RoomDeletionsStore
+from homeserver.storage.room_purge import RoomPurgeStore
 from homeserver.storage.room_use import RoomUseStore
 from homeserver.storage.rooms import RoomsStore
 from homeserver.storage.state import StateStore
 from homeserver.storage.sync import SyncStore
 from homeserver.storage.ui_auth import UIAuthStore
+from homeserver.storage.upgrade_audit import UpgradeAuditStore
 from homeserver.storage.upgrades import UpgradesStore
 from homeserver.storage.users import UsersStore
 
@@ -50,10 +56,17 @@ class Store:
         self.filters = FiltersStore(db)
         self.push_rules = PushRulesStore(db, self.account_data)
         self.upgrades = UpgradesStore(db, self.account_data, self.push_rules)
+        self.upgrade_audit = UpgradeAuditStore(db)
         self.sync = SyncStore(db, self.events)
         self.room_use = RoomUseStore(db)
         self.out_of_band = OutOfBandStore(db)
         self.federation_inbound = FederationInboundStore(db)
+        # The admin API (/_synapse/admin).
+        self.admin_rooms = AdminRoomsStore(db, self.events)
+        self.admin_users = AdminUsersStore(db)
+        self.admin_destinations = AdminDestinationsStore(db)
+        self.room_deletions = RoomDeletionsStore(db)
+        self.room_purge = RoomPurgeStore(db, self.events, self.state)
         # The one write path for events, also reachable from the events area.
         self.persist_events = self.persister.persist_events
         self.persist_events_txn = self.persister.persist_events_txn

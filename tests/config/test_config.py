@@ -76,6 +76,7 @@ def test_every_section(tmp_path: Path) -> None:
         ],
         "tls_certificate_path": "tls.crt",
         "tls_private_key_path": "/etc/tls.key",
+        "enable_metrics": True,
         "database": {
             "name": "psycopg2",
             "args": {

@@ -363,10 +363,10 @@ async def test_room_created_is_published_once(server: Server, caplog: pytest.Log
     status, text = await server.call("GET", "/_synapse/metrics")
     assert status == 200
     assert (
-        'homeserver_room_operations_total{operation="create",outcome="success",'
-        'server_name="test.example"} 1'
+        'homeserver_room_operations_total{operation="create",outcome="room_created",'
+        'server_name="test.example"} 1.0'
     ) in text
-    assert 'homeserver_db_transactions_total{name="create_room"' in text
+    assert 'synapse_storage_transaction_time_count{desc="create_room"' in text
 
 
 async def test_room_id_collision_is_retried(server: Server, monkeypatch: pytest.MonkeyPatch):

@@ -10,7 +10,7 @@ import pytest
 
 from homeserver.app import start_homeserver
 from homeserver.config import HomeserverConfig
-from homeserver.metrics import room_operations_counter
+from homeserver.metrics import ROOM_OPERATIONS
 from tests.harness import TestServer, make_config
 from tests.upgrade.helpers import create_room, generous_config, record_domain_events, upgrade
 
@@ -38,9 +38,11 @@ async def test_upgraded_and_failed_events(
         ("room.upgraded", {"old_room_id": room, "new_room_id": new, "new_version": "12"}),
         ("room.upgrade.failed", {"room_id": room, "reason": "forbidden"}),
     ]
-    counter = room_operations_counter(hs.metrics)
-    assert counter.value(operation="upgrade", outcome="success") == 1
-    assert counter.value(operation="upgrade", outcome="failure") == 1
+    operations = {
+        outcome: hs.metrics.value(ROOM_OPERATIONS, operation="upgrade", outcome=outcome)
+        for outcome in ("room_upgraded", "room_upgrade_failed", "rate_limited")
+    }
+    assert operations == {"room_upgraded": 1, "room_upgrade_failed": 1, "rate_limited": 0}
     audit = [r.getMessage() for r in caplog.records if r.name == "homeserver.audit"]
     assert any('"event": "room.upgraded"' in line and new in line for line in audit)
     assert any('"reason": "forbidden"' in line for line in audit)

@@ -11,7 +11,12 @@ from http import HTTPStatus
 
 from aiohttp import web
 
-from homeserver.crypto.canonical_json import UnencodableJSON, parse_json
+from homeserver.crypto.canonical_json import (
+    MAX_REQUEST_DEPTH,
+    JSONTooDeep,
+    UnencodableJSON,
+    parse_json,
+)
 from homeserver.errors import BadRequest, Codes, Forbidden, MatrixError
 from homeserver.federation.keyring import SignatureVerifyError
 from homeserver.federation.xmatrix import (
@@ -66,7 +71,11 @@ async def authenticate_request(request: web.Request) -> str:
     content = None
     if raw:
         try:
-            content = parse_json(raw)
+            content = parse_json(raw, max_depth=MAX_REQUEST_DEPTH)
+        except JSONTooDeep:
+            raise BadRequest(
+                f"JSON may not nest deeper than {MAX_REQUEST_DEPTH} levels.", Codes.BAD_JSON
+            ) from None
         except (UnencodableJSON, ValueError, UnicodeDecodeError, RecursionError):
             raise BadRequest("Content not JSON.", Codes.NOT_JSON) from None
 

@@ -10,12 +10,11 @@ from signedjson.key import generate_signing_key
 
 from homeserver.errors import MatrixError
 from homeserver.events.builder import Signer
-from homeserver.metrics import MetricsRegistry, room_metrics_subscriber
+from homeserver.metrics import HomeserverMetrics, room_metrics_subscriber
 from homeserver.rooms import creation
 from homeserver.rooms.audit import audit_line
 from homeserver.rooms.bus import ROOM_CREATED, ROOM_UPGRADE_FAILED, DomainEvent
 from homeserver.rooms.creation_plan import CreationPolicy
-from homeserver.storage.database import TransactionStats
 
 CREATOR = "@alice:example.org"
 SIGNER = Signer("example.org", generate_signing_key("k"))
@@ -101,19 +100,24 @@ def test_audit_line_keeps_only_known_scalars():
 
 
 def test_metrics_text():
-    registry = MetricsRegistry({"server_name": "example.org"})
-    subscriber = room_metrics_subscriber(registry)
+    metrics = HomeserverMetrics("example.org")
+    subscriber = room_metrics_subscriber(metrics)
     subscriber(DomainEvent(ROOM_CREATED))
     subscriber(DomainEvent(ROOM_CREATED))
     subscriber(DomainEvent(ROOM_UPGRADE_FAILED))
-    text = registry.render({"create_room": TransactionStats(count=2, total_seconds=0.5)})
+    metrics.transaction_finished("create_room", 0.2)
+    metrics.transaction_finished("create_room", 0.3)
+    body, content_type = metrics.render()
+    text = body.decode()
+    assert content_type.startswith("text/plain; version=0.0.4")
     assert "# TYPE homeserver_room_operations_total counter" in text
     assert (
-        'homeserver_room_operations_total{operation="create",outcome="success",'
-        'server_name="example.org"} 2'
+        'homeserver_room_operations_total{operation="create",outcome="room_created",'
+        'server_name="example.org"} 2.0'
     ) in text
-    assert 'outcome="failure",server_name="example.org"} 1' in text
+    assert 'outcome="room_upgrade_failed",server_name="example.org"} 1.0' in text
     assert (
-        'homeserver_db_transactions_total{name="create_room",server_name="example.org"} 2' in text
+        'synapse_storage_transaction_time_count{desc="create_room",server_name="example.org"} 2.0'
+        in text
     )
     assert text.endswith("\n")

@@ -93,6 +93,21 @@ async def enqueue_events_txn(
     return sorted({destination for destination, _ in entries})
 
 
+async def enqueue_remote_invites_txn(
+    txn: Transaction, store: Store, events: Sequence[Event], *, our_server: str
+) -> None:
+    """Queue a ``v2/invite`` for each invite of a remote user among ``events`` of a room no
+    other server is in yet (a new room's genesis, an upgrade's replacement room): one statement
+    for all of them, none when every invitee is local."""
+    entries = [
+        (server, invite_entry(event))
+        for event in events
+        if (server := remote_invitee_server(event, our_server)) is not None
+    ]
+    if entries:
+        await store.outbox.enqueue_many_txn(txn, entries, now=_queued_at(events))
+
+
 async def enqueue_event_txn(
     txn: Transaction,
     store: Store,

@@ -33,6 +33,7 @@ from homeserver.events.event import Event
 from homeserver.events.ids import new_room_id
 from homeserver.events.validation import EventValidationError
 from homeserver.faults import fault_point
+from homeserver.federation.fanout import enqueue_remote_invites_txn
 from homeserver.ratelimit import RateLimitExceeded, TokenBucketLimiter
 from homeserver.room_versions import RoomVersion, UnsupportedRoomVersion, get_room_version
 from homeserver.rooms.bus import ROOM_CREATE_RATE_LIMITED, ROOM_CREATED, DomainEventBus
@@ -44,7 +45,7 @@ from homeserver.storage import Store
 from homeserver.storage.database import Transaction
 from homeserver.storage.rooms import NewRoom
 from homeserver.sync.notifier import Notifier
-from homeserver.types import domain_of, room_alias_error, user_id_error
+from homeserver.types import room_alias_error, user_id_error
 
 logger = logging.getLogger(__name__)
 
@@ -233,21 +234,7 @@ async def commit_genesis_txn(
         raise alias_in_use()  # claimed since the check: roll the room back too
     # Remote invitees learn of their invite through the federation sender, which delivers
     # from the outbox durably (queued with the room so a crash loses neither).
-    for event in events:
-        if event.type == "m.room.member" and event.membership == "invite":
-            destination = domain_of(event.state_key or "")
-            if destination != server_name:
-                await store.outbox.enqueue_txn(
-                    txn,
-                    destination,
-                    {
-                        "kind": "invite",
-                        "room_id": room_id,
-                        "event_id": event.event_id,
-                        "room_version": create.room_version.identifier,
-                    },
-                    now=create.origin_server_ts,
-                )
+    await enqueue_remote_invites_txn(txn, store, events, our_server=server_name)
 
 
 def _is_unique_violation(error: BaseException) -> bool:

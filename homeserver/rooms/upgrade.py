@@ -44,7 +44,7 @@ from homeserver.errors import (
 from homeserver.events.builder import Signer
 from homeserver.events.ids import new_room_id
 from homeserver.faults import fault_point
-from homeserver.federation.fanout import enqueue_events_txn
+from homeserver.federation.fanout import enqueue_events_txn, enqueue_remote_invites_txn
 from homeserver.ratelimit import TokenBucketLimiter
 from homeserver.room_versions import get_room_version
 from homeserver.rooms.bus import ROOM_UPGRADE_FAILED, ROOM_UPGRADED, DomainEventBus
@@ -76,7 +76,7 @@ from homeserver.storage.errors import DatabaseUnavailable
 from homeserver.storage.rooms import NewRoom, RoomRecord
 from homeserver.storage.upgrades import UpgradeRecord
 from homeserver.sync.notifier import Notifier
-from homeserver.types import domain_of, room_id_error
+from homeserver.types import room_id_error
 
 logger = logging.getLogger(__name__)
 
@@ -347,7 +347,8 @@ class RoomUpgradeService:
         await store.upgrades.copy_member_data_txn(
             txn, old_room_id, new_room_id_, plan.local_members
         )
-        await self._queue_remote_invites_txn(txn, built)
+        # Remote members' invites go to the federation outbox with the room (as createRoom).
+        await enqueue_remote_invites_txn(txn, store, built.new_events, our_server=self.server_name)
         await store.upgrades.record_upgrade_txn(
             txn,
             UpgradeRecord(
@@ -369,27 +370,6 @@ class RoomUpgradeService:
             raise LockLost(old_room_id)
         fault_point("upgrade.committing")
         return built
-
-    async def _queue_remote_invites_txn(self, txn: Transaction, built: BuiltUpgrade) -> None:
-        """Remote members' invites go to the federation outbox with the room (as createRoom)."""
-        version = built.new_events[0].room_version.identifier
-        for event in built.new_events:
-            if event.type != "m.room.member" or event.membership != "invite":
-                continue
-            destination = domain_of(event.state_key or "")
-            if destination == self.server_name:
-                continue
-            await self.store.outbox.enqueue_txn(
-                txn,
-                destination,
-                {
-                    "kind": "invite",
-                    "room_id": built.new_room_id,
-                    "event_id": event.event_id,
-                    "room_version": version,
-                },
-                now=event.origin_server_ts,
-            )
 
     async def _after_commit(self, lease: Lease, plan: UpgradePlan, built: BuiltUpgrade) -> None:
         self.notifier.notify([lease.room_id, built.new_room_id], plan.notify_users)

@@ -36,13 +36,17 @@ from homeserver.config.database import DatabaseConfig
 from homeserver.config.listeners import RESOURCE_NAMES
 from homeserver.crypto.key_storage import load_or_create_signing_key
 from homeserver.crypto.signing import key_id
+from homeserver.e2e.keys import E2EKeysService
+from homeserver.e2e.to_device import ToDeviceService
 from homeserver.events.builder import Signer
 from homeserver.federation.client import FederationClient
+from homeserver.federation.e2e_edus import E2EEdus
 from homeserver.federation.invites import InboundInvites
 from homeserver.federation.joins import ResidentMembership
 from homeserver.federation.keyring import Keyring
 from homeserver.federation.queries import FederationQueries
 from homeserver.federation.received import ReceivedEvents
+from homeserver.federation.remote_keys import RemoteKeys
 from homeserver.federation.remote_membership import RemoteMembership
 from homeserver.federation.remote_upgrades import RemoteUpgrades
 from homeserver.federation.sender import FederationSender
@@ -119,7 +123,7 @@ class Homeserver:
         )
         # --- services (one line each; keep this order: later ones may use earlier ones) ---
         self.profiles = ProfileService(store, self.sender, config.server_name)
-        self.accounts = Accounts(store, config, clock, self.ratelimiters)
+        self.accounts = Accounts(store, config, clock, self.ratelimiters, notifier=self.notifier)
         self.metrics = HomeserverMetrics(config.server_name)
         self.metrics.watch_store(store)
         self.bus.subscribe(audit_log_subscriber)
@@ -241,8 +245,30 @@ class Homeserver:
             profiles=self.profiles,
             server_name=config.server_name,
             clock=clock,
+            device_removal=self.accounts.device_removal,
         )
         self.admin_destinations = AdminDestinations(store, self.federation_sender)
+        # To-device messages (H3).
+        self.to_device = ToDeviceService(store, self.notifier, config.server_name, clock)
+        # End-to-end keys across servers: outbound queries, inbound EDUs (H4).
+        self.remote_keys = RemoteKeys(client=self.federation_client)
+        self.e2e_edus = E2EEdus(
+            store=store,
+            remote_keys=self.remote_keys,
+            notifier=self.notifier,
+            server_name=config.server_name,
+            clock_ms=clock,
+        )
+        self.federation_transactions.edu_handler = self.e2e_edus.on_edus
+        # End-to-end keys of clients: /keys/* (H2); remote users through self.remote_keys.
+        self.e2e_keys = E2EKeysService(
+            store,
+            server_name=config.server_name,
+            clock=clock,
+            notifier=self.notifier,
+            reauth=self.accounts.reauth,
+            remote=lambda: self.remote_keys,
+        )
 
     @property
     def server_name(self) -> str:
@@ -410,6 +436,7 @@ async def serve(
         await hs.room_deletion.stop()
         # After the runners: in-flight handlers may still have been making outbound requests.
         await hs.federation_sender.stop()
+        await hs.e2e_edus.stop()  # background device-list resyncs (H4)
         await hs.federation_client.close()
     logger.info("stopped")
 

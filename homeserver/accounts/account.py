@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from homeserver.accounts.device_removal import DeviceRemoval
 from homeserver.accounts.reauth import Reauthenticator
 from homeserver.accounts.sessions import hash_password_async
 from homeserver.accounts.usernames import bool_param, password_param
@@ -31,9 +32,12 @@ def parse_change_password(body: dict[str, Any]) -> ChangePasswordRequest:
 
 
 class AccountService:
-    def __init__(self, store: Store, reauth: Reauthenticator) -> None:
+    def __init__(
+        self, store: Store, reauth: Reauthenticator, device_removal: DeviceRemoval
+    ) -> None:
         self._store = store
         self._reauth = reauth
+        self._device_removal = device_removal
 
     async def change_password(
         self, user_id: str, device_id: str | None, request: ChangePasswordRequest
@@ -47,4 +51,4 @@ class AccountService:
         await self._store.users.set_password_hash(user_id, await hash_password_async(new_password))
         if request.logout_devices:
             # Every other session ends; the one that changed the password stays (spec).
-            await self._store.users.delete_devices_for_user(user_id, except_device_id=device_id)
+            await self._device_removal.delete_all_devices(user_id, except_device_id=device_id)

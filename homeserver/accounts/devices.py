@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from homeserver.accounts.device_removal import DeviceRemoval
 from homeserver.accounts.reauth import Reauthenticator
 from homeserver.accounts.usernames import MAX_DEVICE_DISPLAY_NAME_LENGTH, MAX_DEVICE_ID_LENGTH
 from homeserver.errors import BadRequest, Codes, NotFound
@@ -51,9 +52,12 @@ def parse_display_name(body: dict[str, Any]) -> str | None:
 
 
 class DeviceService:
-    def __init__(self, store: Store, reauth: Reauthenticator) -> None:
+    def __init__(
+        self, store: Store, reauth: Reauthenticator, device_removal: DeviceRemoval
+    ) -> None:
         self._store = store
         self._reauth = reauth
+        self._device_removal = device_removal
 
     async def list_devices(self, user_id: str) -> list[dict[str, Any]]:
         return [device_json(d) for d in await self._store.users.get_devices(user_id)]
@@ -69,8 +73,7 @@ class DeviceService:
             raise NotFound("Device not found")
 
     async def delete(self, user_id: str, device_ids: list[str], auth: Any) -> None:
-        """Delete devices (and log them out) once the password is confirmed. Devices already
-        gone are fine: the spec makes deletion idempotent."""
+        """Delete devices (and log them out, and remove their keys) once the password is
+        confirmed. Devices already gone are fine: the spec makes deletion idempotent."""
         await self._reauth.require_password(DELETE_DEVICES_OPERATION, auth, user_id)
-        for device_id in device_ids:
-            await self._store.users.delete_device(user_id, device_id)
+        await self._device_removal.delete_devices(user_id, device_ids)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+from homeserver.accounts.device_removal import DeviceRemoval
 from homeserver.accounts.sessions import (
     DeviceRequest,
     LoginSession,
@@ -75,9 +76,15 @@ def parse_login_request(body: dict[str, Any]) -> LoginRequest:
 
 class LoginService:
     def __init__(
-        self, store: Store, server_name: str, clock: WallClock, ratelimiters: RateLimiters
+        self,
+        store: Store,
+        server_name: str,
+        clock: WallClock,
+        ratelimiters: RateLimiters,
+        device_removal: DeviceRemoval,
     ) -> None:
         self._store = store
+        self._device_removal = device_removal
         self._server_name = server_name
         self._clock = clock
         self._ratelimiters = ratelimiters
@@ -118,7 +125,7 @@ class LoginService:
         if device_id is None:
             await self._store.users.delete_access_token(token_hash)
         else:
-            await self._store.users.delete_device(user_id, device_id)
+            await self._device_removal.delete_devices(user_id, [device_id])
 
     async def logout_all(self, user_id: str) -> None:
-        await self._store.users.delete_devices_for_user(user_id)
+        await self._device_removal.delete_all_devices(user_id)

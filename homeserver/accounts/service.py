@@ -4,6 +4,7 @@ sessions, the password check and the rate limiters."""
 from __future__ import annotations
 
 from homeserver.accounts.account import AccountService
+from homeserver.accounts.device_removal import DeviceRemoval
 from homeserver.accounts.devices import DeviceService
 from homeserver.accounts.login import LoginService
 from homeserver.accounts.reauth import Reauthenticator
@@ -14,10 +15,12 @@ from homeserver.clock import WallClock
 from homeserver.config import HomeserverConfig
 from homeserver.ratelimit import RateLimiters
 from homeserver.storage import Store
+from homeserver.sync.notifier import Notifier
 
 
 class Accounts:
-    """``registration``, ``shared_secret``, ``login``, ``devices``, ``account``."""
+    """``registration``, ``shared_secret``, ``login``, ``devices``, ``account``; beside them
+    ``reauth`` (password re-entry) and ``device_removal`` for other areas."""
 
     def __init__(
         self,
@@ -25,8 +28,10 @@ class Accounts:
         config: HomeserverConfig,
         clock: WallClock,
         ratelimiters: RateLimiters,
+        notifier: Notifier | None = None,
     ) -> None:
         server_name = config.server_name
+        self.device_removal = DeviceRemoval(store, server_name, clock, notifier)
         uia = UserInteractiveAuth(store, clock)
         self.registration = RegistrationService(
             store, server_name, config.registration, clock, ratelimiters.registration, uia
@@ -34,7 +39,7 @@ class Accounts:
         self.shared_secret = SharedSecretRegistration(
             store, server_name, config.registration.registration_shared_secret, clock
         )
-        self.login = LoginService(store, server_name, clock, ratelimiters)
-        reauth = Reauthenticator(uia, self.login, ratelimiters)
-        self.devices = DeviceService(store, reauth)
-        self.account = AccountService(store, reauth)
+        self.login = LoginService(store, server_name, clock, ratelimiters, self.device_removal)
+        self.reauth = Reauthenticator(uia, self.login, ratelimiters)
+        self.devices = DeviceService(store, self.reauth, self.device_removal)
+        self.account = AccountService(store, self.reauth, self.device_removal)

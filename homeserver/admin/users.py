@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from homeserver.accounts.device_removal import DeviceRemoval
 from homeserver.accounts.profile import ProfileService
 from homeserver.accounts.sessions import create_account, hash_password_async
 from homeserver.accounts.usernames import check_localpart, password_param
@@ -126,12 +127,15 @@ class AdminUsers:
         profiles: ProfileService,
         server_name: str,
         clock: Callable[[], int],
+        device_removal: DeviceRemoval | None = None,
     ) -> None:
         self.store = store
         self.membership = membership
         self.profiles = profiles
         self.server_name = server_name
         self.clock = clock
+        # Devices go with their keys (and the removal is announced) whichever path removes them.
+        self.device_removal = device_removal or DeviceRemoval(store, server_name, clock)
 
     def _check_local(self, user_id: str, message: str) -> None:
         if user_id_error(user_id, historical=True) or user_id.split(":", 1)[1] != self.server_name:
@@ -228,7 +232,7 @@ class AdminUsers:
                 user_id, await hash_password_async(changes.password)
             )
             if changes.logout_devices:
-                await self.store.users.delete_devices_for_user(user_id)
+                await self.device_removal.delete_all_devices(user_id)
         if changes.deactivated is True and not is_deactivated:
             await self.deactivate(user_id, erase=False)
         elif changes.deactivated is False and is_deactivated:
@@ -241,7 +245,9 @@ class AdminUsers:
         self._check_local(user_id, "Can only deactivate local users")
         if await self.store.users.get_user(user_id) is None:
             raise NotFound("User not found")
-        # First: from here on no token of the user works and no password matches.
+        # First: from here on no token of the user works and no password matches. The devices
+        # go first with their keys; deactivate_user then also ends a login made meanwhile.
+        await self.device_removal.delete_all_devices(user_id)
         await self.store.users.deactivate_user(user_id)
         if erase:
             await self.store.admin_users.set_erased(user_id, True)

@@ -1,10 +1,10 @@
 """Federation queries, both ways (spec: server-server API "Querying for information", "Device
 Management", "End-to-End Encryption"; §10 of federation-minimum.md).
 
-Served: ``query/directory`` (our aliases), ``query/profile`` (our users), and the empty device
-answers Synapse probes for (``user/devices``, ``user/keys/query``) — end-to-end keys are a later
-issue. Used: resolving another server's alias and reading another server's user's profile,
-each asked only of the server the identifier names.
+Served: ``query/directory`` (our aliases), ``query/profile`` (our users); the end-to-end key
+endpoints (``user/devices``, ``user/keys/query``, ``user/keys/claim``) are answered by
+:mod:`e2e_queries` (``FederationQueries.e2e``). Used: resolving another server's alias and
+reading another server's user's profile, each asked only of the server the identifier names.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 from homeserver.errors import BadRequest, Codes, MatrixError, NotFound
 from homeserver.federation.client import FederationClient, FederationError, FederationHttpError
+from homeserver.federation.e2e_queries import E2EQueries
 from homeserver.rooms.aliases import AliasService
 from homeserver.storage import Store
 from homeserver.types import domain_of, room_alias_error, room_id_error, user_id_error
@@ -41,6 +42,7 @@ class FederationQueries:
         self.aliases = aliases
         self.client = client
         self.server_name = server_name
+        self.e2e = E2EQueries(store=store, server_name=server_name)
 
     # --- served --------------------------------------------------------------------------------
     async def directory(self, room_alias: str | None) -> dict[str, Any]:
@@ -68,29 +70,6 @@ class FederationQueries:
             # As Synapse: the asked field, null when unset.
             return {field: profile.get(field)}
         return profile
-
-    async def user_devices(self, user_id: str) -> dict[str, Any]:
-        self._check_local_user(user_id)
-        return {"user_id": user_id, "stream_id": 0, "devices": []}
-
-    async def user_keys(self, body: dict[str, Any]) -> dict[str, Any]:
-        wanted = body.get("device_keys")
-        if not isinstance(wanted, dict):
-            raise BadRequest("'device_keys' must be an object", Codes.BAD_JSON)
-        ours = [
-            u
-            for u in wanted
-            if isinstance(u, str)
-            and not user_id_error(u, historical=True)
-            and domain_of(u) == self.server_name
-        ]
-        return {"device_keys": {u: {} for u in ours}}
-
-    def _check_local_user(self, user_id: str) -> None:
-        if user_id_error(user_id, historical=True):
-            raise BadRequest("Invalid user ID", Codes.INVALID_PARAM)
-        if domain_of(user_id) != self.server_name:
-            raise BadRequest("User is not hosted on this homeserver", Codes.INVALID_PARAM)
 
     # --- used ----------------------------------------------------------------------------------
     async def resolve_remote_alias(self, room_alias: str) -> dict[str, Any]:

@@ -8,14 +8,16 @@ time, and each gets an entry in the answer — ``{}`` or ``{"error": …}``; a r
 fails the transaction. The answer is stored, so a retry of the same ``(origin, txnId)`` (after a
 lost response, or a restart) gets the same answer without the PDUs being handled again.
 
-EDUs are accepted and ignored for now (typing, receipts, presence, device lists, to-device).
+EDUs are handed, after the PDUs, to ``edu_handler`` (set by the app: the end-to-end encryption
+EDUs, :mod:`e2e_edus`); it skips what it does not know (typing, receipts, presence) and never
+fails the transaction for one bad EDU.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.errors import BadRequest, Codes, Forbidden
@@ -65,6 +67,8 @@ class TransactionHandler:
         self.received = received
         self.clock_ms = clock_ms
         self.metrics = metrics
+        #: the transaction's EDUs go here after its PDUs: ``(origin, edus)``.
+        self.edu_handler: Callable[[str, list[Any]], Awaitable[None]] | None = None
         #: transactions being handled, so a retry arriving meanwhile waits for the same answer.
         self._in_flight: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
         self._last_prune_ms = 0
@@ -85,6 +89,8 @@ class TransactionHandler:
             self.metrics.transaction_received(len(pdus), len(edus))
         try:
             response = {"pdus": await self._handle_pdus(origin, pdus)}
+            if edus and self.edu_handler is not None:
+                await self.edu_handler(origin, edus)
             now = self.clock_ms()
             await self.store.federation_inbound.store_transaction_response(
                 origin, txn_id, response, now
@@ -180,3 +186,6 @@ class TransactionHandler:
             return
         self._last_prune_ms = now
         await self.store.federation_inbound.prune_transactions(now - TRANSACTION_RETENTION_MS)
+        # The IDs that keep resent to-device messages (and retried /sendToDevice requests)
+        # from being delivered twice only need to outlive the retries, like the answers.
+        await self.store.device_inbox.prune(now - TRANSACTION_RETENTION_MS)

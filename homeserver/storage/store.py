@@ -8,7 +8,11 @@ from homeserver.storage.admin_rooms import AdminRoomsStore
 from homeserver.storage.admin_users import AdminUsersStore
 from homeserver.storage.aliases import AliasesStore
 from homeserver.storage.database import Database
+from homeserver.storage.device_inbox import DeviceInboxStore
+from homeserver.storage.device_list_sharing import DeviceListSharingStore
+from homeserver.storage.device_lists import DeviceListsStore
 from homeserver.storage.directory import DirectoryStore
+from homeserver.storage.e2e_keys import E2EKeysStore
 from homeserver.storage.events import EventsStore
 from homeserver.storage.federation_inbound import FederationInboundStore
 from homeserver.storage.filters import FiltersStore
@@ -19,6 +23,7 @@ from homeserver.storage.persist import EventPersister
 from homeserver.storage.profiles import ProfilesStore
 from homeserver.storage.push_rules import PushRulesStore
 from homeserver.storage.receipts import ReceiptsStore
+from homeserver.storage.remote_device_lists import RemoteDeviceListsStore
 from homeserver.storage.room_deletions import RoomDeletionsStore
 from homeserver.storage.room_purge import RoomPurgeStore
 from homeserver.storage.room_use import RoomUseStore
@@ -61,6 +66,12 @@ class Store:
         self.room_use = RoomUseStore(db)
         self.out_of_band = OutOfBandStore(db)
         self.federation_inbound = FederationInboundStore(db)
+        # End-to-end encryption: keys, device lists, to-device messages.
+        self.e2e_keys = E2EKeysStore(db)
+        self.device_lists = DeviceListsStore(db)
+        self.device_inbox = DeviceInboxStore(db)
+        self.remote_device_lists = RemoteDeviceListsStore(db)
+        self.device_list_sharing = DeviceListSharingStore(db)
         # The admin API (/_synapse/admin).
         self.admin_rooms = AdminRoomsStore(db, self.events)
         self.admin_users = AdminUsersStore(db)

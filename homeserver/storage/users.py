@@ -237,17 +237,25 @@ class UsersStore:
     ) -> None:
         """Remove every device of the user but ``except_device_id``, with their access tokens
         (tokens without a device included), in one transaction."""
-        keep = except_device_id or ""
         async with self.db.transaction("delete_devices_for_user") as txn:
-            await txn.execute(
-                "DELETE FROM access_tokens WHERE user_id = ?"
-                " AND (device_id IS NULL OR device_id <> ?)",
-                user_id,
-                keep,
-            )
-            await txn.execute(
-                "DELETE FROM devices WHERE user_id = ? AND device_id <> ?", user_id, keep
-            )
+            await self.delete_devices_for_user_txn(txn, user_id, except_device_id=except_device_id)
+
+    async def delete_devices_for_user_txn(
+        self, txn: Transaction, user_id: str, *, except_device_id: str | None = None
+    ) -> list[str]:
+        """:meth:`delete_devices_for_user` inside the caller's transaction (which also removes
+        the devices' keys); returns the IDs of the devices removed."""
+        keep = except_device_id or ""
+        rows = await txn.fetchall(
+            "SELECT device_id FROM devices WHERE user_id = ? AND device_id <> ?", user_id, keep
+        )
+        await txn.execute(
+            "DELETE FROM access_tokens WHERE user_id = ? AND (device_id IS NULL OR device_id <> ?)",
+            user_id,
+            keep,
+        )
+        await txn.execute("DELETE FROM devices WHERE user_id = ? AND device_id <> ?", user_id, keep)
+        return sorted(r[0] for r in rows)
 
     async def get_devices(self, user_id: str) -> list[DeviceRecord]:
         rows = await self.db.fetchall(
@@ -260,10 +268,15 @@ class UsersStore:
     async def delete_device(self, user_id: str, device_id: str) -> bool:
         """Remove a device and log it out."""
         async with self.db.transaction("delete_device") as txn:
-            await txn.execute(
-                "DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?", user_id, device_id
-            )
-            changed = await txn.execute(
-                "DELETE FROM devices WHERE user_id = ? AND device_id = ?", user_id, device_id
-            )
+            return await self.delete_device_txn(txn, user_id, device_id)
+
+    async def delete_device_txn(self, txn: Transaction, user_id: str, device_id: str) -> bool:
+        """Remove a device and log it out, inside the caller's transaction (which also removes
+        the device's keys)."""
+        await txn.execute(
+            "DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?", user_id, device_id
+        )
+        changed = await txn.execute(
+            "DELETE FROM devices WHERE user_id = ? AND device_id = ?", user_id, device_id
+        )
         return changed == 1

@@ -14,13 +14,17 @@ Room sections:
   stripped state.
 * ``leave`` — rooms left (or banned from) since the token; on an initial sync only with the
   filter's ``include_leave``. Someone who never joined sees only their leave event.
+
+The end-to-end encryption sections (``to_device``, ``device_lists``, key counts) come from
+:mod:`homeserver.sync.e2e_sections`; a sync acknowledges the to-device messages its ``since``
+is past before anything else.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from homeserver.events.event import Event
@@ -29,6 +33,7 @@ from homeserver.storage import Store
 from homeserver.storage.account_data import AccountDataChanges
 from homeserver.storage.receipts import Receipt
 from homeserver.storage.sync import MembershipChange
+from homeserver.sync.e2e_sections import acknowledge_to_device, e2e_sections
 from homeserver.sync.filters import SyncFilter
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.out_of_band import out_of_band_invites, out_of_band_leaves
@@ -68,6 +73,7 @@ class SyncService:
 
     async def sync(self, request: SyncRequest) -> dict[str, Any]:
         deadline = time.monotonic() + min(max(request.timeout_ms, 0), MAX_TIMEOUT_MS) / 1000
+        await acknowledge_to_device(self.store, request.user_id, request.device_id, request.since)
         while True:
             generation = self.notifier.generation
             response, empty = await self._compute(request)
@@ -84,6 +90,8 @@ class SyncService:
             events=await self.store.events.get_max_stream_ordering(),
             account_data=await self.store.account_data.get_position(),
             receipts=await self.store.receipts.get_position(),
+            to_device=await self.store.device_inbox.get_position(),
+            device_lists=await self.store.device_lists.get_position(),
         )
 
     async def _compute(self, request: SyncRequest) -> tuple[dict[str, Any], bool]:
@@ -125,16 +133,15 @@ class SyncService:
             if room_id not in join:
                 leave.setdefault(room_id, section)
         global_events = await self._global_account_data(ctx, account_data)
+        e2e = await e2e_sections(self.store, ctx.user_id, request.device_id, since, now)
         response = {
-            "next_batch": str(now),
+            "next_batch": str(replace(now, to_device=e2e.to_device_upto)),
             "rooms": {"join": join, "invite": invite, "leave": leave, "knock": {}},
             "account_data": {"events": global_events},
             "presence": {"events": []},
-            "to_device": {"events": []},
-            "device_lists": {"changed": [], "left": []},
-            "device_one_time_keys_count": {},
         }
-        empty = not (join or invite or leave or global_events)
+        e2e.apply(response)
+        empty = not (join or invite or leave or global_events or e2e.has_news)
         return response, empty
 
     # --- global account data -----------------------------------------------------------

@@ -1,15 +1,16 @@
 """Stream tokens: positions in the server's streams, opaque to clients.
 
-``s{events}_{account_data}_{receipts}``: ``events`` is a stream ordering (every persisted
-event has one), the others are counters of their own streams. A token that only carries the
-events position (``s42``) is accepted too; /messages pagination tokens are the same shape, so a
-sync ``prev_batch`` can be handed straight to /messages. ``sP`` means "just after the event at
+``s{events}_{account_data}_{receipts}_{to_device}_{device_lists}``: ``events`` is a stream
+ordering (every persisted event has one), the others are counters of their own streams. Shorter
+tokens (``s42``, ``s42_3_7`` from before to-device and device lists existed) are accepted too,
+their missing parts being 0; /messages pagination tokens are the same shape, so a sync
+``prev_batch`` can be handed straight to /messages. ``sP`` means "just after the event at
 position P": /messages backwards from it returns events at positions <= P.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 from homeserver.errors import BadRequest, Codes
 
@@ -22,9 +23,16 @@ class StreamToken:
     events: int = 0
     account_data: int = 0
     receipts: int = 0
+    #: to-device messages (device_inbox) delivered up to here.
+    to_device: int = 0
+    #: device-list changes (device_list_changes) reported up to here.
+    device_lists: int = 0
 
     def __str__(self) -> str:
-        return f"s{self.events}_{self.account_data}_{self.receipts}"
+        return (
+            f"s{self.events}_{self.account_data}_{self.receipts}"
+            f"_{self.to_device}_{self.device_lists}"
+        )
 
     def with_events(self, events: int) -> StreamToken:
         return replace(self, events=events)
@@ -37,6 +45,8 @@ class StreamToken:
             parts = [int(p) for p in text[1:].split("_")]
         except ValueError:
             raise BadRequest(f"Invalid {param} token", Codes.INVALID_PARAM) from None
-        if not 1 <= len(parts) <= 3 or any(not 0 <= p <= MAX_POSITION for p in parts):
+        if not 1 <= len(parts) <= len(fields(StreamToken)) or any(
+            not 0 <= p <= MAX_POSITION for p in parts
+        ):
             raise BadRequest(f"Invalid {param} token", Codes.INVALID_PARAM)
         return StreamToken(*parts)

@@ -1,6 +1,6 @@
-"""Federation queries served (query/directory, query/profile, user/devices, user/keys/query) and
-used by the client API (GET /directory/room/{remote alias}, GET /profile/{remote user}); both
-engines."""
+"""Federation queries served (query/directory, query/profile; the end-to-end key endpoints are
+tested in test_e2e_serving.py) and used by the client API (GET /directory/room/{remote alias},
+GET /profile/{remote user}); both engines."""
 
 from __future__ import annotations
 
@@ -60,24 +60,6 @@ async def test_query_profile(server: TestServer) -> None:
     assert (status, body["errcode"]) == (400, "M_MISSING_PARAM")
     status, body = await signed_request(server, remote, "GET", f"{V1}/query/whatever")
     assert (status, body["errcode"]) == (404, "M_UNRECOGNIZED")
-
-
-async def test_device_answers_are_empty(server: TestServer) -> None:
-    hs = server.hs
-    alice = await server.register("alice")
-    remote = Remote()
-    await remote.seed_key(hs)
-    path = f"{V1}/user/devices/{q(alice.user_id)}"
-    status, body = await signed_request(server, remote, "GET", path)
-    assert (status, body) == (200, {"user_id": alice.user_id, "stream_id": 0, "devices": []})
-    path = f"{V1}/user/devices/{q('@x:elsewhere.example')}"
-    status, body = await signed_request(server, remote, "GET", path)
-    assert (status, body["errcode"]) == (400, "M_INVALID_PARAM")
-    query = {"device_keys": {alice.user_id: [], "@x:elsewhere.example": []}}
-    status, body = await signed_request(server, remote, "POST", f"{V1}/user/keys/query", query)
-    assert (status, body) == (200, {"device_keys": {alice.user_id: {}}})
-    status, body = await signed_request(server, remote, "POST", f"{V1}/user/keys/query", {})
-    assert (status, body["errcode"]) == (400, "M_BAD_JSON")
 
 
 async def test_client_asks_remote_alias_and_profile(

@@ -1,5 +1,6 @@
 """Federation queries: ``v1/query/directory``, ``v1/query/profile`` (any other query type is
-404 ``M_UNRECOGNIZED``), ``v1/user/devices/{userId}`` and ``v1/user/keys/query``."""
+404 ``M_UNRECOGNIZED``), and end-to-end keys: ``v1/user/devices/{userId}``,
+``v1/user/keys/query`` and ``v1/user/keys/claim``."""
 
 from __future__ import annotations
 
@@ -34,14 +35,20 @@ async def query_unknown(request: web.Request) -> web.Response:
 
 async def user_devices(request: web.Request) -> web.Response:
     await authenticate_request(request)
-    body = await request.app[HS].federation_queries.user_devices(request.match_info["user_id"])
+    body = await request.app[HS].federation_queries.e2e.user_devices(request.match_info["user_id"])
     return json_response(body)
 
 
 async def user_keys_query(request: web.Request) -> web.Response:
     await authenticate_request(request)
     body = await read_json_object(request)
-    return json_response(await request.app[HS].federation_queries.user_keys(body))
+    return json_response(await request.app[HS].federation_queries.e2e.query_keys(body))
+
+
+async def user_keys_claim(request: web.Request) -> web.Response:
+    await authenticate_request(request)
+    body = await read_json_object(request)
+    return json_response(await request.app[HS].federation_queries.e2e.claim_keys(body))
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
@@ -51,3 +58,4 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_route("GET", V1 + "/query/{query_type}", query_unknown)
     router.add_route("GET", V1 + "/user/devices/{user_id}", user_devices)
     router.add_route("POST", V1 + "/user/keys/query", user_keys_query)
+    router.add_route("POST", V1 + "/user/keys/claim", user_keys_claim)

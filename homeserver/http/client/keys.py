@@ -1,0 +1,71 @@
+"""``/keys/upload``, ``/keys/query``, ``/keys/claim``, ``/keys/changes``,
+``/keys/device_signing/upload`` and ``/keys/signatures/upload``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from homeserver.e2e.key_requests import parse_claim, parse_query, parse_timeout_ms
+from homeserver.errors import BadRequest, Codes
+from homeserver.http.appkeys import HS
+from homeserver.http.auth import get_requester
+from homeserver.http.json_body import json_response, read_json, read_json_object
+from homeserver.http.routes import add_client_route
+from homeserver.sync.tokens import StreamToken
+
+
+async def upload_keys(request: web.Request) -> web.Response:
+    requester = await get_requester(request)
+    body = await read_json_object(request)
+    answer = await request.app[HS].e2e_keys.upload(requester.user_id, requester.device_id, body)
+    return json_response(answer)
+
+
+async def query_keys(request: web.Request) -> web.Response:
+    requester = await get_requester(request)
+    body = await read_json_object(request)
+    query, timeout_ms = parse_query(body), parse_timeout_ms(body)
+    return json_response(await request.app[HS].e2e_keys.query(requester.user_id, query, timeout_ms))
+
+
+async def claim_keys(request: web.Request) -> web.Response:
+    await get_requester(request)
+    body = await read_json_object(request)
+    query, timeout_ms = parse_claim(body), parse_timeout_ms(body)
+    return json_response(await request.app[HS].e2e_keys.claim(query, timeout_ms))
+
+
+async def key_changes(request: web.Request) -> web.Response:
+    requester = await get_requester(request)
+    since = request.query.get("from")
+    if since is None:
+        raise BadRequest("Missing from parameter", Codes.MISSING_PARAM)
+    upto = request.query.get("to")
+    answer = await request.app[HS].e2e_keys.changes(
+        requester.user_id,
+        StreamToken.parse(since, param="from"),
+        None if upto is None else StreamToken.parse(upto, param="to"),
+    )
+    return json_response(answer)
+
+
+async def upload_cross_signing_keys(request: web.Request) -> web.Response:
+    requester = await get_requester(request)
+    body = await read_json_object(request)
+    await request.app[HS].e2e_keys.upload_cross_signing_keys(requester.user_id, body)
+    return json_response({})
+
+
+async def upload_signatures(request: web.Request) -> web.Response:
+    requester = await get_requester(request)
+    body = await read_json(request)
+    return json_response(await request.app[HS].e2e_keys.upload_signatures(requester.user_id, body))
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    add_client_route(router, "POST", "/keys/upload", upload_keys)
+    add_client_route(router, "POST", "/keys/query", query_keys)
+    add_client_route(router, "POST", "/keys/claim", claim_keys)
+    add_client_route(router, "GET", "/keys/changes", key_changes)
+    add_client_route(router, "POST", "/keys/device_signing/upload", upload_cross_signing_keys)
+    add_client_route(router, "POST", "/keys/signatures/upload", upload_signatures)

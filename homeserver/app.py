@@ -46,6 +46,7 @@ from homeserver.federation.joins import ResidentMembership
 from homeserver.federation.keyring import Keyring
 from homeserver.federation.queries import FederationQueries
 from homeserver.federation.received import ReceivedEvents
+from homeserver.federation.remote_device_cache import RemoteDeviceListCache
 from homeserver.federation.remote_keys import RemoteKeys
 from homeserver.federation.remote_membership import RemoteMembership
 from homeserver.federation.remote_upgrades import RemoteUpgrades
@@ -260,6 +261,10 @@ class Homeserver:
             clock_ms=clock,
         )
         self.federation_transactions.edu_handler = self.e2e_edus.on_edus
+        # Remote users' keys from their cached device lists while those are complete (H9).
+        self.remote_keys.device_lists = RemoteDeviceListCache(
+            store=store, resync=self.e2e_edus.resync_now
+        )
         # End-to-end keys of clients: /keys/* (H2); remote users through self.remote_keys.
         self.e2e_keys = E2EKeysService(
             store,

@@ -41,8 +41,12 @@ def parse_query(body: dict[str, Any]) -> dict[str, list[str]]:
     for user_id, device_ids in device_keys.items():
         if not isinstance(device_ids, list) or not all(isinstance(d, str) for d in device_ids):
             raise BadRequest("device_keys values must be lists of strings", Codes.BAD_JSON)
-        if is_queryable_user(user_id):
-            query[user_id] = [d for d in dict.fromkeys(device_ids) if _is_clean(d)]
+        if not is_queryable_user(user_id):
+            continue
+        wanted = [d for d in dict.fromkeys(device_ids) if _is_clean(d)]
+        if device_ids and not wanted:
+            continue  # only devices that cannot exist: not "every device"
+        query[user_id] = wanted
     return query
 
 

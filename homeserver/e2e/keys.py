@@ -42,6 +42,7 @@ from homeserver.e2e.key_validation import (
     same_one_time_key,
 )
 from homeserver.errors import BadRequest, Codes, MatrixError, NotFound
+from homeserver.federation.client import FederationError
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
 from homeserver.storage.e2e_keys import Signature
@@ -81,12 +82,15 @@ class RemoteKeysApi(Protocol):
 
 
 def failure_json(error: Exception) -> dict[str, Any]:
-    """A ``failures`` entry: a Matrix error as it is, anything else as an unreachable server."""
+    """A ``failures`` entry: a Matrix error as it is, a federation failure with its reason,
+    anything else (our own fault) without details, which stay in the log."""
     if isinstance(error, MatrixError):
         return {"status": error.status, "errcode": error.errcode, "message": error.message}
     if isinstance(error, TimeoutError):
         return {"status": 503, "message": "Timed out"}
-    return {"status": 503, "message": str(error) or type(error).__name__}
+    if isinstance(error, FederationError):
+        return {"status": 503, "message": str(error) or type(error).__name__}
+    return {"status": 503, "message": "Internal error"}
 
 
 class _DeviceLocks:
@@ -251,10 +255,12 @@ class E2EKeysService:
             lambda remote, server, asked: remote.query(server, asked, timeout_ms / 1000),
             result["failures"],
         )
-        for answer in answers.values():
+        for server, answer in answers.items():
             for field in ("device_keys", "master_keys", "self_signing_keys"):
                 if isinstance(answer.get(field), dict):
                     result[field].update(answer[field])
+            if isinstance(answer.get("failure"), dict):  # part answered from cached lists
+                result["failures"][server] = answer["failure"]
         await self._merge_cross_signing_signatures(requester, result)
         return result
 
@@ -317,7 +323,10 @@ class E2EKeysService:
             if isinstance(outcome, BaseException):
                 if not isinstance(outcome, Exception):
                     raise outcome  # cancellation and the like are not a server's failure
-                logger.info("key request to %s failed: %s", server, outcome)
+                if isinstance(outcome, FederationError | TimeoutError):
+                    logger.info("key request to %s failed: %s", server, outcome)
+                else:
+                    logger.error("key request to %s failed", server, exc_info=outcome)
                 failures[server] = failure_json(outcome)
             elif isinstance(outcome, dict):
                 answers[server] = outcome

@@ -31,6 +31,8 @@ MAX_MESSAGE_BYTES = 65536
 #: server may not fit one federation request comfortably).
 SOFT_MAX_EDU_BYTES = 65536
 ALL_DEVICES = "*"
+#: Longest transaction ID (as for room events): PostgreSQL cannot index a key of kilobytes.
+MAX_TXN_ID_LENGTH = 255
 DIRECT_TO_DEVICE_EDU = "m.direct_to_device"
 
 #: recipient user → device ID (or "*") → message content
@@ -97,6 +99,8 @@ class ToDeviceService:
     async def send(self, request: ToDeviceSend) -> None:
         if not request.event_type:
             raise BadRequest("The event type must not be empty", Codes.INVALID_PARAM)
+        if len(request.txn_id) > MAX_TXN_ID_LENGTH:
+            raise BadRequest("The transaction ID is too long", Codes.INVALID_PARAM)
         local: Messages = {}
         remote: dict[str, Messages] = {}
         for user_id, by_device in request.messages.items():

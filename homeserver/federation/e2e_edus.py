@@ -31,6 +31,7 @@ from homeserver.federation.client import FederationError
 from homeserver.federation.remote_keys import RemoteKeys, device_entry, valid_cross_signing_key
 from homeserver.storage import Store
 from homeserver.storage.errors import DatabaseUnavailable
+from homeserver.storage.remote_device_lists import RemoteDeviceList
 from homeserver.sync.notifier import Notifier
 from homeserver.types import domain_of, user_id_error
 
@@ -38,6 +39,9 @@ logger = logging.getLogger(__name__)
 
 #: How long a background resync waits for the remote server's ``user/devices`` answer.
 RESYNC_TIMEOUT_SECONDS = 30.0
+#: Longest device or message ID accepted from another server (real ones are a few characters).
+MAX_ID_LENGTH = 255
+MAX_STREAM_ID = 2**63 - 1
 SIGNING_KEY_FIELDS = {"master_key": "master", "self_signing_key": "self_signing"}
 
 EduHandler = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -57,14 +61,21 @@ def _user_of(value: Any, server: str, what: str) -> str:
 
 
 def _stream_id(value: Any, what: str) -> int:
-    # Synapse sends integers; accept their decimal strings too (older senders).
-    if isinstance(value, bool):
-        raise MalformedEdu(f"{what} is not an integer")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    raise MalformedEdu(f"{what} is not an integer")
+    # Synapse sends integers; accept their decimal strings too (older senders). ASCII digits
+    # only: "²".isdigit() is true but int("²") fails. Within BIGINT, where it is stored.
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_STREAM_ID:
+        raise MalformedEdu(f"{what} is not a stream position")
+    return value
+
+
+def _identifier(value: Any, what: str) -> str:
+    """``value`` as a device or message ID both databases can store and index: PostgreSQL
+    text cannot hold NUL, and its b-tree keys are limited to about 2.7 kB."""
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH or "\x00" in value:
+        raise MalformedEdu(f"{what} is missing or not a usable ID")
+    return value
 
 
 class E2EEdus:
@@ -124,12 +135,10 @@ class E2EEdus:
     async def on_direct_to_device(self, origin: str, content: dict[str, Any]) -> None:
         sender = _user_of(content.get("sender"), origin, "sender")
         message_type = content.get("type")
-        message_id = content.get("message_id")
+        message_id = _identifier(content.get("message_id"), "message_id")
         by_user = content.get("messages")
         if not isinstance(message_type, str) or not message_type:
             raise MalformedEdu("type is missing")
-        if not isinstance(message_id, str) or not message_id:
-            raise MalformedEdu("message_id is missing")
         if not isinstance(by_user, dict):
             raise MalformedEdu("messages is not an object")
         deliveries: dict[tuple[str, str], dict[str, Any]] = {}
@@ -163,9 +172,7 @@ class E2EEdus:
     # --- m.device_list_update -----------------------------------------------------------------
     async def on_device_list_update(self, origin: str, content: dict[str, Any]) -> None:
         user_id = _user_of(content.get("user_id"), origin, "user_id")
-        device_id = content.get("device_id")
-        if not isinstance(device_id, str) or not device_id:
-            raise MalformedEdu("device_id is missing")
+        device_id = _identifier(content.get("device_id"), "device_id")
         stream_id = _stream_id(content.get("stream_id"), "stream_id")
         prev_ids_value = content.get("prev_id", [])
         if not isinstance(prev_ids_value, list):
@@ -220,15 +227,20 @@ class E2EEdus:
         """Fetch the remote user's whole device list and store it; False if the server did not
         answer usefully or an update arrived meanwhile (the list stays stale: a resync for that
         update is already scheduled)."""
-        seen_updates = self._update_counts.get(user_id, 0)
         try:
-            answer = await self.remote_keys.user_devices(user_id, RESYNC_TIMEOUT_SECONDS)
+            return await self.resync_now(user_id, RESYNC_TIMEOUT_SECONDS) is not None
         except FederationError as e:
             logger.info("device list resync of %s failed: %s", user_id, e)
             return False
+
+    async def resync_now(self, user_id: str, timeout_s: float) -> RemoteDeviceList | None:
+        """:meth:`resync` for a key query waiting on it: the list as stored, None when an
+        update arrived meanwhile; FederationError when the server fails."""
+        seen_updates = self._update_counts.get(user_id, 0)
+        answer = await self.remote_keys.user_devices(user_id, timeout_s)
         async with self._lock(user_id):
             if self._update_counts.get(user_id, 0) != seen_updates:
-                return False
+                return None
             before = await self.store.remote_device_lists.get(user_id)
             await self.store.remote_device_lists.replace(
                 user_id, answer["stream_id"], answer["devices"], answer["cross_signing"]
@@ -245,7 +257,7 @@ class E2EEdus:
                 async with self.store.db.transaction("remote_device_list_resynced") as txn:
                     await self.store.device_lists.add_change_txn(txn, user_id, changed)
                 self.notifier.notify(user_ids=[user_id])
-        return True
+        return RemoteDeviceList(user_id, answer["stream_id"], False, dict(after))
 
     def _schedule_resync(self, user_id: str) -> None:
         if user_id in self._resyncs:

@@ -49,6 +49,12 @@ def merge_signatures(
     key["signatures"] = merged
 
 
+def _check_no_nul(values: list[str]) -> None:
+    # PostgreSQL cannot even look up a text holding NUL: refuse it on both engines alike.
+    if any("\x00" in value for value in values):
+        raise BadRequest("Device IDs and algorithms must not contain NUL", Codes.INVALID_PARAM)
+
+
 class E2EQueries:
     """The answers to the three federation endpoints, for our users."""
 
@@ -69,6 +75,7 @@ class E2EQueries:
                 device_ids = []
             if not isinstance(device_ids, list) or not all(isinstance(d, str) for d in device_ids):
                 raise BadRequest(f"Devices of {user_id} must be a list of strings", Codes.BAD_JSON)
+            _check_no_nul(device_ids)
             query[user_id] = device_ids
         found = await self.store.e2e_keys.get_device_keys(query)
         device_keys: dict[str, dict[str, Any]] = {user_id: {} for user_id in query}
@@ -95,6 +102,7 @@ class E2EQueries:
                 raise BadRequest(
                     f"Devices of {user_id} must map device IDs to algorithms", Codes.BAD_JSON
                 )
+            _check_no_nul([*devices, *devices.values()])
             if devices:
                 query[user_id] = dict(devices)
         claimed = await self.store.e2e_keys.claim_one_time_keys(query) if query else {}

@@ -7,11 +7,9 @@ we asked about are kept, and a device's keys must name that user and that device
 not be able to hand out keys in another server's name, nor swap one device's keys for
 another's). Signatures are left for the clients to verify, as the spec intends.
 
-Queries always go to the remote server, even for users whose device list we track
-(``store.remote_device_lists``): the cache is only known to be complete while a local user
-shares a room with the remote user, and nothing tells us about the updates we missed between
-leaving and re-joining a room with them. Correct answers first; a cached answer needs that
-membership hook.
+Key queries are answered from the device lists we track (``store.remote_device_lists``) when
+they are known to be complete — see remote_device_cache.py — and the rest is asked of the
+server; both parts make one answer.
 """
 
 from __future__ import annotations
@@ -20,10 +18,26 @@ import logging
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from homeserver.federation.client import FederationClient, FederationUnreachable, fed_path
+from homeserver.federation.client import (
+    FederationClient,
+    FederationError,
+    FederationUnreachable,
+    fed_path,
+)
+from homeserver.federation.remote_device_cache import RemoteDeviceListCache
 from homeserver.types import domain_of, user_id_error
 
 logger = logging.getLogger(__name__)
+
+#: A stream_id must fit the BIGINT columns it is kept in.
+MAX_STREAM_ID = 2**63 - 1
+#: Device IDs longer than this cannot be indexed by PostgreSQL reliably; none are that long.
+MAX_DEVICE_ID_LENGTH = 255
+
+
+def _storable_id(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_DEVICE_ID_LENGTH and "\x00" not in value
+
 
 V1 = "/_matrix/federation/v1"
 CROSS_SIGNING_FIELDS = {"master_keys": "master", "self_signing_keys": "self_signing"}
@@ -68,18 +82,49 @@ def _object(answer: Any, server: str, what: str) -> dict[str, Any]:
 class RemoteKeys:
     """Outbound key queries (``hs.remote_keys``); failures raise FederationError subclasses."""
 
-    def __init__(self, *, client: FederationClient) -> None:
+    def __init__(
+        self, *, client: FederationClient, device_lists: RemoteDeviceListCache | None = None
+    ) -> None:
         self.client = client
+        #: answers from cached device lists; None: every query goes to the server.
+        self.device_lists = device_lists
 
     async def query(
         self, server: str, device_keys: Mapping[str, Collection[str]], timeout_s: float
     ) -> dict[str, Any]:
         """``{device_keys, master_keys, self_signing_keys}`` of ``server``'s users in
-        ``device_keys`` (user → devices, empty = all), as that server answers them."""
+        ``device_keys`` (user → devices, empty = all): from their cached device lists where
+        those are complete, the others as that server answers them. When the cache answered
+        some users but the server could not be asked about the rest, the answer also has
+        ``failure`` ({"status", "message"}) instead of raising."""
         asked = {u: list(d) for u, d in device_keys.items() if _is_user_of(u, server)}
-        result: dict[str, Any] = {"device_keys": {}, "master_keys": {}, "self_signing_keys": {}}
         if not asked:
+            return {"device_keys": {}, "master_keys": {}, "self_signing_keys": {}}
+        if self.device_lists is None:
+            return await self._query_server(server, asked, timeout_s)
+        cached = await self.device_lists.answer(asked, timeout_s)
+        result = cached.answer
+        if not cached.remaining:
             return result
+        try:
+            if cached.unreachable is not None:
+                raise cached.unreachable
+            answer = await self._query_server(server, cached.remaining, timeout_s)
+        except FederationError as e:
+            if not result["device_keys"]:
+                raise
+            logger.info("keys of %d users of %s not answered: %s", len(cached.remaining), server, e)
+            result["failure"] = {"status": 503, "message": str(e) or type(e).__name__}
+            return result
+        for field in ("device_keys", "master_keys", "self_signing_keys"):
+            result[field].update(answer[field])
+        return result
+
+    async def _query_server(
+        self, server: str, asked: dict[str, list[str]], timeout_s: float
+    ) -> dict[str, Any]:
+        """``POST user/keys/query`` for ``asked`` (``server``'s users), answer checked."""
+        result: dict[str, Any] = {"device_keys": {}, "master_keys": {}, "self_signing_keys": {}}
         answer = _object(
             await self.client.post_json(
                 server, V1 + "/user/keys/query", {"device_keys": asked}, timeout=timeout_s
@@ -164,14 +209,19 @@ class RemoteKeys:
             "user/devices",
         )
         stream_id = answer.get("stream_id")
-        if answer.get("user_id") != user_id or not isinstance(stream_id, int):
+        if (
+            answer.get("user_id") != user_id
+            or isinstance(stream_id, bool)
+            or not isinstance(stream_id, int)
+            or not 0 <= stream_id <= MAX_STREAM_ID
+        ):
             raise FederationUnreachable(f"{server} answered user/devices for {user_id} wrongly")
         devices: dict[str, dict[str, Any]] = {}
         listed = answer.get("devices")
         for entry in listed if isinstance(listed, list) else []:
             device_id = entry.get("device_id") if isinstance(entry, dict) else None
-            if not isinstance(device_id, str):
-                continue
+            if not _storable_id(device_id):
+                continue  # nothing we could store or look up again
             devices[device_id] = device_entry(user_id, device_id, entry)
         cross_signing: dict[str, dict[str, Any]] = {}
         for field, usage in (("master_key", "master"), ("self_signing_key", "self_signing")):

@@ -35,6 +35,10 @@ from dataclasses import dataclass
 from homeserver.crypto.canonical_json import canonical_json_text, parse_json
 from homeserver.events.event import Event
 from homeserver.storage.database import Database, Transaction, placeholders
+from homeserver.storage.device_list_invalidation import (
+    joins_before_current_state_update_txn,
+    mark_remote_device_lists_stale_on_new_sharing_txn,
+)
 from homeserver.storage.errors import UnknownRoomError
 from homeserver.storage.events import EventsStore
 from homeserver.storage.rooms import NewRoom, RoomsStore
@@ -408,6 +412,18 @@ class EventPersister:
             )
         added = {key: event_id for key, event_id in delta.items() if event_id is not None}
         memberships = await self._memberships(txn, added, fresh)
+        # Joins that make a remote user start sharing a room with a local user make that
+        # user's cached device list stale (their server told us nothing while none did).
+        joins = await joins_before_current_state_update_txn(
+            txn,
+            room_id,
+            [
+                sk
+                for (t, sk), eid in added.items()
+                if t == "m.room.member" and memberships.get(eid) == "join"
+            ],
+            new_room=new_room,
+        )
         await txn.executemany(
             "INSERT INTO current_state_events (room_id, type, state_key, event_id, membership)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_id, type, state_key) DO UPDATE"
@@ -417,6 +433,7 @@ class EventPersister:
         await txn.execute(
             "UPDATE rooms SET current_state_group = ? WHERE room_id = ?", target, room_id
         )
+        await mark_remote_device_lists_stale_on_new_sharing_txn(txn, joins)
 
     @staticmethod
     def _delta_along_batch(

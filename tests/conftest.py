@@ -18,6 +18,7 @@ test — CI relies on this, so never turn it into a skip here.
 
 from __future__ import annotations
 
+import gc
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -115,6 +116,18 @@ async def database(open_test_database: OpenTestDatabase) -> Database:
 @pytest.fixture
 def store(database: Database) -> Store:
     return Store(database)
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """At the end of each module, move what is still alive out of the garbage collector's view.
+
+    What outlives a module (imported code, hypothesis' and the stores' caches, objects kept by
+    references we do not control) would otherwise be rescanned by every full collection for the
+    rest of the session: late modules ran up to 20 times slower than alone (a pure hypothesis
+    state machine: 4.6 s alone, 91 s at the end of the suite)."""
+    if nextitem is None or nextitem.module is not getattr(item, "module", None):
+        gc.collect()
+        gc.freeze()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

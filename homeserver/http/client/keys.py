@@ -52,14 +52,14 @@ async def key_changes(request: web.Request) -> web.Response:
 async def upload_cross_signing_keys(request: web.Request) -> web.Response:
     requester = await get_requester(request)
     body = await read_json_object(request)
-    await request.app[HS].e2e_keys.upload_cross_signing_keys(requester.user_id, body)
+    await request.app[HS].e2e_keys.cross_signing.upload(requester.user_id, body)
     return json_response({})
 
 
 async def upload_signatures(request: web.Request) -> web.Response:
     requester = await get_requester(request)
     body = await read_json(request)
-    return json_response(await request.app[HS].e2e_keys.upload_signatures(requester.user_id, body))
+    return json_response(await request.app[HS].e2e_keys.signatures.upload(requester.user_id, body))
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

@@ -106,7 +106,11 @@ class PureLifecycle(RuleBasedStateMachine):
 
 
 TestPureLifecycle = PureLifecycle.TestCase
-TestPureLifecycle.settings = settings(max_examples=settings.default.max_examples * 2)
+# Three statuses and three actors: 20 steps reach every transition from every status many times
+# over in 200 runs (longer runs only repeat them, and cost a minute at the end of the suite).
+TestPureLifecycle.settings = settings(
+    max_examples=settings.default.max_examples * 2, stateful_step_count=20
+)
 
 
 # ----------------------------------------------------------------------------- the store machine

@@ -391,7 +391,7 @@ def test_store_transitions_under_racing_actors(harness: Harness, db_engine: str)
     examples = settings.default.max_examples
     run_state_machine_as_test(
         _store_machine(harness),
-        settings=settings(max_examples=examples, stateful_step_count=50),
+        settings=settings(max_examples=examples, stateful_step_count=30),
     )
     # The machine reached every writer's success and refusal (else it proves little).
     stats = harness.stats

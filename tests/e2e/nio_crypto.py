@@ -12,14 +12,17 @@ a failure says which of the three went wrong.
 from __future__ import annotations
 
 import json
+import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import pytest
 import yaml
 from nio import (
     AsyncClient,
@@ -35,7 +38,10 @@ from nio import (
     SyncResponse,
 )
 
+from tests.federation.interop_peer import OurServer
+
 MEGOLM = "m.megolm.v1.aes-sha2"
+SKIP_POSTGRES = os.environ.get("HOMESERVER_TEST_SKIP_POSTGRES") == "1"
 #: Our server creates every room encrypted (the test's rooms ask for no encryption themselves).
 ENCRYPTION_BY_POLICY: dict[str, Any] = {"encryption_enabled_by_default_for_room_type": "all"}
 #: Long-polls short enough that a waiting loop notices the deadline promptly.
@@ -52,6 +58,22 @@ def add_config(config_path: Path, overrides: dict[str, Any]) -> None:
     config = yaml.safe_load(config_path.read_text())
     config.update(overrides)
     config_path.write_text(yaml.safe_dump(config))
+
+
+@asynccontextmanager
+async def our_server_encrypting_by_policy(directory: Path, engine: str) -> AsyncIterator[OurServer]:
+    """Our homeserver as a real process on ``engine``, encrypting every new room by policy."""
+    if engine == "postgres" and SKIP_POSTGRES:
+        pytest.skip("!!! PostgreSQL tests SKIPPED: HOMESERVER_TEST_SKIP_POSTGRES=1 !!!")
+    server = OurServer(directory, engine)
+    await server.create()
+    assert server.config_path is not None
+    add_config(server.config_path, ENCRYPTION_BY_POLICY)
+    try:
+        server.start()
+        yield server
+    finally:
+        await server.destroy()
 
 
 @dataclass

@@ -26,15 +26,14 @@ import pytest
 
 from tests.e2e.nio_crypto import (
     CS,
-    ENCRYPTION_BY_POLICY,
     MEGOLM,
     EncryptedUser,
     accept_invite,
-    add_config,
     assert_server_saw_only_ciphertext,
     claim_key,
     create_room_by_policy,
     exchange_encrypted,
+    our_server_encrypting_by_policy,
     q,
     room_encryption_state,
     upload_fallback_key,
@@ -50,17 +49,8 @@ WAIT = 60.0
 
 @pytest.fixture(params=ENGINES)
 async def ours(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OurServer]:
-    if request.param == "postgres" and SKIP_POSTGRES:
-        pytest.skip("!!! PostgreSQL tests SKIPPED: HOMESERVER_TEST_SKIP_POSTGRES=1 !!!")
-    server = OurServer(tmp_path / "server", request.param)
-    await server.create()
-    assert server.config_path is not None
-    add_config(server.config_path, ENCRYPTION_BY_POLICY)
-    try:
-        server.start()
+    async with our_server_encrypting_by_policy(tmp_path / "server", request.param) as server:
         yield server
-    finally:
-        await server.destroy()
     assert "Traceback" not in server.log(), server.log_tail(12000)
 
 

@@ -39,14 +39,13 @@ import aiohttp
 import pytest
 
 from tests.e2e.nio_crypto import (
-    ENCRYPTION_BY_POLICY,
     MEGOLM,
     EncryptedUser,
     accept_invite,
-    add_config,
     assert_server_saw_only_ciphertext,
     create_room_by_policy,
     exchange_encrypted,
+    our_server_encrypting_by_policy,
     q,
     raw_get,
     room_encryption_state,
@@ -72,17 +71,8 @@ def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseServer]
 
 @pytest.fixture(params=ENGINES)
 async def ours(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OurServer]:
-    if request.param == "postgres" and SKIP_POSTGRES:
-        pytest.skip("!!! PostgreSQL tests SKIPPED: HOMESERVER_TEST_SKIP_POSTGRES=1 !!!")
-    server = OurServer(tmp_path / "ours", request.param)
-    await server.create()
-    assert server.config_path is not None
-    add_config(server.config_path, ENCRYPTION_BY_POLICY)
-    try:
-        server.start()
+    async with our_server_encrypting_by_policy(tmp_path / "ours", request.param) as server:
         yield server
-    finally:
-        await server.destroy()
 
 
 @asynccontextmanager

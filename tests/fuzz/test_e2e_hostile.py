@@ -62,6 +62,8 @@ from tests.fuzz.test_endpoint_bodies import (
     _describe,
     _send,
     _table_names,
+    assert_no_server_errors,
+    engine_hypothesis_test,
 )
 from tests.harness import FIXED_NOW_MS, SERVER_NAME, TestServer, TestUser
 from tests.to_device.helpers import add_device
@@ -226,25 +228,12 @@ def _engine_tests(endpoint: str, example: Example, weight: float = 1.0) -> dict[
                     await server.hs.e2e_edus.wait_for_resyncs()
                 finally:
                     _tally(endpoint, server).seconds += time.monotonic() - started
-                # An error the server logged (a failure it caught and answered for) is a bug too.
-                logged = [
-                    f"{r.name}: {r.getMessage()}"
-                    for r in caplog.records
-                    if r.levelno >= logging.ERROR and r.name.startswith("homeserver")
-                ]
-                assert not logged, logged
+                assert_no_server_errors(caplog)
 
             return run
 
-        test = make()
         name = f"test_{endpoint}_{engine}"
-        test.__name__ = test.__qualname__ = name
-        test = given(data=st.data())(test)
-        test = settings(max_examples=count)(test)
-        test = pytest.mark.parametrize(
-            "db_engine", [pytest.param(engine, marks=marks)], indirect=True
-        )(test)
-        tests[name] = test
+        tests[name] = engine_hypothesis_test(make(), name, engine, count, marks)
     return tests
 
 

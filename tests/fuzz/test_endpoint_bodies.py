@@ -300,6 +300,29 @@ async def _live(server: TestServer) -> Live:
     return live
 
 
+def assert_no_server_errors(caplog: pytest.LogCaptureFixture) -> None:
+    """An error the server logged (a failure it caught and answered for) is a bug too."""
+    logged = [
+        f"{r.name}: {r.getMessage()}"
+        for r in caplog.records
+        if r.levelno >= logging.ERROR and r.name.startswith("homeserver")
+    ]
+    assert not logged, logged
+
+
+def engine_hypothesis_test(
+    run: Callable[..., Awaitable[None]], name: str, engine: str, count: int, marks: Any
+) -> Any:
+    """``run(server, caplog, data)`` as a hypothesis test named ``name`` of ``count`` examples
+    on one database engine."""
+    run.__name__ = run.__qualname__ = name
+    test = given(data=st.data())(run)
+    test = settings(max_examples=count)(test)
+    return pytest.mark.parametrize("db_engine", [pytest.param(engine, marks=marks)], indirect=True)(
+        test
+    )
+
+
 Example = Callable[[TestServer, st.DataObject], Awaitable[None]]
 
 
@@ -322,25 +345,12 @@ def _engine_tests(endpoint: str, example: Example) -> dict[str, Any]:
                     await example(server, data)
                 finally:
                     tally.seconds += time.monotonic() - started
-                # An error the server logged (a failure it caught and answered for) is a bug too.
-                logged = [
-                    f"{r.name}: {r.getMessage()}"
-                    for r in caplog.records
-                    if r.levelno >= logging.ERROR and r.name.startswith("homeserver")
-                ]
-                assert not logged, logged
+                assert_no_server_errors(caplog)
 
             return run
 
-        test = make()
         name = f"test_{endpoint}_{engine}"
-        test.__name__ = test.__qualname__ = name
-        test = given(data=st.data())(test)
-        test = settings(max_examples=count)(test)
-        test = pytest.mark.parametrize(
-            "db_engine", [pytest.param(engine, marks=marks)], indirect=True
-        )(test)
-        tests[name] = test
+        tests[name] = engine_hypothesis_test(make(), name, engine, count, marks)
     return tests
 
 

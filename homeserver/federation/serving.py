@@ -40,7 +40,7 @@ MAX_BACKFILL_EVENTS = 100
 MAX_MISSING_EVENTS = 20
 
 HISTORY_VISIBILITY_KEY = ("m.room.history_visibility", "")
-#: visibilities that let any server which is or was in the room see the event.
+#: visibilities under which a joined server sees an event whatever its memberships at it.
 _OPEN_VISIBILITIES = frozenset({"world_readable", "shared"})
 
 
@@ -62,8 +62,9 @@ def server_may_see(visibility: str, memberships: Collection[str | None]) -> bool
 def event_visible_to_server(
     visibility: str, memberships: Collection[str | None], *, sender_erased: bool
 ) -> bool:
-    """The whole per-event rule: an event whose (local) sender has been erased is never served
-    in full (Synapse's ``filter_out_erased_senders``), whatever the visibility."""
+    """The whole per-event rule: an event whose sender has been erased (only our own users can
+    be) is never served in full, whatever the visibility (Synapse's ``filter_out_erased_senders``
+    on /event, /backfill and /get_missing_events)."""
     return not sender_erased and server_may_see(visibility, memberships)
 
 
@@ -111,9 +112,10 @@ class FederationEventServer:
     # --- history visibility ----------------------------------------------------------------
     async def hidden_from(self, origin: str, events: Sequence[Event]) -> set[str]:
         """IDs of ``events`` that ``origin`` (already known to be joined to the room) may not
-        see in full. Visibility depends on the state at an event only, so it is decided
-        once per state group: the groups are loaded through the state store (LRU-cached), and
-        the few events a verdict needs are fetched in at most two batches."""
+        see in full. History visibility depends on the state at an event only, so it is worked
+        out once per state group: the groups are loaded through the state store (LRU-cached),
+        and the few events a verdict needs are fetched in at most two batches; then one read
+        of which local senders are erased (none when no event has a local sender)."""
         groups = await self.store.state.get_state_group_for_events(e.event_id for e in events)
         states = await self.store.state.get_state_groups_ids(groups.values())
         visibility_ids = {

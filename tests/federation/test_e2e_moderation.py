@@ -42,9 +42,7 @@ async def _membership_on(peer: Peer, room_id: str, user_id: str, wanted: str) ->
     """Wait (a generous bound, not a timing) until ``peer`` has ``user_id``'s membership."""
     deadline = time.monotonic() + 60
     while True:
-        event = await peer.hs.store.state.get_current_state_event(
-            room_id, "m.room.member", user_id
-        )
+        event = await peer.hs.store.state.get_current_state_event(room_id, "m.room.member", user_id)
         if event is not None and event.membership == wanted:
             return
         if time.monotonic() > deadline:

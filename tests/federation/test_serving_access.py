@@ -123,3 +123,21 @@ async def test_a_joined_server_is_answered_and_get_missing_events_gives_at_most_
     served = [Event(p, room_version).event_id for p in answer["events"]]
     # The 20 closest to the latest event, oldest first.
     assert served == ids[-21:-1]
+
+
+async def test_a_name_that_ends_a_joined_servers_name_is_not_that_server(
+    server: TestServer,
+) -> None:
+    alice = await server.register("alice")
+    room_id = await make_room(server, alice)
+    member = Remote()
+    await member.seed_key(server.hs)
+    await member.join(server.hs, room_id)
+    event_id = await _send(server, alice, room_id, "hello")
+    # "localhost:PORT" ends in ":PORT": a server named "PORT" has no user in the room.
+    suffix = Remote(name=member.name.split(":", 1)[1])
+    await suffix.seed_key(server.hs)
+    status, answer = await signed_request(server, suffix, "GET", f"{V1}/event/{q(event_id)}")
+    assert status == 403, answer
+    status, answer = await signed_request(server, member, "GET", f"{V1}/event/{q(event_id)}")
+    assert status == 200, answer

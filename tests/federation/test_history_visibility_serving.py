@@ -25,19 +25,27 @@ V1 = "/_matrix/federation/v1"
 
 # --- the rule ----------------------------------------------------------------------------------
 
-# (history visibility at the event, memberships of the asking server's users there) → visible
+# (history visibility at the event, memberships of the asking server's users there) → visible.
+# The asking server has a user joined now (the access check comes first): "shared" shows it what
+# came while it was out, as Synapse's filter_events_for_server does.
 RULE_CASES = [
     ("world_readable", [], True),
+    ("world_readable", ["ban"], True),
     ("shared", [], True),
     ("shared", ["leave"], True),
+    ("shared", ["ban"], True),
     ("no such visibility", [], True),
     ("invited", [], False),
     ("invited", ["leave", "ban"], False),
     ("invited", ["invite"], True),
     ("invited", ["leave", "join"], True),
+    ("invited", ["ban", "invite"], True),
+    ("invited", ["knock"], False),
     ("joined", ["invite"], False),
     ("joined", ["leave", None], False),
     ("joined", ["invite", "join"], True),
+    ("joined", ["ban"], False),
+    ("joined", ["ban", "join"], True),
 ]
 
 

@@ -228,6 +228,11 @@ async def test_messages_go_to_every_joined_server(server: Server) -> None:
     await remote_join(server, room, "@x:a.example")
     await remote_join(server, room, "@y:b.example")
     await remote_join(server, room, "@z:b.example")
+    # Servers whose only members are invited, banned or gone get nothing of the room.
+    await server.hs.membership.invite(alice.user_id, room, "@i:invited.example")
+    await server.hs.membership.ban(alice.user_id, room, "@b:banned.example")
+    await remote_join(server, room, "@l:left.example")
+    await server.hs.membership.kick(alice.user_id, room, "@l:left.example")
     await clear_outbox(server)
     message = await send_text(server, room, alice.user_id)
     assert await outbox(server) == [("a.example", pdu(message)), ("b.example", pdu(message))]

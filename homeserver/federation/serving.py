@@ -2,24 +2,24 @@
 ``/event_auth``, ``/backfill`` and ``/get_missing_events`` (spec: server-server API "Retrieving
 events", "Backfilling and retrieving missing events"; §9 of federation-minimum.md).
 
-Only servers with a member in the room (any membership) are answered (403 otherwise), and only
-if the room's server ACL admits them (403); unknown rooms and events are 404. Rejected events
-are never served, and events redacted here are served in their redacted form.
+Only a server with a user *joined* to the room now is answered (403 ``M_FORBIDDEN`` otherwise),
+as Synapse's ``assert_host_in_room`` does for all six: a server whose only membership is a ban,
+an invite or a past leave learns nothing, whatever event ID reached it. A server being invited or
+joining needs none of them: the invite, ``make_join`` and ``send_join`` answers carry the state
+it needs. The room's server ACL must admit the server too (403); unknown rooms and events are
+404. Rejected events are never served, and events redacted here are served redacted.
 
 History visibility (spec: "Serving events to servers"; Synapse's ``filter_events_for_server``)
-applies to what ``/event``, ``/backfill`` and ``/get_missing_events`` return: each event is
-judged by the room state at it — the state *after* it, as Synapse does, so a server's own invite
-or join is visible to it and a visibility change applies from its own event on:
+then applies to each event ``/event``, ``/backfill`` and ``/get_missing_events`` return
+(:func:`event_visible_to_server`), judged by the room state *after* the event, as Synapse does,
+so a server's own invite or join is visible to it and a visibility change applies from its own
+event on. An event the server may not see is served redacted, not left out, so the DAG stays
+walkable (its event ID and signatures still verify). Outliers, whose state is unknown here,
+count as ``shared``, as in Synapse. ``/state``, ``/state_ids`` and ``/event_auth`` answer the
+joined server in full: its own auth and state resolution need them.
 
-* ``world_readable``, ``shared`` (also: no, or an unknown, visibility): visible, the asking
-  server being or having been in the room (``check_room_access``);
-* ``invited``: visible if a user of the asking server is invited or joined at the event;
-* ``joined``: visible if a user of the asking server is joined at the event.
-
-An event the server may not see is served redacted, not left out, so the DAG stays walkable (its
-event ID and signatures still verify). Outliers, whose state is unknown here, count as
-``shared``, as in Synapse. ``/state``, ``/state_ids`` and ``/event_auth`` answer every server in
-the room: joining and authorising events need them.
+``get_missing_events`` answers at most 20 events and ``/backfill`` at most 100 (larger limits are
+clamped, as Synapse does).
 """
 
 from __future__ import annotations
@@ -34,11 +34,13 @@ from homeserver.events.redaction import prune_event_dict
 from homeserver.federation.acl import ACL_EVENT_TYPE, server_allowed_by_acl
 from homeserver.storage import Store
 
-#: the most events one /backfill or /get_missing_events answer holds.
-MAX_EVENTS = 100
+#: the most events one /backfill answer holds (Synapse's cap).
+MAX_BACKFILL_EVENTS = 100
+#: the most events one /get_missing_events answer holds (Synapse's cap).
+MAX_MISSING_EVENTS = 20
 
 HISTORY_VISIBILITY_KEY = ("m.room.history_visibility", "")
-#: visibilities that let any server which is or was in the room see the event.
+#: visibilities under which a joined server sees an event whatever its memberships at it.
 _OPEN_VISIBILITIES = frozenset({"world_readable", "shared"})
 
 
@@ -47,14 +49,23 @@ def _server_of(user_id: str) -> str:
 
 
 def server_may_see(visibility: str, memberships: Collection[str | None]) -> bool:
-    """Whether a server which is or was in the room may see an event in full, given the room's
-    history ``visibility`` at the event and its users' ``memberships`` there. Unknown
+    """Whether a server with a user joined to the room now may see an event in full, given the
+    room's history ``visibility`` at the event and its users' ``memberships`` there. Unknown
     visibilities count as ``shared``, like a missing ``m.room.history_visibility``."""
     if visibility == "joined":
         return "join" in memberships
     if visibility == "invited":
         return any(m in ("join", "invite") for m in memberships)
     return True
+
+
+def event_visible_to_server(
+    visibility: str, memberships: Collection[str | None], *, sender_erased: bool
+) -> bool:
+    """The whole per-event rule: an event whose sender has been erased (only our own users can
+    be) is never served in full, whatever the visibility (Synapse's ``filter_out_erased_senders``
+    on /event, /backfill and /get_missing_events)."""
+    return not sender_erased and server_may_see(visibility, memberships)
 
 
 def served_pdu(event: Event, *, hidden: bool = False) -> dict[str, Any]:
@@ -73,15 +84,13 @@ class FederationEventServer:
 
     # --- access ----------------------------------------------------------------------------
     async def check_room_access(self, origin: str, room_id: str) -> None:
-        """404 for a room we do not know, 403 unless ``origin`` has a member in it and the
-        room's server ACL admits it."""
+        """404 for a room we do not know, 403 unless ``origin`` has a user joined to it now and
+        the room's server ACL admits it."""
         if await self.store.rooms.get_room(room_id) is None:
             raise NotFound("Unknown room")
-        state = await self.store.state.get_current_state_ids(room_id)
-        if not any(t == "m.room.member" and _server_of(sk) == origin for t, sk in state):
-            raise Forbidden("Your server has no member in this room")
-        acl_id = state.get((ACL_EVENT_TYPE, ""))
-        acl = None if acl_id is None else await self.store.events.get_event(acl_id)
+        if not await self.store.state.is_host_joined(room_id, origin):
+            raise Forbidden("Your server has no user joined to this room")
+        acl = await self.store.state.get_current_state_event(room_id, ACL_EVENT_TYPE, "")
         if not server_allowed_by_acl(None if acl is None else acl.content, origin):
             raise Forbidden("Server is banned from the room")
 
@@ -102,10 +111,11 @@ class FederationEventServer:
 
     # --- history visibility ----------------------------------------------------------------
     async def hidden_from(self, origin: str, events: Sequence[Event]) -> set[str]:
-        """IDs of ``events`` that ``origin`` (already known to be or have been in the room) may
-        not see in full. Visibility depends on the state at an event only, so it is decided
-        once per state group: the groups are loaded through the state store (LRU-cached), and
-        the few events a verdict needs are fetched in at most two batches."""
+        """IDs of ``events`` that ``origin`` (already known to be joined to the room) may not
+        see in full. History visibility depends on the state at an event only, so it is worked
+        out once per state group: the groups are loaded through the state store (LRU-cached),
+        and the few events a verdict needs are fetched in at most two batches; then one read
+        of which local senders are erased (none when no event has a local sender)."""
         groups = await self.store.state.get_state_group_for_events(e.event_id for e in events)
         states = await self.store.state.get_state_groups_ids(groups.values())
         visibility_ids = {
@@ -130,14 +140,24 @@ class FederationEventServer:
         member_events = await self.store.events.get_events(
             {i for ids in members.values() for i in ids}
         )
-        hidden_groups = {
-            group
+        memberships: dict[int, list[str | None]] = {
+            group: [member_events[i].membership for i in ids if i in member_events]
             for group, ids in members.items()
-            if not server_may_see(
-                visibility[group], [member_events[i].membership for i in ids if i in member_events]
-            )
         }
-        return {e.event_id for e in events if groups.get(e.event_id) in hidden_groups}
+        erased = await self.store.admin_users.erased_among(
+            {e.sender for e in events if _server_of(e.sender) == self.server_name}
+        )
+        hidden: set[str] = set()
+        for event in events:
+            # An outlier has no state group here: no visibility event, so "shared".
+            group = groups.get(event.event_id)
+            if not event_visible_to_server(
+                visibility.get(group, "shared") if group is not None else "shared",
+                () if group is None else memberships.get(group, ()),
+                sender_erased=event.sender in erased,
+            ):
+                hidden.add(event.event_id)
+        return hidden
 
     async def visible_pdus(self, origin: str, events: Sequence[Event]) -> list[dict[str, Any]]:
         """``events`` as ``origin`` may see them: those it may not see redacted."""
@@ -185,7 +205,7 @@ class FederationEventServer:
     ) -> dict[str, Any]:
         """``from_ids`` and their predecessors, deepest first, at most ``limit``."""
         await self.check_room_access(origin, room_id)
-        limit = max(0, min(limit, MAX_EVENTS))
+        limit = max(0, min(limit, MAX_BACKFILL_EVENTS))
         found: list[Event] = []
         loaded: dict[str, Event] = {}
         heap: list[tuple[int, str]] = []
@@ -216,7 +236,7 @@ class FederationEventServer:
         """Breadth first along prev events from ``latest`` (not included), skipping
         ``earliest`` and events below ``min_depth``; at most ``limit``, oldest first."""
         await self.check_room_access(origin, room_id)
-        limit = max(0, min(limit, MAX_EVENTS))
+        limit = max(0, min(limit, MAX_MISSING_EVENTS))
         seen = set(earliest) | set(latest)
         frontier = [e for e in await self._events(latest) if e.room_id == room_id]
         found: list[Event] = []

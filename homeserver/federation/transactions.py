@@ -27,7 +27,7 @@ from homeserver.federation.acl import ACL_EVENT_TYPE, server_allowed_by_acl
 from homeserver.federation.pdu_checks import PduRejected, UnknownRoom
 from homeserver.federation.received import ReceivedEvents
 from homeserver.metrics import HomeserverMetrics
-from homeserver.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.storage import Store
 from homeserver.storage.errors import DatabaseUnavailable
 
@@ -43,14 +43,19 @@ TRANSACTION_RETENTION_MS = 24 * 60 * 60 * 1000
 _FALLBACK_ID_VERSION = KNOWN_ROOM_VERSIONS["10"]
 
 
-def _pdu_key(pdu: Any) -> str | None:
-    """A best-effort event ID for a PDU we cannot parse with its room's version."""
+def _pdu_key(pdu: Any, room_version: RoomVersion | None = None) -> str | None:
+    """The event ID the sender computed for ``pdu``, to name it in the answer even when it fails
+    our checks: by its room's event-ID format (v1/v2: its ``event_id`` field; v3+: its
+    reference hash, whatever ``event_id`` it may claim). For a room we do not know, a guess:
+    the ``event_id`` field, else a v4+ reference hash. None if no ID can be computed."""
     if not isinstance(pdu, dict):
         return None
-    if isinstance(pdu.get("event_id"), str):
-        return pdu["event_id"]
+    if room_version is None:
+        if isinstance(pdu.get("event_id"), str):
+            return pdu["event_id"]
+        room_version = _FALLBACK_ID_VERSION
     try:
-        return compute_event_id(_FALLBACK_ID_VERSION, pdu)
+        return compute_event_id(room_version, pdu)
     except (ValueError, TypeError):
         return None
 
@@ -157,7 +162,7 @@ class TransactionHandler:
         try:
             event = await self.received.check_pdu(room_version, pdu, origin=origin)
         except PduRejected as e:
-            return _pdu_key(pdu), e.reason
+            return _pdu_key(pdu, room_version), e.reason
         if event.room_id != room_id:
             return event.event_id, "PDU room_id does not match"
         return event.event_id, event

@@ -3,10 +3,11 @@ last use of a token and the erased flag), erasure, and the sessions ``whois`` sh
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from homeserver.storage.database import Database
+from homeserver.storage.database import Database, placeholders
 
 #: order_by value → SQL expression (the keys are Synapse's; the values never come from a request).
 USER_ORDER_COLUMNS = {
@@ -129,6 +130,16 @@ class AdminUsersStore:
                 )
             else:
                 await txn.execute("DELETE FROM erased_users WHERE user_id = ?", user_id)
+
+    async def erased_among(self, user_ids: Collection[str]) -> set[str]:
+        """Those of ``user_ids`` whose data has been erased (one statement; none for none)."""
+        ids = sorted(set(user_ids))
+        if not ids:
+            return set()
+        rows = await self.db.fetchall(
+            f"SELECT user_id FROM erased_users WHERE user_id IN ({placeholders(len(ids))})", *ids
+        )
+        return {r[0] for r in rows}
 
     async def set_deactivated(self, user_id: str, deactivated: bool) -> None:
         """Only the flag (re-activation; deactivation goes through UsersStore.deactivate_user,

@@ -338,6 +338,20 @@ class StateStore:
         )
         return sorted(r[0] for r in rows)
 
+    async def is_host_joined(self, room_id: str, server_name: str) -> bool:
+        """Whether a user of ``server_name`` is joined to ``room_id`` in its current state."""
+        # LIKE narrows by suffix (its case-insensitivity on SQLite aside); the server part of a
+        # user ID is everything after its first ":", compared exactly here.
+        pattern = "%:" + server_name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = await self.db.fetchall(
+            "SELECT state_key FROM current_state_events"
+            " WHERE room_id = ? AND type = 'm.room.member' AND membership = 'join'"
+            " AND state_key LIKE ? ESCAPE '\\'",
+            room_id,
+            pattern,
+        )
+        return any(r[0].split(":", 1)[1] == server_name for r in rows)
+
     async def get_rooms_for_user(self, user_id: str, membership: str = "join") -> list[str]:
         rows = await self.db.fetchall(
             "SELECT room_id FROM current_state_events"

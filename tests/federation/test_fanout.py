@@ -45,32 +45,72 @@ def message_event(sender: str) -> Event:
 
 
 ALICE = f"@alice:{OURS}"
-# (event, joined servers after it, exclude) → (PDU destinations, v2/invite destination)
-CASES: list[tuple[str, Event, set[str], tuple[str, ...], list[str], str | None]] = [
-    ("message, local room", message_event(ALICE), set(), (), [], None),
-    ("message", message_event(ALICE), {"a.org", "b.org"}, (), ["a.org", "b.org"], None),
-    ("never to ourselves", message_event(ALICE), {OURS, "a.org"}, (), ["a.org"], None),
-    ("exclude", message_event(ALICE), {"a.org", "b.org"}, ("a.org",), ["b.org"], None),
+# (event, joined servers after it, the target's membership before it, exclude)
+#   → (PDU destinations, v2/invite destination)
+CASES: list[tuple[str, Event, set[str], str | None, tuple[str, ...], list[str], str | None]] = [
+    ("message, local room", message_event(ALICE), set(), None, (), [], None),
+    ("message", message_event(ALICE), {"a.org", "b.org"}, None, (), ["a.org", "b.org"], None),
+    ("never to ourselves", message_event(ALICE), {OURS, "a.org"}, None, (), ["a.org"], None),
+    ("exclude", message_event(ALICE), {"a.org", "b.org"}, None, ("a.org",), ["b.org"], None),
     (
         "kick reaches the leaver's server",
         member_event(ALICE, "@bob:b.org", "leave"),
         {"a.org"},
+        "join",
         (),
         ["a.org", "b.org"],
         None,
     ),
     (
-        "ban of a remote user",
+        "ban of a joined remote user reaches its server",
         member_event(ALICE, "@bob:b.org", "ban"),
         set(),
+        "join",
         (),
         ["b.org"],
+        None,
+    ),
+    (
+        "pre-emptive ban of a never-joined remote user does not",
+        member_event(ALICE, "@bob:b.org", "ban"),
+        {"a.org"},
+        None,
+        (),
+        ["a.org"],
+        None,
+    ),
+    (
+        "ban of a user who had left does not",
+        member_event(ALICE, "@bob:b.org", "ban"),
+        set(),
+        "leave",
+        (),
+        [],
+        None,
+    ),
+    (
+        "unban does not",
+        member_event(ALICE, "@bob:b.org", "leave"),
+        set(),
+        "ban",
+        (),
+        [],
+        None,
+    ),
+    (
+        "a rescinded invite reaches the invitee's server",
+        member_event(ALICE, "@bob:b.org", "leave"),
+        {"a.org"},
+        "invite",
+        (),
+        ["a.org", "b.org"],
         None,
     ),
     (
         "remote join (resident), origin excluded",
         member_event("@bob:b.org", "@bob:b.org", "join"),
         {"a.org", "b.org"},
+        None,
         ("b.org",),
         ["a.org"],
         None,
@@ -79,6 +119,7 @@ CASES: list[tuple[str, Event, set[str], tuple[str, ...], list[str], str | None]]
         "invite to a server not in the room goes by v2/invite only",
         member_event(ALICE, "@carol:c.org", "invite"),
         {"a.org"},
+        None,
         (),
         ["a.org"],
         "c.org",
@@ -87,6 +128,7 @@ CASES: list[tuple[str, Event, set[str], tuple[str, ...], list[str], str | None]]
         "invite to a server in the room: v2/invite and the PDU",
         member_event(ALICE, "@carol:a.org", "invite"),
         {"a.org"},
+        None,
         (),
         ["a.org"],
         "a.org",
@@ -95,6 +137,7 @@ CASES: list[tuple[str, Event, set[str], tuple[str, ...], list[str], str | None]]
         "invite of a local user",
         member_event(ALICE, f"@dave:{OURS}", "invite"),
         {"a.org"},
+        None,
         (),
         ["a.org"],
         None,
@@ -103,6 +146,7 @@ CASES: list[tuple[str, Event, set[str], tuple[str, ...], list[str], str | None]]
         "local leave",
         member_event(ALICE, ALICE, "leave"),
         {"a.org"},
+        "join",
         (),
         ["a.org"],
         None,
@@ -111,14 +155,21 @@ CASES: list[tuple[str, Event, set[str], tuple[str, ...], list[str], str | None]]
 
 
 @pytest.mark.parametrize(
-    ("event", "joined", "exclude", "pdus", "invite"),
+    ("event", "joined", "target_before", "exclude", "pdus", "invite"),
     [c[1:] for c in CASES],
     ids=[c[0] for c in CASES],
 )
 def test_destination_rule(
-    event: Event, joined: set[str], exclude: tuple[str, ...], pdus: list[str], invite: str | None
+    event: Event,
+    joined: set[str],
+    target_before: str | None,
+    exclude: tuple[str, ...],
+    pdus: list[str],
+    invite: str | None,
 ) -> None:
-    assert destinations_for(event, joined, our_server=OURS, exclude=exclude) == (pdus, invite)
+    assert destinations_for(
+        event, joined, our_server=OURS, exclude=exclude, target_before=target_before
+    ) == (pdus, invite)
 
 
 # --- the write paths ----------------------------------------------------------------------------
@@ -177,6 +228,11 @@ async def test_messages_go_to_every_joined_server(server: Server) -> None:
     await remote_join(server, room, "@x:a.example")
     await remote_join(server, room, "@y:b.example")
     await remote_join(server, room, "@z:b.example")
+    # Servers whose only members are invited, banned or gone get nothing of the room.
+    await server.hs.membership.invite(alice.user_id, room, "@i:invited.example")
+    await server.hs.membership.ban(alice.user_id, room, "@b:banned.example")
+    await remote_join(server, room, "@l:left.example")
+    await server.hs.membership.kick(alice.user_id, room, "@l:left.example")
     await clear_outbox(server)
     message = await send_text(server, room, alice.user_id)
     assert await outbox(server) == [("a.example", pdu(message)), ("b.example", pdu(message))]
@@ -200,6 +256,37 @@ async def test_kick_reaches_the_leavers_server_and_later_events_do_not(
     await clear_outbox(server)
     message = await send_text(server, room, alice.user_id)
     assert await outbox(server) == [("a.example", pdu(message))]
+
+
+async def test_a_pre_emptive_ban_does_not_reach_the_banned_users_server(server: Server) -> None:
+    alice = await server.register("alice")
+    room = await create_room(server, alice, preset="public_chat")
+    await remote_join(server, room, "@x:a.example")
+    await clear_outbox(server)
+    await server.hs.membership.ban(alice.user_id, room, "@spammer:evil.example", reason="spam")
+    ban_id = await server.hs.store.state.get_current_state_event_id(
+        room, "m.room.member", "@spammer:evil.example"
+    )
+    assert ban_id is not None
+    assert await outbox(server) == [("a.example", {"kind": "pdu", "event_id": ban_id})]
+
+
+async def test_ban_and_rescinded_invite_reach_the_target_server(server: Server) -> None:
+    alice = await server.register("alice")
+    room = await create_room(server, alice, preset="public_chat")
+    await remote_join(server, room, "@y:b.example")
+    await server.hs.membership.invite(alice.user_id, room, "@carol:c.example")
+    await clear_outbox(server)
+    await server.hs.membership.ban(alice.user_id, room, "@y:b.example", reason="bye")
+    await server.hs.membership.kick(alice.user_id, room, "@carol:c.example", reason="changed mind")
+    state = server.hs.store.state
+    ban_id = await state.get_current_state_event_id(room, "m.room.member", "@y:b.example")
+    rescind_id = await state.get_current_state_event_id(room, "m.room.member", "@carol:c.example")
+    assert ban_id and rescind_id
+    assert await outbox(server) == [
+        ("b.example", {"kind": "pdu", "event_id": ban_id}),
+        ("c.example", {"kind": "pdu", "event_id": rescind_id}),
+    ]
 
 
 async def test_invite_of_a_remote_user(server: Server) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from homeserver.events.event import Event
 from homeserver.events.redaction import prune_event_dict
-from homeserver.federation.serving import server_may_see
+from homeserver.federation.serving import event_visible_to_server, server_may_see
 from homeserver.room_versions import RoomVersion
 from tests.federation.received_helpers import Remote, make_room, q, signed_request
 from tests.harness import TestServer, TestUser
@@ -25,25 +25,36 @@ V1 = "/_matrix/federation/v1"
 
 # --- the rule ----------------------------------------------------------------------------------
 
-# (history visibility at the event, memberships of the asking server's users there) → visible
+# (history visibility at the event, memberships of the asking server's users there) → visible.
+# The asking server has a user joined now (the access check comes first): "shared" shows it what
+# came while it was out, as Synapse's filter_events_for_server does.
 RULE_CASES = [
     ("world_readable", [], True),
+    ("world_readable", ["ban"], True),
     ("shared", [], True),
     ("shared", ["leave"], True),
+    ("shared", ["ban"], True),
     ("no such visibility", [], True),
     ("invited", [], False),
     ("invited", ["leave", "ban"], False),
     ("invited", ["invite"], True),
     ("invited", ["leave", "join"], True),
+    ("invited", ["ban", "invite"], True),
+    ("invited", ["knock"], False),
     ("joined", ["invite"], False),
     ("joined", ["leave", None], False),
     ("joined", ["invite", "join"], True),
+    ("joined", ["ban"], False),
+    ("joined", ["ban", "join"], True),
 ]
 
 
 @pytest.mark.parametrize(("visibility", "memberships", "visible"), RULE_CASES)
 def test_rule(visibility: str, memberships: list[str | None], visible: bool) -> None:
     assert server_may_see(visibility, memberships) is visible
+    assert event_visible_to_server(visibility, memberships, sender_erased=False) is visible
+    # An erased sender's events are never served in full, whatever the visibility.
+    assert event_visible_to_server(visibility, memberships, sender_erased=True) is False
 
 
 # --- served over federation --------------------------------------------------------------------
@@ -140,6 +151,13 @@ class Room:
         assert list(served) == [event_id]
         return served[event_id]
 
+    async def refused(self, event_id: str) -> bool:
+        """Whether /event for ``event_id`` is refused with 403 M_FORBIDDEN."""
+        status, body = await signed_request(
+            self.server, self.remote, "GET", f"{V1}/event/{q(event_id)}"
+        )
+        return status == 403 and body["errcode"] == "M_FORBIDDEN"
+
     async def missing_events(self, latest: str) -> dict[str, dict[str, Any]]:
         status, body = await signed_request(
             self.server,
@@ -197,10 +215,12 @@ async def test_joined_hides_what_came_before_the_join_and_after_the_leave(
         "full",
         "full",
     ]
-    # Once its user has left, the server (still answered: it was in the room) sees what was
-    # sent while it was there, but not what came later.
+    # Once its only user has left, the server is not answered at all; when another of its users
+    # joins, it sees what was sent while it was there, but not what came in between.
     await room.remote_leaves()
     later = await room.send("after the leave")
+    assert await room.refused(later)
+    await room.remote.join(server.hs, room.room_id, "r2")
     assert await room.form(later, await room.event(later)) == "redacted"
     assert await room.form(after[1], await room.event(after[1])) == "full"
 
@@ -217,9 +237,12 @@ async def test_shared_shows_everything(server: TestServer) -> None:
     assert await room.form(before, await room.event(before)) == "full"
     served = await room.missing_events(after)
     assert set(await room.forms(served, list(served))) == {"full"}
-    # A server that had a user in the room still sees shared history, later events too.
+    # A server that had a user in the room is refused once it has none joined; back in, it sees
+    # shared history, what came while it was out too.
     await room.remote_leaves()
     later = await room.send("after the leave")
+    assert await room.refused(later)
+    await room.remote.join(server.hs, room.room_id, "r2")
     assert await room.form(later, await room.event(later)) == "full"
     # An event redacted here is served in its redacted form, visible or not.
     status, answer = await server.call(
@@ -235,9 +258,9 @@ async def test_invited_shows_history_from_the_invite(server: TestServer) -> None
     before = await room.send("before the invite")
     invite_id = await room.invite_remote_user()
     invited = await room.send("after the invite")
-    # Only invited so far: that is enough to be answered, and to see from the invite on.
-    assert await room.form(before, await room.event(before)) == "redacted"
-    assert await room.form(invited, await room.event(invited)) == "full"
+    # Only invited so far: not answered (the invite carries what the invitee needs).
+    assert await room.refused(before)
+    assert await room.refused(invited)
     join_id = await room.remote.join(server.hs, room.room_id)
     joined = await room.send("after the join")
     served = await room.backfill(joined)
@@ -278,3 +301,13 @@ async def test_visibility_is_worked_out_once_per_state_group(
     assert list(served) == messages[::-1]
     assert set(await room.forms(served, messages)) == {"full"}
     assert loaded == list(set(groups.values()))
+
+
+async def test_an_erased_users_events_are_served_redacted(server: TestServer) -> None:
+    room = await Room.create(server, "shared")
+    await room.remote.join(server.hs, room.room_id)
+    message = await room.send("forget me")
+    assert await room.form(message, await room.event(message)) == "full"
+    await server.hs.store.admin_users.set_erased(room.alice.user_id, True)
+    assert await room.form(message, await room.event(message)) == "redacted"
+    assert await room.form(message, (await room.backfill(message))[message]) == "redacted"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from homeserver.events.ids import compute_event_id
+from homeserver.room_versions import get_room_version
 from tests.federation.received_helpers import Remote, make_room, q, signed_request
 from tests.harness import TestServer, TestUser
 
@@ -168,3 +170,89 @@ async def test_server_denied_by_acl_gets_error_entries(server: TestServer) -> No
     assert status == 200
     assert "ACL" in body["pdus"][event_id]["error"]
     assert await server.hs.store.events.get_event(event_id) is None
+
+
+# --- the answer names each PDU by the ID its sender computed -----------------------------------
+
+
+async def _setup_version(
+    server: TestServer, room_version: str, *, join: bool = True
+) -> tuple[str, Remote]:
+    alice = await server.register("alice")
+    room_id = await make_room(server, alice, room_version=room_version)
+    remote = Remote()
+    await remote.seed_key(server.hs)
+    if join:
+        await remote.join(server.hs, room_id)
+    return room_id, remote
+
+
+def _real_id(room_version: str, pdu: dict[str, Any]) -> str:
+    return compute_event_id(get_room_version(room_version), pdu)
+
+
+async def test_bad_signature_pdu_is_answered_under_its_real_id(server: TestServer) -> None:
+    room_id, remote = await _setup_version(server, "11")
+    _, pdu = await _message(server, remote, room_id)
+    # A top-level key v11's redaction algorithm drops (so its reference hash ignores it) but
+    # older versions' keep: only a hash computed with the room's own version matches.
+    pdu["origin"] = remote.name
+    (kid,) = pdu["signatures"][remote.name]
+    pdu["signatures"][remote.name][kid] = "A" * 86
+    _, claims = await _message(server, remote, room_id, "claims another ID")
+    claims["event_id"] = "$not-its-id"
+    claims["signatures"][remote.name][kid] = "A" * 86
+    status, body = await signed_request(
+        server, remote, "PUT", "/_matrix/federation/v1/send/k1", _txn(remote, [pdu, claims])
+    )
+    assert status == 200, body
+    real, claimed = _real_id("11", pdu), _real_id("11", claims)
+    assert set(body["pdus"]) == {real, claimed}
+    assert "signature" in body["pdus"][real]["error"]
+    assert "signature" in body["pdus"][claimed]["error"]
+
+
+async def test_pdu_of_another_servers_user_is_answered_under_its_real_id(
+    server: TestServer,
+) -> None:
+    room_id, remote = await _setup_version(server, "11")
+    # Built and signed by a server whose keys we cannot get, relayed by ``remote``.
+    other = Remote()
+    _, pdu = await other.build(
+        server.hs,
+        room_id,
+        type="m.room.message",
+        sender=other.user("o"),
+        content={"msgtype": "m.text", "body": "relayed"},
+    )
+    pdu["origin"] = other.name
+    status, body = await signed_request(
+        server, remote, "PUT", "/_matrix/federation/v1/send/k2", _txn(remote, [pdu])
+    )
+    assert status == 200, body
+    real = _real_id("11", pdu)
+    assert list(body["pdus"]) == [real]
+    assert "error" in body["pdus"][real]
+
+
+async def test_v1_pdu_is_answered_under_its_event_id_field(server: TestServer) -> None:
+    # (the fake remote builds v3+ PDUs only: this one is written out, and needs no membership)
+    room_id, remote = await _setup_version(server, "1", join=False)
+    pdu = {
+        "event_id": f"$forged:{remote.name}",
+        "type": "m.room.message",
+        "room_id": room_id,
+        "sender": remote.user("r"),
+        "content": {"msgtype": "m.text", "body": "unsigned"},
+        "depth": 10,
+        "origin_server_ts": 1,
+        "prev_events": [],
+        "auth_events": [],
+        "hashes": {"sha256": "A" * 43},
+        "signatures": {remote.name: {"ed25519:remote1": "A" * 86}},
+    }
+    status, body = await signed_request(
+        server, remote, "PUT", "/_matrix/federation/v1/send/k3", _txn(remote, [pdu])
+    )
+    assert status == 200, body
+    assert list(body["pdus"]) == [pdu["event_id"]]

@@ -78,7 +78,12 @@ class FederationConfig:
     client_timeout_ms: int = DEFAULT_CLIENT_TIMEOUT_MS
 
     def is_ip_allowed(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-        """Whether an outbound request may connect to ``address`` (whitelist beats blacklist)."""
+        """Whether an outbound request may connect to ``address`` (whitelist beats blacklist).
+        An IPv4-mapped IPv6 address is judged as the IPv4 address it reaches too, so a
+        blacklist of IPv4 ranges cannot be bypassed through ``::ffff:a.b.c.d``."""
+        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+        if mapped is not None and not self.is_ip_allowed(mapped):
+            return False
         if any(address in network for network in self.ip_range_whitelist):
             return True
         return not any(address in network for network in self.ip_range_blacklist)

@@ -60,6 +60,13 @@ DEFAULT_IP_RANGE_BLACKLIST: tuple[str, ...] = (
     "ff00::/8",
 )
 
+#: Added to any configured blacklist, as Synapse does: connecting to the unspecified address
+#: reaches this host itself.
+ALWAYS_BLACKLISTED: tuple[IPNetwork, ...] = (
+    ipaddress.ip_network("0.0.0.0/32"),
+    ipaddress.ip_network("::/128"),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class FederationConfig:
@@ -118,7 +125,8 @@ def parse_federation(reader: Reader) -> FederationConfig:
     section = reader.sub("federation")
     config = FederationConfig(
         federation_verify_certificates=reader.boolean("federation_verify_certificates", True),
-        ip_range_blacklist=_networks(reader, "ip_range_blacklist", DEFAULT_IP_RANGE_BLACKLIST),
+        ip_range_blacklist=_networks(reader, "ip_range_blacklist", DEFAULT_IP_RANGE_BLACKLIST)
+        + ALWAYS_BLACKLISTED,
         ip_range_whitelist=_networks(reader, "ip_range_whitelist", ()),
         federation_domain_whitelist=None if whitelist is None else frozenset(whitelist),
         destination_min_retry_interval_ms=_duration_ms(

@@ -264,6 +264,9 @@ async def test_direct_request_to_a_blacklisted_address_is_never_connected(
         (["127.0.0.0/8"], [], "127.0.0.1", False),
         (["127.0.0.0/8"], [], "::ffff:127.0.0.1", False),  # IPv4-mapped reaches 127.0.0.1
         (["127.0.0.0/8"], [], "8.8.8.8", True),
+        (["127.0.0.0/8"], [], "0.0.0.0", False),  # always blocked, as in Synapse
+        (["127.0.0.0/8"], [], "::", False),
+        ([], [], "0.0.0.0", False),
         (["127.0.0.0/8"], ["127.0.0.2/32"], "127.0.0.2", True),
         (["127.0.0.0/8"], ["127.0.0.2/32"], "127.0.0.3", False),
         (None, [], "10.1.2.3", False),  # the default blacklist

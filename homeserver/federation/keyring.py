@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 MAX_KEY_LIFETIME_MS = 7 * 24 * 3600 * 1000
 #: Do not refetch one server's keys more often than this when a key is missing or stale.
 REFETCH_INTERVAL_MS = 30 * 1000
+#: Current and old keys one server may list in its key response.
+MAX_KEYS_PER_SERVER = 100
 #: Our own current key never expires for our own purposes.
 _FOREVER = 2**63 - 1
 
@@ -76,6 +78,10 @@ def parse_key_response(
     current = _decode_keys(response.get("verify_keys"))
     if not current:
         raise SignatureVerifyError("key response has no ed25519 verify_keys")
+    listed = [response.get("verify_keys"), response.get("old_verify_keys")]
+    if sum(len(section) for section in listed if isinstance(section, dict)) > MAX_KEYS_PER_SERVER:
+        # Each key would be a stored row and a cache entry; no real server has this many.
+        raise SignatureVerifyError(f"key response lists too many keys (> {MAX_KEYS_PER_SERVER})")
     signatures = response.get("signatures")
     own = signatures.get(server_name) if isinstance(signatures, dict) else None
     checked = 0

@@ -201,6 +201,24 @@ def test_parse_key_response_rejects(mutate: Any, reason: str) -> None:
         parse_key_response(PEER, document, NOW)
 
 
+@pytest.mark.parametrize(("current", "old", "accepted"), [(1, 99, True), (1, 100, False)])
+def test_parse_key_response_bounds_the_number_of_keys(
+    current: int, old: int, accepted: bool
+) -> None:
+    """Every listed key becomes a stored row and a cache entry: a server listing thousands is
+    refused rather than stored."""
+    peer = Peer()
+    peer.extra_current = [generate_signing_key(f"x{i}") for i in range(current - 1)]
+    key = encode_base64(bytes(get_verify_key(generate_signing_key("o"))))
+    peer.old = {f"ed25519:o{i}": {"key": key, "expired_ts": NOW} for i in range(old)}
+    if accepted:
+        keys, _ = parse_key_response(PEER, peer.document(), NOW)
+        assert len(keys) == current + old
+    else:
+        with pytest.raises(SignatureVerifyError, match="too many keys"):
+            parse_key_response(PEER, peer.document(), NOW)
+
+
 def test_parse_key_response_ignores_signatures_by_unlisted_keys() -> None:
     peer = Peer()
     document = peer.document()

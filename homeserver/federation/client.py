@@ -2,8 +2,11 @@
 
 Every request goes over HTTPS to where server discovery (``discovery.py``) says, carries our
 X-Matrix signature over the exact percent-encoded target we send, and is refused before any
-connection when the destination is outside ``federation_domain_whitelist`` or resolves only to
-addresses that ``ip_range_blacklist`` blocks (and ``ip_range_whitelist`` does not allow). Peers
+connection when the destination is outside ``federation_domain_whitelist``. The IP policy
+(``ip_range_blacklist`` unless ``ip_range_whitelist`` allows) lives in the connection layer:
+resolved addresses are filtered, and the socket factory refuses any address it is handed, so
+one check covers IP literals, SRV targets, ``.well-known`` delegations and redirect hops alike
+(``.well-known`` redirects are followed by hand: https only, at most a few). Peers
 answer JSON; a non-2xx answer becomes :class:`FederationHttpError`, anything that prevents an
 answer (DNS, connect, TLS, timeout, policy, an oversized or non-JSON body) becomes
 :class:`FederationUnreachable`.

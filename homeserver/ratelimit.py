@@ -42,6 +42,10 @@ class TokenBucketLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._calls = 0
 
+    @property
+    def burst_count(self) -> float:
+        return self._limit.burst_count
+
     def _tokens(self, key: str, now: float) -> float:
         tokens, updated = self._buckets.get(key, (self._limit.burst_count, now))
         return min(self._limit.burst_count, tokens + (now - updated) * self._limit.per_second)
@@ -106,3 +110,5 @@ class RateLimiters:
         self.login_failed_attempts = make(config.rc_login.failed_attempts)
         self.joins_local = make(config.rc_joins.local)
         self.joins_remote = make(config.rc_joins.remote)
+        # --- outbound-request limits (outbound branch): keyed by client address ---
+        self.key_requests = make(config.rc_key_requests)

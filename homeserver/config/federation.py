@@ -60,6 +60,13 @@ DEFAULT_IP_RANGE_BLACKLIST: tuple[str, ...] = (
     "ff00::/8",
 )
 
+#: Added to any configured blacklist, as Synapse does: connecting to the unspecified address
+#: reaches this host itself.
+ALWAYS_BLACKLISTED: tuple[IPNetwork, ...] = (
+    ipaddress.ip_network("0.0.0.0/32"),
+    ipaddress.ip_network("::/128"),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class FederationConfig:
@@ -78,7 +85,12 @@ class FederationConfig:
     client_timeout_ms: int = DEFAULT_CLIENT_TIMEOUT_MS
 
     def is_ip_allowed(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-        """Whether an outbound request may connect to ``address`` (whitelist beats blacklist)."""
+        """Whether an outbound request may connect to ``address`` (whitelist beats blacklist).
+        An IPv4-mapped IPv6 address is judged as the IPv4 address it reaches too, so a
+        blacklist of IPv4 ranges cannot be bypassed through ``::ffff:a.b.c.d``."""
+        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+        if mapped is not None and not self.is_ip_allowed(mapped):
+            return False
         if any(address in network for network in self.ip_range_whitelist):
             return True
         return not any(address in network for network in self.ip_range_blacklist)
@@ -113,7 +125,8 @@ def parse_federation(reader: Reader) -> FederationConfig:
     section = reader.sub("federation")
     config = FederationConfig(
         federation_verify_certificates=reader.boolean("federation_verify_certificates", True),
-        ip_range_blacklist=_networks(reader, "ip_range_blacklist", DEFAULT_IP_RANGE_BLACKLIST),
+        ip_range_blacklist=_networks(reader, "ip_range_blacklist", DEFAULT_IP_RANGE_BLACKLIST)
+        + ALWAYS_BLACKLISTED,
         ip_range_whitelist=_networks(reader, "ip_range_whitelist", ()),
         federation_domain_whitelist=None if whitelist is None else frozenset(whitelist),
         destination_min_retry_interval_ms=_duration_ms(

@@ -7,7 +7,7 @@ there sets all of that key's buckets at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from homeserver.config._reader import Reader
 from homeserver.types import user_id_error
@@ -20,6 +20,8 @@ KEYS = frozenset(
         "rc_registration",
         "rc_joins",
         "rc_exempt_users",
+        # --- outbound-request limits (outbound branch) ---
+        "rc_key_requests",
     }
 )
 
@@ -55,6 +57,11 @@ class RateLimitingConfig:
     #: users no ``rc_*`` limit applies to (bridges, bots); our key — Synapse does this per user
     #: through its admin API.
     rc_exempt_users: frozenset[str] = frozenset()
+    # --- outbound-request limits (outbound branch) ---
+    #: per client address: key fetches an unauthenticated caller may make us do (notary
+    #: queries, one token per remote server name; X-Matrix requests from origins whose keys we
+    #: must fetch). Our key: Synapse limits neither.
+    rc_key_requests: RateLimit = field(default_factory=lambda: DEFAULT_KEY_REQUESTS)
 
 
 # Synapse 1.157's defaults (docs/usage/configuration/config_documentation.md).
@@ -65,6 +72,9 @@ DEFAULT_LOGIN = LoginRateLimits(
     address=RateLimit(0.003, 5), account=RateLimit(0.003, 5), failed_attempts=RateLimit(0.17, 3)
 )
 DEFAULT_JOINS = JoinRateLimits(local=RateLimit(0.1, 10), remote=RateLimit(0.01, 10))
+# --- outbound-request limits (outbound branch) ---
+#: A notary's honest callers ask now and then; one bucket covers a full notary request.
+DEFAULT_KEY_REQUESTS = RateLimit(1.0, 50)
 
 
 def _limit(reader: Reader, default: RateLimit) -> RateLimit:
@@ -115,6 +125,8 @@ def parse_ratelimiting(reader: Reader) -> RateLimitingConfig:
         rc_registration=_limit(reader.sub("rc_registration"), DEFAULT_REGISTRATION),
         rc_joins=_joins(reader),
         rc_exempt_users=_exempt_users(reader),
+        # --- outbound-request limits (outbound branch) ---
+        rc_key_requests=_limit(reader.sub("rc_key_requests"), DEFAULT_KEY_REQUESTS),
     )
 
 

@@ -176,15 +176,22 @@ $registration_shared_secret_line
 # Users none of the limits above apply to (bridges, bots, load tests). Default: none.
 #rc_exempt_users:
 #  - "@bridge:example.com"
+# Key fetches an unauthenticated caller can make us do, per client address (our key; Synapse
+# limits neither): one token per remote server named in a /_matrix/key/v2/query request (a
+# request naming more than burst_count servers takes the whole bucket), one per key fetch for
+# an X-Matrix request from an origin whose keys we do not hold. Default: 1/s, burst 50.
+#rc_key_requests: {per_second: 1, burst_count: 50}
 
 ## Federation ##
 
 # Check other servers' TLS certificates. Turn off only in tests. Default: true.
 #federation_verify_certificates: true
 
-# IP ranges no outbound request (federation, key fetches) may connect to. Default: loopback,
+# IP ranges no outbound request (federation API, key fetches, .well-known and every redirect
+# hop) may connect to; checked on the address actually connected to. Default: loopback,
 # private, link-local, carrier-grade NAT, documentation, multicast and reserved ranges (IPv4
-# and IPv6). ip_range_whitelist makes exceptions, for example to federate on a LAN.
+# and IPv6). 0.0.0.0 and :: are always added, as in Synapse. ip_range_whitelist makes
+# exceptions, for example to federate on a LAN.
 #ip_range_blacklist: ["127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
 #ip_range_whitelist: ["192.168.1.0/24"]
 

@@ -2,8 +2,11 @@
 
 Every request goes over HTTPS to where server discovery (``discovery.py``) says, carries our
 X-Matrix signature over the exact percent-encoded target we send, and is refused before any
-connection when the destination is outside ``federation_domain_whitelist`` or resolves only to
-addresses that ``ip_range_blacklist`` blocks (and ``ip_range_whitelist`` does not allow). Peers
+connection when the destination is outside ``federation_domain_whitelist``. The IP policy
+(``ip_range_blacklist`` unless ``ip_range_whitelist`` allows) lives in the connection layer:
+resolved addresses are filtered, and the socket factory refuses any address it is handed, so
+one check covers IP literals, SRV targets, ``.well-known`` delegations and redirect hops alike
+(``.well-known`` redirects are followed by hand: https only, at most a few). Peers
 answer JSON; a non-2xx answer becomes :class:`FederationHttpError`, anything that prevents an
 answer (DNS, connect, TLS, timeout, policy, an oversized or non-JSON body) becomes
 :class:`FederationUnreachable`.
@@ -11,6 +14,7 @@ answer (DNS, connect, TLS, timeout, policy, an oversized or non-JSON body) becom
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import logging
@@ -21,6 +25,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
+from aiohappyeyeballs import AddrInfoType, SocketFactoryType
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from nacl.signing import SigningKey
@@ -45,6 +50,9 @@ logger = logging.getLogger(__name__)
 #: Room state of a big room can be tens of MB; anything past this is a hostile or broken peer.
 DEFAULT_MAX_RESPONSE_BYTES = 100 * 1024 * 1024
 WELL_KNOWN_TIMEOUT_SECONDS = 10.0
+#: Synapse follows .well-known redirects (Twisted's RedirectAgent, 20); a handful is plenty for
+#: a CDN or an http→https hop on the same site, and each one costs a connection.
+MAX_WELL_KNOWN_REDIRECTS = 5
 USER_AGENT = "homeserver-federation"
 
 Query = Mapping[str, str | Sequence[str]] | None
@@ -91,25 +99,46 @@ def encode_query(query: Query) -> str:
 
 class _PolicyResolver(AbstractResolver):
     """DNS resolution that drops addresses the IP policy forbids, so no connection to them is
-    ever attempted (the check happens after resolution, which defeats DNS rebinding)."""
+    ever attempted and the error says why."""
 
-    def __init__(self, config: FederationConfig) -> None:
+    def __init__(self, config: FederationConfig, inner: AbstractResolver | None = None) -> None:
         self._config = config
-        self._inner = ThreadedResolver()
+        self._inner = inner or ThreadedResolver()
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
-        allowed = [
-            r for r in results if self._config.is_ip_allowed(ipaddress.ip_address(r["host"]))
-        ]
+        allowed = [r for r in results if _address_allowed(self._config, r["host"])]
         if not allowed:
             raise OSError(f"{host} resolves only to addresses blocked by ip_range_blacklist")
         return allowed
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+def _address_allowed(config: FederationConfig, host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # not an address we can judge: refuse rather than guess
+    return config.is_ip_allowed(address)
+
+
+def _policy_socket_factory(config: FederationConfig) -> SocketFactoryType:
+    """The last word on every outbound connection: called with the very address about to be
+    connected to, whatever produced it (a resolved name, an IP literal — which aiohttp never
+    hands to the resolver —, an SRV target, a delegation or a redirect)."""
+
+    def create(addr_info: AddrInfoType) -> socket.socket:
+        family, type_, proto, _, sockaddr = addr_info
+        host = str(sockaddr[0])
+        if not _address_allowed(config, host):
+            raise OSError(f"connecting to {host} is blocked by ip_range_blacklist")
+        return socket.socket(family=family, type=type_, proto=proto)
+
+    return create
 
 
 class FederationClient:
@@ -126,7 +155,9 @@ class FederationClient:
         srv_lookup: SrvLookup = dns_srv_lookup,
         well_known_port: int = 443,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        dns_resolver: AbstractResolver | None = None,
     ) -> None:
+        self._dns_resolver = dns_resolver
         self.server_name = server_name
         self._signing_key = signing_key
         self._config = config
@@ -185,7 +216,11 @@ class FederationClient:
             verify = self._config.federation_verify_certificates
             connector = aiohttp.TCPConnector(
                 ssl=ssl.create_default_context() if verify else False,
-                resolver=_PolicyResolver(self._config),
+                resolver=_PolicyResolver(self._config, self._dns_resolver),
+                socket_factory=_policy_socket_factory(self._config),
+                # aiohttp's DNS cache is a table keyed by every name we are made to resolve,
+                # never trimmed; the system resolver caches anyway.
+                use_dns_cache=False,
                 limit_per_host=20,
             )
             self._session = aiohttp.ClientSession(
@@ -279,19 +314,30 @@ class FederationClient:
         port = "" if self._well_known_port == 443 else f":{self._well_known_port}"
         url = URL(f"https://{hostname}{port}/.well-known/matrix/server", encoded=True)
         try:
-            async with self._get_session().get(
-                url,
-                allow_redirects=True,
-                max_redirects=10,
-                timeout=aiohttp.ClientTimeout(total=WELL_KNOWN_TIMEOUT_SECONDS),
-            ) as response:
-                raw = await _read_capped(response, WELL_KNOWN_MAX_BYTES)
-                return WellKnownResponse(
-                    response.status, raw, response.headers.get("Cache-Control")
-                )
-        except (aiohttp.ClientError, FederationUnreachable, ssl.SSLError) as e:
-            # TooManyRedirects (a loop) and everything else: "no well-known".
+            async with asyncio.timeout(WELL_KNOWN_TIMEOUT_SECONDS):
+                return await self._get_following_redirects(url)
+        except (aiohttp.ClientError, FederationUnreachable, ssl.SSLError, ValueError) as e:
             raise OSError(str(e)) from None
+
+    async def _get_following_redirects(self, url: URL) -> WellKnownResponse:
+        """GET ``url``, following at most MAX_WELL_KNOWN_REDIRECTS redirects by hand so that
+        each hop is checked: https only (no downgrade to a sniffable or spoofable http). Every
+        hop's address goes through the connector's IP policy like any other request."""
+        for _ in range(MAX_WELL_KNOWN_REDIRECTS + 1):
+            async with self._get_session().get(url, allow_redirects=False) as response:
+                location = response.headers.get("Location")
+                if response.status not in _REDIRECT_STATUSES or location is None:
+                    raw = await _read_capped(response, WELL_KNOWN_MAX_BYTES)
+                    return WellKnownResponse(
+                        response.status, raw, response.headers.get("Cache-Control")
+                    )
+            url = url.join(URL(location))
+            if url.scheme != "https" or not url.host:
+                raise FederationUnreachable(f"refusing a redirect to a non-https URL: {url}")
+        raise FederationUnreachable(f"more than {MAX_WELL_KNOWN_REDIRECTS} redirects")
+
+
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:

@@ -2,7 +2,8 @@
 
 Order: an IP literal or a name with an explicit port is used directly; otherwise
 ``https://<host>/.well-known/matrix/server`` may delegate to another name (cached per
-Cache-Control: default 24 h, at most 48 h; failures cached with back-off up to 1 h); then SRV
+Cache-Control: default 24 h, at most 48 h; failures cached with back-off up to 1 h; at most
+:data:`WELL_KNOWN_CACHE_SIZE` hosts, least recently used forgotten first); then SRV
 ``_matrix-fed._tcp`` and the deprecated ``_matrix._tcp``; then the host on port 8448.
 
 The result keeps three names apart: where to connect (``target``/``port``), the name the TLS
@@ -24,6 +25,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from homeserver.bounded_cache import BoundedTtlCache
 from homeserver.types import is_valid_server_name
 
 logger = logging.getLogger(__name__)
@@ -39,6 +41,11 @@ WELL_KNOWN_ERROR_FIRST_CACHE = 2 * 60
 WELL_KNOWN_ERROR_MAX_CACHE = 3600
 #: A well-known document is a tiny JSON object; refuse to read more.
 WELL_KNOWN_MAX_BYTES = 50 * 1024
+#: Hosts whose well-known answer (or failure) is remembered; each name a peer makes us resolve
+#: takes an entry, so the least recently used go first.
+WELL_KNOWN_CACHE_SIZE = 10_000
+#: A failure is remembered this long after its back-off ends, so the next one backs off longer.
+WELL_KNOWN_FAILURE_MEMORY = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +194,8 @@ class WellKnownResponse:
 
 
 #: ``fetch(hostname)`` → the response of ``GET https://hostname/.well-known/matrix/server``
-#: (redirects followed), or raises OSError / asyncio.TimeoutError if it could not be fetched.
+#: (a few https redirects followed), or raises OSError / asyncio.TimeoutError if it could not
+#: be fetched.
 WellKnownFetcher = Callable[[str], Awaitable[WellKnownResponse]]
 #: ``lookup(name)`` → SRV records of ``name`` ([] if none).
 SrvLookup = Callable[[str], Awaitable[list[SrvRecord]]]
@@ -208,11 +216,21 @@ class ServerResolver:
     never a wrong answer.
     """
 
-    def __init__(self, fetch_well_known: WellKnownFetcher, srv_lookup: SrvLookup, clock: Clock):
+    def __init__(
+        self,
+        fetch_well_known: WellKnownFetcher,
+        srv_lookup: SrvLookup,
+        clock: Clock,
+        *,
+        cache_size: int = WELL_KNOWN_CACHE_SIZE,
+    ):
         self._fetch = fetch_well_known
         self._srv = srv_lookup
         self._clock = clock
-        self._well_known: dict[str, _WellKnownEntry] = {}
+        longest = max(WELL_KNOWN_MAX_CACHE, WELL_KNOWN_ERROR_MAX_CACHE + WELL_KNOWN_FAILURE_MEMORY)
+        self._well_known: BoundedTtlCache[str, _WellKnownEntry] = BoundedTtlCache(
+            cache_size, longest * 1000, clock
+        )
 
     async def resolve(self, server_name: str) -> list[ResolvedServer]:
         """Candidates to try in order (several only when SRV gives several). Raises ValueError
@@ -252,11 +270,13 @@ class ServerResolver:
             delegated = parse_well_known(response.body)
         if delegated is not None:
             lifetime = well_known_cache_seconds(response.cache_control if response else None)
-            self._well_known[host] = _WellKnownEntry(delegated, now + lifetime * 1000, 0)
+            entry = _WellKnownEntry(delegated, now + lifetime * 1000, 0)
+            self._well_known.set(host, entry, lifetime * 1000)
         else:
             failures += 1
             lifetime = well_known_error_cache_seconds(failures)
-            self._well_known[host] = _WellKnownEntry(None, now + lifetime * 1000, failures)
+            entry = _WellKnownEntry(None, now + lifetime * 1000, failures)
+            self._well_known.set(host, entry, (lifetime + WELL_KNOWN_FAILURE_MEMORY) * 1000)
         return delegated
 
 

@@ -105,9 +105,11 @@ class E2EEdus:
         self._user_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
-        #: bumped at every update of a user, so a resync that overlapped one does not store
-        #: its (possibly older) answer over it.
+        #: bumped at every update of a user while a resync of that user runs, so the resync
+        #: does not store its (possibly older) answer over it. Both maps hold a user only while
+        #: a resync of it is in flight: user IDs come from peers, nothing keyed by them stays.
         self._update_counts: dict[str, int] = {}
+        self._resyncs_in_flight: dict[str, int] = {}
         self._resyncs: dict[str, asyncio.Task[None]] = {}
         self._resync_again: set[str] = set()
 
@@ -189,7 +191,8 @@ class E2EEdus:
             held = await self.store.remote_device_lists.get_position_txn(txn, user_id)
             if held is not None and stream_id <= held:
                 return  # already part of what we hold (a resend, or a resync had it)
-            self._update_counts[user_id] = self._update_counts.get(user_id, 0) + 1
+            if user_id in self._resyncs_in_flight:
+                self._update_counts[user_id] = self._update_counts.get(user_id, 0) + 1
             follows = held is not None and bool(prev_ids) and all(p == held for p in prev_ids)
             if follows:
                 await self.store.remote_device_lists.update_device_txn(
@@ -236,6 +239,18 @@ class E2EEdus:
     async def resync_now(self, user_id: str, timeout_s: float) -> RemoteDeviceList | None:
         """:meth:`resync` for a key query waiting on it: the list as stored, None when an
         update arrived meanwhile; FederationError when the server fails."""
+        self._resyncs_in_flight[user_id] = self._resyncs_in_flight.get(user_id, 0) + 1
+        try:
+            return await self._resync_watched(user_id, timeout_s)
+        finally:
+            left = self._resyncs_in_flight[user_id] - 1
+            if left:
+                self._resyncs_in_flight[user_id] = left
+            else:
+                del self._resyncs_in_flight[user_id]
+                self._update_counts.pop(user_id, None)
+
+    async def _resync_watched(self, user_id: str, timeout_s: float) -> RemoteDeviceList | None:
         seen_updates = self._update_counts.get(user_id, 0)
         answer = await self.remote_keys.user_devices(user_id, timeout_s)
         async with self._lock(user_id):

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 from nacl.signing import SigningKey, VerifyKey
 from signedjson.key import decode_verify_key_bytes
 
+from homeserver.bounded_cache import BoundedTtlCache
 from homeserver.clock import WallClock
 from homeserver.config.keys import OldVerifyKey
 from homeserver.crypto.base64 import decode_base64
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 MAX_KEY_LIFETIME_MS = 7 * 24 * 3600 * 1000
 #: Do not refetch one server's keys more often than this when a key is missing or stale.
 REFETCH_INTERVAL_MS = 30 * 1000
+#: Current and old keys one server may list in its key response.
+MAX_KEYS_PER_SERVER = 100
 #: Our own current key never expires for our own purposes.
 _FOREVER = 2**63 - 1
 
@@ -75,6 +78,10 @@ def parse_key_response(
     current = _decode_keys(response.get("verify_keys"))
     if not current:
         raise SignatureVerifyError("key response has no ed25519 verify_keys")
+    listed = [response.get("verify_keys"), response.get("old_verify_keys")]
+    if sum(len(section) for section in listed if isinstance(section, dict)) > MAX_KEYS_PER_SERVER:
+        # Each key would be a stored row and a cache entry; no real server has this many.
+        raise SignatureVerifyError(f"key response lists too many keys (> {MAX_KEYS_PER_SERVER})")
     signatures = response.get("signatures")
     own = signatures.get(server_name) if isinstance(signatures, dict) else None
     checked = 0
@@ -133,8 +140,20 @@ def _decode_old_keys(section: Any) -> dict[str, tuple[VerifyKey, int]]:
     return old
 
 
-#: servers whose keys are kept in memory before the cache starts over.
+#: In-memory caches keyed by server name (every name a peer or an unauthenticated caller
+#: makes us look up) hold at most this many servers each...
 KEY_CACHE_SERVERS = 10_000
+#: ...and forget an entry after this long (keys are then read from the store again, a notary
+#: answer fetched again).
+KEY_CACHE_TTL_MS = 3600 * 1000
+#: Outbound key fetches running at once; more wait their turn. A notary request or a burst of
+#: requests from unknown origins can ask for many servers, each costing connections and up to
+#: the client timeout.
+MAX_CONCURRENT_KEY_FETCHES = 10
+
+#: Called before the keyring starts a key fetch on someone's behalf; raises to refuse it
+#: (e.g. the caller's per-address rate limit).
+FetchPermit = Callable[[], None]
 
 
 def _usable(key: ServerKey, valid_at_ts: int | None) -> bool:
@@ -150,6 +169,10 @@ class Keyring:
         server_name: str,
         signing_key: SigningKey,
         old_signing_keys: Sequence[OldVerifyKey] = (),
+        *,
+        max_concurrent_fetches: int = MAX_CONCURRENT_KEY_FETCHES,
+        cache_size: int = KEY_CACHE_SERVERS,
+        cache_ttl_ms: int = KEY_CACHE_TTL_MS,
     ) -> None:
         self._store = store
         self._client = client
@@ -161,23 +184,43 @@ class Keyring:
         for old in old_signing_keys:
             verify_key = decode_verify_key_bytes(old.key_id, decode_base64(old.key))
             self._local.setdefault(old.key_id, (verify_key, old.expired_ts))
+        #: one task per server being fetched; bounded by what may start a fetch (the refetch
+        #: interval per server, callers' rate limits), each entry gone when its fetch ends.
         self._inflight: dict[str, asyncio.Task[None]] = {}
-        self._last_fetch_ms: dict[str, int] = {}
+        self._fetch_slots = asyncio.Semaphore(max_concurrent_fetches)
+        #: when each server's keys were last fetched; only needed for the refetch interval.
+        self._last_fetch_ms: BoundedTtlCache[str, int] = BoundedTtlCache(
+            cache_size, REFETCH_INTERVAL_MS, clock
+        )
         #: The last self-signed response per server, for the notary endpoints. Only an
         #: optimisation: lost on restart, then fetched again.
-        self._responses: dict[str, dict[str, Any]] = {}
+        self._responses: BoundedTtlCache[str, dict[str, Any]] = BoundedTtlCache(
+            cache_size, cache_ttl_ms, clock
+        )
         #: keys read from the store, by server: every received PDU needs its sender's key, and
         #: stored keys only ever gain validity, so a hit never needs the database.
-        self._key_cache: dict[str, dict[str, tuple[VerifyKey, ServerKey]]] = {}
+        self._key_cache: BoundedTtlCache[str, dict[str, tuple[VerifyKey, ServerKey]]] = (
+            BoundedTtlCache(cache_size, cache_ttl_ms, clock)
+        )
+
+    @property
+    def pending_fetches(self) -> int:
+        """Key fetches asked for and not finished (running or waiting for a slot)."""
+        return len(self._inflight)
 
     # --- keys ---------------------------------------------------------------------------------
 
     async def get_verify_keys(
-        self, server_name: str, key_ids: Collection[str], *, valid_at_ts: int | None = None
+        self,
+        server_name: str,
+        key_ids: Collection[str],
+        *,
+        valid_at_ts: int | None = None,
+        permit: FetchPermit | None = None,
     ) -> dict[str, VerifyKey]:
         """The keys among ``key_ids`` that ``server_name`` owns and that are valid at
-        ``valid_at_ts`` (None: any validity), fetching them if needed. Keys we cannot get are
-        simply absent."""
+        ``valid_at_ts`` (None: any validity), fetching them if needed (``permit`` is asked
+        first, and may raise). Keys we cannot get are simply absent."""
         wanted = set(key_ids)
         if server_name == self._server_name:
             return {
@@ -187,7 +230,7 @@ class Keyring:
             }
         found = await self._stored(server_name, wanted, valid_at_ts)
         if wanted - found.keys() and self._may_fetch(server_name):
-            await self._fetch_shared(server_name)
+            await self._fetch_shared(server_name, permit)
             found = await self._stored(server_name, wanted, valid_at_ts)
         return found
 
@@ -196,7 +239,7 @@ class Keyring:
     ) -> dict[str, VerifyKey]:
         if not wanted:
             return {}
-        cached = self._key_cache.get(server_name, {})
+        cached = self._key_cache.get(server_name) or {}
         found = {
             kid: verify_key
             for kid, (verify_key, key) in cached.items()
@@ -206,9 +249,10 @@ class Keyring:
             return found
         # A miss (or a key too short-lived): another process may have fetched a fresher copy.
         stored = await self._store.get_server_keys(server_name, wanted)
-        if len(self._key_cache) >= KEY_CACHE_SERVERS:
-            self._key_cache.clear()
-        entry = self._key_cache.setdefault(server_name, {})
+        entry = self._key_cache.get(server_name)
+        if entry is None:
+            entry = {}
+            self._key_cache.set(server_name, entry)
         for kid, key in stored.items():
             entry[kid] = (decode_verify_key_bytes(kid, key.verify_key), key)
         return {kid: entry[kid][0] for kid, key in stored.items() if _usable(key, valid_at_ts)}
@@ -219,10 +263,12 @@ class Keyring:
         last = self._last_fetch_ms.get(server_name)
         return last is None or self._clock() - last >= REFETCH_INTERVAL_MS
 
-    async def _fetch_shared(self, server_name: str) -> None:
+    async def _fetch_shared(self, server_name: str, permit: FetchPermit | None = None) -> None:
         task = self._inflight.get(server_name)
         if task is None:
-            self._last_fetch_ms[server_name] = self._clock()
+            if permit is not None:
+                permit()  # joining a fetch already under way costs nothing, starting one may
+            self._last_fetch_ms.set(server_name, self._clock())
             task = asyncio.ensure_future(self._fetch(server_name))
             self._inflight[server_name] = task
             task.add_done_callback(lambda _: self._inflight.pop(server_name, None))
@@ -235,29 +281,41 @@ class Keyring:
         from homeserver.federation.client import FederationError
 
         try:
-            response = await self._client.get_server_keys(server_name)
+            async with self._fetch_slots:
+                response = await self._client.get_server_keys(server_name)
             keys, document = parse_key_response(server_name, response, self._clock())
         except (FederationError, SignatureVerifyError) as e:
             logger.warning("cannot fetch the keys of %s: %s", server_name, e)
             return
         await self._store.store_server_keys(keys)
-        self._responses[server_name] = document
+        self._responses.set(server_name, document)
 
-    async def key_response(self, server_name: str, minimum_valid_until_ts: int) -> dict | None:
+    async def key_response(
+        self,
+        server_name: str,
+        minimum_valid_until_ts: int,
+        *,
+        permit: FetchPermit | None = None,
+    ) -> dict | None:
         """For the notary: ``server_name``'s self-signed key response valid until at least
         ``minimum_valid_until_ts``, fetched if the one we hold is older (rate-limited); the
         last good copy if the origin cannot be reached; None if we never had one."""
         held = self._responses.get(server_name)
         if held is None or held.get("valid_until_ts", 0) < minimum_valid_until_ts:
             if self._may_fetch(server_name):
-                await self._fetch_shared(server_name)
+                await self._fetch_shared(server_name, permit)
             held = self._responses.get(server_name)
         return held
 
     # --- verification --------------------------------------------------------------------------
 
     async def verify_json(
-        self, server_name: str, signed: Mapping[str, Any], *, valid_at_ts: int | None = None
+        self,
+        server_name: str,
+        signed: Mapping[str, Any],
+        *,
+        valid_at_ts: int | None = None,
+        permit: FetchPermit | None = None,
     ) -> None:
         """Raise SignatureVerifyError unless ``signed`` carries a valid signature of
         ``server_name`` by a key valid at ``valid_at_ts`` (None: any known key). Signatures by
@@ -269,7 +327,9 @@ class Keyring:
         key_ids = [kid for kid in ours if isinstance(kid, str) and kid.startswith("ed25519:")]
         if not key_ids:
             raise SignatureVerifyError(f"no ed25519 signature by {server_name}")
-        keys = await self.get_verify_keys(server_name, key_ids, valid_at_ts=valid_at_ts)
+        keys = await self.get_verify_keys(
+            server_name, key_ids, valid_at_ts=valid_at_ts, permit=permit
+        )
         if not keys:
             raise SignatureVerifyError(
                 f"no valid key of {server_name} for {', '.join(sorted(key_ids))}"

@@ -279,6 +279,33 @@ async def test_well_known_failures_cached_with_backoff() -> None:
     assert (await resolver.resolve("a.example"))[0].port == 7
 
 
+async def test_well_known_cache_is_bounded_in_size() -> None:
+    """Positive and negative answers alike: N+1 distinct names keep N entries, the least
+    recently used one forgotten (and fetched again when asked)."""
+    clock = FakeClock()
+    dns = FakeDns({"s0.example": _ok('{"m.server": "b.example:1"}')}, {})
+    resolver = ServerResolver(dns.fetch, dns.lookup, clock, cache_size=3)
+    for i in range(4):
+        await resolver.resolve(f"s{i}.example")
+    assert len(resolver._well_known) == 3
+    await resolver.resolve("s3.example")
+    assert dns.fetches.count("s3.example") == 1  # still cached
+    await resolver.resolve("s0.example")
+    assert dns.fetches.count("s0.example") == 2  # was evicted
+
+
+async def test_well_known_entries_leave_memory_once_expired() -> None:
+    clock = FakeClock()
+    dns = FakeDns({"a.example": _ok('{"m.server": "b.example:1"}', "max-age=600")}, {})
+    resolver = ServerResolver(dns.fetch, dns.lookup, clock, cache_size=10)
+    await resolver.resolve("a.example")
+    await resolver.resolve("gone.example")
+    clock.now += 2 * H * 1000  # well past both lifetimes and the failure back-off memory
+    assert list(resolver._well_known.keys()) == []
+    await resolver.resolve("a.example")
+    assert dns.fetches == ["a.example", "gone.example", "a.example"]
+
+
 # --- the real fetch, over HTTPS on loopback ------------------------------------------------
 
 

@@ -245,6 +245,9 @@ async def test_update_during_a_resync_is_not_overwritten_by_it(server: TestServe
     cached = await hs.store.remote_device_lists.get(user)
     assert cached is not None and (cached.stream_id, cached.stale) == (6, False)
     assert set(cached.devices) == {"A", "B"}
+    # The per-user bookkeeping lives only while a resync of that user runs: user IDs come
+    # from peers, so nothing keyed by them may stay behind.
+    assert hs.e2e_edus._update_counts == {}
 
 
 async def test_device_list_updates_we_must_ignore(server: TestServer) -> None:

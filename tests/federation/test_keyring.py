@@ -201,6 +201,24 @@ def test_parse_key_response_rejects(mutate: Any, reason: str) -> None:
         parse_key_response(PEER, document, NOW)
 
 
+@pytest.mark.parametrize(("current", "old", "accepted"), [(1, 99, True), (1, 100, False)])
+def test_parse_key_response_bounds_the_number_of_keys(
+    current: int, old: int, accepted: bool
+) -> None:
+    """Every listed key becomes a stored row and a cache entry: a server listing thousands is
+    refused rather than stored."""
+    peer = Peer()
+    peer.extra_current = [generate_signing_key(f"x{i}") for i in range(current - 1)]
+    key = encode_base64(bytes(get_verify_key(generate_signing_key("o"))))
+    peer.old = {f"ed25519:o{i}": {"key": key, "expired_ts": NOW} for i in range(old)}
+    if accepted:
+        keys, _ = parse_key_response(PEER, peer.document(), NOW)
+        assert len(keys) == current + old
+    else:
+        with pytest.raises(SignatureVerifyError, match="too many keys"):
+            parse_key_response(PEER, peer.document(), NOW)
+
+
 def test_parse_key_response_ignores_signatures_by_unlisted_keys() -> None:
     peer = Peer()
     document = peer.document()
@@ -388,3 +406,52 @@ async def test_over_https_with_a_real_peer(store: Store, tmp_path: Path) -> None
             assert len(remote.requests_to("/_matrix/key/v2/server")) == 1
     finally:
         await client.close()
+
+
+class CountingKeyStore:
+    """The store's key table, counting reads (to see cache hits and misses)."""
+
+    def __init__(self, store: Store) -> None:
+        self.inner = store.keys
+        self.reads: list[str] = []
+
+    async def store_server_keys(self, keys: Any) -> None:
+        await self.inner.store_server_keys(keys)
+
+    async def get_server_keys(self, server_name: str, key_ids: Any = None) -> Any:
+        self.reads.append(server_name)
+        return await self.inner.get_server_keys(server_name, key_ids)
+
+
+async def test_key_cache_is_bounded_in_size(store: Store) -> None:
+    peers = [Peer(f"s{i}.example") for i in range(4)]
+    keys = CountingKeyStore(store)
+    clock = Clock()
+    keyring = Keyring(keys, Fetcher(*peers), clock, OUR_NAME, OUR_KEY, cache_size=3)
+    for peer in peers:
+        await keyring.verify_json(peer.name, peer.sign({}), valid_at_ts=NOW)
+    assert len(keyring._key_cache) == 3
+    assert len(keyring._responses) == 3
+    keys.reads.clear()
+    await keyring.verify_json(peers[3].name, peers[3].sign({}), valid_at_ts=NOW)
+    assert keys.reads == []  # cached
+    await keyring.verify_json(peers[0].name, peers[0].sign({}), valid_at_ts=NOW)
+    assert keys.reads == [peers[0].name]  # evicted: read from the store again
+
+
+async def test_expired_cache_entries_are_fetched_again(store: Store) -> None:
+    peer, clock = Peer(), Clock()
+    peer.valid_until_ts = NOW + 30 * 24 * HOUR
+    keys = CountingKeyStore(store)
+    fetcher = Fetcher(peer)
+    keyring = Keyring(keys, fetcher, clock, OUR_NAME, OUR_KEY, cache_ttl_ms=HOUR)
+    assert await keyring.key_response(PEER, NOW) is not None
+    await keyring.verify_json(PEER, peer.sign({}), valid_at_ts=NOW)
+    keys.reads.clear()
+    clock.now += HOUR
+    # The notary copy is gone: fetched again; the key cache entry is gone: read again.
+    assert await keyring.key_response(PEER, NOW) is not None
+    assert fetcher.calls == [PEER, PEER]
+    await keyring.verify_json(PEER, peer.sign({}), valid_at_ts=NOW)
+    assert keys.reads == [PEER]
+    assert len(keyring._last_fetch_ms) <= 1

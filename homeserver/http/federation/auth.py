@@ -27,6 +27,7 @@ from homeserver.federation.xmatrix import (
     signing_object,
 )
 from homeserver.http.appkeys import HS
+from homeserver.http.client.register import client_ip
 
 #: Where the verified origin is kept on the request, for handlers that want it again.
 ORIGIN_KEY = web.RequestKey("federation_origin", str)
@@ -81,8 +82,16 @@ async def authenticate_request(request: web.Request) -> str:
 
     signed = signing_object(request.method, request.raw_path, origin, hs.server_name, content)
     signed["signatures"] = {origin: {c.key_id: c.signature for c in credentials}}
+    address = client_ip(request)
     try:
-        await hs.keyring.verify_json(origin, signed, valid_at_ts=hs.clock())
+        # An unknown origin makes us fetch its keys; the caller's address pays for each fetch
+        # (the same bucket as notary queries), so a flood of invented origins stays bounded.
+        await hs.keyring.verify_json(
+            origin,
+            signed,
+            valid_at_ts=hs.clock(),
+            permit=lambda: hs.ratelimiters.key_requests.check(address),
+        )
     except SignatureVerifyError as e:
         raise _unauthorized(f"Invalid signature for server {origin}: {e}") from None
     request[ORIGIN_KEY] = origin

@@ -5,12 +5,18 @@ Each answer is a server's own self-signed key response with our signature added.
 come straight from our key document; other servers' from the keyring (its last fetched response,
 refetched when older than the requested ``minimum_valid_until_ts``). Servers we cannot get keys
 for are simply absent.
+
+Anyone may call these, and each remote name can cost us a fetch (discovery, connections, up to
+a timeout), so a request names at most :data:`MAX_SERVERS_PER_QUERY` servers and costs its
+caller's address one ``rc_key_requests`` token per remote name (a request larger than the
+bucket takes the whole bucket). The keyring bounds how many fetches run at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import Collection
 from typing import Any
 
 from aiohttp import web
@@ -18,12 +24,23 @@ from aiohttp import web
 from homeserver.crypto.signing import sign_json
 from homeserver.errors import BadRequest, Codes
 from homeserver.http.appkeys import HS
+from homeserver.http.client.register import client_ip
 from homeserver.http.json_body import json_response, read_json_object
 from homeserver.http.keys.server_key import server_keys_document
 from homeserver.types import is_valid_server_name
 
-#: One POST may ask about this many servers; more is an amplification attempt.
-MAX_SERVERS_PER_QUERY = 100
+#: One POST may ask about this many servers; more is an amplification attempt. Synapse sets
+#: no bound; its own notary client batches what it needs at one time, rarely this many.
+MAX_SERVERS_PER_QUERY = 50
+
+
+def _charge(request: web.Request, server_names: Collection[str]) -> None:
+    """Take the caller's tokens for the remote names, or raise 429 before any work."""
+    hs = request.app[HS]
+    remote = sum(1 for name in server_names if name != hs.server_name)
+    if remote:
+        limiter = hs.ratelimiters.key_requests
+        limiter.check(client_ip(request), cost=min(remote, limiter.burst_count))
 
 
 def _minimum_ts(value: Any, now: int, name: str) -> int:
@@ -60,6 +77,7 @@ async def query_one(request: web.Request) -> web.Response:
     minimum = _minimum_ts(
         request.query.get("minimum_valid_until_ts"), now, "minimum_valid_until_ts"
     )
+    _charge(request, [server_name])
     document = await _keys_for(request, server_name, minimum)
     return json_response({"server_keys": [document] if document is not None else []})
 
@@ -85,6 +103,7 @@ async def query_many(request: web.Request) -> web.Response:
             ts = _minimum_ts(criteria.get("minimum_valid_until_ts"), now, "minimum_valid_until_ts")
             minimum = max(minimum, ts)
         requests.append((server_name, minimum if key_criteria else now))
+    _charge(request, [name for name, _ in requests])
     documents = await asyncio.gather(*(_keys_for(request, s, m) for s, m in requests))
     return json_response({"server_keys": [d for d in documents if d is not None]})
 

@@ -113,14 +113,19 @@ class RoomReader:
             batch = await self.store.room_use.get_timeline_rows(
                 room_id, after=after, up_to=up_to, backwards=backwards, limit=_SCAN_BATCH
             )
-            matching = [r for r in batch if event_filter.allows(r.type, r.sender)]
-            events = await filter_events_for_client(
-                self.store, user_id, await self._load(matching), access=access
-            )
-            for event in events:
-                if len(found) == limit:  # one more match exists: more to come
-                    return found, self._position_after(found[-1], backwards)
-                found.append(event)
+            pending = [r for r in batch if event_filter.allows(r.type, r.sender)]
+            while pending:
+                # Load and judge only as many as could still be needed (one more than the
+                # limit tells whether more follow): most pages stop early.
+                need = limit - len(found) + 1
+                rows, pending = pending[:need], pending[need:]
+                events = await filter_events_for_client(
+                    self.store, user_id, await self._load(rows), access=access
+                )
+                for event in events:
+                    if len(found) == limit:  # one more match exists: more to come
+                        return found, self._position_after(found[-1], backwards)
+                    found.append(event)
             scanned += len(batch)
             if len(batch) < _SCAN_BATCH:
                 break

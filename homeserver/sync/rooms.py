@@ -18,7 +18,7 @@ from homeserver.storage import Store
 from homeserver.storage.state import StateMap
 from homeserver.sync.filters import EventFilter, SyncFilter
 from homeserver.sync.tokens import StreamToken
-from homeserver.visibility.client import filter_events_for_client, room_access
+from homeserver.visibility.client import ReadAccess, filter_events_for_client, room_access
 from homeserver.visibility.serialize import serialize_for_client
 
 #: At most this many members are named as heroes of an unnamed room.
@@ -80,12 +80,17 @@ class RoomSyncBuilder:
         upto: int,
         limit: int,
         event_filter: EventFilter,
+        *,
+        joined: bool = False,
     ) -> Timeline:
         """The last ``limit`` events in ``(after, upto]`` that pass ``event_filter`` and that
-        the user may see (history visibility)."""
+        the user may see (history visibility). ``joined``: the user is joined now (so was
+        joined after every event; no need to read their membership history)."""
         filtered = bool(event_filter.definition)
         page = limit + 1 if not filtered else max(limit + 1, _MIN_PAGE)
-        access = await room_access(self.store, room_id, ctx.user_id)
+        access = (
+            ReadAccess("join") if joined else await room_access(self.store, room_id, ctx.user_id)
+        )
         collected: list[Event] = []
         upper = upto
         exhausted = False

@@ -114,11 +114,14 @@ class RoomReader:
                 room_id, after=after, up_to=up_to, backwards=backwards, limit=_SCAN_BATCH
             )
             pending = [r for r in batch if event_filter.allows(r.type, r.sender)]
+            # First load and judge only as many as could still be needed (one more than the
+            # limit tells whether more follow): most pages stop there. If some were hidden,
+            # the rest of the batch at once (a late joiner scanning back through history he
+            # may not see costs one judgement per batch, not one per page).
+            need = limit - len(found) + 1
             while pending:
-                # Load and judge only as many as could still be needed (one more than the
-                # limit tells whether more follow): most pages stop early.
-                need = limit - len(found) + 1
                 rows, pending = pending[:need], pending[need:]
+                need = len(pending)
                 events = await filter_events_for_client(
                     self.store, user_id, await self._load(rows), access=access
                 )

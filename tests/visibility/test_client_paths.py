@@ -93,6 +93,17 @@ async def test_late_joiner_of_joined_room_reads_nothing_from_before(server: Serv
         ("m.room.member", alice.user_id),
         ("m.room.create", ""),
     ]
+    # Page by page, the same events, none hidden ones.
+    paged: list[str] = []
+    query = {"dir": "b", "limit": "2"}
+    for _ in range(10):
+        status, page = await server.call("GET", f"/rooms/{room_id}/messages", bob, params=query)
+        assert status == 200, page
+        paged.extend(e["event_id"] for e in page["chunk"])
+        if "end" not in page:
+            break
+        query["from"] = page["end"]
+    assert paged == [e["event_id"] for e in body["chunk"]]
     # alice, joined throughout, reads it all.
     assert await messages(server, alice, room_id) == ["after", "secret2", "secret1", "secret0"]
 

@@ -83,18 +83,6 @@ class SyncStore:
         )
         return [MembershipChange(r[0], r[1], int(r[2])) for r in rows]
 
-    async def get_user_memberships(self, room_id: str, user_id: str) -> list[MembershipChange]:
-        """The user's own membership events in ``room_id``, oldest first (history visibility
-        asks when they joined and when a stay ended)."""
-        rows = await self.db.fetchall(
-            "SELECT room_id, event_id, stream_ordering FROM events"
-            f" WHERE state_key = ? AND type = 'm.room.member' AND room_id = ? AND {_VISIBLE}"
-            " ORDER BY stream_ordering",
-            user_id,
-            room_id,
-        )
-        return [MembershipChange(r[0], r[1], int(r[2])) for r in rows]
-
     async def get_last_event_id_at(self, room_id: str, upto: int) -> str | None:
         """The room's newest event at stream position ``upto`` (its state is the room's
         state at that position)."""

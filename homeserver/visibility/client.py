@@ -14,10 +14,12 @@
   by :func:`homeserver.visibility.rules.event_visible` from the state *at* it. Events the user
   may not see are dropped (not redacted), as Synapse does for clients.
 
-Cost: the events' state groups (before each event) are read in one query, each distinct group
-once (the state store's LRU caches them), the history-visibility and membership events of all
-groups in one batch, and "joined at some point at or after the event" comes from the user's own
-membership events (one query per room) — never a state read per event.
+Cost: the state groups the events were sent in (the state before each) come from one query per
+room that returns only the points where the group changes; each distinct group is read once (the
+state store's LRU caches them), the history-visibility and membership events of all groups in
+one batch; ordinary events are judged once per (group, joined later) pair; and "joined at some
+point at or after the event" comes from the user's own membership events (one query per room) —
+never a state read per event.
 """
 
 from __future__ import annotations
@@ -69,10 +71,10 @@ async def room_access(store: Store, room_id: str, user_id: str) -> ReadAccess | 
     """What the user may read of the room (None: nothing). See the module's docstring."""
     member = await get_membership(store, room_id, user_id)
     membership = member.membership if member is not None else None
-    history = await store.sync.get_user_memberships(room_id, user_id)
-    found = await store.events.get_events(c.event_id for c in history)
-    stays = [(c, found[c.event_id].membership) for c in history if c.event_id in found]
-    joins = [c.stream_ordering for c, m in stays if m == "join"]
+    history = await store.visibility.get_user_memberships(room_id, user_id)
+    found = await store.events.get_events(event_id for event_id, _ in history)
+    stays = [(p, found[i]) for i, p in history if i in found]
+    joins = [p for p, e in stays if e.membership == "join"]
     last_join = joins[-1] if joins else None
     if membership == "join":
         return ReadAccess("join", last_join=last_join)
@@ -81,9 +83,9 @@ async def room_access(store: Store, room_id: str, user_id: str) -> ReadAccess | 
         return ReadAccess(membership, last_join=last_join)
     if membership in ("leave", "ban") and last_join is not None:
         # The stay ends at the first membership change after the last join.
-        end = next((c for c, m in stays if c.stream_ordering > last_join and m != "join"), None)
+        end = next(((p, e) for p, e in stays if p > last_join and e.membership != "join"), None)
         if end is not None:
-            return ReadAccess(membership, end.stream_ordering, end.event_id, last_join)
+            return ReadAccess(membership, end[0], end[1].event_id, last_join)
     return None
 
 
@@ -112,48 +114,70 @@ async def filter_events_for_client(
 ) -> list[Event]:
     """The events of ``events`` the user may see, in their order. ``access`` is the user's
     :class:`ReadAccess` when all the events are of one room and the caller already has it."""
-    # Rejected and soft-failed events never reach a client.
-    candidates = [e for e in events if not e.rejected and not e.internal.soft_failed]
-    if not candidates:
-        return []
-    accesses: dict[str, ReadAccess | None] = {}
-    for room_id in {e.room_id for e in candidates}:
-        accesses[room_id] = (
-            access if access is not None else await room_access(store, room_id, user_id)
-        )
-    groups = await store.state.get_state_group_for_events(
-        (e.event_id for e in candidates if not e.internal.outlier), before=True
-    )
-    verdicts = await _group_facts(store, user_id, set(groups.values()))
-    visible: list[Event] = []
-    for event in candidates:
-        reach = accesses[event.room_id]
-        group = groups.get(event.event_id)
-        if event.internal.outlier or group is None:
+    by_room: dict[str, list[Event]] = {}
+    for event in events:
+        # Rejected and soft-failed events never reach a client.
+        if not event.rejected and not event.internal.soft_failed:
+            by_room.setdefault(event.room_id, []).append(event)
+    allowed: set[str] = set()
+    for room_id, room_events in by_room.items():
+        reach = access if access is not None else await room_access(store, room_id, user_id)
+        allowed.update(await _visible_in_room(store, user_id, reach, room_id, room_events))
+    return [e for e in events if e.event_id in allowed]
+
+
+async def _visible_in_room(
+    store: Store,
+    user_id: str,
+    access: ReadAccess | None,
+    room_id: str,
+    events: list[Event],
+) -> set[str]:
+    visible: set[str] = set()
+    placed: list[tuple[int, Event]] = []
+    for event in events:
+        position = event.internal.stream_ordering
+        if event.internal.outlier or position is None:
             # No state is known at an outlier: only one's own membership (an invite received
             # over federation, its rejection) is shown, as Synapse.
             if _is_own_membership(event, user_id):
-                visible.append(event)
-            continue
-        if reach is None or not reach.can_see(event):
-            continue
-        visibility_before, membership_before = verdicts[group]
-        position = event.internal.stream_ordering or 0
+                visible.add(event.event_id)
+        elif access is not None and access.can_see(event):
+            placed.append((position, event))
+    if not placed or access is None:
+        return visible
+    groups = await store.visibility.get_state_groups_before(
+        room_id, [(event.event_id, position) for position, event in placed]
+    )
+    facts = await _group_facts(store, user_id, set(groups.values()))
+    # An ordinary event's verdict depends only on its group and on whether the user joined
+    # at or after it: judged once per pair, not once per event.
+    ordinary: dict[tuple[int, bool], bool] = {}
+    for position, event in placed:
+        group = groups.get(event.event_id)
+        if group is None:
+            continue  # no state known at it (cannot happen for an event with a position)
+        joined_later = access.joined_at_or_after(position)
         is_visibility_event = event.type == HISTORY_VISIBILITY and event.state_key == ""
         own = _is_own_membership(event, user_id)
-        facts = EventFacts(
-            visibility_before,
-            membership_before,
-            joined_later=reach.joined_at_or_after(position),
-            sets_visibility=event.content.get("history_visibility")
-            if is_visibility_event
-            else None,
-            is_visibility_event=is_visibility_event,
-            own_membership=event.membership if own else None,
-            is_own_membership_event=own,
-        )
-        if event_visible(facts):
-            visible.append(event)
+        if not is_visibility_event and not own:
+            key = (group, joined_later)
+            verdict = ordinary.get(key)
+            if verdict is None:
+                verdict = ordinary[key] = event_visible(EventFacts(*facts[group], joined_later))
+        else:
+            verdict = event_visible(
+                EventFacts(
+                    *facts[group],
+                    joined_later,
+                    sets_visibility=event.content.get("history_visibility"),
+                    is_visibility_event=is_visibility_event,
+                    own_membership=event.membership if own else None,
+                    is_own_membership_event=own,
+                )
+            )
+        if verdict:
+            visible.add(event.event_id)
     return visible
 
 

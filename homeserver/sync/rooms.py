@@ -84,8 +84,8 @@ class RoomSyncBuilder:
         joined: bool = False,
     ) -> Timeline:
         """The last ``limit`` events in ``(after, upto]`` that pass ``event_filter`` and that
-        the user may see (history visibility). ``joined``: the user is joined now (so was
-        joined after every event; no need to read their membership history)."""
+        the user may see (history visibility). ``joined``: the user is joined now (no need
+        to read their membership again)."""
         filtered = bool(event_filter.definition)
         page = limit + 1 if not filtered else max(limit + 1, _MIN_PAGE)
         access = (

@@ -71,13 +71,14 @@ async def room_access(store: Store, room_id: str, user_id: str) -> ReadAccess | 
     """What the user may read of the room (None: nothing). See the module's docstring."""
     member = await get_membership(store, room_id, user_id)
     membership = member.membership if member is not None else None
+    if membership == "join":
+        # Joined now, so joined after every event: their past stays do not matter.
+        return ReadAccess("join")
     history = await store.visibility.get_user_memberships(room_id, user_id)
     found = await store.events.get_events(event_id for event_id, _ in history)
     stays = [(p, found[i]) for i, p in history if i in found]
     joins = [p for p, e in stays if e.membership == "join"]
     last_join = joins[-1] if joins else None
-    if membership == "join":
-        return ReadAccess("join", last_join=last_join)
     visibility = await store.state.get_current_state_event(room_id, HISTORY_VISIBILITY, "")
     if visibility is not None and visibility.content.get("history_visibility") == WORLD_READABLE:
         return ReadAccess(membership, last_join=last_join)

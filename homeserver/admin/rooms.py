@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.errors import BadRequest, Codes, NotFound
-from homeserver.rooms.visibility import serialize_for_client
 from homeserver.storage import Store
 from homeserver.storage.admin_rooms import RoomCounts
 from homeserver.types import room_id_error
+from homeserver.visibility.serialize import serialize_for_client
 
 #: order_by → (summary key, ascending by default). Synapse's values, deprecated ones included.
 ROOM_ORDERS: dict[str, tuple[str, bool]] = {

@@ -24,11 +24,11 @@ from homeserver.rooms.client_errors import check_content, client_event_errors
 from homeserver.rooms.lifecycle import Actor, RoomStatus, transition
 from homeserver.rooms.room_reads import RoomReader
 from homeserver.rooms.sender import EventSender
-from homeserver.rooms.visibility import check_read_access
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
 from homeserver.storage.rooms import RoomRecord
 from homeserver.types import event_id_error, room_id_error
+from homeserver.visibility.client import check_read_access
 
 MAX_TXN_ID_LENGTH = 255
 UPGRADE_IN_PROGRESS = "An upgrade for this room is currently in progress"

@@ -28,11 +28,11 @@ from homeserver.ratelimit import RateLimiters
 from homeserver.rooms.client_errors import client_event_errors
 from homeserver.rooms.creation import ProfileLookup
 from homeserver.rooms.sender import EventSender
-from homeserver.rooms.visibility import get_membership
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
 from homeserver.storage.rooms import RoomRecord
 from homeserver.types import domain_of, room_alias_error, room_id_error
+from homeserver.visibility.client import get_membership
 
 if TYPE_CHECKING:
     from homeserver.federation.remote_membership import RemoteMembership

@@ -1,5 +1,6 @@
 """Reading a room from the client API: /messages, /context, /event, /members,
-/joined_members, /joined_rooms. Who may read what is decided in :mod:`visibility`.
+/joined_members, /joined_rooms. Who may read what is decided in :mod:`homeserver.visibility`:
+every event handed out here has passed :func:`filter_events_for_client`.
 
 Pagination goes by stream ordering. A token ``s{P}_…`` is the position just after the event
 with stream ordering P: backwards from it returns events ``<= P`` newest first, forwards returns
@@ -15,12 +16,18 @@ from typing import Any
 from homeserver.errors import BadRequest, Codes, Forbidden, NotFound
 from homeserver.events.event import Event
 from homeserver.rooms.event_filter import NO_FILTER, RoomEventFilter
-from homeserver.rooms.visibility import ReadAccess, check_read_access, serialize_for_client
 from homeserver.storage import Store
 from homeserver.storage.room_use import TimelineRow
 from homeserver.storage.state import StateMap
 from homeserver.sync.tokens import StreamToken
 from homeserver.types import event_id_error, room_id_error
+from homeserver.visibility.client import (
+    ReadAccess,
+    check_joined,
+    check_read_access,
+    filter_events_for_client,
+)
+from homeserver.visibility.serialize import serialize_for_client
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000
@@ -75,8 +82,9 @@ class RoomReader:
             after, up_to = start.events, (to_token.events if to_token else newest)
         if access.up_to is not None:
             up_to = min(up_to, access.up_to)
-        rows, resume = await self._scan(room_id, after, up_to, backwards, limit, event_filter)
-        events = await self._load(rows)
+        events, resume = await self._scan(
+            user_id, access, room_id, after, up_to, backwards, limit, event_filter
+        )
         body: dict[str, Any] = {
             "chunk": await self.serialize(events),
             "start": str(start),
@@ -88,27 +96,39 @@ class RoomReader:
 
     async def _scan(
         self,
+        user_id: str,
+        access: ReadAccess,
         room_id: str,
         after: int,
         up_to: int,
         backwards: bool,
         limit: int,
         event_filter: RoomEventFilter,
-    ) -> tuple[list[TimelineRow], int | None]:
-        """Up to ``limit`` matching rows in ``(after, up_to]`` and the position to resume from
-        (None when nothing further matches)."""
-        found: list[TimelineRow] = []
+    ) -> tuple[list[Event], int | None]:
+        """Up to ``limit`` matching events the user may see in ``(after, up_to]`` and the
+        position to resume from (None when nothing further matches)."""
+        found: list[Event] = []
         scanned = 0
         while after < up_to and limit > 0:
             batch = await self.store.room_use.get_timeline_rows(
                 room_id, after=after, up_to=up_to, backwards=backwards, limit=_SCAN_BATCH
             )
-            for row in batch:
-                if not event_filter.allows(row.type, row.sender):
-                    continue
-                if len(found) == limit:  # one more match exists: more to come
-                    return found, self._position_after(found[-1], backwards)
-                found.append(row)
+            pending = [r for r in batch if event_filter.allows(r.type, r.sender)]
+            # First load and judge only as many as could still be needed (one more than the
+            # limit tells whether more follow): most pages stop there. If some were hidden,
+            # the rest of the batch at once (a late joiner scanning back through history he
+            # may not see costs one judgement per batch, not one per page).
+            need = limit - len(found) + 1
+            while pending:
+                rows, pending = pending[:need], pending[need:]
+                need = len(pending)
+                events = await filter_events_for_client(
+                    self.store, user_id, await self._load(rows), access=access
+                )
+                for event in events:
+                    if len(found) == limit:  # one more match exists: more to come
+                        return found, self._position_after(found[-1], backwards)
+                    found.append(event)
             scanned += len(batch)
             if len(batch) < _SCAN_BATCH:
                 break
@@ -121,8 +141,9 @@ class RoomReader:
         return found, None
 
     @staticmethod
-    def _position_after(row: TimelineRow, backwards: bool) -> int:
-        return row.stream_ordering - 1 if backwards else row.stream_ordering
+    def _position_after(event: Event, backwards: bool) -> int:
+        ordering = event.internal.stream_ordering or 0
+        return ordering - 1 if backwards else ordering
 
     async def _load(self, rows: Sequence[TimelineRow]) -> list[Event]:
         found = await self.store.events.get_events([r.event_id for r in rows])
@@ -145,7 +166,11 @@ class RoomReader:
         return await self.serialize([found[i] for i in ids if i in found])
 
     # --- single events ---------------------------------------------------------------------
-    async def _visible_event(self, access: ReadAccess, room_id: str, event_id: str) -> Event:
+    async def _visible_event(
+        self, user_id: str, access: ReadAccess, room_id: str, event_id: str
+    ) -> Event | None:
+        """The event if it is this room's and the user may see it; 404 if it is not the room's,
+        None if the user may not see it."""
         event = await self.store.events.get_event(event_id)
         if (
             event is None
@@ -155,14 +180,15 @@ class RoomReader:
             or event.internal.soft_failed
         ):
             raise NotFound("Event not found.")
-        if not access.can_see(event):
-            raise Forbidden(NO_PERMISSION)
-        return event
+        visible = await filter_events_for_client(self.store, user_id, [event], access=access)
+        return visible[0] if visible else None
 
     async def get_event(self, user_id: str, room_id: str, event_id: str) -> dict[str, Any]:
         _check_ids(room_id, event_id)
         access = await check_read_access(self.store, room_id, user_id)
-        event = await self._visible_event(access, room_id, event_id)
+        event = await self._visible_event(user_id, access, room_id, event_id)
+        if event is None:  # as Synapse: not told apart from an unknown event
+            raise NotFound("Event not found.")
         (body,) = await self.serialize([event])
         return body
 
@@ -177,17 +203,19 @@ class RoomReader:
     ) -> dict[str, Any]:
         _check_ids(room_id, event_id)
         access = await check_read_access(self.store, room_id, user_id)
-        event = await self._visible_event(access, room_id, event_id)
+        event = await self._visible_event(user_id, access, room_id, event_id)
+        if event is None:
+            raise Forbidden(NO_PERMISSION)
         position = event.internal.stream_ordering or 0
         newest = await self.store.events.get_max_stream_ordering()
         up_to = newest if access.up_to is None else min(newest, access.up_to)
         before_limit = limit // 2
-        before, _ = await self._scan(room_id, 0, position - 1, True, before_limit, event_filter)
-        after, _ = await self._scan(
-            room_id, position, up_to, False, limit - before_limit, event_filter
+        before_events, _ = await self._scan(
+            user_id, access, room_id, 0, position - 1, True, before_limit, event_filter
         )
-        before_events = await self._load(before)
-        after_events = await self._load(after)
+        after_events, _ = await self._scan(
+            user_id, access, room_id, position, up_to, False, limit - before_limit, event_filter
+        )
         last = after_events[-1] if after_events else event
         state_ids = await self.store.state.get_state_ids_at_event(last.event_id) or {}
         if event_filter.lazy_load_members:
@@ -196,8 +224,8 @@ class RoomReader:
                 k: v for k, v in state_ids.items() if k[0] != "m.room.member" or k[1] in senders
             }
         state_events = await self.store.events.get_events(state_ids.values())
-        start = before[-1].stream_ordering - 1 if before else position - 1
-        end = after[-1].stream_ordering if after else position
+        start = self._position_after(before_events[-1], True) if before_events else position - 1
+        end = self._position_after(after_events[-1], False) if after_events else position
         (event_json,) = await self.serialize([event])
         return {
             "event": event_json,
@@ -246,7 +274,7 @@ class RoomReader:
 
     async def joined_members(self, user_id: str, room_id: str) -> dict[str, Any]:
         _check_ids(room_id)
-        await check_read_access(self.store, room_id, user_id)
+        check_joined(await check_read_access(self.store, room_id, user_id))
         state = await self.store.state.get_current_state_ids(room_id)
         ids = [eid for (t, _), eid in state.items() if t == "m.room.member"]
         found = await self.store.events.get_events(ids)

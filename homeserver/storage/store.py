@@ -34,6 +34,7 @@ from homeserver.storage.ui_auth import UIAuthStore
 from homeserver.storage.upgrade_audit import UpgradeAuditStore
 from homeserver.storage.upgrades import UpgradesStore
 from homeserver.storage.users import UsersStore
+from homeserver.storage.visibility import VisibilityStore
 
 
 class Store:
@@ -63,6 +64,7 @@ class Store:
         self.upgrades = UpgradesStore(db, self.account_data, self.push_rules)
         self.upgrade_audit = UpgradeAuditStore(db)
         self.sync = SyncStore(db, self.events)
+        self.visibility = VisibilityStore(db)
         self.room_use = RoomUseStore(db)
         self.out_of_band = OutOfBandStore(db)
         self.federation_inbound = FederationInboundStore(db)

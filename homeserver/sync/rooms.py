@@ -14,11 +14,12 @@ from typing import Any
 from homeserver.events.client_format import strip_state_event
 from homeserver.events.event import Event
 from homeserver.rooms.prejoin_state import PREJOIN_STATE_TYPES
-from homeserver.rooms.visibility import serialize_for_client
 from homeserver.storage import Store
 from homeserver.storage.state import StateMap
 from homeserver.sync.filters import EventFilter, SyncFilter
 from homeserver.sync.tokens import StreamToken
+from homeserver.visibility.client import ReadAccess, filter_events_for_client, room_access
+from homeserver.visibility.serialize import serialize_for_client
 
 #: At most this many members are named as heroes of an unnamed room.
 MAX_HEROES = 5
@@ -72,17 +73,34 @@ class RoomSyncBuilder:
         return out
 
     async def timeline(
-        self, room_id: str, after: int, upto: int, limit: int, event_filter: EventFilter
+        self,
+        ctx: SyncContext,
+        room_id: str,
+        after: int,
+        upto: int,
+        limit: int,
+        event_filter: EventFilter,
+        *,
+        joined: bool = False,
     ) -> Timeline:
-        """The last ``limit`` events in ``(after, upto]`` that pass ``event_filter``."""
+        """The last ``limit`` events in ``(after, upto]`` that pass ``event_filter`` and that
+        the user may see (history visibility). ``joined``: the user is joined now (no need
+        to read their membership again)."""
         filtered = bool(event_filter.definition)
         page = limit + 1 if not filtered else max(limit + 1, _MIN_PAGE)
+        access = (
+            ReadAccess("join") if joined else await room_access(self.store, room_id, ctx.user_id)
+        )
         collected: list[Event] = []
         upper = upto
         exhausted = False
         for _ in range(MAX_TIMELINE_PAGES):
             batch = await self.store.sync.get_room_events_desc(room_id, after, upper, page)
-            collected.extend(e for e in batch if not filtered or event_filter.allows_event(e))
+            matching = [e for e in batch if not filtered or event_filter.allows_event(e)]
+            if access is not None:
+                collected.extend(
+                    await filter_events_for_client(self.store, ctx.user_id, matching, access=access)
+                )
             if len(batch) < page:
                 exhausted = True
                 break

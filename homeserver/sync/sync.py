@@ -212,7 +212,13 @@ class SyncService:
         incremental = since is not None and not newly_joined
         after = since.events if since is not None and incremental else 0
         timeline = await self.rooms.timeline(
-            room_id, after, ctx.now.events, ctx.filter.timeline_limit, ctx.filter.timeline
+            ctx,
+            room_id,
+            after,
+            ctx.now.events,
+            ctx.filter.timeline_limit,
+            ctx.filter.timeline,
+            joined=True,
         )
         if incremental and not ctx.full_state:
             assert since is not None
@@ -333,7 +339,7 @@ class SyncService:
         )
         after = since.events if since is not None and joined_at_since else 0
         timeline = await self.rooms.timeline(
-            room_id, after, upto, ctx.filter.timeline_limit, ctx.filter.timeline
+            ctx, room_id, after, upto, ctx.filter.timeline_limit, ctx.filter.timeline
         )
         state = await self.rooms.state_events(
             ctx, room_id, timeline, after if joined_at_since else None

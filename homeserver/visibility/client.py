@@ -1,0 +1,210 @@
+"""The entry points every path that hands room events or state to a client goes through.
+
+* :func:`check_read_access` — may the user read the room at all (``/messages``, ``/state``,
+  ``/members``, ``/event``, ``/context``…), and up to where:
+
+  - a joined member reads the room;
+  - in a room that is ``world_readable`` now, anyone reads it (peeking, as Synapse);
+  - a former member (current membership ``leave`` or ``ban``) who was once joined reads the room
+    as it was when their last stay ended: events up to that membership event, state as of it;
+  - everyone else gets 403 ``M_FORBIDDEN``: strangers, invitees, a rejected invite, a ban
+    without a join (Synapse lets the last two read up to their leave; the spec does not).
+
+* :func:`filter_events_for_client` — which of a batch of events the user may see, each judged
+  by :func:`homeserver.visibility.rules.event_visible` from the state *at* it. Events the user
+  may not see are dropped (not redacted), as Synapse does for clients.
+
+Cost: the state groups the events were sent in (the state before each) come from one query per
+room that returns only the points where the group changes; each distinct group is read once (the
+state store's LRU caches them), the history-visibility and membership events of all groups in
+one batch; ordinary events are judged once per (group, joined later) pair; and "joined at some
+point at or after the event" comes from the user's own membership events (one query per room) —
+never a state read per event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from homeserver.errors import Forbidden, NotFound
+from homeserver.events.event import Event
+from homeserver.storage import Store
+from homeserver.storage.state import StateMap
+from homeserver.visibility.rules import WORLD_READABLE, EventFacts, event_visible
+
+NOT_A_MEMBER = "You aren't a member of the room"
+NOT_JOINED = "Getting joined members while not being a current member of the room is forbidden."
+HISTORY_VISIBILITY = "m.room.history_visibility"
+_HISTORY_VISIBILITY_KEY = (HISTORY_VISIBILITY, "")
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAccess:
+    #: the requester's current membership (None: never had one).
+    membership: str | None
+    #: the last stream position the requester may read; None when unbounded.
+    up_to: int | None = None
+    #: the membership event that ended their access (state is read as of this event).
+    until_event_id: str | None = None
+    #: stream position of the requester's latest join event in the room (None: never joined).
+    last_join: int | None = None
+
+    def can_see(self, event: Event) -> bool:
+        """Whether ``event`` lies within the stretch of the room the requester may read."""
+        ordering = event.internal.stream_ordering
+        return self.up_to is None or (ordering is not None and ordering <= self.up_to)
+
+    def joined_at_or_after(self, position: int) -> bool:
+        """Whether the requester was joined at some point at or after ``position``."""
+        return self.membership == "join" or (
+            self.last_join is not None and self.last_join >= position
+        )
+
+
+async def get_membership(store: Store, room_id: str, user_id: str) -> Event | None:
+    """The user's current ``m.room.member`` event in the room, if any."""
+    return await store.state.get_current_state_event(room_id, "m.room.member", user_id)
+
+
+async def room_access(store: Store, room_id: str, user_id: str) -> ReadAccess | None:
+    """What the user may read of the room (None: nothing). See the module's docstring."""
+    member = await get_membership(store, room_id, user_id)
+    membership = member.membership if member is not None else None
+    if membership == "join":
+        # Joined now, so joined after every event: their past stays do not matter.
+        return ReadAccess("join")
+    history = await store.visibility.get_user_memberships(room_id, user_id)
+    found = await store.events.get_events(event_id for event_id, _ in history)
+    stays = [(p, found[i]) for i, p in history if i in found]
+    joins = [p for p, e in stays if e.membership == "join"]
+    last_join = joins[-1] if joins else None
+    visibility = await store.state.get_current_state_event(room_id, HISTORY_VISIBILITY, "")
+    if visibility is not None and visibility.content.get("history_visibility") == WORLD_READABLE:
+        return ReadAccess(membership, last_join=last_join)
+    if membership in ("leave", "ban") and last_join is not None:
+        # The stay ends at the first membership change after the last join.
+        end = next(((p, e) for p, e in stays if p > last_join and e.membership != "join"), None)
+        if end is not None:
+            return ReadAccess(membership, end[0], end[1].event_id, last_join)
+    return None
+
+
+async def check_read_access(store: Store, room_id: str, user_id: str) -> ReadAccess:
+    """404 for an unknown room, 403 for a user who may not read it."""
+    if await store.rooms.get_room(room_id) is None:
+        raise NotFound("Unknown room")
+    access = await room_access(store, room_id, user_id)
+    if access is None:
+        raise Forbidden(NOT_A_MEMBER)
+    return access
+
+
+def check_joined(access: ReadAccess) -> None:
+    """403 unless the requester is joined now (``/joined_members``, as Synapse)."""
+    if access.membership != "join":
+        raise Forbidden(NOT_JOINED)
+
+
+async def filter_events_for_client(
+    store: Store,
+    user_id: str,
+    events: Sequence[Event],
+    *,
+    access: ReadAccess | None = None,
+) -> list[Event]:
+    """The events of ``events`` the user may see, in their order. ``access`` is the user's
+    :class:`ReadAccess` when all the events are of one room and the caller already has it."""
+    by_room: dict[str, list[Event]] = {}
+    for event in events:
+        # Rejected and soft-failed events never reach a client.
+        if not event.rejected and not event.internal.soft_failed:
+            by_room.setdefault(event.room_id, []).append(event)
+    allowed: set[str] = set()
+    for room_id, room_events in by_room.items():
+        reach = access if access is not None else await room_access(store, room_id, user_id)
+        allowed.update(await _visible_in_room(store, user_id, reach, room_id, room_events))
+    return [e for e in events if e.event_id in allowed]
+
+
+async def _visible_in_room(
+    store: Store,
+    user_id: str,
+    access: ReadAccess | None,
+    room_id: str,
+    events: list[Event],
+) -> set[str]:
+    visible: set[str] = set()
+    placed: list[tuple[int, Event]] = []
+    for event in events:
+        position = event.internal.stream_ordering
+        if event.internal.outlier or position is None:
+            # No state is known at an outlier: only one's own membership (an invite received
+            # over federation, its rejection) is shown, as Synapse.
+            if _is_own_membership(event, user_id):
+                visible.add(event.event_id)
+        elif access is not None and access.can_see(event):
+            placed.append((position, event))
+    if not placed or access is None:
+        return visible
+    groups = await store.visibility.get_state_groups_before(
+        room_id, [(event.event_id, position) for position, event in placed]
+    )
+    facts = await _group_facts(store, user_id, set(groups.values()))
+    # An ordinary event's verdict depends only on its group and on whether the user joined
+    # at or after it: judged once per pair, not once per event.
+    ordinary: dict[tuple[int, bool], bool] = {}
+    for position, event in placed:
+        group = groups.get(event.event_id)
+        if group is None:
+            continue  # no state known at it (cannot happen for an event with a position)
+        joined_later = access.joined_at_or_after(position)
+        is_visibility_event = event.type == HISTORY_VISIBILITY and event.state_key == ""
+        own = _is_own_membership(event, user_id)
+        if not is_visibility_event and not own:
+            key = (group, joined_later)
+            verdict = ordinary.get(key)
+            if verdict is None:
+                verdict = ordinary[key] = event_visible(EventFacts(*facts[group], joined_later))
+        else:
+            verdict = event_visible(
+                EventFacts(
+                    *facts[group],
+                    joined_later,
+                    sets_visibility=event.content.get("history_visibility"),
+                    is_visibility_event=is_visibility_event,
+                    own_membership=event.membership if own else None,
+                    is_own_membership_event=own,
+                )
+            )
+        if verdict:
+            visible.add(event.event_id)
+    return visible
+
+
+def _is_own_membership(event: Event, user_id: str) -> bool:
+    return event.type == "m.room.member" and event.state_key == user_id
+
+
+async def _group_facts(
+    store: Store, user_id: str, groups: set[int]
+) -> dict[int, tuple[object, str | None]]:
+    """``group → (history_visibility content value, the user's membership)`` in each group."""
+    states: dict[int, StateMap] = await store.state.get_state_groups_ids(groups)
+    member_key = ("m.room.member", user_id)
+    wanted = {
+        event_id
+        for state in states.values()
+        for key in (_HISTORY_VISIBILITY_KEY, member_key)
+        if (event_id := state.get(key)) is not None
+    }
+    found = await store.events.get_events(wanted)
+    facts: dict[int, tuple[object, str | None]] = {}
+    for group, state in states.items():
+        visibility = found.get(state.get(_HISTORY_VISIBILITY_KEY, ""))
+        member = found.get(state.get(member_key, ""))
+        facts[group] = (
+            None if visibility is None else visibility.content.get("history_visibility"),
+            None if member is None else member.membership,
+        )
+    return facts

@@ -6,7 +6,11 @@ check the template, sign our own event from it, ``v2/send_join`` it, check every
 answer (format, signatures, hashes — through the received-events checks) and that the join is
 allowed by the returned state, then persist the room as joined. Any failure with one server
 moves on to the next; a 400 ``M_INCOMPATIBLE_ROOM_VERSION`` ends the attempt (no server of the
-room will do better).
+room will do better). A restricted room's resident answering 400 ``M_UNABLE_TO_AUTHORISE_JOIN``
+/ ``M_UNABLE_TO_GRANT_JOIN`` cannot vouch for our user: the next server is asked (as Synapse).
+The template then names the resident's authorising user (``join_authorised_via_users_server``,
+kept in our event), and the send_join answer's ``event`` is the join with the resident's
+signature added, which is the copy we keep (checked like any received event).
 
 Rejecting an invite to a room we are not in: ``make_leave`` / ``v2/send_leave`` through the
 inviter's server; if no server can be reached the invite is rejected locally only (as Synapse
@@ -43,6 +47,7 @@ from homeserver.room_versions import (
     UnsupportedRoomVersion,
     get_room_version,
 )
+from homeserver.rooms.restricted import UNABLE_TO_AUTHORISE_JOIN, UNABLE_TO_GRANT_JOIN
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
 from homeserver.sync.notifier import Notifier
@@ -55,6 +60,10 @@ logger = logging.getLogger(__name__)
 
 #: Called after our user joined a room through another server (user_id, room_id).
 JoinedHook = Callable[[str, str], Awaitable[None]]
+
+
+#: make_join refusals of a restricted join that mean "ask another resident" (spec).
+_TRY_ANOTHER_SERVER = frozenset({UNABLE_TO_AUTHORISE_JOIN, UNABLE_TO_GRANT_JOIN})
 
 
 class _ServerFailed(Exception):
@@ -114,9 +123,12 @@ class RemoteMembership:
                         Codes.INCOMPATIBLE_ROOM_VERSION,
                     ) from None
                 logger.info("join of %s to %s via %s failed: %s", user_id, room_id, server, e)
-                if e.status in (403, 404) and refusal is None:
+                if e.status in (403, 404) and (refusal is None or refusal.status == 400):
                     message = e.error or "Not allowed to join this room"
                     refusal = Forbidden(message) if e.status == 403 else NotFound(message)
+                elif e.errcode in _TRY_ANOTHER_SERVER and refusal is None:
+                    # A restricted room this server cannot vouch for: another one may.
+                    refusal = BadRequest(e.error or "Unable to authorise the join", e.errcode)
                 continue
             except (FederationError, _ServerFailed) as e:
                 logger.info("join of %s to %s via %s failed: %s", user_id, room_id, server, e)

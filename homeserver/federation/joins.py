@@ -30,6 +30,7 @@ from homeserver.federation.acl import ACL_EVENT_TYPE, server_allowed_by_acl
 from homeserver.federation.fanout import enqueue_event_txn
 from homeserver.federation.pdu_checks import PduRejected
 from homeserver.room_versions import RoomVersion, get_room_version
+from homeserver.rooms.prejoin_state import PREJOIN_STATE_TYPES
 from homeserver.rooms.restricted import AUTHORISER_KEY, RestrictedJoins
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
@@ -103,7 +104,8 @@ class ResidentMembership:
         supported_versions: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         """``{room_version, event}``: a template of ``user_id``'s ``membership`` event built on
-        our current state. ``supported_versions`` (make_join's ``ver``) None for make_leave."""
+        our current state. ``supported_versions`` (make_join's / make_knock's ``ver``) None for
+        make_leave."""
         if room_id_error(room_id):
             raise _invalid("Invalid room ID")
         if user_id_error(user_id, historical=True):
@@ -119,6 +121,8 @@ class ResidentMembership:
             )
         await self._check_acl(room_id, origin)
         version = get_room_version(room.room_version)
+        if membership == "knock" and not version.knock_join_rule:
+            raise Forbidden("This room version does not support knocking")
         content: dict[str, Any] = {"membership": membership}
         if membership == "join":
             authoriser = await self.restricted.authoriser_for(room_id, version, user_id)
@@ -164,6 +168,22 @@ class ResidentMembership:
 
     async def send_leave(self, origin: str, room_id: str, event_id: str, pdu: Any) -> None:
         await self._accept(origin, room_id, event_id, pdu, "leave")
+
+    async def send_knock(
+        self, origin: str, room_id: str, event_id: str, pdu: Any
+    ) -> dict[str, Any]:
+        """Accept a signed knock; the answer carries the room's stripped pre-join state, so
+        the knocker can show the room (under both names Synapse sends)."""
+        event = await self._accept(origin, room_id, event_id, pdu, "knock")
+        before = await self.store.state.get_state_ids_at_event(event.event_id, before=True)
+        before = before or {}
+        ids = [before[(t, "")] for t in PREJOIN_STATE_TYPES if (t, "") in before]
+        found = await self.store.events.get_events(ids)
+        stripped = [
+            {"type": e.type, "state_key": e.state_key, "content": e.content, "sender": e.sender}
+            for e in (found[i] for i in ids if i in found)
+        ]
+        return {"knock_room_state": stripped, "knock_state_events": stripped}
 
     async def _accept(
         self, origin: str, room_id: str, event_id: str, pdu: Any, membership: str

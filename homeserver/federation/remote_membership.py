@@ -105,41 +105,90 @@ class RemoteMembership:
     def server_name(self) -> str:
         return self.signer.server_name
 
-    # --- join --------------------------------------------------------------------------------
+    # --- join and knock ----------------------------------------------------------------------
     async def join(
         self, user_id: str, room_id: str, servers: Sequence[str], content: dict[str, Any]
     ) -> None:
         """Join ``room_id`` through the first of ``servers`` that lets us in."""
+        await self._through(servers, "join", user_id, room_id, content, self._join_via)
+        self.notifier.notify([room_id], [user_id])
+        if self.on_joined is not None:
+            await self.on_joined(user_id, room_id)
+
+    async def knock(
+        self, user_id: str, room_id: str, servers: Sequence[str], content: dict[str, Any]
+    ) -> str:
+        """Knock on ``room_id`` through the first of ``servers`` that takes the knock; it is
+        kept as the user's out-of-band membership (we are not in the room). Returns its ID."""
+        event_id = await self._through(
+            servers, "knock", user_id, room_id, content, self._knock_via
+        )
+        self.notifier.notify([room_id], [user_id])
+        return event_id
+
+    async def _through(
+        self,
+        servers: Sequence[str],
+        membership: str,
+        user_id: str,
+        room_id: str,
+        content: dict[str, Any],
+        attempt: Callable[[str, str, str, dict[str, Any]], Awaitable[str | None]],
+    ) -> str:
+        """``attempt`` with each server in turn until one succeeds; the most telling refusal
+        (403/404, then a restricted room's "ask another server") if none does."""
         if not servers:
             raise NotFound("No known servers")
         refusal: MatrixError | None = None
         for server in servers:
             try:
-                await self._join_via(server, user_id, room_id, content)
+                return await attempt(server, user_id, room_id, content) or ""
             except FederationHttpError as e:
                 if e.errcode == Codes.INCOMPATIBLE_ROOM_VERSION:
                     raise BadRequest(
                         e.error or "This server does not support the room's version",
                         Codes.INCOMPATIBLE_ROOM_VERSION,
                     ) from None
-                logger.info("join of %s to %s via %s failed: %s", user_id, room_id, server, e)
+                logger.info(
+                    "%s of %s to %s via %s failed: %s", membership, user_id, room_id, server, e
+                )
                 if e.status in (403, 404) and (refusal is None or refusal.status == 400):
-                    message = e.error or "Not allowed to join this room"
+                    message = e.error or f"Not allowed to {membership} this room"
                     refusal = Forbidden(message) if e.status == 403 else NotFound(message)
                 elif e.errcode in _TRY_ANOTHER_SERVER and refusal is None:
                     # A restricted room this server cannot vouch for: another one may.
                     refusal = BadRequest(e.error or "Unable to authorise the join", e.errcode)
-                continue
             except (FederationError, _ServerFailed) as e:
-                logger.info("join of %s to %s via %s failed: %s", user_id, room_id, server, e)
-                continue
-            self.notifier.notify([room_id], [user_id])
-            if self.on_joined is not None:
-                await self.on_joined(user_id, room_id)
-            return
+                logger.info(
+                    "%s of %s to %s via %s failed: %s", membership, user_id, room_id, server, e
+                )
         if refusal is not None:
             raise refusal
-        raise MatrixError(502, Codes.UNKNOWN, "Failed to join the room through any server")
+        raise MatrixError(502, Codes.UNKNOWN, f"Failed to {membership} the room through any server")
+
+    async def _knock_via(
+        self, server: str, user_id: str, room_id: str, content: dict[str, Any]
+    ) -> str:
+        versions = [v.identifier for v in KNOWN_ROOM_VERSIONS.values() if v.knock_join_rule]
+        answer = await self.client.get_json(
+            server,
+            fed_path("/_matrix/federation/v1/make_knock/{}/{}", room_id, user_id),
+            {"ver": versions},
+        )
+        version, knock = self._event_from_answer(answer, room_id, user_id, "knock", content)
+        if not version.knock_join_rule:
+            raise _ServerFailed("the room's version has no knocks")
+        response = await self.client.put_json(
+            server,
+            fed_path("/_matrix/federation/v1/send_knock/{}/{}", room_id, knock.event_id),
+            knock.federation_json(),
+        )
+        if not isinstance(response, dict):
+            raise _ServerFailed("send_knock answer is not an object")
+        await self.store.db.run_in_transaction(
+            "remote_knock", record_out_of_band_txn, self.store, knock
+        )
+        return knock.event_id
 
     async def _join_via(
         self, server: str, user_id: str, room_id: str, content: dict[str, Any]

@@ -183,18 +183,32 @@ class MembershipService:
         reason: str | None = None,
         servers: Sequence[str] = (),
     ) -> str:
-        """Ask to be invited into a room this server is in; returns the room ID. Knocking
-        through another server (make_knock/send_knock) is not supported yet."""
-        room_id, _alias_servers = await self.resolve_room(room_id_or_alias)
-        del servers  # only for knocks through other servers
-        await self._knock(user_id, room_id, _content("knock", reason))
+        """Ask to be invited into a room (``knock`` / ``knock_restricted`` join rules); one
+        this server is not in is knocked on through another (make_knock/send_knock). Returns
+        the room ID."""
+        room_id, alias_servers = await self.resolve_room(room_id_or_alias)
+        content = _content("knock", reason)
+        await self._knock(user_id, room_id, content, [*servers], alias_servers)
         return room_id
 
-    async def _knock(self, user_id: str, room_id: str, content: dict[str, Any]) -> str:
+    async def _knock(
+        self,
+        user_id: str,
+        room_id: str,
+        content: dict[str, Any],
+        servers: Sequence[str] = (),
+        alias_servers: Sequence[str] = (),
+    ) -> str:
         await self._refuse_blocked(room_id)
         room = await self.store.rooms.get_room(room_id)
         if room is None or not await self._server_in_room(room_id):
-            raise NotFound(NO_KNOWN_SERVERS)
+            remote_servers = candidate_servers(
+                [*servers, *alias_servers], room_id, self.server_name
+            )
+            if self.remote is None or not remote_servers:
+                raise NotFound(NO_KNOWN_SERVERS)
+            self.ratelimiters.joins_remote.check(user_id)
+            return await self.remote.knock(user_id, room_id, remote_servers, content)
         current = await get_membership(self.store, room_id, user_id)
         if current is not None and current.membership == "ban":
             raise Forbidden("You are banned from this room")

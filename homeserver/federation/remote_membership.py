@@ -289,9 +289,11 @@ class RemoteMembership:
 
     # --- rejecting an out-of-band invite -----------------------------------------------------
     async def reject_invite(self, user_id: str, room_id: str, content: dict[str, Any]) -> None:
-        """Leave a room we only know from an invite received over federation."""
+        """Leave a room we only know from an invite received over federation, or withdraw a
+        knock sent through another server (then the room ID's server is asked, as Synapse:
+        the knock's own sender is ours)."""
         invite_row = await self.store.out_of_band.get(user_id, room_id)
-        if invite_row is None or invite_row.membership != "invite":
+        if invite_row is None or invite_row.membership not in ("invite", "knock"):
             raise Forbidden("You are not invited to this room")
         invite = await self.store.events.get_event(invite_row.event_id)
         if invite is None:

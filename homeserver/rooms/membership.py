@@ -355,10 +355,10 @@ class MembershipService:
         return any(domain_of(u) == self.server_name for u in joined)
 
     async def _invited_out_of_band(self, user_id: str, room_id: str) -> bool:
-        """Whether the user's membership is an invite received over federation to a room
-        none of our users is in."""
+        """Whether the user's membership is an invite received over federation (or a knock
+        sent through another server) in a room none of our users is in."""
         row = await self.store.out_of_band.get(user_id, room_id)
-        if row is None or row.membership != "invite":
+        if row is None or row.membership not in ("invite", "knock"):
             return False
         return not await self._server_in_room(room_id)
 

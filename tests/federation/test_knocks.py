@@ -109,7 +109,7 @@ async def test_our_user_knocks_on_a_remote_room(
         bob = await b.user("bob")
         room_id = await alice.create_room(
             preset="private_chat",
-            room_version="12",
+            room_version="10",
             initial_state=[
                 {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}
             ],
@@ -126,7 +126,17 @@ async def test_our_user_knocks_on_a_remote_room(
         row = await b.hs.store.out_of_band.get(bob.user_id, room_id)
         assert row is not None and (row.membership, row.event_id) == ("knock", knock.event_id)
 
-        # The resident's refusal reaches the client; without a server, 404.
+        # Withdrawn with a leave, through the room ID's server.
+        status, body = await bob.call("POST", f"/rooms/{q(room_id)}/leave", {})
+        assert status == 200, body
+        left = await a.hs.store.state.get_current_state_event(
+            room_id, "m.room.member", bob.user_id
+        )
+        assert left is not None and left.membership == "leave" and left.sender == bob.user_id
+        row = await b.hs.store.out_of_band.get(bob.user_id, room_id)
+        assert row is not None and (row.membership, row.event_id) == ("leave", left.event_id)
+
+        # The resident's refusal reaches the client; without a server (v12 IDs name none), 404.
         status, body = await bob.call("POST", f"/knock/{q(public)}", {}, [("via", a.name)])
         assert (status, body["errcode"]) == (403, "M_FORBIDDEN"), body
         status, body = await bob.call("POST", f"/knock/{q(public)}", {})

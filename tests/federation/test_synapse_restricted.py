@@ -6,6 +6,8 @@
 (theirs) Our user, who joined a Synapse-hosted space, joins a Synapse-hosted room restricted to
     it: Synapse names its authorising user and signs; we keep the signed copy. Our user in no
     allowed room gets Synapse's 403.
+(knocks) Each side's user knocks on the other side's knock room (make_knock / send_knock both
+    ways), is invited and joins.
 
 One Synapse for the module (users get fresh names per test); waits poll /sync with generous
 deadlines and return as soon as the data is there.
@@ -27,6 +29,7 @@ from tests.federation.synapse_harness import SynapseServer
 from tests.federation.test_synapse_interop import (
     ENGINES,
     SKIP_POSTGRES,
+    TIMEOUT,
     diagnostics,
     exchange_messages,
     wait_member,
@@ -132,3 +135,39 @@ async def test_our_user_joins_synapse_restricted_room(
 
         status, body = await join_error(carol, room_id, synapse.server_name)
         assert (status, body.get("errcode")) == (403, "M_FORBIDDEN"), body
+
+
+def knock_rule(rule: str = "knock") -> list[dict[str, Any]]:
+    return [{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": rule}}]
+
+
+async def test_knocks_both_ways(
+    ours: OurServer, synapse: SynapseServer, session: aiohttp.ClientSession
+) -> None:
+    async with diagnostics(ours, synapse):
+        alice = await register(session, ours.client_url, ours.registration_secret, "alice")
+        bob = await register(session, synapse.client_url, synapse.registration_secret, "bob")
+        our_room = await alice.create_room(
+            preset="private_chat", room_version="10", initial_state=knock_rule()
+        )
+        their_room = await bob.create_room(
+            preset="private_chat", room_version="10", initial_state=knock_rule()
+        )
+
+        # Synapse's user knocks on our room; our user lets him in.
+        path = f"/knock/{q(our_room)}"
+        await bob.ok("POST", path, {"reason": "from Synapse"}, [("via", ours.server_name)])
+        await wait_member(alice, our_room, bob.user_id, "knock")
+        await alice.invite(our_room, bob.user_id)
+        await bob.wait_for_invite(our_room, TIMEOUT)
+        assert await bob.join(our_room, via=[ours.server_name]) == our_room
+        await wait_member(alice, our_room, bob.user_id, "join")
+
+        # Our user knocks on Synapse's room; Synapse's user lets her in.
+        path = f"/knock/{q(their_room)}"
+        await alice.ok("POST", path, {"reason": "from ours"}, [("via", synapse.server_name)])
+        await wait_member(bob, their_room, alice.user_id, "knock")
+        await bob.invite(their_room, alice.user_id)
+        await alice.wait_for_invite(their_room, TIMEOUT)
+        assert await alice.join(their_room, via=[synapse.server_name]) == their_room
+        await wait_member(bob, their_room, alice.user_id, "join")

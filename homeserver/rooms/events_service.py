@@ -1,6 +1,8 @@
 """Sending into a room from the client API: messages (idempotent per transaction ID), state,
 redactions; and reading state.
 
+* ``m.room.member`` state goes to the membership service (homeserver/rooms/membership.py), the
+  one gate for membership changes, never straight to the sender.
 * A transaction ID is looked up and recorded under the room lock, in the same transaction as the
   event, so a retried request gets the event its first attempt made — even when both run at once.
 * A hand-sent ``m.room.tombstone`` (state key ``""``) moves the room ``active → tombstoned`` in

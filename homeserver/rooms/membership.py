@@ -214,6 +214,8 @@ class MembershipService:
             raise Forbidden("You are banned from this room")
         if current is not None and current.membership in ("join", "invite"):
             raise Forbidden(f"You are already {_JOINED_OR_INVITED[current.membership]}")
+        if current is not None and current.membership == "knock" and current.content == content:
+            return current.event_id  # the same knock again: no new event (as Synapse)
         join_rules = await self.store.state.get_current_state_event(room_id, "m.room.join_rules")
         rule = None if join_rules is None else join_rules.content.get("join_rule")
         if not allows_knock(get_room_version(room.room_version), rule):

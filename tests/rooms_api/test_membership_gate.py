@@ -290,6 +290,17 @@ async def test_state_put_knock(server: Server) -> None:
     status, body = await put_member(server, bob, room_id, bob.user_id, {"membership": "knock"})
     assert status == 200, body
     assert await membership_of(server.hs, room_id, bob.user_id) == "knock"
+    # The same knock again makes no new event; another reason does.
+    again = await put_member(server, bob, room_id, bob.user_id, {"membership": "knock"})
+    assert again == (200, body)
+    status, other = await post(server, bob, f"/knock/{room_id}", {"reason": "please"})
+    assert status == 200, other
+    event = await member_event(server.hs, room_id, bob.user_id)
+    assert event is not None and event.event_id != body["event_id"]
+    assert event.content == {"membership": "knock", "reason": "please"}
+    # Knocking for someone else is refused.
+    status, body = await put_member(server, alice, room_id, bob.user_id, {"membership": "knock"})
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
 
 
 # --- the state PUT behaves like the dedicated endpoints -----------------------------------------

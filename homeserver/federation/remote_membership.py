@@ -193,21 +193,7 @@ class RemoteMembership:
     async def _join_via(
         self, server: str, user_id: str, room_id: str, content: dict[str, Any]
     ) -> None:
-        answer = await self.client.get_json(
-            server,
-            fed_path("/_matrix/federation/v1/make_join/{}/{}", room_id, user_id),
-            {"ver": list(KNOWN_ROOM_VERSIONS)},
-        )
-        version, join = self._event_from_answer(answer, room_id, user_id, "join", content)
-        response = await self.client.put_json(
-            server,
-            fed_path("/_matrix/federation/v2/send_join/{}/{}", room_id, join.event_id),
-            join.federation_json(),
-            {"omit_members": "false"},
-        )
-        if not isinstance(response, dict):
-            raise _ServerFailed("send_join answer is not an object")
-        join = await self._resident_copy(version, join, response.get("event"), server)
+        version, join, response = await self._make_and_send_join(server, user_id, room_id, content)
         state = await self._checked(version, response.get("state"), server, room_id)
         chain = await self._checked(version, response.get("auth_chain"), server, room_id)
         state_map = {e.state_tuple: e for e in state if e.is_state()}
@@ -225,6 +211,59 @@ class RemoteMembership:
         await self.store.db.run_in_transaction(
             "remote_join_done", self._joined_txn, user_id, room_id
         )
+
+    async def _make_and_send_join(
+        self, server: str, user_id: str, room_id: str, content: dict[str, Any]
+    ) -> tuple[RoomVersion, Event, dict[str, Any]]:
+        """make_join, our event from the template, send_join: the room version, the join as
+        the resident signed it, and the send_join answer."""
+        answer = await self.client.get_json(
+            server,
+            fed_path("/_matrix/federation/v1/make_join/{}/{}", room_id, user_id),
+            {"ver": list(KNOWN_ROOM_VERSIONS)},
+        )
+        version, join = self._event_from_answer(answer, room_id, user_id, "join", content)
+        response = await self.client.put_json(
+            server,
+            fed_path("/_matrix/federation/v2/send_join/{}/{}", room_id, join.event_id),
+            join.federation_json(),
+            {"omit_members": "false"},
+        )
+        if not isinstance(response, dict):
+            raise _ServerFailed("send_join answer is not an object")
+        join = await self._resident_copy(version, join, response.get("event"), server)
+        return version, join, response
+
+    # --- a room we are in, but cannot vouch for the join of ----------------------------------
+    async def join_through_resident(
+        self, user_id: str, room_id: str, servers: Sequence[str], content: dict[str, Any]
+    ) -> str:
+        """Join a restricted room this server is in, but where none of our users may vouch
+        for the join: through a resident whose users may (as Synapse). The signed join then
+        goes through the received-events pipeline like any event of the room. Returns its
+        ID."""
+        event_id = await self._through(
+            servers, "join", user_id, room_id, content, self._join_in_room_via
+        )
+        self.notifier.notify([room_id], [user_id])
+        return event_id
+
+    async def _join_in_room_via(
+        self, server: str, user_id: str, room_id: str, content: dict[str, Any]
+    ) -> str:
+        _version, join, _response = await self._make_and_send_join(
+            server, user_id, room_id, content
+        )
+        try:
+            await self.received.on_receive_pdu(server, join)
+        except PduRejected as e:
+            raise _ServerFailed(f"the join was rejected here: {e.reason}") from None
+        current = await self.store.state.get_current_state_event_id(
+            room_id, "m.room.member", user_id
+        )
+        if current != join.event_id:
+            raise _ServerFailed("the join did not become the room's state here")
+        return join.event_id
 
     async def _joined_txn(self, txn: Transaction, user_id: str, room_id: str) -> None:
         # The user's membership is now in the room's own state.

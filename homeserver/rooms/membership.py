@@ -34,7 +34,12 @@ from homeserver.ratelimit import RateLimiters
 from homeserver.room_versions import get_room_version
 from homeserver.rooms.client_errors import client_event_errors
 from homeserver.rooms.creation import ProfileLookup
-from homeserver.rooms.restricted import AUTHORISER_KEY, RestrictedJoins, allows_knock
+from homeserver.rooms.restricted import (
+    AUTHORISER_KEY,
+    UNABLE_TO_GRANT_JOIN,
+    RestrictedJoins,
+    allows_knock,
+)
 from homeserver.rooms.sender import EventSender
 from homeserver.rooms.visibility import get_membership
 from homeserver.storage import Store
@@ -163,7 +168,16 @@ class MembershipService:
         if current is not None and current.membership == "ban":
             raise Forbidden("You are banned from this room")
         version = get_room_version(room.room_version)
-        authoriser = await self.restricted.authoriser_for(room_id, version, user_id)
+        try:
+            authoriser = await self.restricted.authoriser_for(room_id, version, user_id)
+        except MatrixError as e:
+            if e.errcode != UNABLE_TO_GRANT_JOIN or self.remote is None:
+                raise
+            # The user qualifies but none of ours may vouch: a resident who can (as Synapse).
+            servers = await self.restricted.authorising_servers(room_id, version)
+            if not servers:
+                raise
+            return await self.remote.join_through_resident(user_id, room_id, servers, content)
         if authoriser is not None:
             content[AUTHORISER_KEY] = authoriser
         try:

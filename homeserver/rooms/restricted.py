@@ -131,6 +131,24 @@ class RestrictedJoins:
             )
         return authoriser
 
+    async def authorising_servers(self, room_id: str, version: RoomVersion) -> list[str]:
+        """Other servers in the room with a joined user who may invite, the most powerful
+        first: those that can vouch for a join none of our users can."""
+        view = await self._view(room_id, "")
+        members = await self.store.state.get_current_members(room_id, "join")
+        by_server: dict[str, list[str]] = {}
+        for user in members:
+            if domain_of(user) != self.server_name:
+                by_server.setdefault(domain_of(user), []).append(user)
+        ranked: list[tuple[Any, str]] = []
+        for server, users in by_server.items():
+            best = pick_authoriser(version, view.create, view.power_levels, users)
+            if best is not None:
+                power = user_power_level(version, best, view.create, view.power_levels)
+                ranked.append((power, server))
+        ranked.sort(key=lambda item: (-item[0], item[1]))
+        return [server for _, server in ranked]
+
     async def _view(self, room_id: str, user_id: str) -> JoinRulesView:
         state = self.store.state
         join_rules = await state.get_current_state_event(room_id, "m.room.join_rules")

@@ -83,3 +83,38 @@ async def test_join_restricted_room_through_a_resident_that_can_authorise(
             room_id, "m.room.member", carol.user_id
         )
         assert mine is not None and mine.content[VIA] == bob.user_id
+
+
+async def test_join_through_a_resident_when_none_of_ours_may_vouch(
+    tmp_path: Path, store: Store, second_store: Store
+) -> None:
+    """b is in the room, but its users are below the invite level: a vouches instead."""
+    async with two_servers(tmp_path, store, second_store) as (a, b):
+        alice = await a.user("alice")
+        carol, dave, eve = [await b.user(n) for n in ("carol", "dave", "eve")]
+        space = await alice.create_room(preset="public_chat", room_version="10")
+        join_rules = {
+            "join_rule": "restricted",
+            "allow": [{"type": "m.room_membership", "room_id": space}],
+        }
+        room_id = await alice.create_room(
+            preset="private_chat",
+            room_version="10",
+            initial_state=[{"type": "m.room.join_rules", "state_key": "", "content": join_rules}],
+            power_level_content_override={"invite": 50},
+        )
+        for user in (carol, dave):
+            assert await user.join(space, via=[a.name]) == space
+        assert await carol.join(room_id, via=[a.name]) == room_id
+
+        assert await dave.join(room_id) == room_id
+        joined = await b.hs.store.state.get_current_state_event(
+            room_id, "m.room.member", dave.user_id
+        )
+        assert joined is not None and joined.membership == "join"
+        assert joined.content[VIA] == alice.user_id
+        assert {a.name, b.name} <= set(joined.signatures)
+        assert carol.user_id in await b.hs.store.state.get_current_members(room_id, "join")
+
+        status, body = await eve.call("POST", f"/join/{q(room_id)}", {})
+        assert (status, body["errcode"]) == (403, "M_FORBIDDEN"), body

@@ -194,7 +194,8 @@ class ResidentMembership:
         room = await self._active_room(room_id)
         await self._check_acl(room_id, origin)
         version = get_room_version(room.room_version)
-        we_authorise = self._names_our_authoriser(version, pdu)
+        # Only a join is vouched for (the signature rule and the keyring ask for no other).
+        we_authorise = membership == "join" and self._names_our_authoriser(version, pdu)
         try:
             event = await self.received.check_pdu(
                 version, pdu, origin=origin, check_authorising_server=not we_authorise

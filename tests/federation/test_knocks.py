@@ -141,3 +141,18 @@ async def test_our_user_knocks_on_a_remote_room(
         assert (status, body["errcode"]) == (403, "M_FORBIDDEN"), body
         status, body = await bob.call("POST", f"/knock/{q(public)}", {})
         assert (status, body["errcode"]) == (404, "M_NOT_FOUND"), body
+
+
+async def test_send_knock_naming_our_user_is_not_vouched_for(server: TestServer) -> None:
+    """Only joins are vouched for: a knock naming one of our users as authoriser does not get
+    our signature, so the auth rules refuse it."""
+    hs = server.hs
+    room_id, remote = await _setup(server, version="10", join_rule="knock_restricted")
+    user = remote.user("bob")
+    status, answer = await signed_request(server, remote, "GET", _make_knock(room_id, user))
+    assert status == 200, answer
+    content = {"membership": "knock", "join_authorised_via_users_server": "@alice:test.example"}
+    event_id, pdu = _signed(remote, answer, content=content)
+    status, body = await signed_request(server, remote, "PUT", _send_knock(room_id, event_id), pdu)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN"), body
+    assert await hs.store.state.get_current_state_event(room_id, "m.room.member", user) is None

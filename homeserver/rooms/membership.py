@@ -252,6 +252,8 @@ class MembershipService:
         if not isinstance(membership, str):
             raise BadRequest("Invalid membership (must be a string)", Codes.BAD_JSON)
         content = dict(content)
+        # Only the server names an authoriser, and only for a join it vouches for.
+        content.pop(AUTHORISER_KEY, None)
         if membership in ("join", "knock") and target != user_id:
             raise Forbidden(f"You cannot {membership} on behalf of another user")
         if membership == "join":

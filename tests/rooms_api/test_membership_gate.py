@@ -135,6 +135,13 @@ async def test_forged_authoriser_dropped_where_none_is_needed(server: Server) ->
     assert status == 200, body
     event = await member_event(server.hs, room_id, bob.user_id)
     assert event is not None and event.content == {"membership": "join"}
+    # Nor on any other membership.
+    for membership in ("leave", "invite", "ban"):
+        content = {"membership": membership, "join_authorised_via_users_server": alice.user_id}
+        status, body = await put_member(server, alice, room_id, bob.user_id, content)
+        assert status == 200, (membership, body)
+        event = await member_event(server.hs, room_id, bob.user_id)
+        assert event is not None and event.content == {"membership": membership}
 
 
 # --- restricted rooms ----------------------------------------------------------------------------

@@ -151,7 +151,9 @@ class Homeserver:
             server_name=config.server_name,
             profiles=self.profiles.get_profile,
         )
-        self.room_events = RoomEventsService(store, self.sender, self.ratelimiters, clock)
+        self.room_events = RoomEventsService(
+            store, self.sender, self.ratelimiters, clock, membership=self.membership
+        )
         self.room_upgrades = RoomUpgradeService(
             config=config,
             store=store,

@@ -12,12 +12,14 @@ make_join and send_join) goes through the received-events pipeline, which resolv
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from homeserver.auth.rules import AuthError, check_auth_rules, check_event_auth
 from homeserver.auth.selection import CREATE_KEY, auth_types_for_event
+from homeserver.crypto.signing import sign_event
 from homeserver.errors import BadRequest, Codes, Forbidden, MatrixError, NotFound
 from homeserver.events.builder import Signer, build_event
 from homeserver.events.draft import EventDraft
@@ -28,6 +30,8 @@ from homeserver.federation.acl import ACL_EVENT_TYPE, server_allowed_by_acl
 from homeserver.federation.fanout import enqueue_event_txn
 from homeserver.federation.pdu_checks import PduRejected
 from homeserver.room_versions import RoomVersion, get_room_version
+from homeserver.rooms.prejoin_state import PREJOIN_STATE_TYPES
+from homeserver.rooms.restricted import AUTHORISER_KEY, RestrictedJoins
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
 from homeserver.storage.rooms import RoomRecord
@@ -84,6 +88,7 @@ class ResidentMembership:
         self.notifier = notifier
         self.wake_sender = wake_sender
         self.clock_ms = clock_ms
+        self.restricted = RestrictedJoins(store, signer.server_name)
 
     @property
     def server_name(self) -> str:
@@ -99,7 +104,8 @@ class ResidentMembership:
         supported_versions: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         """``{room_version, event}``: a template of ``user_id``'s ``membership`` event built on
-        our current state. ``supported_versions`` (make_join's ``ver``) None for make_leave."""
+        our current state. ``supported_versions`` (make_join's / make_knock's ``ver``) None for
+        make_leave."""
         if room_id_error(room_id):
             raise _invalid("Invalid room ID")
         if user_id_error(user_id, historical=True):
@@ -115,7 +121,14 @@ class ResidentMembership:
             )
         await self._check_acl(room_id, origin)
         version = get_room_version(room.room_version)
-        draft = EventDraft("m.room.member", user_id, {"membership": membership}, state_key=user_id)
+        if membership == "knock" and not version.knock_join_rule:
+            raise Forbidden("This room version does not support knocking")
+        content: dict[str, Any] = {"membership": membership}
+        if membership == "join":
+            authoriser = await self.restricted.authoriser_for(room_id, version, user_id)
+            if authoriser is not None:
+                content[AUTHORISER_KEY] = authoriser
+        draft = EventDraft("m.room.member", user_id, content, state_key=user_id)
         state, prev = await self._current_auth_state(room_id, version, draft)
         try:
             event = build_event(
@@ -156,6 +169,22 @@ class ResidentMembership:
     async def send_leave(self, origin: str, room_id: str, event_id: str, pdu: Any) -> None:
         await self._accept(origin, room_id, event_id, pdu, "leave")
 
+    async def send_knock(
+        self, origin: str, room_id: str, event_id: str, pdu: Any
+    ) -> dict[str, Any]:
+        """Accept a signed knock; the answer carries the room's stripped pre-join state, so
+        the knocker can show the room (under both names Synapse sends)."""
+        event = await self._accept(origin, room_id, event_id, pdu, "knock")
+        before = await self.store.state.get_state_ids_at_event(event.event_id, before=True)
+        before = before or {}
+        ids = [before[(t, "")] for t in PREJOIN_STATE_TYPES if (t, "") in before]
+        found = await self.store.events.get_events(ids)
+        stripped = [
+            {"type": e.type, "state_key": e.state_key, "content": e.content, "sender": e.sender}
+            for e in (found[i] for i in ids if i in found)
+        ]
+        return {"knock_room_state": stripped, "knock_state_events": stripped}
+
     async def _accept(
         self, origin: str, room_id: str, event_id: str, pdu: Any, membership: str
     ) -> Event:
@@ -165,8 +194,12 @@ class ResidentMembership:
         room = await self._active_room(room_id)
         await self._check_acl(room_id, origin)
         version = get_room_version(room.room_version)
+        # Only a join is vouched for (the signature rule and the keyring ask for no other).
+        we_authorise = membership == "join" and self._names_our_authoriser(version, pdu)
         try:
-            event = await self.received.check_pdu(version, pdu, origin=origin)
+            event = await self.received.check_pdu(
+                version, pdu, origin=origin, check_authorising_server=not we_authorise
+            )
         except PduRejected as e:
             raise _invalid(f"Invalid event: {e}") from None
         if event.internal.redacted:
@@ -175,6 +208,8 @@ class ResidentMembership:
             raise _invalid("The event ID does not match the path")
         if event.room_id != room_id:
             raise _invalid("The event is not for this room")
+        if we_authorise:
+            event = await self._authorise(room_id, version, event)
         stored = await self.store.events.get_event(event.event_id)
         if stored is not None and not stored.internal.outlier:
             if stored.rejected or stored.internal.soft_failed:
@@ -234,6 +269,29 @@ class ResidentMembership:
         self.notifier.notify([room_id])
         if destinations:
             self.wake_sender(destinations)
+
+    # --- restricted joins ---------------------------------------------------------------------
+    def _names_our_authoriser(self, version: RoomVersion, pdu: dict[str, Any]) -> bool:
+        """Whether ``pdu`` is a join whose ``join_authorised_via_users_server`` is one of our
+        users (it then needs our signature, which only we can add)."""
+        content = pdu.get("content")
+        via = content.get(AUTHORISER_KEY) if isinstance(content, dict) else None
+        if not version.restricted_join_rule or via is None:
+            return False
+        if not isinstance(via, str) or user_id_error(via, historical=True):
+            raise _invalid(f"Invalid {AUTHORISER_KEY}")
+        if domain_of(via) != self.server_name:
+            # As Synapse: the joining server asks the authoriser itself, never us for another.
+            raise _invalid(f"{AUTHORISER_KEY} must be a user of this server")
+        return True
+
+    async def _authorise(self, room_id: str, version: RoomVersion, event: Event) -> Event:
+        """Re-check the join against our state (the make_join answer proves nothing), then
+        vouch for it with our signature. The auth rules check the named user's power."""
+        await self.restricted.authoriser_for(room_id, version, event.sender)
+        pdu = copy.deepcopy(event.pdu)
+        sign_event(version, pdu, self.server_name, self.signer.signing_key)
+        return Event(pdu, version)
 
     # --- helpers -------------------------------------------------------------------------------
     async def _active_room(self, room_id: str) -> RoomRecord:

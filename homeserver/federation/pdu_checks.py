@@ -56,7 +56,9 @@ class EventRejected(PduRejected):
 class EventVerifier(Protocol):
     """The keyring's part used here (homeserver.federation.keyring.Keyring)."""
 
-    async def verify_event(self, event: Event) -> None: ...
+    async def verify_event(
+        self, event: Event, *, check_authorising_server: bool = True
+    ) -> None: ...
 
 
 def _strip_unsigned(pdu: dict[str, Any]) -> dict[str, Any]:
@@ -119,11 +121,19 @@ def check_hash(event: Event) -> Event:
     return redacted_copy(event)
 
 
-async def check_pdu(room_version: RoomVersion, pdu: Any, keyring: EventVerifier) -> Event:
-    """Steps 1-3. Raises :class:`InvalidPdu` or :class:`BadPduSignature`."""
+async def check_pdu(
+    room_version: RoomVersion,
+    pdu: Any,
+    keyring: EventVerifier,
+    *,
+    check_authorising_server: bool = True,
+) -> Event:
+    """Steps 1-3. Raises :class:`InvalidPdu` or :class:`BadPduSignature`.
+    ``check_authorising_server=False``: a restricted join's authorising server is us, about to
+    sign it (send_join), so its signature is not there yet."""
     event = parse_pdu(room_version, pdu)
     try:
-        await keyring.verify_event(event)
+        await keyring.verify_event(event, check_authorising_server=check_authorising_server)
     except SignatureVerifyError as e:
         raise BadPduSignature(f"signature check failed: {e}") from None
     return check_hash(event)

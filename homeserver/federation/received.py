@@ -125,11 +125,18 @@ class ReceivedEvents:
 
     # --- contract entry points ---------------------------------------------------------------
     async def check_pdu(
-        self, room_version: RoomVersion, pdu: dict[str, Any], *, origin: str
+        self,
+        room_version: RoomVersion,
+        pdu: dict[str, Any],
+        *,
+        origin: str,
+        check_authorising_server: bool = True,
     ) -> Event:
         """Format, signatures (dropped: a :class:`PduRejected`), content hash (a redacted copy
         with ``internal.redacted`` on a mismatch)."""
-        return await check_pdu(room_version, pdu, self.keyring)
+        return await check_pdu(
+            room_version, pdu, self.keyring, check_authorising_server=check_authorising_server
+        )
 
     async def persist_outliers(self, room_version: RoomVersion, events: Sequence[Event]) -> None:
         """Store checked events as outliers, each authorised against its own auth events (those

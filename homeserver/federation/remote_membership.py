@@ -6,7 +6,11 @@ check the template, sign our own event from it, ``v2/send_join`` it, check every
 answer (format, signatures, hashes — through the received-events checks) and that the join is
 allowed by the returned state, then persist the room as joined. Any failure with one server
 moves on to the next; a 400 ``M_INCOMPATIBLE_ROOM_VERSION`` ends the attempt (no server of the
-room will do better).
+room will do better). A restricted room's resident answering 400 ``M_UNABLE_TO_AUTHORISE_JOIN``
+/ ``M_UNABLE_TO_GRANT_JOIN`` cannot vouch for our user: the next server is asked (as Synapse).
+The template then names the resident's authorising user (``join_authorised_via_users_server``,
+kept in our event), and the send_join answer's ``event`` is the join with the resident's
+signature added, which is the copy we keep (checked like any received event).
 
 Rejecting an invite to a room we are not in: ``make_leave`` / ``v2/send_leave`` through the
 inviter's server; if no server can be reached the invite is rejected locally only (as Synapse
@@ -43,6 +47,7 @@ from homeserver.room_versions import (
     UnsupportedRoomVersion,
     get_room_version,
 )
+from homeserver.rooms.restricted import UNABLE_TO_AUTHORISE_JOIN, UNABLE_TO_GRANT_JOIN
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
 from homeserver.sync.notifier import Notifier
@@ -55,6 +60,10 @@ logger = logging.getLogger(__name__)
 
 #: Called after our user joined a room through another server (user_id, room_id).
 JoinedHook = Callable[[str, str], Awaitable[None]]
+
+
+#: make_join refusals of a restricted join that mean "ask another resident" (spec).
+_TRY_ANOTHER_SERVER = frozenset({UNABLE_TO_AUTHORISE_JOIN, UNABLE_TO_GRANT_JOIN})
 
 
 class _ServerFailed(Exception):
@@ -96,57 +105,95 @@ class RemoteMembership:
     def server_name(self) -> str:
         return self.signer.server_name
 
-    # --- join --------------------------------------------------------------------------------
+    # --- join and knock ----------------------------------------------------------------------
     async def join(
         self, user_id: str, room_id: str, servers: Sequence[str], content: dict[str, Any]
     ) -> None:
         """Join ``room_id`` through the first of ``servers`` that lets us in."""
+        await self._through(servers, "join", user_id, room_id, content, self._join_via)
+        self.notifier.notify([room_id], [user_id])
+        if self.on_joined is not None:
+            await self.on_joined(user_id, room_id)
+
+    async def knock(
+        self, user_id: str, room_id: str, servers: Sequence[str], content: dict[str, Any]
+    ) -> str:
+        """Knock on ``room_id`` through the first of ``servers`` that takes the knock; it is
+        kept as the user's out-of-band membership (we are not in the room). Returns its ID."""
+        event_id = await self._through(
+            servers, "knock", user_id, room_id, content, self._knock_via
+        )
+        self.notifier.notify([room_id], [user_id])
+        return event_id
+
+    async def _through(
+        self,
+        servers: Sequence[str],
+        membership: str,
+        user_id: str,
+        room_id: str,
+        content: dict[str, Any],
+        attempt: Callable[[str, str, str, dict[str, Any]], Awaitable[str | None]],
+    ) -> str:
+        """``attempt`` with each server in turn until one succeeds; the most telling refusal
+        (403/404, then a restricted room's "ask another server") if none does."""
         if not servers:
             raise NotFound("No known servers")
         refusal: MatrixError | None = None
         for server in servers:
             try:
-                await self._join_via(server, user_id, room_id, content)
+                return await attempt(server, user_id, room_id, content) or ""
             except FederationHttpError as e:
                 if e.errcode == Codes.INCOMPATIBLE_ROOM_VERSION:
                     raise BadRequest(
                         e.error or "This server does not support the room's version",
                         Codes.INCOMPATIBLE_ROOM_VERSION,
                     ) from None
-                logger.info("join of %s to %s via %s failed: %s", user_id, room_id, server, e)
-                if e.status in (403, 404) and refusal is None:
-                    message = e.error or "Not allowed to join this room"
+                logger.info(
+                    "%s of %s to %s via %s failed: %s", membership, user_id, room_id, server, e
+                )
+                if e.status in (403, 404) and (refusal is None or refusal.status == 400):
+                    message = e.error or f"Not allowed to {membership} this room"
                     refusal = Forbidden(message) if e.status == 403 else NotFound(message)
-                continue
+                elif e.errcode in _TRY_ANOTHER_SERVER and refusal is None:
+                    # A restricted room this server cannot vouch for: another one may.
+                    refusal = BadRequest(e.error or "Unable to authorise the join", e.errcode)
             except (FederationError, _ServerFailed) as e:
-                logger.info("join of %s to %s via %s failed: %s", user_id, room_id, server, e)
-                continue
-            self.notifier.notify([room_id], [user_id])
-            if self.on_joined is not None:
-                await self.on_joined(user_id, room_id)
-            return
+                logger.info(
+                    "%s of %s to %s via %s failed: %s", membership, user_id, room_id, server, e
+                )
         if refusal is not None:
             raise refusal
-        raise MatrixError(502, Codes.UNKNOWN, "Failed to join the room through any server")
+        raise MatrixError(502, Codes.UNKNOWN, f"Failed to {membership} the room through any server")
+
+    async def _knock_via(
+        self, server: str, user_id: str, room_id: str, content: dict[str, Any]
+    ) -> str:
+        versions = [v.identifier for v in KNOWN_ROOM_VERSIONS.values() if v.knock_join_rule]
+        answer = await self.client.get_json(
+            server,
+            fed_path("/_matrix/federation/v1/make_knock/{}/{}", room_id, user_id),
+            {"ver": versions},
+        )
+        version, knock = self._event_from_answer(answer, room_id, user_id, "knock", content)
+        if not version.knock_join_rule:
+            raise _ServerFailed("the room's version has no knocks")
+        response = await self.client.put_json(
+            server,
+            fed_path("/_matrix/federation/v1/send_knock/{}/{}", room_id, knock.event_id),
+            knock.federation_json(),
+        )
+        if not isinstance(response, dict):
+            raise _ServerFailed("send_knock answer is not an object")
+        await self.store.db.run_in_transaction(
+            "remote_knock", record_out_of_band_txn, self.store, knock
+        )
+        return knock.event_id
 
     async def _join_via(
         self, server: str, user_id: str, room_id: str, content: dict[str, Any]
     ) -> None:
-        answer = await self.client.get_json(
-            server,
-            fed_path("/_matrix/federation/v1/make_join/{}/{}", room_id, user_id),
-            {"ver": list(KNOWN_ROOM_VERSIONS)},
-        )
-        version, join = self._event_from_answer(answer, room_id, user_id, "join", content)
-        response = await self.client.put_json(
-            server,
-            fed_path("/_matrix/federation/v2/send_join/{}/{}", room_id, join.event_id),
-            join.federation_json(),
-            {"omit_members": "false"},
-        )
-        if not isinstance(response, dict):
-            raise _ServerFailed("send_join answer is not an object")
-        join = await self._resident_copy(version, join, response.get("event"), server)
+        version, join, response = await self._make_and_send_join(server, user_id, room_id, content)
         state = await self._checked(version, response.get("state"), server, room_id)
         chain = await self._checked(version, response.get("auth_chain"), server, room_id)
         state_map = {e.state_tuple: e for e in state if e.is_state()}
@@ -164,6 +211,59 @@ class RemoteMembership:
         await self.store.db.run_in_transaction(
             "remote_join_done", self._joined_txn, user_id, room_id
         )
+
+    async def _make_and_send_join(
+        self, server: str, user_id: str, room_id: str, content: dict[str, Any]
+    ) -> tuple[RoomVersion, Event, dict[str, Any]]:
+        """make_join, our event from the template, send_join: the room version, the join as
+        the resident signed it, and the send_join answer."""
+        answer = await self.client.get_json(
+            server,
+            fed_path("/_matrix/federation/v1/make_join/{}/{}", room_id, user_id),
+            {"ver": list(KNOWN_ROOM_VERSIONS)},
+        )
+        version, join = self._event_from_answer(answer, room_id, user_id, "join", content)
+        response = await self.client.put_json(
+            server,
+            fed_path("/_matrix/federation/v2/send_join/{}/{}", room_id, join.event_id),
+            join.federation_json(),
+            {"omit_members": "false"},
+        )
+        if not isinstance(response, dict):
+            raise _ServerFailed("send_join answer is not an object")
+        join = await self._resident_copy(version, join, response.get("event"), server)
+        return version, join, response
+
+    # --- a room we are in, but cannot vouch for the join of ----------------------------------
+    async def join_through_resident(
+        self, user_id: str, room_id: str, servers: Sequence[str], content: dict[str, Any]
+    ) -> str:
+        """Join a restricted room this server is in, but where none of our users may vouch
+        for the join: through a resident whose users may (as Synapse). The signed join then
+        goes through the received-events pipeline like any event of the room. Returns its
+        ID."""
+        event_id = await self._through(
+            servers, "join", user_id, room_id, content, self._join_in_room_via
+        )
+        self.notifier.notify([room_id], [user_id])
+        return event_id
+
+    async def _join_in_room_via(
+        self, server: str, user_id: str, room_id: str, content: dict[str, Any]
+    ) -> str:
+        _version, join, _response = await self._make_and_send_join(
+            server, user_id, room_id, content
+        )
+        try:
+            await self.received.on_receive_pdu(server, join)
+        except PduRejected as e:
+            raise _ServerFailed(f"the join was rejected here: {e.reason}") from None
+        current = await self.store.state.get_current_state_event_id(
+            room_id, "m.room.member", user_id
+        )
+        if current != join.event_id:
+            raise _ServerFailed("the join did not become the room's state here")
+        return join.event_id
 
     async def _joined_txn(self, txn: Transaction, user_id: str, room_id: str) -> None:
         # The user's membership is now in the room's own state.
@@ -228,9 +328,11 @@ class RemoteMembership:
 
     # --- rejecting an out-of-band invite -----------------------------------------------------
     async def reject_invite(self, user_id: str, room_id: str, content: dict[str, Any]) -> None:
-        """Leave a room we only know from an invite received over federation."""
+        """Leave a room we only know from an invite received over federation, or withdraw a
+        knock sent through another server (then the room ID's server is asked, as Synapse:
+        the knock's own sender is ours)."""
         invite_row = await self.store.out_of_band.get(user_id, room_id)
-        if invite_row is None or invite_row.membership != "invite":
+        if invite_row is None or invite_row.membership not in ("invite", "knock"):
             raise Forbidden("You are not invited to this room")
         invite = await self.store.events.get_event(invite_row.event_id)
         if invite is None:

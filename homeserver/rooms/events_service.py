@@ -1,6 +1,8 @@
 """Sending into a room from the client API: messages (idempotent per transaction ID), state,
 redactions; and reading state.
 
+* ``m.room.member`` state goes to the membership service (homeserver/rooms/membership.py), the
+  one gate for membership changes, never straight to the sender.
 * A transaction ID is looked up and recorded under the room lock, in the same transaction as the
   event, so a retried request gets the event its first attempt made — even when both run at once.
 * A hand-sent ``m.room.tombstone`` (state key ``""``) moves the room ``active → tombstoned`` in
@@ -22,6 +24,7 @@ from homeserver.events.event import Event
 from homeserver.ratelimit import RateLimiters
 from homeserver.rooms.client_errors import check_content, client_event_errors
 from homeserver.rooms.lifecycle import Actor, RoomStatus, transition
+from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.room_reads import RoomReader
 from homeserver.rooms.sender import EventSender
 from homeserver.storage import Store
@@ -69,8 +72,12 @@ class RoomEventsService:
         sender: EventSender,
         ratelimiters: RateLimiters,
         clock: Callable[[], int],
+        *,
+        membership: MembershipService,
     ) -> None:
         self.store = store
+        #: every ``m.room.member`` change goes through its checks (one membership gate).
+        self.membership = membership
         self.sender = sender
         self.ratelimiters = ratelimiters
         self.clock = clock
@@ -120,6 +127,8 @@ class RoomEventsService:
         """``PUT /rooms/{roomId}/state/{eventType}/{stateKey}``; returns the event ID."""
         check_room_id(room_id)
         check_content(content)
+        if event_type == "m.room.member":
+            return await self.membership.set_membership(user_id, room_id, state_key, content)
         room = await self._room_for_send(room_id)
         current = await self.store.state.get_current_state_event(room_id, event_type, state_key)
         if current is not None and current.sender == user_id and current.content == content:

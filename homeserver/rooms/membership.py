@@ -1,5 +1,11 @@
-"""Membership changes a local user asks for: join, leave (also rejecting an invite), invite,
-kick, ban, unban, forget.
+"""Membership changes a local user asks for: join, knock, leave (also rejecting an invite),
+invite, kick, ban, unban, forget.
+
+This is the one gate for ``m.room.member`` events from clients: the dedicated endpoints and
+``PUT /rooms/{roomId}/state/m.room.member/{userId}`` (``set_membership``, which picks the
+change from the content's ``membership``, as Synapse does) share the checks, the admin block
+and the join rate limit. A client's ``join_authorised_via_users_server`` is always dropped: for
+a restricted room the server picks the authoriser itself (homeserver/rooms/restricted.py).
 
 Each change is one ``m.room.member`` event sent through the event sender, under the room lock,
 where the auth rules have the last word. The checks before it exist to give the messages
@@ -25,13 +31,20 @@ from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
 from homeserver.federation.remote_membership import candidate_servers
 from homeserver.ratelimit import RateLimiters
+from homeserver.room_versions import get_room_version
 from homeserver.rooms.client_errors import client_event_errors
 from homeserver.rooms.creation import ProfileLookup
+from homeserver.rooms.restricted import (
+    AUTHORISER_KEY,
+    UNABLE_TO_GRANT_JOIN,
+    RestrictedJoins,
+    allows_knock,
+)
 from homeserver.rooms.sender import EventSender
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
 from homeserver.storage.rooms import RoomRecord
-from homeserver.types import domain_of, room_alias_error, room_id_error
+from homeserver.types import domain_of, room_alias_error, room_id_error, user_id_error
 from homeserver.visibility.client import get_membership
 
 if TYPE_CHECKING:
@@ -44,6 +57,9 @@ AliasResolver = Callable[[str], Awaitable[dict[str, Any]]]
 
 async def _no_profile(user_id: str) -> dict[str, str]:
     return {}
+
+
+_JOINED_OR_INVITED = {"join": "in the room", "invite": "invited to this room"}
 
 
 class MembershipService:
@@ -61,6 +77,7 @@ class MembershipService:
         self.ratelimiters = ratelimiters
         self.server_name = server_name
         self._profiles = profiles
+        self.restricted = RestrictedJoins(store, server_name)
         #: set by the wiring when federation is available.
         self.remote: RemoteMembership | None = None
         self.remote_aliases: AliasResolver | None = None
@@ -106,55 +123,175 @@ class MembershipService:
         """Join a room by ID or alias (``servers``: the client's ``server_name``/``via``, for
         a room this server is not in); returns the room ID."""
         room_id, alias_servers = await self.resolve_room(room_id_or_alias)
-        await self._refuse_blocked(room_id)
-        room = await self.store.rooms.get_room(room_id)
         content: dict[str, Any] = {"membership": "join"}
         content.update(await self._profile_content(user_id))
         if reason is not None:
             content["reason"] = reason
+        await self._join(user_id, room_id, content, [*servers], alias_servers, profile=True)
+        return room_id
+
+    async def _join(
+        self,
+        user_id: str,
+        room_id: str,
+        content: dict[str, Any],
+        servers: Sequence[str],
+        alias_servers: Sequence[str],
+        *,
+        profile: bool,
+    ) -> str:
+        """The join (or, for a member, profile change) itself; returns the member event's ID.
+        ``profile``: ``content`` was made here from the global profile (a repeat with the same
+        profile and no reason sends nothing), rather than given by the client."""
+        await self._refuse_blocked(room_id)
+        room = await self.store.rooms.get_room(room_id)
+        # Only the server decides who vouches for a restricted join.
+        content.pop(AUTHORISER_KEY, None)
         remote_servers = await self._remote_servers(user_id, room, room_id, servers, alias_servers)
         if remote_servers is not None:
             assert self.remote is not None
             self.ratelimiters.joins_remote.check(user_id)
             await self.remote.join(user_id, room_id, remote_servers, content)
-            return room_id
+            joined = await self.store.state.get_current_state_event_id(
+                room_id, "m.room.member", user_id
+            )
+            return joined or ""
         if room is None:
             raise NotFound(NO_KNOWN_SERVERS)
-        content.pop("reason", None)
         current = await get_membership(self.store, room_id, user_id)
         if current is not None and current.membership == "join":
-            if _same_profile(current, content) and reason is None:
-                return room_id  # nothing would change: no new event (as Synapse)
+            if _repeats(current, content, profile=profile):
+                return current.event_id  # nothing would change: no new event (as Synapse)
         else:
             # Only real joins count against the limit, not profile refreshes (as Synapse).
             self.ratelimiters.joins_local.check(user_id)
         if current is not None and current.membership == "ban":
             raise Forbidden("You are banned from this room")
-        if reason is not None:
-            content["reason"] = reason
+        version = get_room_version(room.room_version)
         try:
-            await self._send(room, user_id, user_id, content)
+            authoriser = await self.restricted.authoriser_for(room_id, version, user_id)
+        except MatrixError as e:
+            if e.errcode != UNABLE_TO_GRANT_JOIN or self.remote is None:
+                raise
+            # The user qualifies but none of ours may vouch: a resident who can (as Synapse).
+            servers = await self.restricted.authorising_servers(room_id, version)
+            if not servers:
+                raise
+            return await self.remote.join_through_resident(user_id, room_id, servers, content)
+        if authoriser is not None:
+            content[AUTHORISER_KEY] = authoriser
+        try:
+            event = await self._send(room, user_id, user_id, content)
         except Forbidden as e:
             if e.message.startswith("join: join rule"):
                 raise Forbidden("You are not invited to this room.") from None
             raise
+        return event.event_id
+
+    # --- knock -------------------------------------------------------------------------------
+    async def knock(
+        self,
+        user_id: str,
+        room_id_or_alias: str,
+        *,
+        reason: str | None = None,
+        servers: Sequence[str] = (),
+    ) -> str:
+        """Ask to be invited into a room (``knock`` / ``knock_restricted`` join rules); one
+        this server is not in is knocked on through another (make_knock/send_knock). Returns
+        the room ID."""
+        room_id, alias_servers = await self.resolve_room(room_id_or_alias)
+        content = _content("knock", reason)
+        await self._knock(user_id, room_id, content, [*servers], alias_servers)
         return room_id
 
+    async def _knock(
+        self,
+        user_id: str,
+        room_id: str,
+        content: dict[str, Any],
+        servers: Sequence[str] = (),
+        alias_servers: Sequence[str] = (),
+    ) -> str:
+        await self._refuse_blocked(room_id)
+        room = await self.store.rooms.get_room(room_id)
+        if room is None or not await self._server_in_room(room_id):
+            remote_servers = candidate_servers(
+                [*servers, *alias_servers], room_id, self.server_name
+            )
+            if self.remote is None or not remote_servers:
+                raise NotFound(NO_KNOWN_SERVERS)
+            self.ratelimiters.joins_remote.check(user_id)
+            return await self.remote.knock(user_id, room_id, remote_servers, content)
+        current = await get_membership(self.store, room_id, user_id)
+        if current is not None and current.membership == "ban":
+            raise Forbidden("You are banned from this room")
+        if current is not None and current.membership in ("join", "invite"):
+            raise Forbidden(f"You are already {_JOINED_OR_INVITED[current.membership]}")
+        if current is not None and current.membership == "knock" and current.content == content:
+            return current.event_id  # the same knock again: no new event (as Synapse)
+        join_rules = await self.store.state.get_current_state_event(room_id, "m.room.join_rules")
+        rule = None if join_rules is None else join_rules.content.get("join_rule")
+        if not allows_knock(get_room_version(room.room_version), rule):
+            raise Forbidden("You are not allowed to knock on this room")
+        return (await self._send(room, user_id, user_id, content)).event_id
+
+    # --- the state PUT -------------------------------------------------------------------------
+    async def set_membership(
+        self, user_id: str, room_id: str, target: str, content: dict[str, Any]
+    ) -> str:
+        """``PUT /rooms/{roomId}/state/m.room.member/{target}``: the change the content's
+        ``membership`` names, through the same checks as the dedicated endpoints (as Synapse
+        routes it); returns the event ID."""
+        reason = room_id_error(room_id)
+        if reason:
+            raise BadRequest(reason, Codes.INVALID_PARAM)
+        if user_id_error(target, historical=True):
+            raise BadRequest(f"Invalid user ID {target!r}", Codes.INVALID_PARAM)
+        membership = content.get("membership")
+        if not isinstance(membership, str):
+            raise BadRequest("Invalid membership (must be a string)", Codes.BAD_JSON)
+        content = dict(content)
+        # Only the server names an authoriser, and only for a join it vouches for.
+        content.pop(AUTHORISER_KEY, None)
+        if membership in ("join", "knock") and target != user_id:
+            raise Forbidden(f"You cannot {membership} on behalf of another user")
+        if membership == "join":
+            return await self._join(user_id, room_id, content, [], [], profile=False)
+        if membership == "knock":
+            return await self._knock(user_id, room_id, content)
+        if membership == "invite":
+            return await self._invite(user_id, room_id, target, content)
+        if membership == "ban":
+            return await self._ban(user_id, room_id, target, content)
+        if membership != "leave":
+            raise BadRequest(f"Unknown membership {membership!r}", Codes.BAD_JSON)
+        if target == user_id:
+            return await self._leave(user_id, room_id, content)
+        current = await get_membership(self.store, room_id, target)
+        if current is not None and current.membership == "ban":
+            return await self._unban(user_id, room_id, target, content)
+        return await self._kick(user_id, room_id, target, content)
+
     # --- leave and the moderator actions ---------------------------------------------------
-    async def leave(self, user_id: str, room_id: str, *, reason: str | None = None) -> None:
+    async def leave(self, user_id: str, room_id: str, *, reason: str | None = None) -> str:
         """Leave a room, or reject an invite / withdraw a knock."""
+        return await self._leave(user_id, room_id, _content("leave", reason))
+
+    async def _leave(self, user_id: str, room_id: str, content: dict[str, Any]) -> str:
         if self.remote is not None and await self._invited_out_of_band(user_id, room_id):
-            await self.remote.reject_invite(user_id, room_id, _content("leave", reason))
-            return
+            await self.remote.reject_invite(user_id, room_id, content)
+            row = await self.store.out_of_band.get(user_id, room_id)
+            return "" if row is None else row.event_id
         room = await self._room(room_id)
         current = await get_membership(self.store, room_id, user_id)
         if current is None:
             raise Forbidden("You are not a member of this room")
         if current.membership == "leave":
-            return  # already left: nothing to do
+            return current.event_id  # already left: nothing to do
         if current.membership == "ban":
             raise Forbidden("You are banned from this room")
-        await self._send(room, user_id, user_id, _content("leave", reason))
+        return (await self._send(room, user_id, user_id, content)).event_id
 
     async def invite(
         self,
@@ -164,7 +301,17 @@ class MembershipService:
         *,
         reason: str | None = None,
         is_direct: bool = False,
-    ) -> None:
+    ) -> str:
+        content = _content("invite", reason)
+        if is_direct:
+            content["is_direct"] = True
+        if domain_of(target) == self.server_name:
+            content.update(await self._profile_content(target))
+        return await self._invite(user_id, room_id, target, content)
+
+    async def _invite(
+        self, user_id: str, room_id: str, target: str, content: dict[str, Any]
+    ) -> str:
         room = await self._room(room_id)
         await self._refuse_blocked(room_id)
         current = await get_membership(self.store, room_id, target)
@@ -172,36 +319,42 @@ class MembershipService:
             raise Forbidden(f"{target} is already in the room.")
         if current is not None and current.membership == "ban":
             raise Forbidden(f"{target} is banned from the room")
-        content = _content("invite", reason)
-        if is_direct:
-            content["is_direct"] = True
-        if domain_of(target) == self.server_name:
-            content.update(await self._profile_content(target))
-        await self._send(room, user_id, target, content)
+        return (await self._send(room, user_id, target, content)).event_id
 
     async def kick(
         self, user_id: str, room_id: str, target: str, *, reason: str | None = None
-    ) -> None:
+    ) -> str:
+        return await self._kick(user_id, room_id, target, _content("leave", reason))
+
+    async def _kick(self, user_id: str, room_id: str, target: str, content: dict[str, Any]) -> str:
         room = await self._room(room_id)
         current = await get_membership(self.store, room_id, target)
         if current is None or current.membership not in ("join", "invite", "knock"):
             raise Forbidden("The target user is not in the room")
-        await self._send(room, user_id, target, _content("leave", reason))
+        return (await self._send(room, user_id, target, content)).event_id
 
     async def ban(
         self, user_id: str, room_id: str, target: str, *, reason: str | None = None
-    ) -> None:
+    ) -> str:
+        return await self._ban(user_id, room_id, target, _content("ban", reason))
+
+    async def _ban(self, user_id: str, room_id: str, target: str, content: dict[str, Any]) -> str:
         room = await self._room(room_id)
-        await self._send(room, user_id, target, _content("ban", reason))
+        return (await self._send(room, user_id, target, content)).event_id
 
     async def unban(
         self, user_id: str, room_id: str, target: str, *, reason: str | None = None
-    ) -> None:
+    ) -> str:
+        return await self._unban(user_id, room_id, target, _content("leave", reason))
+
+    async def _unban(
+        self, user_id: str, room_id: str, target: str, content: dict[str, Any]
+    ) -> str:
         room = await self._room(room_id)
         current = await get_membership(self.store, room_id, target)
         if current is None or current.membership != "ban":
             raise Forbidden("The target user is not banned from the room")
-        await self._send(room, user_id, target, _content("leave", reason))
+        return (await self._send(room, user_id, target, content)).event_id
 
     # --- forget ----------------------------------------------------------------------------
     async def forget(self, user_id: str, room_id: str, now_ms: int) -> None:
@@ -220,10 +373,10 @@ class MembershipService:
         return any(domain_of(u) == self.server_name for u in joined)
 
     async def _invited_out_of_band(self, user_id: str, room_id: str) -> bool:
-        """Whether the user's membership is an invite received over federation to a room
-        none of our users is in."""
+        """Whether the user's membership is an invite received over federation (or a knock
+        sent through another server) in a room none of our users is in."""
         row = await self.store.out_of_band.get(user_id, room_id)
-        if row is None or row.membership != "invite":
+        if row is None or row.membership not in ("invite", "knock"):
             return False
         return not await self._server_in_room(room_id)
 
@@ -300,7 +453,13 @@ def _content(membership: str, reason: str | None) -> dict[str, Any]:
     return content
 
 
-def _same_profile(current: Event, content: dict[str, Any]) -> bool:
+def _repeats(current: Event, content: dict[str, Any], *, profile: bool) -> bool:
+    """Whether a join of a joined member would change nothing: the same content for a
+    client's own content; the same profile and no reason for one made from the profile."""
+    if not profile:
+        return {k: v for k, v in current.content.items() if k != AUTHORISER_KEY} == content
+    if "reason" in content:
+        return False
     return all(
         current.content.get(key) == content.get(key) for key in ("displayname", "avatar_url")
     )

@@ -254,6 +254,7 @@ BODY_TEMPLATES: dict[str, Any] = {
     "/rooms/{room_id}/leave": {"reason": "X"},
     "/join/{room}": {"reason": "X"},
     "/rooms/{room}/join": {"reason": "X"},
+    "/knock/{room}": {"reason": "X"},
     "/directory/room/{room_alias}": {"room_id": "X"},
     "/directory/list/room/{room_id}": {"visibility": "X"},
     "/publicRooms": {

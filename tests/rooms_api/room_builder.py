@@ -36,8 +36,10 @@ async def make_room(
     history_visibility: str = "shared",
     users: dict[str, int] | None = None,
     power_levels: dict[str, Any] | None = None,
+    allow: list[dict[str, Any]] | None = None,
 ) -> str:
-    """A room made by ``creator`` (joined, PL 100 or a v12 creator); returns its ID."""
+    """A room made by ``creator`` (joined, PL 100 or a v12 creator); returns its ID.
+    ``allow``: the join rules' allow list (restricted rooms)."""
     room_version = get_room_version(version)
     room_id = (
         None
@@ -55,7 +57,10 @@ async def make_room(
     pl: dict[str, Any] = {"users": pl_users, "users_default": 0, "state_default": 50}
     pl.update(power_levels or {})
     batch.add(EventDraft("m.room.power_levels", creator, pl, ""))
-    batch.add(EventDraft("m.room.join_rules", creator, {"join_rule": join_rule}, ""))
+    join_rules: dict[str, Any] = {"join_rule": join_rule}
+    if allow is not None:
+        join_rules["allow"] = allow
+    batch.add(EventDraft("m.room.join_rules", creator, join_rules, ""))
     batch.add(
         EventDraft(
             "m.room.history_visibility",

@@ -1,4 +1,5 @@
-"""Membership endpoints: join (by ID or alias), leave, invite, kick, ban, unban, forget."""
+"""Membership endpoints: join and knock (by ID or alias), leave, invite, kick, ban, unban,
+forget."""
 
 from __future__ import annotations
 
@@ -14,17 +15,33 @@ from homeserver.http.routes import add_client_route
 from homeserver.types import is_valid_server_name
 
 
+def _servers(request: web.Request) -> list[str]:
+    """Servers to go through when we are not in the room: ``via`` (v1.12) and the older
+    ``server_name``, both repeatable."""
+    servers = [*request.query.getall("via", []), *request.query.getall("server_name", [])]
+    return [s for s in servers if is_valid_server_name(s)]
+
+
 async def join_by_id_or_alias(request: web.Request) -> web.Response:
     requester = await get_requester(request)
     body = await read_json_object(request)
-    # Servers to join through when we are not in the room: ``via`` (v1.12) and the older
-    # ``server_name``, both repeatable.
-    servers = [*request.query.getall("via", []), *request.query.getall("server_name", [])]
     room_id = await request.app[HS].membership.join(
         requester.user_id,
         request.match_info["room"],
         reason=optional_reason(body),
-        servers=[s for s in servers if is_valid_server_name(s)],
+        servers=_servers(request),
+    )
+    return json_response({"room_id": room_id})
+
+
+async def knock(request: web.Request) -> web.Response:
+    requester = await get_requester(request)
+    body = await read_json_object(request)
+    room_id = await request.app[HS].membership.knock(
+        requester.user_id,
+        request.match_info["room"],
+        reason=optional_reason(body),
+        servers=_servers(request),
     )
     return json_response({"room_id": room_id})
 
@@ -83,6 +100,7 @@ async def forget(request: web.Request) -> web.Response:
 def add_routes(router: web.UrlDispatcher) -> None:
     add_client_route(router, "POST", "/join/{room}", join_by_id_or_alias)
     add_client_route(router, "POST", "/rooms/{room}/join", join_by_id_or_alias)
+    add_client_route(router, "POST", "/knock/{room}", knock)
     add_client_route(router, "POST", "/rooms/{room_id}/leave", leave)
     add_client_route(router, "POST", "/rooms/{room_id}/invite", invite)
     for action in ("kick", "ban", "unban"):

@@ -1,6 +1,6 @@
-"""Joins, leaves and invites over federation (all under ``/_matrix/federation``):
-``v1/make_join``, ``v2/send_join``, ``v1/make_leave``, ``v2/send_leave``, ``v2/invite`` and the
-v1 ``invite`` of old rooms."""
+"""Joins, leaves, knocks and invites over federation (all under ``/_matrix/federation``):
+``v1/make_join``, ``v2/send_join``, ``v1/make_leave``, ``v2/send_leave``, ``v1/make_knock``,
+``v1/send_knock``, ``v2/invite`` and the v1 ``invite`` of old rooms."""
 
 from __future__ import annotations
 
@@ -37,6 +37,26 @@ async def make_leave(request: web.Request) -> web.Response:
     origin = await authenticate_request(request)
     body = await request.app[HS].resident_membership.make_membership(
         origin, request.match_info["room_id"], request.match_info["user_id"], "leave"
+    )
+    return json_response(body)
+
+
+async def make_knock(request: web.Request) -> web.Response:
+    origin = await authenticate_request(request)
+    versions = request.query.getall("ver", [])
+    if not versions:  # required for knocks (spec), unlike make_join
+        raise BadRequest("'ver' is required", Codes.MISSING_PARAM)
+    body = await request.app[HS].resident_membership.make_membership(
+        origin, request.match_info["room_id"], request.match_info["user_id"], "knock", versions
+    )
+    return json_response(body)
+
+
+async def send_knock(request: web.Request) -> web.Response:
+    origin = await authenticate_request(request)
+    pdu = await read_json(request)
+    body = await request.app[HS].resident_membership.send_knock(
+        origin, request.match_info["room_id"], request.match_info["event_id"], pdu
     )
     return json_response(body)
 
@@ -102,5 +122,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_route("PUT", V2 + "/send_join/{room_id}/{event_id}", send_join)
     router.add_route("GET", V1 + "/make_leave/{room_id}/{user_id}", make_leave)
     router.add_route("PUT", V2 + "/send_leave/{room_id}/{event_id}", send_leave)
+    router.add_route("GET", V1 + "/make_knock/{room_id}/{user_id}", make_knock)
+    router.add_route("PUT", V1 + "/send_knock/{room_id}/{event_id}", send_knock)
     router.add_route("PUT", V2 + "/invite/{room_id}/{event_id}", invite_v2)
     router.add_route("PUT", V1 + "/invite/{room_id}/{event_id}", invite_v1)

@@ -54,6 +54,7 @@ from homeserver.federation.sender import FederationSender
 from homeserver.federation.serving import FederationEventServer
 from homeserver.federation.transactions import TransactionHandler
 from homeserver.http.appkeys import CLOCK, CONFIG, HS, SIGNING_KEY
+from homeserver.http.client_address import TRUST_X_FORWARDED
 from homeserver.http.factory import new_listener_app
 from homeserver.logging import LogConfigError, LoggingSetup, register_secret
 from homeserver.metrics import HomeserverMetrics, room_metrics_subscriber
@@ -347,10 +348,13 @@ async def start_homeserver(
     return hs
 
 
-def create_app(hs: Homeserver, resources: Iterable[str] | None = None) -> web.Application:
+def create_app(
+    hs: Homeserver, resources: Iterable[str] | None = None, *, x_forwarded: bool = False
+) -> web.Application:
     """The aiohttp application serving ``resources`` (default: every resource; tests use that)
-    for ``hs``."""
+    for ``hs``; ``x_forwarded``: the listener's, whether to trust X-Forwarded-For."""
     app = new_listener_app(RESOURCE_NAMES if resources is None else resources)
+    app[TRUST_X_FORWARDED] = x_forwarded
     app[HS] = hs
     app[CONFIG] = hs.config
     app[SIGNING_KEY] = hs.signing_key
@@ -374,7 +378,7 @@ async def _start_listener(
 ) -> None:
     # access_log=None: aiohttp's access log prints query strings, which may carry access tokens.
     runner = web.AppRunner(
-        create_app(hs, listener.served_resources),
+        create_app(hs, listener.served_resources, x_forwarded=listener.x_forwarded),
         access_log=None,
         shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
     )

@@ -48,7 +48,9 @@ server_name: $server_name
 #   admin       the admin API (/_synapse/admin) alone
 # /health answers "OK" on every listener. type is "http" ("metrics" is Synapse's name for a
 # listener that serves only metrics). tls: true serves HTTPS with the certificate below.
-# x_forwarded: true trusts X-Forwarded-For from a reverse proxy in front of this listener.
+# x_forwarded: true means a reverse proxy is in front of this listener: the client's address
+# (per-address rate limits, the access log) is then the last X-Forwarded-For entry, the one the
+# proxy appended; earlier entries are ignored (a client can write them). Default: false.
 listeners:
   - port: $http_port
     bind_addresses: ["127.0.0.1"]

@@ -56,6 +56,7 @@ from homeserver.federation.transactions import TransactionHandler
 from homeserver.http.appkeys import CLOCK, CONFIG, HS, SIGNING_KEY
 from homeserver.http.client_address import TRUST_X_FORWARDED
 from homeserver.http.factory import new_listener_app
+from homeserver.http.guarded_server import ConnectionLimits, GuardedAppRunner
 from homeserver.logging import LogConfigError, LoggingSetup, register_secret
 from homeserver.metrics import HomeserverMetrics, room_metrics_subscriber
 from homeserver.modules import load_modules
@@ -362,6 +363,14 @@ def create_app(
     return app
 
 
+def listener_limits(listener: ListenerConfig) -> ConnectionLimits:
+    return ConnectionLimits(
+        header_timeout=listener.request_header_timeout,
+        body_timeout=listener.request_body_timeout,
+        max_connections=listener.max_connections,
+    )
+
+
 def _ssl_context(config: HomeserverConfig) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     certificate, private_key = config.tls.certificate_path, config.tls.private_key_path
@@ -377,8 +386,9 @@ async def _start_listener(
     hs: Homeserver, listener: ListenerConfig, runners: list[web.AppRunner]
 ) -> None:
     # access_log=None: aiohttp's access log prints query strings, which may carry access tokens.
-    runner = web.AppRunner(
+    runner = GuardedAppRunner(
         create_app(hs, listener.served_resources, x_forwarded=listener.x_forwarded),
+        listener_limits(listener),
         access_log=None,
         shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
     )

@@ -51,12 +51,26 @@ server_name: $server_name
 # x_forwarded: true means a reverse proxy is in front of this listener: the client's address
 # (per-address rate limits, the access log) is then the last X-Forwarded-For entry, the one the
 # proxy appended; earlier entries are ignored (a client can write them). Default: false.
+# Each listener also limits slow and numerous clients (our keys; Synapse has none):
+#   request_header_timeout  how long a client may take to send a request's head (request line
+#                           and headers), counted from the connection opening or the head's
+#                           first byte; also how long a kept-alive connection may sit idle
+#                           between requests. Then the connection is closed. Default: 30s.
+#   request_body_timeout    how long a client may take to send a request's body once its head
+#                           has arrived; then it gets 408 and the connection is closed.
+#                           Default: 60s.
+#   max_connections         open connections on this listener (over all its addresses); one
+#                           more gets 503 and is closed at once. Default: 800.
+# A bare number for the timeouts is seconds.
 listeners:
   - port: $http_port
     bind_addresses: ["127.0.0.1"]
     type: http
     tls: false
     x_forwarded: false
+    #request_header_timeout: 30s
+    #request_body_timeout: 60s
+    #max_connections: 800
     resources:
       - names: [client, federation]
 

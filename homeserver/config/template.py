@@ -156,6 +156,14 @@ $registration_shared_secret_line
 #    events:
 #      m.room.name: 50
 
+# Let clients read the public room directory (/publicRooms) without an access token.
+# Default: false (as Synapse).
+#allow_public_rooms_without_auth: false
+
+# Let other servers read the public room directory (/_matrix/federation/v1/publicRooms); when
+# false they get 403. Default: false (as Synapse).
+#allow_public_rooms_over_federation: false
+
 ## Room upgrades ##
 
 #room_upgrades:

@@ -154,7 +154,7 @@ async def test_public_visibility_publishes_and_alias_resolves(server: Server):
     )
     status, body = await server.call("GET", f"/directory/list/room/{room_id}")
     assert (status, body) == (200, {"visibility": "public"})
-    status, body = await server.call("GET", "/publicRooms")
+    status, body = await server.call("GET", "/publicRooms", alice)
     assert status == 200
     assert [e["room_id"] for e in body["chunk"]] == [room_id]
     assert body["chunk"][0]["canonical_alias"] == "#town:test.example"

@@ -101,6 +101,9 @@ class RateLimiters:
         self.room_creation = make(config.rc_room_creation, ROOM_CREATION_RATE_LIMITED)
         self.message = make(config.rc_message)
         self.registration = make(config.rc_registration)
+        # Synapse does not limit shared-secret nonces; each is a row here, so they get a bucket
+        # of their own shaped like rc_registration (one nonce per registration), per address.
+        self.registration_nonce = make(config.rc_registration)
         self.login_address = make(config.rc_login.address)
         self.login_account = make(config.rc_login.account)
         self.login_failed_attempts = make(config.rc_login.failed_attempts)

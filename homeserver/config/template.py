@@ -187,9 +187,9 @@ $registration_shared_secret_line
 #rc_message:                     # events sent, per user
 #  per_second: 0.2
 #  burst_count: 10
-#rc_registration:                # registrations, per IP address
-#  per_second: 0.17
-#  burst_count: 3
+#rc_registration:                # registrations, per IP address; shared-secret registration
+#  per_second: 0.17              # nonces (GET /_synapse/admin/v1/register) have a bucket of
+#  burst_count: 3                # their own with the same settings
 #rc_login:                       # a flat {per_second, burst_count} here sets all three
 #  address: {per_second: 0.003, burst_count: 5}
 #  account: {per_second: 0.003, burst_count: 5}

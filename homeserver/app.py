@@ -141,6 +141,7 @@ class Homeserver:
             bus=self.bus,
             clock_ms=clock,
             profiles=self.profiles.get_profile,
+            invite_limiter=self.ratelimiters.invites,
         )
         self.aliases = AliasService(
             store=store, sender=self.sender, server_name=config.server_name, clock_ms=clock
@@ -252,7 +253,9 @@ class Homeserver:
         )
         self.admin_destinations = AdminDestinations(store, self.federation_sender)
         # To-device messages (H3).
-        self.to_device = ToDeviceService(store, self.notifier, config.server_name, clock)
+        self.to_device = ToDeviceService(
+            store, self.notifier, config.server_name, clock, limiter=self.ratelimiters.to_device
+        )
         # End-to-end keys across servers: outbound queries, inbound EDUs (H4).
         self.remote_keys = RemoteKeys(client=self.federation_client)
         self.e2e_edus = E2EEdus(

@@ -197,6 +197,14 @@ $registration_shared_secret_line
 #rc_joins:                       # a flat {per_second, burst_count} here sets both
 #  local: {per_second: 0.1, burst_count: 10}
 #  remote: {per_second: 0.01, burst_count: 10}
+#rc_invites:                     # invites (a flat {per_second, burst_count} sets all three)
+#  per_room: {per_second: 0.3, burst_count: 10}      # per room; createRoom's invites must
+#                                                    # all fit in one burst
+#  per_user: {per_second: 0.003, burst_count: 5}     # per invited user
+#  per_issuer: {per_second: 0.3, burst_count: 10}    # per inviting user
+#rc_to_device:                   # PUT /sendToDevice requests, per sending device (our key:
+#  per_second: 20                # Synapse only drops room-key requests past these numbers,
+#  burst_count: 100              # its undocumented rc_key_requests)
 # Users none of the limits above apply to (bridges, bots, load tests). Default: none.
 #rc_exempt_users:
 #  - "@bridge:example.com"

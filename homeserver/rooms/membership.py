@@ -165,6 +165,7 @@ class MembershipService:
         reason: str | None = None,
         is_direct: bool = False,
     ) -> None:
+        self.ratelimiters.invites.check(user_id, room_id, target)
         room = await self._room(room_id)
         await self._refuse_blocked(room_id)
         current = await get_membership(self.store, room_id, target)

@@ -86,7 +86,9 @@ listeners:
 
 ## Database ##
 
-# SQLite, in one file: fine for a small community.
+# SQLite, in one file: fine for a small community. Its directory is created 0700 when missing,
+# and the database (with its -wal and -shm files) is kept 0600: at start-up a database or key
+# file that other users may read is made 0600, with a warning.
 database:
   name: sqlite3
   args:

@@ -135,6 +135,12 @@ class GuardedRequestHandler(RequestHandler):
         body, self._pending_body = self._pending_body, None
         if body is None or body.is_eof() or self.transport is None:
             return
+        if not self._request_in_progress:
+            # Already answered without reading it all: aiohttp is draining the rest, and an
+            # error raised into that drain would be logged as a server fault. Just close.
+            logger.info("a request body did not arrive in time after the answer; closing")
+            self.force_close()
+            return
         logger.info("a request body did not arrive in time; answering 408 and closing")
         # No lingering read of the rest: the connection closes once the handler has answered.
         self._lingering_time = 0.0

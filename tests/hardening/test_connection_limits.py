@@ -33,10 +33,15 @@ async def _echo(request: web.Request) -> web.Response:
     return web.Response(body=b"got %d" % len(body))
 
 
+async def _ignore_body(request: web.Request) -> web.Response:
+    return web.Response(body=b"ignored")
+
+
 @contextlib.asynccontextmanager
 async def _running(limits: ConnectionLimits) -> AsyncIterator[int]:
     app = web.Application()
     app.router.add_route("*", "/echo", _echo)
+    app.router.add_route("*", "/ignore", _ignore_body)
     runner = GuardedAppRunner(app, limits, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -121,6 +126,25 @@ async def test_a_slow_body_is_answered_408_and_closed(port: int) -> None:
     writer.write(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789")
     data = await _read_until_eof(reader)
     assert data.startswith(b"HTTP/1.1 408"), data
+    writer.close()
+
+
+async def test_an_unread_trickled_body_is_cut_off_after_the_answer(
+    port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    closed = asyncio.create_task(_read_until_eof(reader))
+    writer.write(b"POST /ignore HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n")
+    with contextlib.suppress(ConnectionError):
+        for _ in range(100000):
+            if closed.done():
+                break
+            writer.write(b"x")
+            await writer.drain()
+            await asyncio.wait({closed}, timeout=0.02)
+    answer = await closed
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"ignored")
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
     writer.close()
 
 

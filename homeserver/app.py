@@ -219,6 +219,7 @@ class Homeserver:
             received=self.received_events,
             notifier=self.notifier,
             clock_ms=clock,
+            limiter=self.ratelimiters.invites,
         )
         self.federation_queries = FederationQueries(
             store=store,

@@ -111,6 +111,11 @@ class InviteLimiter:
         for limiter, key in buckets:
             limiter.check(key)
 
+    def check_received(self, invitee: str) -> None:
+        """An invite from another server: only the invitee's bucket, as Synapse (the sending
+        server limits its rooms and users)."""
+        self._per_user.check(invitee)
+
     def check_new_room(self, creator: str, invites: int) -> None:
         """createRoom's invites, as Synapse: the room's bucket, keyed by the creator (the room
         has no ID yet), must hold them all; nothing is charged."""

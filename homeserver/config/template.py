@@ -202,7 +202,8 @@ $registration_shared_secret_line
 #rc_invites:                     # invites (a flat {per_second, burst_count} sets all three)
 #  per_room: {per_second: 0.3, burst_count: 10}      # per room; createRoom's invites must
 #                                                    # all fit in one burst
-#  per_user: {per_second: 0.003, burst_count: 5}     # per invited user
+#  per_user: {per_second: 0.003, burst_count: 5}     # per invited user (the only limit on
+#                                                    # invites from other servers)
 #  per_issuer: {per_second: 0.3, burst_count: 10}    # per inviting user
 #rc_to_device:                   # PUT /sendToDevice requests, per sending device (our key:
 #  per_second: 20                # Synapse only drops room-key requests past these numbers,

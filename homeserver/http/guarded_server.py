@@ -74,9 +74,6 @@ class GuardedRequestHandler(RequestHandler):
     # -- connections ---------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if not self._guard.admit():
-            logger.warning(
-                "refusing a connection: %d connections already open", self._guard.open_count
-            )
             assert isinstance(transport, asyncio.Transport)
             transport.write(_TOO_MANY_CONNECTIONS)
             transport.close()
@@ -124,7 +121,7 @@ class GuardedRequestHandler(RequestHandler):
         if self.transport is None:
             return
         if self._waiter is not None and not self._waiter.done():
-            logger.info("closing a connection whose request head did not arrive in time")
+            logger.debug("closing a connection whose request head did not arrive in time")
             self.force_close()
         else:
             # A pipelined head behind a request still being handled: give it its time after.
@@ -138,10 +135,10 @@ class GuardedRequestHandler(RequestHandler):
         if not self._request_in_progress:
             # Already answered without reading it all: aiohttp is draining the rest, and an
             # error raised into that drain would be logged as a server fault. Just close.
-            logger.info("a request body did not arrive in time after the answer; closing")
+            logger.debug("a request body did not arrive in time after the answer; closing")
             self.force_close()
             return
-        logger.info("a request body did not arrive in time; answering 408 and closing")
+        logger.debug("a request body did not arrive in time; answering 408 and closing")
         # No lingering read of the rest: the connection closes once the handler has answered.
         self._lingering_time = 0.0
         self._keepalive = False
@@ -170,15 +167,27 @@ class GuardedServer(web.Server):
         super().__init__(handler, **kwargs)
         self.limits = limits
         self.open_count = 0
+        #: whether connections are being refused (logged once per episode, not per refusal:
+        #: a flood must not flood the log too).
+        self._refusing = False
 
     def admit(self) -> bool:
         if self.open_count >= self.limits.max_connections:
+            if not self._refusing:
+                self._refusing = True
+                logger.warning(
+                    "%d connections open (max_connections): refusing new ones with 503",
+                    self.open_count,
+                )
             return False
         self.open_count += 1
         return True
 
     def release(self) -> None:
         self.open_count -= 1
+        if self._refusing:
+            self._refusing = False
+            logger.info("accepting connections again")
 
     def __call__(self) -> RequestHandler:
         return GuardedRequestHandler(self, loop=self._loop, **self._kwargs)

@@ -54,7 +54,9 @@ from homeserver.federation.sender import FederationSender
 from homeserver.federation.serving import FederationEventServer
 from homeserver.federation.transactions import TransactionHandler
 from homeserver.http.appkeys import CLOCK, CONFIG, HS, SIGNING_KEY
+from homeserver.http.client_address import TRUST_X_FORWARDED
 from homeserver.http.factory import new_listener_app
+from homeserver.http.guarded_server import ConnectionLimits, GuardedAppRunner
 from homeserver.logging import LogConfigError, LoggingSetup, register_secret
 from homeserver.metrics import HomeserverMetrics, room_metrics_subscriber
 from homeserver.modules import load_modules
@@ -139,6 +141,7 @@ class Homeserver:
             bus=self.bus,
             clock_ms=clock,
             profiles=self.profiles.get_profile,
+            invite_limiter=self.ratelimiters.invites,
         )
         self.aliases = AliasService(
             store=store, sender=self.sender, server_name=config.server_name, clock_ms=clock
@@ -218,6 +221,7 @@ class Homeserver:
             received=self.received_events,
             notifier=self.notifier,
             clock_ms=clock,
+            limiter=self.ratelimiters.invites,
         )
         self.federation_queries = FederationQueries(
             store=store,
@@ -252,7 +256,9 @@ class Homeserver:
         )
         self.admin_destinations = AdminDestinations(store, self.federation_sender)
         # To-device messages (H3).
-        self.to_device = ToDeviceService(store, self.notifier, config.server_name, clock)
+        self.to_device = ToDeviceService(
+            store, self.notifier, config.server_name, clock, limiter=self.ratelimiters.to_device
+        )
         # End-to-end keys across servers: outbound queries, inbound EDUs (H4).
         self.remote_keys = RemoteKeys(client=self.federation_client)
         self.e2e_edus = E2EEdus(
@@ -349,15 +355,26 @@ async def start_homeserver(
     return hs
 
 
-def create_app(hs: Homeserver, resources: Iterable[str] | None = None) -> web.Application:
+def create_app(
+    hs: Homeserver, resources: Iterable[str] | None = None, *, x_forwarded: bool = False
+) -> web.Application:
     """The aiohttp application serving ``resources`` (default: every resource; tests use that)
-    for ``hs``."""
+    for ``hs``; ``x_forwarded``: the listener's, whether to trust X-Forwarded-For."""
     app = new_listener_app(RESOURCE_NAMES if resources is None else resources)
+    app[TRUST_X_FORWARDED] = x_forwarded
     app[HS] = hs
     app[CONFIG] = hs.config
     app[SIGNING_KEY] = hs.signing_key
     app[CLOCK] = hs.clock
     return app
+
+
+def listener_limits(listener: ListenerConfig) -> ConnectionLimits:
+    return ConnectionLimits(
+        header_timeout=listener.request_header_timeout,
+        body_timeout=listener.request_body_timeout,
+        max_connections=listener.max_connections,
+    )
 
 
 def _ssl_context(config: HomeserverConfig) -> ssl.SSLContext:
@@ -375,8 +392,9 @@ async def _start_listener(
     hs: Homeserver, listener: ListenerConfig, runners: list[web.AppRunner]
 ) -> None:
     # access_log=None: aiohttp's access log prints query strings, which may carry access tokens.
-    runner = web.AppRunner(
-        create_app(hs, listener.served_resources),
+    runner = GuardedAppRunner(
+        create_app(hs, listener.served_resources, x_forwarded=listener.x_forwarded),
+        listener_limits(listener),
         access_log=None,
         shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
     )

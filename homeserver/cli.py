@@ -27,6 +27,7 @@ from homeserver.crypto.key_storage import (
 )
 from homeserver.crypto.passwords import hash_password
 from homeserver.crypto.signing import key_id
+from homeserver.private_files import ensure_private_dir
 from homeserver.types import server_name_error
 
 EXIT_OK = 0
@@ -61,7 +62,7 @@ def generate_config(
         raise CommandError(f"{config_path} already exists; refusing to overwrite it")
     config_dir = config_path.resolve().parent
     data_dir = (data_dir or config_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(data_dir, warn_if_open=True)
     config_dir.mkdir(parents=True, exist_ok=True)
 
     signing_key_path = data_dir / default_signing_key_file(server_name)

@@ -50,6 +50,11 @@ class TokenBucketLimiter:
         tokens, updated = self._buckets.get(key, (self._limit.burst_count, now))
         return min(self._limit.burst_count, tokens + (now - updated) * self._limit.per_second)
 
+    def is_exempt(self, user_id: str) -> bool:
+        """Whether ``user_id`` is in ``rc_exempt_users`` (for buckets keyed by something else,
+        such as a room or a device)."""
+        return user_id in self._exempt
+
     def check(self, key: str, *, cost: float = 1.0) -> None:
         """Take ``cost`` tokens from ``key``'s bucket, or raise :class:`RateLimitExceeded`."""
         if key in self._exempt:
@@ -82,6 +87,46 @@ class TokenBucketLimiter:
             del self._buckets[key]
 
 
+class InviteLimiter:
+    """Synapse's ``rc_invites``: an invite takes a token from the room's, the invitee's and the
+    inviter's buckets. All three are checked before any is charged, so a refused invite costs
+    nothing. An exempt inviter (``rc_exempt_users``) skips all three."""
+
+    def __init__(
+        self,
+        per_room: TokenBucketLimiter,
+        per_user: TokenBucketLimiter,
+        per_issuer: TokenBucketLimiter,
+    ) -> None:
+        self._per_room = per_room
+        self._per_user = per_user
+        self._per_issuer = per_issuer
+
+    def check(self, inviter: str, room_id: str, invitee: str) -> None:
+        if self._per_issuer.is_exempt(inviter):
+            return
+        buckets = (
+            (self._per_room, room_id),
+            (self._per_user, invitee),
+            (self._per_issuer, inviter),
+        )
+        for limiter, key in buckets:
+            limiter.peek(key)
+        for limiter, key in buckets:
+            limiter.check(key)
+
+    def check_received(self, invitee: str) -> None:
+        """An invite from another server: only the invitee's bucket, as Synapse (the sending
+        server limits its rooms and users)."""
+        self._per_user.check(invitee)
+
+    def check_new_room(self, creator: str, invites: int) -> None:
+        """createRoom's invites, as Synapse: the room's bucket, keyed by the creator (the room
+        has no ID yet), must hold them all; nothing is charged."""
+        if invites and not self._per_room.is_exempt(creator):
+            self._per_room.peek(creator, cost=invites)
+
+
 ROOM_CREATION_RATE_LIMITED = (
     "You have created too many rooms recently. Please wait before creating another."
 )
@@ -105,10 +150,18 @@ class RateLimiters:
         self.room_creation = make(config.rc_room_creation, ROOM_CREATION_RATE_LIMITED)
         self.message = make(config.rc_message)
         self.registration = make(config.rc_registration)
+        # Synapse does not limit shared-secret nonces; each is a row here, so they get a bucket
+        # of their own shaped like rc_registration (one nonce per registration), per address.
+        self.registration_nonce = make(config.rc_registration)
         self.login_address = make(config.rc_login.address)
         self.login_account = make(config.rc_login.account)
         self.login_failed_attempts = make(config.rc_login.failed_attempts)
         self.joins_local = make(config.rc_joins.local)
         self.joins_remote = make(config.rc_joins.remote)
-        # --- outbound-request limits (outbound branch): keyed by client address ---
-        self.key_requests = make(config.rc_key_requests)
+        # keyed by client address, not user
+        self.remote_key_fetches = make(config.rc_remote_key_fetches)
+        invites = config.rc_invites
+        self.invites = InviteLimiter(
+            make(invites.per_room), make(invites.per_user), make(invites.per_issuer)
+        )
+        self.to_device = make(config.rc_to_device)

@@ -63,6 +63,8 @@ def parse_login_request(body: dict[str, Any]) -> LoginRequest:
     if identifier.get("type") != "m.id.user":
         raise BadRequest("Unknown login identifier type", Codes.UNKNOWN)
     user = identifier.get("user")
+    if user is None:
+        raise BadRequest("Missing parameter: identifier.user", Codes.MISSING_PARAM)
     if not isinstance(user, str) or not user:
         raise BadRequest("identifier.user must be a non-empty string", Codes.INVALID_PARAM)
     password = password_param(body.get("password"), required=True)

@@ -38,8 +38,10 @@ class Reauthenticator:
                 if named is not None and named.lower() != user_id.lower():
                     raise StageFailed("Invalid username or password")
             password = auth.get("password")
+            if password is None:
+                raise StageFailed("Missing password", Codes.MISSING_PARAM)
             if not isinstance(password, str):
-                raise StageFailed("Missing or invalid password", Codes.INVALID_PARAM)
+                raise StageFailed("Invalid password", Codes.INVALID_PARAM)
             self._failures.peek(user_id.lower())
             if not await self._login.check_password(user_id, password):
                 # Count the failure; this attempt itself still gets the truthful answer.

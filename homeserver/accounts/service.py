@@ -37,7 +37,11 @@ class Accounts:
             store, server_name, config.registration, clock, ratelimiters.registration, uia
         )
         self.shared_secret = SharedSecretRegistration(
-            store, server_name, config.registration.registration_shared_secret, clock
+            store,
+            server_name,
+            config.registration.registration_shared_secret,
+            clock,
+            ratelimiters.registration_nonce,
         )
         self.login = LoginService(store, server_name, clock, ratelimiters, self.device_removal)
         self.reauth = Reauthenticator(uia, self.login, ratelimiters)

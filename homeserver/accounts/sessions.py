@@ -7,12 +7,13 @@ device and token in ONE transaction — a failure leaves no half-made account.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import string
 from dataclasses import dataclass
 
-from homeserver.crypto.passwords import hash_password, verify_password
+# Re-exported: account code hashes through here (on the hashing executor, off the event loop).
+from homeserver.crypto.passwords import hash_password_async as hash_password_async
+from homeserver.crypto.passwords import verify_password_async as verify_password_async
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
 from homeserver.storage.users import hash_access_token
@@ -30,15 +31,6 @@ def new_access_token() -> str:
 def new_device_id() -> str:
     """Ten random uppercase letters, like Synapse's device IDs."""
     return "".join(secrets.choice(string.ascii_uppercase) for _ in range(DEVICE_ID_LENGTH))
-
-
-async def hash_password_async(password: str) -> str:
-    # argon2 takes tens of milliseconds of CPU: keep it off the event loop.
-    return await asyncio.to_thread(hash_password, password)
-
-
-async def verify_password_async(password_hash: str, password: str) -> bool:
-    return await asyncio.to_thread(verify_password, password_hash, password)
 
 
 @dataclass(frozen=True, slots=True)

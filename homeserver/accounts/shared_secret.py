@@ -29,9 +29,13 @@ from homeserver.accounts.usernames import (
 )
 from homeserver.clock import WallClock
 from homeserver.errors import BadRequest, Codes, Forbidden
+from homeserver.ratelimit import RateLimitExceeded, TokenBucketLimiter
 from homeserver.storage import Store
 
 NONCE_LIFETIME_MS = 60_000
+#: Unexpired nonces at once, over all clients: each is a database row, and anyone may ask for
+#: one. Far more than operators registering users by hand ever hold.
+MAX_OUTSTANDING_NONCES = 1000
 #: The user types Synapse knows; a MAC may cover one, but we keep no per-type behaviour.
 USER_TYPES = frozenset({"support", "bot"})
 
@@ -108,23 +112,38 @@ def parse_shared_secret_request(body: dict[str, Any]) -> SharedSecretRequest:
 
 class SharedSecretRegistration:
     def __init__(
-        self, store: Store, server_name: str, secret: str | None, clock: WallClock
+        self,
+        store: Store,
+        server_name: str,
+        secret: str | None,
+        clock: WallClock,
+        nonce_limiter: TokenBucketLimiter,
     ) -> None:
         self._store = store
         self._server_name = server_name
         self._secret = secret
         self._clock = clock
+        self._nonce_limiter = nonce_limiter
 
     def _require_secret(self) -> str:
         if self._secret is None:
             raise BadRequest("Shared secret registration is not enabled", Codes.UNKNOWN)
         return self._secret
 
-    async def new_nonce(self) -> str:
+    async def new_nonce(self, client_address: str) -> str:
         self._require_secret()
+        self._nonce_limiter.check(client_address)
         nonce = secrets.token_hex(32)
         now = self._clock()
-        await self._store.ui_auth.add_nonce(nonce, now=now, expired_before=now - NONCE_LIFETIME_MS)
+        stored = await self._store.ui_auth.add_nonce(
+            nonce,
+            now=now,
+            expired_before=now - NONCE_LIFETIME_MS,
+            most=MAX_OUTSTANDING_NONCES,
+        )
+        if not stored:
+            # The oldest outstanding nonce expires within NONCE_LIFETIME_MS.
+            raise RateLimitExceeded(NONCE_LIFETIME_MS, "Too many registration nonces pending")
         return nonce
 
     async def register(self, body: dict[str, Any]) -> CreatedAccount:

@@ -24,6 +24,14 @@ _IMPLIED = {"client": {"admin"}, "federation": {"keys"}}
 
 DEFAULT_PORT = 8008
 DEFAULT_BIND_ADDRESSES = ("127.0.0.1",)
+#: Seconds a client may take to send a request's head (also the idle time between requests).
+DEFAULT_REQUEST_HEADER_TIMEOUT = 30.0
+#: Seconds a client may take to send a request's body once its head has arrived (1 MiB, the
+#: largest body taken, at about 140 kbit/s).
+DEFAULT_REQUEST_BODY_TIMEOUT = 60.0
+#: Open connections per listener; under the usual 1024 file descriptors of a process, with room
+#: for database and federation connections when the operator raised nothing.
+DEFAULT_MAX_CONNECTIONS = 800
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +43,9 @@ class ListenerConfig:
     x_forwarded: bool
     #: Resource names as configured (filtered to the ones this server knows).
     resources: frozenset[str]
+    request_header_timeout: float = DEFAULT_REQUEST_HEADER_TIMEOUT
+    request_body_timeout: float = DEFAULT_REQUEST_BODY_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     @property
     def served_resources(self) -> frozenset[str]:
@@ -112,6 +123,15 @@ def _parse_listener(reader: Reader) -> ListenerConfig:
         tls=reader.boolean("tls", False),
         x_forwarded=reader.boolean("x_forwarded", False),
         resources=resources,
+        request_header_timeout=reader.duration_seconds(
+            "request_header_timeout", DEFAULT_REQUEST_HEADER_TIMEOUT, bare_number_unit="s"
+        ),
+        request_body_timeout=reader.duration_seconds(
+            "request_body_timeout", DEFAULT_REQUEST_BODY_TIMEOUT, bare_number_unit="s"
+        ),
+        max_connections=reader.integer(
+            "max_connections", DEFAULT_MAX_CONNECTIONS, minimum=1, maximum=1_000_000
+        ),
     )
     reader.warn_unknown()
     return listener

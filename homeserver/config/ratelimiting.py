@@ -1,7 +1,8 @@
 """The ``rc_*`` token-bucket limits, with Synapse's defaults and Synapse's shapes.
 
-``rc_login`` has ``address``, ``account`` and ``failed_attempts`` buckets and ``rc_joins`` has
-``local`` and ``remote``, as in Synapse. For convenience a flat ``{per_second, burst_count}``
+``rc_login`` has ``address``, ``account`` and ``failed_attempts`` buckets, ``rc_joins`` has
+``local`` and ``remote`` and ``rc_invites`` has ``per_room``, ``per_user`` and ``per_issuer``, as
+in Synapse. For convenience a flat ``{per_second, burst_count}``
 there sets all of that key's buckets at once.
 """
 
@@ -20,8 +21,9 @@ KEYS = frozenset(
         "rc_registration",
         "rc_joins",
         "rc_exempt_users",
-        # --- outbound-request limits (outbound branch) ---
-        "rc_key_requests",
+        "rc_remote_key_fetches",
+        "rc_invites",
+        "rc_to_device",
     }
 )
 
@@ -48,6 +50,15 @@ class JoinRateLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class InviteRateLimits:
+    """Synapse's ``rc_invites``: buckets per room, per invitee and per inviter."""
+
+    per_room: RateLimit
+    per_user: RateLimit
+    per_issuer: RateLimit
+
+
+@dataclass(frozen=True, slots=True)
 class RateLimitingConfig:
     rc_room_creation: RateLimit
     rc_message: RateLimit
@@ -57,11 +68,13 @@ class RateLimitingConfig:
     #: users no ``rc_*`` limit applies to (bridges, bots); our key — Synapse does this per user
     #: through its admin API.
     rc_exempt_users: frozenset[str] = frozenset()
-    # --- outbound-request limits (outbound branch) ---
     #: per client address: key fetches an unauthenticated caller may make us do (notary
     #: queries, one token per remote server name; X-Matrix requests from origins whose keys we
     #: must fetch). Our key: Synapse limits neither.
-    rc_key_requests: RateLimit = field(default_factory=lambda: DEFAULT_KEY_REQUESTS)
+    rc_remote_key_fetches: RateLimit = field(default_factory=lambda: DEFAULT_REMOTE_KEY_FETCHES)
+    rc_invites: InviteRateLimits = field(default_factory=lambda: DEFAULT_INVITES)
+    #: ``/sendToDevice`` requests per sending device (our key, see DEFAULT_TO_DEVICE).
+    rc_to_device: RateLimit = field(default_factory=lambda: DEFAULT_TO_DEVICE)
 
 
 # Synapse 1.157's defaults (docs/usage/configuration/config_documentation.md).
@@ -72,9 +85,15 @@ DEFAULT_LOGIN = LoginRateLimits(
     address=RateLimit(0.003, 5), account=RateLimit(0.003, 5), failed_attempts=RateLimit(0.17, 3)
 )
 DEFAULT_JOINS = JoinRateLimits(local=RateLimit(0.1, 10), remote=RateLimit(0.01, 10))
-# --- outbound-request limits (outbound branch) ---
 #: A notary's honest callers ask now and then; one bucket covers a full notary request.
-DEFAULT_KEY_REQUESTS = RateLimit(1.0, 50)
+DEFAULT_REMOTE_KEY_FETCHES = RateLimit(1.0, 50)
+DEFAULT_INVITES = InviteRateLimits(
+    per_room=RateLimit(0.3, 10), per_user=RateLimit(0.003, 5), per_issuer=RateLimit(0.3, 10)
+)
+# Synapse has no general to-device limit: its (undocumented) rc_key_requests, per sending device,
+# silently drops cross-user room-key requests past 20/s, burst 100. We answer 429 to every
+# /sendToDevice request past the same numbers, per sending device, so no client can flood inboxes.
+DEFAULT_TO_DEVICE = RateLimit(20, 100)
 
 
 def _limit(reader: Reader, default: RateLimit) -> RateLimit:
@@ -125,9 +144,26 @@ def parse_ratelimiting(reader: Reader) -> RateLimitingConfig:
         rc_registration=_limit(reader.sub("rc_registration"), DEFAULT_REGISTRATION),
         rc_joins=_joins(reader),
         rc_exempt_users=_exempt_users(reader),
-        # --- outbound-request limits (outbound branch) ---
-        rc_key_requests=_limit(reader.sub("rc_key_requests"), DEFAULT_KEY_REQUESTS),
+        rc_remote_key_fetches=_limit(
+            reader.sub("rc_remote_key_fetches"), DEFAULT_REMOTE_KEY_FETCHES
+        ),
+        rc_invites=_invites(reader),
+        rc_to_device=_limit(reader.sub("rc_to_device"), DEFAULT_TO_DEVICE),
     )
+
+
+def _invites(reader: Reader) -> InviteRateLimits:
+    section = reader.sub("rc_invites")
+    if _is_flat(section):
+        flat = _limit(section, DEFAULT_INVITES.per_room)
+        return InviteRateLimits(flat, flat, flat)
+    limits = InviteRateLimits(
+        per_room=_limit(section.sub("per_room"), DEFAULT_INVITES.per_room),
+        per_user=_limit(section.sub("per_user"), DEFAULT_INVITES.per_user),
+        per_issuer=_limit(section.sub("per_issuer"), DEFAULT_INVITES.per_issuer),
+    )
+    section.warn_unknown()
+    return limits
 
 
 def _exempt_users(reader: Reader) -> frozenset[str]:

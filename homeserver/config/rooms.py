@@ -1,5 +1,6 @@
-"""Room policy: ``encryption_enabled_by_default_for_room_type`` and
-``default_power_level_content_override``."""
+"""Room policy: ``encryption_enabled_by_default_for_room_type``,
+``default_power_level_content_override`` and who may read the room directory
+(``allow_public_rooms_without_auth``, ``allow_public_rooms_over_federation``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ from typing import Any
 from homeserver.config._reader import ConfigError, Reader
 
 KEYS = frozenset(
-    {"encryption_enabled_by_default_for_room_type", "default_power_level_content_override"}
+    {
+        "encryption_enabled_by_default_for_room_type",
+        "default_power_level_content_override",
+        "allow_public_rooms_without_auth",
+        "allow_public_rooms_over_federation",
+    }
 )
 
 PRESETS = frozenset({"private_chat", "trusted_private_chat", "public_chat"})
@@ -32,6 +38,10 @@ class RoomsConfig:
     #: preset name → power-levels content to merge over the preset's defaults. Read-only views;
     #: take a ``copy.deepcopy`` before building an event from one.
     default_power_level_content_override: Mapping[str, Mapping[str, Any]]
+    #: ``/publicRooms`` answers clients without an access token (Synapse's default: false).
+    allow_public_rooms_without_auth: bool = False
+    #: other servers may read the directory (``/_matrix/federation/v1/publicRooms``).
+    allow_public_rooms_over_federation: bool = False
 
 
 def parse_rooms(reader: Reader) -> RoomsConfig:
@@ -59,4 +69,8 @@ def parse_rooms(reader: Reader) -> RoomsConfig:
     return RoomsConfig(
         encryption_enabled_by_default_for_room_type=encryption,
         default_power_level_content_override=MappingProxyType(overrides),
+        allow_public_rooms_without_auth=reader.boolean("allow_public_rooms_without_auth", False),
+        allow_public_rooms_over_federation=reader.boolean(
+            "allow_public_rooms_over_federation", False
+        ),
     )

@@ -48,13 +48,29 @@ server_name: $server_name
 #   admin       the admin API (/_synapse/admin) alone
 # /health answers "OK" on every listener. type is "http" ("metrics" is Synapse's name for a
 # listener that serves only metrics). tls: true serves HTTPS with the certificate below.
-# x_forwarded: true trusts X-Forwarded-For from a reverse proxy in front of this listener.
+# x_forwarded: true means a reverse proxy is in front of this listener: the client's address
+# (per-address rate limits, the access log) is then the last X-Forwarded-For entry, the one the
+# proxy appended; earlier entries are ignored (a client can write them). Default: false.
+# Each listener also limits slow and numerous clients (our keys; Synapse has none):
+#   request_header_timeout  how long a client may take to send a request's head (request line
+#                           and headers), counted from the connection opening or the head's
+#                           first byte; also how long a kept-alive connection may sit idle
+#                           between requests. Then the connection is closed. Default: 30s.
+#   request_body_timeout    how long a client may take to send a request's body once its head
+#                           has arrived; then it gets 408 and the connection is closed.
+#                           Default: 60s.
+#   max_connections         open connections on this listener (over all its addresses); one
+#                           more gets 503 and is closed at once. Default: 800.
+# A bare number for the timeouts is seconds.
 listeners:
   - port: $http_port
     bind_addresses: ["127.0.0.1"]
     type: http
     tls: false
     x_forwarded: false
+    #request_header_timeout: 30s
+    #request_body_timeout: 60s
+    #max_connections: 800
     resources:
       - names: [client, federation]
 
@@ -70,7 +86,9 @@ listeners:
 
 ## Database ##
 
-# SQLite, in one file: fine for a small community.
+# SQLite, in one file: fine for a small community. Its directory is created 0700 when missing,
+# and the database (with its -wal and -shm files) is kept 0600: at start-up a database or key
+# file that other users may read is made 0600, with a warning.
 database:
   name: sqlite3
   args:
@@ -140,6 +158,14 @@ $registration_shared_secret_line
 #    events:
 #      m.room.name: 50
 
+# Let clients read the public room directory (/publicRooms) without an access token.
+# Default: false (as Synapse).
+#allow_public_rooms_without_auth: false
+
+# Let other servers read the public room directory (/_matrix/federation/v1/publicRooms); when
+# false they get 403. Default: false (as Synapse).
+#allow_public_rooms_over_federation: false
+
 ## Room upgrades ##
 
 #room_upgrades:
@@ -163,9 +189,9 @@ $registration_shared_secret_line
 #rc_message:                     # events sent, per user
 #  per_second: 0.2
 #  burst_count: 10
-#rc_registration:                # registrations, per IP address
-#  per_second: 0.17
-#  burst_count: 3
+#rc_registration:                # registrations, per IP address; shared-secret registration
+#  per_second: 0.17              # nonces (GET /_synapse/admin/v1/register) have a bucket of
+#  burst_count: 3                # their own with the same settings
 #rc_login:                       # a flat {per_second, burst_count} here sets all three
 #  address: {per_second: 0.003, burst_count: 5}
 #  account: {per_second: 0.003, burst_count: 5}
@@ -173,6 +199,15 @@ $registration_shared_secret_line
 #rc_joins:                       # a flat {per_second, burst_count} here sets both
 #  local: {per_second: 0.1, burst_count: 10}
 #  remote: {per_second: 0.01, burst_count: 10}
+#rc_invites:                     # invites (a flat {per_second, burst_count} sets all three)
+#  per_room: {per_second: 0.3, burst_count: 10}      # per room; createRoom's invites must
+#                                                    # all fit in one burst
+#  per_user: {per_second: 0.003, burst_count: 5}     # per invited user (the only limit on
+#                                                    # invites from other servers)
+#  per_issuer: {per_second: 0.3, burst_count: 10}    # per inviting user
+#rc_to_device:                   # PUT /sendToDevice requests, per sending device (our key:
+#  per_second: 20                # Synapse only drops room-key requests past these numbers,
+#  burst_count: 100              # its undocumented rc_key_requests)
 # Users none of the limits above apply to (bridges, bots, load tests). Default: none.
 #rc_exempt_users:
 #  - "@bridge:example.com"
@@ -180,7 +215,7 @@ $registration_shared_secret_line
 # limits neither): one token per remote server named in a /_matrix/key/v2/query request (a
 # request naming more than burst_count servers takes the whole bucket), one per key fetch for
 # an X-Matrix request from an origin whose keys we do not hold. Default: 1/s, burst 50.
-#rc_key_requests: {per_second: 1, burst_count: 50}
+#rc_remote_key_fetches: {per_second: 1, burst_count: 50}
 
 ## Federation ##
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import stat
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from signedjson.key import generate_signing_key
 
 from homeserver.crypto.base64 import decode_base64, encode_base64
 from homeserver.crypto.signing import key_id
+from homeserver.private_files import PRIVATE_FILE_MODE, ensure_private_dir, tighten
 
 logger = logging.getLogger(__name__)
 
@@ -90,20 +90,13 @@ def read_secrets_key(path: Path, environ: Mapping[str, str] | None = None) -> Se
         return from_env
     try:
         text = path.read_text(encoding="ascii")
-        mode = path.stat().st_mode
     except FileNotFoundError:
         raise KeyStorageError(
             f"secrets key file {path} not found (and {SECRETS_KEY_ENV} is not set)"
         ) from None
     except (OSError, UnicodeDecodeError) as e:
         raise KeyStorageError(f"cannot read secrets key file {path}: {e}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        logger.warning(
-            "secrets key file %s is accessible by other users (mode %o); run: chmod 600 %s",
-            path,
-            stat.S_IMODE(mode),
-            path,
-        )
+    tighten(path)
     return _decode_kek(text, str(path))
 
 
@@ -199,6 +192,7 @@ def read_signing_key(
         raise KeyStorageError(f"signing key file {path} is corrupt (not text)") from None
     except OSError as e:
         raise KeyStorageError(f"cannot read signing key file {path}: {e.strerror}") from None
+    tighten(path)
     lines = [line.split() for line in text.splitlines() if line.strip()]
     if not lines:
         raise KeyStorageError(f"signing key file {path} is empty")
@@ -244,10 +238,11 @@ def _write_private_file(path: Path, content: str) -> None:
     """Write ``content`` to ``path`` readable by the owner only, atomically: the data goes to a
     0600 temporary file next to it, then hard-linked into place, which fails rather than replace
     an existing file (a key must never be lost to a second ``generate-config``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        ensure_private_dir(path.parent)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+        os.fchmod(fd, PRIVATE_FILE_MODE)  # exactly 0600, whatever the umask
         with os.fdopen(fd, "w", encoding="ascii") as f:
             f.write(content)
             f.flush()

@@ -247,6 +247,9 @@ def parse_cross_signing_key(
     if not isinstance(value, dict):
         raise BadRequest(f"{key_type} key must be an object", Codes.BAD_JSON)
     usage = value.get("usage")
+    for required in ("user_id", "usage", "keys"):
+        if value.get(required) is None:
+            raise BadRequest(f"Invalid {key_type} key: {required} is missing", Codes.MISSING_PARAM)
     if value.get("user_id") != user_id:
         raise BadRequest(f"Invalid {key_type} key: user_id must be yours", Codes.INVALID_PARAM)
     if not isinstance(usage, list) or not all(isinstance(u, str) for u in usage):

@@ -18,6 +18,7 @@ from typing import Any
 from homeserver.crypto.canonical_json import encode_canonical_json
 from homeserver.errors import BadRequest, Codes, MatrixError
 from homeserver.events.ids import random_opaque
+from homeserver.ratelimit import TokenBucketLimiter
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
 from homeserver.storage.device_inbox_recipients import get_devices_of_users_txn
@@ -89,14 +90,24 @@ class ToDeviceSend:
 
 class ToDeviceService:
     def __init__(
-        self, store: Store, notifier: Notifier, server_name: str, clock_ms: Callable[[], int]
+        self,
+        store: Store,
+        notifier: Notifier,
+        server_name: str,
+        clock_ms: Callable[[], int],
+        *,
+        limiter: TokenBucketLimiter | None = None,
     ) -> None:
+        #: ``rc_to_device``: requests per sending device.
+        self.limiter = limiter
         self.store = store
         self.notifier = notifier
         self.server_name = server_name
         self.clock_ms = clock_ms
 
     async def send(self, request: ToDeviceSend) -> None:
+        if self.limiter is not None and not self.limiter.is_exempt(request.sender):
+            self.limiter.check(f"{request.sender}|{request.sender_device or ''}")
         if not request.event_type:
             raise BadRequest("The event type must not be empty", Codes.INVALID_PARAM)
         if len(request.txn_id) > MAX_TXN_ID_LENGTH:

@@ -28,6 +28,7 @@ from homeserver.events.event import Event
 from homeserver.federation.acl import ACL_EVENT_TYPE, server_allowed_by_acl
 from homeserver.federation.out_of_band import record_out_of_band_txn
 from homeserver.federation.pdu_checks import PduRejected
+from homeserver.ratelimit import InviteLimiter
 from homeserver.room_versions import RoomVersion, UnsupportedRoomVersion, get_room_version
 from homeserver.storage import Store
 from homeserver.sync.notifier import Notifier
@@ -57,7 +58,10 @@ class InboundInvites:
         received: ReceivedEvents,
         notifier: Notifier,
         clock_ms: Callable[[], int],
+        limiter: InviteLimiter | None = None,
     ) -> None:
+        #: ``rc_invites``: invites our users receive (per invitee).
+        self.limiter = limiter
         self.store = store
         self.signer = signer
         self.received = received
@@ -98,6 +102,8 @@ class InboundInvites:
             raise _invalid("The invite's content hash does not match")
         if event.event_id != event_id or event.room_id != room_id:
             raise _invalid("The invite does not match the room and event IDs of the path")
+        if self.limiter is not None:
+            self.limiter.check_received(invitee)  # only signed, well-formed invites count
         stripped = await self._check_room_state(version, room_id, invite_room_state, origin)
         await self._check_room_acl(room_id, origin)
 

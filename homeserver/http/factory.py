@@ -41,6 +41,7 @@ from homeserver.http.client import sync as sync_http
 from homeserver.http.client import tags as tags_http
 from homeserver.http.client import to_device as to_device_http
 from homeserver.http.federation import membership as federation_membership
+from homeserver.http.federation import public_rooms as federation_public_rooms
 from homeserver.http.federation import queries as federation_queries
 from homeserver.http.federation import room_events as federation_room_events
 from homeserver.http.federation import transactions as federation_transactions
@@ -111,6 +112,7 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
         federation_room_events.add_routes(app.router)
         federation_membership.add_routes(app.router)
         federation_queries.add_routes(app.router)
+        federation_public_rooms.add_routes(app.router)
     if "keys" in served:
         server_key.add_routes(app.router)
         key_query.add_routes(app.router)

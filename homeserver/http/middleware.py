@@ -14,6 +14,7 @@ from aiohttp.typedefs import Handler
 
 from homeserver.errors import Codes, MatrixError
 from homeserver.http.auth import known_requester
+from homeserver.http.client_address import client_address
 from homeserver.logging import context as log_context
 
 logger = logging.getLogger(__name__)
@@ -153,7 +154,7 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
         access_logger.log(
             level,
             '%s - {%s} %d %.3fsec "%s %s" "%s"',
-            request.remote or "-",
+            client_address(request),
             requester.user_id if requester is not None else None,
             status,
             time.monotonic() - start,

@@ -13,6 +13,12 @@ from homeserver.rooms.presets import Preset
 from homeserver.types import user_id_error
 
 MAX_ALIAS_LOCALPART_BYTES = 200
+# Neither the spec nor Synapse bounds these lists; every entry becomes an event signed and
+# stored in the one createRoom transaction, so an unbounded list stalls the server (10,000
+# invites took seconds of CPU). Far above what a client creating a room by hand sends.
+MAX_INVITES = 100
+MAX_INVITE_3PID = 100
+MAX_INITIAL_STATE = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +56,16 @@ def _invalid(field_name: str, message: str) -> BadRequest:
     return BadRequest(f"{field_name}: {message}", Codes.INVALID_PARAM)
 
 
+def _missing(field_name: str) -> BadRequest:
+    return BadRequest(f"{field_name}: is required", Codes.MISSING_PARAM)
+
+
+def _bounded(field_name: str, value: list[Any] | None, most: int) -> list[Any]:
+    if value is not None and len(value) > most:
+        raise _invalid(field_name, f"at most {most} entries are allowed, not {len(value)}")
+    return value or []
+
+
 def _optional(body: dict[str, Any], key: str, kind: type, kind_name: str) -> Any:
     value = body.get(key)
     if value is None:
@@ -71,7 +87,7 @@ def _parse_alias_localpart(value: str | None) -> str | None:
 
 def _parse_invites(value: list[Any] | None) -> tuple[str, ...]:
     invites: list[str] = []
-    for index, user_id in enumerate(value or []):
+    for index, user_id in enumerate(_bounded("invite", value, MAX_INVITES)):
         reason = user_id_error(user_id) if isinstance(user_id, str) else "not a string"
         if reason:
             raise _invalid(f"invite[{index}]", reason)
@@ -82,14 +98,16 @@ def _parse_invites(value: list[Any] | None) -> tuple[str, ...]:
 
 def _parse_invite_3pid(value: list[Any] | None) -> tuple[ThirdPartyInvite, ...]:
     parsed: list[ThirdPartyInvite] = []
-    for index, entry in enumerate(value or []):
+    for index, entry in enumerate(_bounded("invite_3pid", value, MAX_INVITE_3PID)):
         if not isinstance(entry, dict):
             raise BadRequest(f"invite_3pid[{index}] must be an object", Codes.BAD_JSON)
         values: dict[str, str] = {}
         for key in ("id_server", "id_access_token", "medium", "address"):
             item = entry.get(key)
+            if item is None:
+                raise _missing(f"invite_3pid[{index}].{key}")
             if not isinstance(item, str) or not item:
-                raise _invalid(f"invite_3pid[{index}].{key}", "is required and must be a string")
+                raise _invalid(f"invite_3pid[{index}].{key}", "must be a non-empty string")
             values[key] = item
         parsed.append(ThirdPartyInvite(**values))
     return tuple(parsed)
@@ -97,19 +115,23 @@ def _parse_invite_3pid(value: list[Any] | None) -> tuple[ThirdPartyInvite, ...]:
 
 def _parse_initial_state(value: list[Any] | None) -> tuple[InitialStateEvent, ...]:
     events: list[InitialStateEvent] = []
-    for index, entry in enumerate(value or []):
+    for index, entry in enumerate(_bounded("initial_state", value, MAX_INITIAL_STATE)):
         where = f"initial_state[{index}]"
         if not isinstance(entry, dict):
             raise BadRequest(f"{where} must be an object", Codes.BAD_JSON)
         event_type = entry.get("type")
         state_key = entry.get("state_key", "")
         content = entry.get("content")
+        if event_type is None:
+            raise _missing(f"{where}.type")
         if not isinstance(event_type, str) or not event_type:
-            raise _invalid(f"{where}.type", "is required and must be a string")
+            raise _invalid(f"{where}.type", "must be a non-empty string")
         if not isinstance(state_key, str):
             raise _invalid(f"{where}.state_key", "must be a string")
+        if content is None:
+            raise _missing(f"{where}.content")
         if not isinstance(content, dict):
-            raise _invalid(f"{where}.content", "is required and must be an object")
+            raise _invalid(f"{where}.content", "must be an object")
         if event_type == "m.room.create":
             raise _invalid(f"{where}.type", "m.room.create belongs in creation_content")
         if event_type == "m.room.member":

@@ -34,7 +34,7 @@ from homeserver.events.ids import new_room_id
 from homeserver.events.validation import EventValidationError
 from homeserver.faults import fault_point
 from homeserver.federation.fanout import enqueue_remote_invites_txn
-from homeserver.ratelimit import RateLimitExceeded, TokenBucketLimiter
+from homeserver.ratelimit import InviteLimiter, RateLimitExceeded, TokenBucketLimiter
 from homeserver.room_versions import RoomVersion, UnsupportedRoomVersion, get_room_version
 from homeserver.rooms.bus import ROOM_CREATE_RATE_LIMITED, ROOM_CREATED, DomainEventBus
 from homeserver.rooms.create_request import CreateRoomRequest, parse_create_room_request
@@ -253,8 +253,10 @@ class RoomCreationService:
         bus: DomainEventBus,
         clock_ms: Callable[[], int],
         profiles: ProfileLookup | None = None,
+        invite_limiter: InviteLimiter | None = None,
     ) -> None:
         self.config = config
+        self.invite_limiter = invite_limiter
         self.store = store
         self.signer = signer
         self.ratelimiter = ratelimiter
@@ -275,6 +277,10 @@ class RoomCreationService:
 
     async def create_room(self, creator: str, body: Any) -> CreatedRoom:
         request = parse_body(body)
+        if self.invite_limiter is not None:
+            self.invite_limiter.check_new_room(
+                creator, len(request.invite) + len(request.invite_3pid)
+            )
         try:
             self.ratelimiter.check(creator)
         except RateLimitExceeded:

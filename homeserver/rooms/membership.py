@@ -312,6 +312,8 @@ class MembershipService:
     async def _invite(
         self, user_id: str, room_id: str, target: str, content: dict[str, Any]
     ) -> str:
+        # Both invite routes (/invite and the member state PUT) spend rc_invites tokens.
+        self.ratelimiters.invites.check(user_id, room_id, target)
         room = await self._room(room_id)
         await self._refuse_blocked(room_id)
         current = await get_membership(self.store, room_id, target)

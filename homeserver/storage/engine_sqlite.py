@@ -6,10 +6,12 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from homeserver.private_files import create_private_file, ensure_private_dir, tighten
 from homeserver.storage.database import Database, Row, Transaction, in_transaction
 
 
@@ -77,6 +79,14 @@ class SqliteDatabase(Database):
         return conn
 
     async def _open(self) -> None:
+        if not self._memory:
+            # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the
+            # database file's mode, and would otherwise create all three per the umask.
+            database = Path(self.path)
+            ensure_private_dir(database.parent)
+            create_private_file(database)
+            for companion in ("-wal", "-shm", "-journal"):
+                tighten(Path(f"{self.path}{companion}"))
         self._writer = await self._connect(read_only=False)
         for _ in range(self._reader_count):
             conn = await self._connect(read_only=True)

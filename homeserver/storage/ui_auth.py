@@ -51,14 +51,23 @@ class UIAuthStore:
             await txn.execute("DELETE FROM ui_auth_sessions WHERE session_id = ?", session_id)
 
     # --- shared-secret registration nonces ----------------------------------------------
-    async def add_nonce(self, nonce: str, *, now: int, expired_before: int) -> None:
+    async def add_nonce(
+        self, nonce: str, *, now: int, expired_before: int, most: int | None = None
+    ) -> bool:
+        """Store ``nonce`` after dropping the expired ones; False (nothing stored) when
+        ``most`` unexpired nonces are already outstanding."""
         async with self.db.transaction("add_registration_nonce") as txn:
             await txn.execute(
                 "DELETE FROM registration_nonces WHERE created_ts < ?", expired_before
             )
+            if most is not None:
+                outstanding = await txn.fetchval("SELECT COUNT(*) FROM registration_nonces")
+                if int(outstanding) >= most:
+                    return False
             await txn.execute(
                 "INSERT INTO registration_nonces (nonce, created_ts) VALUES (?, ?)", nonce, now
             )
+        return True
 
     async def take_nonce(self, nonce: str, *, expired_before: int) -> bool:
         """Consume ``nonce``: True if it existed and had not expired. Either way it is gone, so

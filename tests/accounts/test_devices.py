@@ -154,3 +154,17 @@ async def test_password_less_user_cannot_delete(server: TestServer) -> None:
         "DELETE", f"/devices/{user.device_id}", user, json={"auth": password_auth(None, "nopass")}
     )
     assert status == 401 and body["errcode"] == "M_FORBIDDEN"
+
+
+async def test_uia_password_missing_is_missing_param(server: TestServer) -> None:
+    user = await registered_user(server, "alice")
+    _, other = await login(server, "alice")
+    path = f"/devices/{other['device_id']}"
+    _, first = await server.call("DELETE", path, user)
+    auth = password_auth(first["session"])
+    del auth["password"]
+    status, body = await server.call("DELETE", path, user, json={"auth": auth})
+    assert status == 401 and body["errcode"] == "M_MISSING_PARAM"
+    auth["password"] = 5
+    status, body = await server.call("DELETE", path, user, json={"auth": auth})
+    assert status == 401 and body["errcode"] == "M_INVALID_PARAM"

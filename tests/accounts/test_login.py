@@ -89,7 +89,14 @@ async def test_failed_attempts_are_rate_limited(server: TestServer) -> None:
             },
             "M_UNKNOWN",
         ),
-        ({"type": "m.login.password", "identifier": {"type": "m.id.user"}}, "M_INVALID_PARAM"),
+        (
+            {"type": "m.login.password", "identifier": {"type": "m.id.user"}, "password": "x"},
+            "M_MISSING_PARAM",
+        ),
+        (
+            {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": 5}},
+            "M_INVALID_PARAM",
+        ),
         ({"type": "m.login.password", "user": "alice"}, "M_MISSING_PARAM"),
         ({"type": "m.login.password", "user": "alice", "password": 3}, "M_INVALID_PARAM"),
         (

@@ -24,6 +24,8 @@ def admin_config(tmp_path: Path) -> HomeserverConfig:
         rc_room_creation=HIGH_LIMIT,
         rc_joins={"local": HIGH_LIMIT, "remote": HIGH_LIMIT},
         rc_login=HIGH_LIMIT,
+        rc_invites=HIGH_LIMIT,
+        rc_to_device=HIGH_LIMIT,
     )
 
 

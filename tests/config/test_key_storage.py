@@ -182,12 +182,16 @@ def test_never_overwrites_key_files(tmp_path: Path) -> None:
     assert (signing_path.read_bytes(), secrets_path.read_bytes()) == before
 
 
-def test_readable_secrets_key_file_draws_a_warning(
+def test_readable_key_files_are_tightened_with_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     signing_path, secrets_path = _paths(tmp_path)
     load_or_create_signing_key(signing_path, secrets_path, NO_ENV)
     secrets_path.chmod(0o644)
+    signing_path.chmod(0o640)
     with caplog.at_level(logging.WARNING):
         read_signing_key(signing_path, secrets_path, NO_ENV)
-    assert "chmod 600" in caplog.text
+    assert "mode 0644); its mode is now 0600" in caplog.text
+    assert "mode 0640); its mode is now 0600" in caplog.text
+    assert stat.S_IMODE(secrets_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(signing_path.stat().st_mode) == 0o600

@@ -49,6 +49,8 @@ BASE_CONFIG: dict[str, Any] = {
     "rc_registration": UNLIMITED,
     "rc_login": UNLIMITED,
     "rc_joins": {"local": UNLIMITED, "remote": UNLIMITED},
+    "rc_invites": UNLIMITED,
+    "rc_to_device": UNLIMITED,
 }
 CS = "/_matrix/client/v3"
 ENGINES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]

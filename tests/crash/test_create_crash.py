@@ -160,7 +160,7 @@ async def _assert_complete(
     )
     assert current == len(state)
     assert (await server.probe.room_status(room_id)) == ("active", None)
-    public = await client.ok("GET", "/publicRooms")
+    public = await client.ok("GET", "/publicRooms", alice_token)
     assert room_id in {r["room_id"] for r in public["chunk"]}
     # the stream works after the restart: bob sees the invite, joins, and the room is usable
     sync = await client.ok("GET", "/sync?timeout=0", bob_token)

@@ -16,6 +16,8 @@ NIO_CONFIG: dict[str, Any] = {
     "rc_message": RELAXED_LIMIT,
     "rc_registration": RELAXED_LIMIT,
     "rc_joins": {"local": RELAXED_LIMIT},
+    "rc_invites": RELAXED_LIMIT,
+    "rc_to_device": RELAXED_LIMIT,
 }
 
 

@@ -236,7 +236,7 @@ def _master_with(**changes: Any) -> Callable[[CrossSigning], tuple[Any, str, Any
 CROSS_REFUSED: list[tuple[str, Callable[[CrossSigning], tuple[Any, str, Any]], str]] = [
     ("not an object", lambda c: ("x", "master", None), "M_BAD_JSON"),
     ("other user", _master_with(user_id="@bob:test.example"), "M_INVALID_PARAM"),
-    ("usage missing", _master_with(usage=None), "M_INVALID_PARAM"),
+    ("usage missing", _master_with(usage=None), "M_MISSING_PARAM"),
     ("usage without its type", _master_with(usage=["self_signing"]), "M_INVALID_PARAM"),
     ("two keys", _master_with(keys={"ed25519:a": "a", "ed25519:b": "b"}), "M_INVALID_PARAM"),
     ("no key", _master_with(keys={}), "M_INVALID_PARAM"),

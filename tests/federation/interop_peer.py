@@ -65,6 +65,8 @@ def interop_overrides(workdir: Path, fed_port: int, client_port: int) -> dict[st
         "rc_registration": _UNLIMITED,
         "rc_login": _UNLIMITED,
         "rc_joins": {"local": _UNLIMITED, "remote": _UNLIMITED},
+        "rc_invites": _UNLIMITED,
+        "rc_to_device": _UNLIMITED,
     }
 
 

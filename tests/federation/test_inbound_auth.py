@@ -173,7 +173,7 @@ async def test_version(fed: HarnessServer) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "status"),
     [
-        ("GET", "/_matrix/federation/v1/publicRooms", 404),
+        ("PUT", "/_matrix/federation/v1/3pid/onbind", 404),
         ("GET", "/_matrix/federation/v1/hierarchy/%21r%3Ax", 404),
         ("PUT", "/_matrix/federation/v1/openid/userinfo", 404),
         ("POST", "/_matrix/federation/v1/version", 405),

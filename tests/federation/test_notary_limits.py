@@ -1,6 +1,6 @@
 """What an unauthenticated caller can make us fetch (both engines): the notary
 (``/_matrix/key/v2/query``) and X-Matrix requests from unknown origins are rate-limited per
-client address (``rc_key_requests``), the notary takes a bounded number of names per request,
+client address (``rc_remote_key_fetches``), the notary takes a bounded number of names per request,
 and outbound key fetches run at most ``max_concurrent_fetches`` at a time (excess waits)."""
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ TEST_PATH = "/_matrix/federation/v1/test_auth/{room_id}"
 @pytest.fixture
 def hs_config(tmp_path: Path) -> HomeserverConfig:
     # Refilling one token a day: a refused request stays refused for the whole test.
-    return make_config(tmp_path, rc_key_requests={"per_second": 0.00001, "burst_count": BURST})
+    return make_config(
+        tmp_path, rc_remote_key_fetches={"per_second": 0.00001, "burst_count": BURST}
+    )
 
 
 class GatedRemotes:

@@ -75,6 +75,8 @@ def hs_config(tmp_path: Path) -> HomeserverConfig:
         rc_login=_HIGH,
         rc_registration=_HIGH,
         rc_joins=_HIGH,
+        rc_invites=_HIGH,
+        rc_to_device=_HIGH,
     )
 
 

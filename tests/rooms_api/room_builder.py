@@ -20,6 +20,8 @@ from tests.harness import make_config
 GENEROUS_LIMITS: dict[str, Any] = {
     "rc_message": {"per_second": 1000, "burst_count": 1000},
     "rc_joins": {"local": {"per_second": 1000, "burst_count": 1000}},
+    "rc_invites": {"per_second": 1000, "burst_count": 1000},
+    "rc_to_device": {"per_second": 1000, "burst_count": 1000},
 }
 
 

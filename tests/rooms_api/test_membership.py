@@ -218,5 +218,5 @@ async def test_join_rate_limited(server: Server):
 
 
 def test_generous_limits_are_config_keys():
-    assert set(GENEROUS_LIMITS) <= {"rc_message", "rc_joins"}
+    assert set(GENEROUS_LIMITS) <= {"rc_message", "rc_joins", "rc_invites", "rc_to_device"}
     make_config(Path("/tmp"), **GENEROUS_LIMITS)

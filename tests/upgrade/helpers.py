@@ -15,6 +15,8 @@ GENEROUS: dict[str, Any] = {
     "rc_message": {"per_second": 1000, "burst_count": 1000},
     "rc_joins": {"local": {"per_second": 1000, "burst_count": 1000}},
     "rc_room_creation": {"per_second": 1000, "burst_count": 1000},
+    "rc_invites": {"per_second": 1000, "burst_count": 1000},
+    "rc_to_device": {"per_second": 1000, "burst_count": 1000},
 }
 
 #: every table an upgrade writes to: a failed upgrade must leave them all unchanged.

@@ -7,13 +7,14 @@ from aiohttp import web
 
 from homeserver.http.appkeys import HS
 from homeserver.http.client.register import registration_response
+from homeserver.http.client_address import client_address
 from homeserver.http.json_body import json_response, read_json_object
 
 PATH = "/_synapse/admin/v1/register"
 
 
 async def get_nonce(request: web.Request) -> web.Response:
-    nonce = await request.app[HS].accounts.shared_secret.new_nonce()
+    nonce = await request.app[HS].accounts.shared_secret.new_nonce(client_address(request))
     return json_response({"nonce": nonce})
 
 

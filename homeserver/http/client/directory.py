@@ -69,6 +69,15 @@ async def put_visibility(request: web.Request) -> web.Response:
     return json_response({})
 
 
+async def _directory_reader(request: web.Request) -> None:
+    """A token is needed unless ``allow_public_rooms_without_auth`` (as Synapse); when one is
+    given it must be valid either way."""
+    if request.app[HS].config.rooms.allow_public_rooms_without_auth:
+        await get_optional_requester(request)
+    else:
+        await get_requester(request)
+
+
 def _check_server(request: web.Request, server: object) -> None:
     if server is not None and server != request.app[HS].server_name:
         raise BadRequest(
@@ -77,8 +86,7 @@ def _check_server(request: web.Request, server: object) -> None:
 
 
 async def get_public_rooms(request: web.Request) -> web.Response:
-    # The spec lets anyone read the directory; a token, when given, must be valid.
-    await get_optional_requester(request)
+    await _directory_reader(request)
     _check_server(request, request.query.get("server"))
     query = PublicRoomsQuery(
         limit=parse_limit(request.query.get("limit"), from_query=True),
@@ -88,7 +96,7 @@ async def get_public_rooms(request: web.Request) -> web.Response:
 
 
 async def post_public_rooms(request: web.Request) -> web.Response:
-    await get_requester(request)
+    await _directory_reader(request)
     body = await read_json_object(request)
     _check_server(request, request.query.get("server"))
     since = body.get("since")

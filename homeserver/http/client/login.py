@@ -7,7 +7,7 @@ from aiohttp import web
 from homeserver.accounts.login import PASSWORD_LOGIN, parse_login_request
 from homeserver.http.appkeys import HS
 from homeserver.http.auth import get_requester
-from homeserver.http.client.register import client_ip
+from homeserver.http.client_address import client_address
 from homeserver.http.json_body import json_response, read_json_object
 from homeserver.http.routes import add_client_route
 
@@ -19,7 +19,7 @@ async def login_flows(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     hs = request.app[HS]
     parsed = parse_login_request(await read_json_object(request))
-    session = await hs.accounts.login.login(parsed, client_ip(request))
+    session = await hs.accounts.login.login(parsed, client_address(request))
     return json_response(
         {
             "user_id": session.user_id,

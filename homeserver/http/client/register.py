@@ -9,13 +9,9 @@ from aiohttp import web
 from homeserver.accounts.registration import parse_register_request
 from homeserver.accounts.sessions import CreatedAccount
 from homeserver.http.appkeys import HS
+from homeserver.http.client_address import client_address
 from homeserver.http.json_body import json_response, read_json_object
 from homeserver.http.routes import add_client_route
-
-
-def client_ip(request: web.Request) -> str:
-    """The key of per-address rate limits."""
-    return request.remote or "unknown"
 
 
 def registration_response(created: CreatedAccount, server_name: str) -> dict[str, Any]:
@@ -30,7 +26,7 @@ async def register(request: web.Request) -> web.Response:
     hs = request.app[HS]
     body = await read_json_object(request)
     parsed = parse_register_request(body, request.query.get("kind", "user"))
-    created = await hs.accounts.registration.register(parsed, client_ip(request))
+    created = await hs.accounts.registration.register(parsed, client_address(request))
     return json_response(registration_response(created, hs.server_name))
 
 

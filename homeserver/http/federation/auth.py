@@ -90,7 +90,7 @@ async def authenticate_request(request: web.Request) -> str:
             origin,
             signed,
             valid_at_ts=hs.clock(),
-            permit=lambda: hs.ratelimiters.key_requests.check(address),
+            permit=lambda: hs.ratelimiters.remote_key_fetches.check(address),
         )
     except SignatureVerifyError as e:
         raise _unauthorized(f"Invalid signature for server {origin}: {e}") from None

@@ -8,7 +8,7 @@ for are simply absent.
 
 Anyone may call these, and each remote name can cost us a fetch (discovery, connections, up to
 a timeout), so a request names at most :data:`MAX_SERVERS_PER_QUERY` servers and costs its
-caller's address one ``rc_key_requests`` token per remote name (a request larger than the
+caller's address one ``rc_remote_key_fetches`` token per remote name (a request larger than the
 bucket takes the whole bucket). The keyring bounds how many fetches run at once.
 """
 
@@ -39,7 +39,7 @@ def _charge(request: web.Request, server_names: Collection[str]) -> None:
     hs = request.app[HS]
     remote = sum(1 for name in server_names if name != hs.server_name)
     if remote:
-        limiter = hs.ratelimiters.key_requests
+        limiter = hs.ratelimiters.remote_key_fetches
         limiter.check(client_ip(request), cost=min(remote, limiter.burst_count))
 
 

@@ -52,6 +52,9 @@ def write_config(workdir: Path, port: int, database: dict[str, Any]) -> Path:
             "rc_registration": UNLIMITED,
             "rc_login": UNLIMITED,
             "rc_joins": {"local": UNLIMITED, "remote": UNLIMITED},
+            "rc_invites": UNLIMITED,
+            "rc_to_device": UNLIMITED,
+            "rc_remote_key_fetches": UNLIMITED,
         },
     )
 

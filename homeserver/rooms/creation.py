@@ -47,6 +47,9 @@ from homeserver.storage.rooms import NewRoom
 from homeserver.sync.notifier import Notifier
 from homeserver.types import room_alias_error, user_id_error
 
+#: the whole invite list of a createRoom must fit ``rc_invites.per_room``'s burst.
+TOO_MANY_INVITES = "Cannot invite so many users at once"
+
 logger = logging.getLogger(__name__)
 
 #: How many room IDs are tried before giving up (a collision is astronomically unlikely; more
@@ -278,9 +281,13 @@ class RoomCreationService:
     async def create_room(self, creator: str, body: Any) -> CreatedRoom:
         request = parse_body(body)
         if self.invite_limiter is not None:
-            self.invite_limiter.check_new_room(
-                creator, len(request.invite) + len(request.invite_3pid)
-            )
+            try:
+                self.invite_limiter.check_new_room(
+                    creator, len(request.invite) + len(request.invite_3pid)
+                )
+            except RateLimitExceeded:
+                # Synapse's answer, which clients and bots match on to retry without invites.
+                raise BadRequest(TOO_MANY_INVITES, Codes.UNKNOWN) from None
         try:
             self.ratelimiter.check(creator)
         except RateLimitExceeded:

@@ -27,7 +27,7 @@ from homeserver.federation.xmatrix import (
     signing_object,
 )
 from homeserver.http.appkeys import HS
-from homeserver.http.client.register import client_ip
+from homeserver.http.client_address import client_address
 
 #: Where the verified origin is kept on the request, for handlers that want it again.
 ORIGIN_KEY = web.RequestKey("federation_origin", str)
@@ -82,7 +82,7 @@ async def authenticate_request(request: web.Request) -> str:
 
     signed = signing_object(request.method, request.raw_path, origin, hs.server_name, content)
     signed["signatures"] = {origin: {c.key_id: c.signature for c in credentials}}
-    address = client_ip(request)
+    address = client_address(request)
     try:
         # An unknown origin makes us fetch its keys; the caller's address pays for each fetch
         # (the same bucket as notary queries), so a flood of invented origins stays bounded.

@@ -24,7 +24,7 @@ from aiohttp import web
 from homeserver.crypto.signing import sign_json
 from homeserver.errors import BadRequest, Codes
 from homeserver.http.appkeys import HS
-from homeserver.http.client.register import client_ip
+from homeserver.http.client_address import client_address
 from homeserver.http.json_body import json_response, read_json_object
 from homeserver.http.keys.server_key import server_keys_document
 from homeserver.types import is_valid_server_name
@@ -40,7 +40,7 @@ def _charge(request: web.Request, server_names: Collection[str]) -> None:
     remote = sum(1 for name in server_names if name != hs.server_name)
     if remote:
         limiter = hs.ratelimiters.remote_key_fetches
-        limiter.check(client_ip(request), cost=min(remote, limiter.burst_count))
+        limiter.check(client_address(request), cost=min(remote, limiter.burst_count))
 
 
 def _minimum_ts(value: Any, now: int, name: str) -> int:

@@ -4,7 +4,10 @@
   ``/members``, ``/event``, ``/context``…), and up to where:
 
   - a joined member reads the room;
-  - in a room that is ``world_readable`` now, anyone reads it (peeking, as Synapse);
+  - in a room that is ``world_readable`` now, anyone reads it (peeking, as Synapse), except
+    that a member who left (and has not forgotten the room) pages ``/messages`` and reads the
+    state only up to their leave, as Synapse bounds a departed user whatever the visibility;
+    single events (``/event``, ``/context``) are judged by the per-event rule alone;
   - a former member (current membership ``leave`` or ``ban``) who was once joined reads the room
     as it was when their last stay ended: events up to that membership event, state as of it;
   - everyone else gets 403 ``M_FORBIDDEN``: strangers, invitees, a rejected invite, a ban
@@ -31,10 +34,16 @@ from homeserver.errors import Forbidden, NotFound
 from homeserver.events.event import Event
 from homeserver.storage import Store
 from homeserver.storage.state import StateMap
-from homeserver.visibility.rules import WORLD_READABLE, EventFacts, event_visible
+from homeserver.visibility.rules import (
+    WORLD_READABLE,
+    EventFacts,
+    event_visible,
+    state_visible_at,
+)
 
 NOT_A_MEMBER = "You aren't a member of the room"
 NOT_JOINED = "Getting joined members while not being a current member of the room is forbidden."
+NOT_VISIBLE_AT = "You may not view the room's state at that point."
 HISTORY_VISIBILITY = "m.room.history_visibility"
 _HISTORY_VISIBILITY_KEY = (HISTORY_VISIBILITY, "")
 
@@ -49,11 +58,19 @@ class ReadAccess:
     until_event_id: str | None = None
     #: stream position of the requester's latest join event in the room (None: never joined).
     last_join: int | None = None
+    #: where ``/messages`` stops even when single events are not bounded (a departed member
+    #: of a ``world_readable`` room); None: at ``up_to``.
+    pages_up_to: int | None = None
 
     def can_see(self, event: Event) -> bool:
         """Whether ``event`` lies within the stretch of the room the requester may read."""
         ordering = event.internal.stream_ordering
         return self.up_to is None or (ordering is not None and ordering <= self.up_to)
+
+    @property
+    def messages_up_to(self) -> int | None:
+        """The last stream position ``/messages`` hands out (None: unbounded)."""
+        return self.up_to if self.pages_up_to is None else self.pages_up_to
 
     def joined_at_or_after(self, position: int) -> bool:
         """Whether the requester was joined at some point at or after ``position``."""
@@ -81,6 +98,20 @@ async def room_access(store: Store, room_id: str, user_id: str) -> ReadAccess | 
     last_join = joins[-1] if joins else None
     visibility = await store.state.get_current_state_event(room_id, HISTORY_VISIBILITY, "")
     if visibility is not None and visibility.content.get("history_visibility") == WORLD_READABLE:
+        position = None if member is None else member.internal.stream_ordering
+        if (
+            member is not None
+            and membership == "leave"
+            and position is not None
+            and not await store.room_use.is_forgotten(user_id, room_id)
+        ):
+            # Synapse's departed-user bound (a ban or a forgotten room peeks unbounded).
+            return ReadAccess(
+                membership,
+                until_event_id=member.event_id,
+                last_join=last_join,
+                pages_up_to=position,
+            )
         return ReadAccess(membership, last_join=last_join)
     if membership in ("leave", "ban") and last_join is not None:
         # The stay ends at the first membership change after the last join.
@@ -98,6 +129,34 @@ async def check_read_access(store: Store, room_id: str, user_id: str) -> ReadAcc
     if access is None:
         raise Forbidden(NOT_A_MEMBER)
     return access
+
+
+async def state_at_position(
+    store: Store, access: ReadAccess, room_id: str, user_id: str, position: int
+) -> StateMap:
+    """The room's state after its last event at or before ``position`` (capped at the end of
+    the requester's access), if the requester could see it there: 404 when the room had no
+    event by then, 403 when the state there was hidden from them (``/members?at=``)."""
+    if access.messages_up_to is not None:
+        position = min(position, access.messages_up_to)
+    last = await store.room_use.get_last_event_id_at(room_id, position)
+    state = None if last is None else await store.state.get_state_ids_at_event(last)
+    if last is None or state is None:
+        raise NotFound("Can't find event for token")
+    found = await store.events.get_events(
+        i for key in (_HISTORY_VISIBILITY_KEY, ("m.room.member", user_id)) if (i := state.get(key))
+    )
+    visibility = found.get(state.get(_HISTORY_VISIBILITY_KEY, ""))
+    member = found.get(state.get(("m.room.member", user_id), ""))
+    event = await store.events.get_event(last)
+    at = position if event is None else event.internal.stream_ordering or position
+    if not state_visible_at(
+        None if visibility is None else visibility.content.get("history_visibility"),
+        None if member is None else member.membership,
+        joined_later=access.joined_at_or_after(at),
+    ):
+        raise Forbidden(NOT_VISIBLE_AT)
+    return state
 
 
 def check_joined(access: ReadAccess) -> None:

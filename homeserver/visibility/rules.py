@@ -90,3 +90,21 @@ def event_visible(facts: EventFacts) -> bool:
     if visibility == INVITED:
         return membership == "invite"
     return False
+
+
+def state_visible_at(visibility_value: object, membership: object, *, joined_later: bool) -> bool:
+    """Whether a user may read the room's state at a point (``/members?at=``), given the
+    visibility and their membership in that state, as Synapse's ``_user_can_see_state_at_event``:
+    an invite there is enough unless the room was ``joined``; ``shared`` state is readable to
+    whoever joined at some point since (Synapse asks for a current join; a departed member's
+    ``at`` is capped at their leave, which their join precedes)."""
+    visibility = effective_visibility(visibility_value)
+    if membership == "join":
+        return True
+    if visibility == JOINED:
+        return False
+    if membership == "invite":
+        return True
+    if visibility == INVITED:
+        return False
+    return visibility == WORLD_READABLE or joined_later

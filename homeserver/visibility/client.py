@@ -17,12 +17,13 @@
   by :func:`homeserver.visibility.rules.event_visible` from the state *at* it. Events the user
   may not see are dropped (not redacted), as Synapse does for clients.
 
-Cost: the state groups the events were sent in (the state before each) come from one query per
-room that returns only the points where the group changes; each distinct group is read once (the
-state store's LRU caches them), the history-visibility and membership events of all groups in
-one batch; ordinary events are judged once per (group, joined later) pair; and "joined at some
-point at or after the event" comes from the user's own membership events (one query per room) —
-never a state read per event.
+Cost: the state groups the events were sent in (the state before each) and what visibility
+needs of them come from :mod:`homeserver.visibility.state_at`, shared with the server side: one
+query per room that returns only the points where the group changes; each distinct group read
+once (the state store's LRU caches them), the history-visibility and membership events of all
+groups in one batch; ordinary events are judged once per (group, joined later) pair; and
+"joined at some point at or after the event" comes from the user's own membership events (one
+query per room) — never a state read per event.
 """
 
 from __future__ import annotations
@@ -40,12 +41,12 @@ from homeserver.visibility.rules import (
     event_visible,
     state_visible_at,
 )
+from homeserver.visibility.state_at import group_facts, state_groups_at
 
 NOT_A_MEMBER = "You aren't a member of the room"
 NOT_JOINED = "Getting joined members while not being a current member of the room is forbidden."
 NOT_VISIBLE_AT = "You may not view the room's state at that point."
 HISTORY_VISIBILITY = "m.room.history_visibility"
-_HISTORY_VISIBILITY_KEY = (HISTORY_VISIBILITY, "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,21 +140,18 @@ async def state_at_position(
     event by then, 403 when the state there was hidden from them (``/members?at=``)."""
     if access.messages_up_to is not None:
         position = min(position, access.messages_up_to)
-    last = await store.room_use.get_last_event_id_at(room_id, position)
-    state = None if last is None else await store.state.get_state_ids_at_event(last)
+    last_id = await store.room_use.get_last_event_id_at(room_id, position)
+    last = None if last_id is None else await store.events.get_event(last_id)
+    state = None if last is None else await store.state.get_state_ids_at_event(last.event_id)
     if last is None or state is None:
         raise NotFound("Can't find event for token")
-    found = await store.events.get_events(
-        i for key in (_HISTORY_VISIBILITY_KEY, ("m.room.member", user_id)) if (i := state.get(key))
-    )
-    visibility = found.get(state.get(_HISTORY_VISIBILITY_KEY, ""))
-    member = found.get(state.get(("m.room.member", user_id), ""))
-    event = await store.events.get_event(last)
-    at = position if event is None else event.internal.stream_ordering or position
+    groups = await state_groups_at(store, [last], before=False)
+    facts = await group_facts(store, groups.values(), lambda member: member == user_id)
+    found = facts.get(groups.get(last.event_id, -1))
     if not state_visible_at(
-        None if visibility is None else visibility.content.get("history_visibility"),
-        None if member is None else member.membership,
-        joined_later=access.joined_at_or_after(at),
+        None if found is None else found.visibility,
+        None if found is None else found.memberships.get(user_id),
+        joined_later=access.joined_at_or_after(last.internal.stream_ordering or position),
     ):
         raise Forbidden(NOT_VISIBLE_AT)
     return state
@@ -206,10 +204,13 @@ async def _visible_in_room(
             placed.append((position, event))
     if not placed or access is None:
         return visible
-    groups = await store.visibility.get_state_groups_before(
-        room_id, [(event.event_id, position) for position, event in placed]
-    )
-    facts = await _group_facts(store, user_id, set(groups.values()))
+    groups = await state_groups_at(store, [event for _, event in placed], before=True)
+    facts = {
+        group: (found.visibility, found.memberships.get(user_id))
+        for group, found in (
+            await group_facts(store, set(groups.values()), lambda member: member == user_id)
+        ).items()
+    }
     # An ordinary event's verdict depends only on its group and on whether the user joined
     # at or after it: judged once per pair, not once per event.
     ordinary: dict[tuple[int, bool], bool] = {}
@@ -243,27 +244,3 @@ async def _visible_in_room(
 
 def _is_own_membership(event: Event, user_id: str) -> bool:
     return event.type == "m.room.member" and event.state_key == user_id
-
-
-async def _group_facts(
-    store: Store, user_id: str, groups: set[int]
-) -> dict[int, tuple[object, str | None]]:
-    """``group → (history_visibility content value, the user's membership)`` in each group."""
-    states: dict[int, StateMap] = await store.state.get_state_groups_ids(groups)
-    member_key = ("m.room.member", user_id)
-    wanted = {
-        event_id
-        for state in states.values()
-        for key in (_HISTORY_VISIBILITY_KEY, member_key)
-        if (event_id := state.get(key)) is not None
-    }
-    found = await store.events.get_events(wanted)
-    facts: dict[int, tuple[object, str | None]] = {}
-    for group, state in states.items():
-        visibility = found.get(state.get(_HISTORY_VISIBILITY_KEY, ""))
-        member = found.get(state.get(member_key, ""))
-        facts[group] = (
-            None if visibility is None else visibility.content.get("history_visibility"),
-            None if member is None else member.membership,
-        )
-    return facts

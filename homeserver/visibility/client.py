@@ -137,9 +137,11 @@ async def state_at_position(
 ) -> StateMap:
     """The room's state after its last event at or before ``position`` (capped at the end of
     the requester's access), if the requester could see it there: 404 when the room had no
-    event by then, 403 when the state there was hidden from them (``/members?at=``)."""
-    if access.messages_up_to is not None:
-        position = min(position, access.messages_up_to)
+    event by then, 403 when the state there was hidden from them (``/members?at=``). A departed
+    member of a ``world_readable`` room is not capped at their leave: Synapse judges the point
+    alone, and the room is readable there."""
+    if access.up_to is not None:
+        position = min(position, access.up_to)
     last_id = await store.room_use.get_last_event_id_at(room_id, position)
     last = None if last_id is None else await store.events.get_event(last_id)
     state = None if last is None else await store.state.get_state_ids_at_event(last.event_id)

@@ -56,6 +56,10 @@ async def test_departed_member_of_world_readable_room_bounded_at_leave(server: S
         and e["content"]["history_visibility"] == "world_readable"
         for e in body
     )
+    # /members?at= a point after his leave, while world_readable: that point is judged alone.
+    now = (await sync(server, alice))["next_batch"]
+    status, body = await server.call("GET", f"/rooms/{room_id}/members", bob, params={"at": now})
+    assert status == 200 and carol.user_id in member_ids(body["chunk"])
     # A single event sent while world_readable is judged alone (Synapse's /event).
     status, body = await server.call("GET", f"/rooms/{room_id}/event/{public}", bob)
     assert status == 200 and body["content"] == {"body": "public after"}

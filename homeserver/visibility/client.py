@@ -135,13 +135,17 @@ async def check_read_access(store: Store, room_id: str, user_id: str) -> ReadAcc
 async def state_at_position(
     store: Store, access: ReadAccess, room_id: str, user_id: str, position: int
 ) -> StateMap:
-    """The room's state after its last event at or before ``position`` (capped at the end of
-    the requester's access), if the requester could see it there: 404 when the room had no
-    event by then, 403 when the state there was hidden from them (``/members?at=``). A departed
-    member of a ``world_readable`` room is not capped at their leave: Synapse judges the point
-    alone, and the room is readable there."""
-    if access.up_to is not None:
-        position = min(position, access.up_to)
+    """The room's state after its last event at or before ``position``, if the requester could
+    see it there: 404 when the room had no event by then, 403 when the state there was hidden
+    from them (``/members?at=``). A departed member asking for a point at or after the end of
+    their access gets the room as of their leave (as without ``at``); in a room that is
+    ``world_readable`` now they are not capped: the point is judged alone, as Synapse does."""
+    if access.up_to is not None and position >= access.up_to and access.until_event_id:
+        # At or after the end of their stay: the room as they left it, which they saw.
+        state = await store.state.get_state_ids_at_event(access.until_event_id)
+        if state is None:
+            raise NotFound("Can't find event for token")
+        return state
     last_id = await store.room_use.get_last_event_id_at(room_id, position)
     last = None if last_id is None else await store.events.get_event(last_id)
     state = None if last is None else await store.state.get_state_ids_at_event(last.event_id)

@@ -97,6 +97,19 @@ async def test_members_at_a_point_the_user_could_not_see(server: Server):
     status, body = await server.call("GET", f"/rooms/{room_id}/members", bob, params={"at": after})
     assert status == 200, body
     assert member_ids(body["chunk"]) == {alice.user_id, bob.user_id, carol.user_id}
+    # Nor once he has left: a former member is refused the point before his join too, and a
+    # point after his leave is read as of his leave.
+    await act(server, bob, room_id, "leave")
+    status, body = await server.call(
+        "GET", f"/rooms/{room_id}/members", bob, params={"at": before}
+    )
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN"), body
+    await act(server, alice, room_id, "invite", user_id=carol.user_id)
+    later = (await sync(server, alice))["next_batch"]
+    status, body = await server.call("GET", f"/rooms/{room_id}/members", bob, params={"at": later})
+    assert status == 200, body
+    memberships = {e["state_key"]: e["content"]["membership"] for e in body["chunk"]}
+    assert memberships[bob.user_id] == "leave" and memberships[carol.user_id] == "leave"
     # alice, joined throughout, may ask for either.
     status, body = await server.call(
         "GET", f"/rooms/{room_id}/members", alice, params={"at": before}

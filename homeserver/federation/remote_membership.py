@@ -64,6 +64,32 @@ JoinedHook = Callable[[str, str], Awaitable[None]]
 
 #: make_join refusals of a restricted join that mean "ask another resident" (spec).
 _TRY_ANOTHER_SERVER = frozenset({UNABLE_TO_AUTHORISE_JOIN, UNABLE_TO_GRANT_JOIN})
+#: the most stripped state events kept from a send_knock answer (Synapse sends about seven).
+MAX_KNOCK_ROOM_STATE = 50
+
+
+def knock_room_state(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The stripped state of a ``send_knock`` answer (``knock_room_state``, or the older
+    ``knock_state_events``): entries that are not state are dropped, each cut down to its
+    stripped keys (full PDUs too), at most :data:`MAX_KNOCK_ROOM_STATE` of them."""
+    entries = answer.get("knock_room_state", answer.get("knock_state_events"))
+    if not isinstance(entries, list):
+        return []
+    kept: list[dict[str, Any]] = []
+    for entry in entries:
+        if len(kept) == MAX_KNOCK_ROOM_STATE:
+            break
+        if not isinstance(entry, dict):
+            continue
+        event_type, state_key = entry.get("type"), entry.get("state_key")
+        sender, content = entry.get("sender"), entry.get("content")
+        if all(isinstance(v, str) for v in (event_type, state_key, sender)) and isinstance(
+            content, dict
+        ):
+            kept.append(
+                {"type": event_type, "state_key": state_key, "sender": sender, "content": content}
+            )
+    return kept
 
 
 class _ServerFailed(Exception):
@@ -185,8 +211,12 @@ class RemoteMembership:
         )
         if not isinstance(response, dict):
             raise _ServerFailed("send_knock answer is not an object")
+        # The stripped state the resident answered with is what /sync shows of the room
+        # (``knock_state``), kept on the outlier as an invite keeps ``invite_room_state``.
+        pdu = {**knock.pdu, "unsigned": {"knock_room_state": knock_room_state(response)}}
+        kept = Event(pdu, version)
         await self.store.db.run_in_transaction(
-            "remote_knock", record_out_of_band_txn, self.store, knock
+            "remote_knock", record_out_of_band_txn, self.store, kept
         )
         return knock.event_id
 

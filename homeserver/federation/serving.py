@@ -11,11 +11,10 @@ it needs. The room's server ACL must admit the server too (403); unknown rooms a
 
 History visibility (spec: "Serving events to servers"; Synapse's ``filter_events_for_server``)
 then applies to each event ``/event``, ``/backfill`` and ``/get_missing_events`` return
-(:func:`event_visible_to_server`), judged by the room state *after* the event, as Synapse does,
-so a server's own invite or join is visible to it and a visibility change applies from its own
-event on. An event the server may not see is served redacted, not left out, so the DAG stays
-walkable (its event ID and signatures still verify). Outliers, whose state is unknown here,
-count as ``shared``, as in Synapse. ``/state``, ``/state_ids`` and ``/event_auth`` answer the
+(:func:`homeserver.visibility.server.hidden_from`, the server side of the one visibility
+module), judged by the room state *after* the event, as Synapse does. An event the server may
+not see is served redacted, not left out, so the DAG stays walkable (its event ID and
+signatures still verify). ``/state``, ``/state_ids`` and ``/event_auth`` answer the
 joined server in full: its own auth and state resolution need them.
 
 ``get_missing_events`` answers at most 20 events and ``/backfill`` at most 100 (larger limits are
@@ -25,7 +24,7 @@ clamped, as Synapse does).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from homeserver.errors import BadRequest, Codes, Forbidden, NotFound
@@ -34,38 +33,15 @@ from homeserver.events.redaction import prune_event_dict
 from homeserver.federation.acl import ACL_EVENT_TYPE, server_allowed_by_acl
 from homeserver.storage import Store
 
+# The rule lives in the visibility module; its names stay importable from here.
+from homeserver.visibility.rules import event_visible_to_server as event_visible_to_server
+from homeserver.visibility.rules import server_may_see as server_may_see
+from homeserver.visibility.server import hidden_from
+
 #: the most events one /backfill answer holds (Synapse's cap).
 MAX_BACKFILL_EVENTS = 100
 #: the most events one /get_missing_events answer holds (Synapse's cap).
 MAX_MISSING_EVENTS = 20
-
-HISTORY_VISIBILITY_KEY = ("m.room.history_visibility", "")
-#: visibilities under which a joined server sees an event whatever its memberships at it.
-_OPEN_VISIBILITIES = frozenset({"world_readable", "shared"})
-
-
-def _server_of(user_id: str) -> str:
-    return user_id.split(":", 1)[1] if ":" in user_id else ""
-
-
-def server_may_see(visibility: str, memberships: Collection[str | None]) -> bool:
-    """Whether a server with a user joined to the room now may see an event in full, given the
-    room's history ``visibility`` at the event and its users' ``memberships`` there. Unknown
-    visibilities count as ``shared``, like a missing ``m.room.history_visibility``."""
-    if visibility == "joined":
-        return "join" in memberships
-    if visibility == "invited":
-        return any(m in ("join", "invite") for m in memberships)
-    return True
-
-
-def event_visible_to_server(
-    visibility: str, memberships: Collection[str | None], *, sender_erased: bool
-) -> bool:
-    """The whole per-event rule: an event whose sender has been erased (only our own users can
-    be) is never served in full, whatever the visibility (Synapse's ``filter_out_erased_senders``
-    on /event, /backfill and /get_missing_events)."""
-    return not sender_erased and server_may_see(visibility, memberships)
 
 
 def served_pdu(event: Event, *, hidden: bool = False) -> dict[str, Any]:
@@ -110,58 +86,9 @@ class FederationEventServer:
         return {"origin": self.server_name, "origin_server_ts": self.clock_ms(), "pdus": pdus}
 
     # --- history visibility ----------------------------------------------------------------
-    async def hidden_from(self, origin: str, events: Sequence[Event]) -> set[str]:
-        """IDs of ``events`` that ``origin`` (already known to be joined to the room) may not
-        see in full. History visibility depends on the state at an event only, so it is worked
-        out once per state group: the groups are loaded through the state store (LRU-cached),
-        and the few events a verdict needs are fetched in at most two batches; then one read
-        of which local senders are erased (none when no event has a local sender)."""
-        groups = await self.store.state.get_state_group_for_events(e.event_id for e in events)
-        states = await self.store.state.get_state_groups_ids(groups.values())
-        visibility_ids = {
-            s[HISTORY_VISIBILITY_KEY] for s in states.values() if HISTORY_VISIBILITY_KEY in s
-        }
-        visibility_events = await self.store.events.get_events(visibility_ids)
-        visibility: dict[int, str] = {}
-        for group, state in states.items():
-            event = visibility_events.get(state.get(HISTORY_VISIBILITY_KEY, ""))
-            value = None if event is None else event.content.get("history_visibility")
-            visibility[group] = value if isinstance(value, str) else "shared"
-        # Memberships of the asking server's users, only where the visibility asks for them.
-        members: dict[int, list[str]] = {
-            group: [
-                event_id
-                for (event_type, state_key), event_id in states[group].items()
-                if event_type == "m.room.member" and _server_of(state_key) == origin
-            ]
-            for group, value in visibility.items()
-            if value not in _OPEN_VISIBILITIES
-        }
-        member_events = await self.store.events.get_events(
-            {i for ids in members.values() for i in ids}
-        )
-        memberships: dict[int, list[str | None]] = {
-            group: [member_events[i].membership for i in ids if i in member_events]
-            for group, ids in members.items()
-        }
-        erased = await self.store.admin_users.erased_among(
-            {e.sender for e in events if _server_of(e.sender) == self.server_name}
-        )
-        hidden: set[str] = set()
-        for event in events:
-            # An outlier has no state group here: no visibility event, so "shared".
-            group = groups.get(event.event_id)
-            if not event_visible_to_server(
-                visibility.get(group, "shared") if group is not None else "shared",
-                () if group is None else memberships.get(group, ()),
-                sender_erased=event.sender in erased,
-            ):
-                hidden.add(event.event_id)
-        return hidden
-
     async def visible_pdus(self, origin: str, events: Sequence[Event]) -> list[dict[str, Any]]:
         """``events`` as ``origin`` may see them: those it may not see redacted."""
-        hidden = await self.hidden_from(origin, events)
+        hidden = await hidden_from(self.store, self.server_name, origin, events)
         return [served_pdu(e, hidden=e.event_id in hidden) for e in events]
 
     # --- state -----------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from homeserver.visibility.client import (
     check_joined,
     check_read_access,
     filter_events_for_client,
+    state_at_position,
 )
 from homeserver.visibility.serialize import serialize_for_client
 
@@ -80,8 +81,8 @@ class RoomReader:
         else:
             start = from_token or StreamToken()
             after, up_to = start.events, (to_token.events if to_token else newest)
-        if access.up_to is not None:
-            up_to = min(up_to, access.up_to)
+        if access.messages_up_to is not None:
+            up_to = min(up_to, access.messages_up_to)
         events, resume = await self._scan(
             user_id, access, room_id, after, up_to, backwards, limit, event_filter
         )
@@ -256,11 +257,7 @@ class RoomReader:
         if at is None:
             state = await self.state_ids_for(access, room_id)
         else:
-            position = at.events if access.up_to is None else min(at.events, access.up_to)
-            last = await self.store.room_use.get_last_event_id_at(room_id, position)
-            state = (
-                {} if last is None else await self.store.state.get_state_ids_at_event(last) or {}
-            )
+            state = await state_at_position(self.store, access, room_id, user_id, at.events)
         ids = [eid for (t, _), eid in sorted(state.items()) if t == "m.room.member"]
         found = await self.store.events.get_events(ids)
         chosen = [

@@ -1,4 +1,4 @@
-"""The per-room parts of a /sync response: timeline, state, summary, invite state.
+"""The per-room parts of a /sync response: timeline, state, summary, invite and knock state.
 
 Positions are stream orderings; a timeline covers ``(after, upto]``. ``prev_batch`` is the
 /messages token for "events before the first timeline event": a token ``sN`` means "after event
@@ -167,11 +167,11 @@ class RoomSyncBuilder:
             summary["m.heroes"] = heroes[:MAX_HEROES]
         return summary
 
-    async def invite_state(self, ctx: SyncContext, invite: Event) -> list[dict[str, Any]]:
-        """Stripped state of the room as of the invite, then the invite event itself."""
-        state = await self.store.state.get_state_ids_at_event(invite.event_id) or {}
+    async def stripped_state(self, ctx: SyncContext, member: Event) -> list[dict[str, Any]]:
+        """Stripped pre-join state of the room as of an invite or knock, then that event."""
+        state = await self.store.state.get_state_ids_at_event(member.event_id) or {}
         ids = [state[(t, "")] for t in PREJOIN_STATE_TYPES if (t, "") in state]
         found = await self.store.events.get_events(ids)
         stripped = [strip_state_event(found[i]) for i in ids if i in found]
-        stripped.extend(await self.serialize(ctx, [invite]))
+        stripped.extend(await self.serialize(ctx, [member]))
         return stripped

@@ -14,6 +14,9 @@ Room sections:
   stripped state.
 * ``leave`` — rooms left (or banned from) since the token; on an initial sync only with the
   filter's ``include_leave``. Someone who never joined sees only their leave event.
+* ``knock`` — knocks sent since the token (all current ones on an initial sync), with the
+  stripped pre-join state; a knock accepted (invite, join) or withdrawn or refused (leave)
+  moves the room to that section.
 
 The end-to-end encryption sections (``to_device``, ``device_lists``, key counts) come from
 :mod:`homeserver.sync.e2e_sections`; a sync acknowledges the to-device messages its ``since``
@@ -36,7 +39,11 @@ from homeserver.storage.sync import MembershipChange
 from homeserver.sync.e2e_sections import acknowledge_to_device, e2e_sections
 from homeserver.sync.filters import SyncFilter
 from homeserver.sync.notifier import Notifier
-from homeserver.sync.out_of_band import out_of_band_invites, out_of_band_leaves
+from homeserver.sync.out_of_band import (
+    out_of_band_invites,
+    out_of_band_knocks,
+    out_of_band_leaves,
+)
 from homeserver.sync.rooms import RoomSyncBuilder, SyncContext
 from homeserver.sync.tokens import StreamToken
 
@@ -124,11 +131,15 @@ class SyncService:
             if ctx.filter.rooms.allows_room(r)
         ]
         join = await self._joined_rooms(ctx, joined, changes, account_data)
-        invite = await self._invited_rooms(ctx, changes)
+        invite = await self._pending_rooms(ctx, changes, "invite")
+        knock = await self._pending_rooms(ctx, changes, "knock")
         leave = await self._left_rooms(ctx, changes)
-        # Memberships in rooms this server is not in (invites received over federation).
+        # Memberships in rooms this server is not in (invites received over federation, knocks
+        # sent through another server).
         for room_id, section in (await out_of_band_invites(self.store, self.rooms, ctx)).items():
             invite.setdefault(room_id, section)
+        for room_id, section in (await out_of_band_knocks(self.store, self.rooms, ctx)).items():
+            knock.setdefault(room_id, section)
         for room_id, section in (await out_of_band_leaves(self.store, self.rooms, ctx)).items():
             if room_id not in join:
                 leave.setdefault(room_id, section)
@@ -136,12 +147,12 @@ class SyncService:
         e2e = await e2e_sections(self.store, ctx.user_id, request.device_id, since, now)
         response = {
             "next_batch": str(replace(now, to_device=e2e.to_device_upto)),
-            "rooms": {"join": join, "invite": invite, "leave": leave, "knock": {}},
+            "rooms": {"join": join, "invite": invite, "leave": leave, "knock": knock},
             "account_data": {"events": global_events},
             "presence": {"events": []},
         }
         e2e.apply(response)
-        empty = not (join or invite or leave or global_events or e2e.has_news)
+        empty = not (join or invite or leave or knock or global_events or e2e.has_news)
         return response, empty
 
     # --- global account data -----------------------------------------------------------
@@ -267,25 +278,28 @@ class SyncService:
             content.setdefault(r.event_id, {}).setdefault(r.receipt_type, {})[r.user_id] = data
         return [{"type": "m.receipt", "content": content}] if content else []
 
-    # --- invites -------------------------------------------------------------------------
-    async def _invited_rooms(
-        self, ctx: SyncContext, changes: dict[str, list[MembershipChange]]
+    # --- invites and knocks ---------------------------------------------------------------
+    async def _pending_rooms(
+        self, ctx: SyncContext, changes: dict[str, list[MembershipChange]], membership: str
     ) -> dict[str, Any]:
+        """The ``invite`` or ``knock`` section: rooms where the user's current membership is
+        ``membership``, each with the stripped state as of that event, then the event."""
+        section = "invite_state" if membership == "invite" else "knock_state"
         result: dict[str, Any] = {}
-        for room_id in await self.store.state.get_rooms_for_user(ctx.user_id, "invite"):
+        for room_id in await self.store.state.get_rooms_for_user(ctx.user_id, membership):
             if not ctx.filter.rooms.allows_room(room_id):
                 continue
             if ctx.since is not None and not ctx.full_state and room_id not in changes:
                 continue
-            invite = await self.store.state.get_current_state_event(
+            member = await self.store.state.get_current_state_event(
                 room_id, "m.room.member", ctx.user_id
             )
-            if invite is None or invite.membership != "invite":
+            if member is None or member.membership != membership:
                 continue
-            if (invite.internal.stream_ordering or 0) > ctx.now.events:
+            if (member.internal.stream_ordering or 0) > ctx.now.events:
                 continue  # committed after this sync's position: next time
-            events = await self.rooms.invite_state(ctx, invite)
-            result[room_id] = {"invite_state": {"events": events}}
+            events = await self.rooms.stripped_state(ctx, member)
+            result[room_id] = {section: {"events": events}}
         return result
 
     # --- left rooms ----------------------------------------------------------------------

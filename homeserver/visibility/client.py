@@ -4,7 +4,10 @@
   ``/members``, ``/event``, ``/context``…), and up to where:
 
   - a joined member reads the room;
-  - in a room that is ``world_readable`` now, anyone reads it (peeking, as Synapse);
+  - in a room that is ``world_readable`` now, anyone reads it (peeking, as Synapse), except
+    that a member who left (and has not forgotten the room) pages ``/messages`` and reads the
+    state only up to their leave, as Synapse bounds a departed user whatever the visibility;
+    single events (``/event``, ``/context``) are judged by the per-event rule alone;
   - a former member (current membership ``leave`` or ``ban``) who was once joined reads the room
     as it was when their last stay ended: events up to that membership event, state as of it;
   - everyone else gets 403 ``M_FORBIDDEN``: strangers, invitees, a rejected invite, a ban
@@ -14,12 +17,13 @@
   by :func:`homeserver.visibility.rules.event_visible` from the state *at* it. Events the user
   may not see are dropped (not redacted), as Synapse does for clients.
 
-Cost: the state groups the events were sent in (the state before each) come from one query per
-room that returns only the points where the group changes; each distinct group is read once (the
-state store's LRU caches them), the history-visibility and membership events of all groups in
-one batch; ordinary events are judged once per (group, joined later) pair; and "joined at some
-point at or after the event" comes from the user's own membership events (one query per room) —
-never a state read per event.
+Cost: the state groups the events were sent in (the state before each) and what visibility
+needs of them come from :mod:`homeserver.visibility.state_at`, shared with the server side: one
+query per room that returns only the points where the group changes; each distinct group read
+once (the state store's LRU caches them), the history-visibility and membership events of all
+groups in one batch; ordinary events are judged once per (group, joined later) pair; and
+"joined at some point at or after the event" comes from the user's own membership events (one
+query per room) — never a state read per event.
 """
 
 from __future__ import annotations
@@ -31,12 +35,18 @@ from homeserver.errors import Forbidden, NotFound
 from homeserver.events.event import Event
 from homeserver.storage import Store
 from homeserver.storage.state import StateMap
-from homeserver.visibility.rules import WORLD_READABLE, EventFacts, event_visible
+from homeserver.visibility.rules import (
+    WORLD_READABLE,
+    EventFacts,
+    event_visible,
+    state_visible_at,
+)
+from homeserver.visibility.state_at import group_facts, state_groups_at
 
 NOT_A_MEMBER = "You aren't a member of the room"
 NOT_JOINED = "Getting joined members while not being a current member of the room is forbidden."
+NOT_VISIBLE_AT = "You may not view the room's state at that point."
 HISTORY_VISIBILITY = "m.room.history_visibility"
-_HISTORY_VISIBILITY_KEY = (HISTORY_VISIBILITY, "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +59,19 @@ class ReadAccess:
     until_event_id: str | None = None
     #: stream position of the requester's latest join event in the room (None: never joined).
     last_join: int | None = None
+    #: where ``/messages`` stops even when single events are not bounded (a departed member
+    #: of a ``world_readable`` room); None: at ``up_to``.
+    pages_up_to: int | None = None
 
     def can_see(self, event: Event) -> bool:
         """Whether ``event`` lies within the stretch of the room the requester may read."""
         ordering = event.internal.stream_ordering
         return self.up_to is None or (ordering is not None and ordering <= self.up_to)
+
+    @property
+    def messages_up_to(self) -> int | None:
+        """The last stream position ``/messages`` hands out (None: unbounded)."""
+        return self.up_to if self.pages_up_to is None else self.pages_up_to
 
     def joined_at_or_after(self, position: int) -> bool:
         """Whether the requester was joined at some point at or after ``position``."""
@@ -81,6 +99,20 @@ async def room_access(store: Store, room_id: str, user_id: str) -> ReadAccess | 
     last_join = joins[-1] if joins else None
     visibility = await store.state.get_current_state_event(room_id, HISTORY_VISIBILITY, "")
     if visibility is not None and visibility.content.get("history_visibility") == WORLD_READABLE:
+        position = None if member is None else member.internal.stream_ordering
+        if (
+            member is not None
+            and membership == "leave"
+            and position is not None
+            and not await store.room_use.is_forgotten(user_id, room_id)
+        ):
+            # Synapse's departed-user bound (a ban or a forgotten room peeks unbounded).
+            return ReadAccess(
+                membership,
+                until_event_id=member.event_id,
+                last_join=last_join,
+                pages_up_to=position,
+            )
         return ReadAccess(membership, last_join=last_join)
     if membership in ("leave", "ban") and last_join is not None:
         # The stay ends at the first membership change after the last join.
@@ -98,6 +130,37 @@ async def check_read_access(store: Store, room_id: str, user_id: str) -> ReadAcc
     if access is None:
         raise Forbidden(NOT_A_MEMBER)
     return access
+
+
+async def state_at_position(
+    store: Store, access: ReadAccess, room_id: str, user_id: str, position: int
+) -> StateMap:
+    """The room's state after its last event at or before ``position``, if the requester could
+    see it there: 404 when the room had no event by then, 403 when the state there was hidden
+    from them (``/members?at=``). A departed member asking for a point at or after the end of
+    their access gets the room as of their leave (as without ``at``); in a room that is
+    ``world_readable`` now they are not capped: the point is judged alone, as Synapse does."""
+    if access.up_to is not None and position >= access.up_to and access.until_event_id:
+        # At or after the end of their stay: the room as they left it, which they saw.
+        state = await store.state.get_state_ids_at_event(access.until_event_id)
+        if state is None:
+            raise NotFound("Can't find event for token")
+        return state
+    last_id = await store.room_use.get_last_event_id_at(room_id, position)
+    last = None if last_id is None else await store.events.get_event(last_id)
+    state = None if last is None else await store.state.get_state_ids_at_event(last.event_id)
+    if last is None or state is None:
+        raise NotFound("Can't find event for token")
+    groups = await state_groups_at(store, [last], before=False)
+    facts = await group_facts(store, groups.values(), lambda member: member == user_id)
+    found = facts.get(groups.get(last.event_id, -1))
+    if not state_visible_at(
+        None if found is None else found.visibility,
+        None if found is None else found.memberships.get(user_id),
+        joined_later=access.joined_at_or_after(last.internal.stream_ordering or position),
+    ):
+        raise Forbidden(NOT_VISIBLE_AT)
+    return state
 
 
 def check_joined(access: ReadAccess) -> None:
@@ -147,10 +210,13 @@ async def _visible_in_room(
             placed.append((position, event))
     if not placed or access is None:
         return visible
-    groups = await store.visibility.get_state_groups_before(
-        room_id, [(event.event_id, position) for position, event in placed]
-    )
-    facts = await _group_facts(store, user_id, set(groups.values()))
+    groups = await state_groups_at(store, [event for _, event in placed], before=True)
+    facts = {
+        group: (found.visibility, found.memberships.get(user_id))
+        for group, found in (
+            await group_facts(store, set(groups.values()), lambda member: member == user_id)
+        ).items()
+    }
     # An ordinary event's verdict depends only on its group and on whether the user joined
     # at or after it: judged once per pair, not once per event.
     ordinary: dict[tuple[int, bool], bool] = {}
@@ -184,27 +250,3 @@ async def _visible_in_room(
 
 def _is_own_membership(event: Event, user_id: str) -> bool:
     return event.type == "m.room.member" and event.state_key == user_id
-
-
-async def _group_facts(
-    store: Store, user_id: str, groups: set[int]
-) -> dict[int, tuple[object, str | None]]:
-    """``group → (history_visibility content value, the user's membership)`` in each group."""
-    states: dict[int, StateMap] = await store.state.get_state_groups_ids(groups)
-    member_key = ("m.room.member", user_id)
-    wanted = {
-        event_id
-        for state in states.values()
-        for key in (_HISTORY_VISIBILITY_KEY, member_key)
-        if (event_id := state.get(key)) is not None
-    }
-    found = await store.events.get_events(wanted)
-    facts: dict[int, tuple[object, str | None]] = {}
-    for group, state in states.items():
-        visibility = found.get(state.get(_HISTORY_VISIBILITY_KEY, ""))
-        member = found.get(state.get(member_key, ""))
-        facts[group] = (
-            None if visibility is None else visibility.content.get("history_visibility"),
-            None if member is None else member.membership,
-        )
-    return facts

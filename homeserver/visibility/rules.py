@@ -1,5 +1,6 @@
-"""Whether one event is visible to one user: the client-server API's "History visibility"
-algorithm, as a pure function of what is known about the event and the user (no I/O).
+"""Whether one event is visible to one user (the client-server API's "History visibility"
+algorithm) or to one server (the server-server API's "Serving events to servers"), as pure
+functions of what is known about the event and the user or server (no I/O).
 
 An event is visible when, at the event,
 
@@ -22,6 +23,7 @@ A missing or unknown ``history_visibility`` counts as ``shared``; an unknown mem
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Final
 
@@ -90,3 +92,43 @@ def event_visible(facts: EventFacts) -> bool:
     if visibility == INVITED:
         return membership == "invite"
     return False
+
+
+def state_visible_at(visibility_value: object, membership: object, *, joined_later: bool) -> bool:
+    """Whether a user may read the room's state at a point (``/members?at=``), given the
+    visibility and their membership in that state, as Synapse's ``_user_can_see_state_at_event``:
+    an invite there is enough unless the room was ``joined``; ``shared`` state is readable to
+    whoever joined at some point since (Synapse asks for a current join; a departed member's
+    ``at`` is capped at their leave, which their join precedes)."""
+    visibility = effective_visibility(visibility_value)
+    if membership == "join":
+        return True
+    if visibility == JOINED:
+        return False
+    if membership == "invite":
+        return True
+    if visibility == INVITED:
+        return False
+    return visibility == WORLD_READABLE or joined_later
+
+
+def server_may_see(visibility_value: object, memberships: Collection[str | None]) -> bool:
+    """Whether a server with a user joined to the room now may see an event in full, given the
+    room's history visibility at the event (raw content value; missing or unknown: ``shared``)
+    and the memberships there of the server's users (Synapse's ``filter_events_for_server``):
+    ``shared`` shows it what came while it was out."""
+    visibility = effective_visibility(visibility_value)
+    if visibility == JOINED:
+        return "join" in memberships
+    if visibility == INVITED:
+        return any(m in ("join", "invite") for m in memberships)
+    return True
+
+
+def event_visible_to_server(
+    visibility_value: object, memberships: Collection[str | None], *, sender_erased: bool
+) -> bool:
+    """The whole per-event rule for servers: an event whose sender has been erased (only our
+    own users can be) is never served in full, whatever the visibility (Synapse's
+    ``filter_out_erased_senders`` on /event, /backfill and /get_missing_events)."""
+    return not sender_erased and server_may_see(visibility_value, memberships)

@@ -141,6 +141,16 @@ def knock_rule(rule: str = "knock") -> list[dict[str, Any]]:
     return [{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": rule}}]
 
 
+async def synced(user: MatrixClient) -> dict[str, Any]:
+    status, body = await user.call("GET", "/sync")
+    assert status == 200, body
+    return body
+
+
+def knock_state_types(body: dict[str, Any], room_id: str) -> list[str]:
+    return [e["type"] for e in body["rooms"]["knock"][room_id]["knock_state"]["events"]]
+
+
 async def test_knocks_both_ways(
     ours: OurServer, synapse: SynapseServer, session: aiohttp.ClientSession
 ) -> None:
@@ -158,6 +168,8 @@ async def test_knocks_both_ways(
         path = f"/knock/{q(our_room)}"
         await bob.ok("POST", path, {"reason": "from Synapse"}, [("via", ours.server_name)])
         await wait_member(alice, our_room, bob.user_id, "knock")
+        # Synapse's /sync shows it under rooms.knock with the stripped state we answered.
+        assert "m.room.join_rules" in knock_state_types(await synced(bob), our_room)
         await alice.invite(our_room, bob.user_id)
         await bob.wait_for_invite(our_room, TIMEOUT)
         assert await bob.join(our_room, via=[ours.server_name]) == our_room
@@ -167,7 +179,14 @@ async def test_knocks_both_ways(
         path = f"/knock/{q(their_room)}"
         await alice.ok("POST", path, {"reason": "from ours"}, [("via", synapse.server_name)])
         await wait_member(bob, their_room, alice.user_id, "knock")
+        # Ours shows it under rooms.knock with the stripped state Synapse answered, until the
+        # invite moves the room to rooms.invite.
+        types = knock_state_types(await synced(alice), their_room)
+        assert types[0] == "m.room.create" and "m.room.join_rules" in types
+        assert types[-1] == "m.room.member"
         await bob.invite(their_room, alice.user_id)
         await alice.wait_for_invite(their_room, TIMEOUT)
+        body = await synced(alice)
+        assert their_room not in body["rooms"]["knock"] and their_room in body["rooms"]["invite"]
         assert await alice.join(their_room, via=[synapse.server_name]) == their_room
         await wait_member(bob, their_room, alice.user_id, "join")

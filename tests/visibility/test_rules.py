@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from homeserver.visibility.rules import EventFacts, effective_visibility, event_visible
+from homeserver.visibility.rules import (
+    EventFacts,
+    effective_visibility,
+    event_visible,
+    state_visible_at,
+)
 
 #: The user's story after the event, and whether it means "joined at some point at or after it".
 LATER = {
@@ -118,3 +123,37 @@ def test_own_membership_event(visibility: str, before: str | None, own: str, vis
         is_own_membership_event=True,
     )
     assert event_visible(facts) is visible
+
+
+#: (history_visibility at the point, membership at the point) → may the state there be read, for
+#: a user joined at some point since / not (Synapse's ``_user_can_see_state_at_event``).
+STATE_TABLE: list[tuple[str, str | None, str]] = [
+    ("world_readable", None, "YY"),
+    ("world_readable", "leave", "YY"),
+    ("shared", None, "YN"),
+    ("shared", "invite", "YY"),
+    ("shared", "join", "YY"),
+    ("shared", "leave", "YN"),
+    ("invited", None, "NN"),
+    ("invited", "invite", "YY"),
+    ("invited", "join", "YY"),
+    ("joined", None, "NN"),
+    ("joined", "invite", "NN"),
+    ("joined", "join", "YY"),
+    ("joined", "ban", "NN"),
+    ("bogus", None, "YN"),
+]
+
+
+@pytest.mark.parametrize(
+    ("visibility", "membership", "joined_later", "visible"),
+    [
+        (v, m, later, flags[i] == "Y")
+        for v, m, flags in STATE_TABLE
+        for i, later in enumerate((True, False))
+    ],
+)
+def test_state_visible_at(
+    visibility: str, membership: str | None, joined_later: bool, visible: bool
+):
+    assert state_visible_at(visibility, membership, joined_later=joined_later) is visible

@@ -74,8 +74,8 @@ from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.storage import Store
 from homeserver.storage.database import DatabaseSettings, open_database
 from homeserver.storage.postgres_locale import check_postgres_locale
+from homeserver.streams.notifier import Notifier
 from homeserver.sync.filters import FilterService
-from homeserver.sync.notifier import Notifier
 from homeserver.sync.sync import SyncService
 
 logger = logging.getLogger(__name__)

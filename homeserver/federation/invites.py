@@ -31,7 +31,7 @@ from homeserver.federation.pdu_checks import PduRejected
 from homeserver.ratelimit import InviteLimiter
 from homeserver.room_versions import RoomVersion, UnsupportedRoomVersion, get_room_version
 from homeserver.storage import Store
-from homeserver.sync.notifier import Notifier
+from homeserver.streams.notifier import Notifier
 from homeserver.types import domain_of, user_id_error
 
 if TYPE_CHECKING:

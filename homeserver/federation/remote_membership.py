@@ -50,7 +50,7 @@ from homeserver.room_versions import (
 from homeserver.rooms.restricted import UNABLE_TO_AUTHORISE_JOIN, UNABLE_TO_GRANT_JOIN
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
-from homeserver.sync.notifier import Notifier
+from homeserver.streams.notifier import Notifier
 from homeserver.types import domain_of
 
 if TYPE_CHECKING:

@@ -21,10 +21,10 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from homeserver.crypto.signing import sign_event
 from homeserver.errors import BadRequest, Codes, Forbidden
 from homeserver.events.builder import Signer
 from homeserver.events.event import Event
+from homeserver.events.signing import sign_event
 from homeserver.federation.acl import ACL_EVENT_TYPE, server_allowed_by_acl
 from homeserver.federation.out_of_band import record_out_of_band_txn
 from homeserver.federation.pdu_checks import PduRejected

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.auth.rules import AuthError, check_auth_rules, check_event_auth
 from homeserver.auth.selection import CREATE_KEY, auth_types_for_event
-from homeserver.crypto.signing import sign_event
 from homeserver.errors import BadRequest, Codes, Forbidden, MatrixError, NotFound
 from homeserver.events.builder import Signer, build_event
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
+from homeserver.events.signing import sign_event
 from homeserver.events.template import template_from_event
 from homeserver.events.validation import EventValidationError
 from homeserver.federation.acl import ACL_EVENT_TYPE, server_allowed_by_acl

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 from homeserver.auth.selection import CREATE_KEY, auth_types_for_event
 from homeserver.errors import NotFound
-from homeserver.events.builder import Signer, build_event
+from homeserver.events.builder import Signer
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
 from homeserver.room_versions import RoomVersion, get_room_version
+from homeserver.rooms.event_builder import build_event
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
 from homeserver.storage.rooms import RoomRecord

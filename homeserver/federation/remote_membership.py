@@ -47,6 +47,7 @@ from homeserver.room_versions import (
     UnsupportedRoomVersion,
     get_room_version,
 )
+from homeserver.rooms.remote_joins import candidate_servers
 from homeserver.rooms.restricted import UNABLE_TO_AUTHORISE_JOIN, UNABLE_TO_GRANT_JOIN
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
@@ -94,17 +95,6 @@ def knock_room_state(answer: dict[str, Any]) -> list[dict[str, Any]]:
 
 class _ServerFailed(Exception):
     """This server could not get us in; try the next one."""
-
-
-def candidate_servers(
-    given: Sequence[str], room_id: str, our_server: str, *extra: str | None
-) -> list[str]:
-    """Servers to try, in order: those the client named, then ``extra`` (the alias's servers,
-    the inviter's), then the room ID's own server (v1-11 IDs name one); never ourselves."""
-    ordered: list[str] = [*given, *(s for s in extra if s)]
-    if ":" in room_id:
-        ordered.append(domain_of(room_id))
-    return [s for s in dict.fromkeys(ordered) if s and s != our_server]
 
 
 class RemoteMembership:

@@ -72,7 +72,8 @@ from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.sender import EventSender
 from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.storage import Store
-from homeserver.storage.database import DatabaseSettings, open_database
+from homeserver.storage.database import DatabaseSettings
+from homeserver.storage.factory import open_database
 from homeserver.storage.postgres_locale import check_postgres_locale
 from homeserver.streams.notifier import Notifier
 from homeserver.sync.filters import FilterService

@@ -16,7 +16,8 @@ from typing import Any
 
 import asyncpg
 
-from homeserver.storage import Database, Store, apply_migrations
+from homeserver.storage import Store, apply_migrations
+from homeserver.storage.factory import open_postgres, open_sqlite
 
 ENGINES = ("sqlite", "postgres")
 DEFAULT_POSTGRES_DSN = os.environ.get(
@@ -102,7 +103,7 @@ async def throwaway_store(engine: str, postgres_dsn: str) -> AsyncIterator[Store
     schema that is dropped afterwards."""
     if engine == "sqlite":
         with tempfile.TemporaryDirectory(prefix="homeserver-bench-") as tmp:
-            db = await Database.open_sqlite(Path(tmp) / "bench.db")
+            db = await open_sqlite(Path(tmp) / "bench.db")
             try:
                 await apply_migrations(db)
                 yield Store(db)
@@ -110,7 +111,7 @@ async def throwaway_store(engine: str, postgres_dsn: str) -> AsyncIterator[Store
                 await db.close()
         return
     schema = f"bench_{uuid.uuid4().hex}"
-    db = await Database.open_postgres(postgres_dsn, 1, 4, schema=schema)
+    db = await open_postgres(postgres_dsn, 1, 4, schema=schema)
     try:
         await apply_migrations(db)
         yield Store(db)

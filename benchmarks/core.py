@@ -37,13 +37,14 @@ from benchmarks._common import (
 )
 from homeserver.auth.rules import check_auth_rules
 from homeserver.auth.selection import CREATE_KEY
-from homeserver.crypto.hashes import add_content_hash
-from homeserver.crypto.signing import sign_event
-from homeserver.events.builder import Signer, build_event, select_auth_events
+from homeserver.events.builder import Signer
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
+from homeserver.events.hashes import add_content_hash
+from homeserver.events.signing import sign_event
 from homeserver.events.validation import validate_pdu
 from homeserver.room_versions import DEFAULT_ROOM_VERSION, RoomVersion, get_room_version
+from homeserver.rooms.event_builder import build_event, select_auth_events
 from homeserver.rooms.sender import BatchBuilder, now_ms
 from homeserver.storage import NewRoom, Store
 

@@ -72,10 +72,11 @@ from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.sender import EventSender
 from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.storage import Store
-from homeserver.storage.database import DatabaseSettings, open_database
+from homeserver.storage.database import DatabaseSettings
+from homeserver.storage.factory import open_database
 from homeserver.storage.postgres_locale import check_postgres_locale
+from homeserver.streams.notifier import Notifier
 from homeserver.sync.filters import FilterService
-from homeserver.sync.notifier import Notifier
 from homeserver.sync.sync import SyncService
 
 logger = logging.getLogger(__name__)

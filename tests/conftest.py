@@ -30,6 +30,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from homeserver.storage import Database, Store, apply_migrations
+from homeserver.storage.factory import open_postgres, open_sqlite
 
 # Hypothesis profiles. "ci" (the default) is reproducible (derandomized: the same examples every
 # run) and has no per-example deadline (a shared 2-core machine makes timings noise). "deep"
@@ -85,12 +86,12 @@ async def open_test_database(db_engine: str, tmp_path: Path) -> AsyncIterator[Op
 
     async def open_one(*, migrate: bool = True) -> Database:
         if db_engine == "sqlite":
-            db = await Database.open_sqlite(tmp_path / "homeserver.db")
+            db = await open_sqlite(tmp_path / "homeserver.db")
         else:
             if not opened:
                 admin = await _admin_connection()
                 await admin.close()
-            db = await Database.open_postgres(POSTGRES_DSN, 1, 4, schema=schema)
+            db = await open_postgres(POSTGRES_DSN, 1, 4, schema=schema)
         opened.append(db)
         if migrate:
             await apply_migrations(db)

@@ -14,7 +14,7 @@ from homeserver.accountdata.service import FULLY_READ_TYPE, check_room_id
 from homeserver.errors import BadRequest, Codes, Forbidden, NotFound
 from homeserver.storage import Store
 from homeserver.storage.receipts import Receipt
-from homeserver.sync.notifier import Notifier
+from homeserver.streams.notifier import Notifier
 from homeserver.types import event_id_error
 
 #: The ``thread_id`` of a receipt outside any thread (the others name a thread root event).

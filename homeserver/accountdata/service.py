@@ -15,7 +15,7 @@ from homeserver.errors import BadRequest, Codes, Forbidden, MatrixError, NotFoun
 from homeserver.push.rules import PushRulesService
 from homeserver.storage import Store
 from homeserver.storage.account_data import GLOBAL
-from homeserver.sync.notifier import Notifier
+from homeserver.streams.notifier import Notifier
 
 TAG_TYPE = "m.tag"
 FULLY_READ_TYPE = "m.fully_read"

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from homeserver.clock import WallClock
-from homeserver.e2e.device_changes import record_device_change_txn
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
-from homeserver.sync.notifier import Notifier
+from homeserver.streams.device_changes import record_device_change_txn
+from homeserver.streams.notifier import Notifier
 
 
 class DeviceRemoval:

@@ -15,7 +15,7 @@ from homeserver.clock import WallClock
 from homeserver.config import HomeserverConfig
 from homeserver.ratelimit import RateLimiters
 from homeserver.storage import Store
-from homeserver.sync.notifier import Notifier
+from homeserver.streams.notifier import Notifier
 
 
 class Accounts:

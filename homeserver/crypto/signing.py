@@ -1,7 +1,7 @@
-"""ed25519 signing and verification of JSON objects and events.
+"""ed25519 signing and verification of JSON objects.
 
-Keys are signedjson/PyNaCl key objects (``.alg``, ``.version``). Signing an event signs its
-redacted form, so a redaction never invalidates a signature.
+Keys are signedjson/PyNaCl key objects (``.alg``, ``.version``). Events are signed in their
+redacted form, which depends on the room version: that lives in ``events/signing.py``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from signedjson.key import decode_signing_key_base64, generate_signing_key, get_
 
 from homeserver.crypto.base64 import decode_base64, encode_base64
 from homeserver.crypto.canonical_json import encode_canonical_json
-from homeserver.events.redaction import prune_event_dict
-from homeserver.room_versions import RoomVersion
 
 __all__ = [
     "SignatureError",
@@ -24,10 +22,8 @@ __all__ = [
     "generate_signing_key",
     "get_verify_key",
     "key_id",
-    "sign_event",
     "sign_json",
     "signature_of",
-    "verify_event_signature",
     "verify_json",
 ]
 
@@ -75,30 +71,3 @@ def verify_json(
         verify_key.verify(encode_canonical_json(unsigned_obj), signature)
     except (BadSignatureError, ValueError) as e:
         raise SignatureError(f"bad signature from {server_name} {key_id_}") from e
-
-
-def sign_event(
-    room_version: RoomVersion,
-    pdu: dict[str, Any],
-    server_name: str,
-    signing_key: SigningKey,
-) -> None:
-    """Sign the redacted form of ``pdu`` and store the signature in ``pdu`` (in place).
-
-    ``pdu`` must already carry its content hash.
-    """
-    redacted = prune_event_dict(room_version, pdu)
-    redacted.pop("signatures", None)
-    signature = signature_of(signing_key, encode_canonical_json(redacted))
-    pdu.setdefault("signatures", {}).setdefault(server_name, {})[key_id(signing_key)] = signature
-
-
-def verify_event_signature(
-    room_version: RoomVersion,
-    pdu: Mapping[str, Any],
-    server_name: str,
-    key_id_: str,
-    verify_key: VerifyKey,
-) -> None:
-    redacted = prune_event_dict(room_version, dict(pdu))
-    verify_json(redacted, server_name, key_id_, verify_key)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from homeserver.clock import WallClock
 from homeserver.storage import Store
-from homeserver.sync.notifier import Notifier
+from homeserver.streams.notifier import Notifier
 from homeserver.types import domain_of
 
 

@@ -11,10 +11,10 @@ from typing import Any
 
 from homeserver.accounts.reauth import Reauthenticator
 from homeserver.e2e.context import KeysContext
-from homeserver.e2e.device_changes import CROSS_SIGNING_DEVICE, queue_signing_key_update_txn
 from homeserver.e2e.key_validation import CROSS_SIGNING_TYPES, parse_cross_signing_key
 from homeserver.errors import BadRequest, Codes
 from homeserver.storage.database import Transaction
+from homeserver.streams.device_changes import CROSS_SIGNING_DEVICE, queue_signing_key_update_txn
 
 #: UIA operation name of replacing cross-signing keys.
 DEVICE_SIGNING_OPERATION = "device_signing_upload"

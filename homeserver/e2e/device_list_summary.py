@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from homeserver.storage import Store
-from homeserver.sync.tokens import StreamToken
+from homeserver.streams.tokens import StreamToken
 
 #: Up to this many device-list positions in the window, the users who changed are read
 #: without a filter (at most about that many rows) and then intersected with the room-mates,

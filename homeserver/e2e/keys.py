@@ -6,7 +6,7 @@
 The server only stores and hands out public keys; every change that other devices must learn
 about (new or changed device keys, cross-signing keys, signatures) is recorded on the
 device-list stream and announced to the servers sharing a room, in the transaction that makes
-it (homeserver.e2e.device_changes). Keys of other servers' users are asked of those servers
+it (homeserver.streams.device_changes). Keys of other servers' users are asked of those servers
 through ``remote`` (homeserver.federation.remote_keys), one request per server, concurrently; a
 server that does not answer is reported in ``failures`` and the rest of the answer stands.
 """
@@ -24,7 +24,6 @@ from homeserver.clock import WallClock
 from homeserver.crypto.canonical_json import canonical_json_text, parse_json
 from homeserver.e2e.context import KeysContext
 from homeserver.e2e.cross_signing import CrossSigningKeys
-from homeserver.e2e.device_changes import record_device_change_txn, with_signatures
 from homeserver.e2e.device_list_summary import changed_and_left
 from homeserver.e2e.key_validation import (
     KeyUpload,
@@ -37,8 +36,9 @@ from homeserver.e2e.signature_uploads import KeySignatures
 from homeserver.errors import BadRequest, Codes
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
-from homeserver.sync.notifier import Notifier
-from homeserver.sync.tokens import StreamToken
+from homeserver.streams.device_changes import record_device_change_txn, with_signatures
+from homeserver.streams.notifier import Notifier
+from homeserver.streams.tokens import StreamToken
 from homeserver.types import domain_of
 
 logger = logging.getLogger(__name__)

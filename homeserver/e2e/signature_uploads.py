@@ -10,11 +10,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from homeserver.e2e.context import KeysContext
-from homeserver.e2e.device_changes import (
-    CROSS_SIGNING_DEVICE,
-    record_cross_signing_change_txn,
-    record_device_change_txn,
-)
 from homeserver.e2e.key_validation import (
     InvalidSignature,
     check_signed_by,
@@ -26,6 +21,11 @@ from homeserver.e2e.remote_requests import RemoteKeyRequests, failure_json
 from homeserver.errors import MatrixError, NotFound
 from homeserver.storage.database import Transaction
 from homeserver.storage.e2e_keys import Signature
+from homeserver.streams.device_changes import (
+    CROSS_SIGNING_DEVICE,
+    record_cross_signing_change_txn,
+    record_device_change_txn,
+)
 from homeserver.types import domain_of
 
 

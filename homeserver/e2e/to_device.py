@@ -22,7 +22,7 @@ from homeserver.ratelimit import TokenBucketLimiter
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
 from homeserver.storage.device_inbox_recipients import get_devices_of_users_txn
-from homeserver.sync.notifier import Notifier
+from homeserver.streams.notifier import Notifier
 from homeserver.types import domain_of, user_id_error
 
 #: A message's content, as canonical JSON, may be at most this long: it has to fit in one EDU

@@ -7,7 +7,7 @@ import string
 from typing import Any
 
 from homeserver.crypto.base64 import encode_base64
-from homeserver.crypto.hashes import compute_reference_hash
+from homeserver.events.hashes import compute_reference_hash
 from homeserver.room_versions import EventIdFormat, RoomVersion
 
 _OPAQUE_ALPHABET = string.ascii_letters + string.digits

@@ -14,11 +14,11 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from homeserver.crypto.hashes import add_content_hash
-from homeserver.crypto.signing import sign_event
 from homeserver.events.builder import Signer
 from homeserver.events.event import Event
+from homeserver.events.hashes import add_content_hash
 from homeserver.events.ids import new_opaque_event_id
+from homeserver.events.signing import sign_event
 from homeserver.events.validation import EventValidationError, validate_pdu
 from homeserver.room_versions import RoomVersion
 

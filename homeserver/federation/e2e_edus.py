@@ -32,7 +32,7 @@ from homeserver.federation.remote_keys import RemoteKeys, device_entry, valid_cr
 from homeserver.storage import Store
 from homeserver.storage.errors import DatabaseUnavailable
 from homeserver.storage.remote_device_lists import RemoteDeviceList
-from homeserver.sync.notifier import Notifier
+from homeserver.streams.notifier import Notifier
 from homeserver.types import domain_of, user_id_error
 
 logger = logging.getLogger(__name__)

@@ -21,17 +21,17 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from homeserver.crypto.signing import sign_event
 from homeserver.errors import BadRequest, Codes, Forbidden
 from homeserver.events.builder import Signer
 from homeserver.events.event import Event
+from homeserver.events.signing import sign_event
 from homeserver.federation.acl import ACL_EVENT_TYPE, server_allowed_by_acl
 from homeserver.federation.out_of_band import record_out_of_band_txn
 from homeserver.federation.pdu_checks import PduRejected
 from homeserver.ratelimit import InviteLimiter
 from homeserver.room_versions import RoomVersion, UnsupportedRoomVersion, get_room_version
 from homeserver.storage import Store
-from homeserver.sync.notifier import Notifier
+from homeserver.streams.notifier import Notifier
 from homeserver.types import domain_of, user_id_error
 
 if TYPE_CHECKING:

@@ -19,23 +19,24 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.auth.rules import AuthError, check_auth_rules, check_event_auth
 from homeserver.auth.selection import CREATE_KEY, auth_types_for_event
-from homeserver.crypto.signing import sign_event
 from homeserver.errors import BadRequest, Codes, Forbidden, MatrixError, NotFound
-from homeserver.events.builder import Signer, build_event
+from homeserver.events.builder import Signer
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
+from homeserver.events.signing import sign_event
 from homeserver.events.template import template_from_event
 from homeserver.events.validation import EventValidationError
 from homeserver.federation.acl import ACL_EVENT_TYPE, server_allowed_by_acl
-from homeserver.federation.fanout import enqueue_event_txn
 from homeserver.federation.pdu_checks import PduRejected
 from homeserver.room_versions import RoomVersion, get_room_version
+from homeserver.rooms.event_builder import build_event
 from homeserver.rooms.prejoin_state import PREJOIN_STATE_TYPES
 from homeserver.rooms.restricted import AUTHORISER_KEY, RestrictedJoins
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
 from homeserver.storage.rooms import RoomRecord
-from homeserver.sync.notifier import Notifier
+from homeserver.streams.fanout import enqueue_event_txn
+from homeserver.streams.notifier import Notifier
 from homeserver.types import domain_of, event_id_error, room_id_error, user_id_error
 
 if TYPE_CHECKING:

@@ -15,8 +15,8 @@ import copy
 import logging
 from typing import Any, Protocol
 
-from homeserver.crypto.hashes import check_content_hash
 from homeserver.events.event import Event, InternalMetadata
+from homeserver.events.hashes import check_content_hash
 from homeserver.events.redaction import prune_event_dict
 from homeserver.events.validation import EventValidationError, validate_pdu
 from homeserver.federation.keyring import SignatureVerifyError

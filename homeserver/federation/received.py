@@ -48,7 +48,7 @@ from homeserver.storage.database import Transaction
 from homeserver.storage.persist import ResolvedState, StateBefore
 from homeserver.storage.rooms import NewRoom
 from homeserver.storage.state import StateKey, StateMap, diff_states
-from homeserver.sync.notifier import Notifier
+from homeserver.streams.notifier import Notifier
 
 logger = logging.getLogger(__name__)
 

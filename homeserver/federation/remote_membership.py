@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 from homeserver.auth.rules import AuthError, check_auth_rules
 from homeserver.auth.selection import CREATE_KEY
 from homeserver.crypto.base64 import encode_base64
-from homeserver.crypto.hashes import add_content_hash, compute_reference_hash
-from homeserver.crypto.signing import sign_event
 from homeserver.errors import BadRequest, Codes, Forbidden, MatrixError, NotFound
 from homeserver.events.builder import Signer
 from homeserver.events.event import Event
+from homeserver.events.hashes import add_content_hash, compute_reference_hash
 from homeserver.events.ids import new_opaque_event_id
+from homeserver.events.signing import sign_event
 from homeserver.events.template import BadTemplate, check_template, event_from_template
 from homeserver.federation.client import (
     FederationClient,
@@ -47,10 +47,11 @@ from homeserver.room_versions import (
     UnsupportedRoomVersion,
     get_room_version,
 )
+from homeserver.rooms.remote_joins import candidate_servers
 from homeserver.rooms.restricted import UNABLE_TO_AUTHORISE_JOIN, UNABLE_TO_GRANT_JOIN
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
-from homeserver.sync.notifier import Notifier
+from homeserver.streams.notifier import Notifier
 from homeserver.types import domain_of
 
 if TYPE_CHECKING:
@@ -94,17 +95,6 @@ def knock_room_state(answer: dict[str, Any]) -> list[dict[str, Any]]:
 
 class _ServerFailed(Exception):
     """This server could not get us in; try the next one."""
-
-
-def candidate_servers(
-    given: Sequence[str], room_id: str, our_server: str, *extra: str | None
-) -> list[str]:
-    """Servers to try, in order: those the client named, then ``extra`` (the alias's servers,
-    the inviter's), then the room ID's own server (v1-11 IDs name one); never ourselves."""
-    ordered: list[str] = [*given, *(s for s in extra if s)]
-    if ":" in room_id:
-        ordered.append(domain_of(room_id))
-    return [s for s in dict.fromkeys(ordered) if s and s != our_server]
 
 
 class RemoteMembership:

@@ -16,7 +16,7 @@ from homeserver.events.event import Event
 from homeserver.rooms.lifecycle import Actor, InvalidTransition, RoomStatus, transition
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
-from homeserver.sync.notifier import Notifier
+from homeserver.streams.notifier import Notifier
 from homeserver.types import room_id_error
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from homeserver.errors import BadRequest, Codes, NotFound
 from homeserver.push.default_rules import KINDS, MASTER_RULE_ID, Rule, default_rules
 from homeserver.storage import Store
 from homeserver.storage.push_rules import StoredRule, UnknownAnchorError
-from homeserver.sync.notifier import Notifier
+from homeserver.streams.notifier import Notifier
 
 _SIMPLE_ACTIONS = frozenset({"notify", "dont_notify", "coalesce"})
 ATTRIBUTES = ("enabled", "actions")

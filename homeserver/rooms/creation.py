@@ -33,7 +33,6 @@ from homeserver.events.event import Event
 from homeserver.events.ids import new_room_id
 from homeserver.events.validation import EventValidationError
 from homeserver.faults import fault_point
-from homeserver.federation.fanout import enqueue_remote_invites_txn
 from homeserver.ratelimit import InviteLimiter, RateLimitExceeded, TokenBucketLimiter
 from homeserver.room_versions import RoomVersion, UnsupportedRoomVersion, get_room_version
 from homeserver.rooms.bus import ROOM_CREATE_RATE_LIMITED, ROOM_CREATED, DomainEventBus
@@ -44,7 +43,8 @@ from homeserver.rooms.sender import BatchBuilder
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
 from homeserver.storage.rooms import NewRoom
-from homeserver.sync.notifier import Notifier
+from homeserver.streams.fanout import enqueue_remote_invites_txn
+from homeserver.streams.notifier import Notifier
 from homeserver.types import room_alias_error, user_id_error
 
 #: the whole invite list of a createRoom must fit ``rc_invites.per_room``'s burst.

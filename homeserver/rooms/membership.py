@@ -23,17 +23,17 @@ inviter's server (make_leave/send_leave).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from homeserver.auth.rules import AuthError
 from homeserver.errors import BadRequest, Codes, Forbidden, MatrixError, NotFound
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
-from homeserver.federation.remote_membership import candidate_servers
 from homeserver.ratelimit import RateLimiters
 from homeserver.room_versions import get_room_version
 from homeserver.rooms.client_errors import client_event_errors
 from homeserver.rooms.creation import ProfileLookup
+from homeserver.rooms.remote_joins import RemoteJoins, candidate_servers
 from homeserver.rooms.restricted import (
     AUTHORISER_KEY,
     UNABLE_TO_GRANT_JOIN,
@@ -46,9 +46,6 @@ from homeserver.storage.database import Transaction
 from homeserver.storage.rooms import RoomRecord
 from homeserver.types import domain_of, room_alias_error, room_id_error, user_id_error
 from homeserver.visibility.client import get_membership
-
-if TYPE_CHECKING:
-    from homeserver.federation.remote_membership import RemoteMembership
 
 NO_KNOWN_SERVERS = "No known servers"
 #: another server's alias → ``{room_id, servers}``.
@@ -79,7 +76,7 @@ class MembershipService:
         self._profiles = profiles
         self.restricted = RestrictedJoins(store, server_name)
         #: set by the wiring when federation is available.
-        self.remote: RemoteMembership | None = None
+        self.remote: RemoteJoins | None = None
         self.remote_aliases: AliasResolver | None = None
 
     # --- join ------------------------------------------------------------------------------

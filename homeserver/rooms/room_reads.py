@@ -19,7 +19,7 @@ from homeserver.rooms.event_filter import NO_FILTER, RoomEventFilter
 from homeserver.storage import Store
 from homeserver.storage.room_use import TimelineRow
 from homeserver.storage.state import StateMap
-from homeserver.sync.tokens import StreamToken
+from homeserver.streams.tokens import StreamToken
 from homeserver.types import event_id_error, room_id_error
 from homeserver.visibility.client import (
     ReadAccess,

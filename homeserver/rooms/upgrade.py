@@ -44,7 +44,6 @@ from homeserver.errors import (
 from homeserver.events.builder import Signer
 from homeserver.events.ids import new_room_id
 from homeserver.faults import fault_point
-from homeserver.federation.fanout import enqueue_events_txn, enqueue_remote_invites_txn
 from homeserver.ratelimit import TokenBucketLimiter
 from homeserver.room_versions import get_room_version
 from homeserver.rooms.bus import ROOM_UPGRADE_FAILED, ROOM_UPGRADED, DomainEventBus
@@ -75,7 +74,8 @@ from homeserver.storage.database import Transaction
 from homeserver.storage.errors import DatabaseUnavailable
 from homeserver.storage.rooms import NewRoom, RoomRecord
 from homeserver.storage.upgrades import UpgradeRecord
-from homeserver.sync.notifier import Notifier
+from homeserver.streams.fanout import enqueue_events_txn, enqueue_remote_invites_txn
+from homeserver.streams.notifier import Notifier
 from homeserver.types import room_id_error
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,8 @@
 """Storage: one async Database over SQLite (aiosqlite) or PostgreSQL (asyncpg), versioned
 migrations, and one store per area behind the :class:`Store` facade."""
 
-from homeserver.storage.database import Database, DatabaseSettings, Transaction, open_database
+from homeserver.storage.database import Database, DatabaseSettings, Transaction
+from homeserver.storage.factory import open_database
 from homeserver.storage.migrate import apply_migrations
 from homeserver.storage.persist import PersistedEvent, PersistResult, ResolvedState, StateBefore
 from homeserver.storage.rooms import NewRoom, RoomRecord

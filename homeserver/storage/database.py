@@ -16,7 +16,7 @@ metrics endpoint can read later (``Database.stats``). Two ways to run one:
 SQLite a read connection, which WAL lets run beside the writer); inside a transaction read through
 ``txn`` to see its own writes.
 
-The engines live in ``engine_sqlite.py`` and ``engine_postgres.py``.
+The engines live in ``engine_sqlite.py`` and ``engine_postgres.py``; ``factory.py`` opens one.
 
 Rows come back as plain tuples on both engines so that results compare and hash the same way.
 Transactions must not be nested: on SQLite the inner one would wait for the writer lock that the
@@ -33,7 +33,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
@@ -194,8 +193,7 @@ class Transaction(_Reads):
 
 
 class Database(_Reads):
-    """The engine-independent interface. Use :func:`open_database` or the ``open_*`` class
-    methods to get one."""
+    """The engine-independent interface. ``storage/factory.py`` opens one."""
 
     engine: str = ""
     #: substitutions applied to migration templates (``{id_pk}`` …), set per engine.
@@ -205,25 +203,6 @@ class Database(_Reads):
         self.stats: dict[str, TransactionStats] = {}
         #: called with (name, seconds) after every transaction, committed or not (metrics).
         self.transaction_observers: list[Callable[[str, float], None]] = []
-
-    # --- opening -----------------------------------------------------------------------
-    @staticmethod
-    async def open_sqlite(path: str | Path, *, readers: int = 3) -> Database:
-        from homeserver.storage.engine_sqlite import SqliteDatabase
-
-        db = SqliteDatabase(str(path), readers)
-        await db._open()
-        return db
-
-    @staticmethod
-    async def open_postgres(
-        dsn: str, min_size: int = 5, max_size: int = 10, schema: str | None = None
-    ) -> Database:
-        from homeserver.storage.engine_postgres import PostgresDatabase
-
-        db = PostgresDatabase(dsn, min_size, max_size, schema)
-        await db._open()
-        return db
 
     async def close(self) -> None:
         raise NotImplementedError
@@ -304,25 +283,3 @@ class Database(_Reads):
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
         logger.warning("database unavailable (%s): %s %s", what, type(error).__name__, reason)
         return DatabaseUnavailable()
-
-
-async def open_database(settings: DatabaseSettings, *, migrate: bool = True) -> Database:
-    """Open the configured engine and (by default) bring its schema up to date."""
-    db: Database
-    if settings.engine in ("sqlite", "sqlite3"):
-        db = await Database.open_sqlite(settings.path, readers=settings.sqlite_readers)
-    elif settings.engine in ("postgres", "postgresql"):
-        db = await Database.open_postgres(
-            settings.dsn, settings.cp_min, settings.cp_max, settings.schema
-        )
-    else:
-        raise ValueError(f"unknown database engine {settings.engine!r}")
-    if migrate:
-        from homeserver.storage.migrate import apply_migrations
-
-        try:
-            await apply_migrations(db)
-        except BaseException:
-            await db.close()
-            raise
-    return db

@@ -1,1 +1,1 @@
-"""/sync and the notifier that wakes long polls."""
+"""The /sync service: what a client missed since its token, room by room and section by section."""

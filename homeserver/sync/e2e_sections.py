@@ -14,7 +14,7 @@ from typing import Any
 
 from homeserver.e2e.device_list_summary import changed_and_left
 from homeserver.storage import Store
-from homeserver.sync.tokens import StreamToken
+from homeserver.streams.tokens import StreamToken
 
 #: At most this many to-device messages per response (Synapse's number); the rest come with
 #: the next sync, which the client makes at once since the response was not empty.

@@ -16,8 +16,8 @@ from homeserver.events.event import Event
 from homeserver.rooms.prejoin_state import PREJOIN_STATE_TYPES
 from homeserver.storage import Store
 from homeserver.storage.state import StateMap
+from homeserver.streams.tokens import StreamToken
 from homeserver.sync.filters import EventFilter, SyncFilter
-from homeserver.sync.tokens import StreamToken
 from homeserver.visibility.client import ReadAccess, filter_events_for_client, room_access
 from homeserver.visibility.serialize import serialize_for_client
 

@@ -36,16 +36,16 @@ from homeserver.storage import Store
 from homeserver.storage.account_data import AccountDataChanges
 from homeserver.storage.receipts import Receipt
 from homeserver.storage.sync import MembershipChange
+from homeserver.streams.notifier import Notifier
+from homeserver.streams.tokens import StreamToken
 from homeserver.sync.e2e_sections import acknowledge_to_device, e2e_sections
 from homeserver.sync.filters import SyncFilter
-from homeserver.sync.notifier import Notifier
 from homeserver.sync.out_of_band import (
     out_of_band_invites,
     out_of_band_knocks,
     out_of_band_leaves,
 )
 from homeserver.sync.rooms import RoomSyncBuilder, SyncContext
-from homeserver.sync.tokens import StreamToken
 
 #: The longest long-poll we honour (clients usually ask for 30 s).
 MAX_TIMEOUT_MS = 5 * 60 * 1000

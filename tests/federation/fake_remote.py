@@ -38,15 +38,10 @@ from yarl import URL
 from homeserver.config import HomeserverConfig
 from homeserver.crypto.base64 import encode_base64
 from homeserver.crypto.canonical_json import encode_canonical_json
-from homeserver.crypto.hashes import add_content_hash
-from homeserver.crypto.signing import (
-    generate_signing_key,
-    get_verify_key,
-    key_id,
-    sign_event,
-    sign_json,
-)
+from homeserver.crypto.signing import generate_signing_key, get_verify_key, key_id, sign_json
+from homeserver.events.hashes import add_content_hash
 from homeserver.events.ids import compute_event_id
+from homeserver.events.signing import sign_event
 from homeserver.federation.xmatrix import authorization_header, parse_header, signed_bytes
 from homeserver.room_versions import RoomVersion
 from tests.federation.tls_helpers import client_ssl_context, self_signed_cert, server_ssl_context

@@ -24,7 +24,8 @@ import pytest
 
 from homeserver.app import Homeserver
 from homeserver.crypto.signing import generate_signing_key
-from homeserver.storage import Database, Store, apply_migrations
+from homeserver.storage import Store, apply_migrations
+from homeserver.storage.factory import open_postgres, open_sqlite
 from homeserver.storage.users import hash_access_token
 from tests.conftest import POSTGRES_DSN
 from tests.federation.cs_client import MatrixClient
@@ -38,9 +39,9 @@ async def second_store(db_engine: str, tmp_path: Path) -> AsyncIterator[Store]:
     """A second, empty, migrated database on the same engine as ``store`` (the peer's)."""
     schema = f"test_{uuid.uuid4().hex}"
     if db_engine == "sqlite":
-        db = await Database.open_sqlite(tmp_path / "second.db")
+        db = await open_sqlite(tmp_path / "second.db")
     else:
-        db = await Database.open_postgres(POSTGRES_DSN, 1, 4, schema=schema)
+        db = await open_postgres(POSTGRES_DSN, 1, 4, schema=schema)
     try:
         await apply_migrations(db)
         yield Store(db)

@@ -21,9 +21,10 @@ from yarl import URL
 from homeserver.app import Homeserver
 from homeserver.auth.selection import auth_types_for_event
 from homeserver.crypto.canonical_json import encode_canonical_json
-from homeserver.crypto.hashes import add_content_hash
-from homeserver.crypto.signing import generate_signing_key, get_verify_key, key_id, sign_event
+from homeserver.crypto.signing import generate_signing_key, get_verify_key, key_id
 from homeserver.events.event import Event
+from homeserver.events.hashes import add_content_hash
+from homeserver.events.signing import sign_event
 from homeserver.federation.client import FederationHttpError
 from homeserver.federation.xmatrix import authorization_header
 from homeserver.room_versions import RoomVersion, get_room_version

@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from homeserver.e2e.device_changes import record_device_change_txn
 from homeserver.storage import Store
+from homeserver.streams.device_changes import record_device_change_txn
 from tests.federation.e2e_fed_helpers import seed_keys
 from tests.federation.h4_helpers import Peer, second_store, two_servers
 

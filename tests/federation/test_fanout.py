@@ -1,4 +1,4 @@
-"""Which servers get a local event (homeserver/federation/fanout.py): the pure rule, table
+"""Which servers get a local event (homeserver/streams/fanout.py): the pure rule, table
 driven, and the outbox rows every local write path leaves, on both engines."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from homeserver.config import HomeserverConfig
 from homeserver.crypto.canonical_json import parse_json
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
-from homeserver.federation.fanout import destinations_for, enqueue_event_txn
 from homeserver.room_versions import get_room_version
+from homeserver.streams.fanout import destinations_for, enqueue_event_txn
 from tests.harness import SERVER_NAME
 from tests.harness import TestServer as Server
 from tests.upgrade.helpers import create_room, generous_config, upgrade

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from homeserver.crypto.base64 import encode_base64
-from homeserver.crypto.hashes import compute_reference_hash
-from homeserver.crypto.signing import get_verify_key, key_id, verify_event_signature
+from homeserver.crypto.signing import get_verify_key, key_id
 from homeserver.events.event import Event
+from homeserver.events.hashes import compute_reference_hash
+from homeserver.events.signing import verify_event_signature
 from homeserver.room_versions import get_room_version
 from homeserver.storage import Store
 from tests.federation.cs_client import q

@@ -10,9 +10,10 @@ import pytest
 
 from homeserver.config.keys import OldVerifyKey
 from homeserver.crypto.base64 import encode_base64
-from homeserver.crypto.hashes import add_content_hash
-from homeserver.crypto.signing import generate_signing_key, get_verify_key, sign_event, sign_json
+from homeserver.crypto.signing import generate_signing_key, get_verify_key, sign_json
 from homeserver.events.event import Event
+from homeserver.events.hashes import add_content_hash
+from homeserver.events.signing import sign_event
 from homeserver.federation.client import FederationClient, FederationUnreachable
 from homeserver.federation.keyring import (
     MAX_KEY_LIFETIME_MS,

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from homeserver.crypto.hashes import add_content_hash
-from homeserver.crypto.signing import generate_signing_key, sign_event
+from homeserver.crypto.signing import generate_signing_key
 from homeserver.events.event import Event
+from homeserver.events.hashes import add_content_hash
+from homeserver.events.signing import sign_event
 from homeserver.federation.keyring import SignatureVerifyError
 from homeserver.federation.pdu_checks import (
     BadPduSignature,

@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 
 from homeserver.app import Homeserver
-from homeserver.events.builder import Signer, build_event
+from homeserver.events.builder import Signer
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
 from homeserver.federation.pdu_checks import BadPduSignature, EventRejected
 from homeserver.room_versions import get_room_version
+from homeserver.rooms.event_builder import build_event
 from homeserver.rooms.sender import BatchBuilder
 from tests.federation.received_helpers import Remote, RemoteRequester, make_room
 from tests.harness import TestServer, TestUser

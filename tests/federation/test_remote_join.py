@@ -8,14 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from homeserver.crypto.hashes import check_content_hash
-from homeserver.crypto.signing import (
-    generate_signing_key,
-    get_verify_key,
-    key_id,
-    verify_event_signature,
-)
+from homeserver.crypto.signing import generate_signing_key, get_verify_key, key_id
 from homeserver.events.builder import Signer
+from homeserver.events.hashes import check_content_hash
+from homeserver.events.signing import verify_event_signature
 from homeserver.events.template import BadTemplate, check_template, event_from_template
 from homeserver.room_versions import get_room_version
 from homeserver.storage import Store

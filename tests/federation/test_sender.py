@@ -14,10 +14,10 @@ import pytest
 
 from homeserver.config import HomeserverConfig
 from homeserver.crypto.canonical_json import parse_json
-from homeserver.crypto.signing import sign_event
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
 from homeserver.events.ids import compute_event_id
+from homeserver.events.signing import sign_event
 from homeserver.federation.client import FederationHttpError, FederationUnreachable
 from homeserver.federation.retry import healthy
 from homeserver.federation.sender import (

@@ -51,6 +51,7 @@ from homeserver.rooms.lifecycle import (
 )
 from homeserver.rooms.upgrade_lock import Lease, UpgradeLocks, holds
 from homeserver.storage import Database, Store, apply_migrations
+from homeserver.storage.factory import open_postgres, open_sqlite
 from homeserver.storage.rooms import LifecycleTransition, NewRoom, RoomRecord
 from tests.conftest import POSTGRES_DSN
 
@@ -363,9 +364,9 @@ def harness(db_engine: str, tmp_path: Path) -> Iterator[Harness]:
 
     async def open_db() -> Database:
         if db_engine == "sqlite":
-            db = await Database.open_sqlite(tmp_path / "lifecycle.db")
+            db = await open_sqlite(tmp_path / "lifecycle.db")
         else:
-            db = await Database.open_postgres(POSTGRES_DSN, 1, 6, schema=schema)
+            db = await open_postgres(POSTGRES_DSN, 1, 6, schema=schema)
         await apply_migrations(db)
         return db
 

@@ -11,7 +11,7 @@ import pytest
 from homeserver.app import Homeserver
 from homeserver.e2e import device_list_summary
 from homeserver.events.draft import EventDraft
-from homeserver.sync.tokens import StreamToken
+from homeserver.streams.tokens import StreamToken
 from tests.e2e_keys.helpers import Device
 from tests.harness import TestServer, TestUser
 from tests.sync.helpers import join, leave, make_room, sync

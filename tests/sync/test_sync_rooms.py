@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from homeserver.app import Homeserver
-from homeserver.sync.tokens import StreamToken
+from homeserver.streams.tokens import StreamToken
 from tests.harness import TestServer
 from tests.sync.helpers import (
     invite,

@@ -8,7 +8,7 @@ import asyncio
 from typing import Any
 
 from homeserver.app import Homeserver
-from homeserver.sync.tokens import StreamToken
+from homeserver.streams.tokens import StreamToken
 from tests.harness import TestServer
 from tests.sync.helpers import sync
 from tests.to_device.helpers import add_device, send_to_device, to_device_events

@@ -7,13 +7,15 @@ import pytest
 from signedjson.key import generate_signing_key, get_verify_key
 
 from homeserver.auth.rules import AuthError
-from homeserver.crypto.hashes import check_content_hash
-from homeserver.crypto.signing import key_id, verify_event_signature
-from homeserver.events.builder import EventDraft, Signer, build_event, choose_prev_events
+from homeserver.crypto.signing import key_id
+from homeserver.events.builder import EventDraft, Signer, choose_prev_events
 from homeserver.events.event import Event
+from homeserver.events.hashes import check_content_hash
+from homeserver.events.signing import verify_event_signature
 from homeserver.room_versions import KNOWN_ROOM_VERSIONS, V1, V3, V12, RoomVersion
 from homeserver.rooms.create_request import parse_create_room_request
 from homeserver.rooms.creation_plan import CreationPolicy, plan_genesis
+from homeserver.rooms.event_builder import build_event
 
 SERVER = "example.org"
 ALICE = "@alice:example.org"

@@ -9,9 +9,10 @@ from signedjson.key import decode_signing_key_base64, get_verify_key
 
 from homeserver.crypto.base64 import decode_base64, encode_base64
 from homeserver.crypto.canonical_json import encode_canonical_json, parse_json
-from homeserver.crypto.hashes import add_content_hash, check_content_hash
-from homeserver.crypto.signing import sign_event, sign_json, verify_event_signature, verify_json
+from homeserver.crypto.signing import sign_json, verify_json
+from homeserver.events.hashes import add_content_hash, check_content_hash
 from homeserver.events.ids import compute_event_id, room_id_from_create_event_id
+from homeserver.events.signing import sign_event, verify_event_signature
 from homeserver.room_versions import KNOWN_ROOM_VERSIONS, V1, V3, V4, V11, V12
 from tests.spec_vectors import load_vectors
 

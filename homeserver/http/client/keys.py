@@ -11,7 +11,7 @@ from homeserver.http.appkeys import HS
 from homeserver.http.auth import get_requester
 from homeserver.http.json_body import json_response, read_json, read_json_object
 from homeserver.http.routes import add_client_route
-from homeserver.sync.tokens import StreamToken
+from homeserver.streams.tokens import StreamToken
 
 
 async def upload_keys(request: web.Request) -> web.Response:

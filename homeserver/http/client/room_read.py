@@ -13,7 +13,7 @@ from homeserver.http.json_body import json_response
 from homeserver.http.routes import add_client_route
 from homeserver.rooms.event_filter import parse_room_event_filter
 from homeserver.rooms.room_reads import DEFAULT_LIMIT, MAX_LIMIT
-from homeserver.sync.tokens import StreamToken
+from homeserver.streams.tokens import StreamToken
 
 
 def _token(request: web.Request, name: str) -> StreamToken | None:

@@ -10,8 +10,8 @@ from homeserver.http.auth import get_requester
 from homeserver.http.client.room_params import txn_scope
 from homeserver.http.json_body import json_response
 from homeserver.http.routes import add_client_route
+from homeserver.streams.tokens import StreamToken
 from homeserver.sync.sync import MAX_TIMEOUT_MS, SyncRequest
-from homeserver.sync.tokens import StreamToken
 
 _BOOLEANS = {"true": True, "false": False}
 

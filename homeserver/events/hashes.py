@@ -1,4 +1,5 @@
-"""Content hashes and reference hashes of events (spec: "Signing events")."""
+"""Content hashes and reference hashes of events (spec: "Signing events"): event-specific, so
+they live with the events and their redaction; `crypto/` keeps the format-agnostic JSON parts."""
 
 from __future__ import annotations
 

@@ -14,17 +14,16 @@ from typing import Any
 from nacl.signing import SigningKey
 
 from homeserver.auth.rules import check_auth_rules
-from homeserver.auth.selection import CREATE_KEY, auth_types_for_event
+from homeserver.auth.selection import auth_types_for_event
 from homeserver.crypto.base64 import encode_base64
 from homeserver.crypto.hashes import add_content_hash, compute_reference_hash
 from homeserver.crypto.signing import sign_event
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
 from homeserver.events.ids import new_opaque_event_id
+from homeserver.events.state_keys import CREATE_KEY, StateKey
 from homeserver.events.validation import MAX_PREV_EVENTS, validate_pdu
 from homeserver.room_versions import RoomVersion
-
-StateKey = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)

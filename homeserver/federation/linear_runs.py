@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from homeserver.auth.rules import AuthError, check_auth_rules, check_event_auth
-from homeserver.auth.selection import CREATE_KEY, auth_types_for_event
+from homeserver.auth.selection import auth_types_for_event
 from homeserver.events.event import Event
+from homeserver.events.state_keys import CREATE_KEY, StateKey
 from homeserver.federation.pdu_checks import PduRejected
 from homeserver.room_versions import RoomVersion
 from homeserver.storage.database import Transaction
-from homeserver.storage.state import StateKey, StateMap
+from homeserver.storage.state import StateMap
 
 if TYPE_CHECKING:
     from homeserver.federation.received import ReceivedEvents

@@ -29,9 +29,10 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from homeserver.auth.rules import AuthError, check_auth_rules, check_event_auth
-from homeserver.auth.selection import CREATE_KEY, auth_types_for_event
+from homeserver.auth.selection import auth_types_for_event
 from homeserver.auth.state_res import resolve_state
 from homeserver.events.event import Event
+from homeserver.events.state_keys import CREATE_KEY, TOMBSTONE_KEY, StateKey
 from homeserver.federation.client import FederationError
 from homeserver.federation.linear_runs import LinearRuns
 from homeserver.federation.pdu_checks import (
@@ -47,13 +48,12 @@ from homeserver.storage import Store
 from homeserver.storage.database import Transaction
 from homeserver.storage.persist import ResolvedState, StateBefore
 from homeserver.storage.rooms import NewRoom
-from homeserver.storage.state import StateKey, StateMap, diff_states
+from homeserver.storage.state import StateMap, diff_states
 from homeserver.sync.notifier import Notifier
 
 logger = logging.getLogger(__name__)
 
 TombstoneHook = Callable[[str, Event], Awaitable[None]]
-TOMBSTONE_KEY: StateKey = ("m.room.tombstone", "")
 #: how many times storing a received event re-resolves the current state because local events
 #: kept landing meanwhile, before giving up on it.
 PERSIST_ATTEMPTS = 5

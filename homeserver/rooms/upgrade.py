@@ -43,6 +43,14 @@ from homeserver.errors import (
 )
 from homeserver.events.builder import Signer
 from homeserver.events.ids import new_room_id
+from homeserver.events.state_keys import (
+    CANONICAL_ALIAS,
+    CREATE,
+    CREATE_KEY,
+    MEMBER,
+    POWER_LEVELS,
+    POWER_LEVELS_KEY,
+)
 from homeserver.faults import fault_point
 from homeserver.federation.fanout import enqueue_events_txn, enqueue_remote_invites_txn
 from homeserver.ratelimit import TokenBucketLimiter
@@ -54,10 +62,7 @@ from homeserver.rooms.lifecycle import Actor, RoomStatus, transition
 from homeserver.rooms.upgrade_build import BuiltUpgrade, build_upgrade
 from homeserver.rooms.upgrade_lock import Lease, UpgradeLocks, holds
 from homeserver.rooms.upgrade_plan import (
-    CANONICAL_ALIAS,
     COPIED_STATE_TYPES,
-    CREATE,
-    POWER_LEVELS,
     SPACE_CHILD,
     OldRoomSnapshot,
     UpgradePlan,
@@ -85,7 +90,7 @@ logger = logging.getLogger(__name__)
 MAX_LOCK_ROUNDS = 5
 #: The state types a snapshot reads (besides memberships).
 SNAPSHOT_TYPES = frozenset(
-    {CREATE[0], POWER_LEVELS[0], CANONICAL_ALIAS[0], SPACE_CHILD, "m.room.member"}
+    {CREATE, POWER_LEVELS, CANONICAL_ALIAS, SPACE_CHILD, MEMBER}
     | set(COPIED_STATE_TYPES)
 )
 
@@ -160,8 +165,8 @@ class RoomUpgradeService:
         member = await state.get_current_state_event(room_id, "m.room.member", user_id)
         if member is None or member.membership != "join":
             raise UpgradeRefused("forbidden", Forbidden(f"User {user_id} not in room {room_id}"))
-        create = await state.get_current_state_event(room_id, *CREATE)
-        power_levels = await state.get_current_state_event(room_id, *POWER_LEVELS)
+        create = await state.get_current_state_event(room_id, *CREATE_KEY)
+        power_levels = await state.get_current_state_event(room_id, *POWER_LEVELS_KEY)
         level = user_power_level(version, user_id, create, power_levels)
         needed = required_power_level(version, "m.room.tombstone", True, power_levels)
         if level < needed:

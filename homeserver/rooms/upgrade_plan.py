@@ -34,15 +34,15 @@ from typing import Any
 from homeserver.auth.power_levels import DEFAULT_LEVELS, NAMED_LEVELS, parse_power_level
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
+from homeserver.events.state_keys import (
+    CANONICAL_ALIAS_KEY,
+    CREATE_KEY,
+    JOIN_RULES_KEY,
+    POWER_LEVELS_KEY,
+    StateKey,
+)
 from homeserver.room_versions import RoomVersion
 from homeserver.types import domain_of
-
-StateKey = tuple[str, str]
-
-CREATE = ("m.room.create", "")
-POWER_LEVELS = ("m.room.power_levels", "")
-JOIN_RULES = ("m.room.join_rules", "")
-CANONICAL_ALIAS = ("m.room.canonical_alias", "")
 
 TOMBSTONE_BODY = "This room has been replaced"
 #: The level v12 room creation gives ``m.room.tombstone``; an upgrade into v12 raises it to this
@@ -278,7 +278,7 @@ def plan_upgrade(
     policy: UpgradePolicy,
 ) -> UpgradePlan:
     state = snapshot.state
-    old_create = state[CREATE]
+    old_create = state[CREATE_KEY]
     create_content = new_create_content(
         old_create, snapshot.room_id, new_version, upgrader, additional_creators
     )
@@ -302,7 +302,7 @@ def plan_upgrade(
             assert event is not None
             drafts.append(PlannedDraft(new_state(event_type, event.content)))
     old_alias_content: dict[str, Any] | None = None
-    alias_event = state.get(CANONICAL_ALIAS)
+    alias_event = state.get(CANONICAL_ALIAS_KEY)
     if _has_content(alias_event):
         assert alias_event is not None
         new_alias, old_alias_content = split_canonical_alias(
@@ -323,7 +323,7 @@ def plan_upgrade(
                 PlannedDraft(new_state("m.room.member", members[user_id].content, user_id))
             )
 
-    join_rules = state.get(JOIN_RULES)
+    join_rules = state.get(JOIN_RULES_KEY)
     join_rule = join_rules.content.get("join_rule") if join_rules is not None else "invite"
     invite_first = join_rule != "public"
     federates = old_create.content.get("m.federate") is not False
@@ -361,7 +361,7 @@ def plan_upgrade(
                 PlannedDraft(new_state("m.room.member", {"membership": "invite"}, user_id))
             )
 
-    old_pl = state.get(POWER_LEVELS)
+    old_pl = state.get(POWER_LEVELS_KEY)
     old_drafts: list[EventDraft] = []
     if old_alias_content is not None:
         old_drafts.append(

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from homeserver.crypto.canonical_json import canonical_json_text, parse_json
 from homeserver.events.event import Event
+from homeserver.events.state_keys import StateKey
 from homeserver.storage.database import Database, Transaction, placeholders
 from homeserver.storage.device_list_invalidation import (
     joins_before_current_state_update_txn,
@@ -45,7 +46,6 @@ from homeserver.storage.rooms import NewRoom, RoomsStore
 from homeserver.storage.state import (
     STATE_GROUP_HINT,
     StateDelta,
-    StateKey,
     StateStore,
     diff_states,
 )

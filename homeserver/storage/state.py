@@ -38,11 +38,11 @@ from operator import itemgetter
 from typing import Any, Protocol
 
 from homeserver.events.event import Event
+from homeserver.events.state_keys import StateKey
 from homeserver.storage.database import Database, Row, Transaction, placeholders
 from homeserver.storage.errors import UnknownStateGroupError
 from homeserver.storage.events import EventsStore
 
-StateKey = tuple[str, str]
 StateMap = dict[StateKey, str]
 #: a delta: key → new event ID, or None to remove the key.
 StateDelta = Mapping[StateKey, str | None]

@@ -34,12 +34,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
 from homeserver.logging import context as log_context
 from homeserver.storage.errors import DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from homeserver.storage.state import StateGroupWrites
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +142,17 @@ class _Reads:
         return row[0] if row else None
 
 
+@dataclass(slots=True)
+class TransactionContext:
+    """Per-transaction memo of the stores: one typed field per store that needs one."""
+
+    #: the state groups written so far (``storage/state.py``).
+    state_groups: StateGroupWrites | None = None
+    #: the destinations the outbox queued entries for, announced after commit
+    #: (``storage/outbox.py``).
+    queued_destinations: set[str] | None = None
+
+
 class Transaction(_Reads):
     """An open transaction. Engine subclasses implement the four primitives."""
 
@@ -148,8 +162,8 @@ class Transaction(_Reads):
     def __init__(self, name: str) -> None:
         self.name = name
         self._after_commit: list[Callable[[], None]] = []
-        #: per-transaction memo for stores (e.g. state groups written so far), dropped with it.
-        self.scratch: dict[str, Any] = {}
+        #: what stores remember while the transaction lasts, dropped with it.
+        self.context = TransactionContext()
         self._before_commit: list[Callable[[], Awaitable[None]]] = []
 
     async def execute(self, sql: str, *args: Any) -> int:

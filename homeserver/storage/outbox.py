@@ -21,9 +21,6 @@ from homeserver.storage.database import Database, Transaction, placeholders
 
 logger = logging.getLogger(__name__)
 
-#: txn.scratch key: the destinations a transaction queued for, announced after its commit.
-_QUEUED = "outbox.queued_destinations"
-
 OutboxListener = Callable[[set[str]], None]
 
 
@@ -93,10 +90,10 @@ class OutboxStore:
             self._listeners.remove(listener)
 
     def _announce_after_commit(self, txn: Transaction, destinations: Iterable[str]) -> None:
-        queued: set[str] | None = txn.scratch.get(_QUEUED)
+        queued = txn.context.queued_destinations
         if queued is None:
             fresh: set[str] = set()
-            txn.scratch[_QUEUED] = queued = fresh
+            txn.context.queued_destinations = queued = fresh
             txn.call_after_commit(lambda: self._announce(fresh))
         queued.update(destinations)
 

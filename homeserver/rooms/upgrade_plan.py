@@ -285,88 +285,22 @@ def plan_upgrade(
     new_creators = {upgrader}
     if new_version.has_additional_creators:
         new_creators.update(create_content.get("additional_creators", []))
-
-    def new_state(event_type: str, content: dict[str, Any], state_key: str = "") -> EventDraft:
-        return EventDraft(event_type, upgrader, copy.deepcopy(content), state_key=state_key)
-
     members = {sk: e for (t, sk), e in state.items() if t == "m.room.member"}
-    upgrader_member = members.get(upgrader)
-    profile = _profile(upgrader_member)
-    drafts: list[PlannedDraft] = [
-        PlannedDraft(new_state("m.room.member", {"membership": "join", **profile}, upgrader), True)
-    ]
 
-    for event_type in COPIED_STATE_TYPES:
-        event = state.get((event_type, ""))
-        if _has_content(event):
-            assert event is not None
-            drafts.append(PlannedDraft(new_state(event_type, event.content)))
-    old_alias_content: dict[str, Any] | None = None
-    alias_event = state.get(CANONICAL_ALIAS_KEY)
-    if _has_content(alias_event):
-        assert alias_event is not None
-        new_alias, old_alias_content = split_canonical_alias(
-            alias_event.content, policy.server_name
-        )
-        if new_alias is not None:
-            drafts.append(PlannedDraft(new_state("m.room.canonical_alias", new_alias)))
+    drafts = [_upgrader_join(upgrader, members.get(upgrader))]
+    drafts += _copied_state(state, upgrader)
+    new_alias, old_alias = _split_alias(state, policy.server_name)
+    if new_alias is not None:
+        drafts.append(PlannedDraft(_draft(upgrader, "m.room.canonical_alias", new_alias)))
     if old_create.content.get("type") == SPACE_ROOM_TYPE:
-        children = sorted(sk for (t, sk) in state if t == SPACE_CHILD)
-        for child in children:
-            event = state[(SPACE_CHILD, child)]
-            if _has_content(event):
-                drafts.append(PlannedDraft(new_state(SPACE_CHILD, event.content, child)))
-
-    for user_id in sorted(members):
-        if members[user_id].membership == "ban" and user_id != upgrader:
-            drafts.append(
-                PlannedDraft(new_state("m.room.member", members[user_id].content, user_id))
-            )
-
-    join_rules = state.get(JOIN_RULES_KEY)
-    join_rule = join_rules.content.get("join_rule") if join_rules is not None else "invite"
-    invite_first = join_rule != "public"
-    federates = old_create.content.get("m.federate") is not False
-    local_joined: list[str] = []
-    notify_users: list[str] = [upgrader]
-    for user_id in sorted(members):
-        membership = members[user_id].membership
-        is_local = domain_of(user_id) == policy.server_name
-        if user_id == upgrader:
-            local_joined.append(user_id)
-            continue
-        if membership == "join" and is_local:
-            local_joined.append(user_id)
-            notify_users.append(user_id)
-            if not policy.auto_join_local_members:
-                continue
-            moved = _profile(members[user_id])
-            if invite_first:
-                drafts.append(
-                    PlannedDraft(
-                        new_state("m.room.member", {"membership": "invite", **moved}, user_id)
-                    )
-                )
-            join = EventDraft("m.room.member", user_id, {"membership": "join", **moved}, user_id)
-            drafts.append(PlannedDraft(join))
-        elif membership in ("join", "invite") and not is_local:
-            if policy.invite_remote_members and federates:
-                drafts.append(
-                    PlannedDraft(new_state("m.room.member", {"membership": "invite"}, user_id))
-                )
-        elif membership == "invite" and is_local and policy.auto_join_local_members:
-            # A pending invite follows the room (the old one stays, it is the user's to answer).
-            notify_users.append(user_id)
-            drafts.append(
-                PlannedDraft(new_state("m.room.member", {"membership": "invite"}, user_id))
-            )
-
-    old_pl = state.get(POWER_LEVELS_KEY)
+        drafts += _space_children(state, upgrader)
+    drafts += _bans(members, upgrader)
+    moves = _moved_members(state, members, upgrader, policy)
+    drafts += moves.drafts
     old_drafts: list[EventDraft] = []
-    if old_alias_content is not None:
-        old_drafts.append(
-            EventDraft("m.room.canonical_alias", upgrader, old_alias_content, state_key="")
-        )
+    if old_alias is not None:
+        old_drafts.append(EventDraft("m.room.canonical_alias", upgrader, old_alias, state_key=""))
+    old_pl = state.get(POWER_LEVELS_KEY)
     if old_pl is not None:
         pl_content = copy_power_levels(
             old_pl.content,
@@ -375,7 +309,7 @@ def plan_upgrade(
             new_version=new_version,
             new_creators=new_creators if new_version.creators_have_infinite_power else set(),
         )
-        drafts.append(PlannedDraft(new_state("m.room.power_levels", pl_content), True))
+        drafts.append(PlannedDraft(_draft(upgrader, "m.room.power_levels", pl_content), True))
         restricted = restricted_power_levels(snapshot.room_version, old_pl.content)
         if restricted is not None:
             old_drafts.append(EventDraft("m.room.power_levels", upgrader, restricted, state_key=""))
@@ -387,9 +321,119 @@ def plan_upgrade(
         new_room=tuple(drafts),
         old_room=tuple(old_drafts),
         publish=snapshot.is_public,
-        local_members=tuple(local_joined),
-        notify_users=tuple(dict.fromkeys(notify_users)),
+        local_members=tuple(moves.local_joined),
+        notify_users=tuple(dict.fromkeys(moves.notify_users)),
     )
+
+
+def _draft(
+    upgrader: str, event_type: str, content: Mapping[str, Any], state_key: str = ""
+) -> EventDraft:
+    """A state event the upgrader sends into the new room (a copy of ``content``)."""
+    return EventDraft(event_type, upgrader, copy.deepcopy(dict(content)), state_key=state_key)
+
+
+def _upgrader_join(upgrader: str, old_membership: Event | None) -> PlannedDraft:
+    """The upgrader's join, with their old-room profile: required."""
+    content = {"membership": "join", **_profile(old_membership)}
+    return PlannedDraft(_draft(upgrader, "m.room.member", content, upgrader), True)
+
+
+def _copied_state(state: Mapping[StateKey, Event], upgrader: str) -> list[PlannedDraft]:
+    """The state copied verbatim (:data:`COPIED_STATE_TYPES`), in that order; empty contents
+    are left out."""
+    drafts: list[PlannedDraft] = []
+    for event_type in COPIED_STATE_TYPES:
+        event = state.get((event_type, ""))
+        if _has_content(event):
+            assert event is not None
+            drafts.append(PlannedDraft(_draft(upgrader, event_type, event.content)))
+    return drafts
+
+
+def _split_alias(
+    state: Mapping[StateKey, Event], server_name: str
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The canonical alias content for the new room and for the old one after the tombstone
+    (see :func:`split_canonical_alias`); (None, None) when the room has none."""
+    alias_event = state.get(CANONICAL_ALIAS_KEY)
+    if not _has_content(alias_event):
+        return None, None
+    assert alias_event is not None
+    return split_canonical_alias(alias_event.content, server_name)
+
+
+def _space_children(state: Mapping[StateKey, Event], upgrader: str) -> list[PlannedDraft]:
+    """A space's ``m.space.child`` events, by child room ID."""
+    drafts: list[PlannedDraft] = []
+    for child in sorted(sk for (t, sk) in state if t == SPACE_CHILD):
+        event = state[(SPACE_CHILD, child)]
+        if _has_content(event):
+            drafts.append(PlannedDraft(_draft(upgrader, SPACE_CHILD, event.content, child)))
+    return drafts
+
+
+def _bans(members: Mapping[str, Event], upgrader: str) -> list[PlannedDraft]:
+    """The bans, re-issued by the upgrader with their original content."""
+    return [
+        PlannedDraft(_draft(upgrader, "m.room.member", members[user_id].content, user_id))
+        for user_id in sorted(members)
+        if members[user_id].membership == "ban" and user_id != upgrader
+    ]
+
+
+@dataclass(slots=True)
+class _MemberMoves:
+    drafts: list[PlannedDraft]
+    #: local users joined to the old room (the upgrader first).
+    local_joined: list[str]
+    #: local users to wake (the upgrader first; may repeat).
+    notify_users: list[str]
+
+
+def _moved_members(
+    state: Mapping[StateKey, Event],
+    members: Mapping[str, Event],
+    upgrader: str,
+    policy: UpgradePolicy,
+) -> _MemberMoves:
+    """Local joined members joined (invited first unless the room is public), pending local
+    invitees re-invited, remote members invited when the room federates (their servers get
+    the invites through the outbox)."""
+    join_rules = state.get(JOIN_RULES_KEY)
+    join_rule = join_rules.content.get("join_rule") if join_rules is not None else "invite"
+    invite_first = join_rule != "public"
+    federates = state[CREATE_KEY].content.get("m.federate") is not False
+    moves = _MemberMoves([], [], [upgrader])
+    for user_id in sorted(members):
+        membership = members[user_id].membership
+        is_local = domain_of(user_id) == policy.server_name
+        if user_id == upgrader:
+            moves.local_joined.append(user_id)
+            continue
+        if membership == "join" and is_local:
+            moves.local_joined.append(user_id)
+            moves.notify_users.append(user_id)
+            if not policy.auto_join_local_members:
+                continue
+            moved = _profile(members[user_id])
+            if invite_first:
+                invite = _draft(
+                    upgrader, "m.room.member", {"membership": "invite", **moved}, user_id
+                )
+                moves.drafts.append(PlannedDraft(invite))
+            join = EventDraft("m.room.member", user_id, {"membership": "join", **moved}, user_id)
+            moves.drafts.append(PlannedDraft(join))
+        elif membership in ("join", "invite") and not is_local:
+            if policy.invite_remote_members and federates:
+                invite = _draft(upgrader, "m.room.member", {"membership": "invite"}, user_id)
+                moves.drafts.append(PlannedDraft(invite))
+        elif membership == "invite" and is_local and policy.auto_join_local_members:
+            # A pending invite follows the room (the old one stays, it is the user's to answer).
+            moves.notify_users.append(user_id)
+            invite = _draft(upgrader, "m.room.member", {"membership": "invite"}, user_id)
+            moves.drafts.append(PlannedDraft(invite))
+    return moves
 
 
 def _profile(member: Event | None) -> dict[str, str]:

@@ -277,6 +277,7 @@ def plan_upgrade(
     additional_creators: Iterable[str],
     policy: UpgradePolicy,
 ) -> UpgradePlan:
+    """The new room's events and the old room's, in the order of the module docstring."""
     state = snapshot.state
     old_create = state[CREATE_KEY]
     create_content = new_create_content(
@@ -300,19 +301,11 @@ def plan_upgrade(
     old_drafts: list[EventDraft] = []
     if old_alias is not None:
         old_drafts.append(EventDraft("m.room.canonical_alias", upgrader, old_alias, state_key=""))
-    old_pl = state.get(POWER_LEVELS_KEY)
+    new_pl, old_pl = _power_levels(snapshot, upgrader, new_version, new_creators)
+    if new_pl is not None:
+        drafts.append(new_pl)
     if old_pl is not None:
-        pl_content = copy_power_levels(
-            old_pl.content,
-            old_version=snapshot.room_version,
-            old_creators=_creators_of(snapshot.room_version, old_create),
-            new_version=new_version,
-            new_creators=new_creators if new_version.creators_have_infinite_power else set(),
-        )
-        drafts.append(PlannedDraft(_draft(upgrader, "m.room.power_levels", pl_content), True))
-        restricted = restricted_power_levels(snapshot.room_version, old_pl.content)
-        if restricted is not None:
-            old_drafts.append(EventDraft("m.room.power_levels", upgrader, restricted, state_key=""))
+        old_drafts.append(old_pl)
 
     return UpgradePlan(
         upgrader=upgrader,
@@ -324,6 +317,28 @@ def plan_upgrade(
         local_members=tuple(moves.local_joined),
         notify_users=tuple(dict.fromkeys(moves.notify_users)),
     )
+
+
+def _power_levels(
+    snapshot: OldRoomSnapshot, upgrader: str, new_version: RoomVersion, new_creators: set[str]
+) -> tuple[PlannedDraft | None, EventDraft | None]:
+    """The new room's power levels (the old ones adjusted to the target's creators; required),
+    and the old room's restricted ones after the tombstone; None where there is none."""
+    old_pl = snapshot.state.get(POWER_LEVELS_KEY)
+    if old_pl is None:
+        return None, None
+    pl_content = copy_power_levels(
+        old_pl.content,
+        old_version=snapshot.room_version,
+        old_creators=_creators_of(snapshot.room_version, snapshot.state[CREATE_KEY]),
+        new_version=new_version,
+        new_creators=new_creators if new_version.creators_have_infinite_power else set(),
+    )
+    new_pl = PlannedDraft(_draft(upgrader, "m.room.power_levels", pl_content), True)
+    restricted = restricted_power_levels(snapshot.room_version, old_pl.content)
+    if restricted is None:
+        return new_pl, None
+    return new_pl, EventDraft("m.room.power_levels", upgrader, restricted, state_key="")
 
 
 def _draft(

@@ -199,7 +199,7 @@ class Homeserver:
             keyring=self.keyring,
             metrics=self.metrics,
         )
-        # Joins, leaves, invites and queries across servers, both ways (H4).
+        # Joins, leaves, invites and queries across servers, both ways.
         self.resident_membership = ResidentMembership(
             store=store,
             signer=self.signer,
@@ -256,11 +256,11 @@ class Homeserver:
             device_removal=self.accounts.device_removal,
         )
         self.admin_destinations = AdminDestinations(store, self.federation_sender)
-        # To-device messages (H3).
+        # To-device messages, local and across servers.
         self.to_device = ToDeviceService(
             store, self.notifier, config.server_name, clock, limiter=self.ratelimiters.to_device
         )
-        # End-to-end keys across servers: outbound queries, inbound EDUs (H4).
+        # End-to-end keys across servers: outbound queries, inbound EDUs.
         self.remote_keys = RemoteKeys(client=self.federation_client)
         self.e2e_edus = E2EEdus(
             store=store,
@@ -270,11 +270,11 @@ class Homeserver:
             clock_ms=clock,
         )
         self.federation_transactions.edu_handler = self.e2e_edus.on_edus
-        # Remote users' keys from their cached device lists while those are complete (H9).
+        # Remote users' keys from their cached device lists while those are complete.
         self.remote_keys.device_lists = RemoteDeviceListCache(
             store=store, resync=self.e2e_edus.resync_now
         )
-        # End-to-end keys of clients: /keys/* (H2); remote users through self.remote_keys.
+        # End-to-end keys of clients: /keys/*; remote users through self.remote_keys.
         self.e2e_keys = E2EKeysService(
             store,
             server_name=config.server_name,
@@ -462,7 +462,7 @@ async def serve(
         await hs.room_deletion.stop()
         # After the runners: in-flight handlers may still have been making outbound requests.
         await hs.federation_sender.stop()
-        await hs.e2e_edus.stop()  # background device-list resyncs (H4)
+        await hs.e2e_edus.stop()  # background resyncs of remote users' device lists
         await hs.federation_client.close()
     logger.info("stopped")
 

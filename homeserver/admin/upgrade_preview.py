@@ -25,15 +25,19 @@ from homeserver.errors import BadRequest, Codes, MatrixError, NotFound
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
 from homeserver.events.ids import new_room_id
+from homeserver.events.state_keys import (
+    CANONICAL_ALIAS_KEY,
+    CREATE_KEY,
+    MEMBER,
+    POWER_LEVELS,
+    POWER_LEVELS_KEY,
+)
 from homeserver.room_versions import get_room_version
 from homeserver.rooms.events_service import UPGRADE_IN_PROGRESS
 from homeserver.rooms.lifecycle import RoomStatus
 from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.upgrade_build import BuiltUpgrade, UpgradeBuildError, build_upgrade
 from homeserver.rooms.upgrade_plan import (
-    CANONICAL_ALIAS,
-    CREATE,
-    POWER_LEVELS,
     OldRoomSnapshot,
     UpgradePlan,
     plan_upgrade,
@@ -41,8 +45,6 @@ from homeserver.rooms.upgrade_plan import (
 from homeserver.rooms.upgrade_request import UpgradeRefused, parse_upgrade_body
 from homeserver.storage.rooms import RoomRecord
 from homeserver.types import domain_of, room_id_error, user_id_error
-
-MEMBER = "m.room.member"
 
 
 class UpgradePreview:
@@ -117,8 +119,8 @@ class UpgradePreview:
         if not members:
             raise BadRequest("No local user is joined to this room to upgrade it", Codes.BAD_STATE)
         version = get_room_version(room.room_version)
-        create = await state.get_current_state_event(room.room_id, *CREATE)
-        power_levels = await state.get_current_state_event(room.room_id, *POWER_LEVELS)
+        create = await state.get_current_state_event(room.room_id, *CREATE_KEY)
+        power_levels = await state.get_current_state_event(room.room_id, *POWER_LEVELS_KEY)
         return max(
             members,
             key=lambda user: (user_power_level(version, user, create, power_levels), user == admin),
@@ -210,13 +212,13 @@ def describe_upgrade(
         "copied_state": [
             {"type": t, "state_key": sk, "content": e.content}
             for (t, sk), e in new_state.items()
-            if t not in (MEMBER, POWER_LEVELS[0])
+            if t not in (MEMBER, POWER_LEVELS)
         ],
         "power_levels": {
-            "before": _content(snapshot.state.get(POWER_LEVELS)),
-            "new_room": _content(new_state.get(POWER_LEVELS)),
+            "before": _content(snapshot.state.get(POWER_LEVELS_KEY)),
+            "new_room": _content(new_state.get(POWER_LEVELS_KEY)),
             # None: the old room's power levels stay as they are.
-            "old_room_after": _content(old_after.get(POWER_LEVELS)),
+            "old_room_after": _content(old_after.get(POWER_LEVELS_KEY)),
         },
         "members": {
             "joined": members("join", local=True),
@@ -226,8 +228,8 @@ def describe_upgrade(
         },
         "aliases_moved": list(snapshot.local_aliases),
         "canonical_alias": {
-            "new_room": _content(new_state.get(CANONICAL_ALIAS)),
-            "old_room_after": _content(old_after.get(CANONICAL_ALIAS)),
+            "new_room": _content(new_state.get(CANONICAL_ALIAS_KEY)),
+            "old_room_after": _content(old_after.get(CANONICAL_ALIAS_KEY)),
         },
         "directory": {"publish_new_room": plan.publish},
         "member_data_copied_for": list(plan.local_members),

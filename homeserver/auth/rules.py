@@ -34,17 +34,17 @@ from homeserver.auth.power_levels import (
     room_creators,
     user_power_level,
 )
-from homeserver.auth.selection import (
+from homeserver.auth.selection import auth_types_for_event
+from homeserver.crypto.base64 import decode_base64
+from homeserver.crypto.signing import SignatureError, verify_json
+from homeserver.events.event import Event
+from homeserver.events.state_keys import (
     CREATE_KEY,
     JOIN_RULES_KEY,
     POWER_LEVELS_KEY,
     StateKey,
-    auth_types_for_event,
     member_key,
 )
-from homeserver.crypto.base64 import decode_base64
-from homeserver.crypto.signing import SignatureError, verify_json
-from homeserver.events.event import Event
 from homeserver.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.types import is_valid_user_id
 

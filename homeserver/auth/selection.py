@@ -9,21 +9,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from homeserver.events.state_keys import (
+    CREATE_KEY,
+    JOIN_RULES_KEY,
+    POWER_LEVELS_KEY,
+    StateKey,
+    member_key,
+)
 from homeserver.room_versions import RoomVersion
-
-StateKey = tuple[str, str]
-
-CREATE_KEY: StateKey = ("m.room.create", "")
-POWER_LEVELS_KEY: StateKey = ("m.room.power_levels", "")
-JOIN_RULES_KEY: StateKey = ("m.room.join_rules", "")
 
 #: Memberships for which the join rules decide the outcome (knock only exists from v7, but
 #: citing the join rules for a knock in older versions is harmless: the knock is refused anyway).
 _MEMBERSHIPS_NEEDING_JOIN_RULES = frozenset({"join", "invite", "knock"})
-
-
-def member_key(user_id: str) -> StateKey:
-    return ("m.room.member", user_id)
 
 
 def auth_types_for_event(

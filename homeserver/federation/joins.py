@@ -18,12 +18,13 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from homeserver.auth.rules import AuthError, check_auth_rules, check_event_auth
-from homeserver.auth.selection import CREATE_KEY, auth_types_for_event
+from homeserver.auth.selection import auth_types_for_event
 from homeserver.errors import BadRequest, Codes, Forbidden, MatrixError, NotFound
 from homeserver.events.builder import Signer
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
 from homeserver.events.signing import sign_event
+from homeserver.events.state_keys import CREATE_KEY, StateKey
 from homeserver.events.template import template_from_event
 from homeserver.events.validation import EventValidationError
 from homeserver.federation.acl import ACL_EVENT_TYPE, server_allowed_by_acl
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-StateKey = tuple[str, str]
 #: make_join without ``ver``: the joiner only knows version 1 (spec).
 DEFAULT_JOINER_VERSIONS = ("1",)
 

@@ -17,20 +17,18 @@ through the general pipeline instead.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from homeserver.auth.rules import AuthError, check_auth_rules, check_event_auth
-from homeserver.auth.selection import CREATE_KEY, auth_types_for_event
+from homeserver.auth.selection import auth_types_for_event
 from homeserver.events.event import Event
+from homeserver.events.state_keys import CREATE_KEY, StateKey
 from homeserver.federation.pdu_checks import PduRejected
 from homeserver.room_versions import RoomVersion
+from homeserver.storage import Store
 from homeserver.storage.database import Transaction
-from homeserver.storage.state import StateKey, StateMap
-
-if TYPE_CHECKING:
-    from homeserver.federation.received import ReceivedEvents
+from homeserver.storage.state import StateMap
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +65,21 @@ class _Run:
 class LinearRuns:
     """Receives the live PDUs of one room, in order, through runs where it can."""
 
-    def __init__(self, received: ReceivedEvents) -> None:
-        self.received = received
-        self.store = received.store
+    def __init__(
+        self,
+        store: Store,
+        *,
+        room_version_of: Callable[[str], Awaitable[RoomVersion]],
+        process: Callable[[str, Event], Awaitable[None]],
+        after_stored: Callable[[Sequence[Event]], Awaitable[None]],
+    ) -> None:
+        self.store = store
+        #: the version of a room we know (raises ``UnknownRoom`` otherwise).
+        self.room_version_of = room_version_of
+        #: the general pipeline for one PDU (raises ``PduRejected``); the room's lock is held.
+        self.process = process
+        #: what follows a stored run of accepted events (waking /sync, tombstones).
+        self.after_stored = after_stored
 
     async def receive(self, origin: str, events: Sequence[Event]) -> Outcomes:
         """Every event of ``events`` (one room, checked by ``check_pdu``) handled in order.
@@ -78,7 +88,7 @@ class LinearRuns:
         if not events:
             return outcomes
         room_id = events[0].room_id
-        room_version = await self.received.room_version_of(room_id)
+        room_version = await self.room_version_of(room_id)
         present = await self.store.events.get_event_ids_present(e.event_id for e in events)
         run = _Run()
         for event in events:
@@ -96,7 +106,7 @@ class LinearRuns:
 
     async def _general(self, origin: str, event: Event) -> str | None:
         try:
-            await self.received.process(origin, event)
+            await self.process(origin, event)
         except PduRejected as e:
             return e.reason
         return None
@@ -182,9 +192,7 @@ class LinearRuns:
             return
         for event in events:
             outcomes[event.event_id] = None
-        self.received.notifier.notify([room_id])
-        for event in events:
-            await self.received.after_accepted(event)
+        await self.after_stored(events)
 
     async def _persist_txn(
         self, txn: Transaction, events: list[Event], base_group: int | None, root: str | None

@@ -18,6 +18,11 @@ content-hash checks of :mod:`pdu_checks`:
 
 PDUs of one room are processed one at a time (a per-room lock), so prev events, extremities and
 current state are read and written in order.
+
+This module is the pipeline; its jobs live beside it: :mod:`auth_chains` (outliers, auth chains,
+the auth rules against a state), :mod:`received_state` (the state before and after an event,
+forks), :mod:`joined_room` (a room we joined through another server) and :mod:`linear_runs`
+(runs of PDUs that simply extend the room, one transaction each).
 """
 
 from __future__ import annotations
@@ -25,14 +30,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from homeserver.auth.rules import AuthError, check_auth_rules, check_event_auth
-from homeserver.auth.selection import CREATE_KEY, auth_types_for_event
-from homeserver.auth.state_res import resolve_state
+from homeserver.auth.rules import AuthError, check_event_auth
 from homeserver.events.event import Event
+from homeserver.events.state_keys import CREATE_KEY, TOMBSTONE_KEY
+from homeserver.federation.auth_chains import AuthChains, create_event_for
 from homeserver.federation.client import FederationError
+from homeserver.federation.joined_room import JoinedRoomPersister
 from homeserver.federation.linear_runs import LinearRuns
 from homeserver.federation.pdu_checks import (
     EventRejected,
@@ -41,19 +47,18 @@ from homeserver.federation.pdu_checks import (
     UnknownRoom,
     check_pdu,
 )
+from homeserver.federation.received_state import ReceivedState
 from homeserver.federation.remote_fetch import FederationRequester, RemoteEventFetcher
 from homeserver.room_versions import RoomVersion, get_room_version
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
-from homeserver.storage.persist import ResolvedState, StateBefore
-from homeserver.storage.rooms import NewRoom
-from homeserver.storage.state import StateKey, StateMap, diff_states
+from homeserver.storage.persist import StateBefore
+from homeserver.storage.state import StateMap, diff_states
 from homeserver.streams.notifier import Notifier
 
 logger = logging.getLogger(__name__)
 
 TombstoneHook = Callable[[str, Event], Awaitable[None]]
-TOMBSTONE_KEY: StateKey = ("m.room.tombstone", "")
 #: how many times storing a received event re-resolves the current state because local events
 #: kept landing meanwhile, before giving up on it.
 PERSIST_ATTEMPTS = 5
@@ -65,13 +70,6 @@ class _ExtremitiesMoved(Exception):
 
 #: rooms whose version is kept in memory before that cache starts over.
 ROOM_VERSION_CACHE_SIZE = 100_000
-
-
-def _state_after(state_before: Mapping[StateKey, str], event: Event) -> StateMap:
-    state = dict(state_before)
-    if event.is_state() and not event.rejected:
-        state[event.state_tuple] = event.event_id
-    return state
 
 
 class ReceivedEvents:
@@ -91,15 +89,30 @@ class ReceivedEvents:
         self.fetcher = RemoteEventFetcher(client, keyring)
         self.notifier = notifier
         self.clock_ms = clock_ms
-        #: called after a live m.room.tombstone became the room's current tombstone (H4 sets it:
-        #: moving our copy of the room to ``tombstoned``).
+        #: called after a live m.room.tombstone became the room's current tombstone (the
+        #: remote-upgrade handler: it moves our copy of the room to ``tombstoned``).
         self.tombstone_hook: TombstoneHook | None = None
         self._room_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
         #: room versions never change: kept so each PDU does not re-read its room's row.
         self._room_versions: dict[str, RoomVersion] = {}
-        self._runs = LinearRuns(self)
+        self.auth_chains = AuthChains(store, self.fetcher)
+        self.states = ReceivedState(store, self.fetcher, self.auth_chains)
+        self.joined_rooms = JoinedRoomPersister(
+            store=store,
+            keyring=keyring,
+            auth_chains=self.auth_chains,
+            notifier=notifier,
+            clock_ms=clock_ms,
+            room_lock=self.room_lock,
+        )
+        self.runs = LinearRuns(
+            store,
+            room_version_of=self.room_version_of,
+            process=self.process,
+            after_stored=self.after_run_stored,
+        )
 
     def room_lock(self, room_id: str) -> asyncio.Lock:
         """The lock serialising received events of one room (held while one is processed)."""
@@ -138,58 +151,6 @@ class ReceivedEvents:
             room_version, pdu, self.keyring, check_authorising_server=check_authorising_server
         )
 
-    async def persist_outliers(self, room_version: RoomVersion, events: Sequence[Event]) -> None:
-        """Store checked events as outliers, each authorised against its own auth events (those
-        failing are stored rejected; those whose auth events are nowhere to be found are not
-        stored). Events already stored are left as they are."""
-        if not events:
-            return
-        present = await self.store.events.get_event_ids_present(e.event_id for e in events)
-        pending = {e.event_id: e for e in events if e.event_id not in present}
-        needed = {a for e in pending.values() for a in e.auth_event_ids()}
-        if room_version.room_id_is_create_event_hash:
-            # v12 events do not cite the create event, but their auth reads it.
-            needed.update("$" + e.room_id[1:] for e in pending.values())
-        needed -= pending.keys()
-        known: dict[str, Event] = dict(await self.store.events.get_events(needed))
-        ordered: list[Event] = []
-        # Auth events first: each round takes the events whose auth events are all known.
-        while pending:
-            ready = [e for e in pending.values() if all(a in known for a in e.auth_event_ids())]
-            if not ready:
-                logger.info("not storing %d outliers with unknown auth events", len(pending))
-                break
-            for event in sorted(ready, key=lambda e: e.depth):
-                del pending[event.event_id]
-                self._auth_outlier(room_version, event, known)
-                known[event.event_id] = event
-                ordered.append(event)
-        if ordered:
-            for event in ordered:
-                event.internal.outlier = True
-            await self.store.persist_events([(e, None) for e in ordered])
-
-    def _auth_outlier(
-        self, room_version: RoomVersion, event: Event, known: Mapping[str, Event]
-    ) -> None:
-        auth_events = [known[a] for a in event.auth_event_ids() if a in known]
-        create = self._create_event_for(event, auth_events, known)
-        try:
-            check_event_auth(room_version, event, auth_events, create)
-        except AuthError as e:
-            event.internal.rejected_reason = e.reason
-
-    @staticmethod
-    def _create_event_for(
-        event: Event, auth_events: Sequence[Event], known: Mapping[str, Event]
-    ) -> Event | None:
-        for auth_event in auth_events:
-            if auth_event.is_state() and auth_event.state_tuple == CREATE_KEY:
-                return auth_event
-        if event.room_version.room_id_is_create_event_hash:
-            return known.get("$" + event.room_id[1:])
-        return None
-
     async def on_receive_pdu(self, origin: str, event: Event) -> None:
         """The whole pipeline for a live PDU (already through :meth:`check_pdu`). Raises
         :class:`PduRejected` if it was dropped or stored rejected."""
@@ -203,7 +164,7 @@ class ReceivedEvents:
         if not events:
             return {}
         async with self.room_lock(events[0].room_id):
-            return await self._runs.receive(origin, events)
+            return await self.runs.receive(origin, events)
 
     async def process(self, origin: str, event: Event) -> None:
         """The general pipeline for one live PDU; the caller holds the room's lock."""
@@ -221,6 +182,23 @@ class ReceivedEvents:
             == event.event_id
         ):
             await self.tombstone_hook(room_id, event)
+
+    async def after_run_stored(self, events: Sequence[Event]) -> None:
+        """A run of accepted live events of one room was stored: wake /sync, then each
+        event's :meth:`after_accepted`."""
+        self.notifier.notify([events[0].room_id])
+        for event in events:
+            await self.after_accepted(event)
+
+    async def persist_joined_room(
+        self,
+        room_version: RoomVersion,
+        join_event: Event,
+        state: Sequence[Event],
+        auth_chain: Sequence[Event],
+    ) -> None:
+        """After a remote ``send_join``: see :meth:`JoinedRoomPersister.persist_joined_room`."""
+        await self.joined_rooms.persist_joined_room(room_version, join_event, state, auth_chain)
 
     # --- the pipeline ------------------------------------------------------------------------
     async def _process(self, origin: str, event: Event, *, fill_gaps: bool) -> None:
@@ -240,7 +218,7 @@ class ReceivedEvents:
         if fill_gaps and any(p not in groups for p in prevs):
             await self._fill_gap(origin, room_version, event)
             groups = await self.store.state.get_state_group_for_events(prevs)
-        spec, state_before = await self._state_before(origin, room_version, event, groups)
+        spec, state_before = await self.states.state_before(origin, room_version, event, groups)
         await self._authorise(origin, room_version, event, state_before)
         await self._persist(room_version, event, spec, state_before)
         if event.rejected:
@@ -269,90 +247,22 @@ class ReceivedEvents:
             except PduRejected as e:
                 logger.info("gap event %s not accepted: %s", gap_event.event_id, e.reason)
 
-    async def _state_before(
-        self,
-        origin: str,
-        room_version: RoomVersion,
-        event: Event,
-        groups: Mapping[str, int],
-    ) -> tuple[StateBefore, StateMap]:
-        """The state before ``event`` as a persist spec and as a map."""
-        prevs = event.prev_event_ids()
-        known_groups = list(dict.fromkeys(groups[p] for p in prevs if p in groups))
-        missing = [p for p in prevs if p not in groups]
-        if not missing and len(known_groups) == 1:
-            group = known_groups[0]
-            return group, await self.store.state.get_state_group_ids(group)
-        state_sets = [await self.store.state.get_state_group_ids(g) for g in known_groups]
-        for prev_id in missing:
-            state_sets.append(
-                await self._state_after_remote_prev(origin, room_version, event, prev_id)
-            )
-        resolved = await resolve_state(room_version, state_sets, self._fetch_events)
-        base = known_groups[0] if known_groups else None
-        return ResolvedState(resolved, base_group=base), resolved
-
-    async def _fetch_events(self, event_ids: Collection[str]) -> Mapping[str, Event]:
-        return await self.store.events.get_events(event_ids)
-
-    async def _state_after_remote_prev(
-        self, origin: str, room_version: RoomVersion, event: Event, prev_id: str
-    ) -> StateMap:
-        """The state after a prev event we lack, from ``origin`` (its events stored as outliers)."""
-        room_id = event.room_id
-        try:
-            state_ids, auth_ids = await self.fetcher.get_state_ids(origin, room_id, prev_id)
-            wanted = set(state_ids) | set(auth_ids) | {prev_id}
-            lacking = wanted - await self.store.events.get_event_ids_present(wanted)
-            fetched = await self.fetcher.get_events(origin, room_version, room_id, prev_id, lacking)
-        except FederationError as e:
-            raise PduRejected(f"could not get the state at prev event {prev_id}: {e}") from None
-        await self.persist_outliers(room_version, fetched)
-        loaded = await self.store.events.get_events(set(state_ids) | {prev_id})
-        if prev_id not in loaded:
-            raise PduRejected(f"could not get prev event {prev_id}")
-        state: StateMap = {}
-        for event_id in state_ids:
-            state_event = loaded.get(event_id)
-            if state_event is None or not state_event.is_state():
-                raise PduRejected(f"could not get state event {event_id} at {prev_id}")
-            if not state_event.rejected:
-                state[state_event.state_tuple] = event_id
-        return _state_after(state, loaded[prev_id])
-
-    async def _auth_events_of(
-        self, origin: str, room_version: RoomVersion, event: Event
-    ) -> dict[str, Event]:
-        wanted = event.auth_event_ids()
-        found = await self.store.events.get_events(wanted)
-        if all(a in found for a in wanted):
-            return dict(found)
-        try:
-            chain = await self.fetcher.get_auth_chain(
-                origin, room_version, event.room_id, event.event_id
-            )
-        except FederationError as e:
-            logger.info("event_auth for %s from %s failed: %s", event.event_id, origin, e)
-            chain = []
-        await self.persist_outliers(room_version, chain)
-        return dict(await self.store.events.get_events(wanted))
-
     async def _authorise(
         self, origin: str, room_version: RoomVersion, event: Event, state_before: StateMap
     ) -> None:
         """Steps 4-6: sets ``rejected_reason`` or ``soft_failed`` on ``event``."""
         if event.rejected:  # refused by the format check already (soft size limits)
             return
-        auth_by_id = await self._auth_events_of(origin, room_version, event)
+        auth_by_id = await self.auth_chains.auth_events_of(origin, room_version, event)
         auth_events = [auth_by_id[a] for a in event.auth_event_ids() if a in auth_by_id]
-        create = self._create_event_for(event, auth_events, auth_by_id)
+        create = create_event_for(event, auth_events, auth_by_id)
         if create is None and CREATE_KEY in state_before:
             create = (await self.store.events.get_events([state_before[CREATE_KEY]])).get(
                 state_before[CREATE_KEY]
             )
         try:
             check_event_auth(room_version, event, auth_events, create)
-            await self._check_against(room_version, event, state_before)
+            await self.auth_chains.check_against(room_version, event, state_before)
         except AuthError as e:
             logger.info("rejecting %s: %s", event.event_id, e.reason)
             event.internal.rejected_reason = e.reason
@@ -362,24 +272,10 @@ class ReceivedEvents:
             return  # the state before it is the current state
         current = await self.store.state.get_current_state_ids(event.room_id)
         try:
-            await self._check_against(room_version, event, current)
+            await self.auth_chains.check_against(room_version, event, current)
         except AuthError as e:
             logger.info("soft-failing %s: %s", event.event_id, e.reason)
             event.internal.soft_failed = True
-
-    async def _check_against(
-        self, room_version: RoomVersion, event: Event, state: Mapping[StateKey, str]
-    ) -> None:
-        """The auth rules for ``event`` with its auth events taken from ``state``."""
-        keys = [
-            CREATE_KEY,
-            *auth_types_for_event(
-                room_version, event.type, event.sender, event.state_key, event.content
-            ),
-        ]
-        ids = {state[k] for k in keys if k in state}
-        events = await self.store.events.get_events(ids)
-        check_auth_rules(room_version, event, {e.state_tuple: e for e in events.values()})
 
     async def _persist(
         self, room_version: RoomVersion, event: Event, spec: StateBefore, state_before: StateMap
@@ -389,7 +285,7 @@ class ReceivedEvents:
             # The current state at a fork is resolved outside the write transaction; a local
             # event landing meanwhile changes the extremities, and then it is resolved again.
             seen = await self.store.events.get_forward_extremities(room_id)
-            current_group = await self._resolved_current_state(
+            current_group = await self.states.resolved_current_state(
                 room_version, event, state_before, seen.event_ids
             )
             try:
@@ -436,105 +332,3 @@ class ReceivedEvents:
                     txn, room_id, base, diff_states(base_state, state)
                 )
         await self.store.persist_events_txn(txn, [(event, spec)], None, group)
-
-    async def _resolved_current_state(
-        self,
-        room_version: RoomVersion,
-        event: Event,
-        state_before: StateMap,
-        extremities: Sequence[str],
-    ) -> tuple[int | None, StateMap] | None:
-        """When accepting ``event`` leaves the room with several forward extremities (given the
-        room's ``extremities`` now), the resolution of the states at all of them (and the group
-        to store it against); None when the event's own state after becomes the current state."""
-        if event.rejected or event.internal.soft_failed:
-            return None
-        others = [e for e in extremities if e not in set(event.prev_event_ids())]
-        if not others:
-            return None
-        groups = await self.store.state.get_state_group_for_events(others)
-        state_sets = [_state_after(state_before, event)]
-        for group in dict.fromkeys(groups.values()):
-            state_sets.append(await self.store.state.get_state_group_ids(group))
-        new_event = {event.event_id: event}
-
-        async def fetch(ids: Collection[str]) -> Mapping[str, Event]:
-            found = dict(await self.store.events.get_events([i for i in ids if i not in new_event]))
-            found.update({i: new_event[i] for i in ids if i in new_event})
-            return found
-
-        resolved = await resolve_state(room_version, state_sets, fetch)
-        base = await self.store.state.get_current_state_group(event.room_id)
-        return base, resolved
-
-    # --- joining a room hosted elsewhere -------------------------------------------------------
-    async def _persist_join_txn(
-        self, txn: Transaction, join_event: Event, state: StateMap, new_room: NewRoom | None
-    ) -> None:
-        if new_room is None:
-            # A rejoin: our old extremities are from before we left and the resident's state
-            # has moved on; building our next events on them would fork the room for nothing.
-            await self.store.persister.lock_rooms_txn(txn, [join_event.room_id])
-            await self.store.persister.forget_forward_extremities_txn(txn, join_event.room_id)
-        await self.store.persist_events_txn(
-            txn, [(join_event, ResolvedState(state))], new_room=new_room
-        )
-
-    async def persist_joined_room(
-        self,
-        room_version: RoomVersion,
-        join_event: Event,
-        state: Sequence[Event],
-        auth_chain: Sequence[Event],
-    ) -> None:
-        """After a remote ``send_join``: check the auth chain and state (signatures, hashes,
-        auth) and store them as outliers, create the room's row if we have none, and persist
-        our join with that state as its state before. Raises :class:`PduRejected` if the state
-        is unusable or the join does not pass the auth rules against it."""
-        room_id = join_event.room_id
-        async with self.room_lock(room_id):
-            checked: dict[str, Event] = {}
-            for event in [*auth_chain, *state]:
-                if event.event_id in checked:
-                    continue
-                try:
-                    ok = await check_pdu(room_version, event.pdu, self.keyring)
-                except PduRejected as e:
-                    logger.info("send_join: dropping %s: %s", event.event_id, e.reason)
-                    continue
-                if ok.room_id == room_id:
-                    checked[ok.event_id] = ok
-            await self.persist_outliers(room_version, list(checked.values()))
-            state_ids = {e.event_id for e in state}
-            stored = await self.store.events.get_events(state_ids)
-            state_map: StateMap = {
-                e.state_tuple: e.event_id
-                for e in stored.values()
-                if e.is_state() and not e.rejected and e.room_id == room_id
-            }
-            create_id = state_map.get(CREATE_KEY)
-            create = stored.get(create_id) if create_id else None
-            if create is None:
-                raise PduRejected("send_join: the room state has no usable m.room.create")
-            try:
-                await self._check_against(room_version, join_event, state_map)
-            except AuthError as e:
-                raise EventRejected(f"our join does not pass the auth rules: {e.reason}") from None
-            room = await self.store.rooms.get_room(room_id)
-            new_room = None
-            if room is None:
-                creator = (
-                    create.sender
-                    if room_version.implicit_room_creator
-                    else create.content.get("creator")
-                )
-                new_room = NewRoom(
-                    room_id=room_id,
-                    room_version=room_version.identifier,
-                    creator=creator if isinstance(creator, str) else create.sender,
-                    created_ts=self.clock_ms(),
-                )
-            await self.store.db.run_in_transaction(
-                "persist_joined_room", self._persist_join_txn, join_event, state_map, new_room
-            )
-        self.notifier.notify([room_id])

@@ -24,7 +24,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from homeserver.auth.rules import AuthError, check_auth_rules
-from homeserver.auth.selection import CREATE_KEY
 from homeserver.crypto.base64 import encode_base64
 from homeserver.errors import BadRequest, Codes, Forbidden, MatrixError, NotFound
 from homeserver.events.builder import Signer
@@ -32,6 +31,7 @@ from homeserver.events.event import Event
 from homeserver.events.hashes import add_content_hash, compute_reference_hash
 from homeserver.events.ids import new_opaque_event_id
 from homeserver.events.signing import sign_event
+from homeserver.events.state_keys import CREATE_KEY
 from homeserver.events.template import BadTemplate, check_template, event_from_template
 from homeserver.federation.client import (
     FederationClient,

@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from homeserver.auth.rules import check_auth_rules
-from homeserver.auth.selection import CREATE_KEY, auth_types_for_event
+from homeserver.auth.selection import auth_types_for_event
 from homeserver.events.builder import Signer, assemble_event, choose_prev_events
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
+from homeserver.events.state_keys import CREATE_KEY
 from homeserver.room_versions import RoomVersion
 
 StateKey = tuple[str, str]

@@ -21,6 +21,7 @@ from homeserver.auth.power_levels import named_power_level, user_power_level
 from homeserver.errors import BadRequest, Codes, Forbidden, NotFound
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
+from homeserver.events.state_keys import CREATE_KEY, POWER_LEVELS_KEY
 from homeserver.ratelimit import RateLimiters
 from homeserver.rooms.client_errors import check_content, client_event_errors
 from homeserver.rooms.lifecycle import Actor, RoomStatus, transition
@@ -35,8 +36,6 @@ from homeserver.visibility.client import check_read_access
 
 MAX_TXN_ID_LENGTH = 255
 UPGRADE_IN_PROGRESS = "An upgrade for this room is currently in progress"
-_CREATE = ("m.room.create", "")
-_POWER_LEVELS = ("m.room.power_levels", "")
 
 
 def check_room_id(room_id: str) -> None:
@@ -257,11 +256,11 @@ class RoomEventsService:
         if target.sender == draft.sender:
             return target
         ids = await self.store.room_use.get_current_state_ids_txn(
-            txn, room.room_id, [_CREATE, _POWER_LEVELS]
+            txn, room.room_id, [CREATE_KEY, POWER_LEVELS_KEY]
         )
         state = await self.store.events.get_events(ids.values(), txn=txn)
-        create = state.get(ids.get(_CREATE, ""))
-        power_levels = state.get(ids.get(_POWER_LEVELS, ""))
+        create = state.get(ids.get(CREATE_KEY, ""))
+        power_levels = state.get(ids.get(POWER_LEVELS_KEY, ""))
         version = target.room_version
         power = user_power_level(version, draft.sender, create, power_levels)
         if power < named_power_level(version, "redact", power_levels):

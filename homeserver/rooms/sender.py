@@ -12,11 +12,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from homeserver.auth.selection import CREATE_KEY, auth_types_for_event
+from homeserver.auth.selection import auth_types_for_event
 from homeserver.errors import NotFound
 from homeserver.events.builder import Signer
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
+from homeserver.events.state_keys import CREATE_KEY, StateKey
 from homeserver.room_versions import RoomVersion, get_room_version
 from homeserver.rooms.event_builder import build_event
 from homeserver.storage import Store
@@ -24,8 +25,6 @@ from homeserver.storage.database import Transaction
 from homeserver.storage.rooms import RoomRecord
 from homeserver.streams.fanout import enqueue_events_txn
 from homeserver.streams.notifier import Notifier
-
-StateKey = tuple[str, str]
 
 
 def now_ms() -> int:

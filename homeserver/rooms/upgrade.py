@@ -43,6 +43,14 @@ from homeserver.errors import (
 )
 from homeserver.events.builder import Signer
 from homeserver.events.ids import new_room_id
+from homeserver.events.state_keys import (
+    CANONICAL_ALIAS,
+    CREATE,
+    CREATE_KEY,
+    MEMBER,
+    POWER_LEVELS,
+    POWER_LEVELS_KEY,
+)
 from homeserver.faults import fault_point
 from homeserver.ratelimit import TokenBucketLimiter
 from homeserver.room_versions import get_room_version
@@ -53,10 +61,7 @@ from homeserver.rooms.lifecycle import Actor, RoomStatus, transition
 from homeserver.rooms.upgrade_build import BuiltUpgrade, build_upgrade
 from homeserver.rooms.upgrade_lock import Lease, UpgradeLocks, holds
 from homeserver.rooms.upgrade_plan import (
-    CANONICAL_ALIAS,
     COPIED_STATE_TYPES,
-    CREATE,
-    POWER_LEVELS,
     SPACE_CHILD,
     OldRoomSnapshot,
     UpgradePlan,
@@ -85,8 +90,7 @@ logger = logging.getLogger(__name__)
 MAX_LOCK_ROUNDS = 5
 #: The state types a snapshot reads (besides memberships).
 SNAPSHOT_TYPES = frozenset(
-    {CREATE[0], POWER_LEVELS[0], CANONICAL_ALIAS[0], SPACE_CHILD, "m.room.member"}
-    | set(COPIED_STATE_TYPES)
+    {CREATE, POWER_LEVELS, CANONICAL_ALIAS, SPACE_CHILD, MEMBER} | set(COPIED_STATE_TYPES)
 )
 
 
@@ -160,8 +164,8 @@ class RoomUpgradeService:
         member = await state.get_current_state_event(room_id, "m.room.member", user_id)
         if member is None or member.membership != "join":
             raise UpgradeRefused("forbidden", Forbidden(f"User {user_id} not in room {room_id}"))
-        create = await state.get_current_state_event(room_id, *CREATE)
-        power_levels = await state.get_current_state_event(room_id, *POWER_LEVELS)
+        create = await state.get_current_state_event(room_id, *CREATE_KEY)
+        power_levels = await state.get_current_state_event(room_id, *POWER_LEVELS_KEY)
         level = user_power_level(version, user_id, create, power_levels)
         needed = required_power_level(version, "m.room.tombstone", True, power_levels)
         if level < needed:
@@ -305,24 +309,52 @@ class RoomUpgradeService:
         plan: UpgradePlan,
         built: BuiltUpgrade,
     ) -> BuiltUpgrade:
-        old_room_id, store = snapshot.room_id, self.store
-        await store.persister.lock_rooms_txn(txn, [old_room_id])
-        row = await store.upgrades.get_lock_row_txn(txn, old_room_id)
+        """The whole upgrade in one transaction: both rooms' events, the outbox, aliases,
+        directory, member data, the upgrade record and the old room's status."""
+        old_room_id = snapshot.room_id
+        await self._check_still_planned_txn(txn, lease, snapshot)
+        built = await self._follow_new_messages_txn(txn, snapshot, plan, built)
+        now = await self._persist_new_room_txn(txn, plan, built)
+        await self._persist_old_room_txn(txn, snapshot, built)
+        await self._move_room_data_txn(txn, old_room_id, plan, built)
+        await self._tombstone_old_room_txn(txn, old_room_id, plan, built.new_room_id, now)
+        fault_point("upgrade.committing")
+        return built
+
+    async def _check_still_planned_txn(
+        self, txn: Transaction, lease: Lease, snapshot: OldRoomSnapshot
+    ) -> None:
+        """Lock the old room; we still hold the upgrade lock and its state is the snapshot's
+        (else :class:`LockLost` / :class:`StateConflict`: plan again)."""
+        old_room_id = snapshot.room_id
+        await self.store.persister.lock_rooms_txn(txn, [old_room_id])
+        row = await self.store.upgrades.get_lock_row_txn(txn, old_room_id)
         if row is None or not holds(row, lease):
             raise LockLost(old_room_id)
         if row.current_state_group != snapshot.state_group:
             raise StateConflict(old_room_id)
-        extremities = await store.events.get_forward_extremities(old_room_id, txn=txn)
-        if frozenset(extremities.event_ids) != built.old_extremity_ids:
-            # Messages (not state) arrived since the build: the plan stands, but the
-            # tombstone must follow them, so build again on the current extremities.
-            prev = await store.events.get_events(extremities.event_ids, txn=txn)
-            built = self._build(plan, snapshot, extremities=list(prev.values()))
+
+    async def _follow_new_messages_txn(
+        self, txn: Transaction, snapshot: OldRoomSnapshot, plan: UpgradePlan, built: BuiltUpgrade
+    ) -> BuiltUpgrade:
+        """``built``, or built again on the old room's current extremities if messages (not
+        state) arrived since: the plan stands, but the tombstone must follow them."""
+        events = self.store.events
+        extremities = await events.get_forward_extremities(snapshot.room_id, txn=txn)
+        if frozenset(extremities.event_ids) == built.old_extremity_ids:
+            return built
+        prev = await events.get_events(extremities.event_ids, txn=txn)
+        return self._build(plan, snapshot, extremities=list(prev.values()))
+
+    async def _persist_new_room_txn(
+        self, txn: Transaction, plan: UpgradePlan, built: BuiltUpgrade
+    ) -> int:
+        """Create the new room with its events; the create event's timestamp (the upgrade's
+        time). A room ID already taken raises :class:`RoomIdCollision` (plan again)."""
         new_room_id_ = built.new_room_id
         if await room_exists_txn(txn, new_room_id_):
             raise RoomIdCollision(new_room_id_)
-        create = built.new_events[0]
-        now = create.origin_server_ts
+        now = built.new_events[0].origin_server_ts
         new_room = NewRoom(
             new_room_id_,
             plan.new_version.identifier,
@@ -331,32 +363,49 @@ class RoomUpgradeService:
             is_public=plan.publish,
         )
         try:
-            await store.persist_events_txn(
+            await self.store.persist_events_txn(
                 txn, [(e, None) for e in built.new_events], new_room=new_room
             )
         except (sqlite3.IntegrityError, asyncpg.UniqueViolationError):
             raise RoomIdCollision(new_room_id_) from None
+        return now
+
+    async def _persist_old_room_txn(
+        self, txn: Transaction, snapshot: OldRoomSnapshot, built: BuiltUpgrade
+    ) -> None:
+        """The tombstone (on the snapshot's state) and what follows it in the old room; they
+        reach the old room's other servers through the outbox."""
         old_batch = [(built.old_events[0], snapshot.state_group)]
         old_batch += [(e, None) for e in built.old_events[1:]]
-        await store.persist_events_txn(txn, old_batch)
-        # The tombstone and the restricted power levels reach the old room's other servers.
-        await enqueue_events_txn(txn, store, built.old_events, our_server=self.server_name)
+        await self.store.persist_events_txn(txn, old_batch)
+        await enqueue_events_txn(txn, self.store, built.old_events, our_server=self.server_name)
+
+    async def _move_room_data_txn(
+        self, txn: Transaction, old_room_id: str, plan: UpgradePlan, built: BuiltUpgrade
+    ) -> None:
+        """What follows the room: local aliases, the directory entry, members' tags and push
+        rules, and the remote members' invites (to the outbox, as createRoom)."""
+        store, new_room_id_ = self.store, built.new_room_id
         await store.aliases.move_aliases_txn(txn, old_room_id, new_room_id_)
         if plan.publish:
             await store.rooms.set_public_txn(txn, old_room_id, False)
         await store.upgrades.copy_member_data_txn(
             txn, old_room_id, new_room_id_, plan.local_members
         )
-        # Remote members' invites go to the federation outbox with the room (as createRoom).
         await enqueue_remote_invites_txn(txn, store, built.new_events, our_server=self.server_name)
-        await store.upgrades.record_upgrade_txn(
+
+    async def _tombstone_old_room_txn(
+        self, txn: Transaction, old_room_id: str, plan: UpgradePlan, new_room_id_: str, now: int
+    ) -> None:
+        """Record the upgrade and move the old room from upgrading to tombstoned."""
+        await self.store.upgrades.record_upgrade_txn(
             txn,
             UpgradeRecord(
                 old_room_id, new_room_id_, plan.upgrader, plan.new_version.identifier, now
             ),
         )
         transition(RoomStatus.UPGRADING, RoomStatus.TOMBSTONED, Actor.SYSTEM)
-        moved = await store.rooms.transition_txn(
+        moved = await self.store.rooms.transition_txn(
             txn,
             old_room_id,
             RoomStatus.UPGRADING,
@@ -368,8 +417,6 @@ class RoomUpgradeService:
         )
         if not moved:  # cannot happen under the row lock with our lease checked
             raise LockLost(old_room_id)
-        fault_point("upgrade.committing")
-        return built
 
     async def _after_commit(self, lease: Lease, plan: UpgradePlan, built: BuiltUpgrade) -> None:
         self.notifier.notify([lease.room_id, built.new_room_id], plan.notify_users)

@@ -34,15 +34,15 @@ from typing import Any
 from homeserver.auth.power_levels import DEFAULT_LEVELS, NAMED_LEVELS, parse_power_level
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
+from homeserver.events.state_keys import (
+    CANONICAL_ALIAS_KEY,
+    CREATE_KEY,
+    JOIN_RULES_KEY,
+    POWER_LEVELS_KEY,
+    StateKey,
+)
 from homeserver.room_versions import RoomVersion
 from homeserver.types import domain_of
-
-StateKey = tuple[str, str]
-
-CREATE = ("m.room.create", "")
-POWER_LEVELS = ("m.room.power_levels", "")
-JOIN_RULES = ("m.room.join_rules", "")
-CANONICAL_ALIAS = ("m.room.canonical_alias", "")
 
 TOMBSTONE_BODY = "This room has been replaced"
 #: The level v12 room creation gives ``m.room.tombstone``; an upgrade into v12 raises it to this
@@ -277,108 +277,35 @@ def plan_upgrade(
     additional_creators: Iterable[str],
     policy: UpgradePolicy,
 ) -> UpgradePlan:
+    """The new room's events and the old room's, in the order of the module docstring."""
     state = snapshot.state
-    old_create = state[CREATE]
+    old_create = state[CREATE_KEY]
     create_content = new_create_content(
         old_create, snapshot.room_id, new_version, upgrader, additional_creators
     )
     new_creators = {upgrader}
     if new_version.has_additional_creators:
         new_creators.update(create_content.get("additional_creators", []))
-
-    def new_state(event_type: str, content: dict[str, Any], state_key: str = "") -> EventDraft:
-        return EventDraft(event_type, upgrader, copy.deepcopy(content), state_key=state_key)
-
     members = {sk: e for (t, sk), e in state.items() if t == "m.room.member"}
-    upgrader_member = members.get(upgrader)
-    profile = _profile(upgrader_member)
-    drafts: list[PlannedDraft] = [
-        PlannedDraft(new_state("m.room.member", {"membership": "join", **profile}, upgrader), True)
-    ]
 
-    for event_type in COPIED_STATE_TYPES:
-        event = state.get((event_type, ""))
-        if _has_content(event):
-            assert event is not None
-            drafts.append(PlannedDraft(new_state(event_type, event.content)))
-    old_alias_content: dict[str, Any] | None = None
-    alias_event = state.get(CANONICAL_ALIAS)
-    if _has_content(alias_event):
-        assert alias_event is not None
-        new_alias, old_alias_content = split_canonical_alias(
-            alias_event.content, policy.server_name
-        )
-        if new_alias is not None:
-            drafts.append(PlannedDraft(new_state("m.room.canonical_alias", new_alias)))
+    drafts = [_upgrader_join(upgrader, members.get(upgrader))]
+    drafts += _copied_state(state, upgrader)
+    new_alias, old_alias = _split_alias(state, policy.server_name)
+    if new_alias is not None:
+        drafts.append(PlannedDraft(_draft(upgrader, "m.room.canonical_alias", new_alias)))
     if old_create.content.get("type") == SPACE_ROOM_TYPE:
-        children = sorted(sk for (t, sk) in state if t == SPACE_CHILD)
-        for child in children:
-            event = state[(SPACE_CHILD, child)]
-            if _has_content(event):
-                drafts.append(PlannedDraft(new_state(SPACE_CHILD, event.content, child)))
-
-    for user_id in sorted(members):
-        if members[user_id].membership == "ban" and user_id != upgrader:
-            drafts.append(
-                PlannedDraft(new_state("m.room.member", members[user_id].content, user_id))
-            )
-
-    join_rules = state.get(JOIN_RULES)
-    join_rule = join_rules.content.get("join_rule") if join_rules is not None else "invite"
-    invite_first = join_rule != "public"
-    federates = old_create.content.get("m.federate") is not False
-    local_joined: list[str] = []
-    notify_users: list[str] = [upgrader]
-    for user_id in sorted(members):
-        membership = members[user_id].membership
-        is_local = domain_of(user_id) == policy.server_name
-        if user_id == upgrader:
-            local_joined.append(user_id)
-            continue
-        if membership == "join" and is_local:
-            local_joined.append(user_id)
-            notify_users.append(user_id)
-            if not policy.auto_join_local_members:
-                continue
-            moved = _profile(members[user_id])
-            if invite_first:
-                drafts.append(
-                    PlannedDraft(
-                        new_state("m.room.member", {"membership": "invite", **moved}, user_id)
-                    )
-                )
-            join = EventDraft("m.room.member", user_id, {"membership": "join", **moved}, user_id)
-            drafts.append(PlannedDraft(join))
-        elif membership in ("join", "invite") and not is_local:
-            if policy.invite_remote_members and federates:
-                drafts.append(
-                    PlannedDraft(new_state("m.room.member", {"membership": "invite"}, user_id))
-                )
-        elif membership == "invite" and is_local and policy.auto_join_local_members:
-            # A pending invite follows the room (the old one stays, it is the user's to answer).
-            notify_users.append(user_id)
-            drafts.append(
-                PlannedDraft(new_state("m.room.member", {"membership": "invite"}, user_id))
-            )
-
-    old_pl = state.get(POWER_LEVELS)
+        drafts += _space_children(state, upgrader)
+    drafts += _bans(members, upgrader)
+    moves = _moved_members(state, members, upgrader, policy)
+    drafts += moves.drafts
     old_drafts: list[EventDraft] = []
-    if old_alias_content is not None:
-        old_drafts.append(
-            EventDraft("m.room.canonical_alias", upgrader, old_alias_content, state_key="")
-        )
+    if old_alias is not None:
+        old_drafts.append(EventDraft("m.room.canonical_alias", upgrader, old_alias, state_key=""))
+    new_pl, old_pl = _power_levels(snapshot, upgrader, new_version, new_creators)
+    if new_pl is not None:
+        drafts.append(new_pl)
     if old_pl is not None:
-        pl_content = copy_power_levels(
-            old_pl.content,
-            old_version=snapshot.room_version,
-            old_creators=_creators_of(snapshot.room_version, old_create),
-            new_version=new_version,
-            new_creators=new_creators if new_version.creators_have_infinite_power else set(),
-        )
-        drafts.append(PlannedDraft(new_state("m.room.power_levels", pl_content), True))
-        restricted = restricted_power_levels(snapshot.room_version, old_pl.content)
-        if restricted is not None:
-            old_drafts.append(EventDraft("m.room.power_levels", upgrader, restricted, state_key=""))
+        old_drafts.append(old_pl)
 
     return UpgradePlan(
         upgrader=upgrader,
@@ -387,9 +314,141 @@ def plan_upgrade(
         new_room=tuple(drafts),
         old_room=tuple(old_drafts),
         publish=snapshot.is_public,
-        local_members=tuple(local_joined),
-        notify_users=tuple(dict.fromkeys(notify_users)),
+        local_members=tuple(moves.local_joined),
+        notify_users=tuple(dict.fromkeys(moves.notify_users)),
     )
+
+
+def _power_levels(
+    snapshot: OldRoomSnapshot, upgrader: str, new_version: RoomVersion, new_creators: set[str]
+) -> tuple[PlannedDraft | None, EventDraft | None]:
+    """The new room's power levels (the old ones adjusted to the target's creators; required),
+    and the old room's restricted ones after the tombstone; None where there is none."""
+    old_pl = snapshot.state.get(POWER_LEVELS_KEY)
+    if old_pl is None:
+        return None, None
+    pl_content = copy_power_levels(
+        old_pl.content,
+        old_version=snapshot.room_version,
+        old_creators=_creators_of(snapshot.room_version, snapshot.state[CREATE_KEY]),
+        new_version=new_version,
+        new_creators=new_creators if new_version.creators_have_infinite_power else set(),
+    )
+    new_pl = PlannedDraft(_draft(upgrader, "m.room.power_levels", pl_content), True)
+    restricted = restricted_power_levels(snapshot.room_version, old_pl.content)
+    if restricted is None:
+        return new_pl, None
+    return new_pl, EventDraft("m.room.power_levels", upgrader, restricted, state_key="")
+
+
+def _draft(
+    upgrader: str, event_type: str, content: Mapping[str, Any], state_key: str = ""
+) -> EventDraft:
+    """A state event the upgrader sends into the new room (a copy of ``content``)."""
+    return EventDraft(event_type, upgrader, copy.deepcopy(dict(content)), state_key=state_key)
+
+
+def _upgrader_join(upgrader: str, old_membership: Event | None) -> PlannedDraft:
+    """The upgrader's join, with their old-room profile: required."""
+    content = {"membership": "join", **_profile(old_membership)}
+    return PlannedDraft(_draft(upgrader, "m.room.member", content, upgrader), True)
+
+
+def _copied_state(state: Mapping[StateKey, Event], upgrader: str) -> list[PlannedDraft]:
+    """The state copied verbatim (:data:`COPIED_STATE_TYPES`), in that order; empty contents
+    are left out."""
+    drafts: list[PlannedDraft] = []
+    for event_type in COPIED_STATE_TYPES:
+        event = state.get((event_type, ""))
+        if _has_content(event):
+            assert event is not None
+            drafts.append(PlannedDraft(_draft(upgrader, event_type, event.content)))
+    return drafts
+
+
+def _split_alias(
+    state: Mapping[StateKey, Event], server_name: str
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The canonical alias content for the new room and for the old one after the tombstone
+    (see :func:`split_canonical_alias`); (None, None) when the room has none."""
+    alias_event = state.get(CANONICAL_ALIAS_KEY)
+    if not _has_content(alias_event):
+        return None, None
+    assert alias_event is not None
+    return split_canonical_alias(alias_event.content, server_name)
+
+
+def _space_children(state: Mapping[StateKey, Event], upgrader: str) -> list[PlannedDraft]:
+    """A space's ``m.space.child`` events, by child room ID."""
+    drafts: list[PlannedDraft] = []
+    for child in sorted(sk for (t, sk) in state if t == SPACE_CHILD):
+        event = state[(SPACE_CHILD, child)]
+        if _has_content(event):
+            drafts.append(PlannedDraft(_draft(upgrader, SPACE_CHILD, event.content, child)))
+    return drafts
+
+
+def _bans(members: Mapping[str, Event], upgrader: str) -> list[PlannedDraft]:
+    """The bans, re-issued by the upgrader with their original content."""
+    return [
+        PlannedDraft(_draft(upgrader, "m.room.member", members[user_id].content, user_id))
+        for user_id in sorted(members)
+        if members[user_id].membership == "ban" and user_id != upgrader
+    ]
+
+
+@dataclass(slots=True)
+class _MemberMoves:
+    drafts: list[PlannedDraft]
+    #: local users joined to the old room (the upgrader first).
+    local_joined: list[str]
+    #: local users to wake (the upgrader first; may repeat).
+    notify_users: list[str]
+
+
+def _moved_members(
+    state: Mapping[StateKey, Event],
+    members: Mapping[str, Event],
+    upgrader: str,
+    policy: UpgradePolicy,
+) -> _MemberMoves:
+    """Local joined members joined (invited first unless the room is public), pending local
+    invitees re-invited, remote members invited when the room federates (their servers get
+    the invites through the outbox)."""
+    join_rules = state.get(JOIN_RULES_KEY)
+    join_rule = join_rules.content.get("join_rule") if join_rules is not None else "invite"
+    invite_first = join_rule != "public"
+    federates = state[CREATE_KEY].content.get("m.federate") is not False
+    moves = _MemberMoves([], [], [upgrader])
+    for user_id in sorted(members):
+        membership = members[user_id].membership
+        is_local = domain_of(user_id) == policy.server_name
+        if user_id == upgrader:
+            moves.local_joined.append(user_id)
+            continue
+        if membership == "join" and is_local:
+            moves.local_joined.append(user_id)
+            moves.notify_users.append(user_id)
+            if not policy.auto_join_local_members:
+                continue
+            moved = _profile(members[user_id])
+            if invite_first:
+                invite = _draft(
+                    upgrader, "m.room.member", {"membership": "invite", **moved}, user_id
+                )
+                moves.drafts.append(PlannedDraft(invite))
+            join = EventDraft("m.room.member", user_id, {"membership": "join", **moved}, user_id)
+            moves.drafts.append(PlannedDraft(join))
+        elif membership in ("join", "invite") and not is_local:
+            if policy.invite_remote_members and federates:
+                invite = _draft(upgrader, "m.room.member", {"membership": "invite"}, user_id)
+                moves.drafts.append(PlannedDraft(invite))
+        elif membership == "invite" and is_local and policy.auto_join_local_members:
+            # A pending invite follows the room (the old one stays, it is the user's to answer).
+            moves.notify_users.append(user_id)
+            invite = _draft(upgrader, "m.room.member", {"membership": "invite"}, user_id)
+            moves.drafts.append(PlannedDraft(invite))
+    return moves
 
 
 def _profile(member: Event | None) -> dict[str, str]:

@@ -138,6 +138,28 @@ class _Reads:
         return row[0] if row else None
 
 
+@dataclass(slots=True)
+class TransactionContext:
+    """Per-transaction memo of the stores. A store keeps its memo under the memo's own type
+    (``txn.context.setdefault(StateGroupWrites, StateGroupWrites)``), so the slots are typed
+    and this module needs to know none of the stores above it."""
+
+    __slots__ = ("_slots",)
+
+    def __init__(self) -> None:
+        self._slots: dict[type, object] = {}
+
+    def get(self, kind: type[T]) -> T | None:
+        found = self._slots.get(kind)
+        return found if isinstance(found, kind) else None
+
+    def setdefault(self, kind: type[T], make: Callable[[], T]) -> T:
+        found = self.get(kind)
+        if found is None:
+            found = self._slots[kind] = make()
+        return found
+
+
 class Transaction(_Reads):
     """An open transaction. Engine subclasses implement the four primitives."""
 
@@ -147,8 +169,8 @@ class Transaction(_Reads):
     def __init__(self, name: str) -> None:
         self.name = name
         self._after_commit: list[Callable[[], None]] = []
-        #: per-transaction memo for stores (e.g. state groups written so far), dropped with it.
-        self.scratch: dict[str, Any] = {}
+        #: what stores remember while the transaction lasts, dropped with it.
+        self.context = TransactionContext()
         self._before_commit: list[Callable[[], Awaitable[None]]] = []
 
     async def execute(self, sql: str, *args: Any) -> int:

@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from homeserver.crypto.canonical_json import canonical_json_text, parse_json
 from homeserver.storage.database import Database, Transaction, placeholders
 
 logger = logging.getLogger(__name__)
-
-#: txn.scratch key: the destinations a transaction queued for, announced after its commit.
-_QUEUED = "outbox.queued_destinations"
 
 OutboxListener = Callable[[set[str]], None]
 
@@ -78,6 +75,13 @@ def _entry(row: Sequence[Any]) -> OutboxEntry:
     )
 
 
+@dataclass(slots=True)
+class _QueuedDestinations:
+    """A transaction's memo: the destinations it queued entries for, announced after commit."""
+
+    names: set[str] = field(default_factory=set)
+
+
 class OutboxStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -93,12 +97,12 @@ class OutboxStore:
             self._listeners.remove(listener)
 
     def _announce_after_commit(self, txn: Transaction, destinations: Iterable[str]) -> None:
-        queued: set[str] | None = txn.scratch.get(_QUEUED)
+        queued = txn.context.get(_QueuedDestinations)
         if queued is None:
-            fresh: set[str] = set()
-            txn.scratch[_QUEUED] = queued = fresh
-            txn.call_after_commit(lambda: self._announce(fresh))
-        queued.update(destinations)
+            fresh = txn.context.setdefault(_QueuedDestinations, _QueuedDestinations)
+            txn.call_after_commit(lambda: self._announce(fresh.names))
+            queued = fresh
+        queued.names.update(destinations)
 
     def _announce(self, destinations: set[str]) -> None:
         for listener in list(self._listeners):

@@ -30,10 +30,11 @@ pass; deadlocks are retried by ``run_in_transaction`` anyway.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from homeserver.crypto.canonical_json import canonical_json_text, parse_json
 from homeserver.events.event import Event
+from homeserver.events.state_keys import StateKey
 from homeserver.storage.database import Database, Transaction, placeholders
 from homeserver.storage.device_list_invalidation import (
     joins_before_current_state_update_txn,
@@ -43,9 +44,7 @@ from homeserver.storage.errors import UnknownRoomError
 from homeserver.storage.events import EventsStore
 from homeserver.storage.rooms import NewRoom, RoomsStore
 from homeserver.storage.state import (
-    STATE_GROUP_HINT,
     StateDelta,
-    StateKey,
     StateStore,
     diff_states,
 )
@@ -81,6 +80,67 @@ class PersistResult:
     events: list[PersistedEvent]
     #: the room's current state group after the batch.
     current_state_group: int | None
+
+
+@dataclass(slots=True)
+class _BatchGroups:
+    """The state groups a batch made."""
+
+    #: event ID → (group before, group after), for the batch's new non-outlier events.
+    around: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: group made here → (the group it was built on, its delta): the current-state update
+    #: follows these instead of comparing whole states.
+    made: dict[int, tuple[int | None, StateDelta]] = field(default_factory=dict)
+
+
+def _batch_room(batch: Sequence[tuple[Event, StateBefore]], new_room: NewRoom | None) -> str:
+    """The one room of ``batch`` (a caller's mistake otherwise)."""
+    if not batch:
+        raise ValueError("empty batch")
+    room_id = batch[0][0].room_id
+    if any(event.room_id != room_id for event, _ in batch):
+        raise ValueError("persist_events takes the events of one room")
+    if new_room is not None and new_room.room_id != room_id:
+        raise ValueError("new_room is not the events' room")
+    return room_id
+
+
+def _not_yet_stored(
+    batch: Sequence[tuple[Event, StateBefore]], stored_after: Mapping[str, int | None]
+) -> list[tuple[Event, StateBefore]]:
+    """The events of ``batch`` not stored yet, each once, in batch order."""
+    fresh: list[tuple[Event, StateBefore]] = []
+    seen = set(stored_after)
+    for event, spec in batch:
+        if event.event_id not in seen:
+            seen.add(event.event_id)
+            fresh.append((event, spec))
+    return fresh
+
+
+def _moving_the_room(fresh: list[tuple[Event, StateBefore]]) -> list[Event]:
+    """The events that move the forward extremities: not outliers, rejected or soft-failed
+    (those are stored with their state but leave the room's tips alone)."""
+    return [
+        e
+        for e, _ in fresh
+        if not e.internal.outlier and not e.rejected and not e.internal.soft_failed
+    ]
+
+
+def _last_state_after(
+    fresh: list[tuple[Event, StateBefore]], around: Mapping[str, tuple[int, int]]
+) -> int | None:
+    """The group after the batch's last event that moves current state (None: no such)."""
+    last = next(
+        (
+            e.event_id
+            for e, _ in reversed(fresh)
+            if e.event_id in around and not e.internal.soft_failed
+        ),
+        None,
+    )
+    return None if last is None else around[last][1]
 
 
 class EventPersister:
@@ -130,41 +190,73 @@ class EventPersister:
         """:meth:`persist_events` inside the caller's transaction (to compose room creation
         with aliases, outbox entries…). Caches and ``event.internal.stream_ordering`` are
         updated after commit."""
-        if not batch:
-            raise ValueError("empty batch")
-        room_id = batch[0][0].room_id
-        if any(event.room_id != room_id for event, _ in batch):
-            raise ValueError("persist_events takes the events of one room")
-        if new_room is not None:
-            if new_room.room_id != room_id:
-                raise ValueError("new_room is not the events' room")
-            await self.rooms.create_room_txn(txn, new_room)
-        # A room made in this transaction is locked by its insert and has no stored events,
-        # extremities or current state yet: its genesis skips those look-ups (createRoom's
-        # hot path).
+        room_id = _batch_room(batch, new_room)
+        room_exists = await self._create_or_lock_room(txn, room_id, batch, new_room)
+        # A room made in this transaction has no stored events, extremities or current state
+        # yet: its genesis skips those look-ups (createRoom's hot path).
         new = new_room is not None
-        room_exists = new or await txn.lock_row("rooms", "room_id", room_id)
-        if not room_exists and not all(event.internal.outlier for event, _ in batch):
-            raise UnknownRoomError(room_id)
-
         stored_after = (
             {} if new else await self._already_stored(txn, [e.event_id for e, _ in batch])
         )
-        fresh: list[tuple[Event, StateBefore]] = []
-        seen = set(stored_after)
-        for event, spec in batch:
-            if event.event_id not in seen:
-                seen.add(event.event_id)
-                fresh.append((event, spec))
+        fresh = _not_yet_stored(batch, stored_after)
+        groups = await self._make_state_groups(txn, room_id, batch, fresh, stored_after)
+        orderings = await self._insert_events(txn, room_id, fresh, groups.around)
+        await self._update_extremities(txn, room_id, _moving_the_room(fresh), new_room=new)
+        target = current_state_group
+        if target is None:
+            target = _last_state_after(fresh, groups.around)
+        if target is not None:
+            await self._update_current_state(txn, room_id, target, groups.made, fresh, new_room=new)
+        self._update_caches_after_commit(txn, fresh, orderings)
+        persisted = [
+            PersistedEvent(
+                e.event_id, orderings[e.event_id], *groups.around.get(e.event_id, (None, None))
+            )
+            for e, _ in fresh
+        ]
+        if target is None and room_exists:
+            target = await txn.fetchval(
+                "SELECT current_state_group FROM rooms WHERE room_id = ?", room_id
+            )
+        return PersistResult(persisted, target)
 
-        # --- state groups ---------------------------------------------------------------
-        # For current-state bookkeeping: group → (parent group, delta) for groups made here.
-        made: dict[int, tuple[int | None, StateDelta]] = {}
-        groups: dict[str, tuple[int, int]] = {}
+    async def _create_or_lock_room(
+        self,
+        txn: Transaction,
+        room_id: str,
+        batch: Sequence[tuple[Event, StateBefore]],
+        new_room: NewRoom | None,
+    ) -> bool:
+        """Insert ``new_room`` or lock the room's row (writers to one room queue here); whether
+        the room exists. Only outliers may be stored for a room we do not have."""
+        if new_room is not None:
+            # The insert locks the new row.
+            await self.rooms.create_room_txn(txn, new_room)
+            return True
+        room_exists = await txn.lock_row("rooms", "room_id", room_id)
+        if not room_exists and not all(event.internal.outlier for event, _ in batch):
+            raise UnknownRoomError(room_id)
+        return room_exists
+
+    async def _make_state_groups(
+        self,
+        txn: Transaction,
+        room_id: str,
+        batch: Sequence[tuple[Event, StateBefore]],
+        fresh: list[tuple[Event, StateBefore]],
+        stored_after: Mapping[str, int | None],
+    ) -> _BatchGroups:
+        """The state groups before and after each new non-outlier event of ``batch``, written
+        (and flushed, since ``event_to_state_groups`` refers to them) in this transaction."""
+        groups = _BatchGroups()
         prev_after: int | None = None
         # One group per accepted state event, plus possibly one for the state before the first.
-        txn.scratch[STATE_GROUP_HINT] = 1 + sum(
-            1 for e, _ in fresh if e.is_state() and not e.rejected and not e.internal.outlier
+        self.state.expect_groups_txn(
+            txn,
+            1
+            + sum(
+                1 for e, _ in fresh if e.is_state() and not e.rejected and not e.internal.outlier
+            ),
         )
         for event, spec in batch:
             if event.event_id in stored_after:
@@ -177,50 +269,41 @@ class EventPersister:
                 if spec is not None:
                     raise ValueError(f"outlier {event.event_id} given a state")
                 continue
-            if event.event_id in groups:
+            if event.event_id in groups.around:
                 continue
-            before = await self._state_before(txn, room_id, event, spec, prev_after, made)
+            before = await self._state_before(txn, room_id, event, spec, prev_after, groups.made)
             after = before
             if event.is_state() and not event.rejected:
                 delta = {event.state_tuple: event.event_id}
                 after = await self.state.create_state_group_txn(
                     txn, room_id, before, delta, event_id=event.event_id
                 )
-                made[after] = (before, delta)
-            groups[event.event_id] = (before, after)
+                groups.made[after] = (before, delta)
+            groups.around[event.event_id] = (before, after)
             prev_after = after
+        await self.state.flush_txn(txn)
+        return groups
 
-        await self.state.flush_txn(txn)  # event_to_state_groups refers to the new groups
+    async def _insert_events(
+        self,
+        txn: Transaction,
+        room_id: str,
+        fresh: list[tuple[Event, StateBefore]],
+        around: dict[str, tuple[int, int]],
+    ) -> dict[str, int]:
+        """Take the stream orderings of ``fresh`` and insert their rows; event ID → ordering.
 
-        # --- stream orderings and rows --------------------------------------------------
+        The orderings are taken under a server-wide lock held until commit, so they increase in
+        commit order across processes."""
         await txn.advisory_lock(STREAM_ORDERING_LOCK)
         top = int(await txn.fetchval("SELECT COALESCE(MAX(stream_ordering), 0) FROM events"))
         orderings = {event.event_id: top + i for i, (event, _) in enumerate(fresh, start=1)}
-        await self._insert_rows(txn, room_id, fresh, orderings, groups)
+        await self._insert_rows(txn, room_id, fresh, orderings, around)
+        return orderings
 
-        # Soft-failed events (federation) are stored with their state but move neither the
-        # extremities nor the current state.
-        accepted = [
-            e
-            for e, _ in fresh
-            if not e.internal.outlier and not e.rejected and not e.internal.soft_failed
-        ]
-        await self._update_extremities(txn, room_id, accepted, new_room=new)
-
-        target = current_state_group
-        if target is None and groups:
-            last = next(
-                (
-                    e.event_id
-                    for e, _ in reversed(fresh)
-                    if e.event_id in groups and not e.internal.soft_failed
-                ),
-                None,
-            )
-            target = None if last is None else groups[last][1]
-        if target is not None:
-            await self._update_current_state(txn, room_id, target, made, fresh, new_room=new)
-
+    def _update_caches_after_commit(
+        self, txn: Transaction, fresh: list[tuple[Event, StateBefore]], orderings: dict[str, int]
+    ) -> None:
         def after_commit() -> None:
             for event, _ in fresh:
                 event.internal.stream_ordering = orderings[event.event_id]
@@ -230,15 +313,6 @@ class EventPersister:
                 listener(stored)
 
         txn.call_after_commit(after_commit)
-        persisted = [
-            PersistedEvent(e.event_id, orderings[e.event_id], *groups.get(e.event_id, (None, None)))
-            for e, _ in fresh
-        ]
-        if target is None and room_exists:
-            target = await txn.fetchval(
-                "SELECT current_state_group FROM rooms WHERE room_id = ?", room_id
-            )
-        return PersistResult(persisted, target)
 
     # --- helpers ---------------------------------------------------------------------------
     async def _already_stored(

@@ -32,17 +32,17 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 from operator import itemgetter
 from typing import Any, Protocol
 
 from homeserver.events.event import Event
+from homeserver.events.state_keys import StateKey
 from homeserver.storage.database import Database, Row, Transaction, placeholders
 from homeserver.storage.errors import UnknownStateGroupError
 from homeserver.storage.events import EventsStore
 
-StateKey = tuple[str, str]
 StateMap = dict[StateKey, str]
 #: a delta: key → new event ID, or None to remove the key.
 StateDelta = Mapping[StateKey, str | None]
@@ -103,17 +103,29 @@ class _WriteBuffer:
     entries: list[tuple[Any, ...]]
 
 
-_BUFFER = "state_group_buffer"
-_FREE_IDS = "state_group_free_ids"
-_LAST_ID = "state_group_last_id"
-#: ``txn.scratch[STATE_GROUP_HINT] = n``: the writer will make about n groups (IDs are taken
-#: in one round trip).
-STATE_GROUP_HINT = "state_group_hint"
+@dataclass(slots=True)
+class StateGroupWrites:
+    """The state groups one transaction writes (its ``txn.context`` slot)."""
+
+    #: the groups written so far, kept by the store after commit.
+    pending: dict[int, GroupRecord] = field(default_factory=dict)
+    #: rows not yet inserted (None until the first group; flushed before commit).
+    buffer: _WriteBuffer | None = None
+    #: group IDs taken from the database and not yet used.
+    free_ids: list[int] = field(default_factory=list)
+    #: SQLite: the last ID this transaction took (the next batch follows it).
+    last_id: int | None = None
+    #: about how many groups the writer will make, so the IDs are taken in one round trip.
+    expected: int = 1
+
 
 #: groups with more entries than this are not kept in memory (they are rare: bases at high
 #: powers of two), so the record cache stays small.
 MAX_RECORD_ENTRIES = 512
-_PENDING = "state_groups"
+
+
+def _writes(txn: Transaction) -> StateGroupWrites:
+    return txn.context.setdefault(StateGroupWrites, StateGroupWrites)
 
 
 def apply_delta(state: StateMap, delta: StateDelta) -> StateMap:
@@ -391,7 +403,8 @@ class StateStore:
         Stored as a delta against the ancestor at position ``p - lowbit(p)`` (see the module
         docstring): ``delta`` merged over the deltas of the groups of ``prev_group``'s base
         chain above that ancestor."""
-        pending: dict[int, GroupRecord] = txn.scratch.setdefault(_PENDING, {})
+        writes = _writes(txn)
+        pending = writes.pending
         if not pending:
             txn.call_after_commit(lambda: self._keep_records(pending))
         if prev_group is None:
@@ -412,8 +425,8 @@ class StateStore:
             passed = [link.group for link in chain[:depth]]
             entries = await self._merged_entries(txn, passed, pending)
             entries.update(delta)
-        group = await self._allocate_group_id(txn)
-        buffer: _WriteBuffer = txn.scratch.get(_BUFFER) or self._new_buffer(txn)
+        group = await self._allocate_group_id(txn, writes)
+        buffer = writes.buffer or self._new_buffer(txn, writes)
         buffer.groups.append((group, room_id, event_id, prev_group, base, position, chain_length))
         buffer.entries.extend((group, t, sk, eid) for (t, sk), eid in entries.items())
         pending[group] = GroupRecord(position, base, entries)
@@ -421,10 +434,15 @@ class StateStore:
 
     # Groups are written in two statements per transaction, not two per group: IDs are taken
     # up front and the rows buffered until a read needs them or the transaction commits.
-    async def _allocate_group_id(self, txn: Transaction) -> int:
-        free: list[int] = txn.scratch.setdefault(_FREE_IDS, [])
+    def expect_groups_txn(self, txn: Transaction, count: int) -> None:
+        """Say that ``txn`` will make about ``count`` groups (their IDs are taken at once)."""
+        _writes(txn).expected = count
+
+    async def _allocate_group_id(self, txn: Transaction, writes: StateGroupWrites) -> int:
+        free = writes.free_ids
         if not free:
-            wanted = max(1, int(txn.scratch.pop(STATE_GROUP_HINT, 1)))
+            wanted = max(1, writes.expected)
+            writes.expected = 1
             if txn.engine == "postgres":
                 rows = await txn.fetchall(
                     "SELECT nextval(pg_get_serial_sequence('state_groups', 'id'))"
@@ -434,16 +452,16 @@ class StateStore:
                 free.extend(int(r[0]) for r in rows)
             else:
                 # SQLite has one writer at a time, which this transaction is.
-                top = txn.scratch.get(_LAST_ID)
+                top = writes.last_id
                 if top is None:
                     top = int(await txn.fetchval("SELECT COALESCE(MAX(id), 0) FROM state_groups"))
                 free.extend(range(top + 1, top + 1 + wanted))
-                txn.scratch[_LAST_ID] = top + wanted
+                writes.last_id = top + wanted
         return free.pop(0)
 
-    def _new_buffer(self, txn: Transaction) -> _WriteBuffer:
+    def _new_buffer(self, txn: Transaction, writes: StateGroupWrites) -> _WriteBuffer:
         buffer = _WriteBuffer([], [])
-        txn.scratch[_BUFFER] = buffer
+        writes.buffer = buffer
 
         async def flush() -> None:
             await self.flush_txn(txn)
@@ -453,7 +471,8 @@ class StateStore:
 
     async def flush_txn(self, txn: Transaction) -> None:
         """Write the buffered groups of ``txn`` (before anything reads the group tables)."""
-        buffer: _WriteBuffer | None = txn.scratch.get(_BUFFER)
+        writes = txn.context.get(StateGroupWrites)
+        buffer = None if writes is None else writes.buffer
         if buffer is None or not buffer.groups:
             return
         groups, entries = buffer.groups[:], buffer.entries[:]

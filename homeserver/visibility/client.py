@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from homeserver.errors import Forbidden, NotFound
 from homeserver.events.event import Event
+from homeserver.events.state_keys import HISTORY_VISIBILITY
 from homeserver.storage import Store
 from homeserver.storage.state import StateMap
 from homeserver.visibility.rules import (
@@ -46,7 +47,6 @@ from homeserver.visibility.state_at import group_facts, state_groups_at
 NOT_A_MEMBER = "You aren't a member of the room"
 NOT_JOINED = "Getting joined members while not being a current member of the room is forbidden."
 NOT_VISIBLE_AT = "You may not view the room's state at that point."
-HISTORY_VISIBILITY = "m.room.history_visibility"
 
 
 @dataclass(frozen=True, slots=True)

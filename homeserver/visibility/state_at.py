@@ -19,9 +19,8 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from homeserver.events.event import Event
+from homeserver.events.state_keys import HISTORY_VISIBILITY_KEY
 from homeserver.storage import Store
-
-HISTORY_VISIBILITY_KEY = ("m.room.history_visibility", "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Helpers of the federation end-to-end encryption tests (H4): keys of a local device stored
+"""Helpers of the federation end-to-end encryption tests: keys of a local device stored
 straight through the store (what /keys/upload would have stored), and key objects shaped as
 clients make them (the server does not check these signatures when serving)."""
 

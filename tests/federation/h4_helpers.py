@@ -1,4 +1,4 @@
-"""Helpers of the membership, invite and query tests (H4).
+"""Helpers of the tests of membership, invites and queries across servers.
 
 ``signed_request`` sends an X-Matrix-signed request to the in-process test server with the
 request target exactly as signed (a yarl URL built ``encoded=True``: otherwise the client would

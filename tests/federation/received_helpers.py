@@ -1,4 +1,4 @@
-"""Helpers for the tests of receiving events over federation (H3's tests).
+"""Helpers for the tests of receiving events over federation.
 
 ``Remote`` is a fake remote homeserver without a network: it holds a signing key (seeded into our
 ``store.keys``, so the keyring trusts it), builds signed PDUs for its users on top of our room,

@@ -169,7 +169,13 @@ async def test_room_moved_under_the_run(server: TestServer) -> None:
     hs = server.hs
     alice, room_id, remote = await _setup(server)
     events = await _chain(hs, remote, room_id, 3)
-    runs = LinearRuns(hs.received_events)
+    received = hs.received_events
+    runs = LinearRuns(
+        hs.store,
+        room_version_of=received.room_version_of,
+        process=received.process,
+        after_stored=received.after_run_stored,
+    )
     original = runs._store_run
 
     async def local_send_first(origin: str, run: Any, outcomes: Any) -> None:
@@ -219,7 +225,7 @@ async def test_local_event_while_a_fork_is_resolved(server: TestServer) -> None:
     )
     fork = await hs.received_events.check_pdu(room_version, fork_pdu, origin=remote.name)
     received = hs.received_events
-    original = received._resolved_current_state
+    original = received.states.resolved_current_state
     calls = 0
 
     async def local_topic_first(*args: Any) -> Any:
@@ -232,11 +238,11 @@ async def test_local_event_while_a_fork_is_resolved(server: TestServer) -> None:
             assert status == 200, body
         return await original(*args)
 
-    received._resolved_current_state = local_topic_first  # type: ignore[method-assign]
+    received.states.resolved_current_state = local_topic_first  # type: ignore[method-assign]
     try:
         outcomes = await received.on_receive_pdus(remote.name, [fork])
     finally:
-        received._resolved_current_state = original  # type: ignore[method-assign]
+        received.states.resolved_current_state = original  # type: ignore[method-assign]
     assert outcomes == {fork_id: None}
     assert calls == 2
     topic = await hs.store.state.get_current_state_event(room_id, "m.room.topic", "")

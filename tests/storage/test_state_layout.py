@@ -301,3 +301,21 @@ async def test_random_histories_postgres(store: Store, db_engine: str, steps: An
     if db_engine != "postgres":
         return  # test_random_histories_sqlite runs more examples there
     await _random_history(store, steps)
+
+
+async def test_a_transactions_group_writes_live_in_its_own_context(store: Store) -> None:
+    """The writer's memo (IDs taken ahead, buffered rows) belongs to one transaction: announced
+    groups get their IDs together, and the next transaction starts from nothing."""
+    room_id = f"!{uuid.uuid4().hex}:example.org"
+    async with store.db.transaction("announced") as txn:
+        assert txn.context.state_groups is None
+        store.state.expect_groups_txn(txn, 3)
+        first = await store.state.create_state_group_txn(txn, room_id, None, {("t", ""): "$1"})
+        writes = txn.context.state_groups
+        assert writes is not None and len(writes.free_ids) == 2
+        second = await store.state.create_state_group_txn(txn, room_id, first, {("t", ""): "$2"})
+        assert second == first + 1
+    async with store.db.transaction("next") as txn:
+        assert txn.context.state_groups is None and txn.context.queued_destinations is None
+        third = await store.state.create_state_group_txn(txn, room_id, second, {("u", ""): "$3"})
+    assert await store.state.get_state_group_ids(third) == {("t", ""): "$2", ("u", ""): "$3"}

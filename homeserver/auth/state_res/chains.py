@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from homeserver.auth.state_res.loader import EventLoader
-
-StateKey = tuple[str, str]
+from homeserver.events.state_keys import StateKey
 
 
 def auth_chain(loader: EventLoader, roots: Iterable[str]) -> set[str]:

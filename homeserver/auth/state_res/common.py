@@ -12,17 +12,17 @@ from homeserver.auth.rules import AuthError, check_auth_rules
 from homeserver.auth.selection import auth_types_for_event
 from homeserver.auth.state_res.loader import EventLoader
 from homeserver.events.event import Event
+from homeserver.events.state_keys import (
+    CREATE,
+    CREATE_KEY,
+    JOIN_RULES,
+    MEMBER,
+    POWER_LEVELS,
+    StateKey,
+)
 from homeserver.room_versions import RoomVersion
 
-StateKey = tuple[str, str]
 StateMap = Mapping[StateKey, str]
-
-CREATE = "m.room.create"
-POWER_LEVELS = "m.room.power_levels"
-JOIN_RULES = "m.room.join_rules"
-MEMBER = "m.room.member"
-CREATE_KEY: StateKey = (CREATE, "")
-POWER_LEVELS_KEY: StateKey = (POWER_LEVELS, "")
 
 
 def separate_v1(

@@ -17,18 +17,10 @@ import hashlib
 from collections.abc import Sequence
 
 from homeserver.auth.selection import auth_types_for_event
-from homeserver.auth.state_res.common import (
-    JOIN_RULES,
-    MEMBER,
-    POWER_LEVELS_KEY,
-    StateKey,
-    StateMap,
-    is_allowed,
-    room_create_event,
-    separate_v1,
-)
+from homeserver.auth.state_res.common import StateMap, is_allowed, room_create_event, separate_v1
 from homeserver.auth.state_res.loader import EventLoader
 from homeserver.events.event import Event
+from homeserver.events.state_keys import JOIN_RULES, MEMBER, POWER_LEVELS_KEY, StateKey
 from homeserver.room_versions import RoomVersion
 
 

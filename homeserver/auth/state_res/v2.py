@@ -27,8 +27,6 @@ from homeserver.auth.state_res.chains import (
     conflicted_state_subgraph,
 )
 from homeserver.auth.state_res.common import (
-    POWER_LEVELS_KEY,
-    StateKey,
     StateMap,
     is_allowed,
     is_power_event,
@@ -38,6 +36,7 @@ from homeserver.auth.state_res.common import (
 from homeserver.auth.state_res.loader import EventLoader
 from homeserver.auth.state_res.ordering import mainline_order, reverse_topological_power_order
 from homeserver.events.event import Event
+from homeserver.events.state_keys import POWER_LEVELS_KEY, StateKey
 from homeserver.room_versions import RoomVersion
 
 

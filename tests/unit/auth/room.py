@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from homeserver.auth.rules import AuthError, check_event_auth
-from homeserver.auth.selection import CREATE_KEY, auth_types_for_event
+from homeserver.auth.selection import auth_types_for_event
 from homeserver.events.event import Event
+from homeserver.events.state_keys import CREATE_KEY
 from homeserver.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from tests.factories import RoomFactory
 

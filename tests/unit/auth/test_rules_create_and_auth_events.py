@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from homeserver.auth.rules import AuthError, check_auth_events_for_event, check_auth_rules
-from homeserver.auth.selection import CREATE_KEY
 from homeserver.events.event import Event
+from homeserver.events.state_keys import CREATE_KEY
 from homeserver.room_versions import KNOWN_ROOM_VERSIONS
 from tests.factories import RoomFactory
 from tests.unit.auth.room import (

@@ -54,7 +54,7 @@ async def test_room_mate_uploading_keys_is_changed(server: TestServer, hs: Homes
     assert StreamToken.parse(bob_first["next_batch"]).device_lists == 0
 
     poll = asyncio.create_task(sync(server, bob, since=bob_first["next_batch"], timeout="20000"))
-    await asyncio.sleep(0.1)
+    await asyncio.wait_for(hs.notifier.parked(), 10)
     assert not poll.done()
     await upload_device_keys(hs, alice)
     woke = await asyncio.wait_for(poll, 10)
@@ -218,7 +218,7 @@ async def test_keys_uploaded_through_the_api_reach_sync(server: TestServer, hs: 
     await join(hs, room_id, bob.user_id)
     bob_first = await sync(server, bob)
     poll = asyncio.create_task(sync(server, bob, since=bob_first["next_batch"], timeout="20000"))
-    await asyncio.sleep(0.1)
+    await asyncio.wait_for(hs.notifier.parked(), 10)
     device = Device(alice.user_id, alice.device_id)
     status, body = await server.call(
         "POST",

@@ -177,7 +177,7 @@ async def test_long_poll_wakes_on_send(server: TestServer, hs: Homeserver):
     room_id = await make_room(hs, alice.user_id)
     first = await sync(server, alice)
     poll = asyncio.create_task(sync(server, alice, since=first["next_batch"], timeout="10000"))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(hs.notifier.parked(), 10)
     await say(hs, room_id, alice.user_id, "wake up")
     body = await asyncio.wait_for(poll, 30)
     assert timeline_bodies(body, room_id) == ["wake up"]

@@ -205,7 +205,7 @@ async def test_long_poll_is_woken_by_a_to_device_message(server: TestServer):
     bob = await server.register("bob")
     first = await sync(server, bob)
     poll = asyncio.create_task(sync(server, bob, since=first["next_batch"], timeout="20000"))
-    await asyncio.sleep(0.1)
+    await asyncio.wait_for(server.hs.notifier.parked(), 10)
     assert not poll.done()
     await send_to_device(server, alice, {bob.user_id: {"*": {"wake": True}}})
     woke = await asyncio.wait_for(poll, 10)

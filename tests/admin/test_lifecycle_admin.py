@@ -16,7 +16,7 @@ from homeserver.app import Homeserver
 from homeserver.config import HomeserverConfig
 from homeserver.storage import Store
 from tests.harness import TestServer, TestUser, TickingClock
-from tests.upgrade.helpers import create_room, generous_config, join, upgrade
+from tests.rooms.upgrade.helpers import create_room, generous_config, join, upgrade
 
 ADMIN = "/_homeserver/admin/v1"
 

@@ -26,7 +26,7 @@ import asyncpg
 import pytest
 
 from homeserver.faults import ENV_VAR as FAULT_ENV_VAR
-from tests.e2e.server_process import (
+from tests.real_clients.server_process import (
     config_with_port,
     free_port,
     generate_config,

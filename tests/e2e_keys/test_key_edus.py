@@ -21,7 +21,7 @@ from tests.e2e_keys.helpers import (
     upload_device,
 )
 from tests.harness import TestServer as Server
-from tests.upgrade.helpers import create_room
+from tests.rooms.upgrade.helpers import create_room
 
 REMOTE = "remote.example"
 

@@ -18,9 +18,14 @@ from typing import Any
 import asyncpg
 import yaml
 
-from tests.e2e.server_process import free_port, generate_config, server_env, wait_for_health
 from tests.federation.processes import stop_process_group
 from tests.federation.tls_helpers import self_signed_cert
+from tests.real_clients.server_process import (
+    free_port,
+    generate_config,
+    server_env,
+    wait_for_health,
+)
 
 POSTGRES_DSN = os.environ.get(
     "HOMESERVER_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"

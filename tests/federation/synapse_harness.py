@@ -29,10 +29,10 @@ import aiohttp
 import yaml
 from signedjson.key import generate_signing_key, write_signing_keys
 
-from tests.e2e.server_process import REPO_ROOT, free_port
 from tests.federation.cs_client import register_with_shared_secret
 from tests.federation.processes import stop_process_group
 from tests.federation.tls_helpers import self_signed_cert
+from tests.real_clients.server_process import REPO_ROOT, free_port
 
 SYNAPSE_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 REGISTRATION_SECRET = "interop-synapse-shared-secret"

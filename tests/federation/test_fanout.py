@@ -16,7 +16,7 @@ from homeserver.federation.fanout import destinations_for, enqueue_event_txn
 from homeserver.room_versions import get_room_version
 from tests.harness import SERVER_NAME
 from tests.harness import TestServer as Server
-from tests.upgrade.helpers import create_room, generous_config, upgrade
+from tests.rooms.upgrade.helpers import create_room, generous_config, upgrade
 
 OURS = SERVER_NAME
 V10 = get_room_version("10")

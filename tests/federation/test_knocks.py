@@ -15,7 +15,7 @@ from homeserver.storage import Store
 from tests.federation.h4_helpers import second_store, two_servers
 from tests.federation.received_helpers import Remote, q, signed_request
 from tests.harness import TestServer
-from tests.rooms_api.room_builder import make_room
+from tests.rooms.api.room_builder import make_room
 
 __all__ = ["second_store"]  # the fixture, used by the tests below
 

@@ -31,7 +31,7 @@ from homeserver.storage.outbox import RetryState
 from tests.federation.fake_remote import LOOPBACK_WHITELIST, FakeRemoteServer, ReceivedRequest
 from tests.harness import SERVER_NAME
 from tests.harness import TestServer as Server
-from tests.upgrade.helpers import create_room, generous_config
+from tests.rooms.upgrade.helpers import create_room, generous_config
 
 MIN_RETRY_MS = 60_000
 MAX_RETRY_MS = 240_000

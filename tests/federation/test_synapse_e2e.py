@@ -38,7 +38,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.nio_crypto import (
+from tests.federation.cs_client import register_with_shared_secret
+from tests.federation.interop_peer import OurServer
+from tests.federation.synapse_harness import SynapseServer
+from tests.real_clients.nio_crypto import (
     MEGOLM,
     EncryptedUser,
     accept_invite,
@@ -50,9 +53,6 @@ from tests.e2e.nio_crypto import (
     raw_get,
     room_encryption_state,
 )
-from tests.federation.cs_client import register_with_shared_secret
-from tests.federation.interop_peer import OurServer
-from tests.federation.synapse_harness import SynapseServer
 
 ENGINES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 SKIP_POSTGRES = os.environ.get("HOMESERVER_TEST_SKIP_POSTGRES") == "1"

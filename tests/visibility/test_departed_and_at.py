@@ -18,7 +18,7 @@ import pytest
 
 from homeserver.config import HomeserverConfig
 from tests.harness import TestServer as Server
-from tests.rooms_api.room_builder import generous_config, make_room
+from tests.rooms.api.room_builder import generous_config, make_room
 from tests.visibility.test_client_paths import act, messages, send, set_visibility, sync
 
 

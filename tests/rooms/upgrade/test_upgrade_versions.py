@@ -12,8 +12,8 @@ import pytest
 from homeserver.config import HomeserverConfig
 from homeserver.room_versions import get_room_version
 from tests.harness import TestServer
+from tests.rooms.upgrade.helpers import create_room, generous_config, join, state_of, upgrade
 from tests.sync.helpers import sync
-from tests.upgrade.helpers import create_room, generous_config, join, state_of, upgrade
 
 SOURCES = ["1", "9", "10", "11", "12"]
 TARGETS = ["10", "11", "12"]

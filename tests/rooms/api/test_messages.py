@@ -12,7 +12,7 @@ import pytest
 from homeserver.config import HomeserverConfig
 from tests.harness import TestServer as Server
 from tests.harness import TestUser
-from tests.rooms_api.room_builder import generous_config, make_room
+from tests.rooms.api.room_builder import generous_config, make_room
 
 
 @pytest.fixture

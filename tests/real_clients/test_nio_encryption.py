@@ -24,7 +24,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.e2e.nio_crypto import (
+from tests.federation.cs_client import register_with_shared_secret
+from tests.federation.interop_peer import OurServer
+from tests.real_clients.nio_crypto import (
     CS,
     MEGOLM,
     EncryptedUser,
@@ -38,8 +40,6 @@ from tests.e2e.nio_crypto import (
     room_encryption_state,
     upload_fallback_key,
 )
-from tests.federation.cs_client import register_with_shared_secret
-from tests.federation.interop_peer import OurServer
 
 ENGINES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 SKIP_POSTGRES = os.environ.get("HOMESERVER_TEST_SKIP_POSTGRES") == "1"

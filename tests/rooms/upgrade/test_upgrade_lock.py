@@ -17,7 +17,7 @@ from homeserver.rooms import upgrade as upgrade_module
 from homeserver.storage import Store
 from tests.conftest import OpenTestDatabase
 from tests.harness import TestServer, TestUser, TickingClock
-from tests.upgrade.helpers import (
+from tests.rooms.upgrade.helpers import (
     create_room,
     generous_config,
     join,

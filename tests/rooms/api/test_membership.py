@@ -14,7 +14,7 @@ from homeserver.config.ratelimiting import RateLimit
 from homeserver.ratelimit import TokenBucketLimiter
 from tests.harness import TestServer as Server
 from tests.harness import TestUser, make_config
-from tests.rooms_api.room_builder import GENEROUS_LIMITS, generous_config, make_room
+from tests.rooms.api.room_builder import GENEROUS_LIMITS, generous_config, make_room
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 
 from homeserver.config import HomeserverConfig
 from tests.harness import TestServer, make_config
-from tests.upgrade.helpers import (
+from tests.rooms.upgrade.helpers import (
     create_room,
     generous_config,
     join,

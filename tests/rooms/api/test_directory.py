@@ -11,7 +11,7 @@ from homeserver.config import HomeserverConfig
 from tests.harness import TestServer as Server
 from tests.harness import TestUser as User
 from tests.harness import make_config
-from tests.rooms_api.helpers import join, state_content
+from tests.rooms.api.helpers import join, state_content
 
 ALIAS = "#lobby:test.example"
 ALIAS_PATH = "/directory/room/%23lobby%3Atest.example"

@@ -14,7 +14,7 @@ from homeserver.config import HomeserverConfig
 from homeserver.storage.users import hash_access_token
 from tests.harness import TestServer as Server
 from tests.harness import TestUser
-from tests.rooms_api.room_builder import generous_config, make_room
+from tests.rooms.api.room_builder import generous_config, make_room
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from homeserver.federation.client import FederationHttpError
 from homeserver.federation.xmatrix import authorization_header
 from homeserver.room_versions import RoomVersion, get_room_version
 from homeserver.storage.keys import ServerKey
-from tests.harness import FIXED_NOW_MS, TestServer, TestUser
+from tests.harness import FIXED_NOW_MS, TestServer
 
 _ports = itertools.count(40001)
 FAR_FUTURE_MS = FIXED_NOW_MS + 10 * 365 * 24 * 3600 * 1000
@@ -235,11 +235,3 @@ async def signed_request(
         return response.status, await response.json(content_type=None)
     except ValueError:
         return response.status, await response.text()
-
-
-async def make_room(server: TestServer, owner: TestUser, **body: Any) -> str:
-    status, answer = await server.call(
-        "POST", "/createRoom", owner, json={"preset": "public_chat", **body}
-    )
-    assert status == 200, answer
-    return answer["room_id"]

@@ -12,9 +12,10 @@ from homeserver.app import Homeserver
 from homeserver.e2e import device_list_summary
 from homeserver.events.draft import EventDraft
 from homeserver.sync.tokens import StreamToken
+from tests.builders import join, leave, make_room
 from tests.e2e_keys.helpers import Device
 from tests.harness import TestServer, TestUser
-from tests.sync.helpers import join, leave, make_room, sync
+from tests.sync.helpers import sync
 
 
 async def upload_device_keys(hs: Homeserver, user: TestUser) -> None:

@@ -9,17 +9,9 @@ import pytest
 
 from homeserver.app import Homeserver
 from homeserver.sync.tokens import StreamToken
+from tests.builders import invite, join, leave, make_room, say
 from tests.harness import TestServer
-from tests.sync.helpers import (
-    invite,
-    join,
-    leave,
-    make_room,
-    say,
-    state_types,
-    sync,
-    timeline_bodies,
-)
+from tests.sync.helpers import state_types, sync, timeline_bodies
 
 
 async def test_initial_sync_shows_joined_room_with_state_and_timeline(

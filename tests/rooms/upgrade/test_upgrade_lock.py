@@ -15,17 +15,10 @@ from homeserver.config import HomeserverConfig
 from homeserver.events.draft import EventDraft
 from homeserver.rooms import upgrade as upgrade_module
 from homeserver.storage import Store
+from tests.builders import create_room, generous_config
 from tests.conftest import OpenTestDatabase
 from tests.harness import TestServer, TestUser, TickingClock
-from tests.rooms.upgrade.helpers import (
-    create_room,
-    generous_config,
-    join,
-    record_domain_events,
-    state_of,
-    table_counts,
-    upgrade,
-)
+from tests.rooms.upgrade.helpers import join, record_domain_events, state_of, table_counts, upgrade
 
 IN_PROGRESS = "An upgrade for this room is currently in progress"
 

@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 
 from tests.degrade.pg_instance import PostgresInstance, available, postgres_instance
-from tests.logging.client import Client
+from tests.http_client import Client
 from tests.real_clients.nio_helpers import RELAXED_LIMIT
 from tests.real_clients.server_process import (
     free_port,

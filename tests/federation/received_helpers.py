@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 from typing import Any
-from urllib.parse import quote
 
 from yarl import URL
 
@@ -32,10 +31,6 @@ from tests.harness import FIXED_NOW_MS, TestServer
 
 _ports = itertools.count(40001)
 FAR_FUTURE_MS = FIXED_NOW_MS + 10 * 365 * 24 * 3600 * 1000
-
-
-def q(value: str) -> str:
-    return quote(value, safe="")
 
 
 class Remote:

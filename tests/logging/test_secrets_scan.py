@@ -21,7 +21,7 @@ import yaml
 
 from homeserver.crypto.key_storage import read_signing_key
 from tests.conftest import POSTGRES_DSN, SKIP_POSTGRES
-from tests.logging.client import Client
+from tests.http_client import Client
 from tests.real_clients.nio_helpers import RELAXED_LIMIT
 from tests.real_clients.server_process import (
     free_port,

@@ -15,8 +15,9 @@ from homeserver.events.event import Event
 from homeserver.room_versions import KNOWN_ROOM_VERSIONS, get_room_version
 from tests.builders import create_public_room
 from tests.federation.fake_remote import federation_test_config
-from tests.federation.received_helpers import Remote, q, signed_request
+from tests.federation.received_helpers import Remote, signed_request
 from tests.harness import TestServer as Server
+from tests.http_client import q
 
 DEADLINE = 60  # seconds: only so that a request that waits on the peer fails instead of hanging
 

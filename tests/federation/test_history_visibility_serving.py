@@ -18,8 +18,9 @@ from homeserver.events.redaction import prune_event_dict
 from homeserver.federation.serving import event_visible_to_server, server_may_see
 from homeserver.room_versions import RoomVersion
 from tests.builders import create_public_room
-from tests.federation.received_helpers import Remote, q, signed_request
+from tests.federation.received_helpers import Remote, signed_request
 from tests.harness import TestServer, TestUser
+from tests.http_client import q
 
 V1 = "/_matrix/federation/v1"
 

@@ -7,8 +7,9 @@ from typing import Any
 from homeserver.events.ids import compute_event_id
 from homeserver.room_versions import get_room_version
 from tests.builders import create_public_room
-from tests.federation.received_helpers import Remote, q, signed_request
+from tests.federation.received_helpers import Remote, signed_request
 from tests.harness import TestServer, TestUser
+from tests.http_client import q
 
 
 def _txn(remote: Remote, pdus: list[Any], **extra: Any) -> dict[str, Any]:

@@ -8,8 +8,9 @@ from typing import Any
 
 from homeserver.events.event import Event
 from tests.builders import create_public_room
-from tests.federation.received_helpers import Remote, q, signed_request
+from tests.federation.received_helpers import Remote, signed_request
 from tests.harness import TestServer, TestUser
+from tests.http_client import q
 
 V1 = "/_matrix/federation/v1"
 

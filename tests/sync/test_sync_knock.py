@@ -17,9 +17,9 @@ from homeserver.config import HomeserverConfig
 from homeserver.storage import Store
 from tests.builders import generous_config, make_room
 from tests.federation.h4_helpers import second_store, two_servers
-from tests.federation.received_helpers import q
 from tests.harness import TestServer as Server
 from tests.harness import TestUser
+from tests.http_client import q
 from tests.sync.helpers import sync
 
 __all__ = ["second_store"]  # the fixture, used below

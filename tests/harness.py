@@ -8,7 +8,8 @@ Fixtures (registered in tests/conftest.py):
   access token (straight through the store: no rate limits, no UIA; ``make_user`` does the same
   on any ``Homeserver``), ``await server.login_device(user, "DEV2")`` another device, and
   ``await server.call("POST", "/createRoom", user, json={...})`` returns ``(status, body)``;
-  paths not starting with ``/_`` get the ``/_matrix/client/v3`` prefix.
+  paths not starting with ``/_`` get the ``/_matrix/client/v3`` prefix. ``call_exact`` sends
+  an already-encoded target unchanged (signed federation requests, hostile paths).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from signedjson.key import generate_signing_key
+from yarl import URL
 
 from homeserver.app import Homeserver, create_app
 from homeserver.config import HomeserverConfig
@@ -109,6 +111,23 @@ class TestServer:
         except ValueError:
             body = await response.text()
         return response.status, body
+
+    async def call_exact(
+        self,
+        method: str,
+        target: str,
+        *,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, str]:
+        """Send ``target`` (path and query, already percent-encoded) byte for byte, as an
+        X-Matrix signature covers it or a hostile client writes it (yarl would re-encode
+        ``%21``/``%3A``/``%40`` otherwise); ``(status, body text)``."""
+        base = str(self.client.make_url("/")).rstrip("/")
+        response = await self.client.session.request(
+            method, URL(base + target, encoded=True), data=data, headers=headers or {}
+        )
+        return response.status, (await response.read()).decode("utf-8", errors="replace")
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> HomeserverConfig:

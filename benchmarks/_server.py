@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from tests.e2e.server_process import free_port, generate_config, server_env
+from tests.real_clients.server_process import free_port, generate_config, server_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_CLIENT = REPO_ROOT.parent / "shared" / "bench" / "bench_rooms.py"

@@ -5,9 +5,11 @@ Fixtures (registered in tests/conftest.py):
 * ``hs`` — a :class:`~homeserver.app.Homeserver` over the ``store`` fixture (so every test that
   uses it runs on SQLite and on PostgreSQL), server name ``test.example``, a fixed clock.
 * ``server`` — a :class:`TestServer`: ``await server.register("alice")`` makes a user with an
-  access token (straight through the store: no rate limits, no UIA), and
+  access token (straight through the store: no rate limits, no UIA; ``make_user`` does the same
+  on any ``Homeserver``), ``await server.login_device(user, "DEV2")`` another device, and
   ``await server.call("POST", "/createRoom", user, json={...})`` returns ``(status, body)``;
-  paths not starting with ``/_`` get the ``/_matrix/client/v3`` prefix.
+  paths not starting with ``/_`` get the ``/_matrix/client/v3`` prefix. ``call_exact`` sends
+  an already-encoded target unchanged (signed federation requests, hostile paths).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from signedjson.key import generate_signing_key
+from yarl import URL
 
 from homeserver.app import Homeserver, create_app
 from homeserver.config import HomeserverConfig
@@ -48,22 +51,41 @@ class TestUser:
     device_id: str
 
 
+async def make_user(
+    hs: Homeserver, localpart: str, *, admin: bool = False, device_id: str | None = None
+) -> TestUser:
+    """A user with one logged-in device, made straight through the store (no rate limits, no
+    UIA); ``device_id`` defaults to a random one."""
+    user_id = f"@{localpart}:{hs.server_name}"
+    now = hs.clock()
+    await hs.store.users.create_user(user_id, None, created_ts=now, admin=admin)
+    return await login_device(hs, user_id, device_id or secrets.token_hex(5).upper(), now=now)
+
+
+async def login_device(
+    hs: Homeserver, user_id: str, device_id: str, *, now: int | None = None
+) -> TestUser:
+    """``user_id`` logged in on ``device_id`` (made if new) with a fresh access token."""
+    await hs.store.users.upsert_device(user_id, device_id)
+    token = secrets.token_urlsafe(32)
+    created_ts = hs.clock() if now is None else now
+    await hs.store.users.add_access_token(
+        hash_access_token(token), user_id, device_id, created_ts=created_ts
+    )
+    return TestUser(user_id, token, device_id)
+
+
 class TestServer:
     def __init__(self, hs: Homeserver, client: TestClient[Any, Any]) -> None:
         self.hs = hs
         self.client = client
 
     async def register(self, localpart: str, *, admin: bool = False) -> TestUser:
-        user_id = f"@{localpart}:{self.hs.server_name}"
-        now = self.hs.clock()
-        await self.hs.store.users.create_user(user_id, None, created_ts=now, admin=admin)
-        device_id = secrets.token_hex(5).upper()
-        await self.hs.store.users.upsert_device(user_id, device_id)
-        token = secrets.token_urlsafe(32)
-        await self.hs.store.users.add_access_token(
-            hash_access_token(token), user_id, device_id, created_ts=now
-        )
-        return TestUser(user_id, token, device_id)
+        return await make_user(self.hs, localpart, admin=admin)
+
+    async def login_device(self, user: TestUser, device_id: str) -> TestUser:
+        """Another logged-in device of ``user``."""
+        return await login_device(self.hs, user.user_id, device_id)
 
     async def call(
         self,
@@ -89,6 +111,23 @@ class TestServer:
         except ValueError:
             body = await response.text()
         return response.status, body
+
+    async def call_exact(
+        self,
+        method: str,
+        target: str,
+        *,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, str]:
+        """Send ``target`` (path and query, already percent-encoded) byte for byte, as an
+        X-Matrix signature covers it or a hostile client writes it (yarl would re-encode
+        ``%21``/``%3A``/``%40`` otherwise); ``(status, body text)``."""
+        base = str(self.client.make_url("/")).rstrip("/")
+        response = await self.client.session.request(
+            method, URL(base + target, encoded=True), data=data, headers=headers or {}
+        )
+        return response.status, (await response.read()).decode("utf-8", errors="replace")
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> HomeserverConfig:

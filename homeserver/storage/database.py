@@ -138,7 +138,6 @@ class _Reads:
         return row[0] if row else None
 
 
-@dataclass(slots=True)
 class TransactionContext:
     """Per-transaction memo of the stores. A store keeps its memo under the memo's own type
     (``txn.context.setdefault(StateGroupWrites, StateGroupWrites)``), so the slots are typed

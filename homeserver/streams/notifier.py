@@ -16,11 +16,25 @@ class Notifier:
     def __init__(self) -> None:
         self._changed = asyncio.Event()
         self._generation = 0
+        # How many waiters are parked now, and an event swapped at every park: a test awaits
+        # parked() to know a long poll really waits instead of sleeping and hoping it does.
+        self._waiters = 0
+        self._parked = asyncio.Event()
 
     @property
     def generation(self) -> int:
         """A counter bumped at every notification (cheap to compare)."""
         return self._generation
+
+    @property
+    def waiters(self) -> int:
+        """How many waiters are parked in :meth:`wait` now."""
+        return self._waiters
+
+    async def parked(self, count: int = 1) -> None:
+        """Return once at least ``count`` waiters are parked in :meth:`wait`."""
+        while self._waiters < count:
+            await self._parked.wait()
 
     def notify(self, room_ids: Iterable[str] = (), user_ids: Iterable[str] = ()) -> None:
         """Something changed for these rooms/users: wake every waiter to re-check."""
@@ -32,8 +46,13 @@ class Notifier:
         """Wait until a notification after ``seen_generation``; False on timeout."""
         if self._generation != seen_generation:
             return True
+        self._waiters += 1
+        parked, self._parked = self._parked, asyncio.Event()
+        parked.set()
         try:
             await asyncio.wait_for(self._changed.wait(), timeout_seconds)
         except TimeoutError:
             return False
+        finally:
+            self._waiters -= 1
         return True

@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from homeserver.config import HomeserverConfig
+from tests.builders import HIGH_LIMIT
 from tests.harness import TestServer, TestUser, make_config
 
 PASSWORD = "correct horse battery staple"
-#: Generous limits so that only the tests about rate limiting ever meet one.
-HIGH_LIMIT = {"per_second": 1000, "burst_count": 1000}
 
 
 def open_registration_config(tmp_path: Path, **overrides: Any) -> HomeserverConfig:

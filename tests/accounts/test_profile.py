@@ -3,37 +3,12 @@ a changed profile into every joined room."""
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 
 from homeserver.app import Homeserver
 from homeserver.events.draft import EventDraft
-from homeserver.room_versions import get_room_version
-from homeserver.rooms.sender import BatchBuilder
-from homeserver.storage import NewRoom
+from tests.builders import make_room
 from tests.harness import TestServer, TestUser
-
-
-async def make_room(hs: Homeserver, creator: str, version: str = "12") -> str:
-    """A public room with ``creator`` joined, persisted directly (independent of createRoom)."""
-    room_version = get_room_version(version)
-    room_id = None
-    if not room_version.room_id_is_create_event_hash:
-        room_id = f"!{secrets.token_hex(8)}:test.example"
-    batch = BatchBuilder(room_version, hs.signer, room_id, clock_ms=hs.clock)
-    batch.add(
-        EventDraft("m.room.create", creator, {"room_version": version, "creator": creator}, "")
-    )
-    batch.add(EventDraft("m.room.member", creator, {"membership": "join"}, creator))
-    users = {} if room_version.creators_have_infinite_power else {creator: 100}
-    batch.add(EventDraft("m.room.power_levels", creator, {"users": users}, ""))
-    batch.add(EventDraft("m.room.join_rules", creator, {"join_rule": "public"}, ""))
-    assert batch.room_id is not None
-    await hs.store.persist_events(
-        [(e, None) for e in batch.events], new_room=NewRoom(batch.room_id, version, creator, 1)
-    )
-    return batch.room_id
 
 
 async def member_content(hs: Homeserver, room_id: str, user_id: str) -> dict[str, object]:
@@ -137,9 +112,9 @@ async def test_change_is_reflected_in_joined_rooms(server: TestServer, version: 
     hs = server.hs
     alice: TestUser = await server.register("alice")
     bob: TestUser = await server.register("bob")
-    joined = await make_room(hs, alice.user_id, version)
-    other = await make_room(hs, bob.user_id, version)  # alice is not in this one
-    left = await make_room(hs, bob.user_id, version)
+    joined = await make_room(hs, alice.user_id, version=version)
+    other = await make_room(hs, bob.user_id, version=version)  # alice is not in this one
+    left = await make_room(hs, bob.user_id, version=version)
     await hs.sender.send(
         left, EventDraft("m.room.member", alice.user_id, {"membership": "join"}, alice.user_id)
     )
@@ -175,8 +150,8 @@ async def test_a_failing_room_does_not_fail_the_change(
 ) -> None:
     hs = server.hs
     alice = await server.register("alice")
-    first = await make_room(hs, alice.user_id)
-    second = await make_room(hs, alice.user_id)
+    first = await make_room(hs, alice.user_id, version="12")
+    second = await make_room(hs, alice.user_id, version="12")
     real_send = hs.sender.send
 
     async def flaky_send(room_id: str, draft: EventDraft):  # type: ignore[no-untyped-def]

@@ -11,9 +11,9 @@ from homeserver.config import HomeserverConfig
 from tests.admin.helpers import (
     V1,
     V2,
-    admin_config,
     deletions_finish,  # noqa: F401 (fixture)
 )
+from tests.builders import generous_config
 from tests.harness import TestServer
 
 pytestmark = pytest.mark.usefixtures("deletions_finish")
@@ -44,7 +44,7 @@ ENDPOINTS = [
 
 @pytest.fixture
 def hs_config(tmp_path: Path) -> HomeserverConfig:
-    return admin_config(tmp_path)
+    return generous_config(tmp_path)
 
 
 async def test_every_endpoint_refuses_anonymous_and_non_admin_callers(server: TestServer) -> None:

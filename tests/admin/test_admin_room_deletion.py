@@ -17,11 +17,10 @@ from homeserver.storage.room_purge import KEPT_TABLES, LocalMembersRemain, table
 from tests.admin.helpers import (
     V1,
     V2,
-    admin_config,
-    create_room,
     deletions_finish,  # noqa: F401 (fixture)
     join,
 )
+from tests.builders import create_room, generous_config
 from tests.harness import TestServer, TestUser
 
 pytestmark = pytest.mark.usefixtures("deletions_finish")
@@ -29,7 +28,7 @@ pytestmark = pytest.mark.usefixtures("deletions_finish")
 
 @pytest.fixture
 def hs_config(tmp_path: Path) -> HomeserverConfig:
-    return admin_config(tmp_path)
+    return generous_config(tmp_path)
 
 
 async def _delete(server: TestServer, admin: TestUser, room_id: str, **body: Any) -> dict[str, Any]:

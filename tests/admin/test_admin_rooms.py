@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from homeserver.config import HomeserverConfig
-from tests.admin.helpers import V1, admin_config, create_room, join
+from tests.admin.helpers import V1, join
+from tests.builders import create_room, generous_config
 from tests.harness import TestServer, TestUser
 
 SUMMARY_KEYS = {
@@ -32,7 +33,7 @@ SUMMARY_KEYS = {
 
 @pytest.fixture
 def hs_config(tmp_path: Path) -> HomeserverConfig:
-    return admin_config(tmp_path)
+    return generous_config(tmp_path)
 
 
 async def _rooms(server: TestServer, admin: TestUser, **params: str) -> dict[str, Any]:

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from homeserver.config import HomeserverConfig
-from tests.admin.helpers import V1, V2, admin_config, create_room, join
+from tests.admin.helpers import V1, V2, join
+from tests.builders import create_room, generous_config
 from tests.harness import TestServer, TestUser
 
 PASSWORD = "a long enough password"
@@ -16,7 +17,7 @@ PASSWORD = "a long enough password"
 
 @pytest.fixture
 def hs_config(tmp_path: Path) -> HomeserverConfig:
-    return admin_config(tmp_path)
+    return generous_config(tmp_path)
 
 
 async def _login(server: TestServer, user: str, password: str = PASSWORD) -> tuple[int, Any]:

@@ -15,8 +15,9 @@ from signedjson.key import generate_signing_key
 from homeserver.app import Homeserver
 from homeserver.config import HomeserverConfig
 from homeserver.storage import Store
+from tests.builders import create_room, generous_config
 from tests.harness import TestServer, TestUser, TickingClock
-from tests.upgrade.helpers import create_room, generous_config, join, upgrade
+from tests.rooms.upgrade.helpers import join, upgrade
 
 ADMIN = "/_homeserver/admin/v1"
 

@@ -15,21 +15,14 @@ from homeserver.app import Homeserver
 from homeserver.config import HomeserverConfig
 from homeserver.rooms.upgrade_plan import UpgradePolicy
 from homeserver.types import domain_of
+from tests.builders import create_room, generous_config
 from tests.federation.received_helpers import Remote
 from tests.harness import TestServer, TestUser
-from tests.rooms_api.helpers import room_events
-from tests.upgrade.helpers import (
-    create_room,
-    generous_config,
-    join,
-    record_domain_events,
-    state_of,
-    table_counts,
-    upgrade,
-)
+from tests.rooms.api.helpers import room_events
+from tests.rooms.upgrade.helpers import join, record_domain_events, state_of, table_counts, upgrade
 
 ADMIN = "/_homeserver/admin/v1"
-#: tables an upgrade writes besides those of tests.upgrade.helpers.UPGRADE_TABLES.
+#: tables an upgrade writes besides those of tests.rooms.upgrade.helpers.UPGRADE_TABLES.
 MORE_TABLES = (
     "room_lifecycle_transitions",
     "event_edges",

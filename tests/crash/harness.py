@@ -19,14 +19,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 import asyncpg
 import pytest
 
 from homeserver.faults import ENV_VAR as FAULT_ENV_VAR
-from tests.e2e.server_process import (
+from tests.http_client import Client
+from tests.real_clients.server_process import (
     config_with_port,
     free_port,
     generate_config,
@@ -52,7 +52,6 @@ BASE_CONFIG: dict[str, Any] = {
     "rc_invites": UNLIMITED,
     "rc_to_device": UNLIMITED,
 }
-CS = "/_matrix/client/v3"
 ENGINES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 SIGKILLED = -9
 
@@ -62,10 +61,6 @@ def skip_if_postgres_disabled(engine: str) -> None:
         pytest.skip(
             f"!!! PostgreSQL tests SKIPPED: HOMESERVER_TEST_SKIP_POSTGRES=1 ({POSTGRES_DSN}) !!!"
         )
-
-
-def q(value: str) -> str:
-    return quote(value, safe="")
 
 
 class DatabaseProbe:
@@ -137,45 +132,6 @@ class DatabaseProbe:
             if extra:
                 found[table] = extra
         return found
-
-
-class Client:
-    """A Matrix client over one aiohttp session."""
-
-    def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
-        self.session = session
-        self.base_url = base_url
-
-    async def call(
-        self,
-        method: str,
-        path: str,
-        token: str | None = None,
-        body: Any = None,
-        params: dict[str, str] | None = None,
-    ) -> tuple[int, Any]:
-        url = self.base_url + (path if path.startswith("/_") else CS + path)
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        async with self.session.request(
-            method, url, json=body, headers=headers, params=params
-        ) as response:
-            data = await response.json(content_type=None)
-            return response.status, data
-
-    async def ok(self, method: str, path: str, token: str | None = None, body: Any = None) -> Any:
-        status, data = await self.call(method, path, token, body)
-        assert status == 200, (method, path, status, data)
-        return data
-
-    async def register(self, localpart: str) -> tuple[str, str]:
-        """Register with the m.login.dummy flow; (user_id, access_token)."""
-        body: dict[str, Any] = {"username": localpart, "password": f"{localpart}-pw-0123456789"}
-        status, data = await self.call("POST", "/register", body=body)
-        if status == 401:
-            body["auth"] = {"type": "m.login.dummy", "session": data.get("session")}
-            status, data = await self.call("POST", "/register", body=body)
-        assert status == 200, data
-        return data["user_id"], data["access_token"]
 
 
 class CrashServer:

@@ -19,12 +19,11 @@ from tests.crash.harness import (
     ENGINES,
     SERVER_NAME,
     SIGKILLED,
-    Client,
     CrashServer,
     crash_server,
     crashing_request,
-    q,
 )
+from tests.http_client import Client, q
 
 BEFORE_COMMIT = ["create.validated", "create.built", "create.committing"]
 AFTER_COMMIT = ["create.committed"]

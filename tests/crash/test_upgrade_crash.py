@@ -15,12 +15,11 @@ from tests.crash.harness import (
     ENGINES,
     SERVER_NAME,
     SIGKILLED,
-    Client,
     CrashServer,
     crash_server,
     crashing_request,
-    q,
 )
+from tests.http_client import Client, q
 
 BEFORE_COMMIT = ["upgrade.locked", "upgrade.planned", "upgrade.built", "upgrade.committing"]
 AFTER_COMMIT = ["upgrade.committed"]

@@ -17,7 +17,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.crash.harness import Client, CrashServer, crash_server, q
+from tests.crash.harness import CrashServer, crash_server
+from tests.http_client import Client, q
 
 REQUESTS = 50
 OLD_VERSION = "10"  # before v12, so the creator can share power level 100

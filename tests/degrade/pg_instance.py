@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from tests.e2e.server_process import free_port
+from tests.real_clients.server_process import free_port
 
 
 def _bin_dir() -> Path | None:

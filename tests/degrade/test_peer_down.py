@@ -13,9 +13,11 @@ import pytest
 from homeserver.config import HomeserverConfig
 from homeserver.events.event import Event
 from homeserver.room_versions import KNOWN_ROOM_VERSIONS, get_room_version
+from tests.builders import create_public_room
 from tests.federation.fake_remote import federation_test_config
-from tests.federation.received_helpers import Remote, make_room, q, signed_request
+from tests.federation.received_helpers import Remote, signed_request
 from tests.harness import TestServer as Server
+from tests.http_client import q
 
 DEADLINE = 60  # seconds: only so that a request that waits on the peer fails instead of hanging
 
@@ -91,7 +93,7 @@ async def test_local_sends_answer_while_a_member_server_hangs(
     remote = Remote(f"localhost:{port}")
     await remote.seed_key(server.hs)
     alice = await server.register("alice")
-    room_id = await make_room(server, alice)
+    room_id = await create_public_room(server, alice)
     await _join(server, remote, room_id, remote.user("bob"))
     sender = server.hs.federation_sender
     await sender.start()

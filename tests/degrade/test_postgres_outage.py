@@ -19,15 +19,15 @@ import asyncpg
 import pytest
 
 from tests.degrade.pg_instance import PostgresInstance, available, postgres_instance
-from tests.e2e.nio_helpers import RELAXED_LIMIT
-from tests.e2e.server_process import (
+from tests.http_client import Client
+from tests.real_clients.nio_helpers import RELAXED_LIMIT
+from tests.real_clients.server_process import (
     free_port,
     generate_config,
     start_process,
     stop_process,
     wait_for_health,
 )
-from tests.logging.client import Client
 
 pytestmark = [
     pytest.mark.postgres,

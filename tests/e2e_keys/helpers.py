@@ -169,20 +169,6 @@ def password_auth(user: TestUser, session: str | None = None) -> dict[str, Any]:
     return auth
 
 
-async def another_device(server: TestServer, user: TestUser, device_id: str) -> TestUser:
-    """A second logged-in device of ``user``."""
-    import secrets
-
-    from homeserver.storage.users import hash_access_token
-
-    await server.hs.store.users.upsert_device(user.user_id, device_id)
-    token = secrets.token_urlsafe(32)
-    await server.hs.store.users.add_access_token(
-        hash_access_token(token), user.user_id, device_id, created_ts=server.hs.clock()
-    )
-    return TestUser(user.user_id, token, device_id)
-
-
 async def key_rows(server: TestServer, user_id: str, device_id: str) -> dict[str, int]:
     """How many rows each key table holds for one device."""
     counts = {}

@@ -7,7 +7,6 @@ from typing import Any
 
 from tests.e2e_keys.helpers import (
     PASSWORD,
-    another_device,
     claim,
     give_password,
     key_rows,
@@ -23,7 +22,7 @@ NO_ROWS = {"e2e_device_keys": 0, "e2e_one_time_keys": 0, "e2e_fallback_keys": 0}
 
 
 async def device_with_keys(server: Server, user: User, device_id: str) -> User:
-    device = await another_device(server, user, device_id)
+    device = await server.login_device(user, device_id)
     keys = await upload_device(server, device, otks=3)
     fallback = {"signed_curve25519:FB": keys.one_time_key("FB", fallback=True)}
     assert (await upload(server, device, {"fallback_keys": fallback}))[0] == 200

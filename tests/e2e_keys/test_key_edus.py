@@ -10,10 +10,10 @@ from typing import Any
 from signedjson.sign import sign_json
 
 from homeserver.events.draft import EventDraft
+from tests.builders import create_room
 from tests.e2e_keys.helpers import (
     CrossSigning,
     Device,
-    another_device,
     give_password,
     outbox_edus,
     password_auth,
@@ -21,7 +21,6 @@ from tests.e2e_keys.helpers import (
     upload_device,
 )
 from tests.harness import TestServer as Server
-from tests.upgrade.helpers import create_room
 
 REMOTE = "remote.example"
 
@@ -65,7 +64,7 @@ async def test_device_key_updates_reach_servers_sharing_a_room(server: Server) -
     assert len(await outbox_edus(server)) == 1
 
     # A second device's keys: its update names the first as prev_id.
-    phone = await another_device(server, alice, "PHONE")
+    phone = await server.login_device(alice, "PHONE")
     await upload_device(server, phone)
     edus = await outbox_edus(server)
     assert len(edus) == 2
@@ -78,7 +77,7 @@ async def test_device_deletion_is_announced(server: Server) -> None:
     alice = await server.register("alice")
     await give_password(server, alice)
     await room_with_remote_member(server, alice)
-    phone = await another_device(server, alice, "PHONE")
+    phone = await server.login_device(alice, "PHONE")
     await upload_device(server, phone)
     body = {"auth": password_auth(alice)}
     assert (await server.call("DELETE", "/devices/PHONE", alice, json=body))[0] == 200

@@ -11,9 +11,10 @@ import pytest
 
 from homeserver.e2e.key_validation import MAX_ONE_TIME_KEYS_PER_UPLOAD
 from homeserver.streams.tokens import StreamToken
+from tests.builders import create_room
 from tests.e2e_keys.helpers import Device, claim, query, upload, upload_device
 from tests.harness import TestServer as Server
-from tests.upgrade.helpers import create_room, join
+from tests.rooms.upgrade.helpers import join
 
 
 async def current_token(server: Server) -> str:

@@ -1,4 +1,5 @@
-"""A small client-server API client (aiohttp) that talks to our server and to Synapse alike.
+"""A per-user client-server API client that talks to our server and to Synapse alike (its raw
+requests go through the bare client of tests/http_client.py).
 
 :func:`register_with_shared_secret` makes a user through ``/_synapse/admin/v1/register`` (nonce +
 HMAC-SHA1; both servers implement it). A :class:`MatrixClient` keeps a running picture of what
@@ -17,11 +18,11 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import aiohttp
 
-CS = "/_matrix/client/v3"
+from tests.http_client import Client, q
+
 #: One inline filter for every sync: timelines long enough that a test's burst of messages
 #: arrives in one piece (presence off: neither side uses it).
 SYNC_FILTER = json.dumps(
@@ -29,10 +30,6 @@ SYNC_FILTER = json.dumps(
 )
 T = TypeVar("T")
 _txn_counter = itertools.count()
-
-
-def q(value: str) -> str:
-    return quote(value, safe="")
 
 
 class MatrixRequestError(AssertionError):
@@ -82,6 +79,7 @@ class MatrixClient:
     ) -> None:
         self.session = session
         self.base_url = base_url
+        self.http = Client(session, base_url)
         self.user_id = user_id
         self.access_token = access_token
         self.since: str | None = None
@@ -108,17 +106,9 @@ class MatrixClient:
         params: Sequence[tuple[str, str]] | None = None,
         timeout: float = 120,
     ) -> tuple[int, Any]:
-        url = self.base_url + (path if path.startswith("/_") else CS + path)
-        headers = {"Authorization": f"Bearer {self.access_token}"}
-        async with self.session.request(
-            method,
-            url,
-            json=body,
-            headers=headers,
-            params=list(params or ()),
-            timeout=aiohttp.ClientTimeout(total=timeout),
-        ) as response:
-            return response.status, await response.json(content_type=None)
+        return await self.http.call(
+            method, path, self.access_token, body, params=list(params or ()), timeout=timeout
+        )
 
     async def ok(
         self,

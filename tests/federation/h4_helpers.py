@@ -11,7 +11,6 @@ there and returns a tests.federation.cs_client.MatrixClient for it.
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,10 +25,10 @@ from homeserver.app import Homeserver
 from homeserver.crypto.signing import generate_signing_key
 from homeserver.storage import Store, apply_migrations
 from homeserver.storage.factory import open_postgres, open_sqlite
-from homeserver.storage.users import hash_access_token
 from tests.conftest import POSTGRES_DSN
 from tests.federation.cs_client import MatrixClient
 from tests.federation.fake_remote import federation_test_config, serving
+from tests.harness import make_user
 
 # --- two in-process homeservers federating over real HTTPS on loopback -----------------------
 
@@ -67,15 +66,8 @@ class Peer:
 
     async def user(self, localpart: str) -> MatrixClient:
         """A user with an access token, made straight through the store."""
-        user_id = f"@{localpart}:{self.name}"
-        store = self.hs.store
-        await store.users.create_user(user_id, None, created_ts=self.hs.clock())
-        await store.users.upsert_device(user_id, "DEV")
-        token = secrets.token_urlsafe(32)
-        await store.users.add_access_token(
-            hash_access_token(token), user_id, "DEV", created_ts=self.hs.clock()
-        )
-        return MatrixClient(self.session, self.base_url, user_id, token)
+        user = await make_user(self.hs, localpart, device_id="DEV")
+        return MatrixClient(self.session, self.base_url, user.user_id, user.access_token)
 
 
 @asynccontextmanager

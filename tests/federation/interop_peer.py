@@ -4,6 +4,7 @@
 ``localhost:<fed_port>``) and a plain-HTTP client listener on ``client_port``, both fixed for its
 life so a restart is the same server. Its database is a SQLite file in the working directory or a
 PostgreSQL database of its own (created here, dropped by :meth:`OurServer.destroy`).
+:func:`running_our_server` is the whole life in one block, for fixtures.
 """
 
 from __future__ import annotations
@@ -12,15 +13,23 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 import yaml
 
-from tests.e2e.server_process import free_port, generate_config, server_env, wait_for_health
 from tests.federation.processes import stop_process_group
 from tests.federation.tls_helpers import self_signed_cert
+from tests.real_clients.server_process import (
+    free_port,
+    generate_config,
+    server_env,
+    wait_for_health,
+)
 
 POSTGRES_DSN = os.environ.get(
     "HOMESERVER_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
@@ -152,3 +161,25 @@ class OurServer:
 
     def log_tail(self, chars: int = 6000) -> str:
         return f"--- our server.log ---\n{self.log()[-chars:]}"
+
+
+@asynccontextmanager
+async def running_our_server(
+    directory: Path, engine: str, config: dict[str, Any] | None = None
+) -> AsyncIterator[OurServer]:
+    """Our server on ``engine`` (top-level ``config`` keys set before it starts), serving
+    until the block ends, then destroyed; a PostgreSQL run is skipped when PostgreSQL is."""
+    if engine == "postgres" and os.environ.get("HOMESERVER_TEST_SKIP_POSTGRES") == "1":
+        pytest.skip("!!! PostgreSQL tests SKIPPED: HOMESERVER_TEST_SKIP_POSTGRES=1 !!!")
+    server = OurServer(directory, engine)
+    await server.create()
+    assert server.config_path is not None
+    if config:
+        generated = yaml.safe_load(server.config_path.read_text())
+        generated.update(config)
+        server.config_path.write_text(yaml.safe_dump(generated))
+    try:
+        server.start()
+        yield server
+    finally:
+        await server.destroy()

@@ -13,10 +13,8 @@ contact, so any real request our server attempts fails fast instead of hanging.
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
-from urllib.parse import quote
-
-from yarl import URL
 
 from homeserver.app import Homeserver
 from homeserver.auth.selection import auth_types_for_event
@@ -29,14 +27,10 @@ from homeserver.federation.client import FederationHttpError
 from homeserver.federation.xmatrix import authorization_header
 from homeserver.room_versions import RoomVersion, get_room_version
 from homeserver.storage.keys import ServerKey
-from tests.harness import FIXED_NOW_MS, TestServer, TestUser
+from tests.harness import FIXED_NOW_MS, TestServer
 
 _ports = itertools.count(40001)
 FAR_FUTURE_MS = FIXED_NOW_MS + 10 * 365 * 24 * 3600 * 1000
-
-
-def q(value: str) -> str:
-    return quote(value, safe="")
 
 
 class Remote:
@@ -224,23 +218,13 @@ async def signed_request(
         remote.signing_key, method, path, origin, server.hs.server_name, body
     )
     data = None if body is None else encode_canonical_json(body)
-    # The signature covers the target exactly as sent: keep yarl from re-encoding it.
-    base = str(server.client.make_url("/")).rstrip("/")
-    response = await server.client.session.request(
+    status, text = await server.call_exact(
         method,
-        URL(base + path, encoded=True),
+        path,
         data=data,
         headers={"Authorization": header, "Content-Type": "application/json"},
     )
     try:
-        return response.status, await response.json(content_type=None)
+        return status, json.loads(text)
     except ValueError:
-        return response.status, await response.text()
-
-
-async def make_room(server: TestServer, owner: TestUser, **body: Any) -> str:
-    status, answer = await server.call(
-        "POST", "/createRoom", owner, json={"preset": "public_chat", **body}
-    )
-    assert status == 200, answer
-    return answer["room_id"]
+        return status, text

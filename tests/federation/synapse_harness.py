@@ -12,16 +12,22 @@ The config carries what Synapse needs to federate on loopback with a self-signed
 (``federation_verify_certificates: false``, loopback whitelisted, no trusted key servers), rate
 limits lifted, and short federation retry intervals so a peer that was down is retried within
 seconds, not minutes. A Synapse that fails to start raises with the tail of its log.
+
+Every Synapse test module uses :func:`running_synapse` for its fixture and wraps each scenario in
+:func:`diagnostics`, which puts both servers' logs into a failure's message.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +35,11 @@ import aiohttp
 import yaml
 from signedjson.key import generate_signing_key, write_signing_keys
 
-from tests.e2e.server_process import REPO_ROOT, free_port
 from tests.federation.cs_client import register_with_shared_secret
+from tests.federation.interop_peer import OurServer
 from tests.federation.processes import stop_process_group
 from tests.federation.tls_helpers import self_signed_cert
+from tests.real_clients.server_process import REPO_ROOT, free_port
 
 SYNAPSE_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 REGISTRATION_SECRET = "interop-synapse-shared-secret"
@@ -264,6 +271,34 @@ class SynapseServer:
             for line in self.log_path.read_text(errors="replace").splitlines()
             if " - ERROR - " in line or " - CRITICAL - " in line
         ]
+
+
+@contextmanager
+def running_synapse(workdir: Path) -> Iterator[SynapseServer]:
+    """A Synapse started in ``workdir`` and stopped when the block ends (for fixtures)."""
+    server = SynapseServer(workdir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@asynccontextmanager
+async def diagnostics(ours: OurServer, synapse: SynapseServer) -> AsyncIterator[None]:
+    """On failure, re-raise with both servers' logs (Synapse's errors first: its log is long);
+    on success, our log must hold no traceback."""
+    try:
+        yield
+    except BaseException as e:
+        if isinstance(e, asyncio.CancelledError | KeyboardInterrupt):
+            raise
+        errors = "\n".join(synapse.errors_in_log()[-30:])
+        raise AssertionError(
+            f"{type(e).__name__}: {e}\n\n{ours.log_tail(8000)}\n\n--- Synapse errors ---\n"
+            f"{errors}\n\n{synapse.log_tail(6000)}"
+        ) from e
+    assert "Traceback" not in ours.log(), ours.log_tail(12000)
 
 
 def _synapse_env() -> dict[str, str]:

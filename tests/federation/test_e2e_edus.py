@@ -10,12 +10,13 @@ from typing import Any
 
 from homeserver.app import Homeserver
 from homeserver.federation.client import FederationUnreachable
+from tests.builders import create_public_room
 from tests.federation.cs_client import q
 from tests.federation.e2e_fed_helpers import cross_signing_key, device_keys
-from tests.federation.received_helpers import Remote, make_room, signed_request
+from tests.federation.received_helpers import Remote, signed_request
 from tests.harness import FIXED_NOW_MS, TestServer, TestUser
 from tests.sync.helpers import sync
-from tests.to_device.helpers import add_device, to_device_events
+from tests.to_device.helpers import to_device_events
 
 _txn_ids = itertools.count(1)
 
@@ -54,7 +55,7 @@ async def inbox(hs: Homeserver, user: TestUser | tuple[str, str]) -> list[dict[s
 async def test_to_device_delivered_once_when_resent(server: TestServer) -> None:
     hs = server.hs
     alice = await server.register("alice")
-    laptop = await add_device(server, alice, "LAPTOP")
+    laptop = await server.login_device(alice, "LAPTOP")
     remote = Remote()
     await remote.seed_key(hs)
     first = await sync(server, alice)
@@ -141,7 +142,7 @@ async def remote_in_alices_room(server: TestServer) -> tuple[TestUser, Remote, S
     alice = await server.register("alice")
     remote = Remote()
     await remote.seed_key(hs)
-    room_id = await make_room(server, alice)
+    room_id = await create_public_room(server, alice)
     await remote.join(hs, room_id, "r")
     stub = StubRemoteKeys()
     hs.e2e_edus.remote_keys = stub  # type: ignore[assignment]

@@ -18,11 +18,12 @@ import pytest
 
 from homeserver.config import HomeserverConfig
 from homeserver.storage import Store
+from tests.builders import create_public_room
 from tests.federation.cs_client import q
 from tests.federation.e2e_fed_helpers import cross_signing_key, device_keys, seed_keys
 from tests.federation.fake_remote import LOOPBACK_WHITELIST, FakeRemoteServer, ReceivedRequest
 from tests.federation.h4_helpers import second_store, two_servers
-from tests.federation.received_helpers import Remote, make_room, signed_request
+from tests.federation.received_helpers import Remote, signed_request
 from tests.federation.test_e2e_two_servers import announce_keys, eventually
 from tests.harness import FIXED_NOW_MS, TestServer, TestUser, make_config
 
@@ -145,7 +146,8 @@ async def test_second_query_is_answered_from_the_cache(
     alice = await server.register("alice")
     r = side.user("r")
     side.set_devices(r, "R1", "R2")
-    await member_event(server, side, await make_room(server, alice), r, {"membership": "join"})
+    room_alice = await create_public_room(server, alice)
+    await member_event(server, side, room_alice, r, {"membership": "join"})
 
     first = await query(server, alice, r)
     assert side.requests() == [f"devices {r}"]  # untracked: the whole list, then kept
@@ -179,7 +181,8 @@ async def test_device_list_update_shows_without_asking_and_a_gap_refetches(
     alice = await server.register("alice")
     r = side.user("r")
     side.set_devices(r, "R1")
-    await member_event(server, side, await make_room(server, alice), r, {"membership": "join"})
+    room_alice = await create_public_room(server, alice)
+    await member_event(server, side, room_alice, r, {"membership": "join"})
     await query(server, alice, r)
     held = side.stream_ids[r]
 
@@ -213,7 +216,8 @@ async def test_cache_answers_while_the_remote_server_is_down(
     alice = await server.register("alice")
     r = side.user("r")
     side.set_devices(r, "R1")
-    await member_event(server, side, await make_room(server, alice), r, {"membership": "join"})
+    room_alice = await create_public_room(server, alice)
+    await member_event(server, side, room_alice, r, {"membership": "join"})
     before = await query(server, alice, r)
     await side.fake.stop()
 
@@ -234,7 +238,7 @@ async def test_remote_users_rejoin_makes_the_cached_list_stale(
     alice = await server.register("alice")
     r = side.user("r")
     side.set_devices(r, "OLD")
-    room_id = await make_room(server, alice)
+    room_id = await create_public_room(server, alice)
     await member_event(server, side, room_id, r, {"membership": "join"})
     await query(server, alice, r)
     # A profile change is no new join: the list stays fresh.
@@ -262,12 +266,13 @@ async def test_join_while_sharing_another_room_keeps_the_list(
     bob = await server.register("bob")
     r = side.user("r")
     side.set_devices(r, "R1")
-    first_room = await make_room(server, alice)
+    first_room = await create_public_room(server, alice)
     await member_event(server, side, first_room, r, {"membership": "join"})
     await query(server, alice, r)
 
     # r joins bob's room while still sharing alice's: updates kept coming, nothing is stale.
-    await member_event(server, side, await make_room(server, bob), r, {"membership": "join"})
+    room_bob = await create_public_room(server, bob)
+    await member_event(server, side, room_bob, r, {"membership": "join"})
     assert await is_stale(server, r) is False
     # r leaves alice's room and comes back while sharing bob's: still fresh.
     await member_event(server, side, first_room, r, {"membership": "leave"})

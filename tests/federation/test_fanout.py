@@ -14,9 +14,10 @@ from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
 from homeserver.room_versions import get_room_version
 from homeserver.streams.fanout import destinations_for, enqueue_event_txn
+from tests.builders import create_room, generous_config
 from tests.harness import SERVER_NAME
 from tests.harness import TestServer as Server
-from tests.upgrade.helpers import create_room, generous_config, upgrade
+from tests.rooms.upgrade.helpers import upgrade
 
 OURS = SERVER_NAME
 V10 = get_room_version("10")

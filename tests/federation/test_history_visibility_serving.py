@@ -17,8 +17,10 @@ from homeserver.events.event import Event
 from homeserver.events.redaction import prune_event_dict
 from homeserver.federation.serving import event_visible_to_server, server_may_see
 from homeserver.room_versions import RoomVersion
-from tests.federation.received_helpers import Remote, make_room, q, signed_request
+from tests.builders import create_public_room
+from tests.federation.received_helpers import Remote, signed_request
 from tests.harness import TestServer, TestUser
+from tests.http_client import q
 
 V1 = "/_matrix/federation/v1"
 
@@ -74,7 +76,7 @@ class Room:
     @classmethod
     async def create(cls, server: TestServer, visibility: str) -> Room:
         alice = await server.register("alice")
-        room_id = await make_room(
+        room_id = await create_public_room(
             server,
             alice,
             initial_state=[

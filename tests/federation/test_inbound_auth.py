@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from yarl import URL
 
 from homeserver.app import Homeserver, create_app
 from homeserver.crypto.canonical_json import encode_canonical_json
@@ -69,13 +69,13 @@ async def send(
             body if signed_body == "same" else signed_body,
         )
     data = encode_canonical_json(body) if body is not None else None
-    response = await fed.client.session.request(
+    status, text = await fed.call_exact(
         method,
-        URL(str(fed.client.make_url("/")).rstrip("/") + path, encoded=True),
+        path,
         data=data,
         headers={"Authorization": header, "Content-Type": "application/json"},
     )
-    return response.status, await response.json(content_type=None)
+    return status, json.loads(text)
 
 
 ROOM_PATH = "/_matrix/federation/v1/test_auth/%21room%3Apeer.example?event_id=%24e%3Ax&v=1&v=2"

@@ -12,10 +12,11 @@ import pytest
 from homeserver.events.event import Event
 from homeserver.room_versions import KNOWN_ROOM_VERSIONS, get_room_version
 from homeserver.storage import Store
+from tests.builders import make_room
 from tests.federation.h4_helpers import second_store, two_servers
-from tests.federation.received_helpers import Remote, q, signed_request
+from tests.federation.received_helpers import Remote, signed_request
 from tests.harness import TestServer
-from tests.rooms_api.room_builder import make_room
+from tests.http_client import q
 
 __all__ = ["second_store"]  # the fixture, used by the tests below
 

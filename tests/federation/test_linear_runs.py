@@ -8,13 +8,14 @@ from typing import Any
 from homeserver.app import Homeserver
 from homeserver.events.event import Event
 from homeserver.federation.linear_runs import LinearRuns
-from tests.federation.received_helpers import Remote, make_room
+from tests.builders import create_public_room
+from tests.federation.received_helpers import Remote
 from tests.harness import TestServer, TestUser
 
 
 async def _setup(server: TestServer) -> tuple[TestUser, str, Remote]:
     alice = await server.register("alice")
-    room_id = await make_room(server, alice)
+    room_id = await create_public_room(server, alice)
     remote = Remote()
     await remote.seed_key(server.hs)
     await remote.join(server.hs, room_id)

@@ -12,8 +12,10 @@ from typing import Any
 
 from homeserver.events.event import Event
 from homeserver.room_versions import KNOWN_ROOM_VERSIONS, get_room_version
-from tests.federation.received_helpers import Remote, make_room, q, signed_request
+from tests.builders import create_public_room
+from tests.federation.received_helpers import Remote, signed_request
 from tests.harness import TestServer
+from tests.http_client import q
 
 VERS = "&".join(f"ver={v}" for v in KNOWN_ROOM_VERSIONS)
 
@@ -25,7 +27,7 @@ def _make_join_path(room_id: str, user_id: str, query: str = VERS) -> str:
 
 async def _setup(server: TestServer, **room: Any) -> tuple[str, Remote]:
     alice = await server.register("alice")
-    room_id = await make_room(server, alice, **room)
+    room_id = await create_public_room(server, alice, **room)
     remote = Remote()
     await remote.seed_key(server.hs)
     return room_id, remote

@@ -7,9 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from homeserver.storage import Store
+from tests.builders import create_public_room
 from tests.federation.cs_client import q
 from tests.federation.h4_helpers import second_store, two_servers
-from tests.federation.received_helpers import Remote, make_room, signed_request
+from tests.federation.received_helpers import Remote, signed_request
 from tests.harness import TestServer
 
 __all__ = ["second_store"]
@@ -19,7 +20,7 @@ V1 = "/_matrix/federation/v1"
 async def test_query_directory(server: TestServer) -> None:
     hs = server.hs
     alice = await server.register("alice")
-    room_id = await make_room(server, alice, room_alias_name="lobby")
+    room_id = await create_public_room(server, alice, room_alias_name="lobby")
     remote = Remote()
     await remote.seed_key(hs)
     path = f"{V1}/query/directory?room_alias={q('#lobby:test.example')}"

@@ -19,7 +19,8 @@ from homeserver.federation.pdu_checks import BadPduSignature, EventRejected
 from homeserver.room_versions import get_room_version
 from homeserver.rooms.event_builder import build_event
 from homeserver.rooms.sender import BatchBuilder
-from tests.federation.received_helpers import Remote, RemoteRequester, make_room
+from tests.builders import create_public_room
+from tests.federation.received_helpers import Remote, RemoteRequester
 from tests.harness import TestServer, TestUser
 
 
@@ -32,7 +33,7 @@ async def _timeline_ids(server: TestServer, user: TestUser, room_id: str) -> lis
 
 async def _setup(server: TestServer) -> tuple[TestUser, str, Remote]:
     alice = await server.register("alice")
-    room_id = await make_room(server, alice)
+    room_id = await create_public_room(server, alice)
     remote = Remote()
     await remote.seed_key(server.hs)
     await remote.join(server.hs, room_id)

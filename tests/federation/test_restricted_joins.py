@@ -11,9 +11,10 @@ import pytest
 
 from homeserver.events.event import Event
 from homeserver.room_versions import KNOWN_ROOM_VERSIONS, get_room_version
-from tests.federation.received_helpers import Remote, q, signed_request
+from tests.builders import make_room
+from tests.federation.received_helpers import Remote, signed_request
 from tests.harness import TestServer, TestUser
-from tests.rooms_api.room_builder import make_room
+from tests.http_client import q
 
 VERS = "&".join(f"ver={v}" for v in KNOWN_ROOM_VERSIONS)
 VIA = "join_authorised_via_users_server"

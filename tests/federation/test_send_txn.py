@@ -6,8 +6,10 @@ from typing import Any
 
 from homeserver.events.ids import compute_event_id
 from homeserver.room_versions import get_room_version
-from tests.federation.received_helpers import Remote, make_room, q, signed_request
+from tests.builders import create_public_room
+from tests.federation.received_helpers import Remote, signed_request
 from tests.harness import TestServer, TestUser
+from tests.http_client import q
 
 
 def _txn(remote: Remote, pdus: list[Any], **extra: Any) -> dict[str, Any]:
@@ -16,7 +18,7 @@ def _txn(remote: Remote, pdus: list[Any], **extra: Any) -> dict[str, Any]:
 
 async def _setup(server: TestServer) -> tuple[TestUser, str, Remote]:
     alice = await server.register("alice")
-    room_id = await make_room(server, alice)
+    room_id = await create_public_room(server, alice)
     remote = Remote()
     await remote.seed_key(server.hs)
     await remote.join(server.hs, room_id)
@@ -179,7 +181,7 @@ async def _setup_version(
     server: TestServer, room_version: str, *, join: bool = True
 ) -> tuple[str, Remote]:
     alice = await server.register("alice")
-    room_id = await make_room(server, alice, room_version=room_version)
+    room_id = await create_public_room(server, alice, room_version=room_version)
     remote = Remote()
     await remote.seed_key(server.hs)
     if join:

@@ -28,10 +28,10 @@ from homeserver.federation.sender import (
 from homeserver.room_versions import get_room_version
 from homeserver.storage import Store
 from homeserver.storage.outbox import RetryState
+from tests.builders import create_room, generous_config
 from tests.federation.fake_remote import LOOPBACK_WHITELIST, FakeRemoteServer, ReceivedRequest
 from tests.harness import SERVER_NAME
 from tests.harness import TestServer as Server
-from tests.upgrade.helpers import create_room, generous_config
 
 MIN_RETRY_MS = 60_000
 MAX_RETRY_MS = 240_000

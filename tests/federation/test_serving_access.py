@@ -17,8 +17,10 @@ import pytest
 
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
-from tests.federation.received_helpers import Remote, make_room, q, signed_request
+from tests.builders import create_public_room
+from tests.federation.received_helpers import Remote, signed_request
 from tests.harness import TestServer, TestUser
+from tests.http_client import q
 
 V1 = "/_matrix/federation/v1"
 
@@ -86,7 +88,7 @@ def _requests(room_id: str, event_id: str) -> list[tuple[str, str, Any]]:
 @pytest.mark.parametrize("kind", ["ban", "invite", "leave"])
 async def test_a_server_without_a_joined_user_gets_nothing(server: TestServer, kind: str) -> None:
     alice = await server.register("alice")
-    room_id = await make_room(server, alice, preset="private_chat")
+    room_id = await create_public_room(server, alice, preset="private_chat")
     secret = await _send(server, alice, room_id, "before")
     remote = Remote()
     await remote.seed_key(server.hs)
@@ -103,7 +105,7 @@ async def test_a_joined_server_is_answered_and_get_missing_events_gives_at_most_
     server: TestServer,
 ) -> None:
     alice = await server.register("alice")
-    room_id = await make_room(server, alice)
+    room_id = await create_public_room(server, alice)
     remote = Remote()
     await remote.seed_key(server.hs)
     await remote.join(server.hs, room_id)
@@ -129,7 +131,7 @@ async def test_a_name_that_ends_a_joined_servers_name_is_not_that_server(
     server: TestServer,
 ) -> None:
     alice = await server.register("alice")
-    room_id = await make_room(server, alice)
+    room_id = await create_public_room(server, alice)
     member = Remote()
     await member.seed_key(server.hs)
     await member.join(server.hs, room_id)

@@ -7,8 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.events.event import Event
-from tests.federation.received_helpers import Remote, make_room, q, signed_request
+from tests.builders import create_public_room
+from tests.federation.received_helpers import Remote, signed_request
 from tests.harness import TestServer, TestUser
+from tests.http_client import q
 
 V1 = "/_matrix/federation/v1"
 
@@ -16,7 +18,7 @@ V1 = "/_matrix/federation/v1"
 async def _setup(server: TestServer) -> tuple[TestUser, str, Remote, list[str]]:
     """A room with alice, the remote's user and three messages; returns their IDs in order."""
     alice = await server.register("alice")
-    room_id = await make_room(server, alice)
+    room_id = await create_public_room(server, alice)
     remote = Remote()
     await remote.seed_key(server.hs)
     await remote.join(server.hs, room_id)

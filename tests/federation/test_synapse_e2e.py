@@ -38,7 +38,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.nio_crypto import (
+from tests.federation.cs_client import register_with_shared_secret
+from tests.federation.interop_peer import OurServer
+from tests.federation.synapse_harness import SynapseServer, diagnostics, running_synapse
+from tests.http_client import Client, q
+from tests.real_clients.nio_crypto import (
     MEGOLM,
     EncryptedUser,
     accept_invite,
@@ -46,13 +50,9 @@ from tests.e2e.nio_crypto import (
     create_room_by_policy,
     exchange_encrypted,
     our_server_encrypting_by_policy,
-    q,
     raw_get,
     room_encryption_state,
 )
-from tests.federation.cs_client import register_with_shared_secret
-from tests.federation.interop_peer import OurServer
-from tests.federation.synapse_harness import SynapseServer
 
 ENGINES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 SKIP_POSTGRES = os.environ.get("HOMESERVER_TEST_SKIP_POSTGRES") == "1"
@@ -61,34 +61,14 @@ WAIT = float(os.environ.get("INTEROP_TIMEOUT", "60"))
 
 @pytest.fixture(scope="module")
 def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseServer]:
-    server = SynapseServer(tmp_path_factory.mktemp("synapse-e2e"))
-    server.start()
-    try:
+    with running_synapse(tmp_path_factory.mktemp("synapse-e2e")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=ENGINES)
 async def ours(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OurServer]:
     async with our_server_encrypting_by_policy(tmp_path / "ours", request.param) as server:
         yield server
-
-
-@asynccontextmanager
-async def diagnostics(ours: OurServer, synapse: SynapseServer) -> AsyncIterator[None]:
-    """On failure, re-raise with both servers' logs; on success, our log must be clean."""
-    try:
-        yield
-    except BaseException as e:
-        if isinstance(e, asyncio.CancelledError | KeyboardInterrupt):
-            raise
-        errors = "\n".join(synapse.errors_in_log()[-30:])
-        raise AssertionError(
-            f"{type(e).__name__}: {e}\n\n{ours.log_tail(8000)}\n\n--- Synapse errors ---\n"
-            f"{errors}\n\n{synapse.log_tail(6000)}"
-        ) from e
-    assert "Traceback" not in ours.log(), ours.log_tail(12000)
 
 
 async def test_our_user_and_a_synapse_user_decrypt_each_other(
@@ -291,13 +271,8 @@ async def upgrade_room(
     session: aiohttp.ClientSession, base_url: str, token: str, room_id: str, new_version: str
 ) -> str:
     """POST /upgrade (nio's own room_upgrade only emulates one client-side)."""
-    async with session.post(
-        f"{base_url}/_matrix/client/v3/rooms/{q(room_id)}/upgrade",
-        json={"new_version": new_version},
-        headers={"Authorization": f"Bearer {token}"},
-    ) as response:
-        body = await response.json()
-        assert response.status == 200, body
+    path = f"/rooms/{q(room_id)}/upgrade"
+    body = await Client(session, base_url).ok("POST", path, token, {"new_version": new_version})
     return str(body["replacement_room"])
 
 

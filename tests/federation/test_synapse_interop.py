@@ -23,7 +23,6 @@ import asyncio
 import os
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +33,10 @@ from homeserver.config import HomeserverConfig
 from homeserver.crypto.key_storage import load_or_create_signing_key
 from homeserver.federation.client import FederationClient, FederationHttpError
 from tests.federation.cs_client import MatrixClient, q
-from tests.federation.interop_peer import OurServer
-from tests.federation.synapse_harness import SynapseServer
+from tests.federation.interop_peer import OurServer, running_our_server
+from tests.federation.synapse_harness import SynapseServer, diagnostics, running_synapse
 
 ENGINES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-SKIP_POSTGRES = os.environ.get("HOMESERVER_TEST_SKIP_POSTGRES") == "1"
 TIMEOUT = float(os.environ.get("INTEROP_TIMEOUT", "120"))
 #: How long Synapse stays down in scenario (c) (the issue's figure).
 OUTAGE_SECONDS = 30.0
@@ -47,47 +45,20 @@ OUTAGE_SECONDS = 30.0
 @pytest.fixture
 def synapse(tmp_path: Path) -> Iterator[SynapseServer]:
     # One Synapse per test: it starts in ~2 s here, and (c) stops and restarts it.
-    server = SynapseServer(tmp_path / "synapse")
-    server.start()
-    try:
+    with running_synapse(tmp_path / "synapse") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=ENGINES)
 async def ours(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OurServer]:
-    if request.param == "postgres" and SKIP_POSTGRES:
-        pytest.skip("!!! PostgreSQL tests SKIPPED: HOMESERVER_TEST_SKIP_POSTGRES=1 !!!")
-    server = OurServer(tmp_path / "ours", request.param)
-    await server.create()
-    try:
-        server.start()
+    async with running_our_server(tmp_path / "ours", request.param) as server:
         yield server
-    finally:
-        await server.destroy()
 
 
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as s:
         yield s
-
-
-@asynccontextmanager
-async def diagnostics(ours: OurServer, synapse: SynapseServer) -> AsyncIterator[None]:
-    """On failure, re-raise with both servers' log tails; on success, our log must be clean."""
-    try:
-        yield
-    except BaseException as e:
-        if isinstance(e, asyncio.CancelledError | KeyboardInterrupt):
-            raise
-        errors = "\n".join(synapse.errors_in_log()[-30:])
-        raise AssertionError(
-            f"{type(e).__name__}: {e}\n\n{ours.log_tail()}\n\n--- Synapse errors ---\n{errors}"
-            f"\n\n{synapse.log_tail(4000)}"
-        ) from e
-    assert "Traceback" not in ours.log(), ours.log_tail(12000)
 
 
 async def users(

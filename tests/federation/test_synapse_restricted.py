@@ -24,13 +24,11 @@ import aiohttp
 import pytest
 
 from tests.federation.cs_client import MatrixClient, q
-from tests.federation.interop_peer import OurServer
-from tests.federation.synapse_harness import SynapseServer
+from tests.federation.interop_peer import OurServer, running_our_server
+from tests.federation.synapse_harness import SynapseServer, diagnostics, running_synapse
 from tests.federation.test_synapse_interop import (
     ENGINES,
-    SKIP_POSTGRES,
     TIMEOUT,
-    diagnostics,
     exchange_messages,
     wait_member,
 )
@@ -41,25 +39,14 @@ _names = itertools.count()
 
 @pytest.fixture(scope="module")
 def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseServer]:
-    server = SynapseServer(tmp_path_factory.mktemp("synapse-restricted"))
-    server.start()
-    try:
+    with running_synapse(tmp_path_factory.mktemp("synapse-restricted")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=ENGINES)
 async def ours(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OurServer]:
-    if request.param == "postgres" and SKIP_POSTGRES:
-        pytest.skip("!!! PostgreSQL tests SKIPPED: HOMESERVER_TEST_SKIP_POSTGRES=1 !!!")
-    server = OurServer(tmp_path / "ours", request.param)
-    await server.create()
-    try:
-        server.start()
+    async with running_our_server(tmp_path / "ours", request.param) as server:
         yield server
-    finally:
-        await server.destroy()
 
 
 @pytest.fixture

@@ -50,8 +50,9 @@ from homeserver.federation.client import FederationUnreachable
 from homeserver.federation.e2e_edus import MAX_ID_LENGTH
 from homeserver.federation.xmatrix import authorization_header
 from homeserver.types import domain_of, user_id_error
+from tests.builders import create_public_room
 from tests.federation.e2e_fed_helpers import cross_signing_key, device_keys, seed_keys
-from tests.federation.received_helpers import Remote, make_room
+from tests.federation.received_helpers import Remote
 from tests.fuzz import body_strategies as bs
 from tests.fuzz.strategies import encode_segment
 from tests.fuzz.test_endpoint_bodies import (
@@ -66,7 +67,6 @@ from tests.fuzz.test_endpoint_bodies import (
     engine_hypothesis_test,
 )
 from tests.harness import FIXED_NOW_MS, SERVER_NAME, TestServer, TestUser
-from tests.to_device.helpers import add_device
 
 #: Examples per endpoint on SQLite; PostgreSQL runs a quarter of that.
 EXAMPLES = 2 * settings.default.max_examples
@@ -177,12 +177,12 @@ async def _live(server: TestServer) -> Live:
     alice = await server.register("alice")
     bob = await server.register("bob")
     for device_id in ALICE_DEVICES:
-        await add_device(server, alice, device_id)
-    await add_device(server, bob, BOB_DEVICE)
+        await server.login_device(alice, device_id)
+    await server.login_device(bob, BOB_DEVICE)
     await seed_keys(hs, ALICE, "PHONE", one_time_key_ids=tuple(f"K{i}" for i in range(10)))
     remote = Remote(REMOTE)
     await remote.seed_key(hs)
-    room_id = await make_room(server, alice)
+    room_id = await create_public_room(server, alice)
     await remote.join(hs, room_id, "r")
     hs.e2e_edus.remote_keys = FailingRemoteKeys()  # type: ignore[assignment]
     devices: dict[str, set[str]] = {}

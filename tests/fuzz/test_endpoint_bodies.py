@@ -39,7 +39,6 @@ import pytest
 from argon2 import PasswordHasher
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from yarl import URL
 
 from homeserver.accounts import login as login_module
 from homeserver.config import HomeserverConfig
@@ -219,19 +218,14 @@ async def _send(
     body: bytes,
     headers: dict[str, str],
 ) -> Answer:
-    base = str(server.client.make_url("/")).rstrip("/")
-    response = await server.client.session.request(
-        method,
-        URL(base + path, encoded=True),
-        data=body,
-        headers={"Content-Type": "application/json", **headers},
+    status, text = await server.call_exact(
+        method, path, data=body, headers={"Content-Type": "application/json", **headers}
     )
-    text = (await response.read()).decode("utf-8", errors="replace")
     try:
         parsed = json.loads(text)
     except ValueError:
         parsed = None
-    return Answer(response.status, text, parsed)
+    return Answer(status, text, parsed)
 
 
 def _check_shape(where: str, answer: Answer, success_keys: tuple[str, ...]) -> None:

@@ -14,7 +14,8 @@ from homeserver.app import Homeserver, create_app
 from homeserver.config import HomeserverConfig
 from homeserver.http.client_address import address_from
 from homeserver.storage import Store
-from tests.accounts.helpers import HIGH_LIMIT, PASSWORD, registered_user
+from tests.accounts.helpers import PASSWORD, registered_user
+from tests.builders import HIGH_LIMIT
 from tests.harness import TestServer as Server
 from tests.harness import TickingClock, make_config
 

@@ -15,7 +15,7 @@ from homeserver.config.ratelimiting import DEFAULT_INVITES, DEFAULT_TO_DEVICE, R
 from tests.harness import TestServer as Server
 from tests.harness import TestUser as User
 from tests.harness import make_config
-from tests.to_device.helpers import add_device, send_to_device
+from tests.to_device.helpers import send_to_device
 
 HIGH = {"per_second": 1000, "burst_count": 1000}
 TIGHT = {"per_second": 0.0001, "burst_count": 2}
@@ -113,7 +113,7 @@ async def test_send_to_device_per_sending_device(server: Server) -> None:
     await send_to_device(server, alice, messages)
     refused = await send_to_device(server, alice, messages, expect=429)
     assert refused["errcode"] == "M_LIMIT_EXCEEDED" and refused["retry_after_ms"] > 0
-    other_device = await add_device(server, alice, "PHONE")
+    other_device = await server.login_device(alice, "PHONE")
     await send_to_device(server, other_device, messages)
     bridge = await server.register("bridge")
     for _ in range(3):

@@ -12,7 +12,8 @@ from signedjson.key import generate_signing_key
 from homeserver.app import Homeserver, create_app
 from homeserver.config import HomeserverConfig
 from homeserver.storage import Store
-from tests.federation.received_helpers import Remote, make_room, signed_request
+from tests.builders import create_public_room
+from tests.federation.received_helpers import Remote, signed_request
 from tests.harness import TestServer as Server
 from tests.harness import TickingClock, make_config
 
@@ -31,7 +32,7 @@ async def test_defaults_refuse_anonymous_and_federation(
 ) -> None:
     server = await _server(tmp_path, store, aiohttp_client)
     alice = await server.register("alice")
-    await make_room(server, alice, visibility="public")
+    await create_public_room(server, alice, visibility="public")
     for method in ("GET", "POST"):
         status, body = await server.call(method, "/publicRooms", json={})
         assert (status, body["errcode"]) == (401, "M_MISSING_TOKEN"), method
@@ -58,9 +59,9 @@ async def test_flags_open_the_directory(
         allow_public_rooms_over_federation=True,
     )
     alice = await server.register("alice")
-    room_id = await make_room(server, alice, visibility="public", name="Lobby")
-    await make_room(server, alice, visibility="public", name="Other")
-    await make_room(server, alice, visibility="private")
+    room_id = await create_public_room(server, alice, visibility="public", name="Lobby")
+    await create_public_room(server, alice, visibility="public", name="Other")
+    await create_public_room(server, alice, visibility="private")
     status, body = await server.call("GET", "/publicRooms")
     assert status == 200 and len(body["chunk"]) == 2
     status, body = await server.call("GET", "/publicRooms", headers={"Authorization": "Bearer x"})

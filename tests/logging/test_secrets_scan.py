@@ -21,15 +21,15 @@ import yaml
 
 from homeserver.crypto.key_storage import read_signing_key
 from tests.conftest import POSTGRES_DSN, SKIP_POSTGRES
-from tests.e2e.nio_helpers import RELAXED_LIMIT
-from tests.e2e.server_process import (
+from tests.http_client import Client
+from tests.real_clients.nio_helpers import RELAXED_LIMIT
+from tests.real_clients.server_process import (
     free_port,
     generate_config,
     start_process,
     stop_process,
     wait_for_health,
 )
-from tests.logging.client import Client
 
 SERVER_NAME = "scan.test"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.e2e.server_process import (
+from tests.real_clients.server_process import (
     free_port,
     generate_config,
     start_process,

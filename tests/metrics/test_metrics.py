@@ -24,9 +24,10 @@ from homeserver.config import HomeserverConfig
 from homeserver.federation.client import FederationHttpError, FederationUnreachable
 from homeserver.federation.sender import FederationSender
 from homeserver.metrics import ROOM_OPERATIONS
-from tests.accounts.helpers import HIGH_LIMIT, open_registration_config, registered_user
+from tests.accounts.helpers import open_registration_config, registered_user
+from tests.builders import HIGH_LIMIT, create_public_room
 from tests.federation.fake_remote import free_port
-from tests.federation.received_helpers import Remote, make_room
+from tests.federation.received_helpers import Remote
 from tests.harness import SERVER_NAME, make_config
 from tests.harness import TestServer as Server
 from tests.harness import TestUser as User
@@ -266,7 +267,7 @@ async def test_servlet_labels_are_route_patterns_not_paths(server: Server) -> No
 async def test_inbound_transactions_and_soft_failed_events(server: Server) -> None:
     hs = server.hs
     alice = await server.register("alice")
-    room_id = await make_room(server, alice)
+    room_id = await create_public_room(server, alice)
     remote = Remote()
     await remote.seed_key(hs)
     await remote.join(hs, room_id)

@@ -12,9 +12,10 @@ from homeserver.auth.rules import AuthError
 from homeserver.crypto.canonical_json import encode_canonical_json
 from homeserver.events.builder import Signer
 from homeserver.events.draft import EventDraft
-from homeserver.room_versions import KNOWN_ROOM_VERSIONS, get_room_version
-from homeserver.rooms.sender import BatchBuilder, EventSender
-from homeserver.storage import NewRoom, Store
+from homeserver.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.rooms.sender import EventSender
+from homeserver.storage import Store
+from tests.builders import build_room
 
 SERVER = "example.org"
 ALICE = "@alice:example.org"
@@ -23,20 +24,9 @@ SIGNER = Signer(SERVER, generate_signing_key("a_test"))
 
 
 async def make_room(store: Store, version: str = "12") -> str:
-    room_version = get_room_version(version)
-    room_id = None if room_version.room_id_is_create_event_hash else f"!r{version}:{SERVER}"
-    batch = BatchBuilder(room_version, SIGNER, room_id)
-    batch.add(EventDraft("m.room.create", ALICE, {"room_version": version, "creator": ALICE}, ""))
-    batch.add(EventDraft("m.room.member", ALICE, {"membership": "join"}, ALICE))
-    pl_users = {} if room_version.creators_have_infinite_power else {ALICE: 100}
-    batch.add(EventDraft("m.room.power_levels", ALICE, {"users": pl_users}, ""))
-    batch.add(EventDraft("m.room.join_rules", ALICE, {"join_rule": "public"}, ""))
-    assert batch.room_id is not None
-    await store.persist_events(
-        [(e, None) for e in batch.events],
-        new_room=NewRoom(batch.room_id, version, ALICE, 1000),
+    return await build_room(
+        store, SIGNER, ALICE, version=version, room_id=f"!r{version}:{SERVER}", now=1000
     )
-    return batch.room_id
 
 
 @pytest.mark.parametrize("version", ["1", "3", "10", "12"])

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 
 from homeserver.app import Homeserver
+from tests.builders import make_room
 from tests.harness import TestServer
-from tests.sync.helpers import make_room, sync
+from tests.sync.helpers import sync
 
 
 async def test_global_and_room_account_data(server: TestServer, hs: Homeserver):

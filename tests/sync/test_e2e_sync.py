@@ -12,9 +12,10 @@ from homeserver.app import Homeserver
 from homeserver.e2e import device_list_summary
 from homeserver.events.draft import EventDraft
 from homeserver.streams.tokens import StreamToken
+from tests.builders import join, leave, make_room
 from tests.e2e_keys.helpers import Device
 from tests.harness import TestServer, TestUser
-from tests.sync.helpers import join, leave, make_room, sync
+from tests.sync.helpers import sync
 
 
 async def upload_device_keys(hs: Homeserver, user: TestUser) -> None:
@@ -54,7 +55,7 @@ async def test_room_mate_uploading_keys_is_changed(server: TestServer, hs: Homes
     assert StreamToken.parse(bob_first["next_batch"]).device_lists == 0
 
     poll = asyncio.create_task(sync(server, bob, since=bob_first["next_batch"], timeout="20000"))
-    await asyncio.sleep(0.1)
+    await asyncio.wait_for(hs.notifier.parked(), 10)
     assert not poll.done()
     await upload_device_keys(hs, alice)
     woke = await asyncio.wait_for(poll, 10)
@@ -218,7 +219,7 @@ async def test_keys_uploaded_through_the_api_reach_sync(server: TestServer, hs: 
     await join(hs, room_id, bob.user_id)
     bob_first = await sync(server, bob)
     poll = asyncio.create_task(sync(server, bob, since=bob_first["next_batch"], timeout="20000"))
-    await asyncio.sleep(0.1)
+    await asyncio.wait_for(hs.notifier.parked(), 10)
     device = Device(alice.user_id, alice.device_id)
     status, body = await server.call(
         "POST",

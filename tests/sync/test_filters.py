@@ -10,8 +10,9 @@ import pytest
 from homeserver.app import Homeserver
 from homeserver.errors import BadRequest
 from homeserver.sync.filters import EventFilter, SyncFilter, check_filter
+from tests.builders import make_room, say
 from tests.harness import TestServer
-from tests.sync.helpers import make_room, say, sync, timeline_bodies
+from tests.sync.helpers import sync, timeline_bodies
 
 
 async def test_create_get_and_use_a_stored_filter(server: TestServer, hs: Homeserver):

@@ -6,8 +6,9 @@ from __future__ import annotations
 import nio
 
 from homeserver.app import Homeserver
+from tests.builders import invite, join, leave, make_room, say
 from tests.harness import TestServer
-from tests.sync.helpers import invite, join, leave, make_room, say, sync
+from tests.sync.helpers import sync
 
 
 async def test_nio_parses_initial_and_incremental_syncs(server: TestServer, hs: Homeserver):

@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.app import Homeserver
+from tests.builders import join, make_room, say
 from tests.harness import TestServer
-from tests.sync.helpers import join, make_room, say, sync
+from tests.sync.helpers import sync
 
 
 def _receipts(body: dict[str, Any], room_id: str) -> dict[str, Any]:

@@ -45,7 +45,7 @@ async def test_create_invite_join_talk(server: TestServer):
     assert members[-1]["state_key"] == bob.user_id
 
     poll = asyncio.create_task(sync(server, bob, since=joined["next_batch"], timeout="10000"))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(server.hs.notifier.parked(), 10)
     status, body = await server.call(
         "PUT",
         f"/rooms/{room_id}/send/m.room.message/txn1",

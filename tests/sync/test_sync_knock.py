@@ -15,11 +15,11 @@ import pytest
 
 from homeserver.config import HomeserverConfig
 from homeserver.storage import Store
+from tests.builders import generous_config, make_room
 from tests.federation.h4_helpers import second_store, two_servers
-from tests.federation.received_helpers import q
 from tests.harness import TestServer as Server
 from tests.harness import TestUser
-from tests.rooms_api.room_builder import generous_config, make_room
+from tests.http_client import q
 from tests.sync.helpers import sync
 
 __all__ = ["second_store"]  # the fixture, used below

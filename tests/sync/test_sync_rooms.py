@@ -9,17 +9,9 @@ import pytest
 
 from homeserver.app import Homeserver
 from homeserver.streams.tokens import StreamToken
+from tests.builders import invite, join, leave, make_room, say
 from tests.harness import TestServer
-from tests.sync.helpers import (
-    invite,
-    join,
-    leave,
-    make_room,
-    say,
-    state_types,
-    sync,
-    timeline_bodies,
-)
+from tests.sync.helpers import state_types, sync, timeline_bodies
 
 
 async def test_initial_sync_shows_joined_room_with_state_and_timeline(
@@ -177,7 +169,7 @@ async def test_long_poll_wakes_on_send(server: TestServer, hs: Homeserver):
     room_id = await make_room(hs, alice.user_id)
     first = await sync(server, alice)
     poll = asyncio.create_task(sync(server, alice, since=first["next_batch"], timeout="10000"))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(hs.notifier.parked(), 10)
     await say(hs, room_id, alice.user_id, "wake up")
     body = await asyncio.wait_for(poll, 30)
     assert timeline_bodies(body, room_id) == ["wake up"]

@@ -1,23 +1,12 @@
-"""Helpers for to-device tests: a second device (with its own access token) for a user, and
-sending through PUT /sendToDevice."""
+"""Helpers for to-device tests: sending through PUT /sendToDevice (a user's second device is
+``server.login_device``)."""
 
 from __future__ import annotations
 
 import secrets
 from typing import Any
 
-from homeserver.storage.users import hash_access_token
 from tests.harness import TestServer, TestUser
-
-
-async def add_device(server: TestServer, user: TestUser, device_id: str) -> TestUser:
-    """Log ``user`` in on another device."""
-    await server.hs.store.users.upsert_device(user.user_id, device_id)
-    token = secrets.token_urlsafe(32)
-    await server.hs.store.users.add_access_token(
-        hash_access_token(token), user.user_id, device_id, created_ts=server.hs.clock()
-    )
-    return TestUser(user.user_id, token, device_id)
 
 
 async def send_to_device(

@@ -11,7 +11,7 @@ from homeserver.app import Homeserver
 from homeserver.streams.tokens import StreamToken
 from tests.harness import TestServer
 from tests.sync.helpers import sync
-from tests.to_device.helpers import add_device, send_to_device, to_device_events
+from tests.to_device.helpers import send_to_device, to_device_events
 
 
 async def _inbox_size(hs: Homeserver, user_id: str, device_id: str) -> int:
@@ -62,7 +62,7 @@ async def test_same_txn_id_delivers_once(server: TestServer, hs: Homeserver):
     await send_to_device(server, alice, messages, txn_id="t1")
     assert await _inbox_size(hs, bob.user_id, bob.device_id) == 1
     # The scope is the sending device: the same txnId from another device is another request.
-    alice_phone = await add_device(server, alice, "PHONE")
+    alice_phone = await server.login_device(alice, "PHONE")
     await send_to_device(server, alice_phone, messages, txn_id="t1")
     await send_to_device(server, alice, messages, txn_id="t2")
     body = await sync(server, bob)
@@ -72,7 +72,7 @@ async def test_same_txn_id_delivers_once(server: TestServer, hs: Homeserver):
 async def test_star_fans_out_and_a_named_device_wins(server: TestServer):
     alice = await server.register("alice")
     bob = await server.register("bob")
-    bob_phone = await add_device(server, bob, "PHONE")
+    bob_phone = await server.login_device(bob, "PHONE")
     await send_to_device(
         server,
         alice,
@@ -205,7 +205,7 @@ async def test_long_poll_is_woken_by_a_to_device_message(server: TestServer):
     bob = await server.register("bob")
     first = await sync(server, bob)
     poll = asyncio.create_task(sync(server, bob, since=first["next_batch"], timeout="20000"))
-    await asyncio.sleep(0.1)
+    await asyncio.wait_for(server.hs.notifier.parked(), 10)
     assert not poll.done()
     await send_to_device(server, alice, {bob.user_id: {"*": {"wake": True}}})
     woke = await asyncio.wait_for(poll, 10)
@@ -233,7 +233,7 @@ async def test_limited_to_100_per_sync_and_next_batch_resumes(server: TestServer
 async def test_only_the_addressed_device_gets_it(server: TestServer):
     alice = await server.register("alice")
     bob = await server.register("bob")
-    bob_phone = await add_device(server, bob, "PHONE")
+    bob_phone = await server.login_device(bob, "PHONE")
     await send_to_device(server, alice, {bob.user_id: {"PHONE": {"only": "phone"}}})
     assert to_device_events(await sync(server, bob)) == []
     assert len(to_device_events(await sync(server, bob_phone))) == 1

@@ -12,7 +12,7 @@ from homeserver.app import Homeserver
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
 from homeserver.visibility.client import filter_events_for_client, room_access
-from tests.rooms_api.room_builder import make_room
+from tests.builders import make_room
 
 
 async def _room_with_history(hs: Homeserver, count: int) -> tuple[str, list[Event]]:

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from homeserver.config import HomeserverConfig
+from tests.builders import generous_config, make_room
 from tests.harness import TestServer as Server
-from tests.rooms_api.room_builder import generous_config, make_room
 from tests.visibility.test_client_paths import act, messages, send, set_visibility, sync
 
 

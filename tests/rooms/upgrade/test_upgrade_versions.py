@@ -11,9 +11,10 @@ import pytest
 
 from homeserver.config import HomeserverConfig
 from homeserver.room_versions import get_room_version
+from tests.builders import create_room, generous_config
 from tests.harness import TestServer
+from tests.rooms.upgrade.helpers import join, state_of, upgrade
 from tests.sync.helpers import sync
-from tests.upgrade.helpers import create_room, generous_config, join, state_of, upgrade
 
 SOURCES = ["1", "9", "10", "11", "12"]
 TARGETS = ["10", "11", "12"]

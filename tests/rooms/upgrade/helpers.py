@@ -1,23 +1,14 @@
-"""Shared helpers of the room-upgrade tests: generous rate limits, rooms made through
-createRoom, members joined straight through the membership service, and the upgrade call."""
+"""Shared helpers of the room-upgrade tests: the tables an upgrade writes, members joined
+straight through the membership service, and the upgrade call (rooms and generous rate limits
+come from tests/builders.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from homeserver.app import Homeserver
-from homeserver.config import HomeserverConfig
 from homeserver.rooms.bus import DomainEvent
-from tests.harness import TestServer, TestUser, make_config
-
-GENEROUS: dict[str, Any] = {
-    "rc_message": {"per_second": 1000, "burst_count": 1000},
-    "rc_joins": {"local": {"per_second": 1000, "burst_count": 1000}},
-    "rc_room_creation": {"per_second": 1000, "burst_count": 1000},
-    "rc_invites": {"per_second": 1000, "burst_count": 1000},
-    "rc_to_device": {"per_second": 1000, "burst_count": 1000},
-}
+from tests.harness import TestServer, TestUser
 
 #: every table an upgrade writes to: a failed upgrade must leave them all unchanged.
 UPGRADE_TABLES = (
@@ -33,22 +24,11 @@ UPGRADE_TABLES = (
 )
 
 
-def generous_config(tmp_path: Path, **overrides: Any) -> HomeserverConfig:
-    return make_config(tmp_path, **{**GENEROUS, **overrides})
-
-
 async def table_counts(hs: Homeserver) -> dict[str, int]:
     return {
         table: int(await hs.store.db.fetchval(f"SELECT COUNT(*) FROM {table}"))
         for table in UPGRADE_TABLES
     }
-
-
-async def create_room(server: TestServer, user: TestUser, **body: Any) -> str:
-    status, answer = await server.call("POST", "/createRoom", user, json=body)
-    assert status == 200, answer
-    room_id: str = answer["room_id"]
-    return room_id
 
 
 async def join(server: TestServer, room_id: str, *users: TestUser) -> None:

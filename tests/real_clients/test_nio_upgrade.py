@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 from nio import (
@@ -26,8 +25,9 @@ from nio import (
     UnknownEvent,
 )
 
-from tests.e2e.nio_helpers import NIO_CONFIG, register, sync_until
-from tests.e2e.server_process import running_homeserver
+from tests.http_client import Client, q
+from tests.real_clients.nio_helpers import NIO_CONFIG, register, sync_until
+from tests.real_clients.server_process import running_homeserver
 
 SERVER_NAME = "nio-upgrade.test"
 
@@ -78,16 +78,10 @@ async def _scenario(base_url: str) -> None:
         for client in (alice, bob, carol):
             await sync_until(client, lambda r: "before the upgrade" in _messages(r, old_room))
 
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(
-                f"{base_url}/_matrix/client/v3/rooms/{quote(old_room, safe='')}/upgrade",
-                json={"new_version": "11"},
-                headers={"Authorization": f"Bearer {alice.access_token}"},
-            ) as response,
-        ):
-            body = await response.json()
-            assert response.status == 200, body
+        async with aiohttp.ClientSession() as session:
+            body = await Client(session, base_url).ok(
+                "POST", f"/rooms/{q(old_room)}/upgrade", alice.access_token, {"new_version": "11"}
+            )
         new_room = body["replacement_room"]
 
         # bob: the tombstone in the old room, and already joined to the new one

@@ -1,11 +1,11 @@
-"""Shared helpers of the room-API tests: table counts and a room's stored events in order."""
+"""Shared helpers of the room-API tests: table counts, a room's stored events in order and its
+current state (rooms and members come from tests/builders.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from homeserver.app import Homeserver
-from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
 
 #: the tables a room creation writes to; a refused request must leave them all unchanged.
@@ -41,10 +41,3 @@ async def state_content(
 ) -> dict[str, Any] | None:
     event = await hs.store.state.get_current_state_event(room_id, event_type, state_key)
     return None if event is None else event.content
-
-
-async def join(hs: Homeserver, room_id: str, user_id: str) -> None:
-    """Join ``user_id`` to a public room straight through the sender."""
-    await hs.sender.send(
-        room_id, EventDraft("m.room.member", user_id, {"membership": "join"}, user_id)
-    )

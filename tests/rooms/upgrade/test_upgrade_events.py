@@ -11,8 +11,9 @@ import pytest
 from homeserver.app import start_homeserver
 from homeserver.config import HomeserverConfig
 from homeserver.metrics import ROOM_OPERATIONS
+from tests.builders import create_room, generous_config
 from tests.harness import TestServer, make_config
-from tests.upgrade.helpers import create_room, generous_config, record_domain_events, upgrade
+from tests.rooms.upgrade.helpers import record_domain_events, upgrade
 
 
 @pytest.fixture

@@ -8,15 +8,9 @@ from pathlib import Path
 import pytest
 
 from homeserver.config import HomeserverConfig
+from tests.builders import create_room, generous_config
 from tests.harness import TestServer, make_config
-from tests.upgrade.helpers import (
-    create_room,
-    generous_config,
-    join,
-    record_domain_events,
-    table_counts,
-    upgrade,
-)
+from tests.rooms.upgrade.helpers import join, record_domain_events, table_counts, upgrade
 
 
 @pytest.fixture

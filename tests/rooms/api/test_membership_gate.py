@@ -16,9 +16,9 @@ from homeserver.config import HomeserverConfig
 from homeserver.config.ratelimiting import RateLimit
 from homeserver.events.event import Event
 from homeserver.ratelimit import TokenBucketLimiter
+from tests.builders import generous_config, make_room
 from tests.harness import TestServer as Server
 from tests.harness import TestUser
-from tests.rooms_api.room_builder import generous_config, make_room
 
 NOT_IN_ALLOWED_ROOM = "You do not belong to any of the required rooms/spaces to join this room."
 

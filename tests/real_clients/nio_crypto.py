@@ -12,18 +12,14 @@ a failure says which of the three went wrong.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
-import pytest
-import yaml
 from nio import (
     AsyncClient,
     AsyncClientConfig,
@@ -38,42 +34,21 @@ from nio import (
     SyncResponse,
 )
 
-from tests.federation.interop_peer import OurServer
+from tests.federation.interop_peer import OurServer, running_our_server
+from tests.http_client import CS, Client, q
 
 MEGOLM = "m.megolm.v1.aes-sha2"
-SKIP_POSTGRES = os.environ.get("HOMESERVER_TEST_SKIP_POSTGRES") == "1"
 #: Our server creates every room encrypted (the test's rooms ask for no encryption themselves).
 ENCRYPTION_BY_POLICY: dict[str, Any] = {"encryption_enabled_by_default_for_room_type": "all"}
 #: Long-polls short enough that a waiting loop notices the deadline promptly.
 SYNC_TIMEOUT_MS = 1000
-CS = "/_matrix/client/v3"
-
-
-def q(value: str) -> str:
-    return quote(value, safe="")
-
-
-def add_config(config_path: Path, overrides: dict[str, Any]) -> None:
-    """Set top-level keys of a generated homeserver.yaml (before the server starts)."""
-    config = yaml.safe_load(config_path.read_text())
-    config.update(overrides)
-    config_path.write_text(yaml.safe_dump(config))
 
 
 @asynccontextmanager
 async def our_server_encrypting_by_policy(directory: Path, engine: str) -> AsyncIterator[OurServer]:
     """Our homeserver as a real process on ``engine``, encrypting every new room by policy."""
-    if engine == "postgres" and SKIP_POSTGRES:
-        pytest.skip("!!! PostgreSQL tests SKIPPED: HOMESERVER_TEST_SKIP_POSTGRES=1 !!!")
-    server = OurServer(directory, engine)
-    await server.create()
-    assert server.config_path is not None
-    add_config(server.config_path, ENCRYPTION_BY_POLICY)
-    try:
-        server.start()
+    async with running_our_server(directory, engine, ENCRYPTION_BY_POLICY) as server:
         yield server
-    finally:
-        await server.destroy()
 
 
 @dataclass
@@ -308,12 +283,8 @@ async def upload_fallback_key(
     signature = olm.account.sign(canonical_json(key))
     key["signatures"] = {user.user_id: {f"ed25519:{user.device_id}": signature}}
     algorithm_key_id = f"signed_curve25519:{key_id}"
-    async with session.post(
-        f"{base_url}{CS}/keys/upload",
-        json={"fallback_keys": {algorithm_key_id: key}},
-        headers={"Authorization": f"Bearer {user.client.access_token}"},
-    ) as response:
-        assert response.status == 200, await response.text()
+    body = {"fallback_keys": {algorithm_key_id: key}}
+    await Client(session, base_url).ok("POST", "/keys/upload", user.client.access_token, body)
     return str(key["key"])
 
 
@@ -322,11 +293,7 @@ async def claim_key(
 ) -> tuple[str, dict[str, Any]] | None:
     """One POST /keys/claim for ``device_id``'s signed_curve25519 key: (key id, key) or None."""
     body = {"one_time_keys": {user_id: {device_id: "signed_curve25519"}}}
-    async with session.post(
-        f"{base_url}{CS}/keys/claim", json=body, headers={"Authorization": f"Bearer {token}"}
-    ) as response:
-        answer = await response.json()
-        assert response.status == 200, answer
+    answer = await Client(session, base_url).ok("POST", "/keys/claim", token, body)
     keys = answer["one_time_keys"].get(user_id, {}).get(device_id, {})
     if not keys:
         return None

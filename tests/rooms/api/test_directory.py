@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 
 from homeserver.config import HomeserverConfig
+from tests.builders import join
 from tests.harness import TestServer as Server
 from tests.harness import TestUser as User
 from tests.harness import make_config
-from tests.rooms_api.helpers import join, state_content
+from tests.rooms.api.helpers import state_content
 
 ALIAS = "#lobby:test.example"
 ALIAS_PATH = "/directory/room/%23lobby%3Atest.example"

@@ -4,17 +4,14 @@ lifecycle transition; bad input as 4xx."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
 from homeserver.config import HomeserverConfig
-from homeserver.storage.users import hash_access_token
+from tests.builders import generous_config, make_room
 from tests.harness import TestServer as Server
-from tests.harness import TestUser
-from tests.rooms_api.room_builder import generous_config, make_room
 
 
 @pytest.fixture
@@ -45,12 +42,7 @@ async def test_send_is_idempotent_per_txn_id(server: Server, version: str):
     )
     assert status == 200 and other["event_id"] != first["event_id"]
     # The same txn ID from another device of the same user is another request.
-    token = secrets.token_urlsafe(16)
-    await server.hs.store.users.upsert_device(alice.user_id, "OTHERDEVICE")
-    await server.hs.store.users.add_access_token(
-        hash_access_token(token), alice.user_id, "OTHERDEVICE", created_ts=1
-    )
-    other_device = TestUser(alice.user_id, token, "OTHERDEVICE")
+    other_device = await server.login_device(alice, "OTHERDEVICE")
     status, from_other = await server.call("PUT", path, other_device, json={"body": "hi"})
     assert status == 200 and from_other["event_id"] != first["event_id"]
     event = await server.hs.store.events.get_event(first["event_id"])

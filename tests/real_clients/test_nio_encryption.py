@@ -24,8 +24,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.e2e.nio_crypto import (
-    CS,
+from tests.federation.cs_client import register_with_shared_secret
+from tests.federation.interop_peer import OurServer
+from tests.http_client import Client, q
+from tests.real_clients.nio_crypto import (
     MEGOLM,
     EncryptedUser,
     accept_invite,
@@ -34,12 +36,9 @@ from tests.e2e.nio_crypto import (
     create_room_by_policy,
     exchange_encrypted,
     our_server_encrypting_by_policy,
-    q,
     room_encryption_state,
     upload_fallback_key,
 )
-from tests.federation.cs_client import register_with_shared_secret
-from tests.federation.interop_peer import OurServer
 
 ENGINES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 SKIP_POSTGRES = os.environ.get("HOMESERVER_TEST_SKIP_POSTGRES") == "1"
@@ -144,13 +143,9 @@ async def _scenario(
         session, ours.client_url, bob_token, room_id, {alice.user_id, bob.user_id}, secrets
     )
 
-    async with session.post(
-        f"{ours.client_url}{CS}/rooms/{q(room_id)}/upgrade",
-        json={"new_version": "11"},
-        headers={"Authorization": f"Bearer {alice_token}"},
-    ) as response:
-        body = await response.json()
-        assert response.status == 200, body
+    upgrade = f"/rooms/{q(room_id)}/upgrade"
+    client = Client(session, ours.client_url)
+    body = await client.ok("POST", upgrade, alice_token, {"new_version": "11"})
     new_room = str(body["replacement_room"])
     encryption = await room_encryption_state(session, ours.client_url, bob_token, new_room)
     assert encryption.get("algorithm") == MEGOLM, encryption

@@ -12,16 +12,10 @@ import pytest
 from homeserver.config import HomeserverConfig
 from homeserver.crypto.canonical_json import parse_json
 from homeserver.events.draft import EventDraft
+from tests.builders import create_room, generous_config
 from tests.harness import TestServer
-from tests.rooms_api.helpers import room_events
-from tests.upgrade.helpers import (
-    create_room,
-    generous_config,
-    invite_and_join,
-    join,
-    state_of,
-    upgrade,
-)
+from tests.rooms.api.helpers import room_events
+from tests.rooms.upgrade.helpers import invite_and_join, join, state_of, upgrade
 
 
 @pytest.fixture

@@ -15,17 +15,10 @@ from homeserver.config import HomeserverConfig
 from homeserver.events.draft import EventDraft
 from homeserver.rooms import upgrade as upgrade_module
 from homeserver.storage import Store
+from tests.builders import create_room, generous_config
 from tests.conftest import OpenTestDatabase
 from tests.harness import TestServer, TestUser, TickingClock
-from tests.upgrade.helpers import (
-    create_room,
-    generous_config,
-    join,
-    record_domain_events,
-    state_of,
-    table_counts,
-    upgrade,
-)
+from tests.rooms.upgrade.helpers import join, record_domain_events, state_of, table_counts, upgrade
 
 IN_PROGRESS = "An upgrade for this room is currently in progress"
 
@@ -79,12 +72,23 @@ async def test_other_user_while_upgrading_gets_in_progress(server: TestServer) -
     assert await _status(hs, room) == "upgrading"
 
 
-async def test_same_user_waits_for_the_running_upgrade(server: TestServer) -> None:
+async def test_same_user_waits_for_the_running_upgrade(
+    server: TestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     hs = server.hs
     room, (alice, _bob) = await _admins_room(server, 2)
     await _lock_for(hs, room, alice.user_id, 60_000)
+    locks = hs.room_upgrades.locks
+    parked = asyncio.Event()
+    wait_for_outcome = locks.wait_for_outcome
+
+    async def watched(seen: Any) -> Any:
+        parked.set()  # the request found the lock held and waits on it
+        return await wait_for_outcome(seen)
+
+    monkeypatch.setattr(locks, "wait_for_outcome", watched)
     waiting = asyncio.create_task(upgrade(server, alice, room, "11"))
-    await asyncio.sleep(0.1)
+    await asyncio.wait_for(parked.wait(), 10)
     assert not waiting.done()
     # the running upgrade gives up (its lock released): the waiting request does it itself
     assert await hs.store.rooms.transition(

@@ -19,8 +19,8 @@ from nio import (
     SyncResponse,
 )
 
-from tests.e2e.nio_helpers import NIO_CONFIG, register, sync_until
-from tests.e2e.server_process import running_homeserver
+from tests.real_clients.nio_helpers import NIO_CONFIG, register, sync_until
+from tests.real_clients.server_process import running_homeserver
 
 SERVER_NAME = "nio-visibility.test"
 

@@ -13,7 +13,7 @@ from homeserver.rooms import creation
 from homeserver.rooms.bus import ROOM_CREATED, DomainEvent
 from tests.harness import TestServer as Server
 from tests.harness import make_config
-from tests.rooms_api.helpers import room_events, state_content, table_counts
+from tests.rooms.api.helpers import room_events, state_content, table_counts
 
 BOB = "@bob:test.example"
 CAROL = "@carol:test.example"

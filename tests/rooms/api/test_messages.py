@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from homeserver.config import HomeserverConfig
+from tests.builders import generous_config, make_room
 from tests.harness import TestServer as Server
 from tests.harness import TestUser
-from tests.rooms_api.room_builder import generous_config, make_room
 
 
 @pytest.fixture

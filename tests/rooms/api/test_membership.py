@@ -12,9 +12,9 @@ from homeserver.app import Homeserver
 from homeserver.config import HomeserverConfig
 from homeserver.config.ratelimiting import RateLimit
 from homeserver.ratelimit import TokenBucketLimiter
+from tests.builders import GENEROUS_LIMITS, generous_config, make_room
 from tests.harness import TestServer as Server
 from tests.harness import TestUser, make_config
-from tests.rooms_api.room_builder import GENEROUS_LIMITS, generous_config, make_room
 
 
 @pytest.fixture
@@ -218,5 +218,12 @@ async def test_join_rate_limited(server: Server):
 
 
 def test_generous_limits_are_config_keys():
-    assert set(GENEROUS_LIMITS) <= {"rc_message", "rc_joins", "rc_invites", "rc_to_device"}
+    assert set(GENEROUS_LIMITS) <= {
+        "rc_message",
+        "rc_joins",
+        "rc_room_creation",
+        "rc_invites",
+        "rc_to_device",
+        "rc_login",
+    }
     make_config(Path("/tmp"), **GENEROUS_LIMITS)

@@ -188,6 +188,8 @@ class Keyring:
         #: interval per server, callers' rate limits), each entry gone when its fetch ends.
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._fetch_slots = asyncio.Semaphore(max_concurrent_fetches)
+        #: how many fetches have ended, so a lookup can tell one ended while it read the table.
+        self._fetches_ended = 0
         #: when each server's keys were last fetched; only needed for the refetch interval.
         self._last_fetch_ms: BoundedTtlCache[str, int] = BoundedTtlCache(
             cache_size, REFETCH_INTERVAL_MS, clock
@@ -228,11 +230,17 @@ class Keyring:
                 for kid, (vk, until) in self._local.items()
                 if kid in wanted and (valid_at_ts is None or until >= valid_at_ts)
             }
+        fetches_before = self._fetches_ended
         found = await self._stored(server_name, wanted, valid_at_ts)
-        if wanted - found.keys() and self._may_fetch(server_name):
+        if not wanted - found.keys():
+            return found
+        if self._may_fetch(server_name):
             await self._fetch_shared(server_name, permit)
-            found = await self._stored(server_name, wanted, valid_at_ts)
-        return found
+        elif self._fetches_ended == fetches_before:
+            return found
+        # Read again after our fetch, or after one that ended while we were reading (which may
+        # have stored the keys, and now keeps us from fetching for the refetch interval).
+        return await self._stored(server_name, wanted, valid_at_ts)
 
     async def _stored(
         self, server_name: str, wanted: set[str], valid_at_ts: int | None
@@ -271,9 +279,13 @@ class Keyring:
             self._last_fetch_ms.set(server_name, self._clock())
             task = asyncio.ensure_future(self._fetch(server_name))
             self._inflight[server_name] = task
-            task.add_done_callback(lambda _: self._inflight.pop(server_name, None))
+            task.add_done_callback(lambda _: self._fetch_ended(server_name))
         # shield: one caller being cancelled must not cancel the fetch the others wait for.
         await asyncio.shield(task)
+
+    def _fetch_ended(self, server_name: str) -> None:
+        self._inflight.pop(server_name, None)
+        self._fetches_ended += 1
 
     async def _fetch(self, server_name: str) -> None:
         # Imported here: the client module pulls in aiohttp's client, which the pure users of

@@ -456,3 +456,49 @@ async def test_expired_cache_entries_are_fetched_again(store: Store) -> None:
     await keyring.verify_json(PEER, peer.sign({}), valid_at_ts=NOW)
     assert keys.reads == [PEER]
     assert len(keyring._last_fetch_ms) <= 1
+
+
+class ReadAfterFetchStore:
+    """The key table, whose next read of ``held_server`` returns what it found and then waits
+    for ``release``: a lookup that read the table just before a fetch stored the keys."""
+
+    def __init__(self, inner: Any, held_server: str) -> None:
+        self.inner = inner
+        self.held_server = held_server
+        self.read_done = asyncio.Event()
+        self.release = asyncio.Event()
+        self.holding = False
+
+    async def store_server_keys(self, keys: Any) -> None:
+        await self.inner.store_server_keys(keys)
+
+    async def get_server_keys(self, server_name: str, key_ids: Any = None) -> Any:
+        found = await self.inner.get_server_keys(server_name, key_ids)
+        if self.holding and server_name == self.held_server:
+            self.holding = False
+            self.read_done.set()
+            await self.release.wait()
+        return found
+
+
+async def test_a_lookup_that_read_before_a_fetch_finished_sees_its_keys(store: Store) -> None:
+    """A lookup whose table read missed while another caller's fetch was storing the keys must
+    not fail with "no valid key" because the refetch interval forbids a fetch of its own (a
+    real Synapse's make_join was refused this way right after our invite fetched its keys)."""
+    peer = Peer()
+    fetcher = Fetcher(peer)
+    fetcher.gate = asyncio.Event()
+    table = ReadAfterFetchStore(store.keys, PEER)
+    keyring = Keyring(table, fetcher, Clock(), OUR_NAME, OUR_KEY)
+    signed = peer.sign({"z": 1})
+    first = asyncio.create_task(keyring.verify_json(PEER, signed))
+    while not fetcher.calls:  # the first lookup's fetch has started (and waits at the gate)
+        await asyncio.sleep(0)
+    table.holding = True
+    second = asyncio.create_task(keyring.verify_json(PEER, signed))
+    await table.read_done.wait()  # the second lookup read the table: nothing there yet
+    fetcher.gate.set()
+    await first  # the fetch stored the keys and ended
+    table.release.set()
+    await second
+    assert fetcher.calls == [PEER]

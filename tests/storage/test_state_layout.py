@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 
 from homeserver.events.event import Event
 from homeserver.storage import ResolvedState, Store
-from homeserver.storage.state import StateDelta, StateMap, apply_delta, base_position
+from homeserver.storage.state import (
+    StateDelta,
+    StateGroupWrites,
+    StateMap,
+    apply_delta,
+    base_position,
+)
 from tests.storage.helpers import ALICE, StoredRoom
 
 
@@ -308,14 +314,14 @@ async def test_a_transactions_group_writes_live_in_its_own_context(store: Store)
     groups get their IDs together, and the next transaction starts from nothing."""
     room_id = f"!{uuid.uuid4().hex}:example.org"
     async with store.db.transaction("announced") as txn:
-        assert txn.context.state_groups is None
+        assert txn.context.get(StateGroupWrites) is None
         store.state.expect_groups_txn(txn, 3)
         first = await store.state.create_state_group_txn(txn, room_id, None, {("t", ""): "$1"})
-        writes = txn.context.state_groups
+        writes = txn.context.get(StateGroupWrites)
         assert writes is not None and len(writes.free_ids) == 2
         second = await store.state.create_state_group_txn(txn, room_id, first, {("t", ""): "$2"})
         assert second == first + 1
     async with store.db.transaction("next") as txn:
-        assert txn.context.state_groups is None and txn.context.queued_destinations is None
+        assert txn.context.get(StateGroupWrites) is None
         third = await store.state.create_state_group_txn(txn, room_id, second, {("u", ""): "$3"})
     assert await store.state.get_state_group_ids(third) == {("t", ""): "$2", ("u", ""): "$3"}

@@ -85,15 +85,16 @@ class ReceivedEvents:
         client: FederationRequester,
         notifier: Notifier,
         clock_ms: Callable[[], int],
+        tombstone_hook: TombstoneHook | None = None,
     ) -> None:
         self.store = store
         self.keyring = keyring
         self.fetcher = RemoteEventFetcher(client, keyring)
         self.notifier = notifier
         self.clock_ms = clock_ms
-        #: called after a live m.room.tombstone became the room's current tombstone (H4 sets it:
-        #: moving our copy of the room to ``tombstoned``).
-        self.tombstone_hook: TombstoneHook | None = None
+        #: called after a live m.room.tombstone became the room's current tombstone (the
+        #: wiring passes the step moving our copy of the room to ``tombstoned``).
+        self.tombstone_hook = tombstone_hook
         self._room_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )

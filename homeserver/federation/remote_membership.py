@@ -117,6 +117,7 @@ class RemoteMembership:
         received: ReceivedEvents,
         notifier: Notifier,
         clock_ms: Callable[[], int],
+        on_joined: JoinedHook | None = None,
     ) -> None:
         self.store = store
         self.signer = signer
@@ -124,8 +125,8 @@ class RemoteMembership:
         self.received = received
         self.notifier = notifier
         self.clock_ms = clock_ms
-        #: set by the wiring: what follows a join (tags and push rules of an upgraded room).
-        self.on_joined: JoinedHook | None = None
+        #: what follows a join (tags and push rules of an upgraded room).
+        self.on_joined = on_joined
 
     @property
     def server_name(self) -> str:

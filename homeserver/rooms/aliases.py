@@ -66,13 +66,14 @@ class AliasService:
         sender: EventSender,
         server_name: str,
         clock_ms: Callable[[], int],
+        remote_resolver: Callable[[str], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
         self.store = store
         self.sender = sender
         self.server_name = server_name
         self.clock_ms = clock_ms
-        #: set by the wiring when federation is available: another server's alias, asked of it.
-        self.remote_resolver: Callable[[str], Awaitable[dict[str, Any]]] | None = None
+        #: another server's alias, asked of it; None without federation.
+        self.remote_resolver = remote_resolver
 
     # --- helpers ---------------------------------------------------------------------------
     def _local_alias(self, alias: str) -> str:

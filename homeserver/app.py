@@ -28,7 +28,8 @@ from homeserver.config.listeners import RESOURCE_NAMES
 from homeserver.crypto.key_storage import load_or_create_signing_key
 from homeserver.crypto.signing import key_id
 from homeserver.homeserver import Homeserver
-from homeserver.http.appkeys import CLOCK, CONFIG, HS, SIGNING_KEY
+from homeserver.http import appkeys
+from homeserver.http.appkeys import CLOCK, CONFIG, SIGNING_KEY
 from homeserver.http.client_address import TRUST_X_FORWARDED
 from homeserver.http.factory import new_listener_app
 from homeserver.http.guarded_server import ConnectionLimits, GuardedAppRunner
@@ -118,10 +119,39 @@ def create_app(
     for ``hs``; ``x_forwarded``: the listener's, whether to trust X-Forwarded-For."""
     app = new_listener_app(RESOURCE_NAMES if resources is None else resources)
     app[TRUST_X_FORWARDED] = x_forwarded
-    app[HS] = hs
     app[CONFIG] = hs.config
     app[SIGNING_KEY] = hs.signing_key
     app[CLOCK] = hs.clock
+    app[appkeys.ACCOUNTS] = hs.accounts
+    app[appkeys.ACCOUNT_DATA] = hs.account_data
+    app[appkeys.ADMIN_DESTINATIONS] = hs.admin_destinations
+    app[appkeys.ADMIN_LIFECYCLE] = hs.admin_lifecycle
+    app[appkeys.ADMIN_ROOMS] = hs.admin_rooms
+    app[appkeys.ADMIN_USERS] = hs.admin_users
+    app[appkeys.ALIASES] = hs.aliases
+    app[appkeys.E2E_KEYS] = hs.e2e_keys
+    app[appkeys.FEDERATION_EVENTS] = hs.federation_events
+    app[appkeys.FEDERATION_QUERIES] = hs.federation_queries
+    app[appkeys.FEDERATION_SENDER] = hs.federation_sender
+    app[appkeys.FEDERATION_TRANSACTIONS] = hs.federation_transactions
+    app[appkeys.FILTERS] = hs.filters
+    app[appkeys.INBOUND_INVITES] = hs.inbound_invites
+    app[appkeys.KEYRING] = hs.keyring
+    app[appkeys.MEMBERSHIP] = hs.membership
+    app[appkeys.METRICS] = hs.metrics
+    app[appkeys.PROFILES] = hs.profiles
+    app[appkeys.PUSH_RULES] = hs.push_rules
+    app[appkeys.RATELIMITERS] = hs.ratelimiters
+    app[appkeys.RECEIPTS] = hs.receipts
+    app[appkeys.RESIDENT_MEMBERSHIP] = hs.resident_membership
+    app[appkeys.ROOM_CREATION] = hs.room_creation
+    app[appkeys.ROOM_DELETION] = hs.room_deletion
+    app[appkeys.ROOM_DIRECTORY] = hs.room_directory
+    app[appkeys.ROOM_EVENTS] = hs.room_events
+    app[appkeys.ROOM_UPGRADES] = hs.room_upgrades
+    app[appkeys.SYNC] = hs.sync
+    app[appkeys.TO_DEVICE] = hs.to_device
+    app[appkeys.UPGRADE_PREVIEW] = hs.upgrade_preview
     return app
 
 

@@ -72,6 +72,15 @@ class InboundInvites:
     def server_name(self) -> str:
         return self.signer.server_name
 
+    async def on_invite_v1(
+        self, origin: str, room_id: str, event_id: str, pdu: Any, invite_room_state: Any
+    ) -> dict[str, Any]:
+        """``PUT /v1/invite``: the body does not name the room version; rooms v1/v2 only ever
+        use this endpoint, so it is "1" unless we know the room."""
+        room = await self.store.rooms.get_room(room_id)
+        version = room.room_version if room is not None else "1"
+        return await self.on_invite(origin, room_id, event_id, version, pdu, invite_room_state)
+
     async def on_invite(
         self,
         origin: str,

@@ -20,6 +20,7 @@ import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from http import HTTPStatus
 from typing import Any
 
@@ -244,6 +245,16 @@ def _is_unique_violation(error: BaseException) -> bool:
     return isinstance(error, sqlite3.IntegrityError | asyncpg.UniqueViolationError)
 
 
+class RateLimitPolicy(Enum):
+    """Whether a new room counts against its creator's ``rc_room_creation`` bucket."""
+
+    #: a client's createRoom: checked and counted.
+    CREATOR = "creator"
+    #: a room the server makes on an admin's behalf (room deletion's new room): neither checked
+    #: nor counted, as Synapse's ``ratelimit=False``.
+    EXEMPT = "exempt"
+
+
 class RoomCreationService:
     def __init__(
         self,
@@ -278,7 +289,9 @@ class RoomCreationService:
     def server_name(self) -> str:
         return self.config.server_name
 
-    async def create_room(self, creator: str, body: Any) -> CreatedRoom:
+    async def create_room(
+        self, creator: str, body: Any, *, rate_limit: RateLimitPolicy = RateLimitPolicy.CREATOR
+    ) -> CreatedRoom:
         request = parse_body(body)
         if self.invite_limiter is not None:
             try:
@@ -288,11 +301,12 @@ class RoomCreationService:
             except RateLimitExceeded:
                 # Synapse's answer, which clients and bots match on to retry without invites.
                 raise BadRequest(TOO_MANY_INVITES, Codes.UNKNOWN) from None
-        try:
-            self.ratelimiter.check(creator)
-        except RateLimitExceeded:
-            await self.bus.publish(ROOM_CREATE_RATE_LIMITED, user_id=creator)
-            raise
+        if rate_limit is RateLimitPolicy.CREATOR:
+            try:
+                self.ratelimiter.check(creator)
+            except RateLimitExceeded:
+                await self.bus.publish(ROOM_CREATE_RATE_LIMITED, user_id=creator)
+                raise
         validated = validate_request(
             request,
             creator=creator,

@@ -171,7 +171,7 @@ class Homeserver:
         # Our admin additions: the lifecycle, the upgrade preview, failed upgrades kept.
         self.bus.subscribe(UpgradeFailureRecorder(store.upgrade_audit, clock))
         self.admin_lifecycle = RoomLifecycleAdmin(store, clock)
-        self.upgrade_preview = UpgradePreview(self.room_upgrades)
+        self.upgrade_preview = UpgradePreview(store, self.room_upgrades, server_name)
 
         # /sync and what it reads.
         self.filters = FilterService(store)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from homeserver.auth.power_levels import named_power_level, user_power_level
-from homeserver.errors import BadRequest, Codes, Forbidden, NotFound
+from homeserver.errors import BadRequest, Codes, Forbidden, NotFound, UpgradeInProgress
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
 from homeserver.ratelimit import RateLimiters
@@ -34,7 +34,6 @@ from homeserver.types import event_id_error, room_id_error
 from homeserver.visibility.client import check_read_access
 
 MAX_TXN_ID_LENGTH = 255
-UPGRADE_IN_PROGRESS = "An upgrade for this room is currently in progress"
 _CREATE = ("m.room.create", "")
 _POWER_LEVELS = ("m.room.power_levels", "")
 
@@ -199,7 +198,7 @@ class RoomEventsService:
         await self.store.persister.lock_rooms_txn(txn, [room.room_id])
         status = RoomStatus(await self.store.room_use.get_room_status_txn(txn, room.room_id))
         if status is RoomStatus.UPGRADING:
-            raise BadRequest(UPGRADE_IN_PROGRESS, Codes.BAD_STATE)
+            raise UpgradeInProgress()
         (event,) = await self.sender.send_txn(txn, room, [draft])
         if status is RoomStatus.ACTIVE:
             transition(status, RoomStatus.TOMBSTONED, Actor.SYSTEM)  # validates the move

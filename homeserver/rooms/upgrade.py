@@ -41,6 +41,7 @@ from homeserver.errors import (
     Forbidden,
     MatrixError,
     NotFound,
+    UpgradeInProgress,
 )
 from homeserver.events.builder import Signer
 from homeserver.events.event import Event
@@ -51,7 +52,6 @@ from homeserver.ratelimit import TokenBucketLimiter
 from homeserver.room_versions import RoomVersion, get_room_version
 from homeserver.rooms.bus import ROOM_UPGRADE_FAILED, ROOM_UPGRADED, DomainEventBus
 from homeserver.rooms.creation import RoomIdCollision, room_exists_txn
-from homeserver.rooms.events_service import UPGRADE_IN_PROGRESS
 from homeserver.rooms.lifecycle import Actor, RoomStatus, transition
 from homeserver.rooms.upgrade_build import BuiltUpgrade, build_upgrade
 from homeserver.rooms.upgrade_lock import Lease, UpgradeLocks, holds
@@ -137,7 +137,7 @@ def _replaced(room: RoomRecord) -> UpgradeRefused:
 
 
 def _in_progress() -> UpgradeRefused:
-    return UpgradeRefused("in_progress", BadRequest(UPGRADE_IN_PROGRESS, Codes.UNKNOWN))
+    return UpgradeRefused("in_progress", UpgradeInProgress())
 
 
 class RoomUpgradeService:

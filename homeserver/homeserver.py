@@ -79,7 +79,7 @@ class Homeserver:
         self.bus = DomainEventBus()
         self.notifier = Notifier()
         self.ratelimiters = RateLimiters(config.ratelimiting)
-        self.sender = EventSender(store, self.signer, clock_ms=clock, notifier=self.notifier)
+        self.sender = EventSender(store, self.signer, clock=clock, notifier=self.notifier)
         self.metrics = HomeserverMetrics(server_name)
         self.metrics.watch_store(store)
         self.bus.subscribe(audit_log_subscriber)
@@ -113,7 +113,7 @@ class Homeserver:
             ratelimiter=self.ratelimiters.room_creation,
             notifier=self.notifier,
             bus=self.bus,
-            clock_ms=clock,
+            clock=clock,
             profiles=self.profiles.get_profile,
             invite_limiter=self.ratelimiters.invites,
         )
@@ -121,7 +121,7 @@ class Homeserver:
             store=store,
             sender=self.sender,
             server_name=server_name,
-            clock_ms=clock,
+            clock=clock,
             remote_resolver=self.remote_queries.resolve_remote_alias,
         )
         self.room_directory = PublicRoomList(store=store)
@@ -132,18 +132,18 @@ class Homeserver:
             ratelimiter=self.ratelimiters.room_creation,
             notifier=self.notifier,
             bus=self.bus,
-            clock_ms=clock,
+            clock=clock,
         )
 
         # Receiving events over federation, and our users joining rooms through other servers;
         # a tombstone or a join there continues an upgrade (remote_upgrades).
-        self.remote_upgrades = RemoteUpgrades(store=store, notifier=self.notifier, clock_ms=clock)
+        self.remote_upgrades = RemoteUpgrades(store=store, notifier=self.notifier, clock=clock)
         self.received_events = ReceivedEvents(
             store=store,
             keyring=self.keyring,
             client=self.federation_client,
             notifier=self.notifier,
-            clock_ms=clock,
+            clock=clock,
             tombstone_hook=self.remote_upgrades.on_tombstone,
         )
         self.remote_membership = RemoteMembership(
@@ -152,7 +152,7 @@ class Homeserver:
             client=self.federation_client,
             received=self.received_events,
             notifier=self.notifier,
-            clock_ms=clock,
+            clock=clock,
             on_joined=self.remote_upgrades.on_joined,
         )
         self.membership = MembershipService(
@@ -202,14 +202,14 @@ class Homeserver:
             received=self.received_events,
             notifier=self.notifier,
             wake_sender=self.federation_sender.wake,
-            clock_ms=clock,
+            clock=clock,
         )
         self.inbound_invites = InboundInvites(
             store=store,
             signer=self.signer,
             received=self.received_events,
             notifier=self.notifier,
-            clock_ms=clock,
+            clock=clock,
             limiter=self.ratelimiters.invites,
         )
         self.federation_queries = FederationQueries(
@@ -247,7 +247,7 @@ class Homeserver:
             remote_keys=RemoteKeys(client=self.federation_client),
             notifier=self.notifier,
             server_name=server_name,
-            clock_ms=clock,
+            clock=clock,
         )
         self.remote_keys = RemoteKeys(
             client=self.federation_client,

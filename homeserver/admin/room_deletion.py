@@ -22,10 +22,10 @@ import asyncio
 import logging
 import secrets
 import string
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from homeserver.clock import WallClock
 from homeserver.errors import BadRequest, Codes, MatrixError, NotFound
 from homeserver.events.draft import EventDraft
 from homeserver.rooms.creation import RateLimitPolicy, RoomCreationService
@@ -117,7 +117,7 @@ class RoomDeletionService:
         room_creation: RoomCreationService,
         sender: EventSender,
         server_name: str,
-        clock: Callable[[], int],
+        clock: WallClock,
     ) -> None:
         self.store = store
         self.membership = membership

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from homeserver.clock import WallClock
 from homeserver.crypto.signing import sign_event
 from homeserver.errors import BadRequest, Codes, Forbidden
 from homeserver.events.builder import Signer
@@ -57,7 +57,7 @@ class InboundInvites:
         signer: Signer,
         received: ReceivedEvents,
         notifier: Notifier,
-        clock_ms: Callable[[], int],
+        clock: WallClock,
         limiter: InviteLimiter | None = None,
     ) -> None:
         #: ``rc_invites``: invites our users receive (per invitee).
@@ -66,7 +66,7 @@ class InboundInvites:
         self.signer = signer
         self.received = received
         self.notifier = notifier
-        self.clock_ms = clock_ms
+        self.clock = clock
 
     @property
     def server_name(self) -> str:

@@ -31,6 +31,7 @@ from typing import Any
 from homeserver.auth.rules import AuthError, check_auth_rules, check_event_auth
 from homeserver.auth.selection import CREATE_KEY, auth_types_for_event
 from homeserver.auth.state_res import resolve_state
+from homeserver.clock import WallClock
 from homeserver.events.event import Event
 from homeserver.federation.client import FederationError
 from homeserver.federation.linear_runs import LinearRuns
@@ -84,14 +85,14 @@ class ReceivedEvents:
         keyring: EventVerifier,
         client: FederationRequester,
         notifier: Notifier,
-        clock_ms: Callable[[], int],
+        clock: WallClock,
         tombstone_hook: TombstoneHook | None = None,
     ) -> None:
         self.store = store
         self.keyring = keyring
         self.fetcher = RemoteEventFetcher(client, keyring)
         self.notifier = notifier
-        self.clock_ms = clock_ms
+        self.clock = clock
         #: called after a live m.room.tombstone became the room's current tombstone (the
         #: wiring passes the step moving our copy of the room to ``tombstoned``).
         self.tombstone_hook = tombstone_hook
@@ -533,7 +534,7 @@ class ReceivedEvents:
                     room_id=room_id,
                     room_version=room_version.identifier,
                     creator=creator if isinstance(creator, str) else create.sender,
-                    created_ts=self.clock_ms(),
+                    created_ts=self.clock(),
                 )
             await self.store.db.run_in_transaction(
                 "persist_joined_room", self._persist_join_txn, join_event, state_map, new_room

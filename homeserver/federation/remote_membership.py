@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.auth.rules import AuthError, check_auth_rules
 from homeserver.auth.selection import CREATE_KEY
+from homeserver.clock import WallClock
 from homeserver.crypto.base64 import encode_base64
 from homeserver.crypto.hashes import add_content_hash, compute_reference_hash
 from homeserver.crypto.signing import sign_event
@@ -116,7 +117,7 @@ class RemoteMembership:
         client: FederationClient,
         received: ReceivedEvents,
         notifier: Notifier,
-        clock_ms: Callable[[], int],
+        clock: WallClock,
         on_joined: JoinedHook | None = None,
     ) -> None:
         self.store = store
@@ -124,7 +125,7 @@ class RemoteMembership:
         self.client = client
         self.received = received
         self.notifier = notifier
-        self.clock_ms = clock_ms
+        self.clock = clock
         #: what follows a join (tags and push rules of an upgraded room).
         self.on_joined = on_joined
 
@@ -351,7 +352,7 @@ class RemoteMembership:
                 room_version=version,
             )
             event = event_from_template(
-                version, self.signer, template, content=content, origin_server_ts=self.clock_ms()
+                version, self.signer, template, content=content, origin_server_ts=self.clock()
             )
         except BadTemplate as e:
             raise _ServerFailed(f"bad template: {e}") from None
@@ -410,7 +411,7 @@ class RemoteMembership:
             "state_key": invite.state_key,
             "content": {**content, "membership": "leave"},
             "depth": invite.depth + 1,
-            "origin_server_ts": self.clock_ms(),
+            "origin_server_ts": self.clock(),
             "prev_events": [ref],
             "auth_events": [ref],
         }

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from homeserver.clock import WallClock
 from homeserver.errors import BadRequest, Codes, Forbidden
 from homeserver.events.event import Event
 from homeserver.events.ids import compute_event_id
@@ -65,13 +66,13 @@ class TransactionHandler:
         self,
         store: Store,
         received: ReceivedEvents,
-        clock_ms: Callable[[], int],
+        clock: WallClock,
         metrics: HomeserverMetrics | None = None,
         edu_handler: Callable[[str, list[Any]], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.received = received
-        self.clock_ms = clock_ms
+        self.clock = clock
         self.metrics = metrics
         #: the transaction's EDUs go here after its PDUs: ``(origin, edus)``.
         self.edu_handler = edu_handler
@@ -97,7 +98,7 @@ class TransactionHandler:
             response = {"pdus": await self._handle_pdus(origin, pdus)}
             if edus and self.edu_handler is not None:
                 await self.edu_handler(origin, edus)
-            now = self.clock_ms()
+            now = self.clock()
             await self.store.federation_inbound.store_transaction_response(
                 origin, txn_id, response, now
             )

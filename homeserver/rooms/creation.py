@@ -27,6 +27,7 @@ from typing import Any
 import asyncpg
 
 from homeserver.auth.rules import AuthError
+from homeserver.clock import WallClock
 from homeserver.config import HomeserverConfig
 from homeserver.errors import BadRequest, Codes, MatrixError, UnsupportedRoomVersionError
 from homeserver.events.builder import Signer
@@ -176,7 +177,7 @@ def build_genesis(
     genesis: GenesisPlan,
     signer: Signer,
     room_id: str | None,
-    clock_ms: Callable[[], int],
+    clock: WallClock,
 ) -> list[Event]:
     """Build every genesis event in memory, auth-checking each on the state so far.
 
@@ -188,7 +189,7 @@ def build_genesis(
         room_version,
         signer,
         None if room_version.room_id_is_create_event_hash else room_id,
-        clock_ms=clock_ms,
+        clock=clock,
     )
     for draft in (genesis.create, *genesis.drafts):
         try:
@@ -265,7 +266,7 @@ class RoomCreationService:
         ratelimiter: TokenBucketLimiter,
         notifier: Notifier,
         bus: DomainEventBus,
-        clock_ms: Callable[[], int],
+        clock: WallClock,
         profiles: ProfileLookup | None = None,
         invite_limiter: InviteLimiter | None = None,
     ) -> None:
@@ -276,13 +277,13 @@ class RoomCreationService:
         self.ratelimiter = ratelimiter
         self.notifier = notifier
         self.bus = bus
-        self.clock_ms = clock_ms
+        self.clock = clock
         self.profiles = profiles
         self.policy = creation_policy(config)
         self._last_genesis_ms = 0
 
     def _unique_ms(self) -> int:
-        self._last_genesis_ms = max(self.clock_ms(), self._last_genesis_ms + 1)
+        self._last_genesis_ms = max(self.clock(), self._last_genesis_ms + 1)
         return self._last_genesis_ms
 
     @property

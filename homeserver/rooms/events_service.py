@@ -14,10 +14,10 @@ redactions; and reading state.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from homeserver.auth.power_levels import named_power_level, user_power_level
+from homeserver.clock import WallClock
 from homeserver.errors import BadRequest, Codes, Forbidden, NotFound, UpgradeInProgress
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
@@ -70,7 +70,7 @@ class RoomEventsService:
         store: Store,
         sender: EventSender,
         ratelimiters: RateLimiters,
-        clock: Callable[[], int],
+        clock: WallClock,
         *,
         membership: MembershipService,
     ) -> None:

@@ -34,6 +34,7 @@ from typing import Any
 import asyncpg
 
 from homeserver.auth.power_levels import required_power_level, user_power_level
+from homeserver.clock import WallClock
 from homeserver.config import HomeserverConfig
 from homeserver.errors import (
     BadRequest,
@@ -150,7 +151,7 @@ class RoomUpgradeService:
         ratelimiter: TokenBucketLimiter,
         notifier: Notifier,
         bus: DomainEventBus,
-        clock_ms: Callable[[], int],
+        clock: WallClock,
     ) -> None:
         self.settings = config.room_upgrades
         self.server_name = config.server_name
@@ -159,8 +160,8 @@ class RoomUpgradeService:
         self.ratelimiter = ratelimiter
         self.notifier = notifier
         self.bus = bus
-        self.clock_ms = clock_ms
-        self.locks = UpgradeLocks(store, clock_ms, self.settings.lock_timeout_seconds)
+        self.clock = clock
+        self.locks = UpgradeLocks(store, clock, self.settings.lock_timeout_seconds)
         self.policy = UpgradePolicy(
             server_name=config.server_name,
             auto_join_local_members=self.settings.auto_join_local_members,
@@ -355,7 +356,7 @@ class RoomUpgradeService:
             plan,
             snapshot,
             self.signer,
-            clock_ms=self.clock_ms,
+            clock=self.clock,
             new_room_id=lambda: new_room_id(self.server_name),
             **kw,
         )

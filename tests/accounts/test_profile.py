@@ -21,7 +21,7 @@ async def make_room(hs: Homeserver, creator: str, version: str = "12") -> str:
     room_id = None
     if not room_version.room_id_is_create_event_hash:
         room_id = f"!{secrets.token_hex(8)}:test.example"
-    batch = BatchBuilder(room_version, hs.signer, room_id, clock_ms=hs.clock)
+    batch = BatchBuilder(room_version, hs.signer, room_id, clock=hs.clock)
     batch.add(
         EventDraft("m.room.create", creator, {"room_version": version, "creator": creator}, "")
     )

@@ -48,7 +48,7 @@ async def make_room(
         if room_version.room_id_is_create_event_hash
         else f"!{secrets.token_hex(8)}:{hs.server_name}"
     )
-    batch = BatchBuilder(room_version, hs.signer, room_id, clock_ms=hs.clock)
+    batch = BatchBuilder(room_version, hs.signer, room_id, clock=hs.clock)
     create: dict[str, Any] = {"room_version": version}
     if not room_version.implicit_room_creator:
         create["creator"] = creator

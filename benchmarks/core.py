@@ -36,16 +36,17 @@ from benchmarks._common import (
     throwaway_store,
 )
 from homeserver.auth.rules import check_auth_rules
-from homeserver.auth.selection import CREATE_KEY
+from homeserver.clock import time_ms
 from homeserver.events.builder import Signer
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
 from homeserver.events.hashes import add_content_hash
 from homeserver.events.signing import sign_event
+from homeserver.events.state_keys import CREATE_KEY
 from homeserver.events.validation import validate_pdu
 from homeserver.room_versions import DEFAULT_ROOM_VERSION, RoomVersion, get_room_version
 from homeserver.rooms.event_builder import build_event, select_auth_events
-from homeserver.rooms.sender import BatchBuilder, now_ms
+from homeserver.rooms.sender import BatchBuilder
 from homeserver.storage import NewRoom, Store
 
 SERVER = "bench.example.org"
@@ -169,7 +170,7 @@ def chunks(events: Sequence[Event], size: int) -> list[list[Event]]:
 
 def new_room(batch: BatchBuilder) -> NewRoom:
     assert batch.room_id is not None
-    return NewRoom(batch.room_id, batch.room_version.identifier, CREATOR, now_ms(), is_public=True)
+    return NewRoom(batch.room_id, batch.room_version.identifier, CREATOR, time_ms(), is_public=True)
 
 
 # --- (a) building --------------------------------------------------------------------------
@@ -191,7 +192,7 @@ def bench_build(params: CoreParams, signer: Signer) -> dict[str, Any]:
             room_id=room.room_id,
             state=state,
             prev_events=prev,
-            origin_server_ts=now_ms(),
+            origin_server_ts=time_ms(),
         )
         prev = [event]
         built.append(event)

@@ -9,18 +9,16 @@ so a cache never holds more than ``max_size`` entries whatever the clock does.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Hashable, Iterator
 from typing import Generic, TypeVar
+
+from homeserver.clock import WallClock
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-#: Milliseconds since some epoch; only differences matter.
-ClockMs = Callable[[], int]
-
-
 class BoundedTtlCache(Generic[K, V]):
-    def __init__(self, max_size: int, ttl_ms: int, clock: ClockMs) -> None:
+    def __init__(self, max_size: int, ttl_ms: int, clock: WallClock) -> None:
         if max_size < 1:
             raise ValueError("max_size must be at least 1")
         if ttl_ms < 1:

@@ -73,3 +73,14 @@ class UnsupportedRoomVersionError(MatrixError):
             Codes.UNSUPPORTED_ROOM_VERSION,
             "The requested room version is not supported by this server",
         )
+
+
+class UpgradeInProgress(BadRequest):
+    """A room whose upgrade is under way refuses another upgrade and a client's tombstone
+    until it ends. ``M_UNKNOWN``: Synapse's answer to a second upgrade of a room being
+    upgraded (it has no code of its own), which clients retry on."""
+
+    MESSAGE = "An upgrade for this room is currently in progress"
+
+    def __init__(self) -> None:
+        super().__init__(self.MESSAGE, Codes.UNKNOWN)

@@ -62,7 +62,7 @@ async def build_room(
     users: dict[str, int] | None = None,
     power_levels: dict[str, Any] | None = None,
     allow: list[dict[str, Any]] | None = None,
-    clock_ms: Callable[[], int] | None = None,
+    clock: Callable[[], int] | None = None,
 ) -> str:
     """A room made by ``creator`` (joined, PL 100 or a v12 creator), committed in one go;
     returns its ID. ``room_id`` is ignored where the version derives it from the create event;
@@ -74,8 +74,8 @@ async def build_room(
         room_id = f"!{secrets.token_hex(8)}:{signer.server_name}"
     batch = (
         BatchBuilder(room_version, signer, room_id)
-        if clock_ms is None
-        else BatchBuilder(room_version, signer, room_id, clock_ms=clock_ms)
+        if clock is None
+        else BatchBuilder(room_version, signer, room_id, clock=clock)
     )
     create: dict[str, Any] = {"room_version": version}
     if not room_version.implicit_room_creator:
@@ -107,7 +107,7 @@ async def build_room(
 async def make_room(hs: Homeserver, creator: str, **options: Any) -> str:
     """``build_room`` on ``hs`` (its store, signer and clock), then wake /sync."""
     room_id = await build_room(
-        hs.store, hs.signer, creator, now=hs.clock(), clock_ms=hs.clock, **options
+        hs.store, hs.signer, creator, now=hs.clock(), clock=hs.clock, **options
     )
     hs.notifier.notify([room_id])
     return room_id

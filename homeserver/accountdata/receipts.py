@@ -7,10 +7,10 @@ to the room and the event must be one of the room's.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from homeserver.accountdata.service import FULLY_READ_TYPE, check_room_id
+from homeserver.clock import WallClock
 from homeserver.errors import BadRequest, Codes, Forbidden, NotFound
 from homeserver.storage import Store
 from homeserver.storage.receipts import Receipt
@@ -26,10 +26,10 @@ RECEIPT_TYPES = (READ, READ_PRIVATE, FULLY_READ_TYPE)
 
 
 class ReceiptsService:
-    def __init__(self, store: Store, notifier: Notifier, clock_ms: Callable[[], int]) -> None:
+    def __init__(self, store: Store, notifier: Notifier, clock: WallClock) -> None:
         self.store = store
         self.notifier = notifier
-        self.clock_ms = clock_ms
+        self.clock = clock
 
     async def _check(self, user_id: str, room_id: str, event_id: str) -> None:
         check_room_id(room_id)
@@ -90,6 +90,6 @@ class ReceiptsService:
             )
             self.notifier.notify(user_ids=[user_id])
             return
-        receipt = Receipt(room_id, receipt_type, user_id, thread_id, event_id, self.clock_ms())
+        receipt = Receipt(room_id, receipt_type, user_id, thread_id, event_id, self.clock())
         await self.store.receipts.upsert_receipt(receipt)
         self.notifier.notify(room_ids=[room_id])

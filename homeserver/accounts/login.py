@@ -29,6 +29,7 @@ from homeserver.crypto.passwords import hash_password
 from homeserver.errors import BadRequest, Codes, Forbidden, MatrixError
 from homeserver.ratelimit import RateLimiters, RateLimitExceeded
 from homeserver.storage import Store
+from homeserver.storage.users import TokenOwner
 
 PASSWORD_LOGIN = "m.login.password"
 USER_DEACTIVATED = "M_USER_DEACTIVATED"
@@ -121,6 +122,10 @@ class LoginService:
             )
         self._ratelimiters.login_account.check(user_id.lower())
         return await issue_session(self._store, user_id, request.device, now=self._clock())
+
+    async def token_owner(self, token_hash: str) -> TokenOwner | None:
+        """Whose access token this is (and their device), or None for an unknown token."""
+        return await self._store.users.get_token_owner(token_hash)
 
     async def logout(self, user_id: str, device_id: str | None, token_hash: str) -> None:
         """End this session: the device goes with its token (spec), a device-less token alone."""

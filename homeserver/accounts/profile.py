@@ -48,12 +48,19 @@ def check_user_id(user_id: str) -> None:
 
 
 class ProfileService:
-    def __init__(self, store: Store, sender: EventSender, server_name: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        sender: EventSender,
+        server_name: str,
+        *,
+        remote_lookup: Callable[[str], Awaitable[dict[str, str]]] | None = None,
+    ) -> None:
         self._store = store
         self._sender = sender
         self._server_name = server_name
-        #: set by the wiring when federation is available: another server's user's profile.
-        self.remote_lookup: Callable[[str], Awaitable[dict[str, str]]] | None = None
+        #: another server's user's profile, asked of it; None without federation.
+        self.remote_lookup = remote_lookup
 
     def _is_mine(self, user_id: str) -> bool:
         return user_id.split(":", 1)[-1] == self._server_name

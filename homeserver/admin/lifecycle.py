@@ -7,9 +7,9 @@ domain-event bus (``room.upgrade.failed``), so the list survives a restart.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
+from homeserver.clock import WallClock
 from homeserver.errors import BadRequest, Codes, NotFound
 from homeserver.rooms.bus import ROOM_UPGRADE_FAILED, DomainEvent
 from homeserver.rooms.lifecycle import RoomStatus
@@ -36,9 +36,9 @@ CLIENT_REFUSALS = frozenset(
 class UpgradeFailureRecorder:
     """Bus subscriber: records each server-side upgrade failure with the time it was seen."""
 
-    def __init__(self, audit: UpgradeAuditStore, clock_ms: Callable[[], int]) -> None:
+    def __init__(self, audit: UpgradeAuditStore, clock: WallClock) -> None:
         self.audit = audit
-        self.clock_ms = clock_ms
+        self.clock = clock
 
     async def __call__(self, event: DomainEvent) -> None:
         if event.name != ROOM_UPGRADE_FAILED:
@@ -48,7 +48,7 @@ class UpgradeFailureRecorder:
             return
         reason = reason if isinstance(reason, str) and reason else "unknown"
         if reason not in CLIENT_REFUSALS:
-            await self.audit.record_failure(room_id, reason, self.clock_ms())
+            await self.audit.record_failure(room_id, reason, self.clock())
 
 
 def _transition_json(t: LifecycleTransition) -> dict[str, Any]:
@@ -62,9 +62,9 @@ def _transition_json(t: LifecycleTransition) -> dict[str, Any]:
 
 
 class RoomLifecycleAdmin:
-    def __init__(self, store: Store, clock_ms: Callable[[], int]) -> None:
+    def __init__(self, store: Store, clock: WallClock) -> None:
         self.store = store
-        self.clock_ms = clock_ms
+        self.clock = clock
 
     async def lifecycle(self, room_id: str) -> dict[str, Any]:
         """``GET /_homeserver/admin/v1/rooms/{roomId}/lifecycle``."""
@@ -127,7 +127,7 @@ class RoomLifecycleAdmin:
     async def stuck_upgrades(self, failures_limit: int) -> dict[str, Any]:
         """``GET /_homeserver/admin/v1/upgrades/stuck``: rooms ``upgrading`` now, and the newest
         ``failures_limit`` recorded failures."""
-        now = self.clock_ms()
+        now = self.clock()
         audit = self.store.upgrade_audit
         stuck = []
         for row in await audit.get_stuck_upgrades():

@@ -19,18 +19,16 @@ at start-up (each step is idempotent).
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import secrets
 import string
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from homeserver.clock import WallClock
 from homeserver.errors import BadRequest, Codes, MatrixError, NotFound
 from homeserver.events.draft import EventDraft
-from homeserver.ratelimit import TokenBucketLimiter
-from homeserver.rooms.creation import RoomCreationService
+from homeserver.rooms.creation import RateLimitPolicy, RoomCreationService
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.sender import EventSender
 from homeserver.storage import Store
@@ -110,20 +108,6 @@ def status_json(record: DeletionRecord) -> dict[str, Any]:
     return body
 
 
-class _NoLimit(TokenBucketLimiter):
-    """Rooms an admin's deletion creates are not counted against the user (as Synapse's
-    ``ratelimit=False``)."""
-
-    def __init__(self) -> None:
-        pass  # no buckets: nothing is ever limited
-
-    def check(self, key: str, *, cost: float = 1.0) -> None:
-        return None
-
-    def peek(self, key: str, *, cost: float = 1.0) -> None:
-        return None
-
-
 class RoomDeletionService:
     def __init__(
         self,
@@ -133,15 +117,14 @@ class RoomDeletionService:
         room_creation: RoomCreationService,
         sender: EventSender,
         server_name: str,
-        clock: Callable[[], int],
+        clock: WallClock,
     ) -> None:
         self.store = store
         self.membership = membership
         self.sender = sender
         self.server_name = server_name
         self.clock = clock
-        self._room_creation = copy.copy(room_creation)
-        self._room_creation.ratelimiter = _NoLimit()
+        self._room_creation = room_creation
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     # --- requests -----------------------------------------------------------------------------
@@ -257,6 +240,7 @@ class RoomDeletionService:
                     "name": params.new_room_name or DEFAULT_ROOM_NAME,
                     "power_level_content_override": {"users_default": -10},
                 },
+                rate_limit=RateLimitPolicy.EXEMPT,
             )
             new_room_id = result["new_room_id"] = created.room_id
             await save("active")

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from homeserver.clock import WallClock
 from homeserver.errors import BadRequest, Codes, NotFound
 from homeserver.storage import Store
 from homeserver.storage.admin_rooms import RoomCounts
@@ -116,7 +117,7 @@ def check_room_id(room_id: str) -> None:
 
 
 class AdminRooms:
-    def __init__(self, store: Store, server_name: str, clock: Callable[[], int]) -> None:
+    def __init__(self, store: Store, server_name: str, clock: WallClock) -> None:
         self.store = store
         self.server_name = server_name
         self.clock = clock

@@ -2,11 +2,11 @@
 ``POST /rooms/{roomId}/upgrade`` would do, computed by the upgrade's own code and then thrown
 away — nothing is written, locked or published.
 
-The steps are the upgrade's (``homeserver/rooms/upgrade.py``): its check and body parsing, the
-same refusals for a room that is not ``active``, then its snapshot, :func:`plan_upgrade` with its
-policy and :func:`build_upgrade` with its signer. The answer describes the built events, so an
-event the auth rules would refuse (and the upgrade would skip) is missing here too, and listed
-under ``skipped``.
+The steps are the upgrade's own (:meth:`RoomUpgradeService.preview`): its check and body
+parsing, its refusals for a room that is not ``active``, its snapshot, plan and build. This
+module picks the upgrader when none is named and describes the result. The answer describes the
+built events, so an event the auth rules would refuse (and the upgrade would skip) is missing
+here too, and listed under ``skipped``.
 
 Two things cannot be known in advance and are left out: the new room's ID (random, or the hash
 of a create event whose timestamp is the upgrade's) and so the tombstone's ``replacement_room``
@@ -20,38 +20,28 @@ from collections.abc import Iterable, Sequence
 from http import HTTPStatus
 from typing import Any
 
-from homeserver.auth.power_levels import user_power_level
 from homeserver.errors import BadRequest, Codes, MatrixError, NotFound
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
-from homeserver.events.ids import new_room_id
 from homeserver.events.state_keys import (
     CANONICAL_ALIAS_KEY,
-    CREATE_KEY,
     MEMBER,
     POWER_LEVELS,
     POWER_LEVELS_KEY,
 )
-from homeserver.room_versions import get_room_version
-from homeserver.rooms.events_service import UPGRADE_IN_PROGRESS
-from homeserver.rooms.lifecycle import RoomStatus
 from homeserver.rooms.upgrade import RoomUpgradeService
-from homeserver.rooms.upgrade_build import BuiltUpgrade, UpgradeBuildError, build_upgrade
-from homeserver.rooms.upgrade_plan import (
-    OldRoomSnapshot,
-    UpgradePlan,
-    plan_upgrade,
-)
-from homeserver.rooms.upgrade_request import UpgradeRefused, parse_upgrade_body
+from homeserver.rooms.upgrade_build import BuiltUpgrade, UpgradeBuildError
+from homeserver.rooms.upgrade_plan import OldRoomSnapshot, UpgradePlan
+from homeserver.storage import Store
 from homeserver.storage.rooms import RoomRecord
 from homeserver.types import domain_of, room_id_error, user_id_error
 
 
 class UpgradePreview:
-    def __init__(self, upgrades: RoomUpgradeService) -> None:
+    def __init__(self, store: Store, upgrades: RoomUpgradeService, server_name: str) -> None:
+        self.store = store
         self.upgrades = upgrades
-        self.store = upgrades.store
-        self.server_name = upgrades.server_name
+        self.server_name = server_name
 
     async def preview(
         self, room_id: str, new_version: str | None, *, upgrader: str | None, admin: str
@@ -66,32 +56,14 @@ class UpgradePreview:
             self._check_upgrader(upgrader)
         body = {} if new_version is None else {"new_version": new_version}
         try:
-            await self.upgrades.check(upgrader, room_id)
-            request = parse_upgrade_body(body)
-        except UpgradeRefused as refused:
-            raise refused.error from None
-        self._refuse_unless_upgradable(room)
-        snapshot = await self.upgrades.snapshot(room_id)
-        plan = plan_upgrade(
-            snapshot,
-            upgrader=upgrader,
-            new_version=request.new_version,
-            additional_creators=request.additional_creators,
-            policy=self.upgrades.policy,
-        )
-        try:
-            built = build_upgrade(
-                plan,
-                snapshot,
-                self.upgrades.signer,
-                clock_ms=self.upgrades.clock_ms,
-                new_room_id=lambda: new_room_id(self.server_name),
-            )
+            previewed = await self.upgrades.preview(upgrader, room_id, body)
         except UpgradeBuildError as e:  # the upgrade would fail with 500 "could not be completed"
             raise MatrixError(
                 HTTPStatus.CONFLICT, Codes.BAD_STATE, f"The upgrade would fail: {e}"
             ) from None
-        return describe_upgrade(snapshot, plan, built, self.server_name)
+        return describe_upgrade(
+            previewed.snapshot, previewed.plan, previewed.built, self.server_name
+        )
 
     async def _room(self, room_id: str) -> RoomRecord:
         reason = room_id_error(room_id)
@@ -118,27 +90,8 @@ class UpgradePreview:
         ]
         if not members:
             raise BadRequest("No local user is joined to this room to upgrade it", Codes.BAD_STATE)
-        version = get_room_version(room.room_version)
-        create = await state.get_current_state_event(room.room_id, *CREATE_KEY)
-        power_levels = await state.get_current_state_event(room.room_id, *POWER_LEVELS_KEY)
-        return max(
-            members,
-            key=lambda user: (user_power_level(version, user, create, power_levels), user == admin),
-        )
-
-    def _refuse_unless_upgradable(self, room: RoomRecord) -> None:
-        """The upgrade's answers for a room that is not ``active`` (an expired lock does not
-        count: the upgrade would recover it and go on)."""
-        if room.status == RoomStatus.TOMBSTONED:
-            replacement = room.replacement_room_id
-            message = "This room has already been replaced"
-            extra: dict[str, Any] = {}
-            if replacement is not None:
-                message += f" by {replacement}"
-                extra["replacement_room"] = replacement
-            raise BadRequest(message, Codes.BAD_STATE, **extra)
-        if room.status == RoomStatus.UPGRADING and not self.upgrades.locks.expired(room):
-            raise BadRequest(UPGRADE_IN_PROGRESS, Codes.UNKNOWN)
+        power = await self.upgrades.room_power(room)
+        return max(members, key=lambda user: (power.of(user), user == admin))
 
 
 def _event_json(event: Event) -> dict[str, Any]:

@@ -12,7 +12,6 @@ the user is recorded as erased. Login is refused from then on (no password, no t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +19,7 @@ from homeserver.accounts.device_removal import DeviceRemoval
 from homeserver.accounts.profile import ProfileService
 from homeserver.accounts.sessions import create_account, hash_password_async
 from homeserver.accounts.usernames import check_localpart, password_param
+from homeserver.clock import WallClock
 from homeserver.errors import BadRequest, Codes, Forbidden, NotFound
 from homeserver.rooms.membership import MembershipService
 from homeserver.storage import Store
@@ -126,7 +126,7 @@ class AdminUsers:
         membership: MembershipService,
         profiles: ProfileService,
         server_name: str,
-        clock: Callable[[], int],
+        clock: WallClock,
         device_removal: DeviceRemoval | None = None,
     ) -> None:
         self.store = store

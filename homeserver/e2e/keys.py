@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -81,7 +81,7 @@ class E2EKeysService:
         clock: WallClock,
         notifier: Notifier,
         reauth: Reauthenticator,
-        remote: Callable[[], RemoteKeysApi | None] = lambda: None,
+        remote: RemoteKeysApi | None = None,
     ) -> None:
         self._ctx = KeysContext(store, server_name, clock, notifier)
         self.remote_requests = RemoteKeyRequests(remote)

@@ -42,8 +42,8 @@ def failure_json(error: Exception) -> dict[str, Any]:
 
 
 class RemoteKeyRequests:
-    def __init__(self, remote: Callable[[], RemoteKeysApi | None]) -> None:
-        # Resolved at each use: the federation side may be built after the key services.
+    def __init__(self, remote: RemoteKeysApi | None) -> None:
+        #: None: no federation, every other server's users fail with 503.
         self._remote = remote
 
     async def ask_servers(
@@ -56,7 +56,7 @@ class RemoteKeyRequests:
         ``failures`` under the server's name."""
         if not by_server:
             return {}
-        remote = self._remote()
+        remote = self._remote
         if remote is None:
             for server in by_server:
                 failures[server] = {"status": 503, "message": "Federation is not available"}

@@ -11,10 +11,11 @@ nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from homeserver.clock import WallClock
 from homeserver.crypto.canonical_json import encode_canonical_json
 from homeserver.errors import BadRequest, Codes, MatrixError
 from homeserver.events.ids import random_opaque
@@ -94,7 +95,7 @@ class ToDeviceService:
         store: Store,
         notifier: Notifier,
         server_name: str,
-        clock_ms: Callable[[], int],
+        clock: WallClock,
         *,
         limiter: TokenBucketLimiter | None = None,
     ) -> None:
@@ -103,7 +104,7 @@ class ToDeviceService:
         self.store = store
         self.notifier = notifier
         self.server_name = server_name
-        self.clock_ms = clock_ms
+        self.clock = clock
 
     async def send(self, request: ToDeviceSend) -> None:
         if self.limiter is not None and not self.limiter.is_exempt(request.sender):
@@ -134,7 +135,7 @@ class ToDeviceService:
         remote: dict[str, Messages],
     ) -> set[str]:
         """Deliver in ``txn``; the local users who got a message (to wake their syncs)."""
-        now = self.clock_ms()
+        now = self.clock()
         first_time = await self.store.device_inbox.record_txn_id_txn(
             txn, request.sender, request.sender_device or "", request.txn_id, now
         )

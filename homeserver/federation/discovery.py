@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from homeserver.bounded_cache import BoundedTtlCache
+from homeserver.clock import WallClock
 from homeserver.types import is_valid_server_name
 
 logger = logging.getLogger(__name__)
@@ -199,7 +200,6 @@ class WellKnownResponse:
 WellKnownFetcher = Callable[[str], Awaitable[WellKnownResponse]]
 #: ``lookup(name)`` → SRV records of ``name`` ([] if none).
 SrvLookup = Callable[[str], Awaitable[list[SrvRecord]]]
-Clock = Callable[[], int]
 
 
 @dataclass
@@ -220,7 +220,7 @@ class ServerResolver:
         self,
         fetch_well_known: WellKnownFetcher,
         srv_lookup: SrvLookup,
-        clock: Clock,
+        clock: WallClock,
         *,
         cache_size: int = WELL_KNOWN_CACHE_SIZE,
     ):

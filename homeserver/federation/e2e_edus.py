@@ -27,6 +27,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from homeserver.clock import WallClock
 from homeserver.federation.client import FederationError
 from homeserver.federation.remote_keys import RemoteKeys, device_entry, valid_cross_signing_key
 from homeserver.storage import Store
@@ -88,13 +89,13 @@ class E2EEdus:
         remote_keys: RemoteKeys,
         notifier: Notifier,
         server_name: str,
-        clock_ms: Callable[[], int],
+        clock: WallClock,
     ) -> None:
         self.store = store
         self.remote_keys = remote_keys
         self.notifier = notifier
         self.server_name = server_name
-        self.clock_ms = clock_ms
+        self.clock = clock
         self._handlers: dict[str, EduHandler] = {
             "m.direct_to_device": self.on_direct_to_device,
             "m.device_list_update": self.on_device_list_update,
@@ -162,7 +163,7 @@ class E2EEdus:
                     deliveries[(user_id, device_id)] = message
         async with self.store.db.transaction("receive_to_device") as txn:
             first_time = await self.store.device_inbox.record_received_message_txn(
-                txn, origin, message_id, self.clock_ms()
+                txn, origin, message_id, self.clock()
             )
             if not first_time or not deliveries:
                 return

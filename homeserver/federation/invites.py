@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from homeserver.clock import WallClock
 from homeserver.errors import BadRequest, Codes, Forbidden
 from homeserver.events.builder import Signer
 from homeserver.events.event import Event
@@ -57,7 +57,7 @@ class InboundInvites:
         signer: Signer,
         received: ReceivedEvents,
         notifier: Notifier,
-        clock_ms: Callable[[], int],
+        clock: WallClock,
         limiter: InviteLimiter | None = None,
     ) -> None:
         #: ``rc_invites``: invites our users receive (per invitee).
@@ -66,11 +66,20 @@ class InboundInvites:
         self.signer = signer
         self.received = received
         self.notifier = notifier
-        self.clock_ms = clock_ms
+        self.clock = clock
 
     @property
     def server_name(self) -> str:
         return self.signer.server_name
+
+    async def on_invite_v1(
+        self, origin: str, room_id: str, event_id: str, pdu: Any, invite_room_state: Any
+    ) -> dict[str, Any]:
+        """``PUT /v1/invite``: the body does not name the room version; rooms v1/v2 only ever
+        use this endpoint, so it is "1" unless we know the room."""
+        room = await self.store.rooms.get_room(room_id)
+        version = room.room_version if room is not None else "1"
+        return await self.on_invite(origin, room_id, event_id, version, pdu, invite_room_state)
 
     async def on_invite(
         self,

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from homeserver.auth.rules import AuthError
+from homeserver.clock import WallClock
 from homeserver.events.event import Event
 from homeserver.events.state_keys import CREATE_KEY
 from homeserver.federation.auth_chains import AuthChains
@@ -33,14 +34,14 @@ class JoinedRoomPersister:
         keyring: EventVerifier,
         auth_chains: AuthChains,
         notifier: Notifier,
-        clock_ms: Callable[[], int],
+        clock: WallClock,
         room_lock: Callable[[str], asyncio.Lock],
     ) -> None:
         self.store = store
         self.keyring = keyring
         self.auth_chains = auth_chains
         self.notifier = notifier
-        self.clock_ms = clock_ms
+        self.clock = clock
         #: the lock serialising the received events of one room (held while storing the join).
         self.room_lock = room_lock
 
@@ -111,7 +112,7 @@ class JoinedRoomPersister:
             room_id=room_id,
             room_version=room_version.identifier,
             creator=creator if isinstance(creator, str) else create.sender,
-            created_ts=self.clock_ms(),
+            created_ts=self.clock(),
         )
 
     async def _persist_join_txn(

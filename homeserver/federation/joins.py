@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.auth.rules import AuthError, check_auth_rules, check_event_auth
 from homeserver.auth.selection import auth_types_for_event
+from homeserver.clock import WallClock
 from homeserver.errors import BadRequest, Codes, Forbidden, MatrixError, NotFound
 from homeserver.events.builder import Signer
 from homeserver.events.draft import EventDraft
@@ -81,14 +82,14 @@ class ResidentMembership:
         received: ReceivedEvents,
         notifier: Notifier,
         wake_sender: Callable[[Iterable[str]], None],
-        clock_ms: Callable[[], int],
+        clock: WallClock,
     ) -> None:
         self.store = store
         self.signer = signer
         self.received = received
         self.notifier = notifier
         self.wake_sender = wake_sender
-        self.clock_ms = clock_ms
+        self.clock = clock
         self.restricted = RestrictedJoins(store, signer.server_name)
 
     @property
@@ -139,7 +140,7 @@ class ResidentMembership:
                 room_id=room_id,
                 state=state,
                 prev_events=prev,
-                origin_server_ts=self.clock_ms(),
+                origin_server_ts=self.clock(),
             )
         except AuthError as e:
             raise Forbidden(f"You are not allowed to {membership} this room: {e.reason}") from None

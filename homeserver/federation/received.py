@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from homeserver.auth.rules import AuthError, check_event_auth
+from homeserver.clock import WallClock
 from homeserver.events.event import Event
 from homeserver.events.state_keys import CREATE_KEY, TOMBSTONE_KEY
 from homeserver.federation.auth_chains import AuthChains, create_event_for
@@ -82,16 +83,17 @@ class ReceivedEvents:
         keyring: EventVerifier,
         client: FederationRequester,
         notifier: Notifier,
-        clock_ms: Callable[[], int],
+        clock: WallClock,
+        tombstone_hook: TombstoneHook | None = None,
     ) -> None:
         self.store = store
         self.keyring = keyring
         self.fetcher = RemoteEventFetcher(client, keyring)
         self.notifier = notifier
-        self.clock_ms = clock_ms
+        self.clock = clock
         #: called after a live m.room.tombstone became the room's current tombstone (the
-        #: remote-upgrade handler: it moves our copy of the room to ``tombstoned``).
-        self.tombstone_hook: TombstoneHook | None = None
+        #: wiring passes the step moving our copy of the room to ``tombstoned``).
+        self.tombstone_hook = tombstone_hook
         self._room_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -104,7 +106,7 @@ class ReceivedEvents:
             keyring=keyring,
             auth_chains=self.auth_chains,
             notifier=notifier,
-            clock_ms=clock_ms,
+            clock=clock,
             room_lock=self.room_lock,
         )
         self.runs = LinearRuns(

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from homeserver.auth.rules import AuthError, check_auth_rules
+from homeserver.clock import WallClock
 from homeserver.crypto.base64 import encode_base64
 from homeserver.errors import BadRequest, Codes, Forbidden, MatrixError, NotFound
 from homeserver.events.builder import Signer
@@ -106,16 +107,17 @@ class RemoteMembership:
         client: FederationClient,
         received: ReceivedEvents,
         notifier: Notifier,
-        clock_ms: Callable[[], int],
+        clock: WallClock,
+        on_joined: JoinedHook | None = None,
     ) -> None:
         self.store = store
         self.signer = signer
         self.client = client
         self.received = received
         self.notifier = notifier
-        self.clock_ms = clock_ms
-        #: set by the wiring: what follows a join (tags and push rules of an upgraded room).
-        self.on_joined: JoinedHook | None = None
+        self.clock = clock
+        #: what follows a join (tags and push rules of an upgraded room).
+        self.on_joined = on_joined
 
     @property
     def server_name(self) -> str:
@@ -340,7 +342,7 @@ class RemoteMembership:
                 room_version=version,
             )
             event = event_from_template(
-                version, self.signer, template, content=content, origin_server_ts=self.clock_ms()
+                version, self.signer, template, content=content, origin_server_ts=self.clock()
             )
         except BadTemplate as e:
             raise _ServerFailed(f"bad template: {e}") from None
@@ -399,7 +401,7 @@ class RemoteMembership:
             "state_key": invite.state_key,
             "content": {**content, "membership": "leave"},
             "depth": invite.depth + 1,
-            "origin_server_ts": self.clock_ms(),
+            "origin_server_ts": self.clock(),
             "prev_events": [ref],
             "auth_events": [ref],
         }

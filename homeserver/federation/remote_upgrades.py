@@ -10,8 +10,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
+from homeserver.clock import WallClock
 from homeserver.events.event import Event
 from homeserver.rooms.lifecycle import Actor, InvalidTransition, RoomStatus, transition
 from homeserver.storage import Store
@@ -23,10 +23,10 @@ logger = logging.getLogger(__name__)
 
 
 class RemoteUpgrades:
-    def __init__(self, *, store: Store, notifier: Notifier, clock_ms: Callable[[], int]) -> None:
+    def __init__(self, *, store: Store, notifier: Notifier, clock: WallClock) -> None:
         self.store = store
         self.notifier = notifier
-        self.clock_ms = clock_ms
+        self.clock = clock
 
     # --- a tombstone from another server --------------------------------------------------------
     async def on_tombstone(self, room_id: str, event: Event) -> None:
@@ -57,7 +57,7 @@ class RemoteUpgrades:
             RoomStatus.TOMBSTONED,
             actor=Actor.FEDERATION,
             reason=f"tombstone from {event.sender} received over federation",
-            ts=self.clock_ms(),
+            ts=self.clock(),
             replacement_room_id=replacement if valid else None,
         )
 

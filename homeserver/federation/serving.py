@@ -24,9 +24,10 @@ clamped, as Synapse does).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+from homeserver.clock import WallClock
 from homeserver.errors import BadRequest, Codes, Forbidden, NotFound
 from homeserver.events.event import Event
 from homeserver.events.redaction import prune_event_dict
@@ -53,10 +54,10 @@ def served_pdu(event: Event, *, hidden: bool = False) -> dict[str, Any]:
 
 
 class FederationEventServer:
-    def __init__(self, store: Store, server_name: str, clock_ms: Callable[[], int]) -> None:
+    def __init__(self, store: Store, server_name: str, clock: WallClock) -> None:
         self.store = store
         self.server_name = server_name
-        self.clock_ms = clock_ms
+        self.clock = clock
 
     # --- access ----------------------------------------------------------------------------
     async def check_room_access(self, origin: str, room_id: str) -> None:
@@ -83,7 +84,7 @@ class FederationEventServer:
 
     def transaction(self, pdus: list[dict[str, Any]]) -> dict[str, Any]:
         """The "transaction" shape of /event and /backfill answers."""
-        return {"origin": self.server_name, "origin_server_ts": self.clock_ms(), "pdus": pdus}
+        return {"origin": self.server_name, "origin_server_ts": self.clock(), "pdus": pdus}
 
     # --- history visibility ----------------------------------------------------------------
     async def visible_pdus(self, origin: str, events: Sequence[Event]) -> list[dict[str, Any]]:

@@ -8,9 +8,9 @@ time, and each gets an entry in the answer — ``{}`` or ``{"error": …}``; a r
 fails the transaction. The answer is stored, so a retry of the same ``(origin, txnId)`` (after a
 lost response, or a restart) gets the same answer without the PDUs being handled again.
 
-EDUs are handed, after the PDUs, to ``edu_handler`` (set by the app: the end-to-end encryption
-EDUs, :mod:`e2e_edus`); it skips what it does not know (typing, receipts, presence) and never
-fails the transaction for one bad EDU.
+EDUs are handed, after the PDUs, to ``edu_handler`` (given by the wiring: the end-to-end
+encryption EDUs, :mod:`e2e_edus`); it skips what it does not know (typing, receipts, presence)
+and never fails the transaction for one bad EDU.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from homeserver.clock import WallClock
 from homeserver.errors import BadRequest, Codes, Forbidden
 from homeserver.events.event import Event
 from homeserver.events.ids import compute_event_id
@@ -65,15 +66,16 @@ class TransactionHandler:
         self,
         store: Store,
         received: ReceivedEvents,
-        clock_ms: Callable[[], int],
+        clock: WallClock,
         metrics: HomeserverMetrics | None = None,
+        edu_handler: Callable[[str, list[Any]], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.received = received
-        self.clock_ms = clock_ms
+        self.clock = clock
         self.metrics = metrics
         #: the transaction's EDUs go here after its PDUs: ``(origin, edus)``.
-        self.edu_handler: Callable[[str, list[Any]], Awaitable[None]] | None = None
+        self.edu_handler = edu_handler
         #: transactions being handled, so a retry arriving meanwhile waits for the same answer.
         self._in_flight: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
         self._last_prune_ms = 0
@@ -96,7 +98,7 @@ class TransactionHandler:
             response = {"pdus": await self._handle_pdus(origin, pdus)}
             if edus and self.edu_handler is not None:
                 await self.edu_handler(origin, edus)
-            now = self.clock_ms()
+            now = self.clock()
             await self.store.federation_inbound.store_transaction_response(
                 origin, txn_id, response, now
             )

@@ -1,4 +1,8 @@
-"""Typed keys under which homeserver.app hands the shared objects to the handlers."""
+"""Typed keys under which homeserver.app hands each handler the one object it uses.
+
+A handler reads the service it calls (``request.app[ROOM_EVENTS]``), never the whole
+``Homeserver`` nor the store: what a handler can reach is what its module imports from here.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,69 @@ from nacl.signing import SigningKey
 from homeserver.clock import WallClock
 from homeserver.config import HomeserverConfig
 
+if TYPE_CHECKING:
+    from homeserver.accountdata.receipts import ReceiptsService
+    from homeserver.accountdata.service import AccountDataService
+    from homeserver.accounts.profile import ProfileService
+    from homeserver.accounts.service import Accounts
+    from homeserver.admin.destinations import AdminDestinations
+    from homeserver.admin.lifecycle import RoomLifecycleAdmin
+    from homeserver.admin.room_deletion import RoomDeletionService
+    from homeserver.admin.rooms import AdminRooms
+    from homeserver.admin.upgrade_preview import UpgradePreview
+    from homeserver.admin.users import AdminUsers
+    from homeserver.e2e.keys import E2EKeysService
+    from homeserver.e2e.to_device import ToDeviceService
+    from homeserver.federation.invites import InboundInvites
+    from homeserver.federation.joins import ResidentMembership
+    from homeserver.federation.keyring import Keyring
+    from homeserver.federation.queries import FederationQueries
+    from homeserver.federation.sender import FederationSender
+    from homeserver.federation.serving import FederationEventServer
+    from homeserver.federation.transactions import TransactionHandler
+    from homeserver.metrics import HomeserverMetrics
+    from homeserver.push.rules import PushRulesService
+    from homeserver.ratelimit import RateLimiters
+    from homeserver.rooms.aliases import AliasService
+    from homeserver.rooms.creation import RoomCreationService
+    from homeserver.rooms.directory import PublicRoomList
+    from homeserver.rooms.events_service import RoomEventsService
+    from homeserver.rooms.membership import MembershipService
+    from homeserver.rooms.upgrade import RoomUpgradeService
+    from homeserver.sync.filters import FilterService
+    from homeserver.sync.sync import SyncService
+
 CONFIG = web.AppKey("config", HomeserverConfig)
 SIGNING_KEY = web.AppKey("signing_key", SigningKey)
 CLOCK = web.AppKey("clock", WallClock)
 
-if TYPE_CHECKING:
-    from homeserver.app import Homeserver
-
-#: the whole homeserver: store, services, config (handlers use this one).
-HS: web.AppKey[Homeserver] = web.AppKey("homeserver")
+ACCOUNTS: web.AppKey[Accounts] = web.AppKey("accounts")
+ACCOUNT_DATA: web.AppKey[AccountDataService] = web.AppKey("account_data")
+ADMIN_DESTINATIONS: web.AppKey[AdminDestinations] = web.AppKey("admin_destinations")
+ADMIN_LIFECYCLE: web.AppKey[RoomLifecycleAdmin] = web.AppKey("admin_lifecycle")
+ADMIN_ROOMS: web.AppKey[AdminRooms] = web.AppKey("admin_rooms")
+ADMIN_USERS: web.AppKey[AdminUsers] = web.AppKey("admin_users")
+ALIASES: web.AppKey[AliasService] = web.AppKey("aliases")
+E2E_KEYS: web.AppKey[E2EKeysService] = web.AppKey("e2e_keys")
+FEDERATION_EVENTS: web.AppKey[FederationEventServer] = web.AppKey("federation_events")
+FEDERATION_QUERIES: web.AppKey[FederationQueries] = web.AppKey("federation_queries")
+FEDERATION_SENDER: web.AppKey[FederationSender] = web.AppKey("federation_sender")
+FEDERATION_TRANSACTIONS: web.AppKey[TransactionHandler] = web.AppKey("federation_transactions")
+FILTERS: web.AppKey[FilterService] = web.AppKey("filters")
+INBOUND_INVITES: web.AppKey[InboundInvites] = web.AppKey("inbound_invites")
+KEYRING: web.AppKey[Keyring] = web.AppKey("keyring")
+MEMBERSHIP: web.AppKey[MembershipService] = web.AppKey("membership")
+METRICS: web.AppKey[HomeserverMetrics] = web.AppKey("metrics")
+PROFILES: web.AppKey[ProfileService] = web.AppKey("profiles")
+PUSH_RULES: web.AppKey[PushRulesService] = web.AppKey("push_rules")
+RATELIMITERS: web.AppKey[RateLimiters] = web.AppKey("ratelimiters")
+RECEIPTS: web.AppKey[ReceiptsService] = web.AppKey("receipts")
+RESIDENT_MEMBERSHIP: web.AppKey[ResidentMembership] = web.AppKey("resident_membership")
+ROOM_CREATION: web.AppKey[RoomCreationService] = web.AppKey("room_creation")
+ROOM_DELETION: web.AppKey[RoomDeletionService] = web.AppKey("room_deletion")
+ROOM_DIRECTORY: web.AppKey[PublicRoomList] = web.AppKey("room_directory")
+ROOM_EVENTS: web.AppKey[RoomEventsService] = web.AppKey("room_events")
+ROOM_UPGRADES: web.AppKey[RoomUpgradeService] = web.AppKey("room_upgrades")
+SYNC: web.AppKey[SyncService] = web.AppKey("sync")
+TO_DEVICE: web.AppKey[ToDeviceService] = web.AppKey("to_device")
+UPGRADE_PREVIEW: web.AppKey[UpgradePreview] = web.AppKey("upgrade_preview")

@@ -11,7 +11,7 @@ from http import HTTPStatus
 from aiohttp import web
 
 from homeserver.errors import Codes, MatrixError
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import ACCOUNTS
 from homeserver.logging import context as log_context
 from homeserver.storage.users import hash_access_token
 
@@ -51,7 +51,7 @@ async def get_requester(request: web.Request) -> Requester:
     if token is None:
         raise _unauthorised(Codes.MISSING_TOKEN, "Missing access token")
     token_hash = hash_access_token(token)
-    owner = await request.app[HS].store.users.get_token_owner(token_hash)
+    owner = await request.app[ACCOUNTS].login.token_owner(token_hash)
     if owner is None or owner.deactivated:
         raise _unauthorised(Codes.UNKNOWN_TOKEN, "Unknown access token", soft_logout=False)
     requester = Requester(owner.user_id, owner.device_id, owner.admin, token_hash)

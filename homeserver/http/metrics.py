@@ -13,7 +13,7 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import METRICS
 from homeserver.metrics import http_method_label
 
 #: The servlet label of requests that matched no route (404, or 405 on a known path).
@@ -21,9 +21,9 @@ UNMATCHED = "unmatched"
 
 
 async def metrics(request: web.Request) -> web.Response:
-    hs = request.app[HS]
-    await hs.metrics.refresh()
-    body, content_type = hs.metrics.render(request.headers.get("Accept"))
+    server_metrics = request.app[METRICS]
+    await server_metrics.refresh()
+    body, content_type = server_metrics.render(request.headers.get("Accept"))
     response = web.Response(body=body)
     # Set as a header: aiohttp's content_type= refuses parameters (version, charset).
     response.headers["Content-Type"] = content_type
@@ -43,7 +43,7 @@ def servlet_label(request: web.Request) -> str:
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Count the request, time it and count its response by status code. Sits outside the
     error middleware, so the status is the one the client gets."""
-    hs_metrics = request.app[HS].metrics
+    hs_metrics = request.app[METRICS]
     method = http_method_label(request.method)
     servlet = servlet_label(request)
     hs_metrics.http_requests.labels(method, servlet).inc()

@@ -22,6 +22,7 @@ from typing import Any
 
 from homeserver.auth.power_levels import required_power_level, user_power_level
 from homeserver.auth.rules import AuthError
+from homeserver.clock import WallClock
 from homeserver.errors import BadRequest, Codes, Forbidden, MatrixError, NotFound
 from homeserver.events.draft import EventDraft
 from homeserver.events.validation import EventValidationError
@@ -65,14 +66,15 @@ class AliasService:
         store: Store,
         sender: EventSender,
         server_name: str,
-        clock_ms: Callable[[], int],
+        clock: WallClock,
+        remote_resolver: Callable[[str], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
         self.store = store
         self.sender = sender
         self.server_name = server_name
-        self.clock_ms = clock_ms
-        #: set by the wiring when federation is available: another server's alias, asked of it.
-        self.remote_resolver: Callable[[str], Awaitable[dict[str, Any]]] | None = None
+        self.clock = clock
+        #: another server's alias, asked of it; None without federation.
+        self.remote_resolver = remote_resolver
 
     # --- helpers ---------------------------------------------------------------------------
     def _local_alias(self, alias: str) -> str:
@@ -110,7 +112,7 @@ class AliasService:
         if not caller.is_admin and not await self._is_joined(room.room_id, caller.user_id):
             raise Forbidden("You must be in the room to create an alias for it")
         created = await self.store.aliases.create_alias(
-            alias, room.room_id, caller.user_id, self.clock_ms()
+            alias, room.room_id, caller.user_id, self.clock()
         )
         if not created:
             raise MatrixError(

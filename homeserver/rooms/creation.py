@@ -20,12 +20,14 @@ import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from http import HTTPStatus
 from typing import Any
 
 import asyncpg
 
 from homeserver.auth.rules import AuthError
+from homeserver.clock import WallClock
 from homeserver.config import HomeserverConfig
 from homeserver.errors import BadRequest, Codes, MatrixError, UnsupportedRoomVersionError
 from homeserver.events.builder import Signer
@@ -175,7 +177,7 @@ def build_genesis(
     genesis: GenesisPlan,
     signer: Signer,
     room_id: str | None,
-    clock_ms: Callable[[], int],
+    clock: WallClock,
 ) -> list[Event]:
     """Build every genesis event in memory, auth-checking each on the state so far.
 
@@ -187,7 +189,7 @@ def build_genesis(
         room_version,
         signer,
         None if room_version.room_id_is_create_event_hash else room_id,
-        clock_ms=clock_ms,
+        clock=clock,
     )
     for draft in (genesis.create, *genesis.drafts):
         try:
@@ -244,6 +246,16 @@ def _is_unique_violation(error: BaseException) -> bool:
     return isinstance(error, sqlite3.IntegrityError | asyncpg.UniqueViolationError)
 
 
+class RateLimitPolicy(Enum):
+    """Whether a new room counts against its creator's ``rc_room_creation`` bucket."""
+
+    #: a client's createRoom: checked and counted.
+    CREATOR = "creator"
+    #: a room the server makes on an admin's behalf (room deletion's new room): neither checked
+    #: nor counted, as Synapse's ``ratelimit=False``.
+    EXEMPT = "exempt"
+
+
 class RoomCreationService:
     def __init__(
         self,
@@ -254,7 +266,7 @@ class RoomCreationService:
         ratelimiter: TokenBucketLimiter,
         notifier: Notifier,
         bus: DomainEventBus,
-        clock_ms: Callable[[], int],
+        clock: WallClock,
         profiles: ProfileLookup | None = None,
         invite_limiter: InviteLimiter | None = None,
     ) -> None:
@@ -265,20 +277,22 @@ class RoomCreationService:
         self.ratelimiter = ratelimiter
         self.notifier = notifier
         self.bus = bus
-        self.clock_ms = clock_ms
+        self.clock = clock
         self.profiles = profiles
         self.policy = creation_policy(config)
         self._last_genesis_ms = 0
 
     def _unique_ms(self) -> int:
-        self._last_genesis_ms = max(self.clock_ms(), self._last_genesis_ms + 1)
+        self._last_genesis_ms = max(self.clock(), self._last_genesis_ms + 1)
         return self._last_genesis_ms
 
     @property
     def server_name(self) -> str:
         return self.config.server_name
 
-    async def create_room(self, creator: str, body: Any) -> CreatedRoom:
+    async def create_room(
+        self, creator: str, body: Any, *, rate_limit: RateLimitPolicy = RateLimitPolicy.CREATOR
+    ) -> CreatedRoom:
         request = parse_body(body)
         if self.invite_limiter is not None:
             try:
@@ -288,11 +302,12 @@ class RoomCreationService:
             except RateLimitExceeded:
                 # Synapse's answer, which clients and bots match on to retry without invites.
                 raise BadRequest(TOO_MANY_INVITES, Codes.UNKNOWN) from None
-        try:
-            self.ratelimiter.check(creator)
-        except RateLimitExceeded:
-            await self.bus.publish(ROOM_CREATE_RATE_LIMITED, user_id=creator)
-            raise
+        if rate_limit is RateLimitPolicy.CREATOR:
+            try:
+                self.ratelimiter.check(creator)
+            except RateLimitExceeded:
+                await self.bus.publish(ROOM_CREATE_RATE_LIMITED, user_id=creator)
+                raise
         validated = validate_request(
             request,
             creator=creator,

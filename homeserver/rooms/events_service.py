@@ -14,11 +14,11 @@ redactions; and reading state.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from homeserver.auth.power_levels import named_power_level, user_power_level
-from homeserver.errors import BadRequest, Codes, Forbidden, NotFound
+from homeserver.clock import WallClock
+from homeserver.errors import BadRequest, Codes, Forbidden, NotFound, UpgradeInProgress
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
 from homeserver.events.state_keys import CREATE_KEY, POWER_LEVELS_KEY
@@ -35,7 +35,6 @@ from homeserver.types import event_id_error, room_id_error
 from homeserver.visibility.client import check_read_access
 
 MAX_TXN_ID_LENGTH = 255
-UPGRADE_IN_PROGRESS = "An upgrade for this room is currently in progress"
 
 
 def check_room_id(room_id: str) -> None:
@@ -70,7 +69,7 @@ class RoomEventsService:
         store: Store,
         sender: EventSender,
         ratelimiters: RateLimiters,
-        clock: Callable[[], int],
+        clock: WallClock,
         *,
         membership: MembershipService,
     ) -> None:
@@ -198,7 +197,7 @@ class RoomEventsService:
         await self.store.persister.lock_rooms_txn(txn, [room.room_id])
         status = RoomStatus(await self.store.room_use.get_room_status_txn(txn, room.room_id))
         if status is RoomStatus.UPGRADING:
-            raise BadRequest(UPGRADE_IN_PROGRESS, Codes.BAD_STATE)
+            raise UpgradeInProgress()
         (event,) = await self.sender.send_txn(txn, room, [draft])
         if status is RoomStatus.ACTIVE:
             transition(status, RoomStatus.TOMBSTONED, Actor.SYSTEM)  # validates the move

@@ -68,6 +68,8 @@ class MembershipService:
         *,
         server_name: str,
         profiles: ProfileLookup = _no_profile,
+        remote: RemoteJoins | None = None,
+        remote_aliases: AliasResolver | None = None,
     ) -> None:
         self.store = store
         self.sender = sender
@@ -75,9 +77,9 @@ class MembershipService:
         self.server_name = server_name
         self._profiles = profiles
         self.restricted = RestrictedJoins(store, server_name)
-        #: set by the wiring when federation is available.
-        self.remote: RemoteJoins | None = None
-        self.remote_aliases: AliasResolver | None = None
+        #: joins through other servers and their aliases; None without federation.
+        self.remote = remote
+        self.remote_aliases = remote_aliases
 
     # --- join ------------------------------------------------------------------------------
     async def resolve_room(self, room_id_or_alias: str) -> tuple[str, list[str]]:

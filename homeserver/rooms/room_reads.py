@@ -10,9 +10,10 @@ events ``> P`` oldest first. So /sync's ``next_batch`` (``s{newest}``) and a ``p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from homeserver.clock import WallClock
 from homeserver.errors import BadRequest, Codes, Forbidden, NotFound
 from homeserver.events.event import Event
 from homeserver.rooms.event_filter import NO_FILTER, RoomEventFilter
@@ -47,7 +48,7 @@ def _check_ids(room_id: str, event_id: str | None = None) -> None:
 
 
 class RoomReader:
-    def __init__(self, store: Store, clock: Callable[[], int]) -> None:
+    def __init__(self, store: Store, clock: WallClock) -> None:
         self.store = store
         self.clock = clock
 

@@ -8,11 +8,11 @@ is committed on, across processes too.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from homeserver.auth.selection import auth_types_for_event
+from homeserver.clock import WallClock, time_ms
 from homeserver.errors import NotFound
 from homeserver.events.builder import Signer
 from homeserver.events.draft import EventDraft
@@ -25,10 +25,6 @@ from homeserver.storage.database import Transaction
 from homeserver.storage.rooms import RoomRecord
 from homeserver.streams.fanout import enqueue_events_txn
 from homeserver.streams.notifier import Notifier
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(slots=True)
@@ -44,7 +40,7 @@ class BatchBuilder:
     state: dict[StateKey, Event] = field(default_factory=dict)
     extremities: list[Event] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
-    clock_ms: Callable[[], int] = now_ms
+    clock: WallClock = time_ms
 
     def add(self, draft: EventDraft) -> Event:
         event = build_event(
@@ -54,7 +50,7 @@ class BatchBuilder:
             room_id=self.room_id,
             state=self.state,
             prev_events=self.extremities,
-            origin_server_ts=self.clock_ms(),
+            origin_server_ts=self.clock(),
         )
         if self.room_id is None:
             self.room_id = event.room_id
@@ -71,12 +67,12 @@ class EventSender:
         store: Store,
         signer: Signer,
         *,
-        clock_ms: Callable[[], int] = now_ms,
+        clock: WallClock = time_ms,
         notifier: Notifier | None = None,
     ) -> None:
         self.store = store
         self.signer = signer
-        self.clock_ms = clock_ms
+        self.clock = clock
         self.notifier = notifier or Notifier()
 
     async def _auth_state(
@@ -117,7 +113,7 @@ class EventSender:
             room_id,
             state=await self._auth_state(txn, room_version, state_ids, drafts),
             extremities=list(prev.values()),
-            clock_ms=self.clock_ms,
+            clock=self.clock,
         )
         for draft in drafts:
             batch.add(draft)

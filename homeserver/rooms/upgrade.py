@@ -28,11 +28,13 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from homeserver.auth.power_levels import required_power_level, user_power_level
+from homeserver.clock import WallClock
 from homeserver.config import HomeserverConfig
 from homeserver.errors import (
     BadRequest,
@@ -40,23 +42,22 @@ from homeserver.errors import (
     Forbidden,
     MatrixError,
     NotFound,
+    UpgradeInProgress,
 )
 from homeserver.events.builder import Signer
+from homeserver.events.event import Event
 from homeserver.events.ids import new_room_id
 from homeserver.events.state_keys import (
     CANONICAL_ALIAS,
     CREATE,
-    CREATE_KEY,
     MEMBER,
     POWER_LEVELS,
-    POWER_LEVELS_KEY,
 )
 from homeserver.faults import fault_point
 from homeserver.ratelimit import TokenBucketLimiter
-from homeserver.room_versions import get_room_version
+from homeserver.room_versions import RoomVersion, get_room_version
 from homeserver.rooms.bus import ROOM_UPGRADE_FAILED, ROOM_UPGRADED, DomainEventBus
 from homeserver.rooms.creation import RoomIdCollision, room_exists_txn
-from homeserver.rooms.events_service import UPGRADE_IN_PROGRESS
 from homeserver.rooms.lifecycle import Actor, RoomStatus, transition
 from homeserver.rooms.upgrade_build import BuiltUpgrade, build_upgrade
 from homeserver.rooms.upgrade_lock import Lease, UpgradeLocks, holds
@@ -102,6 +103,46 @@ class LockLost(Exception):
     """Our lease no longer holds the room (it expired and was recovered)."""
 
 
+@dataclass(frozen=True, slots=True)
+class RoomPower:
+    """Who may do what in a room now: its create event and power levels under its version."""
+
+    version: RoomVersion
+    create: Event | None
+    power_levels: Event | None
+
+    def of(self, user_id: str) -> int:
+        return user_power_level(self.version, user_id, self.create, self.power_levels)
+
+    def may_tombstone(self, user_id: str) -> bool:
+        needed = required_power_level(self.version, "m.room.tombstone", True, self.power_levels)
+        return self.of(user_id) >= needed
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewedUpgrade:
+    """What an upgrade would do now: its snapshot, plan and built events, none of it kept."""
+
+    snapshot: OldRoomSnapshot
+    plan: UpgradePlan
+    built: BuiltUpgrade
+
+
+def _replaced(room: RoomRecord) -> UpgradeRefused:
+    """The answer for a tombstoned room, naming its replacement when we know it."""
+    replacement = room.replacement_room_id
+    message = "This room has already been replaced"
+    extra: dict[str, Any] = {}
+    if replacement is not None:
+        message += f" by {replacement}"
+        extra["replacement_room"] = replacement
+    return UpgradeRefused("already_tombstoned", BadRequest(message, Codes.BAD_STATE, **extra))
+
+
+def _in_progress() -> UpgradeRefused:
+    return UpgradeRefused("in_progress", UpgradeInProgress())
+
+
 class RoomUpgradeService:
     def __init__(
         self,
@@ -112,7 +153,7 @@ class RoomUpgradeService:
         ratelimiter: TokenBucketLimiter,
         notifier: Notifier,
         bus: DomainEventBus,
-        clock_ms: Callable[[], int],
+        clock: WallClock,
     ) -> None:
         self.settings = config.room_upgrades
         self.server_name = config.server_name
@@ -121,8 +162,8 @@ class RoomUpgradeService:
         self.ratelimiter = ratelimiter
         self.notifier = notifier
         self.bus = bus
-        self.clock_ms = clock_ms
-        self.locks = UpgradeLocks(store, clock_ms, self.settings.lock_timeout_seconds)
+        self.clock = clock
+        self.locks = UpgradeLocks(store, clock, self.settings.lock_timeout_seconds)
         self.policy = UpgradePolicy(
             server_name=config.server_name,
             auto_join_local_members=self.settings.auto_join_local_members,
@@ -159,21 +200,45 @@ class RoomUpgradeService:
         room = await self.store.rooms.get_room(room_id)
         if room is None:
             raise UpgradeRefused("not_found", NotFound(f"Unknown room id {room_id}"))
-        version = get_room_version(room.room_version)
-        state = self.store.state
-        member = await state.get_current_state_event(room_id, "m.room.member", user_id)
+        member = await self.store.state.get_current_state_event(room_id, "m.room.member", user_id)
         if member is None or member.membership != "join":
             raise UpgradeRefused("forbidden", Forbidden(f"User {user_id} not in room {room_id}"))
-        create = await state.get_current_state_event(room_id, *CREATE_KEY)
-        power_levels = await state.get_current_state_event(room_id, *POWER_LEVELS_KEY)
-        level = user_power_level(version, user_id, create, power_levels)
-        needed = required_power_level(version, "m.room.tombstone", True, power_levels)
-        if level < needed:
+        if not (await self.room_power(room)).may_tombstone(user_id):
             raise UpgradeRefused(
                 "forbidden",
                 Forbidden("You don't have permission to upgrade this room"),
             )
         return room
+
+    async def room_power(self, room: RoomRecord) -> RoomPower:
+        """The room's current create event and power levels, to weigh its users."""
+        state = self.store.state
+        return RoomPower(
+            get_room_version(room.room_version),
+            await state.get_current_state_event(room.room_id, *CREATE),
+            await state.get_current_state_event(room.room_id, *POWER_LEVELS),
+        )
+
+    async def preview(
+        self, user_id: str, room_id: str, body: Mapping[str, Any]
+    ) -> PreviewedUpgrade:
+        """What ``upgrade_room(user_id, room_id, body)`` would do now, refused as it would
+        refuse (its MatrixError) — without the lock, the rate limit, a commit or an event
+        published. A plan the builder cannot build raises UpgradeBuildError."""
+        try:
+            room = await self.check(user_id, room_id)
+            request = parse_upgrade_body(body)
+            # A room that is not active: what the upgrade would answer (an expired lock does not
+            # count: the upgrade would recover it and go on).
+            if room.status == RoomStatus.TOMBSTONED:
+                raise _replaced(room)
+            if room.status == RoomStatus.UPGRADING and not self.locks.expired(room):
+                raise _in_progress()
+        except UpgradeRefused as refused:
+            raise refused.error from None
+        snapshot = await self.snapshot(room_id)
+        plan = self._plan(snapshot, user_id, request)
+        return PreviewedUpgrade(snapshot, plan, self._build(plan, snapshot))
 
     async def _upgrade(self, user_id: str, room_id: str, body: Mapping[str, Any]) -> str:
         found: RoomRecord | None = await self.check(user_id, room_id)
@@ -191,27 +256,19 @@ class RoomUpgradeService:
                 elif room.upgrade_lock_holder == user_id:
                     await self.locks.wait_for_outcome(room)  # then look again
                 else:
-                    raise UpgradeRefused(
-                        "in_progress", BadRequest(UPGRADE_IN_PROGRESS, Codes.UNKNOWN)
-                    )
+                    raise _in_progress()
                 continue
             self.ratelimiter.check(user_id)
             lease = await self.locks.acquire(room_id, user_id, request.new_version.identifier)
             if lease is not None:
                 return await self._run_locked(lease, request)
-        raise UpgradeRefused("in_progress", BadRequest(UPGRADE_IN_PROGRESS, Codes.UNKNOWN))
+        raise _in_progress()
 
     async def _already_upgraded(self, user_id: str, room: RoomRecord) -> str:
         record = await self.store.upgrades.get_upgrade(room.room_id)
         if record is not None and record.upgrader == user_id:
             return record.new_room_id  # the same request again: the same answer, for ever
-        replacement = room.replacement_room_id
-        message = "This room has already been replaced"
-        extra: dict[str, Any] = {}
-        if replacement is not None:
-            message += f" by {replacement}"
-            extra["replacement_room"] = replacement
-        raise UpgradeRefused("already_tombstoned", BadRequest(message, Codes.BAD_STATE, **extra))
+        raise _replaced(room)
 
     # --- steps 3-6 under the lock -------------------------------------------------------------
     async def _run_locked(self, lease: Lease, request: UpgradeRequest) -> str:
@@ -219,13 +276,7 @@ class RoomUpgradeService:
         try:
             for attempt in range(self.settings.max_state_conflict_retries + 1):
                 snapshot = await self.snapshot(lease.room_id)
-                plan = plan_upgrade(
-                    snapshot,
-                    upgrader=lease.holder,
-                    new_version=request.new_version,
-                    additional_creators=request.additional_creators,
-                    policy=self.policy,
-                )
+                plan = self._plan(snapshot, lease.holder, request)
                 fault_point("upgrade.planned")
                 built = self._build(plan, snapshot)
                 fault_point("upgrade.built")
@@ -291,12 +342,23 @@ class RoomUpgradeService:
             local_aliases=tuple(await self.store.aliases.get_aliases_for_room(room_id)),
         )
 
+    def _plan(
+        self, snapshot: OldRoomSnapshot, upgrader: str, request: UpgradeRequest
+    ) -> UpgradePlan:
+        return plan_upgrade(
+            snapshot,
+            upgrader=upgrader,
+            new_version=request.new_version,
+            additional_creators=request.additional_creators,
+            policy=self.policy,
+        )
+
     def _build(self, plan: UpgradePlan, snapshot: OldRoomSnapshot, **kw: Any) -> BuiltUpgrade:
         return build_upgrade(
             plan,
             snapshot,
             self.signer,
-            clock_ms=self.clock_ms,
+            clock=self.clock,
             new_room_id=lambda: new_room_id(self.server_name),
             **kw,
         )

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from homeserver.auth.rules import AuthError
+from homeserver.clock import WallClock
 from homeserver.events.builder import Signer
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
@@ -65,7 +66,7 @@ def build_upgrade(
     snapshot: OldRoomSnapshot,
     signer: Signer,
     *,
-    clock_ms: Callable[[], int],
+    clock: WallClock,
     new_room_id: Callable[[], str],
     extremities: Sequence[Event] | None = None,
 ) -> BuiltUpgrade:
@@ -78,7 +79,7 @@ def build_upgrade(
         snapshot.room_id,
         state=dict(snapshot.state),
         extremities=prev,
-        clock_ms=clock_ms,
+        clock=clock,
     )
     target = plan.new_version
     create_content = {
@@ -86,7 +87,7 @@ def build_upgrade(
         "predecessor": dict(plan.create_content["predecessor"]),
     }
     if target.room_id_is_create_event_hash:
-        new = BatchBuilder(target, signer, None, clock_ms=clock_ms)
+        new = BatchBuilder(target, signer, None, clock=clock)
         _add(new, EventDraft("m.room.create", plan.upgrader, create_content, ""), required=True)
         assert new.room_id is not None
         room_id = new.room_id
@@ -96,7 +97,7 @@ def build_upgrade(
         tombstone = _add(old, tombstone_draft(plan.upgrader, room_id), required=True)
         assert tombstone is not None
         create_content["predecessor"]["event_id"] = tombstone.event_id
-        new = BatchBuilder(target, signer, room_id, clock_ms=clock_ms)
+        new = BatchBuilder(target, signer, room_id, clock=clock)
         _add(new, EventDraft("m.room.create", plan.upgrader, create_content, ""), required=True)
     for planned in plan.new_room:
         _add(new, planned.draft, required=planned.required)

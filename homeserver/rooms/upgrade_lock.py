@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from homeserver.clock import WallClock
 from homeserver.rooms.lifecycle import Actor, RoomStatus, transition
 from homeserver.storage import Store
 from homeserver.storage.rooms import RoomRecord
@@ -49,20 +50,20 @@ def holds(row: LockRow | RoomRecord, lease: Lease) -> bool:
 
 class UpgradeLocks:
     def __init__(
-        self, store: Store, clock_ms: Callable[[], int], lock_timeout_seconds: float
+        self, store: Store, clock: WallClock, lock_timeout_seconds: float
     ) -> None:
         self.store = store
-        self.clock_ms = clock_ms
+        self.clock = clock
         self.timeout_seconds = lock_timeout_seconds
 
     def expired(self, room: RoomRecord) -> bool:
         expires = room.upgrade_lock_expires_ts
-        return expires is None or expires < self.clock_ms()
+        return expires is None or expires < self.clock()
 
     async def acquire(self, room_id: str, user_id: str, new_version: str) -> Lease | None:
         """``active → upgrading`` for ``user_id``; None if the room was not ``active``."""
         transition(RoomStatus.ACTIVE, RoomStatus.UPGRADING, Actor.REQUESTER)
-        now = self.clock_ms()
+        now = self.clock()
         expires = now + int(self.timeout_seconds * 1000)
         taken = await self.store.rooms.transition(
             room_id,
@@ -82,7 +83,7 @@ class UpgradeLocks:
 
     async def recover_if_expired(self, room_id: str) -> bool:
         """``upgrading → active`` if the room's lease has expired (its upgrader crashed)."""
-        now = self.clock_ms()
+        now = self.clock()
 
         def stale(row: LockRow) -> bool:
             return row.status == RoomStatus.UPGRADING and (
@@ -123,7 +124,7 @@ class UpgradeLocks:
                 RoomStatus.ACTIVE,
                 actor=Actor.SYSTEM,
                 reason=reason,
-                ts=self.clock_ms(),
+                ts=self.clock(),
             )
 
     async def wait_for_outcome(self, room: RoomRecord) -> RoomRecord | None:

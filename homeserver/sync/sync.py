@@ -26,10 +26,10 @@ is past before anything else.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from homeserver.clock import WallClock
 from homeserver.events.event import Event
 from homeserver.push.rules import PushRulesService
 from homeserver.storage import Store
@@ -70,12 +70,12 @@ class SyncService:
         store: Store,
         notifier: Notifier,
         push_rules: PushRulesService,
-        clock_ms: Callable[[], int],
+        clock: WallClock,
     ) -> None:
         self.store = store
         self.notifier = notifier
         self.push_rules = push_rules
-        self.clock_ms = clock_ms
+        self.clock = clock
         self.rooms = RoomSyncBuilder(store)
 
     async def sync(self, request: SyncRequest) -> dict[str, Any]:
@@ -111,7 +111,7 @@ class SyncService:
             request.since,
             now,
             request.full_state,
-            self.clock_ms(),
+            self.clock(),
             request.txn_scope,
         )
         since = request.since

@@ -13,6 +13,7 @@ import pytest
 
 from homeserver.app import Homeserver
 from homeserver.config import HomeserverConfig
+from homeserver.errors import MatrixError
 from homeserver.rooms.upgrade_plan import UpgradePolicy
 from homeserver.types import domain_of
 from tests.builders import create_room, generous_config
@@ -359,3 +360,25 @@ async def test_preview_of_a_room_that_is_not_active(server: TestServer) -> None:
     )
     real_status, real_body = await upgrade(server, bob, room, "12")
     assert (real_status, real_body) == (status, body)
+
+
+async def test_the_service_preview_plans_without_writing(server: TestServer) -> None:
+    """``RoomUpgradeService.preview`` runs the upgrade's check, plan and build and nothing
+    after: nothing is written, and the plan is the one for the upgrader asked about; a room
+    the upgrade would refuse is refused with the upgrade's own error."""
+    hs = server.hs
+    alice = await server.register("alice")
+    room = await create_room(server, alice, preset="public_chat", room_version="10")
+    before = await _all_counts(hs)
+    previewed = await hs.room_upgrades.preview(alice.user_id, room, {"new_version": "11"})
+    assert previewed.plan.upgrader == alice.user_id
+    assert previewed.plan.new_version.identifier == "11"
+    assert previewed.snapshot.room_id == room
+    assert previewed.built.new_events[0].type == "m.room.create"
+    assert await _all_counts(hs) == before
+    status, body = await upgrade(server, alice, room, "11")
+    assert status == 200, body
+    with pytest.raises(MatrixError) as refused:
+        await hs.room_upgrades.preview(alice.user_id, room, {"new_version": "11"})
+    assert (refused.value.status, refused.value.errcode) == (400, "M_BAD_STATE")
+    assert refused.value.extra.get("replacement_room") == body["replacement_room"]

@@ -60,7 +60,7 @@ class StubRemoteKeys:
 @pytest.fixture
 def stub(server: Server, monkeypatch: pytest.MonkeyPatch) -> StubRemoteKeys:
     remote = StubRemoteKeys()
-    monkeypatch.setattr(server.hs, "remote_keys", remote)
+    monkeypatch.setattr(server.hs.e2e_keys.remote_requests, "_remote", remote)
     return remote
 
 
@@ -104,7 +104,7 @@ async def test_claim_asks_each_server_once_and_reports_failures(
 async def test_without_federation_remote_users_are_failures(
     server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(server.hs, "remote_keys", None)
+    monkeypatch.setattr(server.hs.e2e_keys.remote_requests, "_remote", None)
     alice = await server.register("alice")
     status, answer = await server.call(
         "POST", "/keys/query", alice, json={"device_keys": {BOB: []}}
@@ -138,7 +138,7 @@ async def test_signing_a_remote_users_master_key(
     from signedjson.sign import sign_json
 
     remote = MasterKeyServer()
-    monkeypatch.setattr(server.hs, "remote_keys", remote)
+    monkeypatch.setattr(server.hs.e2e_keys.remote_requests, "_remote", remote)
     alice = await server.register("alice")
     alice_cs = CrossSigning(alice.user_id)
     status, _ = await server.call(

@@ -161,7 +161,7 @@ class Harness:
         self.remote = RemoteUpgrades(
             store=store,
             notifier=_Notifier(),  # type: ignore[arg-type]
-            clock_ms=self.clock,
+            clock=self.clock,
         )
 
     def run(self, coro: Awaitable[T]) -> T:

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from homeserver.http.admin.auth import require_admin
 from homeserver.http.admin.params import backwards, paging, string_param
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import ADMIN_DESTINATIONS
 from homeserver.http.json_body import json_response
 from homeserver.storage.admin_destinations import DESTINATION_ORDER_COLUMNS
 
@@ -22,7 +22,7 @@ PATH = "/_synapse/admin/v1/federation/destinations"
 async def list_destinations(request: web.Request) -> web.Response:
     await require_admin(request)
     start, limit = paging(request)
-    body = await request.app[HS].admin_destinations.list_destinations(
+    body = await request.app[ADMIN_DESTINATIONS].list_destinations(
         start,
         limit,
         order_by=string_param(
@@ -37,13 +37,13 @@ async def list_destinations(request: web.Request) -> web.Response:
 
 async def get_destination(request: web.Request) -> web.Response:
     await require_admin(request)
-    destinations = request.app[HS].admin_destinations
+    destinations = request.app[ADMIN_DESTINATIONS]
     return json_response(await destinations.get_destination(request.match_info["destination"]))
 
 
 async def reset_connection(request: web.Request) -> web.Response:
     await require_admin(request)
-    destinations = request.app[HS].admin_destinations
+    destinations = request.app[ADMIN_DESTINATIONS]
     return json_response(await destinations.reset_connection(request.match_info["destination"]))
 
 

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from homeserver.http.admin.auth import require_admin
 from homeserver.http.admin.params import int_param
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import ADMIN_LIFECYCLE, UPGRADE_PREVIEW
 from homeserver.http.json_body import json_response
 
 PREFIX = "/_homeserver/admin/v1"
@@ -22,13 +22,13 @@ MAX_LIMIT = 1000
 
 async def room_lifecycle(request: web.Request) -> web.Response:
     await require_admin(request)
-    answer = await request.app[HS].admin_lifecycle.lifecycle(request.match_info["room_id"])
+    answer = await request.app[ADMIN_LIFECYCLE].lifecycle(request.match_info["room_id"])
     return json_response(answer)
 
 
 async def upgrade_plan(request: web.Request) -> web.Response:
     requester = await require_admin(request)
-    answer = await request.app[HS].upgrade_preview.preview(
+    answer = await request.app[UPGRADE_PREVIEW].preview(
         request.match_info["room_id"],
         request.query.get("new_version"),
         upgrader=request.query.get("user_id"),
@@ -40,7 +40,7 @@ async def upgrade_plan(request: web.Request) -> web.Response:
 async def stuck_upgrades(request: web.Request) -> web.Response:
     await require_admin(request)
     limit = int_param(request, "limit", DEFAULT_LIMIT, maximum=MAX_LIMIT)
-    return json_response(await request.app[HS].admin_lifecycle.stuck_upgrades(limit))
+    return json_response(await request.app[ADMIN_LIFECYCLE].stuck_upgrades(limit))
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import ACCOUNTS, CONFIG
 from homeserver.http.client.register import registration_response
 from homeserver.http.client_address import client_address
 from homeserver.http.json_body import json_response, read_json_object
@@ -14,14 +14,15 @@ PATH = "/_synapse/admin/v1/register"
 
 
 async def get_nonce(request: web.Request) -> web.Response:
-    nonce = await request.app[HS].accounts.shared_secret.new_nonce(client_address(request))
+    nonce = await request.app[ACCOUNTS].shared_secret.new_nonce(client_address(request))
     return json_response({"nonce": nonce})
 
 
 async def register(request: web.Request) -> web.Response:
-    hs = request.app[HS]
-    created = await hs.accounts.shared_secret.register(await read_json_object(request))
-    return json_response(registration_response(created, hs.server_name))
+    accounts = request.app[ACCOUNTS]
+    server_name = request.app[CONFIG].server_name
+    created = await accounts.shared_secret.register(await read_json_object(request))
+    return json_response(registration_response(created, server_name))
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

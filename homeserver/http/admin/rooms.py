@@ -17,7 +17,7 @@ from homeserver.admin.rooms import ROOM_ORDERS, RoomListQuery, check_room_id
 from homeserver.errors import BadRequest, Codes
 from homeserver.http.admin.auth import require_admin
 from homeserver.http.admin.params import backwards, bool_param, paging, string_param
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import ADMIN_ROOMS, ROOM_DELETION
 from homeserver.http.json_body import json_response, read_json_object
 
 V1 = "/_synapse/admin/v1"
@@ -39,23 +39,23 @@ async def list_rooms(request: web.Request) -> web.Response:
         public_rooms=bool_param(request, "public_rooms"),
         empty_rooms=bool_param(request, "empty_rooms"),
     )
-    return json_response(await request.app[HS].admin_rooms.list_rooms(query))
+    return json_response(await request.app[ADMIN_ROOMS].list_rooms(query))
 
 
 async def room_details(request: web.Request) -> web.Response:
     await require_admin(request)
-    return json_response(await request.app[HS].admin_rooms.get_room(request.match_info["room_id"]))
+    return json_response(await request.app[ADMIN_ROOMS].get_room(request.match_info["room_id"]))
 
 
 async def room_members(request: web.Request) -> web.Response:
     await require_admin(request)
-    return json_response(await request.app[HS].admin_rooms.members(request.match_info["room_id"]))
+    return json_response(await request.app[ADMIN_ROOMS].members(request.match_info["room_id"]))
 
 
 async def room_state(request: web.Request) -> web.Response:
     await require_admin(request)
     event_type = string_param(request, "type") or None
-    body = await request.app[HS].admin_rooms.state(request.match_info["room_id"], event_type)
+    body = await request.app[ADMIN_ROOMS].state(request.match_info["room_id"], event_type)
     return json_response(body)
 
 
@@ -64,7 +64,7 @@ async def delete_room(request: web.Request) -> web.Response:
     room_id = request.match_info["room_id"]
     params = parse_deletion_body(await read_json_object(request), requester.user_id)
     check_room_id(room_id)
-    delete_id = await request.app[HS].room_deletion.start(room_id, params)
+    delete_id = await request.app[ROOM_DELETION].start(room_id, params)
     return json_response({"delete_id": delete_id})
 
 
@@ -72,13 +72,13 @@ async def delete_status_by_room(request: web.Request) -> web.Response:
     await require_admin(request)
     room_id = request.match_info["room_id"]
     check_room_id(room_id)
-    return json_response(await request.app[HS].room_deletion.status_for_room(room_id))
+    return json_response(await request.app[ROOM_DELETION].status_for_room(room_id))
 
 
 async def delete_status_by_id(request: web.Request) -> web.Response:
     await require_admin(request)
     return json_response(
-        await request.app[HS].room_deletion.status(request.match_info["delete_id"])
+        await request.app[ROOM_DELETION].status(request.match_info["delete_id"])
     )
 
 

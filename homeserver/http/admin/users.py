@@ -14,7 +14,7 @@ from aiohttp import web
 from homeserver.errors import BadRequest, Codes
 from homeserver.http.admin.auth import require_admin
 from homeserver.http.admin.params import backwards, bool_param, paging, string_param
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import ADMIN_USERS
 from homeserver.http.auth import get_requester
 from homeserver.http.json_body import json_response, read_json_object
 from homeserver.storage.admin_users import USER_ORDER_COLUMNS, UserQuery
@@ -39,18 +39,18 @@ async def list_users(request: web.Request) -> web.Response:
         or "name",
         backwards=backwards(request),
     )
-    return json_response(await request.app[HS].admin_users.list_users(query))
+    return json_response(await request.app[ADMIN_USERS].list_users(query))
 
 
 async def get_user(request: web.Request) -> web.Response:
     await require_admin(request)
-    return json_response(await request.app[HS].admin_users.get_user(request.match_info["user_id"]))
+    return json_response(await request.app[ADMIN_USERS].get_user(request.match_info["user_id"]))
 
 
 async def put_user(request: web.Request) -> web.Response:
     requester = await require_admin(request)
     body = await read_json_object(request)
-    status, user = await request.app[HS].admin_users.put_user(
+    status, user = await request.app[ADMIN_USERS].put_user(
         requester.user_id, request.match_info["user_id"], body
     )
     return json_response(user, status=status)
@@ -62,7 +62,7 @@ async def deactivate(request: web.Request) -> web.Response:
     erase = body.get("erase", False)
     if not isinstance(erase, bool):
         raise BadRequest("Param 'erase' must be a boolean, if given", Codes.BAD_JSON)
-    result = await request.app[HS].admin_users.deactivate(
+    result = await request.app[ADMIN_USERS].deactivate(
         request.match_info["user_id"], erase=erase
     )
     return json_response(result)
@@ -70,7 +70,7 @@ async def deactivate(request: web.Request) -> web.Response:
 
 async def whois(request: web.Request) -> web.Response:
     requester = await get_requester(request)
-    body = await request.app[HS].admin_users.whois(
+    body = await request.app[ADMIN_USERS].whois(
         requester.user_id, requester.is_admin, request.match_info["user_id"]
     )
     return json_response(body)

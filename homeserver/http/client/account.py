@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.accounts.account import parse_change_password
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import ACCOUNTS
 from homeserver.http.auth import get_requester
 from homeserver.http.json_body import json_response, read_json_object
 from homeserver.http.routes import add_client_route
@@ -22,7 +22,7 @@ async def whoami(request: web.Request) -> web.Response:
 async def change_password(request: web.Request) -> web.Response:
     requester = await get_requester(request)
     parsed = parse_change_password(await read_json_object(request))
-    await request.app[HS].accounts.account.change_password(
+    await request.app[ACCOUNTS].account.change_password(
         requester.user_id, requester.device_id, parsed
     )
     return json_response({})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import ACCOUNT_DATA
 from homeserver.http.auth import get_requester
 from homeserver.http.json_body import json_response, read_json_object
 from homeserver.http.routes import add_client_route
@@ -17,9 +17,9 @@ def _room_of(request: web.Request) -> str:
 
 
 async def get_account_data(request: web.Request) -> web.Response:
-    hs = request.app[HS]
+    account_data = request.app[ACCOUNT_DATA]
     requester = await get_requester(request)
-    content = await hs.account_data.get(
+    content = await account_data.get(
         requester.user_id,
         request.match_info["user_id"],
         request.match_info["type"],
@@ -29,10 +29,10 @@ async def get_account_data(request: web.Request) -> web.Response:
 
 
 async def put_account_data(request: web.Request) -> web.Response:
-    hs = request.app[HS]
+    account_data = request.app[ACCOUNT_DATA]
     requester = await get_requester(request)
     body = await read_json_object(request)
-    await hs.account_data.put(
+    await account_data.put(
         requester.user_id,
         request.match_info["user_id"],
         request.match_info["type"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import CONFIG
 from homeserver.http.auth import get_requester
 from homeserver.http.json_body import json_response
 from homeserver.http.routes import add_client_route
@@ -13,7 +13,7 @@ from homeserver.room_versions import capabilities as room_version_capabilities
 
 async def capabilities(request: web.Request) -> web.Response:
     await get_requester(request)
-    config = request.app[HS].config
+    config = request.app[CONFIG]
     body = {
         "capabilities": {
             "m.room_versions": room_version_capabilities(config.server.default_room_version),

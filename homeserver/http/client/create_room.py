@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import ROOM_CREATION
 from homeserver.http.auth import get_requester
 from homeserver.http.json_body import json_response, read_json_object
 from homeserver.http.routes import add_client_route
@@ -15,7 +15,7 @@ from homeserver.http.routes import add_client_route
 async def create_room(request: web.Request) -> web.Response:
     requester = await get_requester(request)
     body = await read_json_object(request)
-    created = await request.app[HS].room_creation.create_room(requester.user_id, body)
+    created = await request.app[ROOM_CREATION].create_room(requester.user_id, body)
     response: dict[str, Any] = {"room_id": created.room_id}
     if created.alias is not None:
         response["room_alias"] = created.alias  # as Synapse answers

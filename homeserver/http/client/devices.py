@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.accounts.devices import parse_device_ids, parse_display_name
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import ACCOUNTS
 from homeserver.http.auth import get_requester
 from homeserver.http.json_body import json_response, read_json_object
 from homeserver.http.routes import add_client_route
@@ -13,7 +13,7 @@ from homeserver.http.routes import add_client_route
 
 async def list_devices(request: web.Request) -> web.Response:
     requester = await get_requester(request)
-    devices = await request.app[HS].accounts.devices.list_devices(requester.user_id)
+    devices = await request.app[ACCOUNTS].devices.list_devices(requester.user_id)
     return json_response({"devices": devices})
 
 
@@ -21,14 +21,14 @@ async def get_device(request: web.Request) -> web.Response:
     requester = await get_requester(request)
     device_id = request.match_info["device_id"]
     return json_response(
-        await request.app[HS].accounts.devices.get_device(requester.user_id, device_id)
+        await request.app[ACCOUNTS].devices.get_device(requester.user_id, device_id)
     )
 
 
 async def rename_device(request: web.Request) -> web.Response:
     requester = await get_requester(request)
     name = parse_display_name(await read_json_object(request))
-    await request.app[HS].accounts.devices.rename(
+    await request.app[ACCOUNTS].devices.rename(
         requester.user_id, request.match_info["device_id"], name
     )
     return json_response({})
@@ -37,7 +37,7 @@ async def rename_device(request: web.Request) -> web.Response:
 async def delete_device(request: web.Request) -> web.Response:
     requester = await get_requester(request)
     body = await read_json_object(request)
-    await request.app[HS].accounts.devices.delete(
+    await request.app[ACCOUNTS].devices.delete(
         requester.user_id, [request.match_info["device_id"]], body.get("auth")
     )
     return json_response({})
@@ -47,7 +47,7 @@ async def delete_devices(request: web.Request) -> web.Response:
     requester = await get_requester(request)
     body = await read_json_object(request)
     device_ids = parse_device_ids(body)
-    await request.app[HS].accounts.devices.delete(requester.user_id, device_ids, body.get("auth"))
+    await request.app[ACCOUNTS].devices.delete(requester.user_id, device_ids, body.get("auth"))
     return json_response({})
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.errors import BadRequest, Codes
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import ALIASES, CONFIG, ROOM_DIRECTORY
 from homeserver.http.auth import Requester, get_optional_requester, get_requester
 from homeserver.http.json_body import json_response, read_json_object
 from homeserver.http.routes import add_client_route
@@ -28,7 +28,7 @@ def _caller(requester: Requester) -> Caller:
 async def put_alias(request: web.Request) -> web.Response:
     requester = await get_requester(request)
     body = await read_json_object(request)
-    await request.app[HS].aliases.create_alias(
+    await request.app[ALIASES].create_alias(
         _caller(requester), request.match_info["room_alias"], body.get("room_id")
     )
     return json_response({})
@@ -36,26 +36,26 @@ async def put_alias(request: web.Request) -> web.Response:
 
 async def get_alias(request: web.Request) -> web.Response:
     await get_optional_requester(request)  # a token, when given, must be valid
-    result = await request.app[HS].aliases.resolve(request.match_info["room_alias"])
+    result = await request.app[ALIASES].resolve(request.match_info["room_alias"])
     return json_response(result)
 
 
 async def delete_alias(request: web.Request) -> web.Response:
     requester = await get_requester(request)
-    await request.app[HS].aliases.delete_alias(_caller(requester), request.match_info["room_alias"])
+    await request.app[ALIASES].delete_alias(_caller(requester), request.match_info["room_alias"])
     return json_response({})
 
 
 async def get_room_aliases(request: web.Request) -> web.Response:
     requester = await get_requester(request)
-    aliases = await request.app[HS].aliases.get_room_aliases(
+    aliases = await request.app[ALIASES].get_room_aliases(
         _caller(requester), request.match_info["room_id"]
     )
     return json_response({"aliases": aliases})
 
 
 async def get_visibility(request: web.Request) -> web.Response:
-    visibility = await request.app[HS].aliases.get_visibility(request.match_info["room_id"])
+    visibility = await request.app[ALIASES].get_visibility(request.match_info["room_id"])
     return json_response({"visibility": visibility})
 
 
@@ -63,7 +63,7 @@ async def put_visibility(request: web.Request) -> web.Response:
     requester = await get_requester(request)
     body = await read_json_object(request)
     # Synapse's default when the key is missing.
-    await request.app[HS].aliases.set_visibility(
+    await request.app[ALIASES].set_visibility(
         _caller(requester), request.match_info["room_id"], body.get("visibility", "public")
     )
     return json_response({})
@@ -72,14 +72,14 @@ async def put_visibility(request: web.Request) -> web.Response:
 async def _directory_reader(request: web.Request) -> None:
     """A token is needed unless ``allow_public_rooms_without_auth`` (as Synapse); when one is
     given it must be valid either way."""
-    if request.app[HS].config.rooms.allow_public_rooms_without_auth:
+    if request.app[CONFIG].rooms.allow_public_rooms_without_auth:
         await get_optional_requester(request)
     else:
         await get_requester(request)
 
 
 def _check_server(request: web.Request, server: object) -> None:
-    if server is not None and server != request.app[HS].server_name:
+    if server is not None and server != request.app[CONFIG].server_name:
         raise BadRequest(
             "Listing another server's room directory is not supported", Codes.INVALID_PARAM
         )
@@ -92,7 +92,7 @@ async def get_public_rooms(request: web.Request) -> web.Response:
         limit=parse_limit(request.query.get("limit"), from_query=True),
         since=request.query.get("since"),
     )
-    return json_response(await request.app[HS].room_directory.get_public_rooms(query))
+    return json_response(await request.app[ROOM_DIRECTORY].get_public_rooms(query))
 
 
 async def post_public_rooms(request: web.Request) -> web.Response:
@@ -109,7 +109,7 @@ async def post_public_rooms(request: web.Request) -> web.Response:
         search_term=search_term,
         room_types=room_types,
     )
-    return json_response(await request.app[HS].room_directory.get_public_rooms(query))
+    return json_response(await request.app[ROOM_DIRECTORY].get_public_rooms(query))
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from homeserver.e2e.key_requests import parse_claim, parse_query, parse_timeout_ms
 from homeserver.errors import BadRequest, Codes
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import E2E_KEYS
 from homeserver.http.auth import get_requester
 from homeserver.http.json_body import json_response, read_json, read_json_object
 from homeserver.http.routes import add_client_route
@@ -17,7 +17,7 @@ from homeserver.streams.tokens import StreamToken
 async def upload_keys(request: web.Request) -> web.Response:
     requester = await get_requester(request)
     body = await read_json_object(request)
-    answer = await request.app[HS].e2e_keys.upload(requester.user_id, requester.device_id, body)
+    answer = await request.app[E2E_KEYS].upload(requester.user_id, requester.device_id, body)
     return json_response(answer)
 
 
@@ -25,14 +25,14 @@ async def query_keys(request: web.Request) -> web.Response:
     requester = await get_requester(request)
     body = await read_json_object(request)
     query, timeout_ms = parse_query(body), parse_timeout_ms(body)
-    return json_response(await request.app[HS].e2e_keys.query(requester.user_id, query, timeout_ms))
+    return json_response(await request.app[E2E_KEYS].query(requester.user_id, query, timeout_ms))
 
 
 async def claim_keys(request: web.Request) -> web.Response:
     await get_requester(request)
     body = await read_json_object(request)
     query, timeout_ms = parse_claim(body), parse_timeout_ms(body)
-    return json_response(await request.app[HS].e2e_keys.claim(query, timeout_ms))
+    return json_response(await request.app[E2E_KEYS].claim(query, timeout_ms))
 
 
 async def key_changes(request: web.Request) -> web.Response:
@@ -41,7 +41,7 @@ async def key_changes(request: web.Request) -> web.Response:
     if since is None:
         raise BadRequest("Missing from parameter", Codes.MISSING_PARAM)
     upto = request.query.get("to")
-    answer = await request.app[HS].e2e_keys.changes(
+    answer = await request.app[E2E_KEYS].changes(
         requester.user_id,
         StreamToken.parse(since, param="from"),
         None if upto is None else StreamToken.parse(upto, param="to"),
@@ -52,14 +52,14 @@ async def key_changes(request: web.Request) -> web.Response:
 async def upload_cross_signing_keys(request: web.Request) -> web.Response:
     requester = await get_requester(request)
     body = await read_json_object(request)
-    await request.app[HS].e2e_keys.cross_signing.upload(requester.user_id, body)
+    await request.app[E2E_KEYS].cross_signing.upload(requester.user_id, body)
     return json_response({})
 
 
 async def upload_signatures(request: web.Request) -> web.Response:
     requester = await get_requester(request)
     body = await read_json(request)
-    return json_response(await request.app[HS].e2e_keys.signatures.upload(requester.user_id, body))
+    return json_response(await request.app[E2E_KEYS].signatures.upload(requester.user_id, body))
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

@@ -7,7 +7,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from homeserver.errors import BadRequest, Codes
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import CLOCK, MEMBERSHIP
 from homeserver.http.auth import get_requester
 from homeserver.http.client.room_params import optional_reason, required_user_id
 from homeserver.http.json_body import json_response, read_json_object
@@ -25,7 +25,7 @@ def _servers(request: web.Request) -> list[str]:
 async def join_by_id_or_alias(request: web.Request) -> web.Response:
     requester = await get_requester(request)
     body = await read_json_object(request)
-    room_id = await request.app[HS].membership.join(
+    room_id = await request.app[MEMBERSHIP].join(
         requester.user_id,
         request.match_info["room"],
         reason=optional_reason(body),
@@ -37,7 +37,7 @@ async def join_by_id_or_alias(request: web.Request) -> web.Response:
 async def knock(request: web.Request) -> web.Response:
     requester = await get_requester(request)
     body = await read_json_object(request)
-    room_id = await request.app[HS].membership.knock(
+    room_id = await request.app[MEMBERSHIP].knock(
         requester.user_id,
         request.match_info["room"],
         reason=optional_reason(body),
@@ -49,7 +49,7 @@ async def knock(request: web.Request) -> web.Response:
 async def leave(request: web.Request) -> web.Response:
     requester = await get_requester(request)
     body = await read_json_object(request)
-    await request.app[HS].membership.leave(
+    await request.app[MEMBERSHIP].leave(
         requester.user_id, request.match_info["room_id"], reason=optional_reason(body)
     )
     return json_response({})
@@ -63,7 +63,7 @@ async def invite(request: web.Request) -> web.Response:
     is_direct = body.get("is_direct", False)
     if not isinstance(is_direct, bool):
         raise BadRequest("'is_direct' must be a boolean", Codes.BAD_JSON)
-    await request.app[HS].membership.invite(
+    await request.app[MEMBERSHIP].invite(
         requester.user_id,
         request.match_info["room_id"],
         required_user_id(body),
@@ -77,7 +77,7 @@ def _moderation(action: str) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         requester = await get_requester(request)
         body = await read_json_object(request)
-        method = getattr(request.app[HS].membership, action)
+        method = getattr(request.app[MEMBERSHIP], action)
         await method(
             requester.user_id,
             request.match_info["room_id"],
@@ -92,8 +92,9 @@ def _moderation(action: str) -> Handler:
 async def forget(request: web.Request) -> web.Response:
     requester = await get_requester(request)
     await read_json_object(request)
-    hs = request.app[HS]
-    await hs.membership.forget(requester.user_id, request.match_info["room_id"], hs.clock())
+    clock = request.app[CLOCK]
+    membership = request.app[MEMBERSHIP]
+    await membership.forget(requester.user_id, request.match_info["room_id"], clock())
     return json_response({})
 
 

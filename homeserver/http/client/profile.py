@@ -8,7 +8,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.accounts.profile import parse_profile_field
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import PROFILES
 from homeserver.http.auth import get_optional_requester, get_requester
 from homeserver.http.json_body import json_response, read_json_object
 from homeserver.http.routes import add_client_route
@@ -18,19 +18,19 @@ FIELDS = ("displayname", "avatar_url")
 
 async def get_profile(request: web.Request) -> web.Response:
     await get_optional_requester(request)
-    return json_response(await request.app[HS].profiles.lookup(request.match_info["user_id"]))
+    return json_response(await request.app[PROFILES].lookup(request.match_info["user_id"]))
 
 
 def _field_handlers(field: str) -> tuple[web.RequestHandler, web.RequestHandler]:
     async def get_field(request: web.Request) -> web.Response:
         await get_optional_requester(request)
-        profile = await request.app[HS].profiles.lookup(request.match_info["user_id"])
+        profile = await request.app[PROFILES].lookup(request.match_info["user_id"])
         return json_response({field: profile[field]} if field in profile else {})
 
     async def put_field(request: web.Request) -> web.Response:
         requester = await get_requester(request)
         value = parse_profile_field(await read_json_object(request), field)
-        await request.app[HS].profiles.set_field(
+        await request.app[PROFILES].set_field(
             requester.user_id, requester.is_admin, request.match_info["user_id"], field, value
         )
         return json_response({})

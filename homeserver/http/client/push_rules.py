@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.errors import BadRequest, Codes, NotFound
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import PUSH_RULES
 from homeserver.http.auth import get_requester
 from homeserver.http.json_body import json_response, read_json_object
 from homeserver.http.routes import add_client_route
@@ -19,46 +19,46 @@ def _scope(request: web.Request) -> None:
 
 
 async def get_all(request: web.Request) -> web.Response:
-    hs = request.app[HS]
+    push_rules = request.app[PUSH_RULES]
     requester = await get_requester(request)
-    return json_response(await hs.push_rules.get_push_rules_content(requester.user_id))
+    return json_response(await push_rules.get_push_rules_content(requester.user_id))
 
 
 async def get_scope(request: web.Request) -> web.Response:
-    hs = request.app[HS]
+    push_rules = request.app[PUSH_RULES]
     requester = await get_requester(request)
     _scope(request)
-    return json_response(await hs.push_rules.get_ruleset(requester.user_id))
+    return json_response(await push_rules.get_ruleset(requester.user_id))
 
 
 async def get_kind(request: web.Request) -> web.Response:
-    hs = request.app[HS]
+    push_rules = request.app[PUSH_RULES]
     requester = await get_requester(request)
     _scope(request)
     kind = request.match_info["kind"]
-    ruleset = await hs.push_rules.get_ruleset(requester.user_id)
+    ruleset = await push_rules.get_ruleset(requester.user_id)
     if kind not in ruleset:
         raise NotFound("Unknown rule kind", Codes.UNRECOGNIZED)
     return json_response(ruleset[kind])
 
 
 async def get_rule(request: web.Request) -> web.Response:
-    hs = request.app[HS]
+    push_rules = request.app[PUSH_RULES]
     requester = await get_requester(request)
     _scope(request)
-    rule = await hs.push_rules.get_rule(
+    rule = await push_rules.get_rule(
         requester.user_id, request.match_info["kind"], request.match_info["rule_id"]
     )
     return json_response(rule)
 
 
 async def put_rule(request: web.Request) -> web.Response:
-    hs = request.app[HS]
+    push_rules = request.app[PUSH_RULES]
     requester = await get_requester(request)
     _scope(request)
     check_kind(request.match_info["kind"])
     body = await read_json_object(request)
-    await hs.push_rules.put_rule(
+    await push_rules.put_rule(
         requester.user_id,
         request.match_info["kind"],
         request.match_info["rule_id"],
@@ -70,20 +70,20 @@ async def put_rule(request: web.Request) -> web.Response:
 
 
 async def delete_rule(request: web.Request) -> web.Response:
-    hs = request.app[HS]
+    push_rules = request.app[PUSH_RULES]
     requester = await get_requester(request)
     _scope(request)
-    await hs.push_rules.delete_rule(
+    await push_rules.delete_rule(
         requester.user_id, request.match_info["kind"], request.match_info["rule_id"]
     )
     return json_response({})
 
 
 async def get_attribute(request: web.Request) -> web.Response:
-    hs = request.app[HS]
+    push_rules = request.app[PUSH_RULES]
     requester = await get_requester(request)
     _scope(request)
-    body = await hs.push_rules.get_attribute(
+    body = await push_rules.get_attribute(
         requester.user_id,
         request.match_info["kind"],
         request.match_info["rule_id"],
@@ -93,11 +93,11 @@ async def get_attribute(request: web.Request) -> web.Response:
 
 
 async def put_attribute(request: web.Request) -> web.Response:
-    hs = request.app[HS]
+    push_rules = request.app[PUSH_RULES]
     requester = await get_requester(request)
     _scope(request)
     body = await read_json_object(request)
-    await hs.push_rules.set_attribute(
+    await push_rules.set_attribute(
         requester.user_id,
         request.match_info["kind"],
         request.match_info["rule_id"],

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import RECEIPTS
 from homeserver.http.auth import get_requester
 from homeserver.http.json_body import json_response, read_json_object
 from homeserver.http.routes import add_client_route
 
 
 async def post_receipt(request: web.Request) -> web.Response:
-    hs = request.app[HS]
+    receipts = request.app[RECEIPTS]
     requester = await get_requester(request)
     body = await read_json_object(request)
-    await hs.receipts.send_receipt(
+    await receipts.send_receipt(
         requester.user_id,
         request.match_info["room_id"],
         request.match_info["receipt_type"],
@@ -26,10 +26,10 @@ async def post_receipt(request: web.Request) -> web.Response:
 
 
 async def post_read_markers(request: web.Request) -> web.Response:
-    hs = request.app[HS]
+    receipts = request.app[RECEIPTS]
     requester = await get_requester(request)
     body = await read_json_object(request)
-    await hs.receipts.set_read_markers(requester.user_id, request.match_info["room_id"], body)
+    await receipts.set_read_markers(requester.user_id, request.match_info["room_id"], body)
     return json_response({})
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import ROOM_EVENTS
 from homeserver.http.auth import get_requester
 from homeserver.http.client.room_params import optional_reason, txn_scope
 from homeserver.http.json_body import json_response, read_json_object
@@ -14,7 +14,7 @@ from homeserver.http.routes import add_client_route
 async def redact(request: web.Request) -> web.Response:
     requester = await get_requester(request)
     body = await read_json_object(request)
-    event_id = await request.app[HS].room_events.redact(
+    event_id = await request.app[ROOM_EVENTS].redact(
         requester.user_id,
         txn_scope(requester),
         request.match_info["room_id"],

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from homeserver.accounts.registration import parse_register_request
 from homeserver.accounts.sessions import CreatedAccount
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import ACCOUNTS, CONFIG
 from homeserver.http.client_address import client_address
 from homeserver.http.json_body import json_response, read_json_object
 from homeserver.http.routes import add_client_route
@@ -23,15 +23,16 @@ def registration_response(created: CreatedAccount, server_name: str) -> dict[str
 
 
 async def register(request: web.Request) -> web.Response:
-    hs = request.app[HS]
+    accounts = request.app[ACCOUNTS]
+    server_name = request.app[CONFIG].server_name
     body = await read_json_object(request)
     parsed = parse_register_request(body, request.query.get("kind", "user"))
-    created = await hs.accounts.registration.register(parsed, client_address(request))
-    return json_response(registration_response(created, hs.server_name))
+    created = await accounts.registration.register(parsed, client_address(request))
+    return json_response(registration_response(created, server_name))
 
 
 async def available(request: web.Request) -> web.Response:
-    await request.app[HS].accounts.registration.check_available(request.query.get("username"))
+    await request.app[ACCOUNTS].registration.check_available(request.query.get("username"))
     return json_response({"available": True})
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.errors import BadRequest, Codes
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import ROOM_EVENTS
 from homeserver.http.auth import get_requester
 from homeserver.http.client.room_params import query_int
 from homeserver.http.json_body import json_response
@@ -26,7 +26,7 @@ async def messages(request: web.Request) -> web.Response:
     direction = request.query.get("dir", "b")
     if direction not in ("b", "f"):
         raise BadRequest("'dir' must be 'b' or 'f'", Codes.INVALID_PARAM)
-    body = await request.app[HS].room_events.reader.messages(
+    body = await request.app[ROOM_EVENTS].reader.messages(
         requester.user_id,
         request.match_info["room_id"],
         backwards=direction == "b",
@@ -40,7 +40,7 @@ async def messages(request: web.Request) -> web.Response:
 
 async def context(request: web.Request) -> web.Response:
     requester = await get_requester(request)
-    body = await request.app[HS].room_events.reader.context(
+    body = await request.app[ROOM_EVENTS].reader.context(
         requester.user_id,
         request.match_info["room_id"],
         request.match_info["event_id"],
@@ -52,7 +52,7 @@ async def context(request: web.Request) -> web.Response:
 
 async def get_event(request: web.Request) -> web.Response:
     requester = await get_requester(request)
-    body = await request.app[HS].room_events.reader.get_event(
+    body = await request.app[ROOM_EVENTS].reader.get_event(
         requester.user_id, request.match_info["room_id"], request.match_info["event_id"]
     )
     return json_response(body)
@@ -60,7 +60,7 @@ async def get_event(request: web.Request) -> web.Response:
 
 async def members(request: web.Request) -> web.Response:
     requester = await get_requester(request)
-    body = await request.app[HS].room_events.reader.members(
+    body = await request.app[ROOM_EVENTS].reader.members(
         requester.user_id,
         request.match_info["room_id"],
         at=_token(request, "at"),
@@ -72,7 +72,7 @@ async def members(request: web.Request) -> web.Response:
 
 async def joined_members(request: web.Request) -> web.Response:
     requester = await get_requester(request)
-    body = await request.app[HS].room_events.reader.joined_members(
+    body = await request.app[ROOM_EVENTS].reader.joined_members(
         requester.user_id, request.match_info["room_id"]
     )
     return json_response(body)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import ROOM_EVENTS
 from homeserver.http.auth import get_requester
 from homeserver.http.json_body import json_response, read_json_object
 from homeserver.http.routes import add_client_route
@@ -17,7 +17,7 @@ def _state_key(request: web.Request) -> str:
 
 async def get_state(request: web.Request) -> web.Response:
     requester = await get_requester(request)
-    events = await request.app[HS].room_events.get_state(
+    events = await request.app[ROOM_EVENTS].get_state(
         requester.user_id, request.match_info["room_id"]
     )
     return json_response(events)
@@ -25,7 +25,7 @@ async def get_state(request: web.Request) -> web.Response:
 
 async def get_state_event(request: web.Request) -> web.Response:
     requester = await get_requester(request)
-    content = await request.app[HS].room_events.get_state_event(
+    content = await request.app[ROOM_EVENTS].get_state_event(
         requester.user_id,
         request.match_info["room_id"],
         request.match_info["event_type"],
@@ -37,7 +37,7 @@ async def get_state_event(request: web.Request) -> web.Response:
 async def put_state_event(request: web.Request) -> web.Response:
     requester = await get_requester(request)
     content = await read_json_object(request)
-    event_id = await request.app[HS].room_events.send_state(
+    event_id = await request.app[ROOM_EVENTS].send_state(
         requester.user_id,
         request.match_info["room_id"],
         request.match_info["event_type"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.errors import BadRequest, Codes
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import FILTERS, SYNC
 from homeserver.http.auth import get_requester
 from homeserver.http.client.room_params import txn_scope
 from homeserver.http.json_body import json_response
@@ -17,7 +17,8 @@ _BOOLEANS = {"true": True, "false": False}
 
 
 async def sync(request: web.Request) -> web.Response:
-    hs = request.app[HS]
+    filters = request.app[FILTERS]
+    sync_service = request.app[SYNC]
     requester = await get_requester(request)
     query = request.query
     since_text = query.get("since")
@@ -31,8 +32,8 @@ async def sync(request: web.Request) -> web.Response:
     if full_state is None:
         raise BadRequest("'full_state' must be 'true' or 'false'", Codes.INVALID_PARAM)
     # set_presence is accepted and ignored (presence is not served yet).
-    sync_filter = await hs.filters.resolve(requester.user_id, query.get("filter"))
-    body = await hs.sync.sync(
+    sync_filter = await filters.resolve(requester.user_id, query.get("filter"))
+    body = await sync_service.sync(
         SyncRequest(
             user_id=requester.user_id,
             device_id=requester.device_id,

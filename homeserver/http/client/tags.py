@@ -4,26 +4,26 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import ACCOUNT_DATA
 from homeserver.http.auth import get_requester
 from homeserver.http.json_body import json_response, read_json_object
 from homeserver.http.routes import add_client_route
 
 
 async def get_tags(request: web.Request) -> web.Response:
-    hs = request.app[HS]
+    account_data = request.app[ACCOUNT_DATA]
     requester = await get_requester(request)
-    body = await hs.account_data.get_tags(
+    body = await account_data.get_tags(
         requester.user_id, request.match_info["user_id"], request.match_info["room_id"]
     )
     return json_response(body)
 
 
 async def put_tag(request: web.Request) -> web.Response:
-    hs = request.app[HS]
+    account_data = request.app[ACCOUNT_DATA]
     requester = await get_requester(request)
     body = await read_json_object(request)
-    await hs.account_data.put_tag(
+    await account_data.put_tag(
         requester.user_id,
         request.match_info["user_id"],
         request.match_info["room_id"],
@@ -34,9 +34,9 @@ async def put_tag(request: web.Request) -> web.Response:
 
 
 async def delete_tag(request: web.Request) -> web.Response:
-    hs = request.app[HS]
+    account_data = request.app[ACCOUNT_DATA]
     requester = await get_requester(request)
-    await hs.account_data.delete_tag(
+    await account_data.delete_tag(
         requester.user_id,
         request.match_info["user_id"],
         request.match_info["room_id"],

@@ -5,17 +5,17 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.e2e.to_device import ToDeviceSend, parse_messages
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import TO_DEVICE
 from homeserver.http.auth import get_requester
 from homeserver.http.json_body import json_response, read_json_object
 from homeserver.http.routes import add_client_route
 
 
 async def send_to_device(request: web.Request) -> web.Response:
-    hs = request.app[HS]
+    to_device = request.app[TO_DEVICE]
     requester = await get_requester(request)
     body = await read_json_object(request)
-    await hs.to_device.send(
+    await to_device.send(
         ToDeviceSend(
             sender=requester.user_id,
             sender_device=requester.device_id,

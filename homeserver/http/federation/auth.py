@@ -26,7 +26,7 @@ from homeserver.federation.xmatrix import (
     parse_header,
     signing_object,
 )
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import CLOCK, CONFIG, FEDERATION_SENDER, KEYRING, RATELIMITERS
 from homeserver.http.client_address import client_address
 
 #: Where the verified origin is kept on the request, for handlers that want it again.
@@ -59,13 +59,18 @@ async def authenticate_request(request: web.Request) -> str:
     """
     if ORIGIN_KEY in request:
         return request[ORIGIN_KEY]
-    hs = request.app[HS]
+    clock = request.app[CLOCK]
+    config = request.app[CONFIG]
+    federation_sender = request.app[FEDERATION_SENDER]
+    keyring = request.app[KEYRING]
+    ratelimiters = request.app[RATELIMITERS]
+    server_name = config.server_name
     credentials = _credentials(request)
     origin = credentials[0].origin
     for credential in credentials:
-        if credential.destination is not None and credential.destination != hs.server_name:
+        if credential.destination is not None and credential.destination != server_name:
             raise _unauthorized("Request is not addressed to this server")
-    if not hs.config.federation.is_domain_allowed(origin):
+    if not config.federation.is_domain_allowed(origin):
         raise Forbidden("Federation with this server is not allowed")
 
     raw = await request.read()
@@ -80,22 +85,22 @@ async def authenticate_request(request: web.Request) -> str:
         except (UnencodableJSON, ValueError, UnicodeDecodeError, RecursionError):
             raise BadRequest("Content not JSON.", Codes.NOT_JSON) from None
 
-    signed = signing_object(request.method, request.raw_path, origin, hs.server_name, content)
+    signed = signing_object(request.method, request.raw_path, origin, server_name, content)
     signed["signatures"] = {origin: {c.key_id: c.signature for c in credentials}}
     address = client_address(request)
     try:
         # An unknown origin makes us fetch its keys; the caller's address pays for each fetch
         # (the same bucket as notary queries), so a flood of invented origins stays bounded.
-        await hs.keyring.verify_json(
+        await keyring.verify_json(
             origin,
             signed,
-            valid_at_ts=hs.clock(),
-            permit=lambda: hs.ratelimiters.remote_key_fetches.check(address),
+            valid_at_ts=clock(),
+            permit=lambda: ratelimiters.remote_key_fetches.check(address),
         )
     except SignatureVerifyError as e:
         raise _unauthorized(f"Invalid signature for server {origin}: {e}") from None
     request[ORIGIN_KEY] = origin
     # A peer that can sign requests to us is up: retry what we queued for it now rather than
     # at the end of its backoff (Synapse does the same).
-    hs.federation_sender.on_destination_reachable(origin)
+    federation_sender.on_destination_reachable(origin)
     return origin

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.errors import BadRequest, Codes
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import INBOUND_INVITES, RESIDENT_MEMBERSHIP
 from homeserver.http.federation.auth import authenticate_request
 from homeserver.http.json_body import json_response, read_json, read_json_object
 
@@ -27,7 +27,7 @@ def _check_omit_members(request: web.Request) -> None:
 async def make_join(request: web.Request) -> web.Response:
     origin = await authenticate_request(request)
     versions = request.query.getall("ver", []) or ["1"]
-    body = await request.app[HS].resident_membership.make_membership(
+    body = await request.app[RESIDENT_MEMBERSHIP].make_membership(
         origin, request.match_info["room_id"], request.match_info["user_id"], "join", versions
     )
     return json_response(body)
@@ -35,7 +35,7 @@ async def make_join(request: web.Request) -> web.Response:
 
 async def make_leave(request: web.Request) -> web.Response:
     origin = await authenticate_request(request)
-    body = await request.app[HS].resident_membership.make_membership(
+    body = await request.app[RESIDENT_MEMBERSHIP].make_membership(
         origin, request.match_info["room_id"], request.match_info["user_id"], "leave"
     )
     return json_response(body)
@@ -46,7 +46,7 @@ async def make_knock(request: web.Request) -> web.Response:
     versions = request.query.getall("ver", [])
     if not versions:  # required for knocks (spec), unlike make_join
         raise BadRequest("'ver' is required", Codes.MISSING_PARAM)
-    body = await request.app[HS].resident_membership.make_membership(
+    body = await request.app[RESIDENT_MEMBERSHIP].make_membership(
         origin, request.match_info["room_id"], request.match_info["user_id"], "knock", versions
     )
     return json_response(body)
@@ -55,7 +55,7 @@ async def make_knock(request: web.Request) -> web.Response:
 async def send_knock(request: web.Request) -> web.Response:
     origin = await authenticate_request(request)
     pdu = await read_json(request)
-    body = await request.app[HS].resident_membership.send_knock(
+    body = await request.app[RESIDENT_MEMBERSHIP].send_knock(
         origin, request.match_info["room_id"], request.match_info["event_id"], pdu
     )
     return json_response(body)
@@ -65,7 +65,7 @@ async def send_join(request: web.Request) -> web.Response:
     origin = await authenticate_request(request)
     _check_omit_members(request)
     pdu = await read_json(request)
-    body = await request.app[HS].resident_membership.send_join(
+    body = await request.app[RESIDENT_MEMBERSHIP].send_join(
         origin, request.match_info["room_id"], request.match_info["event_id"], pdu
     )
     return json_response(body)
@@ -74,7 +74,7 @@ async def send_join(request: web.Request) -> web.Response:
 async def send_leave(request: web.Request) -> web.Response:
     origin = await authenticate_request(request)
     pdu = await read_json(request)
-    await request.app[HS].resident_membership.send_leave(
+    await request.app[RESIDENT_MEMBERSHIP].send_leave(
         origin, request.match_info["room_id"], request.match_info["event_id"], pdu
     )
     return json_response({})
@@ -85,7 +85,7 @@ async def invite_v2(request: web.Request) -> web.Response:
     body = await read_json_object(request)
     if "event" not in body or "room_version" not in body:
         raise BadRequest("'event' and 'room_version' are required", Codes.MISSING_PARAM)
-    event = await request.app[HS].inbound_invites.on_invite(
+    event = await request.app[INBOUND_INVITES].on_invite(
         origin,
         request.match_info["room_id"],
         request.match_info["event_id"],
@@ -103,16 +103,8 @@ async def invite_v1(request: web.Request) -> web.Response:
     pdu = await read_json_object(request)
     unsigned: Any = pdu.get("unsigned")
     state = unsigned.get("invite_room_state") if isinstance(unsigned, dict) else None
-    hs = request.app[HS]
-    room = await hs.store.rooms.get_room(request.match_info["room_id"])
-    version = room.room_version if room is not None else "1"
-    event = await hs.inbound_invites.on_invite(
-        origin,
-        request.match_info["room_id"],
-        request.match_info["event_id"],
-        version,
-        pdu,
-        state,
+    event = await request.app[INBOUND_INVITES].on_invite_v1(
+        origin, request.match_info["room_id"], request.match_info["event_id"], pdu, state
     )
     return json_response([200, {"event": event}])
 

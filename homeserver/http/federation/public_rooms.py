@@ -8,7 +8,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.errors import BadRequest, Codes, Forbidden
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import CONFIG, ROOM_DIRECTORY
 from homeserver.http.federation.auth import authenticate_request
 from homeserver.http.json_body import json_response, read_json_object
 from homeserver.rooms.directory import PublicRoomsQuery, parse_filter, parse_limit
@@ -18,7 +18,7 @@ PATH = "/_matrix/federation/v1/publicRooms"
 
 async def _allowed(request: web.Request) -> None:
     origin = await authenticate_request(request)
-    if not request.app[HS].config.rooms.allow_public_rooms_over_federation:
+    if not request.app[CONFIG].rooms.allow_public_rooms_over_federation:
         raise Forbidden(f"Federation denied with {origin}.")
 
 
@@ -33,7 +33,7 @@ async def get_public_rooms(request: web.Request) -> web.Response:
         limit=_no_limit_if_zero(parse_limit(request.query.get("limit"), from_query=True)),
         since=request.query.get("since"),
     )
-    return json_response(await request.app[HS].room_directory.get_public_rooms(query))
+    return json_response(await request.app[ROOM_DIRECTORY].get_public_rooms(query))
 
 
 async def post_public_rooms(request: web.Request) -> web.Response:
@@ -49,7 +49,7 @@ async def post_public_rooms(request: web.Request) -> web.Response:
         search_term=search_term,
         room_types=room_types,
     )
-    return json_response(await request.app[HS].room_directory.get_public_rooms(query))
+    return json_response(await request.app[ROOM_DIRECTORY].get_public_rooms(query))
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

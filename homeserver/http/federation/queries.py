@@ -7,7 +7,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.errors import Codes, NotFound
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import FEDERATION_QUERIES
 from homeserver.http.federation.auth import authenticate_request
 from homeserver.http.json_body import json_response, read_json_object
 
@@ -16,13 +16,13 @@ V1 = "/_matrix/federation/v1"
 
 async def query_directory(request: web.Request) -> web.Response:
     await authenticate_request(request)
-    body = await request.app[HS].federation_queries.directory(request.query.get("room_alias"))
+    body = await request.app[FEDERATION_QUERIES].directory(request.query.get("room_alias"))
     return json_response(body)
 
 
 async def query_profile(request: web.Request) -> web.Response:
     await authenticate_request(request)
-    body = await request.app[HS].federation_queries.profile(
+    body = await request.app[FEDERATION_QUERIES].profile(
         request.query.get("user_id"), request.query.get("field")
     )
     return json_response(body)
@@ -35,20 +35,20 @@ async def query_unknown(request: web.Request) -> web.Response:
 
 async def user_devices(request: web.Request) -> web.Response:
     await authenticate_request(request)
-    body = await request.app[HS].federation_queries.e2e.user_devices(request.match_info["user_id"])
+    body = await request.app[FEDERATION_QUERIES].e2e.user_devices(request.match_info["user_id"])
     return json_response(body)
 
 
 async def user_keys_query(request: web.Request) -> web.Response:
     await authenticate_request(request)
     body = await read_json_object(request)
-    return json_response(await request.app[HS].federation_queries.e2e.query_keys(body))
+    return json_response(await request.app[FEDERATION_QUERIES].e2e.query_keys(body))
 
 
 async def user_keys_claim(request: web.Request) -> web.Response:
     await authenticate_request(request)
     body = await read_json_object(request)
-    return json_response(await request.app[HS].federation_queries.e2e.claim_keys(body))
+    return json_response(await request.app[FEDERATION_QUERIES].e2e.claim_keys(body))
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

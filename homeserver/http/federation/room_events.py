@@ -7,7 +7,7 @@ from aiohttp import web
 
 from homeserver.errors import BadRequest, Codes
 from homeserver.federation.serving import parse_limit
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import FEDERATION_EVENTS
 from homeserver.http.federation.auth import authenticate_request
 from homeserver.http.json_body import json_response, read_json_object
 
@@ -23,7 +23,7 @@ def _event_id_param(request: web.Request) -> str:
 
 async def get_state(request: web.Request) -> web.Response:
     origin = await authenticate_request(request)
-    body = await request.app[HS].federation_events.state(
+    body = await request.app[FEDERATION_EVENTS].state(
         origin, request.match_info["room_id"], _event_id_param(request)
     )
     return json_response(body)
@@ -31,7 +31,7 @@ async def get_state(request: web.Request) -> web.Response:
 
 async def get_state_ids(request: web.Request) -> web.Response:
     origin = await authenticate_request(request)
-    state_ids, chain_ids = await request.app[HS].federation_events.state_ids(
+    state_ids, chain_ids = await request.app[FEDERATION_EVENTS].state_ids(
         origin, request.match_info["room_id"], _event_id_param(request)
     )
     return json_response({"pdu_ids": state_ids, "auth_chain_ids": chain_ids})
@@ -39,13 +39,13 @@ async def get_state_ids(request: web.Request) -> web.Response:
 
 async def get_event(request: web.Request) -> web.Response:
     origin = await authenticate_request(request)
-    body = await request.app[HS].federation_events.event(origin, request.match_info["event_id"])
+    body = await request.app[FEDERATION_EVENTS].event(origin, request.match_info["event_id"])
     return json_response(body)
 
 
 async def get_event_auth(request: web.Request) -> web.Response:
     origin = await authenticate_request(request)
-    body = await request.app[HS].federation_events.event_auth(
+    body = await request.app[FEDERATION_EVENTS].event_auth(
         origin, request.match_info["room_id"], request.match_info["event_id"]
     )
     return json_response(body)
@@ -59,7 +59,7 @@ async def get_backfill(request: web.Request) -> web.Response:
     if "limit" not in request.query:
         raise BadRequest("Missing 'limit' query parameter", Codes.MISSING_PARAM)
     limit = parse_limit(request.query["limit"], 10)
-    body = await request.app[HS].federation_events.backfill(
+    body = await request.app[FEDERATION_EVENTS].backfill(
         origin, request.match_info["room_id"], from_ids, limit
     )
     return json_response(body)
@@ -80,7 +80,7 @@ async def post_get_missing_events(request: web.Request) -> web.Response:
     min_depth = body.get("min_depth", 0)
     if isinstance(min_depth, bool) or not isinstance(min_depth, int):
         raise BadRequest("'min_depth' must be an integer", Codes.BAD_JSON)
-    answer = await request.app[HS].federation_events.get_missing_events(
+    answer = await request.app[FEDERATION_EVENTS].get_missing_events(
         origin,
         request.match_info["room_id"],
         _id_list(body, "earliest_events", required=True),

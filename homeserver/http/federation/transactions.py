@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import FEDERATION_TRANSACTIONS
 from homeserver.http.federation.auth import authenticate_request
 from homeserver.http.json_body import json_response, read_json_object
 
@@ -12,7 +12,7 @@ from homeserver.http.json_body import json_response, read_json_object
 async def send_transaction(request: web.Request) -> web.Response:
     origin = await authenticate_request(request)
     body = await read_json_object(request)
-    response = await request.app[HS].federation_transactions.on_send(
+    response = await request.app[FEDERATION_TRANSACTIONS].on_send(
         origin, request.match_info["txn_id"], body
     )
     return json_response(response)

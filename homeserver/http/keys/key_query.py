@@ -23,7 +23,7 @@ from aiohttp import web
 
 from homeserver.crypto.signing import sign_json
 from homeserver.errors import BadRequest, Codes
-from homeserver.http.appkeys import HS
+from homeserver.http.appkeys import CLOCK, CONFIG, KEYRING, RATELIMITERS, SIGNING_KEY
 from homeserver.http.client_address import client_address
 from homeserver.http.json_body import json_response, read_json_object
 from homeserver.http.keys.server_key import server_keys_document
@@ -36,10 +36,11 @@ MAX_SERVERS_PER_QUERY = 50
 
 def _charge(request: web.Request, server_names: Collection[str]) -> None:
     """Take the caller's tokens for the remote names, or raise 429 before any work."""
-    hs = request.app[HS]
-    remote = sum(1 for name in server_names if name != hs.server_name)
+    ratelimiters = request.app[RATELIMITERS]
+    server_name = request.app[CONFIG].server_name
+    remote = sum(1 for name in server_names if name != server_name)
     if remote:
-        limiter = hs.ratelimiters.remote_key_fetches
+        limiter = ratelimiters.remote_key_fetches
         limiter.check(client_address(request), cost=min(remote, limiter.burst_count))
 
 
@@ -57,23 +58,24 @@ def _minimum_ts(value: Any, now: int, name: str) -> int:
 
 
 async def _keys_for(request: web.Request, server_name: str, minimum_ts: int) -> dict | None:
-    hs = request.app[HS]
-    if server_name == hs.server_name:
-        return server_keys_document(hs.config, hs.signing_key, hs.clock())
-    if not hs.config.federation.is_domain_allowed(server_name):
+    config = request.app[CONFIG]
+    signing_key = request.app[SIGNING_KEY]
+    if server_name == config.server_name:
+        return server_keys_document(config, signing_key, request.app[CLOCK]())
+    if not config.federation.is_domain_allowed(server_name):
         return None
-    response = await hs.keyring.key_response(server_name, minimum_ts)
+    response = await request.app[KEYRING].key_response(server_name, minimum_ts)
     if response is None:
         return None
     # Keep the origin's signature and add ours, without touching the keyring's copy.
-    return sign_json(copy.deepcopy(response), hs.server_name, hs.signing_key)
+    return sign_json(copy.deepcopy(response), config.server_name, signing_key)
 
 
 async def query_one(request: web.Request) -> web.Response:
     server_name = request.match_info["server_name"]
     if not is_valid_server_name(server_name):
         raise BadRequest("Invalid server name", Codes.INVALID_PARAM)
-    now = request.app[HS].clock()
+    now = request.app[CLOCK]()
     minimum = _minimum_ts(
         request.query.get("minimum_valid_until_ts"), now, "minimum_valid_until_ts"
     )
@@ -89,7 +91,7 @@ async def query_many(request: web.Request) -> web.Response:
         raise BadRequest("server_keys must be an object", Codes.BAD_JSON)
     if len(wanted) > MAX_SERVERS_PER_QUERY:
         raise BadRequest(f"At most {MAX_SERVERS_PER_QUERY} servers per query", Codes.INVALID_PARAM)
-    now = request.app[HS].clock()
+    now = request.app[CLOCK]()
     requests: list[tuple[str, int]] = []
     for server_name, key_criteria in wanted.items():
         if not is_valid_server_name(server_name):

@@ -11,6 +11,7 @@ import pytest
 from homeserver.config import HomeserverConfig
 from homeserver.rooms import creation
 from homeserver.rooms.bus import ROOM_CREATED, DomainEvent
+from homeserver.rooms.creation import RateLimitPolicy
 from tests.harness import TestServer as Server
 from tests.harness import make_config
 from tests.rooms.api.helpers import room_events, state_content, table_counts
@@ -412,6 +413,19 @@ class TestRateLimit:
     @pytest.fixture
     def hs_config(self, tmp_path: Path) -> HomeserverConfig:
         return make_config(tmp_path, rc_room_creation={"per_second": 0.1, "burst_count": 2})
+
+    async def test_exempt_rooms_neither_count_nor_are_refused(self, server: Server):
+        """Rooms the server makes for an admin (room deletion's new room) pass
+        ``RateLimitPolicy.EXEMPT``: an empty bucket does not stop them and they take no token."""
+        alice = await server.register("alice")
+        creation = server.hs.room_creation
+        for _ in range(3):
+            await creation.create_room(alice.user_id, {}, rate_limit=RateLimitPolicy.EXEMPT)
+        await create(server, alice, {})
+        await create(server, alice, {})
+        await creation.create_room(alice.user_id, {}, rate_limit=RateLimitPolicy.EXEMPT)
+        status, body = await server.call("POST", "/createRoom", alice, json={})
+        assert status == 429 and body["errcode"] == "M_LIMIT_EXCEEDED"
 
     async def test_third_room_is_rate_limited(self, server: Server):
         alice = await server.register("alice")

@@ -1,0 +1,278 @@
+"""``Homeserver``: every service, built once, each from the collaborators it needs.
+
+The constructor is the dependency order: a service is built after everything it uses and gets
+all of it through its own constructor, so nothing is assigned to a service afterwards.
+``homeserver.app`` builds one of these and hands each service to the handlers under its own
+typed key (``homeserver.http.appkeys``).
+"""
+
+from __future__ import annotations
+
+from nacl.signing import SigningKey
+
+from homeserver.accountdata.receipts import ReceiptsService
+from homeserver.accountdata.service import AccountDataService
+from homeserver.accounts.profile import ProfileService
+from homeserver.accounts.service import Accounts
+from homeserver.admin.destinations import AdminDestinations
+from homeserver.admin.lifecycle import RoomLifecycleAdmin, UpgradeFailureRecorder
+from homeserver.admin.room_deletion import RoomDeletionService
+from homeserver.admin.rooms import AdminRooms
+from homeserver.admin.upgrade_preview import UpgradePreview
+from homeserver.admin.users import AdminUsers
+from homeserver.clock import WallClock, time_ms
+from homeserver.config import HomeserverConfig
+from homeserver.e2e.keys import E2EKeysService
+from homeserver.e2e.to_device import ToDeviceService
+from homeserver.events.builder import Signer
+from homeserver.federation.client import FederationClient
+from homeserver.federation.e2e_edus import E2EEdus
+from homeserver.federation.invites import InboundInvites
+from homeserver.federation.joins import ResidentMembership
+from homeserver.federation.keyring import Keyring
+from homeserver.federation.queries import FederationQueries
+from homeserver.federation.received import ReceivedEvents
+from homeserver.federation.remote_device_cache import RemoteDeviceListCache
+from homeserver.federation.remote_keys import RemoteKeys
+from homeserver.federation.remote_membership import RemoteMembership
+from homeserver.federation.remote_queries import RemoteQueries
+from homeserver.federation.remote_upgrades import RemoteUpgrades
+from homeserver.federation.sender import FederationSender
+from homeserver.federation.serving import FederationEventServer
+from homeserver.federation.transactions import TransactionHandler
+from homeserver.metrics import HomeserverMetrics, room_metrics_subscriber
+from homeserver.modules import load_modules
+from homeserver.push.rules import PushRulesService
+from homeserver.ratelimit import RateLimiters
+from homeserver.rooms.aliases import AliasService
+from homeserver.rooms.audit import audit_log_subscriber
+from homeserver.rooms.bus import DomainEventBus
+from homeserver.rooms.creation import RoomCreationService
+from homeserver.rooms.directory import PublicRoomList
+from homeserver.rooms.events_service import RoomEventsService
+from homeserver.rooms.membership import MembershipService
+from homeserver.rooms.sender import EventSender
+from homeserver.rooms.upgrade import RoomUpgradeService
+from homeserver.storage import Store
+from homeserver.streams.notifier import Notifier
+from homeserver.sync.filters import FilterService
+from homeserver.sync.sync import SyncService
+
+
+class Homeserver:
+    """Config, keys, the store and the services. Add a service with one statement below, after
+    the services it uses."""
+
+    def __init__(
+        self,
+        config: HomeserverConfig,
+        signing_key: SigningKey,
+        store: Store,
+        clock: WallClock = time_ms,
+    ) -> None:
+        self.config = config
+        self.signing_key = signing_key
+        self.store = store
+        self.clock = clock
+        server_name = config.server_name
+        self.signer = Signer(server_name, signing_key)
+        self.bus = DomainEventBus()
+        self.notifier = Notifier()
+        self.ratelimiters = RateLimiters(config.ratelimiting)
+        self.sender = EventSender(store, self.signer, clock=clock, notifier=self.notifier)
+        self.metrics = HomeserverMetrics(server_name)
+        self.metrics.watch_store(store)
+        self.bus.subscribe(audit_log_subscriber)
+        self.modules = load_modules(config.modules, server_name, self.bus)
+        self.bus.subscribe(room_metrics_subscriber(self.metrics))
+
+        # Federation transport: signed requests out, key fetching and signature checks in, and
+        # the queries we ask of other servers (their aliases, their users' profiles).
+        self.federation_client = FederationClient(
+            server_name, signing_key, config.federation, clock=clock
+        )
+        self.keyring = Keyring(
+            store.keys,
+            self.federation_client,
+            clock,
+            server_name,
+            signing_key,
+            config.keys.old_signing_keys,
+        )
+        self.remote_queries = RemoteQueries(self.federation_client)
+
+        # Accounts and rooms.
+        self.profiles = ProfileService(
+            store, self.sender, server_name, remote_lookup=self.remote_queries.remote_profile
+        )
+        self.accounts = Accounts(store, config, clock, self.ratelimiters, notifier=self.notifier)
+        self.room_creation = RoomCreationService(
+            config=config,
+            store=store,
+            signer=self.signer,
+            ratelimiter=self.ratelimiters.room_creation,
+            notifier=self.notifier,
+            bus=self.bus,
+            clock=clock,
+            profiles=self.profiles.get_profile,
+            invite_limiter=self.ratelimiters.invites,
+        )
+        self.aliases = AliasService(
+            store=store,
+            sender=self.sender,
+            server_name=server_name,
+            clock=clock,
+            remote_resolver=self.remote_queries.resolve_remote_alias,
+        )
+        self.room_directory = PublicRoomList(store=store)
+        self.room_upgrades = RoomUpgradeService(
+            config=config,
+            store=store,
+            signer=self.signer,
+            ratelimiter=self.ratelimiters.room_creation,
+            notifier=self.notifier,
+            bus=self.bus,
+            clock=clock,
+        )
+
+        # Receiving events over federation, and our users joining rooms through other servers;
+        # a tombstone or a join there continues an upgrade (remote_upgrades).
+        self.remote_upgrades = RemoteUpgrades(store=store, notifier=self.notifier, clock=clock)
+        self.received_events = ReceivedEvents(
+            store=store,
+            keyring=self.keyring,
+            client=self.federation_client,
+            notifier=self.notifier,
+            clock=clock,
+            tombstone_hook=self.remote_upgrades.on_tombstone,
+        )
+        self.remote_membership = RemoteMembership(
+            store=store,
+            signer=self.signer,
+            client=self.federation_client,
+            received=self.received_events,
+            notifier=self.notifier,
+            clock=clock,
+            on_joined=self.remote_upgrades.on_joined,
+        )
+        self.membership = MembershipService(
+            store,
+            self.sender,
+            self.ratelimiters,
+            server_name=server_name,
+            profiles=self.profiles.get_profile,
+            remote=self.remote_membership,
+            remote_aliases=self.remote_queries.resolve_remote_alias,
+        )
+        self.room_events = RoomEventsService(
+            store, self.sender, self.ratelimiters, clock, membership=self.membership
+        )
+
+        # Our admin additions: the lifecycle, the upgrade preview, failed upgrades kept.
+        self.bus.subscribe(UpgradeFailureRecorder(store.upgrade_audit, clock))
+        self.admin_lifecycle = RoomLifecycleAdmin(store, clock)
+        self.upgrade_preview = UpgradePreview(store, self.room_upgrades, server_name)
+
+        # /sync and what it reads.
+        self.filters = FilterService(store)
+        self.push_rules = PushRulesService(store, self.notifier)
+        self.account_data = AccountDataService(store, self.notifier, self.push_rules)
+        self.receipts = ReceiptsService(store, self.notifier, clock)
+        self.sync = SyncService(store, self.notifier, self.push_rules, clock)
+
+        # Serving events to other servers (/state, /backfill …) and delivering the outbox
+        # (started by serve(), after the listeners).
+        self.federation_events = FederationEventServer(store, server_name, clock)
+        self.federation_sender = FederationSender(
+            store,
+            self.federation_client,
+            config.federation,
+            clock,
+            server_name,
+            self.signer,
+            keyring=self.keyring,
+            metrics=self.metrics,
+        )
+
+        # Other servers' users joining, leaving, knocking on and invited to our rooms, and the
+        # queries other servers ask of us.
+        self.resident_membership = ResidentMembership(
+            store=store,
+            signer=self.signer,
+            received=self.received_events,
+            notifier=self.notifier,
+            wake_sender=self.federation_sender.wake,
+            clock=clock,
+        )
+        self.inbound_invites = InboundInvites(
+            store=store,
+            signer=self.signer,
+            received=self.received_events,
+            notifier=self.notifier,
+            clock=clock,
+            limiter=self.ratelimiters.invites,
+        )
+        self.federation_queries = FederationQueries(
+            store=store, aliases=self.aliases, server_name=server_name
+        )
+
+        # Synapse's admin API (/_synapse/admin): rooms, room deletion, users, destinations.
+        self.admin_rooms = AdminRooms(store, server_name, clock)
+        self.room_deletion = RoomDeletionService(
+            store=store,
+            membership=self.membership,
+            room_creation=self.room_creation,
+            sender=self.sender,
+            server_name=server_name,
+            clock=clock,
+        )
+        self.admin_users = AdminUsers(
+            store=store,
+            membership=self.membership,
+            profiles=self.profiles,
+            server_name=server_name,
+            clock=clock,
+            device_removal=self.accounts.device_removal,
+        )
+        self.admin_destinations = AdminDestinations(store, self.federation_sender)
+
+        # End-to-end encryption: to-device messages, other servers' device lists (resynced by
+        # asking the server itself, which feeds the cache that answers key queries), the EDUs
+        # of /send, and clients' /keys/*.
+        self.to_device = ToDeviceService(
+            store, self.notifier, server_name, clock, limiter=self.ratelimiters.to_device
+        )
+        self.e2e_edus = E2EEdus(
+            store=store,
+            remote_keys=RemoteKeys(client=self.federation_client),
+            notifier=self.notifier,
+            server_name=server_name,
+            clock=clock,
+        )
+        self.remote_keys = RemoteKeys(
+            client=self.federation_client,
+            device_lists=RemoteDeviceListCache(store=store, resync=self.e2e_edus.resync_now),
+        )
+        self.federation_transactions = TransactionHandler(
+            store,
+            self.received_events,
+            clock,
+            metrics=self.metrics,
+            edu_handler=self.e2e_edus.on_edus,
+        )
+        self.e2e_keys = E2EKeysService(
+            store,
+            server_name=server_name,
+            clock=clock,
+            notifier=self.notifier,
+            reauth=self.accounts.reauth,
+            remote=self.remote_keys,
+        )
+
+    @property
+    def server_name(self) -> str:
+        return self.config.server_name
+
+    def is_mine(self, identifier: str) -> bool:
+        """Whether a user ID / alias / v1-11 room ID names this server."""
+        return identifier.split(":", 1)[-1] == self.config.server_name

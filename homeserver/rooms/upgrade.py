@@ -50,8 +50,10 @@ from homeserver.events.ids import new_room_id
 from homeserver.events.state_keys import (
     CANONICAL_ALIAS,
     CREATE,
+    CREATE_KEY,
     MEMBER,
     POWER_LEVELS,
+    POWER_LEVELS_KEY,
 )
 from homeserver.faults import fault_point
 from homeserver.ratelimit import TokenBucketLimiter
@@ -215,8 +217,8 @@ class RoomUpgradeService:
         state = self.store.state
         return RoomPower(
             get_room_version(room.room_version),
-            await state.get_current_state_event(room.room_id, *CREATE),
-            await state.get_current_state_event(room.room_id, *POWER_LEVELS),
+            await state.get_current_state_event(room.room_id, *CREATE_KEY),
+            await state.get_current_state_event(room.room_id, *POWER_LEVELS_KEY),
         )
 
     async def preview(

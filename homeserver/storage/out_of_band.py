@@ -4,9 +4,10 @@ events-stream position, for /sync (migration 010)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from homeserver.storage.database import Database, Transaction
+from homeserver.storage.database import Database, Transaction, placeholders
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +66,21 @@ class OutOfBandStore:
         self, user_id: str, membership: str, upto: int
     ) -> list[OutOfBandMembership]:
         """The user's out-of-band memberships of one kind at or before position ``upto``."""
+        return await self.get_current_of(user_id, (membership,), upto)
+
+    async def get_current_of(
+        self, user_id: str, memberships: Sequence[str], upto: int
+    ) -> list[OutOfBandMembership]:
+        """The user's out-of-band memberships of the kinds ``memberships`` at or before position
+        ``upto``, in stream order (one read for /sync's invite and knock sections)."""
+        if not memberships:
+            return []
         rows = await self.db.fetchall(
             f"SELECT {_COLUMNS} FROM out_of_band_memberships"
-            " WHERE user_id = ? AND membership = ? AND stream_ordering <= ?"
-            " ORDER BY stream_ordering",
+            f" WHERE user_id = ? AND membership IN ({placeholders(len(memberships))})"
+            " AND stream_ordering <= ? ORDER BY stream_ordering",
             user_id,
-            membership,
+            *memberships,
             upto,
         )
         return [_row(r) for r in rows]

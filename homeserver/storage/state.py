@@ -373,6 +373,29 @@ class StateStore:
         )
         return sorted(r[0] for r in rows)
 
+    async def get_rooms_by_membership(
+        self, user_id: str, memberships: Iterable[str]
+    ) -> dict[str, list[str]]:
+        """``membership → rooms`` (sorted) of the user's current memberships among
+        ``memberships``: :meth:`get_rooms_for_user` for several kinds in one query (/sync
+        wants joins, invites and knocks on every request)."""
+        wanted = list(memberships)
+        found: dict[str, list[str]] = {membership: [] for membership in wanted}
+        if not wanted:
+            return found
+        rows = await self.db.fetchall(
+            "SELECT room_id, membership FROM current_state_events"
+            " WHERE state_key = ? AND type = 'm.room.member'"
+            f" AND membership IN ({placeholders(len(wanted))})",
+            user_id,
+            *wanted,
+        )
+        for row in rows:
+            found[row[1]].append(row[0])
+        for rooms in found.values():
+            rooms.sort()
+        return found
+
     async def get_state_group_for_events(
         self, event_ids: Iterable[str], *, before: bool = False
     ) -> dict[str, int]:

@@ -89,6 +89,18 @@ def _any_glob(patterns: list[str], value: str) -> bool:
     return any(_glob(p).match(value) for p in patterns)
 
 
+#: The fields of an event filter :meth:`EventFilter.allows` reads.
+_EVENT_FIELDS = (
+    "rooms",
+    "not_rooms",
+    "senders",
+    "not_senders",
+    "types",
+    "not_types",
+    "contains_url",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class EventFilter:
     """One section's filter (``EventFilter`` / ``RoomEventFilter`` / ``StateFilter``)."""
@@ -129,6 +141,12 @@ class EventFilter:
 
     def allows_event(self, event: Event) -> bool:
         return self.allows(event.type, event.sender, event.room_id, event.content)
+
+    @property
+    def judges_events(self) -> bool:
+        """Whether :meth:`allows` can refuse an event: False for a filter with none of the
+        fields it reads (one holding only ``limit``), whose events need not be looked at."""
+        return any(key in self.definition for key in _EVENT_FIELDS)
 
     @property
     def limit(self) -> int | None:

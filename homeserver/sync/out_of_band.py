@@ -19,25 +19,26 @@ from homeserver.sync.rooms import RoomSyncBuilder, SyncContext
 
 
 async def _memberships(
-    store: Store, ctx: SyncContext, membership: str
+    store: Store, ctx: SyncContext, memberships: tuple[str, ...]
 ) -> list[OutOfBandMembership]:
-    if ctx.since is None or (ctx.full_state and membership != "leave"):
-        return await store.out_of_band.get_current(ctx.user_id, membership, ctx.now.events)
+    if ctx.since is None or (ctx.full_state and "leave" not in memberships):
+        return await store.out_of_band.get_current_of(ctx.user_id, memberships, ctx.now.events)
     changed = await store.out_of_band.get_changes(ctx.user_id, ctx.since.events, ctx.now.events)
-    return [m for m in changed if m.membership == membership]
+    return [m for m in changed if m.membership in memberships]
 
 
-async def _pending(
-    store: Store, rooms: RoomSyncBuilder, ctx: SyncContext, membership: str
+async def _pending_section(
+    store: Store, rooms: RoomSyncBuilder, ctx: SyncContext, rows: list[OutOfBandMembership]
 ) -> dict[str, Any]:
     """Invites or knocks: the stripped state kept in the event's ``unsigned``, then the event."""
     result: dict[str, Any] = {}
-    for row in await _memberships(store, ctx, membership):
+    for row in rows:
         if not ctx.filter.rooms.allows_room(row.room_id):
             continue
         event = await store.events.get_event(row.event_id)
         if event is None:
             continue
+        membership = row.membership
         room_state = event.unsigned.get(f"{membership}_room_state")
         stripped = (
             [e for e in room_state if isinstance(e, dict)] if isinstance(room_state, list) else []
@@ -47,16 +48,17 @@ async def _pending(
     return result
 
 
-async def out_of_band_invites(
+async def out_of_band_pending(
     store: Store, rooms: RoomSyncBuilder, ctx: SyncContext
-) -> dict[str, Any]:
-    return await _pending(store, rooms, ctx, "invite")
-
-
-async def out_of_band_knocks(
-    store: Store, rooms: RoomSyncBuilder, ctx: SyncContext
-) -> dict[str, Any]:
-    return await _pending(store, rooms, ctx, "knock")
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``invite`` and ``knock`` sections, from one read of the memberships for both."""
+    rows = await _memberships(store, ctx, ("invite", "knock"))
+    invites = [row for row in rows if row.membership == "invite"]
+    knocks = [row for row in rows if row.membership == "knock"]
+    return (
+        await _pending_section(store, rooms, ctx, invites),
+        await _pending_section(store, rooms, ctx, knocks),
+    )
 
 
 async def out_of_band_leaves(
@@ -65,7 +67,7 @@ async def out_of_band_leaves(
     if ctx.since is None and not ctx.filter.include_leave:
         return {}
     result: dict[str, Any] = {}
-    for row in await _memberships(store, ctx, "leave"):
+    for row in await _memberships(store, ctx, ("leave",)):
         if not ctx.filter.rooms.allows_room(row.room_id):
             continue
         leave = await store.events.get_event(row.event_id)

@@ -40,11 +40,7 @@ from homeserver.streams.notifier import Notifier
 from homeserver.streams.tokens import StreamToken
 from homeserver.sync.e2e_sections import acknowledge_to_device, e2e_sections
 from homeserver.sync.filters import SyncFilter
-from homeserver.sync.out_of_band import (
-    out_of_band_invites,
-    out_of_band_knocks,
-    out_of_band_leaves,
-)
+from homeserver.sync.out_of_band import out_of_band_leaves, out_of_band_pending
 from homeserver.sync.rooms import RoomSyncBuilder, SyncContext
 
 #: The longest long-poll we honour (clients usually ask for 30 s).
@@ -125,20 +121,21 @@ class SyncService:
             ):
                 changes.setdefault(change.room_id, []).append(change)
 
-        joined = [
-            r
-            for r in await self.store.state.get_rooms_for_user(ctx.user_id, "join")
-            if ctx.filter.rooms.allows_room(r)
-        ]
+        # The rooms of every section but leave in one read.
+        rooms = await self.store.state.get_rooms_by_membership(
+            ctx.user_id, ("join", "invite", "knock")
+        )
+        joined = [r for r in rooms["join"] if ctx.filter.rooms.allows_room(r)]
         join = await self._joined_rooms(ctx, joined, changes, account_data)
-        invite = await self._pending_rooms(ctx, changes, "invite")
-        knock = await self._pending_rooms(ctx, changes, "knock")
+        invite = await self._pending_rooms(ctx, changes, "invite", rooms["invite"])
+        knock = await self._pending_rooms(ctx, changes, "knock", rooms["knock"])
         leave = await self._left_rooms(ctx, changes)
         # Memberships in rooms this server is not in (invites received over federation, knocks
         # sent through another server).
-        for room_id, section in (await out_of_band_invites(self.store, self.rooms, ctx)).items():
+        invites, knocks = await out_of_band_pending(self.store, self.rooms, ctx)
+        for room_id, section in invites.items():
             invite.setdefault(room_id, section)
-        for room_id, section in (await out_of_band_knocks(self.store, self.rooms, ctx)).items():
+        for room_id, section in knocks.items():
             knock.setdefault(room_id, section)
         for room_id, section in (await out_of_band_leaves(self.store, self.rooms, ctx)).items():
             if room_id not in join:
@@ -280,13 +277,18 @@ class SyncService:
 
     # --- invites and knocks ---------------------------------------------------------------
     async def _pending_rooms(
-        self, ctx: SyncContext, changes: dict[str, list[MembershipChange]], membership: str
+        self,
+        ctx: SyncContext,
+        changes: dict[str, list[MembershipChange]],
+        membership: str,
+        room_ids: list[str],
     ) -> dict[str, Any]:
-        """The ``invite`` or ``knock`` section: rooms where the user's current membership is
-        ``membership``, each with the stripped state as of that event, then the event."""
+        """The ``invite`` or ``knock`` section: the rooms ``room_ids`` where the user's current
+        membership is ``membership``, each with the stripped state as of that event, then the
+        event."""
         section = "invite_state" if membership == "invite" else "knock_state"
         result: dict[str, Any] = {}
-        for room_id in await self.store.state.get_rooms_for_user(ctx.user_id, membership):
+        for room_id in room_ids:
             if not ctx.filter.rooms.allows_room(room_id):
                 continue
             if ctx.since is not None and not ctx.full_state and room_id not in changes:

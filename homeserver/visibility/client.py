@@ -42,7 +42,7 @@ from homeserver.visibility.rules import (
     event_visible,
     state_visible_at,
 )
-from homeserver.visibility.state_at import group_facts, state_groups_at
+from homeserver.visibility.state_at import group_facts, state_groups_at, state_groups_before
 
 NOT_A_MEMBER = "You aren't a member of the room"
 NOT_JOINED = "Getting joined members while not being a current member of the room is forbidden."
@@ -181,7 +181,8 @@ async def filter_events_for_client(
     by_room: dict[str, list[Event]] = {}
     for event in events:
         # Rejected and soft-failed events never reach a client.
-        if not event.rejected and not event.internal.soft_failed:
+        internal = event.internal
+        if internal.rejected_reason is None and not internal.soft_failed:
             by_room.setdefault(event.room_id, []).append(event)
     allowed: set[str] = set()
     for room_id, room_events in by_room.items():
@@ -197,8 +198,13 @@ async def _visible_in_room(
     room_id: str,
     events: list[Event],
 ) -> set[str]:
+    # /sync judges a whole timeline (a thousand events) per request, so the per-event work
+    # below is kept to plain attribute reads: each event is looked at once to place it, once
+    # to judge it.
     visible: set[str] = set()
-    placed: list[tuple[int, Event]] = []
+    placed: list[tuple[str, int]] = []
+    placed_events: list[Event] = []
+    up_to = None if access is None else access.up_to
     for event in events:
         position = event.internal.stream_ordering
         if event.internal.outlier or position is None:
@@ -206,27 +212,31 @@ async def _visible_in_room(
             # over federation, its rejection) is shown, as Synapse.
             if _is_own_membership(event, user_id):
                 visible.add(event.event_id)
-        elif access is not None and access.can_see(event):
-            placed.append((position, event))
+        elif access is not None and (up_to is None or position <= up_to):  # access.can_see
+            placed.append((event.event_id, position))
+            placed_events.append(event)
     if not placed or access is None:
         return visible
-    groups = await state_groups_at(store, [event for _, event in placed], before=True)
+    groups = await state_groups_before(store, room_id, placed)
     facts = {
         group: (found.visibility, found.memberships.get(user_id))
         for group, found in (
             await group_facts(store, set(groups.values()), lambda member: member == user_id)
         ).items()
     }
+    # Joined now: joined at or after every event, without asking per event.
+    joined_now = access.membership == "join"
     # An ordinary event's verdict depends only on its group and on whether the user joined
     # at or after it: judged once per pair, not once per event.
     ordinary: dict[tuple[int, bool], bool] = {}
-    for position, event in placed:
-        group = groups.get(event.event_id)
+    for (event_id, position), event in zip(placed, placed_events, strict=True):
+        group = groups.get(event_id)
         if group is None:
             continue  # no state known at it (cannot happen for an event with a position)
-        joined_later = access.joined_at_or_after(position)
-        is_visibility_event = event.type == HISTORY_VISIBILITY and event.state_key == ""
-        own = _is_own_membership(event, user_id)
+        joined_later = joined_now or access.joined_at_or_after(position)
+        event_type = event.type
+        is_visibility_event = event_type == HISTORY_VISIBILITY and event.state_key == ""
+        own = event_type == "m.room.member" and event.state_key == user_id
         if not is_visibility_event and not own:
             key = (group, joined_later)
             verdict = ordinary.get(key)
@@ -244,7 +254,7 @@ async def _visible_in_room(
                 )
             )
         if verdict:
-            visible.add(event.event_id)
+            visible.add(event_id)
     return visible
 
 

@@ -43,8 +43,17 @@ async def state_groups_at(store: Store, events: Sequence[Event], *, before: bool
             by_room.setdefault(event.room_id, []).append((event.event_id, position))
     groups: dict[str, int] = {}
     for room_id, placed in by_room.items():
-        groups.update(await store.visibility.get_state_groups_before(room_id, placed))
+        groups.update(await state_groups_before(store, room_id, placed))
     return groups
+
+
+async def state_groups_before(
+    store: Store, room_id: str, placed: Sequence[tuple[str, int]]
+) -> dict[str, int]:
+    """``event_id → state group`` before each event of ``room_id`` given as ``(event_id,
+    stream position)``: :func:`state_groups_at` for a caller that already has the positions
+    of one room's events (no second pass over the events)."""
+    return await store.visibility.get_state_groups_before(room_id, placed)
 
 
 async def group_facts(

@@ -56,10 +56,20 @@ async def test_state_at_each_event(store: Store) -> None:
     assert await store.state.get_current_state_event(room.room_id, "m.room.topic") is None
     assert await store.state.get_current_members(room.room_id) == sorted([ALICE, BOB])
     assert await store.state.get_rooms_for_user(BOB) == [room.room_id]
+    # Several kinds in one read (/sync), every kind asked for present.
+    assert await store.state.get_rooms_by_membership(BOB, ("join", "invite", "knock")) == {
+        "join": [room.room_id],
+        "invite": [],
+        "knock": [],
+    }
     # Leaving updates membership in place.
     await room.send("m.room.member", BOB, {"membership": "leave"}, state_key=BOB)
     assert await store.state.get_current_members(room.room_id) == [ALICE]
     assert await store.state.get_current_members(room.room_id, "leave") == [BOB]
+    assert await store.state.get_rooms_by_membership(BOB, ("join", "leave")) == {
+        "join": [],
+        "leave": [room.room_id],
+    }
 
 
 async def test_storage_grows_with_the_delta(store: Store) -> None:

@@ -110,3 +110,30 @@ def test_sync_filter_defaults_and_limits():
     ):
         with pytest.raises(BadRequest):
             check_filter(bad)
+
+
+@pytest.mark.parametrize(
+    ("definition", "judges"),
+    [
+        ({}, False),
+        ({"limit": 1000}, False),
+        ({"limit": 5, "lazy_load_members": True}, False),
+        ({"types": ["m.room.message"]}, True),
+        ({"not_types": []}, True),
+        ({"rooms": ["!r:hs"]}, True),
+        ({"not_rooms": ["!r:hs"]}, True),
+        ({"senders": ["@a:hs"]}, True),
+        ({"not_senders": ["@a:hs"]}, True),
+        ({"contains_url": True}, True),
+    ],
+)
+def test_event_filter_judges_events_only_with_a_field_allows_reads(
+    definition: dict[str, object], judges: bool
+):
+    # /sync skips allows_event for a filter that does not judge events: such a filter must
+    # pass every event.
+    event_filter = EventFilter(definition)
+    assert event_filter.judges_events is judges
+    if not judges:
+        for args in (("m.room.message", "@a:hs", "!r:hs", {}), ("x", None, None, {"url": 1})):
+            assert event_filter.allows(*args)

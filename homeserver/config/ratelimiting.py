@@ -8,7 +8,8 @@ there sets all of that key's buckets at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import TypeVar
 
 from homeserver.config._reader import Reader
 from homeserver.types import user_id_error
@@ -109,28 +110,20 @@ def _is_flat(reader: Reader) -> bool:
     return "per_second" in reader.data or "burst_count" in reader.data
 
 
-def _login(reader: Reader) -> LoginRateLimits:
-    section = reader.sub("rc_login")
-    if _is_flat(section):
-        flat = _limit(section, DEFAULT_LOGIN.address)
-        return LoginRateLimits(flat, flat, flat)
-    limits = LoginRateLimits(
-        address=_limit(section.sub("address"), DEFAULT_LOGIN.address),
-        account=_limit(section.sub("account"), DEFAULT_LOGIN.account),
-        failed_attempts=_limit(section.sub("failed_attempts"), DEFAULT_LOGIN.failed_attempts),
-    )
-    section.warn_unknown()
-    return limits
+_Grouped = TypeVar("_Grouped", LoginRateLimits, JoinRateLimits, InviteRateLimits)
 
 
-def _joins(reader: Reader) -> JoinRateLimits:
-    section = reader.sub("rc_joins")
+def _grouped(reader: Reader, key: str, default: _Grouped) -> _Grouped:
+    """A section of several limits (``rc_login``, ``rc_joins``, ``rc_invites``): one named
+    sub-section per field of ``default``, or a flat ``{per_second, burst_count}`` that sets them
+    all (read against the first field's default)."""
+    section = reader.sub(key)
+    names = [f.name for f in fields(default)]
     if _is_flat(section):
-        flat = _limit(section, DEFAULT_JOINS.local)
-        return JoinRateLimits(flat, flat)
-    limits = JoinRateLimits(
-        local=_limit(section.sub("local"), DEFAULT_JOINS.local),
-        remote=_limit(section.sub("remote"), DEFAULT_JOINS.remote),
+        flat = _limit(section, getattr(default, names[0]))
+        return type(default)(*(flat for _ in names))
+    limits = type(default)(
+        **{name: _limit(section.sub(name), getattr(default, name)) for name in names}
     )
     section.warn_unknown()
     return limits
@@ -140,30 +133,16 @@ def parse_ratelimiting(reader: Reader) -> RateLimitingConfig:
     return RateLimitingConfig(
         rc_room_creation=_limit(reader.sub("rc_room_creation"), DEFAULT_ROOM_CREATION),
         rc_message=_limit(reader.sub("rc_message"), DEFAULT_MESSAGE),
-        rc_login=_login(reader),
+        rc_login=_grouped(reader, "rc_login", DEFAULT_LOGIN),
         rc_registration=_limit(reader.sub("rc_registration"), DEFAULT_REGISTRATION),
-        rc_joins=_joins(reader),
+        rc_joins=_grouped(reader, "rc_joins", DEFAULT_JOINS),
         rc_exempt_users=_exempt_users(reader),
         rc_remote_key_fetches=_limit(
             reader.sub("rc_remote_key_fetches"), DEFAULT_REMOTE_KEY_FETCHES
         ),
-        rc_invites=_invites(reader),
+        rc_invites=_grouped(reader, "rc_invites", DEFAULT_INVITES),
         rc_to_device=_limit(reader.sub("rc_to_device"), DEFAULT_TO_DEVICE),
     )
-
-
-def _invites(reader: Reader) -> InviteRateLimits:
-    section = reader.sub("rc_invites")
-    if _is_flat(section):
-        flat = _limit(section, DEFAULT_INVITES.per_room)
-        return InviteRateLimits(flat, flat, flat)
-    limits = InviteRateLimits(
-        per_room=_limit(section.sub("per_room"), DEFAULT_INVITES.per_room),
-        per_user=_limit(section.sub("per_user"), DEFAULT_INVITES.per_user),
-        per_issuer=_limit(section.sub("per_issuer"), DEFAULT_INVITES.per_issuer),
-    )
-    section.warn_unknown()
-    return limits
 
 
 def _exempt_users(reader: Reader) -> frozenset[str]:

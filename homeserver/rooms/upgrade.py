@@ -3,11 +3,13 @@
 1. check — :meth:`RoomUpgradeService.check`: room known (404), requester joined and allowed to
    send ``m.room.tombstone`` (403), then :func:`parse_upgrade_body`: ``new_version`` present and
    supported, ``additional_creators`` valid (v12 targets);
-2. lock — the room row's ``active → upgrading`` compare-and-set (``upgrade_lock.py``). A room
-   being upgraded by another user is 400 "in progress"; by the same user, the repeat waits for
-   the outcome; a tombstoned room answers its upgrader with the same replacement (the
-   ``room_upgrades`` record) and anyone else with 400 ``M_BAD_STATE``. Rate-limited with room
-   creation — only a request that starts an upgrade spends a token;
+2. lock — the room row's ``active → upgrading`` compare-and-set (``upgrade_lock.py``). One
+   request of this process starts the upgrade of a room and only it spends a room-creation
+   token; concurrent requests for that room (any user allowed to upgrade it) await its outcome
+   and answer the same replacement — or the same error. A room locked by another process is
+   waited on too. A tombstoned room answers its upgrader, and a request that waited for the
+   upgrade to the version it asked for, with the replacement (the ``room_upgrades`` record),
+   anyone else with 400 ``M_BAD_STATE`` naming it;
 3. plan — from a snapshot of the old room's state (``upgrade_plan.py``, pure);
 4. build — every event in memory (``upgrade_build.py``, pure);
 5. commit — ONE transaction: both rooms locked, the snapshot's state group verified (a state
@@ -145,6 +147,20 @@ def _in_progress() -> UpgradeRefused:
     return UpgradeRefused("in_progress", UpgradeInProgress())
 
 
+@dataclass(frozen=True, slots=True)
+class _Flight:
+    """The upgrade of one room this process is running: the version it upgrades to and its
+    outcome (the replacement room, or None when the lock was taken elsewhere)."""
+
+    new_version: str
+    outcome: asyncio.Future[str | None]
+
+
+def _retrieve(future: asyncio.Future[str | None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class RoomUpgradeService:
     def __init__(
         self,
@@ -171,6 +187,8 @@ class RoomUpgradeService:
             auto_join_local_members=self.settings.auto_join_local_members,
             invite_remote_members=self.settings.invite_remote_members,
         )
+        #: The upgrades running in this process, by old room ID.
+        self._flights: dict[str, _Flight] = {}
         #: Called between build and commit of every attempt (tests inject state conflicts).
         self.before_commit: Callable[[str], Awaitable[None]] | None = None
 
@@ -245,31 +263,73 @@ class RoomUpgradeService:
     async def _upgrade(self, user_id: str, room_id: str, body: Mapping[str, Any]) -> str:
         found: RoomRecord | None = await self.check(user_id, room_id)
         request = parse_upgrade_body(body)
+        version = request.new_version.identifier
+        waited = False
         for _round in range(MAX_LOCK_ROUNDS):
             room = found or await self.store.rooms.get_room(room_id)
             found = None  # later rounds read the row afresh
             if room is None:
                 raise UpgradeRefused("not_found", NotFound(f"Unknown room id {room_id}"))
+            # No await between reading the flights and registering one: a request either joins
+            # the upgrade running in this process or starts it.
+            flight = self._flights.get(room_id)
+            if flight is not None:
+                waited = True
+                outcome = await asyncio.shield(flight.outcome)
+                if outcome is not None and flight.new_version == version:
+                    return outcome  # the same answer as the request that ran it
+                continue  # it gave up (or upgraded to another version): look again
             if room.status == RoomStatus.TOMBSTONED:
-                return await self._already_upgraded(user_id, room)
+                return await self._already_upgraded(user_id, room, version, waited=waited)
             if room.status == RoomStatus.UPGRADING:
                 if self.locks.expired(room):
                     await self.locks.recover_if_expired(room_id)
-                elif room.upgrade_lock_holder == user_id:
-                    await self.locks.wait_for_outcome(room)  # then look again
-                else:
-                    raise _in_progress()
+                else:  # another process's upgrade: its outcome decides ours
+                    waited = True
+                    await self.locks.wait_for_outcome(room)
                 continue
-            self.ratelimiter.check(user_id)
-            lease = await self.locks.acquire(room_id, user_id, request.new_version.identifier)
-            if lease is not None:
-                return await self._run_locked(lease, request)
+            outcome = await self._start(user_id, room_id, request)
+            if outcome is not None:
+                return outcome
         raise _in_progress()
 
-    async def _already_upgraded(self, user_id: str, room: RoomRecord) -> str:
+    async def _start(self, user_id: str, room_id: str, request: UpgradeRequest) -> str | None:
+        """Lock and upgrade the room as the one request of this process that does; concurrent
+        requests for the room await its outcome (the replacement, the same error, or None:
+        the lock was taken elsewhere, look again). Only this request spends a room-creation
+        token."""
+        self.ratelimiter.check(user_id)
+        flight = _Flight(request.new_version.identifier, asyncio.get_running_loop().create_future())
+        # Joiners re-raise the error themselves; nobody awaiting it is not an unretrieved error.
+        flight.outcome.add_done_callback(_retrieve)
+        self._flights[room_id] = flight
+        try:
+            lease = await self.locks.acquire(room_id, user_id, flight.new_version)
+            outcome = None if lease is None else await self._run_locked(lease, request)
+        except asyncio.CancelledError:
+            flight.outcome.set_result(None)  # abandoned: the joiners try themselves
+            raise
+        except BaseException as e:
+            flight.outcome.set_exception(e)
+            raise
+        else:
+            flight.outcome.set_result(outcome)
+            return outcome
+        finally:
+            if self._flights.get(room_id) is flight:
+                del self._flights[room_id]
+
+    async def _already_upgraded(
+        self, user_id: str, room: RoomRecord, version: str, *, waited: bool
+    ) -> str:
+        """A tombstoned room: its upgrader gets the replacement again, for ever; a request that
+        waited for the upgrade to the version it asked for gets the same answer; anyone else
+        400 ``M_BAD_STATE`` naming the replacement."""
         record = await self.store.upgrades.get_upgrade(room.room_id)
-        if record is not None and record.upgrader == user_id:
-            return record.new_room_id  # the same request again: the same answer, for ever
+        if record is not None and (
+            record.upgrader == user_id or (waited and record.new_version == version)
+        ):
+            return record.new_room_id
         raise _replaced(room)
 
     # --- steps 3-6 under the lock -------------------------------------------------------------

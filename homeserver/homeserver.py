@@ -53,6 +53,7 @@ from homeserver.rooms.events_service import RoomEventsService
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.sender import EventSender
 from homeserver.rooms.upgrade import RoomUpgradeService
+from homeserver.rooms.upgrade_spaces import SpaceLinks
 from homeserver.storage import Store
 from homeserver.streams.notifier import Notifier
 from homeserver.sync.filters import FilterService
@@ -133,6 +134,7 @@ class Homeserver:
             notifier=self.notifier,
             bus=self.bus,
             clock=clock,
+            space_links=SpaceLinks(store, self.sender, server_name),
         )
 
         # Receiving events over federation, and our users joining rooms through other servers;

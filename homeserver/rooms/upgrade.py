@@ -68,6 +68,7 @@ from homeserver.rooms.upgrade_lock import Lease, UpgradeLocks, holds
 from homeserver.rooms.upgrade_plan import (
     COPIED_STATE_TYPES,
     SPACE_CHILD,
+    SPACE_PARENT,
     OldRoomSnapshot,
     UpgradePlan,
     UpgradePolicy,
@@ -79,6 +80,7 @@ from homeserver.rooms.upgrade_request import (
     parse_upgrade_body,
     upgrade_failed,
 )
+from homeserver.rooms.upgrade_spaces import SpaceLinks
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
 from homeserver.storage.errors import DatabaseUnavailable
@@ -95,7 +97,8 @@ logger = logging.getLogger(__name__)
 MAX_LOCK_ROUNDS = 5
 #: The state types a snapshot reads (besides memberships).
 SNAPSHOT_TYPES = frozenset(
-    {CREATE, POWER_LEVELS, CANONICAL_ALIAS, SPACE_CHILD, MEMBER} | set(COPIED_STATE_TYPES)
+    {CREATE, POWER_LEVELS, CANONICAL_ALIAS, SPACE_CHILD, SPACE_PARENT, MEMBER}
+    | set(COPIED_STATE_TYPES)
 )
 
 
@@ -172,8 +175,10 @@ class RoomUpgradeService:
         notifier: Notifier,
         bus: DomainEventBus,
         clock: WallClock,
+        space_links: SpaceLinks,
     ) -> None:
         self.settings = config.room_upgrades
+        self.space_links = space_links
         self.server_name = config.server_name
         self.store = store
         self.signer = signer
@@ -249,7 +254,8 @@ class RoomUpgradeService:
             room = await self.check(user_id, room_id)
             request = parse_upgrade_body(body)
             # A room that is not active: what the upgrade would answer (an expired lock does not
-            # count: the upgrade would recover it and go on).
+            # count: the upgrade would recover it and go on; a held one it would wait on, which a
+            # preview cannot: "in progress").
             if room.status == RoomStatus.TOMBSTONED:
                 raise _replaced(room)
             if room.status == RoomStatus.UPGRADING and not self.locks.expired(room):
@@ -338,6 +344,7 @@ class RoomUpgradeService:
         try:
             for attempt in range(self.settings.max_state_conflict_retries + 1):
                 snapshot = await self.snapshot(lease.room_id)
+                linking = await self.space_links.linking_rooms(lease.room_id)
                 plan = self._plan(snapshot, lease.holder, request)
                 fault_point("upgrade.planned")
                 built = self._build(plan, snapshot)
@@ -346,7 +353,7 @@ class RoomUpgradeService:
                     await self.before_commit(lease.room_id)
                 try:
                     built = await self.store.db.run_in_transaction(
-                        "upgrade_room", self._commit_txn, lease, snapshot, plan, built
+                        "upgrade_room", self._commit_txn, lease, snapshot, linking, plan, built
                     )
                 except (StateConflict, RoomIdCollision) as e:
                     logger.info(
@@ -430,32 +437,39 @@ class RoomUpgradeService:
         txn: Transaction,
         lease: Lease,
         snapshot: OldRoomSnapshot,
+        linking: frozenset[str],
         plan: UpgradePlan,
         built: BuiltUpgrade,
     ) -> BuiltUpgrade:
         """The whole upgrade in one transaction: both rooms' events, the outbox, aliases,
-        directory, member data, the upgrade record and the old room's status."""
+        directory, member data, the space links to the old room, the upgrade record and the
+        old room's status."""
         old_room_id = snapshot.room_id
-        await self._check_still_planned_txn(txn, lease, snapshot)
+        await self._check_still_planned_txn(txn, lease, snapshot, linking)
         built = await self._follow_new_messages_txn(txn, snapshot, plan, built)
         now = await self._persist_new_room_txn(txn, plan, built)
         await self._persist_old_room_txn(txn, snapshot, built)
         await self._move_room_data_txn(txn, old_room_id, plan, built)
+        await self.space_links.follow_txn(txn, old_room_id, built.new_room_id, plan.upgrader)
         await self._tombstone_old_room_txn(txn, old_room_id, plan, built.new_room_id, now)
         fault_point("upgrade.committing")
         return built
 
     async def _check_still_planned_txn(
-        self, txn: Transaction, lease: Lease, snapshot: OldRoomSnapshot
+        self, txn: Transaction, lease: Lease, snapshot: OldRoomSnapshot, linking: frozenset[str]
     ) -> None:
-        """Lock the old room; we still hold the upgrade lock and its state is the snapshot's
-        (else :class:`LockLost` / :class:`StateConflict`: plan again)."""
+        """Lock the old room and the rooms linking to it (one sorted order: no deadlock with
+        an upgrade of one of them); we still hold the upgrade lock, the old room's state is the
+        snapshot's and no other room started linking to it (else :class:`LockLost` /
+        :class:`StateConflict`: plan again)."""
         old_room_id = snapshot.room_id
-        await self.store.persister.lock_rooms_txn(txn, [old_room_id])
+        await self.store.persister.lock_rooms_txn(txn, [old_room_id, *linking])
         row = await self.store.upgrades.get_lock_row_txn(txn, old_room_id)
         if row is None or not holds(row, lease):
             raise LockLost(old_room_id)
         if row.current_state_group != snapshot.state_group:
+            raise StateConflict(old_room_id)
+        if not await self.space_links.linking_rooms(old_room_id, txn=txn) <= linking:
             raise StateConflict(old_room_id)
 
     async def _follow_new_messages_txn(

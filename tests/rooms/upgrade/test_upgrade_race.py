@@ -94,6 +94,4 @@ async def test_starting_upgrades_of_many_rooms_is_still_rate_limited(
     results = await asyncio.gather(*(upgrade(server, alice, room, "11") for room in rooms))
     statuses = sorted(status for status, _ in results)
     assert statuses == [200] * 10 + [429] * 2, results
-    assert {body["errcode"] for status, body in results if status == 429} == {
-        "M_LIMIT_EXCEEDED"
-    }
+    assert {body["errcode"] for status, body in results if status == 429} == {"M_LIMIT_EXCEEDED"}

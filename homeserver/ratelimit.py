@@ -165,3 +165,5 @@ class RateLimiters:
             make(invites.per_room), make(invites.per_user), make(invites.per_issuer)
         )
         self.to_device = make(config.rc_to_device)
+        self.presence = make(config.rc_presence.per_user)
+        self.typing = make(config.rc_typing)

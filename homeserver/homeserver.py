@@ -189,6 +189,7 @@ class Homeserver:
             server_name,
             enabled=config.presence.enabled,
             limiter=self.ratelimiters.presence,
+            sync_limiter=self.ratelimiters.presence_sync,
         )
         self.typing = TypingService(
             store,

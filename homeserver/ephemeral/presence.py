@@ -94,6 +94,7 @@ class PresenceService:
         *,
         enabled: bool = True,
         limiter: TokenBucketLimiter | None = None,
+        sync_limiter: TokenBucketLimiter | None = None,
     ) -> None:
         self.store = store
         self.notifier = notifier
@@ -101,6 +102,7 @@ class PresenceService:
         self.server_name = server_name
         self.enabled = enabled
         self.limiter = limiter
+        self.sync_limiter = sync_limiter
         #: local users with a /sync running now (how many).
         self._syncing: dict[str, int] = {}
         #: local users online or unavailable: when their last sync ended (or they set it).
@@ -128,8 +130,6 @@ class PresenceService:
     async def set_presence(self, requester: str, user_id: str, body: dict[str, Any]) -> None:
         if requester != user_id:
             raise Forbidden("Can only set your own presence state")
-        if self.limiter is not None:
-            self.limiter.check(user_id)
         presence = body.get("presence")
         if not isinstance(presence, str) or presence not in STATES:
             raise BadRequest(f"'presence' must be one of {', '.join(STATES)}", Codes.BAD_JSON)
@@ -143,6 +143,8 @@ class PresenceService:
         unknown = set(body) - {"presence", "status_msg"}
         if unknown:
             raise BadRequest(f"Unknown fields: {', '.join(sorted(unknown))}", Codes.BAD_JSON)
+        if self.limiter is not None:
+            self.limiter.check(user_id)
         if not self.enabled:
             return
         now = self.clock()
@@ -158,9 +160,9 @@ class PresenceService:
             yield
             return
         affect = True
-        if self.limiter is not None:
+        if self.sync_limiter is not None:
             try:
-                self.limiter.check(user_id)
+                self.sync_limiter.check(user_id)
             except RateLimitExceeded:
                 affect = False
         self._syncing[user_id] = self._syncing.get(user_id, 0) + 1

@@ -136,6 +136,9 @@ class PresenceService:
         status_msg = body.get("status_msg")
         if "status_msg" in body and not isinstance(status_msg, str):
             raise BadRequest("status_msg must be a string.", Codes.BAD_JSON)
+        if status_msg is not None and "\x00" in status_msg:
+            # Not storable in PostgreSQL text, and never meant.
+            raise BadRequest("status_msg must not contain NUL", Codes.BAD_JSON)
         if status_msg is not None and len(status_msg) > MAX_STATUS_MSG_LENGTH:
             raise BadRequest(
                 f"status_msg is longer than {MAX_STATUS_MSG_LENGTH} characters", Codes.TOO_LARGE

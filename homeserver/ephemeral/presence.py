@@ -56,7 +56,7 @@ SWEEP_BATCH = 5_000
 #: status is a line of text shown beside a name).
 MAX_STATUS_MSG_LENGTH = 1024
 #: Presence updates read from one EDU (Synapse batches far fewer).
-MAX_PUSHES_PER_EDU = 500
+MAX_PUSHES_PER_EDU = 100
 
 
 def presence_content(state: PresenceState, now_ms: int) -> dict[str, Any]:

@@ -310,9 +310,15 @@ class PresenceService:
             if remote:
                 await self.store.presence.set_states(remote)
                 self.notifier.notify(user_ids=[s.user_id for s in remote])
-        for state in local:
-            if state.state == OFFLINE:
-                self._last_sync.pop(state.user_id, None)
+        # Forget whoever stopped syncing a while ago (offline now, or set offline by PUT):
+        # the map holds only users who sync.
+        stale = [
+            user_id
+            for user_id, last in self._last_sync.items()
+            if user_id not in self._syncing and now - last > 2 * SYNC_ONLINE_TIMEOUT_MS
+        ]
+        for user_id in stale:
+            del self._last_sync[user_id]
         return len(local) + len(remote)
 
     def _local_timeout(self, state: PresenceState, now: int) -> PresenceState | None:

@@ -135,7 +135,9 @@ async def test_presence_timeouts(hs: Homeserver):
     clock.now += SYNC_ONLINE_TIMEOUT_MS + 1
     assert await service.handle_timeouts() == 1
     assert (await hs.store.presence.get(bob)).state == "offline"  # type: ignore[union-attr]
+    clock.now += SYNC_ONLINE_TIMEOUT_MS
     assert await service.handle_timeouts() == 0
+    assert service._last_sync == {}  # bounded: nobody syncs any more
 
 
 async def test_presence_disabled(hs: Homeserver):

@@ -14,7 +14,9 @@ forward extremities. Soft-failed events (``internal.soft_failed``, received over
 their state groups but touch neither current state nor forward extremities.
 
 Stored per event: the state group before and after it (``event_to_state_groups``; after == before
-for non-state and rejected events; a state event's "after" group is a one-row delta). Forward
+for non-state and rejected events; a state event's "after" group is a one-row delta), and for an
+accepted state event the event it replaced at its key in the state before it (``replaces_state``,
+which clients see with its content as ``unsigned.prev_content``). Forward
 extremities become (old ∪ new accepted events) − (their prev events) − (events some stored
 accepted event already points to). Current state moves to the "after" group of the batch's last
 accepted event, or to ``current_state_group=`` when the caller resolved the room's extremities.
@@ -274,6 +276,9 @@ class EventPersister:
             before = await self._state_before(txn, room_id, event, spec, prev_after, groups.made)
             after = before
             if event.is_state() and not event.rejected:
+                replaced = await self.state.get_state_entry_txn(txn, before, event.state_tuple)
+                if replaced != event.event_id:
+                    event.internal.replaces_state = replaced
                 delta = {event.state_tuple: event.event_id}
                 after = await self.state.create_state_group_txn(
                     txn, room_id, before, delta, event_id=event.event_id
@@ -372,8 +377,8 @@ class EventPersister:
         await txn.executemany(
             "INSERT INTO events (event_id, room_id, room_version, stream_ordering,"
             " topological_ordering, type, state_key, sender, origin_server_ts, json,"
-            " rejected_reason, outlier, redacted, soft_failed)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " rejected_reason, outlier, redacted, soft_failed, replaces_state)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (event_id) DO NOTHING",
             [
                 (
@@ -391,6 +396,7 @@ class EventPersister:
                     e.internal.outlier,
                     e.internal.redacted,
                     e.internal.soft_failed,
+                    e.internal.replaces_state,
                 )
                 for e, _ in fresh
             ],

@@ -455,6 +455,39 @@ class StateStore:
         pending[group] = GroupRecord(position, base, entries)
         return group
 
+    async def get_state_entry_txn(
+        self, txn: Transaction, state_group: int, key: StateKey
+    ) -> str | None:
+        """The event at ``key`` in ``state_group`` (None: not set), without loading the whole
+        state: along the group's base chain, newest first, the first delta that mentions the
+        key decides. Served from memory (groups of this transaction, kept records, the cache)
+        as far as it reaches, then one query for the rest of the chain."""
+        whole = self._cache.get(state_group)
+        if whole is not None:
+            return whole.get(key)
+        pending = _writes(txn).pending
+        chain = await self._writer_chain(txn, state_group, pending)
+        for index, link in enumerate(chain):
+            cached = self._cache.get(link.group)
+            if cached is not None:
+                return cached.get(key)
+            record = self._record(link.group, pending)
+            if record is None:
+                rest = [later.group for later in chain[index:]]
+                await self.flush_txn(txn)
+                rows = await txn.fetchall(
+                    "SELECT state_group, event_id FROM state_group_entries"
+                    f" WHERE state_group IN ({placeholders(len(rest))})"
+                    " AND type = ? AND state_key = ?",
+                    *rest,
+                    *key,
+                )
+                found = dict(rows)
+                return next((found[g] for g in rest if g in found), None)
+            if key in record.entries:
+                return record.entries[key]
+        return None
+
     # Groups are written in two statements per transaction, not two per group: IDs are taken
     # up front and the rows buffered until a read needs them or the transaction commits.
     def expect_groups_txn(self, txn: Transaction, count: int) -> None:

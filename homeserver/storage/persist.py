@@ -276,9 +276,6 @@ class EventPersister:
             before = await self._state_before(txn, room_id, event, spec, prev_after, groups.made)
             after = before
             if event.is_state() and not event.rejected:
-                replaced = await self.state.get_state_entry_txn(txn, before, event.state_tuple)
-                if replaced != event.event_id:
-                    event.internal.replaces_state = replaced
                 delta = {event.state_tuple: event.event_id}
                 after = await self.state.create_state_group_txn(
                     txn, room_id, before, delta, event_id=event.event_id
@@ -286,8 +283,45 @@ class EventPersister:
                 groups.made[after] = (before, delta)
             groups.around[event.event_id] = (before, after)
             prev_after = after
+        await self._record_replaced(txn, fresh, groups.around)
         await self.state.flush_txn(txn)
         return groups
+
+    async def _record_replaced(
+        self,
+        txn: Transaction,
+        fresh: list[tuple[Event, StateBefore]],
+        around: Mapping[str, tuple[int, int]],
+    ) -> None:
+        """Set ``internal.replaces_state`` of the batch's accepted state events: the event at
+        their key in the state before them. Along a run of events each built on the state the
+        previous one left, the run answers; what lies before a run is looked up once per
+        starting group, all its keys together (a batch of joins costs one query, not one per
+        join)."""
+        made_by: dict[int, Event] = {}
+        for event, _ in fresh:
+            if event.event_id in around and event.is_state() and not event.rejected:
+                made_by[around[event.event_id][1]] = event
+        unresolved: dict[int, dict[StateKey, list[Event]]] = {}
+        for event in made_by.values():
+            key = event.state_tuple
+            group = around[event.event_id][0]
+            replaced: str | None = None
+            while group in made_by:
+                earlier = made_by[group]
+                if earlier.state_tuple == key:
+                    replaced = earlier.event_id
+                    break
+                group = around[earlier.event_id][0]
+            if replaced is None:
+                unresolved.setdefault(group, {}).setdefault(key, []).append(event)
+            event.internal.replaces_state = replaced
+        for group, by_key in unresolved.items():
+            found = await self.state.get_state_entries_txn(txn, group, by_key)
+            for key, events in by_key.items():
+                for event in events:
+                    replaced = found.get(key)
+                    event.internal.replaces_state = None if replaced == event.event_id else replaced
 
     async def _insert_events(
         self,

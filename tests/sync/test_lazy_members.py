@@ -176,8 +176,43 @@ async def test_messages_lazy_state_is_the_senders_members_at_the_chunk(
     assert [(e["state_key"], e["content"].get("displayname")) for e in body["state"]] == [
         (bob.user_id, "Bob one")
     ]
+    # /context with lazy loading: the state at its last event, members of its senders only.
+    x_id = body["chunk"][0]["event_id"]
+    status, context = await server.call(
+        "GET",
+        f"/rooms/{room_id}/context/{quote(x_id)}",
+        alice,
+        params={"limit": "0", "filter": only_messages},
+    )
+    assert status == 200, context
+    members = [e["state_key"] for e in context["state"] if e["type"] == MEMBER]
+    assert members == [bob.user_id]
+    assert any(e["type"] == "m.room.name" for e in context["state"])
     # Without lazy loading no state list is filled.
     status, plain = await server.call(
         "GET", f"/rooms/{room_id}/messages", alice, params={"dir": "b", "limit": "1"}
     )
     assert status == 200 and plain["state"] == []
+
+
+async def test_bad_lazy_loading_options_are_refused(server: TestServer):
+    alice = await server.register("alice")
+    for state in (
+        {"lazy_load_members": "true"},
+        {"lazy_load_members": True, "include_redundant_members": 1},
+        {"lazy_load_members": None},
+    ):
+        definition = {"room": {"state": state}}
+        status, body = await server.call(
+            "GET", "/sync", alice, params={"filter": json.dumps(definition)}
+        )
+        assert (status, body["errcode"]) == (400, "M_BAD_JSON"), state
+        status, body = await server.call(
+            "POST", f"/user/{quote(alice.user_id)}/filter", alice, json=definition
+        )
+        assert (status, body["errcode"]) == (400, "M_BAD_JSON"), state
+    for bad in ('{"lazy_load_members": "yes"}', '{"lazy_load_members": 1}'):
+        status, body = await server.call(
+            "GET", "/rooms/!r:test.example/messages", alice, params={"filter": bad}
+        )
+        assert (status, body["errcode"]) == (400, "M_INVALID_PARAM"), bad

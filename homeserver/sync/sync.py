@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+from homeserver.bounded_cache import BoundedTtlCache
 from homeserver.clock import WallClock
 from homeserver.ephemeral.presence import PresenceService
 from homeserver.ephemeral.typing import TypingService
@@ -45,6 +46,7 @@ from homeserver.streams.tokens import StreamToken
 from homeserver.sync.e2e_sections import acknowledge_to_device, e2e_sections
 from homeserver.sync.ephemeral import presence_events, typing_changes, typing_event
 from homeserver.sync.filters import SyncFilter
+from homeserver.sync.lazy_members import SentMembers
 from homeserver.sync.out_of_band import out_of_band_leaves, out_of_band_pending
 from homeserver.sync.rooms import RoomSyncBuilder, SyncContext
 
@@ -85,6 +87,7 @@ class SyncService:
         self.typing = typing
         self.presence = presence
         self.rooms = RoomSyncBuilder(store)
+        self.sent_members = SentMembers(clock)
 
     async def sync(self, request: SyncRequest) -> dict[str, Any]:
         if self.presence is None:
@@ -129,6 +132,7 @@ class SyncService:
             request.full_state,
             self.clock(),
             request.txn_scope,
+            self._sent_members(request),
         )
         since = request.since
         account_data = await self.store.account_data.get_changes(
@@ -172,6 +176,16 @@ class SyncService:
         e2e.apply(response)
         empty = not (join or invite or leave or knock or global_events or presence or e2e.has_news)
         return response, empty
+
+    def _sent_members(self, request: SyncRequest) -> BoundedTtlCache[str, str] | None:
+        """The device's memory of member events sent (lazy loading without redundant
+        members), forgotten when a new sync sequence starts."""
+        sync_filter = request.filter
+        if not sync_filter.lazy_load_members or sync_filter.include_redundant_members:
+            return None
+        if request.since is None:
+            self.sent_members.forget(request.user_id, request.device_id)
+        return self.sent_members.for_device(request.user_id, request.device_id)
 
     # --- global account data -----------------------------------------------------------
     async def _global_account_data(
@@ -260,14 +274,21 @@ class SyncService:
         )
         if incremental and not ctx.full_state:
             assert since is not None
+            # An unfiltered, unlimited timeline holds every change since the last sync.
             needs_delta = timeline.limited or bool(ctx.filter.timeline.definition)
             state = (
-                await self.rooms.state_events(ctx, room_id, timeline, since.events)
-                if needs_delta
+                await self.rooms.state_events(
+                    ctx, room_id, timeline, since.events, delta=needs_delta
+                )
+                if needs_delta or ctx.filter.lazy_load_members
                 else []
             )
         else:
             state = await self.rooms.state_events(ctx, room_id, timeline, None)
+        summary = await self.rooms.summary(room_id, ctx.user_id)
+        state += await self.rooms.hero_members(
+            ctx, room_id, summary.get("m.heroes", []), state, timeline.events
+        )
         ephemeral = self._receipt_events(ctx, room_id, receipts)
         ephemeral.extend(typing_event(ctx, room_id, typers, full=not incremental))
         room_account_data = [
@@ -277,7 +298,7 @@ class SyncService:
         ]
         return {
             "timeline": {
-                "events": await self.rooms.serialize(ctx, timeline.events),
+                "events": await self.rooms.serialize(ctx, timeline.events, prev_content=True),
                 "limited": timeline.limited,
                 "prev_batch": timeline.prev_batch(ctx.now),
             },
@@ -285,7 +306,7 @@ class SyncService:
             "account_data": {"events": room_account_data},
             "ephemeral": {"events": ephemeral},
             "unread_notifications": {},
-            "summary": await self.rooms.summary(room_id, ctx.user_id),
+            "summary": summary,
         }
 
     def _receipt_events(
@@ -374,7 +395,10 @@ class SyncService:
         if member is None or member.membership != "join":
             # Never joined (a refused invite, a ban while invited): only their own event.
             return {
-                "timeline": {"events": await self.rooms.serialize(ctx, [leave]), "limited": False},
+                "timeline": {
+                    "events": await self.rooms.serialize(ctx, [leave], prev_content=True),
+                    "limited": False,
+                },
                 "state": {"events": []},
                 "account_data": {"events": []},
             }
@@ -391,7 +415,7 @@ class SyncService:
         )
         return {
             "timeline": {
-                "events": await self.rooms.serialize(ctx, timeline.events),
+                "events": await self.rooms.serialize(ctx, timeline.events, prev_content=True),
                 "limited": timeline.limited,
                 "prev_batch": timeline.prev_batch(ctx.now),
             },

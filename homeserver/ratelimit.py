@@ -165,3 +165,4 @@ class RateLimiters:
             make(invites.per_room), make(invites.per_user), make(invites.per_issuer)
         )
         self.to_device = make(config.rc_to_device)
+        self.media_create = make(config.rc_media_create)

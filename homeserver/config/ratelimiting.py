@@ -25,6 +25,7 @@ KEYS = frozenset(
         "rc_remote_key_fetches",
         "rc_invites",
         "rc_to_device",
+        "rc_media_create",
     }
 )
 
@@ -76,6 +77,8 @@ class RateLimitingConfig:
     rc_invites: InviteRateLimits = field(default_factory=lambda: DEFAULT_INVITES)
     #: ``/sendToDevice`` requests per sending device (our key, see DEFAULT_TO_DEVICE).
     rc_to_device: RateLimit = field(default_factory=lambda: DEFAULT_TO_DEVICE)
+    #: media uploads and ``POST /media/v1/create`` per user (Synapse limits only the latter).
+    rc_media_create: RateLimit = field(default_factory=lambda: DEFAULT_MEDIA_CREATE)
 
 
 # Synapse 1.157's defaults (docs/usage/configuration/config_documentation.md).
@@ -95,6 +98,8 @@ DEFAULT_INVITES = InviteRateLimits(
 # silently drops cross-user room-key requests past 20/s, burst 100. We answer 429 to every
 # /sendToDevice request past the same numbers, per sending device, so no client can flood inboxes.
 DEFAULT_TO_DEVICE = RateLimit(20, 100)
+# Synapse's rc_media_create default.
+DEFAULT_MEDIA_CREATE = RateLimit(10, 50)
 
 
 def _limit(reader: Reader, default: RateLimit) -> RateLimit:
@@ -142,6 +147,7 @@ def parse_ratelimiting(reader: Reader) -> RateLimitingConfig:
         ),
         rc_invites=_grouped(reader, "rc_invites", DEFAULT_INVITES),
         rc_to_device=_limit(reader.sub("rc_to_device"), DEFAULT_TO_DEVICE),
+        rc_media_create=_limit(reader.sub("rc_media_create"), DEFAULT_MEDIA_CREATE),
     )
 
 

@@ -1,5 +1,5 @@
-"""Fetching other servers' media over federation (``/_matrix/federation/v1/media/download``
-and ``thumbnail``), for the cache.
+"""Fetching other servers' media over federation (``/_matrix/federation/v1/media/download``),
+for the cache (thumbnails of remote media are made here from the cached original, as Synapse).
 
 The answer is ``multipart/mixed``: a JSON part, then the file itself or a part whose
 ``Location`` header says where to GET it. Bodies are streamed to disk under a size cap
@@ -91,14 +91,6 @@ class RemoteMediaFetcher:
             ("download", origin, media_id), lambda: self._download(origin, media_id)
         )
 
-    async def thumbnail(
-        self, origin: str, media_id: str, width: int, height: int, method: str
-    ) -> FetchedMedia:
-        key = ("thumbnail", origin, media_id, str(width), str(height), method)
-        return await self._shared(
-            key, lambda: self._thumbnail(origin, media_id, width, height, method)
-        )
-
     async def _shared(
         self, key: tuple[str, ...], fetch: Callable[[], Awaitable[FetchedMedia]]
     ) -> FetchedMedia:
@@ -128,21 +120,6 @@ class RemoteMediaFetcher:
             if e.status in (404, 405, 400) and e.errcode in ("M_UNRECOGNIZED", None):
                 return await self._legacy(origin, media_id)
             raise self._unavailable(e) from None
-        except FederationError as e:
-            raise self._unavailable(e) from None
-
-    async def _thumbnail(
-        self, origin: str, media_id: str, width: int, height: int, method: str
-    ) -> FetchedMedia:
-        path = f"/_matrix/federation/v1/media/thumbnail/{quote(media_id, safe='')}"
-        query = {
-            "width": str(width),
-            "height": str(height),
-            "method": method,
-            "timeout_ms": "20000",
-        }
-        try:
-            return await self._multipart(origin, path, query)
         except FederationError as e:
             raise self._unavailable(e) from None
 

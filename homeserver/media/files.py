@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 from homeserver.private_files import PRIVATE_FILE_MODE, ensure_private_dir
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+STALE_TMP_SECONDS = 24 * 3600
 
 
 class TooLarge(Exception):
@@ -51,7 +53,17 @@ class MediaFiles:
         if not self._ready:
             ensure_private_dir(self._content)
             ensure_private_dir(self._tmp)
+            self._sweep_stale_tmp()
             self._ready = True
+
+    def _sweep_stale_tmp(self) -> None:
+        """Remove staged files a crashed process left behind (another process sharing the
+        store may be writing fresh ones: only those untouched for a day go)."""
+        cutoff = time.time() - STALE_TMP_SECONDS
+        for entry in self._tmp.iterdir():
+            with contextlib.suppress(OSError):
+                if entry.is_file() and entry.stat().st_mtime < cutoff:
+                    entry.unlink()
 
     def path_for(self, sha256: str) -> Path:
         if not _SHA256_HEX.match(sha256):

@@ -291,8 +291,12 @@ class MediaRepository:
         async with self.files.lock:
             self.files.commit(fetched.file)
             await self._store.store_remote(media)
-        # Another request may have cached it first; what is stored is what is served.
-        return await self._store.get_remote(origin, media_id) or media
+        # Another request may have cached it first (or an admin quarantined the ID before it
+        # was ever fetched): what is stored is what is served.
+        stored = await self._store.get_remote(origin, media_id) or media
+        if stored.quarantined_by is not None:
+            raise NotFound("Media not found")
+        return stored
 
     @staticmethod
     def _remote_error(error: RemoteMediaUnavailable) -> MatrixError:
@@ -325,11 +329,11 @@ class MediaRepository:
             media = await self._local_with_content(media_id, wait_ms)
             self._check_legacy_access(media.authenticated, authenticated)
             assert media.sha256 is not None
-            source = (media.sha256, media.media_type or "", media.upload_name)
+            source = (media.sha256, media.media_type or "")
         else:
             remote = await self._remote_media(server_name, media_id, allow_remote=allow_remote)
             self._check_legacy_access(remote.authenticated, authenticated)
-            source = (remote.sha256, remote.media_type, remote.upload_name)
+            source = (remote.sha256, remote.media_type)
         return await self._thumbnail_of(server_name, media_id, source, size)
 
     def _choose_size(self, width: int, height: int, method: str) -> ThumbnailSize:
@@ -353,10 +357,10 @@ class MediaRepository:
         self,
         origin: str,
         media_id: str,
-        source: tuple[str, str, str | None],
+        source: tuple[str, str],
         size: ThumbnailSize,
     ) -> ServedFile:
-        sha256, media_type, upload_name = source
+        sha256, media_type = source
         for existing in await self._store.get_thumbnails(origin, media_id):
             if (existing.width, existing.height, existing.method) == (
                 size.width,
@@ -397,7 +401,7 @@ class MediaRepository:
                     written.sha256,
                 ),
             )
-        return self._served(written.sha256, image.media_type, upload_name, written.length)
+        return self._served(written.sha256, image.media_type, None, written.length)
 
     # --- serving other servers ----------------------------------------------------------------
 

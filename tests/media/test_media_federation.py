@@ -85,6 +85,12 @@ async def test_a_user_of_one_server_downloads_anothers_image(
         status, _, _ = await get(a.session, f"{b.base_url}/_matrix/media/v3/download/{path}")
         assert status == 404
 
+        # B's admin quarantines the cached copy: refused from then on.
+        await b.hs.media.set_quarantine(a.name, media_id, "@admin:b")
+        status, _, _ = await get(a.session, f"{b.base_url}{V1}/download/{path}", bob.access_token)
+        assert status == 404
+        await b.hs.media.set_quarantine(a.name, media_id, None)
+
         # A no longer has it: B answers 404 for another ID A does not know.
         status, _, _ = await get(
             a.session, f"{b.base_url}{V1}/download/{a.name}/NoSuchMedia", bob.access_token

@@ -243,7 +243,8 @@ class FederationClient:
                     timeout=aiohttp.ClientTimeout(sock_connect=timeout, sock_read=timeout),
                 )
                 break
-            except (aiohttp.ClientError, OSError, TimeoutError, ssl.SSLError) as e:
+            # ValueError: a name IDNA cannot encode (UnicodeError), such as "..".
+            except (aiohttp.ClientError, OSError, TimeoutError, ssl.SSLError, ValueError) as e:
                 last_error = FederationUnreachable(f"{type(e).__name__}: {e}")
             except FederationUnreachable as e:
                 last_error = e
@@ -258,7 +259,10 @@ class FederationClient:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """An unsigned GET of a URL a peer redirected us to (its media on a CDN): http(s)
         only, no further redirects, the same IP policy as every request."""
-        target = URL(url)
+        try:
+            target = URL(url)
+        except ValueError:
+            raise FederationUnreachable("refusing a redirect to a malformed URL") from None
         if target.scheme not in ("https", "http") or not target.host:
             raise FederationUnreachable("refusing a redirect to a URL that is not http(s)")
         self._check_ip_literal(target.host)
@@ -268,7 +272,7 @@ class FederationClient:
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(sock_connect=timeout, sock_read=timeout),
             )
-        except (aiohttp.ClientError, OSError, TimeoutError, ssl.SSLError) as e:
+        except (aiohttp.ClientError, OSError, TimeoutError, ssl.SSLError, ValueError) as e:
             raise FederationUnreachable(f"{type(e).__name__}: {e}") from None
         async with self._handed_over(response) as answer:
             yield answer
@@ -282,7 +286,7 @@ class FederationClient:
                 raw = await _read_capped(response, 64 * 1024)
                 _interpret(response.status, raw)
             yield response
-        except (aiohttp.ClientError, OSError, TimeoutError, ssl.SSLError) as e:
+        except (aiohttp.ClientError, OSError, TimeoutError, ssl.SSLError, ValueError) as e:
             raise FederationUnreachable(f"{type(e).__name__}: {e}") from None
         finally:
             response.release()

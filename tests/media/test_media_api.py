@@ -231,6 +231,12 @@ async def test_unknown_and_malformed_media_ids(server: TestServer) -> None:
     ):
         status, _, _ = await fetch(server, path, alice)
         assert status == 404, path
+    # A server name no resolver can encode (found by the fuzz: it was a 500).
+    for target in ("/_matrix/client/v1/media/download/../abc", "/_matrix/media/v3/download/../abc"):
+        status, text = await server.call_exact(
+            "GET", target, headers={"Authorization": f"Bearer {alice.access_token}"}
+        )
+        assert status in (404, 502), (target, status, text)
 
 
 async def test_admin_quarantine_delete_and_room_media(server: TestServer) -> None:

@@ -6,7 +6,9 @@ The answer is ``multipart/mixed``: a JSON part, then the file itself or a part w
 (``max_upload_size``), at most ``remote_media_download_concurrency`` transfers run at once, and
 concurrent requests for one media share one transfer. A server that does not serve the
 federation media API (404/405 ``M_UNRECOGNIZED``) is asked on the legacy
-``/_matrix/media/v3/download`` path, as Synapse does.
+``/_matrix/media/v3/download`` path, as Synapse does. An origin that cannot be reached at all
+is answered 404 (there is no such media as far as anyone here can tell; Synapse says 502), one
+that answers badly 502.
 """
 
 from __future__ import annotations
@@ -125,7 +127,12 @@ class RemoteMediaFetcher:
 
     @staticmethod
     def _unavailable(error: FederationError) -> RemoteMediaUnavailable:
-        not_found = isinstance(error, FederationHttpError) and error.status == 404
+        # A server that says 404, and one we cannot reach at all (no such name, no address the
+        # IP policy allows, nothing listening): as far as the client can tell there is no such
+        # media (404, as our profile lookups answer). A server that answers badly: 502.
+        not_found = isinstance(error, FederationUnreachable) or (
+            isinstance(error, FederationHttpError) and error.status == 404
+        )
         return RemoteMediaUnavailable(str(error), not_found=not_found)
 
     async def _multipart(self, origin: str, path: str, query: dict[str, str]) -> FetchedMedia:

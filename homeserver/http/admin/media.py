@@ -3,6 +3,7 @@
 * ``POST /_synapse/admin/v1/media/quarantine/{serverName}/{mediaId}`` and ``…/unquarantine/…``;
 * ``DELETE /_synapse/admin/v1/media/{serverName}/{mediaId}`` (local media only);
 * ``GET /_synapse/admin/v1/room/{roomId}/media`` — ``{"local": [mxc…], "remote": [mxc…]}``;
+* ``POST /_synapse/admin/v1/room/{roomId}/media/quarantine`` — ``{"num_quarantined": n}``;
 * ``POST /_synapse/admin/v1/purge_media_cache?before_ts=`` — ``{"deleted": n}``.
 """
 
@@ -59,6 +60,19 @@ async def room_media(request: web.Request) -> web.Response:
     return json_response({"local": local, "remote": remote})
 
 
+async def quarantine_room_media(request: web.Request) -> web.Response:
+    requester = await require_admin(request)
+    media = request.app[MEDIA]
+    room_id = request.match_info["room_id"]
+    if not await media.room_exists(room_id):
+        raise NotFound("Room not found")
+    count = 0
+    for origin, media_id in await media.media_of_room(room_id):
+        await media.set_quarantine(origin, media_id, requester.user_id)
+        count += 1
+    return json_response({"num_quarantined": count})
+
+
 async def purge_media_cache(request: web.Request) -> web.Response:
     await require_admin(request)
     if "before_ts" not in request.query:
@@ -73,4 +87,5 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_route("POST", V1 + "/media/unquarantine/{server_name}/{media_id}", unquarantine)
     router.add_route("DELETE", V1 + "/media/{server_name}/{media_id}", delete_media)
     router.add_route("GET", V1 + "/room/{room_id}/media", room_media)
+    router.add_route("POST", V1 + "/room/{room_id}/media/quarantine", quarantine_room_media)
     router.add_route("POST", V1 + "/purge_media_cache", purge_media_cache)

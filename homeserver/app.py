@@ -138,6 +138,7 @@ def create_app(
     app[appkeys.FILTERS] = hs.filters
     app[appkeys.INBOUND_INVITES] = hs.inbound_invites
     app[appkeys.KEYRING] = hs.keyring
+    app[appkeys.MEDIA] = hs.media
     app[appkeys.MEMBERSHIP] = hs.membership
     app[appkeys.METRICS] = hs.metrics
     app[appkeys.PRESENCE] = hs.presence

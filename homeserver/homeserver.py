@@ -43,6 +43,9 @@ from homeserver.federation.remote_upgrades import RemoteUpgrades
 from homeserver.federation.sender import FederationSender
 from homeserver.federation.serving import FederationEventServer
 from homeserver.federation.transactions import TransactionHandler
+from homeserver.media.files import MediaFiles
+from homeserver.media.remote import RemoteMediaFetcher
+from homeserver.media.repository import MediaRepository
 from homeserver.metrics import HomeserverMetrics, room_metrics_subscriber
 from homeserver.modules import load_modules
 from homeserver.push.rules import PushRulesService
@@ -246,6 +249,24 @@ class Homeserver:
             store=store, aliases=self.aliases, server_name=server_name
         )
 
+        # The media repository: files on disk named by content, other servers' media fetched
+        # over federation and cached.
+        media_files = MediaFiles(config.media.media_store_path)
+        self.media = MediaRepository(
+            store,
+            config.media,
+            server_name,
+            clock,
+            files=media_files,
+            remote=RemoteMediaFetcher(
+                self.federation_client,
+                media_files,
+                max_size=config.media.max_upload_size,
+                concurrency=config.media.remote_media_download_concurrency,
+            ),
+            limiter=self.ratelimiters.media_create,
+        )
+
         # Synapse's admin API (/_synapse/admin): rooms, room deletion, users, destinations.
         self.admin_rooms = AdminRooms(store, server_name, clock)
         self.room_deletion = RoomDeletionService(
@@ -255,6 +276,7 @@ class Homeserver:
             sender=self.sender,
             server_name=server_name,
             clock=clock,
+            media=self.media,
         )
         self.admin_users = AdminUsers(
             store=store,

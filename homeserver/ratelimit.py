@@ -170,3 +170,4 @@ class RateLimiters:
         self.presence = make(config.rc_presence.per_user)
         self.presence_sync = make(config.rc_presence.per_user)
         self.typing = make(config.rc_typing)
+        self.media_create = make(config.rc_media_create)

@@ -15,6 +15,7 @@ from homeserver.config import federation as _federation
 from homeserver.config import keys as _keys
 from homeserver.config import listeners as _listeners
 from homeserver.config import log_config as _log_config
+from homeserver.config import media as _media
 from homeserver.config import modules as _modules
 from homeserver.config import presence as _presence
 from homeserver.config import ratelimiting as _ratelimiting
@@ -36,6 +37,7 @@ KNOWN_TOP_LEVEL_KEYS: frozenset[str] = frozenset().union(
     _room_upgrades.KEYS,
     _federation.KEYS,
     _log_config.KEYS,
+    _media.KEYS,
     _modules.KEYS,
     _presence.KEYS,
 )
@@ -54,6 +56,7 @@ class HomeserverConfig:
     room_upgrades: _room_upgrades.RoomUpgradesConfig
     federation: _federation.FederationConfig
     logging: _log_config.LoggingConfig
+    media: _media.MediaConfig
     modules: tuple[_modules.ModuleConfig, ...]
     #: The directory relative paths were resolved against.
     config_dir: Path
@@ -86,6 +89,7 @@ class HomeserverConfig:
             room_upgrades=_room_upgrades.parse_room_upgrades(reader),
             federation=_federation.parse_federation(reader),
             logging=_log_config.parse_logging(reader),
+            media=_media.parse_media(reader),
             modules=_modules.parse_modules(reader),
             config_dir=reader.config_dir,
             presence=_presence.parse_presence(reader),

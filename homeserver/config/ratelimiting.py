@@ -27,6 +27,7 @@ KEYS = frozenset(
         "rc_to_device",
         "rc_presence",
         "rc_typing",
+        "rc_media_create",
     }
 )
 
@@ -89,6 +90,8 @@ class RateLimitingConfig:
     rc_presence: PresenceRateLimits = field(default_factory=lambda: DEFAULT_PRESENCE)
     #: typing notifications per user (our key, see DEFAULT_TYPING).
     rc_typing: RateLimit = field(default_factory=lambda: DEFAULT_TYPING)
+    #: media uploads and ``POST /media/v1/create`` per user (Synapse limits only the latter).
+    rc_media_create: RateLimit = field(default_factory=lambda: DEFAULT_MEDIA_CREATE)
 
 
 # Synapse 1.157's defaults (docs/usage/configuration/config_documentation.md).
@@ -113,6 +116,8 @@ DEFAULT_PRESENCE = PresenceRateLimits(per_user=RateLimit(0.1, 1))
 # types in, so 2/s with a burst of 20 never stops a person and bounds what a script can make us
 # send to every server of a room.
 DEFAULT_TYPING = RateLimit(2, 20)
+# Synapse's rc_media_create default.
+DEFAULT_MEDIA_CREATE = RateLimit(10, 50)
 
 
 def _limit(reader: Reader, default: RateLimit) -> RateLimit:
@@ -164,6 +169,7 @@ def parse_ratelimiting(reader: Reader) -> RateLimitingConfig:
         rc_to_device=_limit(reader.sub("rc_to_device"), DEFAULT_TO_DEVICE),
         rc_presence=_grouped(reader, "rc_presence", DEFAULT_PRESENCE),
         rc_typing=_limit(reader.sub("rc_typing"), DEFAULT_TYPING),
+        rc_media_create=_limit(reader.sub("rc_media_create"), DEFAULT_MEDIA_CREATE),
     )
 
 

@@ -205,6 +205,9 @@ $registration_shared_secret_line
 #  per_user: {per_second: 0.003, burst_count: 5}     # per invited user (the only limit on
 #                                                    # invites from other servers)
 #  per_issuer: {per_second: 0.3, burst_count: 10}    # per inviting user
+#rc_media_create:                # media uploads and POST /_matrix/media/v1/create, per user
+#  per_second: 10                # (Synapse limits only the latter with this key)
+#  burst_count: 50
 #rc_to_device:                   # PUT /sendToDevice requests, per sending device (our key:
 #  per_second: 20                # Synapse only drops room-key requests past these numbers,
 #  burst_count: 100              # its undocumented rc_key_requests)
@@ -228,6 +231,46 @@ $registration_shared_secret_line
 # accepted. Default: true (as Synapse).
 #presence:
 #  enabled: true
+## Media ##
+
+# Uploaded files and the cache of other servers' media. Files are named by the SHA-256 of their
+# content (one copy per distinct file) under media_store_path, created 0700. Default:
+# media_store beside this file.
+#media_store_path: media_store
+
+# The largest upload (and the largest remote media fetched): a number of bytes or a size with
+# K, M, G (powers of 1024). Default: 50M.
+#max_upload_size: 50M
+
+# Images with more pixels than this are not thumbnailed. Default: 32M.
+#max_image_pixels: 32M
+
+# The thumbnails served: a request gets the smallest of its method that covers the size asked
+# for. With dynamic_thumbnails: true any size asked for is made instead. JPEG images get JPEG
+# thumbnails, other images PNG. Default: these five.
+#thumbnail_sizes:
+#  - {width: 32, height: 32, method: crop}
+#  - {width: 96, height: 96, method: crop}
+#  - {width: 320, height: 240, method: scale}
+#  - {width: 640, height: 480, method: scale}
+#  - {width: 800, height: 600, method: scale}
+#dynamic_thumbnails: false
+
+# Serve media only to authenticated users (/_matrix/client/v1/media and federation): media
+# uploaded or fetched while this is on is refused on the legacy unauthenticated
+# /_matrix/media/v3 download and thumbnail paths. Default: true (as Synapse).
+#enable_authenticated_media: true
+
+# MXC URIs a user may have reserved with POST /_matrix/media/v1/create and not uploaded to
+# yet, and how long a reservation waits for its upload (a bare number is milliseconds).
+#max_pending_media_uploads: 5
+#unused_expiration_time: 24h
+
+# Other servers' media fetched at once (our key). Default: 8.
+#remote_media_download_concurrency: 8
+
+# URL previews are not supported; this must stay false.
+#url_preview_enabled: false
 
 ## Federation ##
 

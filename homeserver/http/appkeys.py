@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from homeserver.federation.sender import FederationSender
     from homeserver.federation.serving import FederationEventServer
     from homeserver.federation.transactions import TransactionHandler
+    from homeserver.media.repository import MediaRepository
     from homeserver.metrics import HomeserverMetrics
     from homeserver.push.rules import PushRulesService
     from homeserver.ratelimit import RateLimiters
@@ -67,6 +68,7 @@ FEDERATION_TRANSACTIONS: web.AppKey[TransactionHandler] = web.AppKey("federation
 FILTERS: web.AppKey[FilterService] = web.AppKey("filters")
 INBOUND_INVITES: web.AppKey[InboundInvites] = web.AppKey("inbound_invites")
 KEYRING: web.AppKey[Keyring] = web.AppKey("keyring")
+MEDIA: web.AppKey[MediaRepository] = web.AppKey("media")
 MEMBERSHIP: web.AppKey[MembershipService] = web.AppKey("membership")
 METRICS: web.AppKey[HomeserverMetrics] = web.AppKey("metrics")
 PRESENCE: web.AppKey[PresenceService] = web.AppKey("presence")

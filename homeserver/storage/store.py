@@ -17,6 +17,7 @@ from homeserver.storage.events import EventsStore
 from homeserver.storage.federation_inbound import FederationInboundStore
 from homeserver.storage.filters import FiltersStore
 from homeserver.storage.keys import KeysStore
+from homeserver.storage.media import MediaStore
 from homeserver.storage.out_of_band import OutOfBandStore
 from homeserver.storage.outbox import OutboxStore
 from homeserver.storage.persist import EventPersister
@@ -82,6 +83,8 @@ class Store:
         self.admin_destinations = AdminDestinationsStore(db)
         self.room_deletions = RoomDeletionsStore(db)
         self.room_purge = RoomPurgeStore(db, self.events, self.state)
+        # The media repository.
+        self.media = MediaStore(db)
         # The one write path for events, also reachable from the events area.
         self.persist_events = self.persister.persist_events
         self.persist_events_txn = self.persister.persist_events_txn

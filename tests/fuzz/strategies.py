@@ -161,6 +161,9 @@ def valid_values(ctx: Context, name: str) -> list[str]:
         "rule_id": [".m.rule.master", "my.rule"],
         "attr": ["enabled", "actions"],
         "receipt_type": ["m.read", "m.read.private", "m.fully_read"],
+        "server_name": [SERVER_NAME],
+        "media_id": ["AAAAAAAAAAAAAAAAAAAAAAAA", "abc-_123"],
+        "file_name": ["a.jpg", "..", "x.html"],
     }
     if name in ("scope", "kind", "attr", "receipt_type"):
         return by_name[name]

@@ -58,6 +58,9 @@ MAX_VIA = 10
 MAX_IDLE_SECONDS = 60.0
 #: Rows read per look at the queue.
 BATCH = 100
+#: Local joins into one replacement worked at once (each is its own transaction; the room's
+#: lock orders their events).
+LOCAL_CONCURRENCY = 8
 #: Refusals meaning "not this user, not now": wait for an invite.
 _REFUSED_CODES = frozenset({UNABLE_TO_AUTHORISE_JOIN, UNABLE_TO_GRANT_JOIN})
 
@@ -164,23 +167,44 @@ class UpgradeFollower:
 
     # --- one look at the queue ----------------------------------------------------------------
     async def run_once(self) -> int:
-        """Work every row due now, one replacement room's rows in order; returns how many this
+        """Work every row due now, one replacement room at a time; returns how many rows this
         worker claimed."""
         rows = await self.store.upgrade_follows.due(self.clock(), BATCH)
-        claimed = 0
-        deferred: set[str] = set()
+        by_room: dict[str, list[Follow]] = {}
         for follow in rows:
-            if follow.new_room_id in deferred:
-                continue  # its first join could not get through: the rest wait with it
-            token = await self.store.upgrade_follows.claim(
-                follow, now=self.clock(), lease_ms=self.lease_ms
-            )
+            by_room.setdefault(follow.new_room_id, []).append(follow)
+        return sum([await self._room(group) for group in by_room.values()])
+
+    async def _room(self, group: list[Follow]) -> int:
+        """One replacement's due rows: one at a time until we are in the room (the first join
+        goes through another server), then the local joins a few at once."""
+        claimed = 0
+        rest = list(group)
+        room_id = group[0].new_room_id
+        while rest and not await self.store.state.is_host_joined(room_id, self.server_name):
+            follow = rest.pop(0)
+            token = await self._claim(follow)
             if token is None:
                 continue  # another worker has it
             claimed += 1
             if not await self._work(follow, token):
-                deferred.add(follow.new_room_id)
-        return claimed
+                return claimed  # its join could not get through: the rest wait with it
+        gate = asyncio.Semaphore(LOCAL_CONCURRENCY)
+
+        async def local(follow: Follow) -> int:
+            async with gate:
+                token = await self._claim(follow)
+                if token is None:
+                    return 0
+                await self._work(follow, token)
+                return 1
+
+        return claimed + sum(await asyncio.gather(*(local(f) for f in rest)))
+
+    async def _claim(self, follow: Follow) -> str | None:
+        return await self.store.upgrade_follows.claim(
+            follow, now=self.clock(), lease_ms=self.lease_ms
+        )
 
     async def _work(self, follow: Follow, token: str) -> bool:
         """One claimed row; False when the replacement's other rows should wait too."""

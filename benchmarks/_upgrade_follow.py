@@ -92,7 +92,11 @@ async def _one(
 
     await asyncio.gather(*(join(u) for u in users[1:]))
     setup_seconds = time.perf_counter() - setup_start
-    new = await alice.create_room(preset="public_chat", room_version="10")
+    new = await alice.create_room(
+        preset="public_chat",
+        room_version="10",
+        creation_content={"predecessor": {"room_id": old, "event_id": "$unknown"}},
+    )
     await alice.send_state(old, "m.room.tombstone", {"body": "moved", "replacement_room": new})
 
     follows = hs_b.store.upgrade_follows

@@ -12,7 +12,11 @@ rate-limited follow is retried when the bucket refills rather than dropped).
 Order: the rows of one replacement are worked one at a time, so the first join goes through
 another server (the inviter's when an invite arrived — accepting it —, else the tombstone's
 sender's, then the other servers of the old room) and makes us resident; the others are then
-ordinary local joins sent as PDUs. Outcomes: joined → ``done``; refused (403, or a restricted
+ordinary local joins sent as PDUs. A room admin of the old room could name any room as the
+replacement: the replacement's ``m.room.create`` must name the old room as its ``predecessor``
+(checked before a local join, and right after the first join through another server, which is
+left again if it does not) — else ``failed``. A user who left the old room since the tombstone,
+or opted out since, is ``skipped``. Outcomes: joined → ``done``; refused (403, or a restricted
 room nobody can vouch for) → ``pending``, kept visible as the tombstone in /sync, and queued
 again when an invite for the user to the replacement arrives (:meth:`UpgradeFollower.on_invite`);
 unreachable or 5xx → retried with the federation sender's backoff policy (``retry.py``), the
@@ -215,7 +219,15 @@ class UpgradeFollower:
             await follows.finish(follow, token, SKIPPED, now=self.clock(), error="opted out")
             self._outcome(follow, "skipped", "the user opted out")
             return True
+        left = await get_membership(self.store, follow.old_room_id, user_id)
+        if left is None or left.membership != "join":
+            # They left the old room since the tombstone: they chose where to be.
+            await follows.finish(follow, token, SKIPPED, now=self.clock(), error="left")
+            self._outcome(follow, "skipped", "the user left the old room")
+            return True
         resident = await self.store.state.is_host_joined(room_id, self.server_name)
+        if resident and not await self._succeeds(follow):
+            return await self._not_a_successor(follow, token, leave=False)
         try:
             await self.membership.join(user_id, room_id, servers=await self._servers(follow))
         except RateLimitExceeded as e:
@@ -252,9 +264,34 @@ class UpgradeFollower:
             return await self._retry(
                 follow, token, "the join did not become the room's state", resident=resident
             )
+        if not resident and not await self._succeeds(follow):
+            # Only now could we read the room's create event: do not stay in a room that
+            # merely calls itself the replacement.
+            return await self._not_a_successor(follow, token, leave=True)
         await follows.finish(follow, token, DONE, now=self.clock())
         how = "locally" if resident else "through federation"
         self._outcome(follow, "joined", how)
+        return True
+
+    async def _succeeds(self, follow: Follow) -> bool:
+        """Whether the replacement's create event names the old room as its predecessor."""
+        create = await self.store.state.get_current_state_event(follow.new_room_id, "m.room.create")
+        predecessor = None if create is None else create.content.get("predecessor")
+        return isinstance(predecessor, dict) and predecessor.get("room_id") == follow.old_room_id
+
+    async def _not_a_successor(self, follow: Follow, token: str, *, leave: bool) -> bool:
+        error = "the replacement room does not name the old room as its predecessor"
+        if leave:
+            try:
+                await self.membership.leave(follow.user_id, follow.new_room_id)
+            except MatrixError as e:
+                logger.warning(
+                    "could not leave %s again for %s: %s", follow.new_room_id, follow.user_id, e
+                )
+        await self.store.upgrade_follows.finish(
+            follow, token, FAILED, now=self.clock(), error=error
+        )
+        self._outcome(follow, "failed", error)
         return True
 
     async def _servers(self, follow: Follow) -> list[str]:

@@ -25,7 +25,7 @@ from homeserver.ratelimit import RateLimitExceeded
 from homeserver.rooms.membership import MembershipService
 from homeserver.storage.account_data import GLOBAL
 from homeserver.storage.database import Transaction
-from homeserver.storage.upgrade_follows import DONE, PENDING, QUEUED, SKIPPED
+from homeserver.storage.upgrade_follows import DONE, FAILED, PENDING, QUEUED, SKIPPED
 from homeserver.visibility.client import get_membership
 from tests.builders import join, leave, make_room
 from tests.harness import hs, hs_config, make_user
@@ -150,7 +150,7 @@ async def _queued(hs: Homeserver, clock: Clock) -> tuple[str, str, list[str]]:
     bob = (await make_user(hs, "bob")).user_id
     old = await make_room(hs, alice)
     await join(hs, old, bob)
-    new = await make_room(hs, (await make_user(hs, "owner")).user_id)
+    new = await make_room(hs, (await make_user(hs, "owner")).user_id, predecessor=old)
 
     async def queue(txn: Transaction) -> int:
         return await hs.store.upgrade_follows.queue_txn(
@@ -244,6 +244,38 @@ async def test_a_user_who_opts_out_after_the_tombstone_is_skipped(hs: Homeserver
     assert follow is not None and follow.state == SKIPPED
     assert not await _joined(hs, new, alice)
     assert await _joined(hs, new, bob)
+
+
+async def test_a_user_who_left_the_old_room_after_the_tombstone_is_skipped(
+    hs: Homeserver,
+) -> None:
+    clock = Clock()
+    old, new, (alice, bob) = await _queued(hs, clock)
+    await leave(hs, old, bob)
+    await worker(hs, hs.membership, clock).run_once()
+    follow = await hs.store.upgrade_follows.get(old, bob)
+    assert follow is not None and (follow.state, follow.last_error) == (SKIPPED, "left")
+    assert not await _joined(hs, new, bob)
+    assert await _joined(hs, new, alice)
+
+
+async def test_a_room_that_does_not_name_the_old_one_as_predecessor_is_not_joined(
+    hs: Homeserver,
+) -> None:
+    clock = Clock()
+    alice = (await make_user(hs, "alice")).user_id
+    old = await make_room(hs, alice)
+    elsewhere = await make_room(hs, (await make_user(hs, "owner")).user_id)
+
+    async def queue(txn: Transaction) -> int:
+        return await hs.store.upgrade_follows.queue_txn(txn, old, elsewhere, [alice], [], now=0)
+
+    await hs.store.db.run_in_transaction("queue", queue)
+    await worker(hs, hs.membership, clock).run_once()
+    follow = await hs.store.upgrade_follows.get(old, alice)
+    assert follow is not None and follow.state == FAILED
+    assert follow.last_error is not None and "predecessor" in follow.last_error
+    assert await get_membership(hs.store, elsewhere, alice) is None
 
 
 async def test_two_workers_join_each_user_exactly_once(hs: Homeserver) -> None:

@@ -4,7 +4,8 @@ a public replacement joined directly (the first join through federation, the nex
 join; tags and push rules follow; a user who opted out and one who left earlier stay), a
 restricted replacement whose allow rule they meet, an invite-only replacement (refused, kept
 pending, joined when the invite arrives), and A's own upgrade, which invites B's users (B
-accepts). Both engines."""
+accepts); a "replacement" that does not name the old room as its predecessor is left again.
+Both engines."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from homeserver.storage import Store
-from homeserver.storage.upgrade_follows import DONE, PENDING
+from homeserver.storage.upgrade_follows import DONE, FAILED, PENDING
 from homeserver.visibility.client import get_membership
 from tests.federation.cs_client import MatrixClient, q
 from tests.federation.h4_helpers import Peer, second_store, two_servers
@@ -54,6 +55,10 @@ async def wait_follow_state(peer: Peer, old: str, user_id: str, state: str) -> N
     await wait_until(f"{user_id}'s follow out of {old} to be {state}", reached)
 
 
+def successor_of(old: str) -> dict[str, Any]:
+    return {"predecessor": {"room_id": old, "event_id": "$unknown"}}
+
+
 async def tombstone(alice: MatrixClient, old: str, new: str) -> None:
     await alice.send_state(old, "m.room.tombstone", {"body": "moved", "replacement_room": new})
 
@@ -80,7 +85,7 @@ async def test_public_replacement_followed_with_tags_opt_out_and_leavers_stay(
         new = await alice.create_room(
             preset="public_chat",
             room_version="10",
-            creation_content={"predecessor": {"room_id": old, "event_id": "$unknown"}},
+            creation_content=successor_of(old),
         )
         await tombstone(alice, old, new)
 
@@ -118,6 +123,7 @@ async def test_restricted_replacement_allowing_old_room_members(
         new = await alice.create_room(
             preset="private_chat",
             room_version="10",
+            creation_content=successor_of(old),
             initial_state=[
                 {
                     "type": "m.room.join_rules",
@@ -142,7 +148,9 @@ async def test_invite_only_replacement_pending_until_the_invite(
         bob = await b.user("bob")
         old = await alice.create_room(preset="public_chat", room_version="10")
         await bob.join(old, via=[a.name])
-        new = await alice.create_room(preset="private_chat", room_version="10")
+        new = await alice.create_room(
+            preset="private_chat", room_version="10", creation_content=successor_of(old)
+        )
         await tombstone(alice, old, new)
         await wait_follow_state(b, old, bob.user_id, PENDING)
         assert await membership_of(b, new, bob.user_id) is None
@@ -172,3 +180,24 @@ async def test_our_other_servers_upgrade_invites_and_this_one_accepts(
         await wait_joined(a, new, bob.user_id)
         tags = await bob.ok("GET", f"/user/{q(bob.user_id)}/rooms/{q(new)}/tags")
         assert tags["tags"] == {"m.favourite": {}}
+
+
+async def test_a_replacement_not_naming_the_old_room_is_left_again(
+    tmp_path: Path, store: Store, second_store: Store
+) -> None:
+    """An admin of the old room names some other public room as the replacement: our user is
+    not kept there."""
+    async with two_servers(tmp_path, store, second_store) as (a, b):
+        alice = await a.user("alice")
+        bob = await b.user("bob")
+        old = await alice.create_room(preset="public_chat", room_version="10")
+        await bob.join(old, via=[a.name])
+        elsewhere = await alice.create_room(preset="public_chat", room_version="10")
+        await tombstone(alice, old, elsewhere)
+        await wait_follow_state(b, old, bob.user_id, FAILED)
+        assert await membership_of(b, elsewhere, bob.user_id) == "leave"
+
+        async def left_there() -> bool:
+            return await membership_of(a, elsewhere, bob.user_id) == "leave"
+
+        await wait_until("bob's leave to reach the room's server", left_there)

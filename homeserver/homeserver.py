@@ -24,9 +24,12 @@ from homeserver.clock import WallClock, time_ms
 from homeserver.config import HomeserverConfig
 from homeserver.e2e.keys import E2EKeysService
 from homeserver.e2e.to_device import ToDeviceService
+from homeserver.ephemeral.presence import PresenceService
+from homeserver.ephemeral.typing import TypingService
 from homeserver.events.builder import Signer
 from homeserver.federation.client import FederationClient
 from homeserver.federation.e2e_edus import E2EEdus
+from homeserver.federation.ephemeral_edus import EphemeralEdus, combine_edu_handlers
 from homeserver.federation.invites import InboundInvites
 from homeserver.federation.joins import ResidentMembership
 from homeserver.federation.keyring import Keyring
@@ -54,6 +57,7 @@ from homeserver.rooms.events_service import RoomEventsService
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.sender import EventSender
 from homeserver.rooms.upgrade import RoomUpgradeService
+from homeserver.rooms.upgrade_spaces import SpaceLinks
 from homeserver.storage import Store
 from homeserver.streams.notifier import Notifier
 from homeserver.sync.filters import FilterService
@@ -134,6 +138,7 @@ class Homeserver:
             notifier=self.notifier,
             bus=self.bus,
             clock=clock,
+            space_links=SpaceLinks(store, self.sender, server_name),
         )
 
         # Receiving events over federation, and our users joining rooms through other servers;
@@ -194,8 +199,33 @@ class Homeserver:
         self.filters = FilterService(store)
         self.push_rules = PushRulesService(store, self.notifier)
         self.account_data = AccountDataService(store, self.notifier, self.push_rules)
-        self.receipts = ReceiptsService(store, self.notifier, clock)
-        self.sync = SyncService(store, self.notifier, self.push_rules, clock)
+        self.receipts = ReceiptsService(store, self.notifier, clock, server_name)
+        # Presence (stored) and typing (in memory), shown in /sync and sent to other servers.
+        self.presence = PresenceService(
+            store,
+            self.notifier,
+            clock,
+            server_name,
+            enabled=config.presence.enabled,
+            limiter=self.ratelimiters.presence,
+            sync_limiter=self.ratelimiters.presence_sync,
+        )
+        self.typing = TypingService(
+            store,
+            self.notifier,
+            clock,
+            server_name,
+            limiter=self.ratelimiters.typing,
+            on_active=self.presence.bump_active,
+        )
+        self.sync = SyncService(
+            store,
+            self.notifier,
+            self.push_rules,
+            clock,
+            typing=self.typing,
+            presence=self.presence,
+        )
 
         # Serving events to other servers (/state, /backfill …) and delivering the outbox
         # (started by serve(), after the listeners).
@@ -271,12 +301,19 @@ class Homeserver:
             client=self.federation_client,
             device_lists=RemoteDeviceListCache(store=store, resync=self.e2e_edus.resync_now),
         )
+        self.ephemeral_edus = EphemeralEdus(
+            store=store,
+            typing=self.typing,
+            presence=self.presence,
+            notifier=self.notifier,
+            clock=clock,
+        )
         self.federation_transactions = TransactionHandler(
             store,
             self.received_events,
             clock,
             metrics=self.metrics,
-            edu_handler=self.e2e_edus.on_edus,
+            edu_handler=combine_edu_handlers(self.e2e_edus.on_edus, self.ephemeral_edus.on_edus),
         )
         self.e2e_keys = E2EKeysService(
             store,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from homeserver.config import keys as _keys
 from homeserver.config import listeners as _listeners
 from homeserver.config import log_config as _log_config
 from homeserver.config import modules as _modules
+from homeserver.config import presence as _presence
 from homeserver.config import ratelimiting as _ratelimiting
 from homeserver.config import registration as _registration
 from homeserver.config import room_upgrades as _room_upgrades
@@ -36,6 +37,7 @@ KNOWN_TOP_LEVEL_KEYS: frozenset[str] = frozenset().union(
     _federation.KEYS,
     _log_config.KEYS,
     _modules.KEYS,
+    _presence.KEYS,
 )
 
 
@@ -57,6 +59,7 @@ class HomeserverConfig:
     config_dir: Path
     #: Unknown keys and ignored values, for the caller to log once logging is set up.
     warnings: tuple[str, ...] = ()
+    presence: _presence.PresenceConfig = field(default_factory=_presence.PresenceConfig)
 
     @property
     def server_name(self) -> str:
@@ -85,6 +88,7 @@ class HomeserverConfig:
             logging=_log_config.parse_logging(reader),
             modules=_modules.parse_modules(reader),
             config_dir=reader.config_dir,
+            presence=_presence.parse_presence(reader),
         )
         reader.warn_unknown(KNOWN_TOP_LEVEL_KEYS)
         # The warnings list was filled while parsing; freeze what it holds now.

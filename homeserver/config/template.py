@@ -213,6 +213,10 @@ $registration_shared_secret_line
 #rc_to_device:                   # PUT /sendToDevice requests, per sending device (our key:
 #  per_second: 20                # Synapse only drops room-key requests past these numbers,
 #  burst_count: 100              # its undocumented rc_key_requests)
+#rc_presence:                    # presence updates (PUT /presence, /sync's set_presence):
+#  per_user: {per_second: 0.1, burst_count: 1}       # past it PUT gets 429 and a /sync's
+#                                                    # set_presence is ignored
+#rc_typing: {per_second: 2, burst_count: 20}         # typing notifications, per user (our key)
 # Users none of the limits above apply to (bridges, bots, load tests). Default: none.
 #rc_exempt_users:
 #  - "@bridge:example.com"
@@ -221,6 +225,14 @@ $registration_shared_secret_line
 # request naming more than burst_count servers takes the whole bucket), one per key fetch for
 # an X-Matrix request from an origin whose keys we do not hold. Default: 1/s, burst 50.
 #rc_remote_key_fetches: {per_second: 1, burst_count: 50}
+
+## Presence ##
+
+# Track and share presence (online / unavailable / offline, status messages) with the users
+# and servers sharing a room. Off: GET /presence says offline, nothing is stored, sent or
+# accepted. Default: true (as Synapse).
+#presence:
+#  enabled: true
 
 ## Federation ##
 

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from homeserver.admin.users import AdminUsers
     from homeserver.e2e.keys import E2EKeysService
     from homeserver.e2e.to_device import ToDeviceService
+    from homeserver.ephemeral.presence import PresenceService
+    from homeserver.ephemeral.typing import TypingService
     from homeserver.federation.invites import InboundInvites
     from homeserver.federation.joins import ResidentMembership
     from homeserver.federation.keyring import Keyring
@@ -67,6 +69,7 @@ INBOUND_INVITES: web.AppKey[InboundInvites] = web.AppKey("inbound_invites")
 KEYRING: web.AppKey[Keyring] = web.AppKey("keyring")
 MEMBERSHIP: web.AppKey[MembershipService] = web.AppKey("membership")
 METRICS: web.AppKey[HomeserverMetrics] = web.AppKey("metrics")
+PRESENCE: web.AppKey[PresenceService] = web.AppKey("presence")
 PROFILES: web.AppKey[ProfileService] = web.AppKey("profiles")
 PUSH_RULES: web.AppKey[PushRulesService] = web.AppKey("push_rules")
 RATELIMITERS: web.AppKey[RateLimiters] = web.AppKey("ratelimiters")
@@ -79,4 +82,5 @@ ROOM_EVENTS: web.AppKey[RoomEventsService] = web.AppKey("room_events")
 ROOM_UPGRADES: web.AppKey[RoomUpgradeService] = web.AppKey("room_upgrades")
 SYNC: web.AppKey[SyncService] = web.AppKey("sync")
 TO_DEVICE: web.AppKey[ToDeviceService] = web.AppKey("to_device")
+TYPING: web.AppKey[TypingService] = web.AppKey("typing")
 UPGRADE_PREVIEW: web.AppKey[UpgradePreview] = web.AppKey("upgrade_preview")

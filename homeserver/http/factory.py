@@ -35,11 +35,13 @@ from homeserver.http.client import (
 from homeserver.http.client import account_data as account_data_http
 from homeserver.http.client import filter as filter_http
 from homeserver.http.client import keys as keys_http
+from homeserver.http.client import presence as presence_http
 from homeserver.http.client import push_rules as push_rules_http
 from homeserver.http.client import receipts as receipts_http
 from homeserver.http.client import sync as sync_http
 from homeserver.http.client import tags as tags_http
 from homeserver.http.client import to_device as to_device_http
+from homeserver.http.client import typing as typing_http
 from homeserver.http.federation import membership as federation_membership
 from homeserver.http.federation import public_rooms as federation_public_rooms
 from homeserver.http.federation import queries as federation_queries
@@ -96,6 +98,8 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
         push_rules_http.add_routes(app.router)
         receipts_http.add_routes(app.router)
         to_device_http.add_routes(app.router)
+        typing_http.add_routes(app.router)
+        presence_http.add_routes(app.router)
         keys_http.add_routes(app.router)
     if "metrics" in served:
         metrics_http.add_routes(app.router)

@@ -324,9 +324,9 @@ class StateStore:
         return dict(state)
 
     async def get_current_state_event_id(
-        self, room_id: str, event_type: str, state_key: str = ""
+        self, room_id: str, event_type: str, state_key: str = "", *, txn: Transaction | None = None
     ) -> str | None:
-        return await self.db.fetchval(
+        return await (txn or self.db).fetchval(
             "SELECT event_id FROM current_state_events"
             " WHERE room_id = ? AND type = ? AND state_key = ?",
             room_id,
@@ -335,20 +335,40 @@ class StateStore:
         )
 
     async def get_current_state_event(
-        self, room_id: str, event_type: str, state_key: str = ""
+        self, room_id: str, event_type: str, state_key: str = "", *, txn: Transaction | None = None
     ) -> Event | None:
-        event_id = await self.get_current_state_event_id(room_id, event_type, state_key)
-        return None if event_id is None else await self.events.get_event(event_id)
+        event_id = await self.get_current_state_event_id(room_id, event_type, state_key, txn=txn)
+        if event_id is None:
+            return None
+        return (await self.events.get_events([event_id], txn=txn)).get(event_id)
 
-    async def get_current_members(self, room_id: str, membership: str = "join") -> list[str]:
+    async def get_current_members(
+        self, room_id: str, membership: str = "join", *, txn: Transaction | None = None
+    ) -> list[str]:
         """User IDs whose current membership in ``room_id`` is ``membership``."""
-        rows = await self.db.fetchall(
+        rows = await (txn or self.db).fetchall(
             "SELECT state_key FROM current_state_events"
             " WHERE room_id = ? AND type = 'm.room.member' AND membership = ?",
             room_id,
             membership,
         )
         return sorted(r[0] for r in rows)
+
+    async def get_current_state_keyed(
+        self, event_types: Iterable[str], state_key: str, *, txn: Transaction | None = None
+    ) -> list[tuple[str, str, str]]:
+        """``(room_id, type, event_id)`` of every room's current state event of one of
+        ``event_types`` with ``state_key`` (e.g. the space links naming a room), sorted."""
+        types = list(event_types)
+        if not types:
+            return []
+        rows = await (txn or self.db).fetchall(
+            "SELECT room_id, type, event_id FROM current_state_events"
+            f" WHERE state_key = ? AND type IN ({placeholders(len(types))})",
+            state_key,
+            *types,
+        )
+        return sorted((r[0], r[1], r[2]) for r in rows)
 
     async def is_host_joined(self, room_id: str, server_name: str) -> bool:
         """Whether a user of ``server_name`` is joined to ``room_id`` in its current state."""

@@ -20,6 +20,7 @@ from homeserver.storage.keys import KeysStore
 from homeserver.storage.out_of_band import OutOfBandStore
 from homeserver.storage.outbox import OutboxStore
 from homeserver.storage.persist import EventPersister
+from homeserver.storage.presence import PresenceStore
 from homeserver.storage.profiles import ProfilesStore
 from homeserver.storage.push_rules import PushRulesStore
 from homeserver.storage.receipts import ReceiptsStore
@@ -60,6 +61,7 @@ class Store:
         self.outbox = OutboxStore(db)
         self.account_data = AccountDataStore(db)
         self.receipts = ReceiptsStore(db)
+        self.presence = PresenceStore(db)
         self.filters = FiltersStore(db)
         self.push_rules = PushRulesStore(db, self.account_data)
         self.upgrades = UpgradesStore(db, self.account_data, self.push_rules)

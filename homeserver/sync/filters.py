@@ -195,6 +195,11 @@ class SyncFilter:
         return EventFilter(value if isinstance(value, dict) else {})
 
     @property
+    def presence(self) -> EventFilter:
+        value = self.definition.get("presence")
+        return EventFilter(value if isinstance(value, dict) else {})
+
+    @property
     def include_leave(self) -> bool:
         return self._room_part().get("include_leave") is True
 

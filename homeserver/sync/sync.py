@@ -18,7 +18,9 @@ Room sections:
   stripped pre-join state; a knock accepted (invite, join) or withdrawn or refused (leave)
   moves the room to that section.
 
-The end-to-end encryption sections (``to_device``, ``device_lists``, key counts) come from
+Typing (each joined room's ``ephemeral``) and ``presence`` come from
+:mod:`homeserver.sync.ephemeral`; a sync keeps its user online (``set_presence``). The
+end-to-end encryption sections (``to_device``, ``device_lists``, key counts) come from
 :mod:`homeserver.sync.e2e_sections`; a sync acknowledges the to-device messages its ``since``
 is past before anything else.
 """
@@ -30,6 +32,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from homeserver.clock import WallClock
+from homeserver.ephemeral.presence import PresenceService
+from homeserver.ephemeral.typing import TypingService
 from homeserver.events.event import Event
 from homeserver.push.rules import PushRulesService
 from homeserver.storage import Store
@@ -39,6 +43,7 @@ from homeserver.storage.sync import MembershipChange
 from homeserver.streams.notifier import Notifier
 from homeserver.streams.tokens import StreamToken
 from homeserver.sync.e2e_sections import acknowledge_to_device, e2e_sections
+from homeserver.sync.ephemeral import presence_events, typing_changes, typing_event
 from homeserver.sync.filters import SyncFilter
 from homeserver.sync.out_of_band import out_of_band_leaves, out_of_band_pending
 from homeserver.sync.rooms import RoomSyncBuilder, SyncContext
@@ -58,6 +63,8 @@ class SyncRequest:
     filter: SyncFilter
     #: the transaction-ID scope of the requester's device (``unsigned.transaction_id``).
     txn_scope: str | None = None
+    #: /sync's ``set_presence``: online, unavailable or offline (does not touch presence).
+    set_presence: str = "online"
 
 
 class SyncService:
@@ -67,14 +74,25 @@ class SyncService:
         notifier: Notifier,
         push_rules: PushRulesService,
         clock: WallClock,
+        *,
+        typing: TypingService | None = None,
+        presence: PresenceService | None = None,
     ) -> None:
         self.store = store
         self.notifier = notifier
         self.push_rules = push_rules
         self.clock = clock
+        self.typing = typing
+        self.presence = presence
         self.rooms = RoomSyncBuilder(store)
 
     async def sync(self, request: SyncRequest) -> dict[str, Any]:
+        if self.presence is None:
+            return await self._sync(request)
+        async with self.presence.syncing(request.user_id, request.set_presence):
+            return await self._sync(request)
+
+    async def _sync(self, request: SyncRequest) -> dict[str, Any]:
         deadline = time.monotonic() + min(max(request.timeout_ms, 0), MAX_TIMEOUT_MS) / 1000
         await acknowledge_to_device(self.store, request.user_id, request.device_id, request.since)
         while True:
@@ -95,6 +113,8 @@ class SyncService:
             receipts=await self.store.receipts.get_position(),
             to_device=await self.store.device_inbox.get_position(),
             device_lists=await self.store.device_lists.get_position(),
+            typing=0 if self.typing is None else self.typing.position,
+            presence=await self.store.presence.get_position(),
         )
 
     async def _compute(self, request: SyncRequest) -> tuple[dict[str, Any], bool]:
@@ -142,14 +162,15 @@ class SyncService:
                 leave.setdefault(room_id, section)
         global_events = await self._global_account_data(ctx, account_data)
         e2e = await e2e_sections(self.store, ctx.user_id, request.device_id, since, now)
+        presence = await presence_events(self.store, self.presence, ctx)
         response = {
             "next_batch": str(replace(now, to_device=e2e.to_device_upto)),
             "rooms": {"join": join, "invite": invite, "leave": leave, "knock": knock},
             "account_data": {"events": global_events},
-            "presence": {"events": []},
+            "presence": {"events": presence},
         }
         e2e.apply(response)
-        empty = not (join or invite or leave or knock or global_events or e2e.has_news)
+        empty = not (join or invite or leave or knock or global_events or presence or e2e.has_news)
         return response, empty
 
     # --- global account data -----------------------------------------------------------
@@ -185,6 +206,7 @@ class SyncService:
         moved: set[str] = set()
         if since is not None:
             moved = await self.store.sync.get_rooms_changed(room_ids, since.events, ctx.now.events)
+        typing = typing_changes(self.typing, ctx, room_ids)
         result: dict[str, Any] = {}
         for room_id in room_ids:
             newly_joined = False
@@ -193,10 +215,17 @@ class SyncService:
             full = since is None or ctx.full_state or newly_joined
             room_receipts = receipts_by_room.get(room_id, [])
             room_data = account_data.rooms.get(room_id, {})
-            if not full and room_id not in moved and not room_receipts and not room_data:
+            typers = typing.get(room_id)
+            if (
+                not full
+                and room_id not in moved
+                and not room_receipts
+                and not room_data
+                and typers is None
+            ):
                 continue
             result[room_id] = await self._joined_room(
-                ctx, room_id, newly_joined, room_receipts, room_data
+                ctx, room_id, newly_joined, room_receipts, room_data, typers
             )
         return result
 
@@ -215,6 +244,7 @@ class SyncService:
         newly_joined: bool,
         receipts: list[Receipt],
         account_data: dict[str, dict[str, Any]],
+        typers: list[str] | None = None,
     ) -> dict[str, Any]:
         since = ctx.since
         incremental = since is not None and not newly_joined
@@ -239,8 +269,7 @@ class SyncService:
         else:
             state = await self.rooms.state_events(ctx, room_id, timeline, None)
         ephemeral = self._receipt_events(ctx, room_id, receipts)
-        if since is None and ctx.filter.ephemeral.allows("m.typing", room_id=room_id):
-            ephemeral.append({"type": "m.typing", "content": {"user_ids": []}})
+        ephemeral.extend(typing_event(ctx, room_id, typers, full=not incremental))
         room_account_data = [
             {"type": t, "content": c}
             for t, c in account_data.items()

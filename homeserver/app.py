@@ -235,6 +235,8 @@ async def serve(
         await hs.federation_sender.start()
         # Room deletions a previous run left unfinished (their status is in the database).
         await hs.room_deletion.resume()
+        # Our users following other servers' upgrades: what a previous run left queued.
+        await hs.upgrade_follower.start()
         # Idle and vanished users go unavailable and offline.
         hs.presence.start()
         logger.info(
@@ -251,6 +253,7 @@ async def serve(
         for runner in reversed(runners):
             await runner.cleanup()
         await hs.room_deletion.stop()
+        await hs.upgrade_follower.stop()
         # After the runners: in-flight handlers may still have been making outbound requests.
         await hs.federation_sender.stop()
         await hs.e2e_edus.stop()  # background resyncs of remote users' device lists

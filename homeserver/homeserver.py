@@ -43,6 +43,7 @@ from homeserver.federation.remote_upgrades import RemoteUpgrades
 from homeserver.federation.sender import FederationSender
 from homeserver.federation.serving import FederationEventServer
 from homeserver.federation.transactions import TransactionHandler
+from homeserver.federation.upgrade_follows import UpgradeFollower
 from homeserver.media.files import MediaFiles
 from homeserver.media.remote import RemoteMediaFetcher
 from homeserver.media.repository import MediaRepository
@@ -145,7 +146,13 @@ class Homeserver:
 
         # Receiving events over federation, and our users joining rooms through other servers;
         # a tombstone or a join there continues an upgrade (remote_upgrades).
-        self.remote_upgrades = RemoteUpgrades(store=store, notifier=self.notifier, clock=clock)
+        self.remote_upgrades = RemoteUpgrades(
+            store=store,
+            notifier=self.notifier,
+            clock=clock,
+            server_name=server_name,
+            follow=config.room_upgrades.follow_remote_upgrades,
+        )
         self.received_events = ReceivedEvents(
             store=store,
             keyring=self.keyring,
@@ -171,6 +178,16 @@ class Homeserver:
             profiles=self.profiles.get_profile,
             remote=self.remote_membership,
             remote_aliases=self.remote_queries.resolve_remote_alias,
+            on_joined=self.remote_upgrades.on_joined,
+        )
+        # Our users following upgrades made by other servers (started by serve()).
+        self.upgrade_follower = UpgradeFollower(
+            store=store,
+            membership=self.membership,
+            federation_config=config.federation,
+            clock=clock,
+            server_name=server_name,
+            metrics=self.metrics,
         )
         self.room_events = RoomEventsService(
             store, self.sender, self.ratelimiters, clock, membership=self.membership
@@ -244,6 +261,7 @@ class Homeserver:
             notifier=self.notifier,
             clock=clock,
             limiter=self.ratelimiters.invites,
+            on_invited=self.upgrade_follower.on_invite,
         )
         self.federation_queries = FederationQueries(
             store=store, aliases=self.aliases, server_name=server_name

@@ -178,6 +178,11 @@ $registration_shared_secret_line
 #  # When an upgrade's process dies, the room is upgradable again after this long.
 #  # A bare number is seconds. Default: 5m.
 #  lock_timeout: 5m
+#  # When another server upgrades a room our users are joined to, join each of them to the
+#  # replacement room (accepting their invite, or joining where the join rules allow). A user
+#  # opts out with global account data of type m.room_upgrades holding
+#  # {"follow_remote_upgrades": false}. Default: true.
+#  follow_remote_upgrades: true
 
 ## Rate limits ##
 

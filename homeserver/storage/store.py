@@ -34,6 +34,7 @@ from homeserver.storage.state import StateStore
 from homeserver.storage.sync import SyncStore
 from homeserver.storage.ui_auth import UIAuthStore
 from homeserver.storage.upgrade_audit import UpgradeAuditStore
+from homeserver.storage.upgrade_follows import UpgradeFollowsStore
 from homeserver.storage.upgrades import UpgradesStore
 from homeserver.storage.users import UsersStore
 from homeserver.storage.visibility import VisibilityStore
@@ -66,6 +67,7 @@ class Store:
         self.push_rules = PushRulesStore(db, self.account_data)
         self.upgrades = UpgradesStore(db, self.account_data, self.push_rules)
         self.upgrade_audit = UpgradeAuditStore(db)
+        self.upgrade_follows = UpgradeFollowsStore(db)
         self.sync = SyncStore(db, self.events)
         self.visibility = VisibilityStore(db)
         self.room_use = RoomUseStore(db)

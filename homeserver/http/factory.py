@@ -37,6 +37,7 @@ from homeserver.http.client import filter as filter_http
 from homeserver.http.client import keys as keys_http
 from homeserver.http.client import push_rules as push_rules_http
 from homeserver.http.client import receipts as receipts_http
+from homeserver.http.client import room_keys as room_keys_http
 from homeserver.http.client import sync as sync_http
 from homeserver.http.client import tags as tags_http
 from homeserver.http.client import to_device as to_device_http
@@ -97,6 +98,7 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
         receipts_http.add_routes(app.router)
         to_device_http.add_routes(app.router)
         keys_http.add_routes(app.router)
+        room_keys_http.add_routes(app.router)
     if "metrics" in served:
         metrics_http.add_routes(app.router)
     if "admin" in served:

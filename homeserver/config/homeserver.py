@@ -21,6 +21,7 @@ from homeserver.config import registration as _registration
 from homeserver.config import room_upgrades as _room_upgrades
 from homeserver.config import rooms as _rooms
 from homeserver.config import server as _server
+from homeserver.config import voip as _voip
 from homeserver.config._reader import ConfigError, Reader
 
 #: Every top-level key some section reads; anything else draws an "unknown key" warning.
@@ -36,6 +37,7 @@ KNOWN_TOP_LEVEL_KEYS: frozenset[str] = frozenset().union(
     _federation.KEYS,
     _log_config.KEYS,
     _modules.KEYS,
+    _voip.KEYS,
 )
 
 
@@ -53,6 +55,7 @@ class HomeserverConfig:
     federation: _federation.FederationConfig
     logging: _log_config.LoggingConfig
     modules: tuple[_modules.ModuleConfig, ...]
+    voip: _voip.VoipConfig
     #: The directory relative paths were resolved against.
     config_dir: Path
     #: Unknown keys and ignored values, for the caller to log once logging is set up.
@@ -84,6 +87,7 @@ class HomeserverConfig:
             federation=_federation.parse_federation(reader),
             logging=_log_config.parse_logging(reader),
             modules=_modules.parse_modules(reader),
+            voip=_voip.parse_voip(reader),
             config_dir=reader.config_dir,
         )
         reader.warn_unknown(KNOWN_TOP_LEVEL_KEYS)

@@ -68,11 +68,14 @@ def advertised_versions(served: frozenset[str]) -> list[str]:
 
 
 def unstable_features(config: HomeserverConfig) -> dict[str, bool]:
-    """The unstable features served, as Synapse names them: cross-signing, and whether new
-    rooms of each preset are encrypted (Element then does not offer an unencrypted room)."""
+    """The unstable features served, as Synapse names them: cross-signing, private read
+    receipts (MSC2285; matrix-js-sdk sends ``m.read.private`` to /read_markers only with this
+    or v1.4), and whether new rooms of each preset are encrypted (Element then does not offer
+    an unencrypted room)."""
     encryption = config.rooms.encryption_enabled_by_default_for_room_type
     return {
         "org.matrix.e2e_cross_signing": True,
+        "org.matrix.msc2285.stable": True,
         "io.element.e2ee_forced.public": encryption is EncryptionByDefault.ALL,
         "io.element.e2ee_forced.private": encryption is not EncryptionByDefault.OFF,
         "io.element.e2ee_forced.trusted_private": encryption is not EncryptionByDefault.OFF,

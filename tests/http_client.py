@@ -53,7 +53,9 @@ class Client:
                 body = await response.text()
             return response.status, body
 
-    async def ok(self, method: str, path: str, token: str | None = None, json: Any = None) -> Any:
+    async def ok(
+        self, method: str, path: str, token: str | None = None, json: Any = None
+    ) -> Any:
         """The body of a 200 answer (anything else fails the test, naming the request)."""
         status, body = await self.call(method, path, token, json=json)
         assert status == 200, (method, path, status, body)

@@ -138,7 +138,9 @@ class RemoteMembership:
     ) -> str:
         """Knock on ``room_id`` through the first of ``servers`` that takes the knock; it is
         kept as the user's out-of-band membership (we are not in the room). Returns its ID."""
-        event_id = await self._through(servers, "knock", user_id, room_id, content, self._knock_via)
+        event_id = await self._through(
+            servers, "knock", user_id, room_id, content, self._knock_via
+        )
         self.notifier.notify([room_id], [user_id])
         return event_id
 

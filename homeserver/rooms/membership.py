@@ -348,7 +348,9 @@ class MembershipService:
     ) -> str:
         return await self._unban(user_id, room_id, target, _content("leave", reason))
 
-    async def _unban(self, user_id: str, room_id: str, target: str, content: dict[str, Any]) -> str:
+    async def _unban(
+        self, user_id: str, room_id: str, target: str, content: dict[str, Any]
+    ) -> str:
         room = await self._room(room_id)
         current = await get_membership(self.store, room_id, target)
         if current is None or current.membership != "ban":

@@ -23,7 +23,9 @@ class RemoteJoins(Protocol):
         self, user_id: str, room_id: str, servers: Sequence[str], content: dict[str, Any]
     ) -> str: ...
 
-    async def reject_invite(self, user_id: str, room_id: str, content: dict[str, Any]) -> None: ...
+    async def reject_invite(
+        self, user_id: str, room_id: str, content: dict[str, Any]
+    ) -> None: ...
 
 
 def candidate_servers(

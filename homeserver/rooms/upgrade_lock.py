@@ -49,7 +49,9 @@ def holds(row: LockRow | RoomRecord, lease: Lease) -> bool:
 
 
 class UpgradeLocks:
-    def __init__(self, store: Store, clock: WallClock, lock_timeout_seconds: float) -> None:
+    def __init__(
+        self, store: Store, clock: WallClock, lock_timeout_seconds: float
+    ) -> None:
         self.store = store
         self.clock = clock
         self.timeout_seconds = lock_timeout_seconds

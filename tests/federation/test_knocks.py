@@ -130,7 +130,9 @@ async def test_our_user_knocks_on_a_remote_room(
         # Withdrawn with a leave, through the room ID's server.
         status, body = await bob.call("POST", f"/rooms/{q(room_id)}/leave", {})
         assert status == 200, body
-        left = await a.hs.store.state.get_current_state_event(room_id, "m.room.member", bob.user_id)
+        left = await a.hs.store.state.get_current_state_event(
+            room_id, "m.room.member", bob.user_id
+        )
         assert left is not None and left.membership == "leave" and left.sender == bob.user_id
         row = await b.hs.store.out_of_band.get(bob.user_id, room_id)
         assert row is not None and (row.membership, row.event_id) == ("leave", left.event_id)

@@ -148,7 +148,9 @@ async def test_concurrent_key_fetches_are_bounded_and_excess_waits(
     server = HarnessServer(hs, await aiohttp_client(create_app(hs)))
     names = [f"s{i}.example" for i in range(5)]
     request = asyncio.ensure_future(
-        server.call("POST", "/_matrix/key/v2/query", json={"server_keys": {n: {} for n in names}})
+        server.call(
+            "POST", "/_matrix/key/v2/query", json={"server_keys": {n: {} for n in names}}
+        )
     )
     try:
         # Every name's fetch has been asked for; give the fetch tasks their first step.

@@ -123,7 +123,9 @@ async def test_unknown_allowed_room_is_unable_to_authorise(server: TestServer) -
 async def test_partly_unknown_allow_list_is_unable_to_authorise_non_members(
     server: TestServer,
 ) -> None:
-    _alice, remote, _space, room_id = await _setup(server, extra_allow=["!elsewhere:other.example"])
+    _alice, remote, _space, room_id = await _setup(
+        server, extra_allow=["!elsewhere:other.example"]
+    )
     status, body = await signed_request(
         server, remote, "GET", _make_join(room_id, remote.user("eve"))
     )

@@ -50,7 +50,9 @@ async def test_join_restricted_room_through_a_resident_that_can_authorise(
         assert await carol.join(space, via=[a.name]) == space
 
         # Before b is in the room: eve is in no allowed room, and a's 403 reaches her.
-        status, body = await eve.call("POST", f"/join/{q(room_id)}", {}, [("server_name", a.name)])
+        status, body = await eve.call(
+            "POST", f"/join/{q(room_id)}", {}, [("server_name", a.name)]
+        )
         assert (status, body["errcode"]) == (403, "M_FORBIDDEN"), body
 
         # Only servers that cannot vouch: their error reaches the client.
@@ -58,15 +60,16 @@ async def test_join_restricted_room_through_a_resident_that_can_authorise(
             "POST", f"/join/{q(room_id)}", {}, [("server_name", refuser.server_name)]
         )
         assert (status, body["errcode"]) == (400, "M_UNABLE_TO_GRANT_JOIN"), body
-        assert (
-            await b.hs.store.state.get_current_state_event(room_id, "m.room.member", carol.user_id)
-            is None
-        )
+        assert await b.hs.store.state.get_current_state_event(
+            room_id, "m.room.member", carol.user_id
+        ) is None
 
         # The refuser is asked first, says "ask someone else"; a vouches for bob.
         assert await bob.join(room_id, via=[refuser.server_name, a.name]) == room_id
         assert refuser.requests_to("/_matrix/federation/v1/make_join")
-        ours = await b.hs.store.state.get_current_state_event(room_id, "m.room.member", bob.user_id)
+        ours = await b.hs.store.state.get_current_state_event(
+            room_id, "m.room.member", bob.user_id
+        )
         assert ours is not None and ours.membership == "join"
         assert ours.content[VIA] == alice.user_id
         assert {a.name, b.name} <= set(ours.signatures)  # the copy a signed

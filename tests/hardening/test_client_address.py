@@ -42,7 +42,9 @@ from tests.harness import TickingClock, make_config
         (None, ["203.0.113.7"], False, "unknown"),
     ],
 )
-def test_address_from(peer: str | None, forwarded: list[str], trusted: bool, expected: str) -> None:
+def test_address_from(
+    peer: str | None, forwarded: list[str], trusted: bool, expected: str
+) -> None:
     assert address_from(peer, forwarded, trusted=trusted) == expected
 
 

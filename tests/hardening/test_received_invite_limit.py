@@ -16,7 +16,9 @@ from tests.harness import make_config
 
 @pytest.fixture
 def hs_config(tmp_path: Path) -> HomeserverConfig:
-    return make_config(tmp_path, rc_invites={"per_user": {"per_second": 0.0001, "burst_count": 2}})
+    return make_config(
+        tmp_path, rc_invites={"per_user": {"per_second": 0.0001, "burst_count": 2}}
+    )
 
 
 async def test_received_invites_per_invitee(server: Server) -> None:

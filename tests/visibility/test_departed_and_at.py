@@ -100,7 +100,9 @@ async def test_members_at_a_point_the_user_could_not_see(server: Server):
     # Nor once he has left: a former member is refused the point before his join too, and a
     # point after his leave is read as of his leave.
     await act(server, bob, room_id, "leave")
-    status, body = await server.call("GET", f"/rooms/{room_id}/members", bob, params={"at": before})
+    status, body = await server.call(
+        "GET", f"/rooms/{room_id}/members", bob, params={"at": before}
+    )
     assert (status, body["errcode"]) == (403, "M_FORBIDDEN"), body
     await act(server, alice, room_id, "invite", user_id=carol.user_id)
     later = (await sync(server, alice))["next_batch"]

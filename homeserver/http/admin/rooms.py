@@ -77,7 +77,9 @@ async def delete_status_by_room(request: web.Request) -> web.Response:
 
 async def delete_status_by_id(request: web.Request) -> web.Response:
     await require_admin(request)
-    return json_response(await request.app[ROOM_DELETION].status(request.match_info["delete_id"]))
+    return json_response(
+        await request.app[ROOM_DELETION].status(request.match_info["delete_id"])
+    )
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

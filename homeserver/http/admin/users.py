@@ -62,7 +62,9 @@ async def deactivate(request: web.Request) -> web.Response:
     erase = body.get("erase", False)
     if not isinstance(erase, bool):
         raise BadRequest("Param 'erase' must be a boolean, if given", Codes.BAD_JSON)
-    result = await request.app[ADMIN_USERS].deactivate(request.match_info["user_id"], erase=erase)
+    result = await request.app[ADMIN_USERS].deactivate(
+        request.match_info["user_id"], erase=erase
+    )
     return json_response(result)
 
 

@@ -28,8 +28,9 @@ from homeserver.storage.key_backup import BackedUpKey, BackupVersion, UploadStat
 
 #: Live versions per user: clients delete the old version when they make a new one.
 MAX_VERSIONS_PER_USER = 32
-#: Keys per version: years of busy encrypted chat stay well below it.
-MAX_KEYS_PER_VERSION = 500_000
+#: Keys per version: years of busy encrypted chat stay well below it, and a full restore
+#: (``GET /room_keys/keys``, answered in one body as Synapse does) stays in the hundreds of MB.
+MAX_KEYS_PER_VERSION = 250_000
 
 
 class KeyBackupService:

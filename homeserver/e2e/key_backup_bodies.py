@@ -17,7 +17,7 @@ MEGOLM_BACKUP_V1 = "m.megolm_backup.v1.curve25519-aes-sha2"
 #: Sessions in one upload: clients send batches of 100-200 (matrix-js-sdk, matrix-rust-sdk).
 MAX_SESSIONS_PER_REQUEST = 1000
 #: A megolm session export encrypted for the backup is about 1 KiB.
-MAX_SESSION_DATA_BYTES = 16 * 1024
+MAX_SESSION_DATA_BYTES = 8 * 1024
 #: ``auth_data`` holds a public key and the signatures of the user's devices.
 MAX_AUTH_DATA_BYTES = 64 * 1024
 MAX_ID_LENGTH = 255

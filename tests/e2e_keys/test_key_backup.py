@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from homeserver.e2e.key_backup_bodies import better_key
+from homeserver.e2e.key_backup import KeyBackupService
+from homeserver.e2e.key_backup_bodies import (
+    MAX_SESSION_DATA_BYTES,
+    MAX_SESSIONS_PER_REQUEST,
+    better_key,
+)
+from homeserver.errors import MatrixError
 from homeserver.storage.key_backup import BackedUpKey
 from tests.harness import TestServer as Server
 from tests.harness import TestUser as User
@@ -242,6 +248,42 @@ async def test_one_user_never_reaches_another_users_backup(server: Server) -> No
     await server.hs.store.users.deactivate_user(alice.user_id)
     assert await server.hs.store.key_backup.get_version(alice.user_id, None) is None
     assert await server.hs.store.db.fetchval("SELECT COUNT(*) FROM e2e_room_keys") == 0
+
+
+async def test_versions_and_keys_are_bounded(server: Server) -> None:
+    alice = await server.register("alice")
+    service = KeyBackupService(server.hs.store, max_versions=2, max_keys=2)
+    body = {"algorithm": ALGORITHM, "auth_data": auth_data()}
+    await service.create_version(alice.user_id, body)
+    version = (await service.create_version(alice.user_id, body))["version"]
+    with pytest.raises(MatrixError) as refused:
+        await service.create_version(alice.user_id, body)
+    assert (refused.value.status, refused.value.errcode) == (403, "M_FORBIDDEN")
+
+    sessions = {"sessions": {"s1": key(), "s2": key()}}
+    assert await service.upload_keys(alice.user_id, version, sessions, ROOM) == {
+        "etag": "1",
+        "count": 2,
+    }
+    # Replacing a stored key stays within the limit; a third key does not.
+    assert (await service.upload_keys(alice.user_id, version, key(tag="z"), ROOM, "s1"))[
+        "count"
+    ] == 2
+    with pytest.raises(MatrixError) as refused:
+        await service.upload_keys(alice.user_id, version, key(), ROOM, "s3")
+    assert (refused.value.status, refused.value.errcode) == (403, "M_FORBIDDEN")
+    assert (await service.get_version(alice.user_id, version))["count"] == 2
+
+    # One request carries at most MAX_SESSIONS_PER_REQUEST sessions, each of bounded size.
+    too_many = {"sessions": {f"s{i}": key() for i in range(MAX_SESSIONS_PER_REQUEST + 1)}}
+    status, answer = await server.call(
+        "PUT", f"/room_keys/keys/{ROOM}", alice, json=too_many, params={"version": version}
+    )
+    assert (status, answer["errcode"]) == (413, "M_TOO_LARGE")
+    huge = key()
+    huge["session_data"] = {"ciphertext": "x" * (MAX_SESSION_DATA_BYTES + 1)}
+    status, answer = await put_session(server, alice, version, "s1", huge)
+    assert (status, answer["errcode"]) == (413, "M_TOO_LARGE")
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ another's backup."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -248,6 +249,24 @@ async def test_one_user_never_reaches_another_users_backup(server: Server) -> No
     await server.hs.store.users.deactivate_user(alice.user_id)
     assert await server.hs.store.key_backup.get_version(alice.user_id, None) is None
     assert await server.hs.store.db.fetchval("SELECT COUNT(*) FROM e2e_room_keys") == 0
+
+
+async def test_concurrent_uploads_keep_the_best_copy(server: Server) -> None:
+    # Each upload compares and writes under the user's lock: whatever the interleaving, the
+    # copy with the lowest first_message_index is the one kept, and only one row exists.
+    alice = await server.register("alice")
+    version = await create(server, alice)
+    answers = await asyncio.gather(
+        *(
+            put_session(server, alice, version, "s1", key(index, tag=str(index)))
+            for index in range(8)
+        )
+    )
+    assert all(status == 200 for status, _ in answers), answers
+    assert await server.call(
+        "GET", f"/room_keys/keys/{ROOM}/s1", alice, params={"version": version}
+    ) == (200, key(0, tag="0"))
+    assert (await server.call("GET", "/room_keys/version", alice))[1]["count"] == 1
 
 
 async def test_versions_and_keys_are_bounded(server: Server) -> None:

@@ -17,7 +17,6 @@ from homeserver.clock import WallClock
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-
 class BoundedTtlCache(Generic[K, V]):
     def __init__(self, max_size: int, ttl_ms: int, clock: WallClock) -> None:
         if max_size < 1:

@@ -39,7 +39,9 @@ async def hash_password_async(password: str) -> str:
 
 async def verify_password_async(password_hash: str, password: str) -> bool:
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_hashing_executor(), verify_password, password_hash, password)
+    return await loop.run_in_executor(
+        _hashing_executor(), verify_password, password_hash, password
+    )
 
 
 def hash_password(password: str) -> str:

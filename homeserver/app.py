@@ -139,8 +139,10 @@ def create_app(
     app[appkeys.INBOUND_INVITES] = hs.inbound_invites
     app[appkeys.KEY_BACKUP] = hs.key_backup
     app[appkeys.KEYRING] = hs.keyring
+    app[appkeys.MEDIA] = hs.media
     app[appkeys.MEMBERSHIP] = hs.membership
     app[appkeys.METRICS] = hs.metrics
+    app[appkeys.PRESENCE] = hs.presence
     app[appkeys.PROFILES] = hs.profiles
     app[appkeys.PUSH_RULES] = hs.push_rules
     app[appkeys.RATELIMITERS] = hs.ratelimiters
@@ -153,6 +155,7 @@ def create_app(
     app[appkeys.ROOM_UPGRADES] = hs.room_upgrades
     app[appkeys.SYNC] = hs.sync
     app[appkeys.TO_DEVICE] = hs.to_device
+    app[appkeys.TYPING] = hs.typing
     app[appkeys.UPGRADE_PREVIEW] = hs.upgrade_preview
     return app
 
@@ -233,6 +236,8 @@ async def serve(
         await hs.federation_sender.start()
         # Room deletions a previous run left unfinished (their status is in the database).
         await hs.room_deletion.resume()
+        # Idle and vanished users go unavailable and offline.
+        hs.presence.start()
         logger.info(
             "homeserver %s started (signing key %s)",
             hs.config.server_name,
@@ -250,6 +255,8 @@ async def serve(
         # After the runners: in-flight handlers may still have been making outbound requests.
         await hs.federation_sender.stop()
         await hs.e2e_edus.stop()  # background resyncs of remote users' device lists
+        await hs.presence.stop()
+        await hs.typing.stop()
         await hs.federation_client.close()
     logger.info("stopped")
 

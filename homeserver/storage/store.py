@@ -18,9 +18,11 @@ from homeserver.storage.federation_inbound import FederationInboundStore
 from homeserver.storage.filters import FiltersStore
 from homeserver.storage.key_backup import KeyBackupStore
 from homeserver.storage.keys import KeysStore
+from homeserver.storage.media import MediaStore
 from homeserver.storage.out_of_band import OutOfBandStore
 from homeserver.storage.outbox import OutboxStore
 from homeserver.storage.persist import EventPersister
+from homeserver.storage.presence import PresenceStore
 from homeserver.storage.profiles import ProfilesStore
 from homeserver.storage.push_rules import PushRulesStore
 from homeserver.storage.receipts import ReceiptsStore
@@ -60,6 +62,7 @@ class Store:
         self.outbox = OutboxStore(db)
         self.account_data = AccountDataStore(db)
         self.receipts = ReceiptsStore(db)
+        self.presence = PresenceStore(db)
         self.filters = FiltersStore(db)
         self.push_rules = PushRulesStore(db, self.account_data)
         self.upgrades = UpgradesStore(db, self.account_data, self.push_rules)
@@ -82,6 +85,8 @@ class Store:
         self.admin_destinations = AdminDestinationsStore(db)
         self.room_deletions = RoomDeletionsStore(db)
         self.room_purge = RoomPurgeStore(db, self.events, self.state)
+        # The media repository.
+        self.media = MediaStore(db)
         # The one write path for events, also reachable from the events area.
         self.persist_events = self.persister.persist_events
         self.persist_events_txn = self.persister.persist_events_txn

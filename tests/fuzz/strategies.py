@@ -161,6 +161,9 @@ def valid_values(ctx: Context, name: str) -> list[str]:
         "rule_id": [".m.rule.master", "my.rule"],
         "attr": ["enabled", "actions"],
         "receipt_type": ["m.read", "m.read.private", "m.fully_read"],
+        "server_name": [SERVER_NAME],
+        "media_id": ["AAAAAAAAAAAAAAAAAAAAAAAA", "abc-_123"],
+        "file_name": ["a.jpg", "..", "x.html"],
         "version": ["1", "2"],
         "session_id": ["s1"],
     }
@@ -301,6 +304,8 @@ BODY_TEMPLATES: dict[str, Any] = {
     "/pushrules/{scope}/{kind}/{rule_id}/{attr}": {"enabled": "X", "actions": ["X"]},
     "/rooms/{room_id}/receipt/{receipt_type}/{event_id}": {"thread_id": "X"},
     "/rooms/{room_id}/read_markers": {"m.fully_read": "X", "m.read": "X", "m.read.private": "X"},
+    "/rooms/{room_id}/typing/{user_id}": {"typing": "X", "timeout": "X"},
+    "/presence/{user_id}/status": {"presence": "X", "status_msg": "X"},
     "/rooms/{room_id}/redact/{event_id}/{txn_id}": {"reason": "X"},
     "/_synapse/admin/v1/register": {
         "nonce": "X", "username": "X", "password": "X", "mac": "X", "admin": "X",

@@ -42,8 +42,9 @@ async def test_initial_sync_shows_joined_room_with_state_and_timeline(
     assert room["timeline"]["limited"] is False
     types = [e["type"] for e in body["account_data"]["events"]]
     assert "m.push_rules" in types
-    for key in ("presence", "to_device"):
-        assert body[key] == {"events": []}
+    assert body["to_device"] == {"events": []}
+    # The syncing user is online now, and sees it.
+    assert [e["sender"] for e in body["presence"]["events"]] == [alice.user_id]
     assert body["device_lists"] == {"changed": [], "left": []}
 
 
@@ -198,7 +199,8 @@ async def test_bad_parameters_are_400(server: TestServer):
         {"since": "s1_x"},
         {"since": "s-1"},
         {"since": "s99999999999999999999999"},
-        {"since": "s1_2_3_4_5_6"},
+        {"since": "s1_2_3_4_5_6_7_8"},
+        {"set_presence": "busy"},
         {"timeout": "soon"},
         {"full_state": "maybe"},
     ):

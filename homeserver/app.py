@@ -137,6 +137,7 @@ def create_app(
     app[appkeys.FEDERATION_TRANSACTIONS] = hs.federation_transactions
     app[appkeys.FILTERS] = hs.filters
     app[appkeys.INBOUND_INVITES] = hs.inbound_invites
+    app[appkeys.KEY_BACKUP] = hs.key_backup
     app[appkeys.KEYRING] = hs.keyring
     app[appkeys.MEDIA] = hs.media
     app[appkeys.MEMBERSHIP] = hs.membership

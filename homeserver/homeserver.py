@@ -22,6 +22,7 @@ from homeserver.admin.upgrade_preview import UpgradePreview
 from homeserver.admin.users import AdminUsers
 from homeserver.clock import WallClock, time_ms
 from homeserver.config import HomeserverConfig
+from homeserver.e2e.key_backup import KeyBackupService
 from homeserver.e2e.keys import E2EKeysService
 from homeserver.e2e.to_device import ToDeviceService
 from homeserver.ephemeral.presence import PresenceService
@@ -308,7 +309,7 @@ class Homeserver:
 
         # End-to-end encryption: to-device messages, other servers' device lists (resynced by
         # asking the server itself, which feeds the cache that answers key queries), the EDUs
-        # of /send, and clients' /keys/*.
+        # of /send, clients' /keys/* and their key backups (/room_keys/*).
         self.to_device = ToDeviceService(
             store, self.notifier, server_name, clock, limiter=self.ratelimiters.to_device
         )
@@ -345,6 +346,7 @@ class Homeserver:
             reauth=self.accounts.reauth,
             remote=self.remote_keys,
         )
+        self.key_backup = KeyBackupService(store)
 
     @property
     def server_name(self) -> str:

@@ -23,6 +23,7 @@ from homeserver.config import registration as _registration
 from homeserver.config import room_upgrades as _room_upgrades
 from homeserver.config import rooms as _rooms
 from homeserver.config import server as _server
+from homeserver.config import voip as _voip
 from homeserver.config._reader import ConfigError, Reader
 
 #: Every top-level key some section reads; anything else draws an "unknown key" warning.
@@ -40,6 +41,7 @@ KNOWN_TOP_LEVEL_KEYS: frozenset[str] = frozenset().union(
     _media.KEYS,
     _modules.KEYS,
     _presence.KEYS,
+    _voip.KEYS,
 )
 
 
@@ -58,6 +60,7 @@ class HomeserverConfig:
     logging: _log_config.LoggingConfig
     media: _media.MediaConfig
     modules: tuple[_modules.ModuleConfig, ...]
+    voip: _voip.VoipConfig
     #: The directory relative paths were resolved against.
     config_dir: Path
     #: Unknown keys and ignored values, for the caller to log once logging is set up.
@@ -91,6 +94,7 @@ class HomeserverConfig:
             logging=_log_config.parse_logging(reader),
             media=_media.parse_media(reader),
             modules=_modules.parse_modules(reader),
+            voip=_voip.parse_voip(reader),
             config_dir=reader.config_dir,
             presence=_presence.parse_presence(reader),
         )

@@ -166,6 +166,22 @@ $registration_shared_secret_line
 # false they get 403. Default: false (as Synapse).
 #allow_public_rooms_over_federation: false
 
+## VoIP ##
+
+# TURN servers handed to clients for calls (GET /voip/turnServer). With turn_shared_secret (the
+# TURN server's static-auth-secret, coturn's "use-auth-secret") every user gets a username
+# "<expiry>:<user ID>" and the HMAC-SHA1 password of it, valid for turn_user_lifetime (a bare
+# number is milliseconds, as in Synapse); or set fixed turn_username and turn_password instead.
+# Without turn_uris the endpoint answers {} (no TURN). turn_shared_secret_path reads the secret
+# from a file. turn_allow_guests is accepted for Synapse configs (there are no guests here).
+#turn_uris: ["turn:turn.example.com:3478?transport=udp", "turn:turn.example.com:3478?transport=tcp"]
+#turn_shared_secret: a-long-random-secret
+#turn_shared_secret_path: /etc/homeserver/turn_secret
+#turn_username: turnuser
+#turn_password: turnpassword
+#turn_user_lifetime: 1h
+#turn_allow_guests: true
+
 ## Room upgrades ##
 
 #room_upgrades:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from homeserver.admin.rooms import AdminRooms
     from homeserver.admin.upgrade_preview import UpgradePreview
     from homeserver.admin.users import AdminUsers
+    from homeserver.e2e.key_backup import KeyBackupService
     from homeserver.e2e.keys import E2EKeysService
     from homeserver.e2e.to_device import ToDeviceService
     from homeserver.ephemeral.presence import PresenceService
@@ -67,6 +68,7 @@ FEDERATION_SENDER: web.AppKey[FederationSender] = web.AppKey("federation_sender"
 FEDERATION_TRANSACTIONS: web.AppKey[TransactionHandler] = web.AppKey("federation_transactions")
 FILTERS: web.AppKey[FilterService] = web.AppKey("filters")
 INBOUND_INVITES: web.AppKey[InboundInvites] = web.AppKey("inbound_invites")
+KEY_BACKUP: web.AppKey[KeyBackupService] = web.AppKey("key_backup")
 KEYRING: web.AppKey[Keyring] = web.AppKey("keyring")
 MEDIA: web.AppKey[MediaRepository] = web.AppKey("media")
 MEMBERSHIP: web.AppKey[MembershipService] = web.AppKey("membership")

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
-from homeserver.http import health
+from homeserver.http import health, well_known
 from homeserver.http import metrics as metrics_http
 from homeserver.http.admin import federation as admin_federation
 from homeserver.http.admin import lifecycle as admin_lifecycle
@@ -32,6 +32,7 @@ from homeserver.http.client import (
     room_state,
     room_upgrade,
     versions,
+    voip,
 )
 from homeserver.http.client import account_data as account_data_http
 from homeserver.http.client import filter as filter_http
@@ -40,6 +41,7 @@ from homeserver.http.client import media as media_http
 from homeserver.http.client import presence as presence_http
 from homeserver.http.client import push_rules as push_rules_http
 from homeserver.http.client import receipts as receipts_http
+from homeserver.http.client import room_keys as room_keys_http
 from homeserver.http.client import sync as sync_http
 from homeserver.http.client import tags as tags_http
 from homeserver.http.client import to_device as to_device_http
@@ -105,6 +107,9 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
         presence_http.add_routes(app.router)
         keys_http.add_routes(app.router)
         media_http.add_routes(app.router)
+        room_keys_http.add_routes(app.router)
+        voip.add_routes(app.router)
+        well_known.add_routes(app.router)
     if "metrics" in served:
         metrics_http.add_routes(app.router)
     if "admin" in served:

@@ -16,6 +16,7 @@ from homeserver.storage.e2e_keys import E2EKeysStore
 from homeserver.storage.events import EventsStore
 from homeserver.storage.federation_inbound import FederationInboundStore
 from homeserver.storage.filters import FiltersStore
+from homeserver.storage.key_backup import KeyBackupStore
 from homeserver.storage.keys import KeysStore
 from homeserver.storage.media import MediaStore
 from homeserver.storage.out_of_band import OutOfBandStore
@@ -73,12 +74,13 @@ class Store:
         self.room_use = RoomUseStore(db)
         self.out_of_band = OutOfBandStore(db)
         self.federation_inbound = FederationInboundStore(db)
-        # End-to-end encryption: keys, device lists, to-device messages.
+        # End-to-end encryption: keys, device lists, to-device messages, key backups.
         self.e2e_keys = E2EKeysStore(db)
         self.device_lists = DeviceListsStore(db)
         self.device_inbox = DeviceInboxStore(db)
         self.remote_device_lists = RemoteDeviceListsStore(db)
         self.device_list_sharing = DeviceListSharingStore(db)
+        self.key_backup = KeyBackupStore(db)
         # The admin API (/_synapse/admin).
         self.admin_rooms = AdminRoomsStore(db, self.events)
         self.admin_users = AdminUsersStore(db)

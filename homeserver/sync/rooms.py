@@ -14,7 +14,7 @@ from typing import Any
 from homeserver.bounded_cache import BoundedTtlCache
 from homeserver.events.client_format import strip_state_event
 from homeserver.events.event import Event
-from homeserver.rooms.prejoin_state import PREJOIN_STATE_TYPES
+from homeserver.rooms.prejoin_state import stripped_state_keys
 from homeserver.storage import Store
 from homeserver.storage.state import StateMap
 from homeserver.streams.tokens import StreamToken
@@ -248,9 +248,11 @@ class RoomSyncBuilder:
         return summary
 
     async def stripped_state(self, ctx: SyncContext, member: Event) -> list[dict[str, Any]]:
-        """Stripped pre-join state of the room as of an invite or knock, then that event."""
+        """Stripped pre-join state of the room as of an invite or knock (with an invite, the
+        inviter's membership too), then that event."""
         state = await self.store.state.get_state_ids_at_event(member.event_id) or {}
-        ids = [state[(t, "")] for t in PREJOIN_STATE_TYPES if (t, "") in state]
+        keys = stripped_state_keys(member.content.get("membership"), member.sender)
+        ids = [state[key] for key in keys if key in state and state[key] != member.event_id]
         found = await self.store.events.get_events(ids)
         stripped = [strip_state_event(found[i]) for i in ids if i in found]
         stripped.extend(await self.serialize(ctx, [member], prev_content=True))

@@ -164,6 +164,8 @@ def valid_values(ctx: Context, name: str) -> list[str]:
         "server_name": [SERVER_NAME],
         "media_id": ["AAAAAAAAAAAAAAAAAAAAAAAA", "abc-_123"],
         "file_name": ["a.jpg", "..", "x.html"],
+        "version": ["1", "2"],
+        "session_id": ["s1"],
     }
     if name in ("scope", "kind", "attr", "receipt_type"):
         return by_name[name]
@@ -191,6 +193,7 @@ _QUERY_KEYS = [
     "since", "from", "to", "limit", "timeout", "filter", "dir", "full_state", "set_presence",
     "server", "via", "server_name", "kind", "include_all_networks", "membership",
     "not_membership", "at", "user_id", "ts", "event_id", "access_token", "third_party_instance_id",
+    "version",
 ]  # fmt: skip
 
 _QUERY_VALUES = [
@@ -275,6 +278,17 @@ BODY_TEMPLATES: dict[str, Any] = {
         "new_password": "X", "logout_devices": "X", "auth": {"type": "X", "password": "X"},
     },
     "/delete_devices": {"devices": ["X"], "auth": {"type": "X"}},
+    "/room_keys/version": {"algorithm": "X", "auth_data": {"public_key": "X", "X": "X"}},
+    "/room_keys/version/{version}": {"algorithm": "X", "auth_data": {"public_key": "X"}},
+    "/room_keys/keys": {"rooms": {"X": {"sessions": {"X": {
+        "first_message_index": "X", "forwarded_count": "X", "is_verified": "X",
+        "session_data": {"X": "X"}}}}}},
+    "/room_keys/keys/{room_id}": {"sessions": {"X": {
+        "first_message_index": "X", "forwarded_count": "X", "is_verified": "X",
+        "session_data": "X"}}},
+    "/room_keys/keys/{room_id}/{session_id}": {
+        "first_message_index": "X", "forwarded_count": "X", "is_verified": "X",
+        "session_data": {"X": "X"}},
     "/rooms/{room_id}/upgrade": {"new_version": "X"},
     "/user/{user_id}/filter": {
         "room": {"timeline": {"limit": "X", "types": ["X"], "not_senders": ["X"]}, "rooms": ["X"]},

@@ -99,6 +99,13 @@ async def test_invite_appears_with_stripped_state(server: TestServer, hs: Homese
         types = {(e["type"], e["state_key"]) for e in events}
         assert {("m.room.create", ""), ("m.room.join_rules", ""), ("m.room.name", "")} <= types
         member = [e for e in events if e["type"] == "m.room.member"]
+        # The inviter's own membership comes first (as Synapse): a client names a DM invite
+        # after the inviter, and shows an "empty room" without it.
+        assert [(m["state_key"], m["content"]["membership"]) for m in member] == [
+            (alice.user_id, "join"),
+            (bob.user_id, "invite"),
+        ]
+        assert member[0]["sender"] == alice.user_id and "event_id" not in member[0]
         assert member[-1]["state_key"] == bob.user_id
         assert member[-1]["content"]["membership"] == "invite"
         assert member[-1]["event_id"] == invite_event.event_id

@@ -378,8 +378,8 @@ class FederationClient:
     ) -> Any:
         self._check_ip_literal(candidate.target)
         host = f"[{candidate.target}]" if ":" in candidate.target else candidate.target
-        url = URL(f"https://{host}:{candidate.port}{uri}", encoded=True)
         try:
+            url = URL(f"https://{host}:{candidate.port}{uri}", encoded=True)
             async with self._get_session().request(
                 method,
                 url,
@@ -391,7 +391,8 @@ class FederationClient:
             ) as response:
                 raw = await _read_capped(response, self._max_response_bytes)
                 status = response.status
-        except (aiohttp.ClientError, OSError, TimeoutError, ssl.SSLError) as e:
+        # ValueError: a name IDNA cannot encode (UnicodeError), such as "..".
+        except (aiohttp.ClientError, OSError, TimeoutError, ssl.SSLError, ValueError) as e:
             raise FederationUnreachable(f"{type(e).__name__}: {e}") from None
         return _interpret(status, raw)
 

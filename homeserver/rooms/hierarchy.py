@@ -96,16 +96,8 @@ class HierarchyService:
             raise BadRequest("limit must be a positive integer", Codes.INVALID_PARAM)
         if query.max_depth is not None and query.max_depth < 0:
             raise BadRequest("max_depth must be a non-negative integer", Codes.INVALID_PARAM)
-        view = await self.local.view(query.room_id)
-        if (
-            view is None
-            or not view.state
-            or not await self.local.accessible(view, user_id=user_id, origin=None)
-        ):
-            raise Forbidden(
-                f"User {user_id} not in room {query.room_id}, and room previews are disabled"
-            )
-        queue, processed = await self._resume(user_id, query)
+        root_via = await self._root_access(user_id, query.room_id)
+        queue, processed = await self._resume(user_id, query, root_via)
         page_size = min(query.limit or MAX_ROOMS, MAX_ROOMS)
         rooms: list[dict[str, Any]] = []
         while queue and len(rooms) < page_size:
@@ -134,6 +126,19 @@ class HierarchyService:
         if queue:
             result["next_batch"] = await self._save(user_id, query, queue, processed)
         return result
+
+    async def _root_access(self, user_id: str, room_id: str) -> list[str]:
+        """Refuses a root the user may not see; for a room we have no state of but the user
+        is invited to (Synapse: a space preview before joining), the servers to ask."""
+        view = await self.local.view(room_id)
+        if view is not None and view.state:
+            if await self.local.accessible(view, user_id=user_id, origin=None):
+                return []
+        else:
+            via = await self.local.invited_from(room_id, user_id)
+            if via:
+                return via
+        raise Forbidden(f"User {user_id} not in room {room_id}, and room previews are disabled")
 
     async def _summarise(
         self, user_id: str, item: _Queued, query: HierarchyQuery
@@ -166,9 +171,11 @@ class HierarchyService:
             return None
         return await self.remote(item.room_id, via, suggested_only)
 
-    async def _resume(self, user_id: str, query: HierarchyQuery) -> tuple[list[_Queued], set[str]]:
+    async def _resume(
+        self, user_id: str, query: HierarchyQuery, root_via: list[str]
+    ) -> tuple[list[_Queued], set[str]]:
         if not query.from_token:
-            return [_Queued(query.room_id, [], 0)], set()
+            return [_Queued(query.room_id, root_via, 0)], set()
         session = await self.store.hierarchy.get_session(query.from_token, now_ms=self.clock())
         if (
             session is None

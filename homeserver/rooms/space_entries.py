@@ -19,7 +19,7 @@ from homeserver.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.rooms.restricted import allowed_room_ids, allows_knock, is_restricted
 from homeserver.storage import Store
 from homeserver.storage.hierarchy import RoomView
-from homeserver.types import room_id_error
+from homeserver.types import domain_of, room_id_error
 
 SPACE = "m.space"
 #: the longest ``order`` a child link may give (spec); a longer or non-ASCII one is ignored.
@@ -179,8 +179,13 @@ class LocalSummaries:
         return bool(wanted & set(await self.store.state.get_rooms_for_user(user_id)))
 
     async def membership(self, room_id: str, user_id: str) -> str | None:
+        """The user's membership: from the room's state, else (a room we are not in) the
+        invite or rejection held out of band."""
         event = await self.store.state.get_current_state_event(room_id, "m.room.member", user_id)
-        return event.membership if event is not None else None
+        if event is not None:
+            return event.membership
+        held = await self.store.out_of_band.get(user_id, room_id)
+        return held.membership if held is not None else None
 
     async def accessible(self, view: RoomView, *, user_id: str | None, origin: str | None) -> bool:
         """Whether ``user_id`` (a local user) or ``origin`` (a server) may see the room."""
@@ -243,5 +248,15 @@ class LocalSummaries:
                 return True
         view = await self.view(room_id)
         if view is None or not view.state:
-            return False
+            return user_id is not None and bool(await self.invited_from(room_id, user_id))
         return await self.accessible(view, user_id=user_id, origin=None)
+
+    async def invited_from(self, room_id: str, user_id: str) -> list[str]:
+        """For a room we have no state of, the servers to ask about it when the user holds an
+        invite to it (the inviter's, then the room ID's); empty when there is no invite."""
+        held = await self.store.out_of_band.get(user_id, room_id)
+        if held is None or held.membership != "invite":
+            return []
+        event = await self.store.events.get_event(held.event_id)
+        servers = [domain_of(event.sender)] if event is not None else []
+        return list(dict.fromkeys([*servers, domain_of(room_id)]))

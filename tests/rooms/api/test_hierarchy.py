@@ -19,6 +19,7 @@ from homeserver.federation.client import FederationHttpError
 from homeserver.federation.remote_hierarchy import parse_answer
 from tests.builders import generous_config, invite, join, make_room
 from tests.federation.received_helpers import Remote, signed_request
+from tests.federation.test_invites import _invite_path, _remote_room
 from tests.harness import TestServer as Server
 from tests.harness import TestUser as User
 
@@ -366,3 +367,45 @@ def test_parse_answer_refuses_a_mismatched_or_malformed_answer() -> None:
     ):
         with pytest.raises(InvalidAnswer):
             parse_answer(FAR, bad)
+
+
+async def test_invited_to_a_remote_space(server: Server) -> None:
+    """A space we have no state of but the user is invited to is previewed from the
+    inviter's server (Synapse allows the root for a pending invite)."""
+    bob, carol = await server.register("bob"), await server.register("carol")
+    remote = Remote()
+    await remote.seed_key(server.hs)
+    state, invite = _remote_room(remote, "10", bob.user_id)
+    body = {"room_version": "10", "event": invite, "invite_room_state": state}
+    status, answer = await signed_request(server, remote, "PUT", _invite_path("10", invite), body)
+    assert status == 200, answer
+    room_id = invite["room_id"]
+    answers = far_answers()
+    answers[room_id] = {
+        "room": {
+            "room_id": room_id,
+            "join_rule": "invite",
+            "room_type": SPACE,
+            "children_state": [
+                {"type": "m.space.child", "state_key": FAR, "content": {"via": [remote.name]}}
+            ],
+        },
+        "children": [],
+    }
+    stub = StubFederation(answers)
+    server.hs.remote_hierarchy.client = stub  # type: ignore[assignment]
+
+    status, body = await hierarchy(server, bob, room_id)
+    assert status == 200, body
+    assert ids(body) == [room_id, FAR, FAR_CHILD]
+    assert stub.asked[0][0] == remote.name
+    status, refused = await hierarchy(server, carol, room_id)
+    assert (status, refused["errcode"]) == (403, "M_FORBIDDEN")
+    status, summary = await server.call(
+        "GET", f"{V1}/room_summary/{room_id}", bob, params={"via": remote.name}
+    )
+    assert (status, summary["membership"]) == (200, "invite")
+    status, summary = await server.call(
+        "GET", f"{V1}/room_summary/{room_id}", carol, params={"via": remote.name}
+    )
+    assert (status, summary["errcode"]) == (404, "M_NOT_FOUND")

@@ -15,6 +15,7 @@ from homeserver.events.draft import EventDraft
 from tests.builders import generous_config, make_room
 from tests.federation.received_helpers import Remote, signed_request
 from tests.harness import TestServer as Server
+from tests.harness import TestUser as User
 
 V1 = "/_matrix/client/v1"
 FED = "/_matrix/federation/v1/hierarchy/"
@@ -39,9 +40,7 @@ async def sessions(server: Server) -> int:
     return int(await server.hs.store.db.fetchval("SELECT COUNT(*) FROM room_hierarchy_sessions"))
 
 
-async def test_hostile_paths_and_queries(server: Server) -> None:
-    alice = await server.register("alice")
-    space = await make_room(server.hs, alice.user_id, room_type="m.space")
+async def hostile_paths_and_queries(server: Server, alice: User, space: str) -> None:
     remote = Remote()
     await remote.seed_key(server.hs)
     headers = {"Authorization": f"Bearer {alice.access_token}"}
@@ -82,9 +81,11 @@ class HostileFederation:
         return {"room": {**room, "children_state": links}, "children": []}
 
 
-async def test_hostile_server_cannot_trap_the_walk(server: Server) -> None:
+async def test_hostile_input_and_a_hostile_server(server: Server) -> None:
+    # One server for both halves: every storage test pays a fresh database per engine.
     alice = await server.register("alice")
     space = await make_room(server.hs, alice.user_id, room_type="m.space")
+    await hostile_paths_and_queries(server, alice, space)
     content = {"via": ["evil.example"]}
     await server.hs.sender.send(space, EventDraft("m.space.child", alice.user_id, content, LOOP))
     stub = HostileFederation(space)

@@ -136,6 +136,7 @@ def create_app(
     app[appkeys.FEDERATION_SENDER] = hs.federation_sender
     app[appkeys.FEDERATION_TRANSACTIONS] = hs.federation_transactions
     app[appkeys.FILTERS] = hs.filters
+    app[appkeys.HIERARCHY] = hs.hierarchy
     app[appkeys.INBOUND_INVITES] = hs.inbound_invites
     app[appkeys.KEY_BACKUP] = hs.key_backup
     app[appkeys.KEYRING] = hs.keyring
@@ -152,6 +153,7 @@ def create_app(
     app[appkeys.ROOM_DELETION] = hs.room_deletion
     app[appkeys.ROOM_DIRECTORY] = hs.room_directory
     app[appkeys.ROOM_EVENTS] = hs.room_events
+    app[appkeys.ROOM_SUMMARY] = hs.room_summary
     app[appkeys.ROOM_UPGRADES] = hs.room_upgrades
     app[appkeys.SYNC] = hs.sync
     app[appkeys.TO_DEVICE] = hs.to_device

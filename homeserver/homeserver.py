@@ -37,6 +37,7 @@ from homeserver.federation.keyring import Keyring
 from homeserver.federation.queries import FederationQueries
 from homeserver.federation.received import ReceivedEvents
 from homeserver.federation.remote_device_cache import RemoteDeviceListCache
+from homeserver.federation.remote_hierarchy import RemoteHierarchy
 from homeserver.federation.remote_keys import RemoteKeys
 from homeserver.federation.remote_membership import RemoteMembership
 from homeserver.federation.remote_queries import RemoteQueries
@@ -58,7 +59,9 @@ from homeserver.rooms.bus import DomainEventBus
 from homeserver.rooms.creation import RoomCreationService
 from homeserver.rooms.directory import PublicRoomList
 from homeserver.rooms.events_service import RoomEventsService
+from homeserver.rooms.hierarchy import HierarchyService
 from homeserver.rooms.membership import MembershipService
+from homeserver.rooms.room_summary import RoomSummaryService
 from homeserver.rooms.sender import EventSender
 from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.upgrade_spaces import SpaceLinks
@@ -134,6 +137,17 @@ class Homeserver:
             remote_resolver=self.remote_queries.resolve_remote_alias,
         )
         self.room_directory = PublicRoomList(store=store)
+        # Spaces and room previews; rooms we are not in are asked of other servers.
+        self.remote_hierarchy = RemoteHierarchy(self.federation_client)
+        self.hierarchy = HierarchyService(
+            store=store, server_name=server_name, clock=clock, remote=self.remote_hierarchy.fetch
+        )
+        self.room_summary = RoomSummaryService(
+            store=store,
+            server_name=server_name,
+            resolve_alias=self.aliases.resolve,
+            remote=self.remote_hierarchy.fetch,
+        )
         self.room_upgrades = RoomUpgradeService(
             config=config,
             store=store,

@@ -64,11 +64,13 @@ async def build_room(
     allow: list[dict[str, Any]] | None = None,
     clock: Callable[[], int] | None = None,
     predecessor: str | None = None,
+    room_type: str | None = None,
 ) -> str:
     """A room made by ``creator`` (joined, PL 100 or a v12 creator), committed in one go;
     returns its ID. ``room_id`` is ignored where the version derives it from the create event;
     ``history_visibility=None`` leaves that event out; ``allow`` is the join rules' allow list;
-    ``predecessor`` the room the create event says this one replaces."""
+    ``predecessor`` the room the create event says this one replaces; ``room_type`` the create
+    event's ``type`` (``m.space``)."""
     room_version = get_room_version(version)
     if room_version.room_id_is_create_event_hash:
         room_id = None
@@ -84,6 +86,8 @@ async def build_room(
         create["creator"] = creator
     if predecessor is not None:
         create["predecessor"] = {"room_id": predecessor, "event_id": "$unknown"}
+    if room_type is not None:
+        create["type"] = room_type
     batch.add(EventDraft("m.room.create", creator, create, ""))
     batch.add(EventDraft("m.room.member", creator, {"membership": "join"}, creator))
     pl_users = {} if room_version.creators_have_infinite_power else {creator: 100}

@@ -45,7 +45,9 @@ if TYPE_CHECKING:
     from homeserver.rooms.creation import RoomCreationService
     from homeserver.rooms.directory import PublicRoomList
     from homeserver.rooms.events_service import RoomEventsService
+    from homeserver.rooms.hierarchy import HierarchyService
     from homeserver.rooms.membership import MembershipService
+    from homeserver.rooms.room_summary import RoomSummaryService
     from homeserver.rooms.upgrade import RoomUpgradeService
     from homeserver.sync.filters import FilterService
     from homeserver.sync.sync import SyncService
@@ -67,6 +69,7 @@ FEDERATION_QUERIES: web.AppKey[FederationQueries] = web.AppKey("federation_queri
 FEDERATION_SENDER: web.AppKey[FederationSender] = web.AppKey("federation_sender")
 FEDERATION_TRANSACTIONS: web.AppKey[TransactionHandler] = web.AppKey("federation_transactions")
 FILTERS: web.AppKey[FilterService] = web.AppKey("filters")
+HIERARCHY: web.AppKey[HierarchyService] = web.AppKey("hierarchy")
 INBOUND_INVITES: web.AppKey[InboundInvites] = web.AppKey("inbound_invites")
 KEY_BACKUP: web.AppKey[KeyBackupService] = web.AppKey("key_backup")
 KEYRING: web.AppKey[Keyring] = web.AppKey("keyring")
@@ -83,6 +86,7 @@ ROOM_CREATION: web.AppKey[RoomCreationService] = web.AppKey("room_creation")
 ROOM_DELETION: web.AppKey[RoomDeletionService] = web.AppKey("room_deletion")
 ROOM_DIRECTORY: web.AppKey[PublicRoomList] = web.AppKey("room_directory")
 ROOM_EVENTS: web.AppKey[RoomEventsService] = web.AppKey("room_events")
+ROOM_SUMMARY: web.AppKey[RoomSummaryService] = web.AppKey("room_summary")
 ROOM_UPGRADES: web.AppKey[RoomUpgradeService] = web.AppKey("room_upgrades")
 SYNC: web.AppKey[SyncService] = web.AppKey("sync")
 TO_DEVICE: web.AppKey[ToDeviceService] = web.AppKey("to_device")

@@ -42,10 +42,12 @@ from homeserver.http.client import presence as presence_http
 from homeserver.http.client import push_rules as push_rules_http
 from homeserver.http.client import receipts as receipts_http
 from homeserver.http.client import room_keys as room_keys_http
+from homeserver.http.client import spaces as spaces_http
 from homeserver.http.client import sync as sync_http
 from homeserver.http.client import tags as tags_http
 from homeserver.http.client import to_device as to_device_http
 from homeserver.http.client import typing as typing_http
+from homeserver.http.federation import hierarchy as federation_hierarchy
 from homeserver.http.federation import media as federation_media
 from homeserver.http.federation import membership as federation_membership
 from homeserver.http.federation import public_rooms as federation_public_rooms
@@ -108,6 +110,7 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
         keys_http.add_routes(app.router)
         media_http.add_routes(app.router)
         room_keys_http.add_routes(app.router)
+        spaces_http.add_routes(app.router)
         voip.add_routes(app.router)
         well_known.add_routes(app.router)
     if "metrics" in served:
@@ -127,6 +130,7 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
         federation_membership.add_routes(app.router)
         federation_queries.add_routes(app.router)
         federation_public_rooms.add_routes(app.router)
+        federation_hierarchy.add_routes(app.router)
         federation_media.add_routes(app.router)
     if "keys" in served:
         server_key.add_routes(app.router)

@@ -16,6 +16,7 @@ from homeserver.storage.e2e_keys import E2EKeysStore
 from homeserver.storage.events import EventsStore
 from homeserver.storage.federation_inbound import FederationInboundStore
 from homeserver.storage.filters import FiltersStore
+from homeserver.storage.hierarchy import HierarchyStore
 from homeserver.storage.key_backup import KeyBackupStore
 from homeserver.storage.keys import KeysStore
 from homeserver.storage.media import MediaStore
@@ -60,6 +61,7 @@ class Store:
         self.keys = KeysStore(db)
         self.aliases = AliasesStore(db)
         self.directory = DirectoryStore(db, self.events)
+        self.hierarchy = HierarchyStore(db, self.events)
         self.outbox = OutboxStore(db)
         self.account_data = AccountDataStore(db)
         self.receipts = ReceiptsStore(db)

@@ -174,7 +174,7 @@ async def test_version(fed: HarnessServer) -> None:
     ("method", "path", "status"),
     [
         ("PUT", "/_matrix/federation/v1/3pid/onbind", 404),
-        ("GET", "/_matrix/federation/v1/hierarchy/%21r%3Ax", 404),
+        ("GET", "/_matrix/federation/v1/timestamp_to_event/%21r%3Ax", 404),
         ("PUT", "/_matrix/federation/v1/openid/userinfo", 404),
         ("POST", "/_matrix/federation/v1/version", 405),
     ],

@@ -193,7 +193,7 @@ _QUERY_KEYS = [
     "since", "from", "to", "limit", "timeout", "filter", "dir", "full_state", "set_presence",
     "server", "via", "server_name", "kind", "include_all_networks", "membership",
     "not_membership", "at", "user_id", "ts", "event_id", "access_token", "third_party_instance_id",
-    "version",
+    "version", "max_depth", "suggested_only",
 ]  # fmt: skip
 
 _QUERY_VALUES = [

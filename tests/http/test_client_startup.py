@@ -165,6 +165,7 @@ async def test_versions_endpoint(tmp_path: Path, store: Store, aiohttp_client: A
     assert body["unstable_features"] == {
         "org.matrix.e2e_cross_signing": True,
         "org.matrix.msc2285.stable": True,
+        "org.matrix.msc3266": True,
         "io.element.e2ee_forced.public": False,
         "io.element.e2ee_forced.private": True,
         "io.element.e2ee_forced.trusted_private": True,

@@ -76,6 +76,8 @@ def unstable_features(config: HomeserverConfig) -> dict[str, bool]:
     return {
         "org.matrix.e2e_cross_signing": True,
         "org.matrix.msc2285.stable": True,
+        # Room summaries (/room_summary and the im.nheko.summary paths) are served.
+        "org.matrix.msc3266": True,
         "io.element.e2ee_forced.public": encryption is EncryptionByDefault.ALL,
         "io.element.e2ee_forced.private": encryption is not EncryptionByDefault.OFF,
         "io.element.e2ee_forced.trusted_private": encryption is not EncryptionByDefault.OFF,

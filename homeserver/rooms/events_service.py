@@ -26,6 +26,7 @@ from homeserver.ratelimit import RateLimiters
 from homeserver.rooms.client_errors import check_content, client_event_errors
 from homeserver.rooms.lifecycle import Actor, RoomStatus, transition
 from homeserver.rooms.membership import MembershipService
+from homeserver.rooms.relations import RelationsReader
 from homeserver.rooms.room_reads import RoomReader
 from homeserver.rooms.sender import EventSender
 from homeserver.storage import Store
@@ -81,6 +82,8 @@ class RoomEventsService:
         self.clock = clock
         #: the read side (/messages, /context, members …).
         self.reader = RoomReader(store, clock)
+        #: /relations and /threads.
+        self.relations = RelationsReader(store, clock)
 
     # --- sending ---------------------------------------------------------------------------
     async def send_message(

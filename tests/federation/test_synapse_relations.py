@@ -1,6 +1,7 @@
 """Threads and edits with a real Synapse (issue 16, item 4), on our SQLite and our PostgreSQL:
 a Synapse user's thread replies and edits, received over federation, are aggregated on our side
-(``unsigned.m.relations`` on /event, /relations, /threads), and ours are on Synapse's.
+(``unsigned.m.relations`` on /event, /relations, /threads), and ours are on Synapse's; his
+redaction of a reply, received over federation, takes it out of the thread here.
 
 Waits poll /sync with generous deadlines and return as soon as the data is there; they are
 never timing assertions.
@@ -127,3 +128,19 @@ async def test_synapse_thread_replies_and_edits_aggregated_here(
         )
         thread = _relations(await _event(bob, room_id, root))["m.thread"]
         assert thread["count"] == 3 and thread["latest_event"]["event_id"] == ours_reply
+
+        # bob redacts his second reply on Synapse: on ours it drops out of the thread.
+        path = f"/rooms/{q(room_id)}/redact/{q(second)}/redact-{time.time_ns()}"
+        redaction = str((await bob.ok("PUT", path, {}))["event_id"])
+        await alice.wait_for(
+            lambda: alice.find_event(
+                room_id, "m.room.redaction", lambda e: e["event_id"] == redaction
+            ),
+            WAIT,
+            "bob's redaction on our server",
+        )
+        assert (await _event(alice, room_id, second))["content"] == {}
+        thread = _relations(await _event(alice, room_id, root))["m.thread"]
+        assert thread["count"] == 2 and thread["latest_event"]["event_id"] == ours_reply
+        listed = await alice.ok("GET", f"{V1}/rooms/{q(room_id)}/relations/{q(root)}/m.thread")
+        assert [e["event_id"] for e in listed["chunk"]] == [ours_reply, first]

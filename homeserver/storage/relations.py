@@ -111,6 +111,20 @@ class RelationsStore:
         )
         return [(r[0], int(r[1])) for r in rows]
 
+    async def get_relation_kinds(self, parent_ids: Sequence[str]) -> dict[str, set[str]]:
+        """``parent → the relation types naming it`` among ``parent_ids`` (one indexed read,
+        rows of redacted relations included: a cheap first cut before the aggregations)."""
+        found: dict[str, set[str]] = {}
+        for chunk in _chunks(list(dict.fromkeys(parent_ids))):
+            rows = await self.db.fetchall(
+                "SELECT DISTINCT relates_to_id, relation_type FROM event_relations"
+                f" WHERE relates_to_id IN ({placeholders(len(chunk))})",
+                *chunk,
+            )
+            for parent_id, rel_type in rows:
+                found.setdefault(parent_id, set()).add(rel_type)
+        return found
+
     async def get_latest_edits(self, parent_ids: Sequence[str]) -> dict[str, str]:
         """``parent → its latest edit`` (``m.replace``): by the parent's own sender, of the
         parent's type, not a state event; the latest by ``origin_server_ts`` then event ID,

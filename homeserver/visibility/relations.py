@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from homeserver.events.event import Event
-from homeserver.events.relations import NO_BUNDLE_TYPES, THREAD, relation_of
+from homeserver.events.relations import NO_BUNDLE_TYPES, REFERENCE, REPLACE, THREAD, relation_of
 from homeserver.storage import Store
 from homeserver.storage.relations import ThreadSummary
 from homeserver.visibility.client import filter_events_for_client
@@ -55,12 +55,19 @@ async def bundled_aggregations(
 ) -> dict[str, Bundle]:
     """``event → its bundle`` for the events of ``events`` that have one. ``edits_only``: the
     edit alone (a thread summary's latest event carries its own edit, nothing more)."""
-    parents = [e for e in events if _bundles_allowed(e)]
-    if not parents:
+    candidates = [e for e in events if _bundles_allowed(e)]
+    if not candidates:
         return {}
+    # Most events have no relation at all: one indexed read finds those that do.
+    kinds = await store.relations.get_relation_kinds([e.event_id for e in candidates])
+    if not kinds:
+        return {}
+    parents = [e for e in candidates if e.event_id in kinds]
     bundles: dict[str, Bundle] = {}
 
-    unredacted = [e.event_id for e in parents if not e.internal.redacted]
+    unredacted = [
+        e.event_id for e in parents if not e.internal.redacted and REPLACE in kinds[e.event_id]
+    ]
     edits = await store.relations.get_latest_edits(unredacted) if unredacted else {}
     if edits:
         found = await store.events.get_events(edits.values())
@@ -73,10 +80,11 @@ async def bundled_aggregations(
     if edits_only:
         return bundles
 
-    ids = [e.event_id for e in parents]
-    for root_id, thread in (await _threads(store, user_id, parents)).items():
+    roots = [e for e in parents if THREAD in kinds[e.event_id]]
+    for root_id, thread in (await _threads(store, user_id, roots)).items():
         bundles.setdefault(root_id, Bundle()).thread = thread
-    references = await store.relations.get_references(ids)
+    referenced = [e.event_id for e in parents if REFERENCE in kinds[e.event_id]]
+    references = await store.relations.get_references(referenced) if referenced else {}
     if references:
         found = await store.events.get_events(i for refs in references.values() for i in refs)
         seen = {
@@ -90,6 +98,8 @@ async def bundled_aggregations(
 
 
 async def _threads(store: Store, user_id: str, parents: Sequence[Event]) -> dict[str, ThreadBundle]:
+    if not parents:
+        return {}
     summaries = await store.relations.get_thread_summaries([e.event_id for e in parents], user_id)
     if not summaries:
         return {}

@@ -15,7 +15,7 @@ from typing import Any
 from homeserver.clock import WallClock
 from homeserver.errors import BadRequest, Codes, NotFound
 from homeserver.events.event import Event
-from homeserver.events.relations import MAX_FIELD_LENGTH
+from homeserver.events.relations import MAX_FIELD_LENGTH, THREAD, relation_of
 from homeserver.storage import Store
 from homeserver.storage.relations import RECURSION_DEPTH
 from homeserver.streams.tokens import StreamToken
@@ -28,6 +28,8 @@ DEFAULT_LIMIT = 5
 MAX_LIMIT = 1000
 THREAD_INCLUDES = ("all", "participated")
 UNKNOWN_PARENT = "Unknown parent event."
+UNKNOWN_TARGET = "Can't send relation to unknown event"
+THREAD_FROM_RELATION = "Cannot start threads from an event with a relation"
 
 
 def _check_ids(room_id: str, event_id: str | None = None) -> None:
@@ -39,6 +41,28 @@ def _check_ids(room_id: str, event_id: str | None = None) -> None:
 def _check_filter(name: str, value: str | None) -> None:
     if value is not None and (not 0 < len(value) <= MAX_FIELD_LENGTH or "\x00" in value):
         raise BadRequest(f"Invalid {name}", Codes.INVALID_PARAM)
+
+
+async def check_relation(store: Store, room_id: str, user_id: str, content: dict[str, Any]) -> None:
+    """Synapse's checks on a relation a client sends: its parent must be an event of this room
+    (or one this room's events already relate to: the client has some reason to know it), and a
+    thread may not start from an event that is itself a relation. A parent in another room is
+    refused with the unknown-event answer, which does not tell that it exists; a sender who is
+    not joined is not answered here at all (the event's auth refuses them), so that no stranger
+    learns which event IDs a room holds."""
+    relation = relation_of(content)
+    if relation is None:
+        return
+    member = await store.state.get_current_state_event(room_id, "m.room.member", user_id)
+    if member is None or member.membership != "join":
+        return
+    parent = await store.events.get_event(relation.parent_id)
+    if parent is None or parent.room_id != room_id:
+        if parent is None and await store.relations.is_relation_target(relation.parent_id, room_id):
+            return
+        raise BadRequest(UNKNOWN_TARGET, Codes.UNKNOWN)
+    if relation.rel_type == THREAD and await store.relations.get_relation_types([parent.event_id]):
+        raise BadRequest(THREAD_FROM_RELATION, Codes.UNKNOWN)
 
 
 class RelationsReader:

@@ -200,6 +200,16 @@ class RelationsStore:
                 found.setdefault(parent_id, []).append(event_id)
         return found
 
+    async def is_relation_target(self, event_id: str, room_id: str) -> bool:
+        """Whether an event of ``room_id`` already relates to ``event_id``."""
+        return bool(
+            await self.db.fetchval(
+                "SELECT 1 FROM event_relations WHERE relates_to_id = ? AND room_id = ? LIMIT 1",
+                event_id,
+                room_id,
+            )
+        )
+
     async def get_relation_types(self, event_ids: Sequence[str]) -> dict[str, str]:
         """``event → the type of the relation it declares`` among ``event_ids``."""
         found: dict[str, str] = {}

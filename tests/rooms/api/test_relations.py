@@ -283,9 +283,31 @@ async def test_relations_bad_input(server: Server) -> None:
     assert status == 400
     status, body = await server.call("GET", f"{V1}/rooms/{room.room_id}/threads")
     assert status == 401
+    # Sending: a relation's parent must be an event of the room; no thread from a relation.
+    edit = await room.edit(alice, root, "edited")
+    before = await server.hs.store.events.get_max_stream_ordering()
+    for parent in (elsewhere, "$unknown", edit):
+        txn = f"bad{parent[-3:]}"
+        status, body = await server.call(
+            "PUT",
+            f"/rooms/{room.room_id}/send/m.room.message/{txn}",
+            alice,
+            json={"body": "x", "m.relates_to": {"rel_type": "m.thread", "event_id": parent}},
+        )
+        assert status == 400 and body["errcode"] == "M_UNKNOWN", (parent, body)
+    # A stranger is refused by the room, not told whether the parent exists.
+    eve = await server.register("eve")
+    status, body = await server.call(
+        "PUT",
+        f"/rooms/{room.room_id}/send/m.room.message/e1",
+        eve,
+        json={"body": "x", "m.relates_to": {"rel_type": "m.thread", "event_id": "$unknown"}},
+    )
+    assert status == 403
+    assert await server.hs.store.events.get_max_stream_ordering() == before
     # A relation holding NUL is sent and stored as an ordinary event, with no relation row.
     await room.say(alice, "odd", {"rel_type": "m.thread\x00", "event_id": root})
-    assert (await room.relations(alice, root))["chunk"] == []
+    assert ids((await room.relations(alice, root))["chunk"]) == [edit]
     # /threads is served, so v1.4 is advertised.
     status, versions = await server.call("GET", "/_matrix/client/versions")
     assert "v1.4" in versions["versions"]

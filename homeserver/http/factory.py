@@ -41,6 +41,7 @@ from homeserver.http.client import media as media_http
 from homeserver.http.client import presence as presence_http
 from homeserver.http.client import push_rules as push_rules_http
 from homeserver.http.client import receipts as receipts_http
+from homeserver.http.client import relations as relations_http
 from homeserver.http.client import room_keys as room_keys_http
 from homeserver.http.client import spaces as spaces_http
 from homeserver.http.client import sync as sync_http
@@ -96,6 +97,7 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
         room_state.add_routes(app.router)
         room_upgrade.add_routes(app.router)
         room_read.add_routes(app.router)
+        relations_http.add_routes(app.router)
         redact.add_routes(app.router)
         joined_rooms.add_routes(app.router)
         sync_http.add_routes(app.router)

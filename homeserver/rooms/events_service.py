@@ -26,6 +26,7 @@ from homeserver.ratelimit import RateLimiters
 from homeserver.rooms.client_errors import check_content, client_event_errors
 from homeserver.rooms.lifecycle import Actor, RoomStatus, transition
 from homeserver.rooms.membership import MembershipService
+from homeserver.rooms.relations import RelationsReader, check_relation
 from homeserver.rooms.room_reads import RoomReader
 from homeserver.rooms.sender import EventSender
 from homeserver.storage import Store
@@ -81,6 +82,8 @@ class RoomEventsService:
         self.clock = clock
         #: the read side (/messages, /context, members …).
         self.reader = RoomReader(store, clock)
+        #: /relations and /threads.
+        self.relations = RelationsReader(store, clock)
 
     # --- sending ---------------------------------------------------------------------------
     async def send_message(
@@ -149,6 +152,7 @@ class RoomEventsService:
             return known
         check_content(draft.content)
         room = await self._room_for_send(room_id)
+        await check_relation(self.store, room_id, user_id, draft.content)
         self.ratelimiters.message.check(user_id)
         with client_event_errors():
             return await self.store.db.run_in_transaction(

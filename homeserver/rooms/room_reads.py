@@ -53,12 +53,12 @@ class RoomReader:
         self.clock = clock
 
     async def serialize(
-        self, events: Sequence[Event], *, prev_content: bool = False
+        self, events: Sequence[Event], *, prev_content: bool = False, user_id: str | None = None
     ) -> list[dict[str, Any]]:
         """Client JSON; ``prev_content`` for the timeline-like answers (/messages, /context),
-        as Synapse."""
+        as Synapse; with the reader ``user_id``, the bundled aggregations."""
         return await serialize_for_client(
-            self.store, events, self.clock(), prev_content=prev_content
+            self.store, events, self.clock(), prev_content=prev_content, user_id=user_id
         )
 
     async def state_ids_for(self, access: ReadAccess, room_id: str) -> StateMap:
@@ -94,7 +94,7 @@ class RoomReader:
             user_id, access, room_id, after, up_to, backwards, limit, event_filter
         )
         body: dict[str, Any] = {
-            "chunk": await self.serialize(events, prev_content=True),
+            "chunk": await self.serialize(events, prev_content=True, user_id=user_id),
             "start": str(start),
             "state": await self._lazy_members(access, room_id, events, event_filter),
         }
@@ -201,7 +201,7 @@ class RoomReader:
         event = await self._visible_event(user_id, access, room_id, event_id)
         if event is None:  # as Synapse: not told apart from an unknown event
             raise NotFound("Event not found.")
-        (body,) = await self.serialize([event])
+        (body,) = await self.serialize([event], user_id=user_id)
         return body
 
     async def context(
@@ -238,11 +238,13 @@ class RoomReader:
         state_events = await self.store.events.get_events(state_ids.values())
         start = self._position_after(before_events[-1], True) if before_events else position - 1
         end = self._position_after(after_events[-1], False) if after_events else position
-        (event_json,) = await self.serialize([event], prev_content=True)
+        (event_json,) = await self.serialize([event], prev_content=True, user_id=user_id)
         return {
             "event": event_json,
-            "events_before": await self.serialize(before_events, prev_content=True),
-            "events_after": await self.serialize(after_events, prev_content=True),
+            "events_before": await self.serialize(
+                before_events, prev_content=True, user_id=user_id
+            ),
+            "events_after": await self.serialize(after_events, prev_content=True, user_id=user_id),
             "start": str(StreamToken(events=max(0, start))),
             "end": str(StreamToken(events=end)),
             "state": await self.serialize(

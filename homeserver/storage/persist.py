@@ -45,6 +45,8 @@ from homeserver.storage.device_list_invalidation import (
 from homeserver.storage.errors import UnknownRoomError
 from homeserver.storage.events import EventsStore
 from homeserver.storage.media import insert_references_txn as insert_media_references_txn
+from homeserver.storage.redaction_apply import apply_redactions_txn
+from homeserver.storage.relations import insert_relations_txn
 from homeserver.storage.rooms import NewRoom, RoomsStore
 from homeserver.storage.state import (
     StateDelta,
@@ -452,6 +454,10 @@ class EventPersister:
             [(e.event_id, *groups[e.event_id]) for e, _ in fresh if e.event_id in groups],
         )
         await insert_media_references_txn(txn, (e for e, _ in fresh))
+        await insert_relations_txn(txn, (e for e, _ in fresh))
+        redacted = await apply_redactions_txn(txn, (e for e, _ in fresh))
+        if redacted:
+            txn.call_after_commit(lambda: [self.events.invalidate(i) for i in redacted])
 
     async def _update_extremities(
         self, txn: Transaction, room_id: str, accepted: list[Event], *, new_room: bool

@@ -27,6 +27,7 @@ from homeserver.storage.presence import PresenceStore
 from homeserver.storage.profiles import ProfilesStore
 from homeserver.storage.push_rules import PushRulesStore
 from homeserver.storage.receipts import ReceiptsStore
+from homeserver.storage.relations import RelationsStore
 from homeserver.storage.remote_device_lists import RemoteDeviceListsStore
 from homeserver.storage.room_deletions import RoomDeletionsStore
 from homeserver.storage.room_purge import RoomPurgeStore
@@ -91,6 +92,7 @@ class Store:
         self.room_purge = RoomPurgeStore(db, self.events, self.state)
         # The media repository.
         self.media = MediaStore(db)
+        self.relations = RelationsStore(db)
         # The one write path for events, also reachable from the events area.
         self.persist_events = self.persister.persist_events
         self.persist_events_txn = self.persister.persist_events_txn

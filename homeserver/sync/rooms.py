@@ -67,7 +67,9 @@ class RoomSyncBuilder:
         """Client JSON (redactions applied, as /messages shows them) without ``room_id``, which
         /sync's format leaves out (the room is the key the events sit under). Timelines pass
         ``prev_content`` (as Synapse: state sections do not carry it)."""
-        out = await serialize_for_client(self.store, events, ctx.now_ms, prev_content=prev_content)
+        out = await serialize_for_client(
+            self.store, events, ctx.now_ms, prev_content=prev_content, user_id=ctx.user_id
+        )
         for body in out:
             body.pop("room_id", None)
         own = [e.event_id for e in events if e.sender == ctx.user_id]

@@ -8,6 +8,10 @@ timeline-like answers (/sync timelines, /messages, /context), not to state lists
 replaced event's content as it stands now — pruned if that event was redacted since — whoever
 could see that event (as Synapse, which adds it from the event's persistence whatever the
 requester's history visibility).
+
+Given the reader (``user_id``), each event carries its bundled aggregations in
+``unsigned["m.relations"]`` (:mod:`homeserver.visibility.relations`): the reader's view of its
+edit, thread and references.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from homeserver.events.client_format import serialize_event
 from homeserver.events.event import Event
 from homeserver.events.redaction import prune_event_dict
 from homeserver.storage import Store
+from homeserver.visibility.relations import Bundle, bundled_aggregations
 
 
 def _visible_content(event: Event) -> dict[str, Any]:
@@ -28,12 +33,57 @@ def _visible_content(event: Event) -> dict[str, Any]:
     return content if isinstance(content, dict) else {}
 
 
+async def _relations_json(
+    store: Store, user_id: str, bundles: dict[str, Bundle], now_ms: int
+) -> dict[str, dict[str, Any]]:
+    """``event → unsigned["m.relations"]``; the nested events serialised for the same reader
+    (a thread's latest reply with its own edit)."""
+    nested = [b.edit for b in bundles.values() if b.edit is not None]
+    latest = [b.thread.latest for b in bundles.values() if b.thread is not None]
+    edits_json = {
+        body["event_id"]: body for body in await serialize_for_client(store, nested, now_ms)
+    }
+    latest_json = {
+        body["event_id"]: body
+        for body in await serialize_for_client(
+            store, latest, now_ms, user_id=user_id, edits_only=True
+        )
+    }
+    out: dict[str, dict[str, Any]] = {}
+    for event_id, bundle in bundles.items():
+        relations: dict[str, Any] = {}
+        if bundle.edit is not None:
+            relations["m.replace"] = edits_json[bundle.edit.event_id]
+        if bundle.thread is not None:
+            relations["m.thread"] = {
+                "latest_event": latest_json[bundle.thread.latest.event_id],
+                "count": bundle.thread.count,
+                "current_user_participated": bundle.thread.participated,
+            }
+        if bundle.references:
+            relations["m.reference"] = {"chunk": [{"event_id": i} for i in bundle.references]}
+        out[event_id] = relations
+    return out
+
+
 async def serialize_for_client(
-    store: Store, events: Sequence[Event], now_ms: int, *, prev_content: bool = False
+    store: Store,
+    events: Sequence[Event],
+    now_ms: int,
+    *,
+    prev_content: bool = False,
+    user_id: str | None = None,
+    edits_only: bool = False,
 ) -> list[dict[str, Any]]:
     """Client JSON of ``events``; redacted ones pruned, with ``unsigned.redacted_because``;
     replaced state named in ``unsigned.replaces_state`` and, with ``prev_content``, shown
-    (``unsigned.prev_content``, ``unsigned.prev_sender``)."""
+    (``unsigned.prev_content``, ``unsigned.prev_sender``); with the reader ``user_id``, the
+    bundled aggregations (``edits_only``: the edit alone)."""
+    relations: dict[str, dict[str, Any]] = {}
+    if user_id is not None:
+        bundles = await bundled_aggregations(store, user_id, events, edits_only=edits_only)
+        if bundles:
+            relations = await _relations_json(store, user_id, bundles, now_ms)
     targets = [e.event_id for e in events if e.internal.redacted]
     because: dict[str, Event] = {}
     if targets:
@@ -48,6 +98,9 @@ async def serialize_for_client(
     out: list[dict[str, Any]] = []
     for event in events:
         unsigned: dict[str, Any] = {}
+        bundle = relations.get(event.event_id)
+        if bundle:
+            unsigned["m.relations"] = bundle
         replaces = event.internal.replaces_state
         if replaces is not None and event.is_state():
             unsigned["replaces_state"] = replaces

@@ -166,6 +166,7 @@ def valid_values(ctx: Context, name: str) -> list[str]:
         "file_name": ["a.jpg", "..", "x.html"],
         "version": ["1", "2"],
         "session_id": ["s1"],
+        "rel_type": ["m.thread", "m.replace", "m.reference", "m.annotation"],
     }
     if name in ("scope", "kind", "attr", "receipt_type"):
         return by_name[name]
@@ -193,13 +194,14 @@ _QUERY_KEYS = [
     "since", "from", "to", "limit", "timeout", "filter", "dir", "full_state", "set_presence",
     "server", "via", "server_name", "kind", "include_all_networks", "membership",
     "not_membership", "at", "user_id", "ts", "event_id", "access_token", "third_party_instance_id",
-    "version", "max_depth", "suggested_only",
+    "version", "max_depth", "suggested_only", "recurse", "include",
 ]  # fmt: skip
 
 _QUERY_VALUES = [
     "", "-1", "0", "1", "NaN", "1e9", "0x10", "99999999999999999999", str(2**70), "-" + str(2**70),
     "s0_0_0", "s1_0_0", "s-1_0_0", "s99999999999999999999_0_0", "s1_2", "t1-2_3", "s_", "s",
-    "b", "f", "true", "false", "join", "leave", "{", "[]", "null", '{"room": {"timeline": 1}}',
+    "b", "f", "true", "false", "join", "leave", "all", "participated", "{", "[]", "null",
+    '{"room": {"timeline": 1}}',
     '{"room":{"timeline":{"limit":-1}}}', '{"room":{"timeline":{"limit":99999999999999999999}}}',
     '{"event_fields": [1]}', '{"room": {"rooms": "x"}}', '{"room": {"state": {"types": [null]}}}',
     '{"presence": {"not_types": ["*"]}, "event_format": "federation"}', "0", "1",
@@ -250,7 +252,9 @@ BODY_TEMPLATES: dict[str, Any] = {
         "power_level_content_override": {"users": {"X": "X"}, "events": {"X": "X"}, "ban": "X"},
         "is_direct": "X",
     },
-    "/rooms/{room_id}/send/{event_type}/{txn_id}": {"msgtype": "X", "body": "X", "X": "X"},
+    "/rooms/{room_id}/send/{event_type}/{txn_id}": {
+        "msgtype": "X", "body": "X", "X": "X", "m.relates_to": {"rel_type": "X", "event_id": "X"},
+    },
     "/rooms/{room_id}/state/{event_type}": {"name": "X", "topic": "X", "X": "X"},
     "/rooms/{room_id}/state/{event_type}/{state_key}": {"membership": "X", "displayname": "X"},
     "/rooms/{room_id}/invite": {"user_id": "X", "reason": "X"},

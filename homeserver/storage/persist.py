@@ -455,9 +455,19 @@ class EventPersister:
         )
         await insert_media_references_txn(txn, (e for e, _ in fresh))
         await insert_relations_txn(txn, (e for e, _ in fresh))
-        redacted = await apply_redactions_txn(txn, (e for e, _ in fresh))
+        redacted = await apply_redactions_txn(txn, self.events, (e for e, _ in fresh))
         if redacted:
-            txn.call_after_commit(lambda: [self.events.invalidate(i) for i in redacted])
+            # A target stored in this same batch (its redaction came first) is about to be
+            # cached from the object in hand, so that object carries the flag too.
+            fresh_by_id = {e.event_id: e for e, _ in fresh}
+
+            def forget_redacted() -> None:
+                for event_id in redacted:
+                    if event_id in fresh_by_id:
+                        fresh_by_id[event_id].internal.redacted = True
+                    self.events.invalidate(event_id)
+
+            txn.call_after_commit(forget_redacted)
 
     async def _update_extremities(
         self, txn: Transaction, room_id: str, accepted: list[Event], *, new_room: bool

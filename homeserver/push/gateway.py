@@ -186,19 +186,23 @@ class PushSender:
         url = pusher.data.get(URL_KEY)
         if not isinstance(url, str):
             return []  # cannot happen for a pusher set through the API; nothing to send to
-        body = await self.notification_body(pusher, job)
+        answer = await self.post_json(url, await self.notification_body(pusher, job))
+        rejected = answer.get("rejected") if isinstance(answer, dict) else None
+        return [r for r in rejected if isinstance(r, str)] if isinstance(rejected, list) else []
+
+    async def post_json(self, url: str, body: dict[str, Any]) -> Any:
+        """POST ``body`` to a gateway through the IP policy; its JSON answer ({} if none).
+        Raises :class:`GatewayError` for anything but a 2xx answer."""
         try:
             async with self._http().post(url, json=body) as response:
                 if not 200 <= response.status < 300:
                     raise GatewayError(f"HTTP {response.status}")
                 try:
-                    answer = await response.json(content_type=None)
+                    return await response.json(content_type=None)
                 except ValueError:
-                    answer = {}
+                    return {}
         except (aiohttp.ClientError, OSError, TimeoutError) as e:
             raise GatewayError(str(e) or type(e).__name__) from e
-        rejected = answer.get("rejected") if isinstance(answer, dict) else None
-        return [r for r in rejected if isinstance(r, str)] if isinstance(rejected, list) else []
 
     async def notification_body(self, pusher: Pusher, job: PushJob) -> dict[str, Any]:
         """The Push Gateway API body for one job (``event_id_only``: no event details)."""

@@ -201,7 +201,7 @@ class PushSender:
                     return await response.json(content_type=None)
                 except ValueError:
                     return {}
-        except (aiohttp.ClientError, OSError, TimeoutError) as e:
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as e:
             raise GatewayError(str(e) or type(e).__name__) from e
 
     async def notification_body(self, pusher: Pusher, job: PushJob) -> dict[str, Any]:

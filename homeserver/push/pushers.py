@@ -54,6 +54,9 @@ def _string(body: dict[str, Any], key: str, limit: int = MAX_TEXT) -> str:
         )
     if len(value) > limit:
         raise BadRequest(f"'{key}' is too long", Codes.INVALID_PARAM)
+    if "\x00" in value:
+        # PostgreSQL text cannot hold NUL: refused alike on both engines.
+        raise BadRequest(f"'{key}' must not contain NUL", Codes.INVALID_PARAM)
     return value
 
 
@@ -87,8 +90,8 @@ class PushersService:
         profile_tag = body.get("profile_tag")
         if profile_tag is not None and not isinstance(profile_tag, str):
             raise BadRequest("'profile_tag' must be a string", Codes.INVALID_PARAM)
-        if isinstance(profile_tag, str) and len(profile_tag) > MAX_TEXT:
-            raise BadRequest("'profile_tag' is too long", Codes.INVALID_PARAM)
+        if isinstance(profile_tag, str):
+            profile_tag = _string(body, "profile_tag")
         append = body.get("append", False)
         if not isinstance(append, bool):
             raise BadRequest("'append' must be a boolean", Codes.INVALID_PARAM)
@@ -122,6 +125,8 @@ class PushersService:
         url = data.get("url")
         if not isinstance(url, str):
             raise BadRequest("'url' required in data for HTTP pushers", Codes.MISSING_PARAM)
+        if len(url) > MAX_TEXT or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):
+            raise BadRequest("'url' is not a valid URL", Codes.INVALID_PARAM)
         try:
             parts = urlsplit(url)
             host = parts.hostname

@@ -90,6 +90,13 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
     (_pusher("https://p.example" + NOTIFY, append="yes"), "M_INVALID_PARAM"),
     (_pusher("https://p.example" + NOTIFY, data=[1]), "M_INVALID_PARAM"),
     (_pusher("https://p.example" + NOTIFY, lang=5), "M_INVALID_PARAM"),
+    (_pusher("https://p.example" + NOTIFY, pushkey="a\x00b"), "M_INVALID_PARAM"),
+    (_pusher("https://p.example" + NOTIFY, profile_tag="a\x00b"), "M_INVALID_PARAM"),
+    (
+        _pusher("https://p.example" + NOTIFY, data={"url": "https://p.example/x\x00"}),
+        "M_INVALID_PARAM",
+    ),
+    ({"kind": None, "app_id": 1, "pushkey": "k"}, "M_INVALID_PARAM"),
 ]
 
 

@@ -213,17 +213,17 @@ class PushEvaluator:
             sender_power_level=power,
             notification_levels=notification_levels,
         )
-        rulesets = await self.push_rules.get_rulesets(recipients)
+        rulesets, own = await self.push_rules.get_rulesets(recipients)
+        memo: dict[str, bool] = {}
         thread = thread_of(event)
         ordering = event.internal.stream_ordering or 0
         now = self.clock()
         notified: list[tuple[str, list[Any]]] = []
         for user_id in recipients:
             ruleset = rulesets[user_id]
-            name = (
-                await self._display_name(event.room_id, user_id) if _reads_names(ruleset) else None
-            )
-            actions = evaluate(ruleset, ctx, name)
+            reads_names = user_id in own and _reads_names(ruleset)
+            name = await self._display_name(event.room_id, user_id) if reads_names else None
+            actions = evaluate(ruleset, ctx, name, memo)
             if notifies(actions):
                 assert actions is not None
                 notified.append((user_id, actions))

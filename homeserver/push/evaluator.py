@@ -22,6 +22,16 @@ from homeserver.push.default_rules import KINDS, Rule
 LEGACY_MENTION_RULES = frozenset(
     {".m.rule.contains_display_name", ".m.rule.contains_user_name", ".m.rule.roomnotif"}
 )
+#: Server-default rules whose conditions name the user they belong to; every other default rule
+#: has the same conditions for everyone, so its verdict on an event is shared (``memo``).
+USER_DEPENDENT_RULES = frozenset(
+    {
+        ".m.rule.invite_for_me",
+        ".m.rule.is_user_mention",
+        ".m.rule.contains_user_name",
+        ".m.rule.contains_display_name",
+    }
+)
 _MEMBER_COUNT = re.compile(r"^(==|<=|>=|<|>)?([0-9]+)$")
 #: Synapse's default for ``notifications.room`` in power levels.
 DEFAULT_NOTIFICATION_LEVEL = 50
@@ -60,7 +70,8 @@ def context_for(
     )
 
 
-def split_key(key: str) -> list[str]:
+@lru_cache(maxsize=1024)
+def split_key(key: str) -> tuple[str, ...]:
     """A dotted key's parts: ``\\.`` is a literal dot and ``\\\\`` a backslash (spec v1.7)."""
     parts: list[str] = []
     current: list[str] = []
@@ -78,7 +89,7 @@ def split_key(key: str) -> list[str]:
         else:
             current.append(char)
     parts.append("".join(current))
-    return parts
+    return tuple(parts)
 
 
 _MISSING = object()
@@ -93,7 +104,7 @@ def lookup(event: Mapping[str, Any], key: str) -> Any:
     return value
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=16384)
 def _glob(pattern: str, word_boundary: bool) -> re.Pattern[str]:
     body = "".join(".*?" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
     if word_boundary:
@@ -188,14 +199,29 @@ def rule_matches(kind: str, rule: Rule, ctx: EventContext, display_name: str | N
 
 
 def evaluate(
-    ruleset: Mapping[str, list[Rule]], ctx: EventContext, display_name: str | None = None
+    ruleset: Mapping[str, list[Rule]],
+    ctx: EventContext,
+    display_name: str | None = None,
+    memo: dict[str, bool] | None = None,
 ) -> list[Any] | None:
-    """The actions of the first matching enabled rule; None when no rule matches."""
+    """The actions of the first matching enabled rule; None when no rule matches. ``memo``
+    (one dict per event, shared by all its recipients) keeps the verdicts of the default rules
+    that do not depend on the user: a thousand members cost one evaluation of those."""
     for kind in KINDS:
         for rule in ruleset.get(kind, ()):
-            if ctx.has_mentions and rule.get("rule_id") in LEGACY_MENTION_RULES:
+            rule_id = rule.get("rule_id")
+            if ctx.has_mentions and rule_id in LEGACY_MENTION_RULES:
                 continue
-            if rule.get("enabled", True) and rule_matches(kind, rule, ctx, display_name):
+            if not rule.get("enabled", True):
+                continue
+            if memo is not None and rule.get("default") and rule_id not in USER_DEPENDENT_RULES:
+                key = f"{kind}/{rule_id}"
+                matched = memo.get(key)
+                if matched is None:
+                    matched = memo[key] = rule_matches(kind, rule, ctx, display_name)
+            else:
+                matched = rule_matches(kind, rule, ctx, display_name)
+            if matched:
                 actions = rule.get("actions")
                 return list(actions) if isinstance(actions, list) else []
     return None

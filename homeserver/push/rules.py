@@ -8,6 +8,7 @@ then the other server-default rules — user rules outrank defaults, except mast
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from homeserver.errors import BadRequest, Codes, NotFound
@@ -85,6 +86,11 @@ def build_ruleset(user_id: str, stored: list[StoredRule]) -> dict[str, list[Rule
     return ruleset
 
 
+@lru_cache(maxsize=65536)
+def _cached_defaults(user_id: str) -> dict[str, list[Rule]]:
+    return build_ruleset(user_id, [])
+
+
 class PushRulesService:
     def __init__(self, store: Store, notifier: Notifier) -> None:
         self.store = store
@@ -94,16 +100,19 @@ class PushRulesService:
         """The user's effective ``global`` ruleset."""
         return build_ruleset(user_id, await self.store.push_rules.get_rules(user_id))
 
-    async def get_rulesets(self, user_ids: list[str]) -> dict[str, dict[str, list[Rule]]]:
-        """The effective rulesets of many users: one read for who has rules of their own, the
-        server defaults for everyone else."""
+    async def get_rulesets(
+        self, user_ids: list[str]
+    ) -> tuple[dict[str, dict[str, list[Rule]]], set[str]]:
+        """The effective rulesets of many users (read-only: a user without rules of their own
+        gets a shared, cached copy of the defaults) and who has rules of their own; one read
+        for the latter."""
         own = await self.store.push_rules.users_with_rules(user_ids)
         rulesets: dict[str, dict[str, list[Rule]]] = {}
         for user_id in user_ids:
             rulesets[user_id] = (
-                await self.get_ruleset(user_id) if user_id in own else build_ruleset(user_id, [])
+                await self.get_ruleset(user_id) if user_id in own else _cached_defaults(user_id)
             )
-        return rulesets
+        return rulesets, own
 
     async def get_push_rules_content(self, user_id: str) -> dict[str, Any]:
         """The ``m.push_rules`` account-data content / ``GET /pushrules/`` body."""

@@ -69,6 +69,22 @@ def _pusher(row: Any) -> Pusher:
     )
 
 
+async def delete_user_pushers_txn(txn: Transaction, user_id: str) -> int:
+    """Every pusher of ``user_id`` and its queue (account deactivation)."""
+    return await _delete_txn(txn, "user_id = ?", user_id)
+
+
+async def _delete_txn(txn: Transaction, where: str, *args: Any) -> int:
+    ids = [r[0] for r in await txn.fetchall(f"SELECT id FROM pushers WHERE {where}", *args)]
+    if not ids:
+        return 0
+    await txn.execute(
+        f"DELETE FROM push_outbox WHERE pusher_id IN ({placeholders(len(ids))})", *ids
+    )
+    await txn.execute(f"DELETE FROM pushers WHERE id IN ({placeholders(len(ids))})", *ids)
+    return len(ids)
+
+
 class PushersStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -151,19 +167,9 @@ class PushersStore:
                 *pushkeys,
             )
 
-    async def delete_user_pushers_txn(self, txn: Transaction, user_id: str) -> int:
-        return await self._delete_txn(txn, "user_id = ?", user_id)
-
     @staticmethod
     async def _delete_txn(txn: Transaction, where: str, *args: Any) -> int:
-        ids = [r[0] for r in await txn.fetchall(f"SELECT id FROM pushers WHERE {where}", *args)]
-        if not ids:
-            return 0
-        await txn.execute(
-            f"DELETE FROM push_outbox WHERE pusher_id IN ({placeholders(len(ids))})", *ids
-        )
-        await txn.execute(f"DELETE FROM pushers WHERE id IN ({placeholders(len(ids))})", *ids)
-        return len(ids)
+        return await _delete_txn(txn, where, *args)
 
     # --- the delivery queue -----------------------------------------------------------------
     async def enqueue_txn(self, txn: Transaction, jobs: Sequence[PushJob]) -> None:

@@ -74,6 +74,9 @@ async def test_set_get_replace_delete(server: TestServer):
     assert status == 200
     assert await _pushers(server, alice) == []
     assert len(await _pushers(server, bob)) == 1
+    # Deactivating the account deletes its pushers.
+    await server.hs.store.users.deactivate_user(bob.user_id)
+    assert await server.hs.store.pushers.get_pushers(bob.user_id) == []
 
 
 REFUSED: list[tuple[dict[str, Any], str]] = [

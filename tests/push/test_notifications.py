@@ -3,6 +3,7 @@ in /sync (threads too) reset by read receipts, ``GET /notifications``."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from homeserver.app import Homeserver
@@ -41,8 +42,12 @@ async def test_counts_follow_messages_and_receipts(server: TestServer, hs: Homes
     before = await sync(server, bob)
     # Not evaluated yet: nothing counted, and the next sync sends the room again once it is.
     assert _counts(before, room_id) == {"notification_count": 0, "highlight_count": 0}
-    assert await hs.push_evaluator.process_pending() > 0
-    assert await hs.push_evaluator.process_pending() == 0  # each event once
+    # Two evaluators racing over one position (as two processes would): each event once.
+    done = await asyncio.gather(
+        hs.push_evaluator.process_pending(), hs.push_evaluator.process_pending()
+    )
+    assert sum(done) >= 2
+    assert await hs.push_evaluator.process_pending() == 0
     after = await sync(server, bob, since=before["next_batch"], timeout="0")
     assert _counts(after, room_id) == {"notification_count": 2, "highlight_count": 1}
     # The sender is never notified of their own messages.
@@ -161,14 +166,3 @@ async def test_get_notifications_pages(server: TestServer, hs: Homeserver):
     for params in ({"from": "x"}, {"limit": "-1"}, {"from": "9" * 40}):
         status, answer = await server.call("GET", "/notifications", bob, params=params)
         assert status == 400 and answer["errcode"] == "M_INVALID_PARAM", (params, answer)
-
-
-async def test_evaluation_counts_once_under_concurrency(server: TestServer, hs: Homeserver):
-    import asyncio
-
-    alice, bob, room_id = await _room_with_bob(server, hs)
-    for i in range(5):
-        await say(hs, room_id, alice.user_id, f"m{i}")
-    # Two evaluators racing over one position (two processes): each event counted once.
-    await asyncio.gather(hs.push_evaluator.process_pending(), hs.push_evaluator.process_pending())
-    assert _counts(await sync(server, bob), room_id)["notification_count"] == 5

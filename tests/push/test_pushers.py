@@ -46,9 +46,37 @@ async def _pushers(server: TestServer, user: TestUser) -> list[dict[str, Any]]:
     return pushers
 
 
-async def test_set_get_replace_delete(server: TestServer):
+REFUSED: list[tuple[dict[str, Any], str]] = [
+    ({"kind": "http"}, "M_MISSING_PARAM"),
+    (_pusher("https://p.example" + NOTIFY, kind="email"), "M_INVALID_PARAM"),
+    (_pusher("https://p.example" + NOTIFY, data={}), "M_MISSING_PARAM"),
+    (_pusher("https://p.example/other"), "M_INVALID_PARAM"),
+    (_pusher("ftp://p.example" + NOTIFY), "M_INVALID_PARAM"),
+    (_pusher("http://[::1" + NOTIFY), "M_INVALID_PARAM"),
+    (_pusher("http://10.1.2.3" + NOTIFY), "M_INVALID_PARAM"),
+    (_pusher("http://192.168.0.1:99" + NOTIFY), "M_INVALID_PARAM"),
+    (_pusher("https://p.example" + NOTIFY, app_id="a" * 65), "M_INVALID_PARAM"),
+    (_pusher("https://p.example" + NOTIFY, pushkey="k" * 513), "M_INVALID_PARAM"),
+    (_pusher("https://p.example" + NOTIFY, append="yes"), "M_INVALID_PARAM"),
+    (_pusher("https://p.example" + NOTIFY, data=[1]), "M_INVALID_PARAM"),
+    (_pusher("https://p.example" + NOTIFY, lang=5), "M_INVALID_PARAM"),
+    (_pusher("https://p.example" + NOTIFY, pushkey="a\x00b"), "M_INVALID_PARAM"),
+    (_pusher("https://p.example" + NOTIFY, profile_tag="a\x00b"), "M_INVALID_PARAM"),
+    (
+        _pusher("https://p.example" + NOTIFY, data={"url": "https://p.example/x\x00"}),
+        "M_INVALID_PARAM",
+    ),
+    ({"kind": None, "app_id": 1, "pushkey": "k"}, "M_INVALID_PARAM"),
+]
+
+
+async def test_set_get_replace_delete_refuse(server: TestServer):
     alice = await server.register("alice")
     bob = await server.register("bob")
+    for body, errcode in REFUSED:
+        status, answer = await server.call("POST", "/pushers/set", alice, json=body)
+        assert status == 400 and answer["errcode"] == errcode, (body, answer)
+    assert await _pushers(server, alice) == []  # nothing stored by a refused request
     url = "https://push.example.org" + NOTIFY
     status, body = await server.call(
         "POST", "/pushers/set", alice, json=_pusher(url, profile_tag="tag1")
@@ -77,38 +105,6 @@ async def test_set_get_replace_delete(server: TestServer):
     # Deactivating the account deletes its pushers.
     await server.hs.store.users.deactivate_user(bob.user_id)
     assert await server.hs.store.pushers.get_pushers(bob.user_id) == []
-
-
-REFUSED: list[tuple[dict[str, Any], str]] = [
-    ({"kind": "http"}, "M_MISSING_PARAM"),
-    (_pusher("https://p.example" + NOTIFY, kind="email"), "M_INVALID_PARAM"),
-    (_pusher("https://p.example" + NOTIFY, data={}), "M_MISSING_PARAM"),
-    (_pusher("https://p.example/other"), "M_INVALID_PARAM"),
-    (_pusher("ftp://p.example" + NOTIFY), "M_INVALID_PARAM"),
-    (_pusher("http://[::1" + NOTIFY), "M_INVALID_PARAM"),
-    (_pusher("http://10.1.2.3" + NOTIFY), "M_INVALID_PARAM"),
-    (_pusher("http://192.168.0.1:99" + NOTIFY), "M_INVALID_PARAM"),
-    (_pusher("https://p.example" + NOTIFY, app_id="a" * 65), "M_INVALID_PARAM"),
-    (_pusher("https://p.example" + NOTIFY, pushkey="k" * 513), "M_INVALID_PARAM"),
-    (_pusher("https://p.example" + NOTIFY, append="yes"), "M_INVALID_PARAM"),
-    (_pusher("https://p.example" + NOTIFY, data=[1]), "M_INVALID_PARAM"),
-    (_pusher("https://p.example" + NOTIFY, lang=5), "M_INVALID_PARAM"),
-    (_pusher("https://p.example" + NOTIFY, pushkey="a\x00b"), "M_INVALID_PARAM"),
-    (_pusher("https://p.example" + NOTIFY, profile_tag="a\x00b"), "M_INVALID_PARAM"),
-    (
-        _pusher("https://p.example" + NOTIFY, data={"url": "https://p.example/x\x00"}),
-        "M_INVALID_PARAM",
-    ),
-    ({"kind": None, "app_id": 1, "pushkey": "k"}, "M_INVALID_PARAM"),
-]
-
-
-async def test_refused_bodies_store_nothing(server: TestServer):
-    alice = await server.register("alice")
-    for body, errcode in REFUSED:
-        status, answer = await server.call("POST", "/pushers/set", alice, json=body)
-        assert status == 400 and answer["errcode"] == errcode, (body, answer)
-    assert await _pushers(server, alice) == []
 
 
 async def test_gateway_receives_notifications(

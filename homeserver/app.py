@@ -143,9 +143,11 @@ def create_app(
     app[appkeys.MEDIA] = hs.media
     app[appkeys.MEMBERSHIP] = hs.membership
     app[appkeys.METRICS] = hs.metrics
+    app[appkeys.NOTIFICATIONS] = hs.notifications
     app[appkeys.PRESENCE] = hs.presence
     app[appkeys.PROFILES] = hs.profiles
     app[appkeys.PUSH_RULES] = hs.push_rules
+    app[appkeys.PUSHERS] = hs.pushers
     app[appkeys.RATELIMITERS] = hs.ratelimiters
     app[appkeys.RECEIPTS] = hs.receipts
     app[appkeys.RESIDENT_MEMBERSHIP] = hs.resident_membership
@@ -242,6 +244,9 @@ async def serve(
         await hs.upgrade_follower.start()
         # Idle and vanished users go unavailable and offline.
         hs.presence.start()
+        # Notifications: push rules for what committed since the last run, then pushers' queues.
+        await hs.push_sender.start()
+        hs.push_evaluator.start()
         logger.info(
             "homeserver %s started (signing key %s)",
             hs.config.server_name,
@@ -257,6 +262,8 @@ async def serve(
             await runner.cleanup()
         await hs.room_deletion.stop()
         await hs.upgrade_follower.stop()
+        await hs.push_evaluator.stop()
+        await hs.push_sender.stop()
         # After the runners: in-flight handlers may still have been making outbound requests.
         await hs.federation_sender.stop()
         await hs.e2e_edus.stop()  # background resyncs of remote users' device lists

@@ -51,6 +51,9 @@ from homeserver.media.remote import RemoteMediaFetcher
 from homeserver.media.repository import MediaRepository
 from homeserver.metrics import HomeserverMetrics, room_metrics_subscriber
 from homeserver.modules import load_modules
+from homeserver.push.evaluation import PushEvaluator
+from homeserver.push.gateway import PushSender
+from homeserver.push.pushers import PushersService
 from homeserver.push.rules import PushRulesService
 from homeserver.ratelimit import RateLimiters
 from homeserver.rooms.aliases import AliasService
@@ -68,6 +71,7 @@ from homeserver.rooms.upgrade_spaces import SpaceLinks
 from homeserver.storage import Store
 from homeserver.streams.notifier import Notifier
 from homeserver.sync.filters import FilterService
+from homeserver.sync.notifications import NotificationsService
 from homeserver.sync.sync import SyncService
 
 
@@ -243,6 +247,20 @@ class Homeserver:
             clock,
             typing=self.typing,
             presence=self.presence,
+        )
+        # Notifications: push rules evaluated behind the events stream (started by serve()),
+        # GET /notifications, pushers and their delivery to push gateways (IP policy as
+        # federation's, as Synapse's pushers).
+        self.notifications = NotificationsService(store, clock)
+        self.pushers = PushersService(store, config.federation, clock)
+        self.push_sender = PushSender(store, config.federation, clock)
+        self.push_evaluator = PushEvaluator(
+            store,
+            self.push_rules,
+            self.notifier,
+            clock,
+            server_name,
+            on_jobs=self.push_sender.wake,
         )
 
         # Serving events to other servers (/state, /backfill …) and delivering the outbox

@@ -299,10 +299,11 @@ $registration_shared_secret_line
 #federation_verify_certificates: true
 
 # IP ranges no outbound request (federation API, key fetches, .well-known and every redirect
-# hop) may connect to; checked on the address actually connected to. Default: loopback,
-# private, link-local, carrier-grade NAT, documentation, multicast and reserved ranges (IPv4
-# and IPv6). 0.0.0.0 and :: are always added, as in Synapse. ip_range_whitelist makes
-# exceptions, for example to federate on a LAN.
+# hop, HTTP pushers' push gateways) may connect to; checked on the address actually connected
+# to. Default: loopback, private, link-local, carrier-grade NAT, documentation, multicast and
+# reserved ranges (IPv4 and IPv6). 0.0.0.0 and :: are always added, as in Synapse.
+# ip_range_whitelist makes exceptions, for example to federate on a LAN or to reach a push
+# gateway on this host.
 #ip_range_blacklist: ["127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
 #ip_range_whitelist: ["192.168.1.0/24"]
 

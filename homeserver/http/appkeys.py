@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from homeserver.federation.transactions import TransactionHandler
     from homeserver.media.repository import MediaRepository
     from homeserver.metrics import HomeserverMetrics
+    from homeserver.push.pushers import PushersService
     from homeserver.push.rules import PushRulesService
     from homeserver.ratelimit import RateLimiters
     from homeserver.rooms.aliases import AliasService
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from homeserver.rooms.room_summary import RoomSummaryService
     from homeserver.rooms.upgrade import RoomUpgradeService
     from homeserver.sync.filters import FilterService
+    from homeserver.sync.notifications import NotificationsService
     from homeserver.sync.sync import SyncService
 
 CONFIG = web.AppKey("config", HomeserverConfig)
@@ -76,9 +78,11 @@ KEYRING: web.AppKey[Keyring] = web.AppKey("keyring")
 MEDIA: web.AppKey[MediaRepository] = web.AppKey("media")
 MEMBERSHIP: web.AppKey[MembershipService] = web.AppKey("membership")
 METRICS: web.AppKey[HomeserverMetrics] = web.AppKey("metrics")
+NOTIFICATIONS: web.AppKey[NotificationsService] = web.AppKey("notifications")
 PRESENCE: web.AppKey[PresenceService] = web.AppKey("presence")
 PROFILES: web.AppKey[ProfileService] = web.AppKey("profiles")
 PUSH_RULES: web.AppKey[PushRulesService] = web.AppKey("push_rules")
+PUSHERS: web.AppKey[PushersService] = web.AppKey("pushers")
 RATELIMITERS: web.AppKey[RateLimiters] = web.AppKey("ratelimiters")
 RECEIPTS: web.AppKey[ReceiptsService] = web.AppKey("receipts")
 RESIDENT_MEMBERSHIP: web.AppKey[ResidentMembership] = web.AppKey("resident_membership")

@@ -40,6 +40,7 @@ from homeserver.http.client import keys as keys_http
 from homeserver.http.client import media as media_http
 from homeserver.http.client import presence as presence_http
 from homeserver.http.client import push_rules as push_rules_http
+from homeserver.http.client import pushers as pushers_http
 from homeserver.http.client import receipts as receipts_http
 from homeserver.http.client import relations as relations_http
 from homeserver.http.client import room_keys as room_keys_http
@@ -105,6 +106,7 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
         account_data_http.add_routes(app.router)
         tags_http.add_routes(app.router)
         push_rules_http.add_routes(app.router)
+        pushers_http.add_routes(app.router)
         receipts_http.add_routes(app.router)
         to_device_http.add_routes(app.router)
         typing_http.add_routes(app.router)

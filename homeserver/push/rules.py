@@ -8,6 +8,7 @@ then the other server-default rules — user rules outrank defaults, except mast
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from homeserver.errors import BadRequest, Codes, NotFound
@@ -69,6 +70,27 @@ def _apply_override(rule: Rule, stored: StoredRule | None) -> Rule:
     return rule
 
 
+def build_ruleset(user_id: str, stored: list[StoredRule]) -> dict[str, list[Rule]]:
+    """The effective ruleset: the defaults with the user's overrides, and the user's rules."""
+    overrides = {(r.kind, r.rule_id): r for r in stored if r.rule_id.startswith(".")}
+    own: dict[str, list[Rule]] = {kind: [] for kind in KINDS}
+    for rule in stored:
+        if not rule.rule_id.startswith(".") and rule.kind in own:
+            own[rule.kind].append(_format_user_rule(rule))
+    ruleset: dict[str, list[Rule]] = {}
+    for kind, defaults in default_rules(user_id).items():
+        merged = [_apply_override(d, overrides.get((kind, d["rule_id"]))) for d in defaults]
+        first = [r for r in merged if r["rule_id"] == MASTER_RULE_ID]
+        rest = [r for r in merged if r["rule_id"] != MASTER_RULE_ID]
+        ruleset[kind] = first + own[kind] + rest
+    return ruleset
+
+
+@lru_cache(maxsize=65536)
+def _cached_defaults(user_id: str) -> dict[str, list[Rule]]:
+    return build_ruleset(user_id, [])
+
+
 class PushRulesService:
     def __init__(self, store: Store, notifier: Notifier) -> None:
         self.store = store
@@ -76,19 +98,21 @@ class PushRulesService:
 
     async def get_ruleset(self, user_id: str) -> dict[str, list[Rule]]:
         """The user's effective ``global`` ruleset."""
-        stored = await self.store.push_rules.get_rules(user_id)
-        overrides = {(r.kind, r.rule_id): r for r in stored if r.rule_id.startswith(".")}
-        own: dict[str, list[Rule]] = {kind: [] for kind in KINDS}
-        for rule in stored:
-            if not rule.rule_id.startswith(".") and rule.kind in own:
-                own[rule.kind].append(_format_user_rule(rule))
-        ruleset: dict[str, list[Rule]] = {}
-        for kind, defaults in default_rules(user_id).items():
-            merged = [_apply_override(d, overrides.get((kind, d["rule_id"]))) for d in defaults]
-            first = [r for r in merged if r["rule_id"] == MASTER_RULE_ID]
-            rest = [r for r in merged if r["rule_id"] != MASTER_RULE_ID]
-            ruleset[kind] = first + own[kind] + rest
-        return ruleset
+        return build_ruleset(user_id, await self.store.push_rules.get_rules(user_id))
+
+    async def get_rulesets(
+        self, user_ids: list[str]
+    ) -> tuple[dict[str, dict[str, list[Rule]]], set[str]]:
+        """The effective rulesets of many users (read-only: a user without rules of their own
+        gets a shared, cached copy of the defaults) and who has rules of their own; one read
+        for the latter."""
+        own = await self.store.push_rules.users_with_rules(user_ids)
+        rulesets: dict[str, dict[str, list[Rule]]] = {}
+        for user_id in user_ids:
+            rulesets[user_id] = (
+                await self.get_ruleset(user_id) if user_id in own else _cached_defaults(user_id)
+            )
+        return rulesets, own
 
     async def get_push_rules_content(self, user_id: str) -> dict[str, Any]:
         """The ``m.push_rules`` account-data content / ``GET /pushrules/`` body."""

@@ -8,12 +8,13 @@ the account_data stream, in the same transaction, so /sync sends ``m.push_rules`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from homeserver.crypto.canonical_json import canonical_json_text, parse_json
 from homeserver.storage.account_data import AccountDataStore
-from homeserver.storage.database import Database, Transaction
+from homeserver.storage.database import Database, Transaction, placeholders
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,20 @@ class PushRulesStore:
     def __init__(self, db: Database, account_data: AccountDataStore) -> None:
         self.db = db
         self.account_data = account_data
+
+    async def users_with_rules(self, user_ids: Sequence[str]) -> set[str]:
+        """Those of ``user_ids`` with any stored row (the others have the defaults only)."""
+        found: set[str] = set()
+        ids = list(dict.fromkeys(user_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = await self.db.fetchall(
+                "SELECT DISTINCT user_id FROM push_rules"
+                f" WHERE user_id IN ({placeholders(len(chunk))})",
+                *chunk,
+            )
+            found.update(r[0] for r in rows)
+        return found
 
     async def get_rules(self, user_id: str) -> list[StoredRule]:
         """Every row of the user's, user rules in priority order (highest first)."""

@@ -25,7 +25,9 @@ from homeserver.storage.outbox import OutboxStore
 from homeserver.storage.persist import EventPersister
 from homeserver.storage.presence import PresenceStore
 from homeserver.storage.profiles import ProfilesStore
+from homeserver.storage.push_actions import PushActionsStore
 from homeserver.storage.push_rules import PushRulesStore
+from homeserver.storage.pushers import PushersStore
 from homeserver.storage.receipts import ReceiptsStore
 from homeserver.storage.relations import RelationsStore
 from homeserver.storage.remote_device_lists import RemoteDeviceListsStore
@@ -69,6 +71,9 @@ class Store:
         self.presence = PresenceStore(db)
         self.filters = FiltersStore(db)
         self.push_rules = PushRulesStore(db, self.account_data)
+        # Notifications (push actions) and pushers with their delivery queue.
+        self.push_actions = PushActionsStore(db)
+        self.pushers = PushersStore(db)
         self.upgrades = UpgradesStore(db, self.account_data, self.push_rules)
         self.upgrade_audit = UpgradeAuditStore(db)
         self.upgrade_follows = UpgradeFollowsStore(db)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from homeserver.storage.database import Database, Transaction
 from homeserver.storage.key_backup import delete_all_backups_txn
+from homeserver.storage.pushers import delete_user_pushers_txn
 
 
 def hash_access_token(token: str) -> str:
@@ -112,7 +113,7 @@ class UsersStore:
 
     async def deactivate_user(self, user_id: str) -> bool:
         """Mark deactivated, forget the password, log every device out and delete the key
-        backups, atomically."""
+        backups and pushers, atomically."""
         async with self.db.transaction("deactivate_user") as txn:
             changed = await txn.execute(
                 "UPDATE users SET deactivated = TRUE, password_hash = NULL WHERE user_id = ?",
@@ -121,6 +122,8 @@ class UsersStore:
             await txn.execute("DELETE FROM access_tokens WHERE user_id = ?", user_id)
             await txn.execute("DELETE FROM devices WHERE user_id = ?", user_id)
             await delete_all_backups_txn(txn, user_id)
+            # As Synapse: a deactivated account's phones stop hearing about its rooms.
+            await delete_user_pushers_txn(txn, user_id)
         return changed == 1
 
     async def count_users(self) -> int:

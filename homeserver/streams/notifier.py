@@ -9,7 +9,10 @@ waiter then reads comes from the database, so nothing correct depends on this pr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+
+#: Told the rooms of each notification (background steps that follow the events stream).
+RoomsListener = Callable[[list[str]], None]
 
 
 class Notifier:
@@ -20,6 +23,14 @@ class Notifier:
         # parked() to know a long poll really waits instead of sleeping and hoping it does.
         self._waiters = 0
         self._parked = asyncio.Event()
+        self._listeners: list[RoomsListener] = []
+
+    def add_listener(self, listener: RoomsListener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: RoomsListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     @property
     def generation(self) -> int:
@@ -41,6 +52,10 @@ class Notifier:
         self._generation += 1
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+        rooms = list(room_ids)
+        if rooms:
+            for listener in list(self._listeners):
+                listener(rooms)
 
     async def wait(self, seen_generation: int, timeout_seconds: float) -> bool:
         """Wait until a notification after ``seen_generation``; False on timeout."""

@@ -1,6 +1,6 @@
 """Stream tokens: positions in the server's streams, opaque to clients.
 
-``s{events}_{account_data}_{receipts}_{to_device}_{device_lists}_{typing}_{presence}``:
+``s{events}_{account_data}_{receipts}_{to_device}_{device_lists}_{typing}_{presence}_{push}``:
 ``events`` is a stream ordering (every persisted event has one), the others are counters of
 their own streams (``typing`` lives in the process's memory, see
 ``homeserver.ephemeral.typing``). Shorter tokens (``s42``, ``s42_3_7`` from before to-device,
@@ -33,11 +33,13 @@ class StreamToken:
     typing: int = 0
     #: presence changes reported up to here.
     presence: int = 0
+    #: push-rule evaluation (notification counts) reported up to here: a stream ordering.
+    push: int = 0
 
     def __str__(self) -> str:
         return (
             f"s{self.events}_{self.account_data}_{self.receipts}"
-            f"_{self.to_device}_{self.device_lists}_{self.typing}_{self.presence}"
+            f"_{self.to_device}_{self.device_lists}_{self.typing}_{self.presence}_{self.push}"
         )
 
     def with_events(self, events: int) -> StreamToken:

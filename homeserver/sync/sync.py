@@ -118,6 +118,7 @@ class SyncService:
             device_lists=await self.store.device_lists.get_position(),
             typing=0 if self.typing is None else self.typing.position,
             presence=await self.store.presence.get_position(),
+            push=await self.store.push_actions.get_evaluated_position(),
         )
 
     async def _compute(self, request: SyncRequest) -> tuple[dict[str, Any], bool]:
@@ -220,6 +221,11 @@ class SyncService:
         moved: set[str] = set()
         if since is not None:
             moved = await self.store.sync.get_rooms_changed(room_ids, since.events, ctx.now.events)
+            # Notifications found since the token (counts that moved after their events were
+            # sent): the room is sent again with its new counts.
+            moved |= await self.store.push_actions.rooms_with_actions_between(
+                ctx.user_id, room_ids, since.push, ctx.now.push
+            )
         typing = typing_changes(self.typing, ctx, room_ids)
         result: dict[str, Any] = {}
         for room_id in room_ids:
@@ -241,7 +247,29 @@ class SyncService:
             result[room_id] = await self._joined_room(
                 ctx, room_id, newly_joined, room_receipts, room_data, typers
             )
+        await self._unread_counts(ctx, result)
         return result
+
+    async def _unread_counts(self, ctx: SyncContext, rooms: dict[str, Any]) -> None:
+        """``unread_notifications`` of each room sent, and with the timeline filter's
+        ``unread_thread_notifications`` the main timeline's counts there and each thread's in
+        ``unread_thread_notifications`` (spec "Receiving notifications")."""
+        if not rooms:
+            return
+        counts = await self.store.push_actions.get_room_counts(ctx.user_id, list(rooms))
+        threaded = ctx.filter.timeline.definition.get("unread_thread_notifications") is True
+        for room_id, section in rooms.items():
+            room = counts[room_id]
+            shown = room.main if threaded else room.total
+            section["unread_notifications"] = {
+                "notification_count": shown.notifications,
+                "highlight_count": shown.highlights,
+            }
+            if threaded:
+                section["unread_thread_notifications"] = {
+                    root: {"notification_count": c.notifications, "highlight_count": c.highlights}
+                    for root, c in room.threads.items()
+                }
 
     async def _was_joined_at(self, ctx: SyncContext, room_id: str, position: int) -> bool:
         state = await self.rooms.state_after_position(room_id, position)

@@ -194,7 +194,7 @@ _QUERY_KEYS = [
     "since", "from", "to", "limit", "timeout", "filter", "dir", "full_state", "set_presence",
     "server", "via", "server_name", "kind", "include_all_networks", "membership",
     "not_membership", "at", "user_id", "ts", "event_id", "access_token", "third_party_instance_id",
-    "version", "max_depth", "suggested_only", "recurse", "include",
+    "version", "max_depth", "suggested_only", "recurse", "include", "only",
 ]  # fmt: skip
 
 _QUERY_VALUES = [
@@ -307,6 +307,11 @@ BODY_TEMPLATES: dict[str, Any] = {
     },
     "/pushrules/{scope}/{kind}/{rule_id}/{attr}": {"enabled": "X", "actions": ["X"]},
     "/rooms/{room_id}/receipt/{receipt_type}/{event_id}": {"thread_id": "X"},
+    "/pushers/set": {
+        "kind": "X", "app_id": "X", "pushkey": "X", "app_display_name": "X",
+        "device_display_name": "X", "profile_tag": "X", "lang": "X", "append": "X",
+        "data": {"url": "X", "format": "X"},
+    },
     "/rooms/{room_id}/read_markers": {"m.fully_read": "X", "m.read": "X", "m.read.private": "X"},
     "/rooms/{room_id}/typing/{user_id}": {"typing": "X", "timeout": "X"},
     "/presence/{user_id}/status": {"presence": "X", "status_msg": "X"},

@@ -199,7 +199,7 @@ async def test_bad_parameters_are_400(server: TestServer):
         {"since": "s1_x"},
         {"since": "s-1"},
         {"since": "s99999999999999999999999"},
-        {"since": "s1_2_3_4_5_6_7_8"},
+        {"since": "s1_2_3_4_5_6_7_8_9"},
         {"set_presence": "busy"},
         {"timeout": "soon"},
         {"full_state": "maybe"},

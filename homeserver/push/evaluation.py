@@ -1,0 +1,267 @@
+"""Push-rule evaluation for every event, after it commits (the durable background step).
+
+Why after commit and not in the event's transaction: a message in a room of a thousand local
+members means a thousand rulesets evaluated and as many rows written, and doing that while the
+room's row lock (and the server-wide stream-ordering lock) is held would slow every sender on the
+server. Instead one step walks the events stream behind the writers: it reads a batch of events
+past its position, evaluates them outside any transaction, then writes their actions, the pusher
+jobs they cause and its new position in ONE transaction, moving the position by compare-and-set.
+So every event is evaluated exactly once, whatever crashes or how many processes run it, and a
+restart resumes where the position says. Stream orderings are taken in commit order (a
+server-wide lock), so nothing committed is ever left behind the position.
+
+/sync reads the position as its ``push`` token part, and a room whose notifications were found
+after a client's token is sent again with its new counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from homeserver.clock import WallClock
+from homeserver.events.event import Event
+from homeserver.push.evaluator import context_for, evaluate, is_highlight, notifies
+from homeserver.push.rules import PushRulesService
+from homeserver.storage import Store
+from homeserver.storage.push_actions import MAIN_THREAD, PushAction
+from homeserver.storage.pushers import PushJob
+from homeserver.streams.notifier import Notifier
+
+logger = logging.getLogger(__name__)
+
+BATCH = 100
+#: Only pushers of this kind send anything ("email" is Synapse's other kind, not offered).
+HTTP_PUSHER = "http"
+
+
+class _LostRace(Exception):
+    """Another process evaluated these events first."""
+
+
+def thread_of(event: Event) -> str:
+    """The thread an event is in: the root of an ``m.thread`` relation, else the main one."""
+    relates = event.content.get("m.relates_to")
+    if isinstance(relates, dict) and relates.get("rel_type") == "m.thread":
+        root = relates.get("event_id")
+        if isinstance(root, str):
+            return root
+    return MAIN_THREAD
+
+
+def _matchable(event: Event) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": event.type,
+        "content": event.content,
+        "sender": event.sender,
+        "room_id": event.room_id,
+    }
+    if event.state_key is not None:
+        body["state_key"] = event.state_key
+    return body
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluated:
+    actions: list[PushAction]
+    jobs: list[PushJob]
+
+
+class PushEvaluator:
+    def __init__(
+        self,
+        store: Store,
+        push_rules: PushRulesService,
+        notifier: Notifier,
+        clock: WallClock,
+        server_name: str,
+        *,
+        on_jobs: Callable[[Iterable[int]], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.push_rules = push_rules
+        self.notifier = notifier
+        self.clock = clock
+        self.server_name = server_name
+        self.on_jobs = on_jobs
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._task is not None:
+            return
+        self.notifier.add_listener(self._on_notified)
+        self._wake.set()  # catch up on what committed while we were down
+        self._task = asyncio.create_task(self._run(), name="push-evaluator")
+
+    async def stop(self) -> None:
+        self.notifier.remove_listener(self._on_notified)
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _on_notified(self, room_ids: Iterable[str]) -> None:
+        if any(True for _ in room_ids):
+            self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.process_pending()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A database outage or a bug: the position did not move; try at the next wake.
+                logger.exception("push rule evaluation failed")
+                await asyncio.sleep(1)
+                self._wake.set()
+
+    # --- the work -------------------------------------------------------------------------
+    async def process_pending(self) -> int:
+        """Evaluate every committed event past the position; returns how many were."""
+        done = 0
+        while True:
+            position = await self.store.push_actions.get_evaluated_position()
+            upto = await self.store.events.get_max_stream_ordering()
+            if upto <= position:
+                return done
+            ids = await self.store.push_actions.get_evaluable_event_ids(position, upto, BATCH)
+            events = await self.store.events.get_events(ids)
+            ordered = [events[i] for i in ids if i in events]
+            if len(ids) == BATCH and ordered:
+                upto = ordered[-1].internal.stream_ordering or upto
+            evaluated = Evaluated([], [])
+            for event in ordered:
+                if not event.internal.soft_failed:
+                    await self._evaluate_event(event, evaluated)
+            try:
+                await self.store.db.run_in_transaction(
+                    "push_actions", self._commit, position, upto, evaluated
+                )
+            except _LostRace:
+                continue
+            done += len(ordered)
+            users = {a.user_id for a in evaluated.actions}
+            if users:
+                self.notifier.notify(user_ids=users)
+            if evaluated.jobs and self.on_jobs is not None:
+                self.on_jobs({j.pusher_id for j in evaluated.jobs})
+
+    async def _commit(self, txn: Any, position: int, upto: int, evaluated: Evaluated) -> None:
+        if not await self.store.push_actions.advance_evaluated_txn(txn, position, upto):
+            raise _LostRace()
+        await self.store.push_actions.insert_actions_txn(txn, evaluated.actions)
+        await self.store.pushers.enqueue_txn(txn, evaluated.jobs)
+
+    async def _recipients(self, event: Event) -> tuple[list[str], int, Event | None]:
+        """The local users joined in the state before the event (so someone who joined later
+        is never told of it), and the invitee of an invite, less the sender; and the room's
+        joined member count there."""
+        state = await self.store.state.get_state_ids_at_event(event.event_id, before=True) or {}
+        member_ids = [eid for (kind, _), eid in state.items() if kind == "m.room.member"]
+        members = await self.store.events.get_events(member_ids)
+        joined = [
+            m.state_key
+            for m in members.values()
+            if m.state_key is not None and m.content.get("membership") == "join"
+        ]
+        suffix = ":" + self.server_name
+        local = [u for u in joined if u.endswith(suffix) and u != event.sender]
+        if (
+            event.type == "m.room.member"
+            and event.content.get("membership") == "invite"
+            and isinstance(event.state_key, str)
+            and event.state_key.endswith(suffix)
+            and event.state_key not in local
+        ):
+            local.append(event.state_key)
+        levels_id = state.get(("m.room.power_levels", ""))
+        levels = None if levels_id is None else await self.store.events.get_event(levels_id)
+        return local, len(joined), levels
+
+    async def _sender_power(self, event: Event, levels: Event | None) -> tuple[int, dict[str, Any]]:
+        """The sender's power level and the ``notifications`` levels, before the event."""
+        if levels is None:
+            create = await self.store.state.get_current_state_event(event.room_id, "m.room.create")
+            return (100 if create is not None and create.sender == event.sender else 0), {}
+        content = levels.content
+        users = content.get("users") if isinstance(content.get("users"), dict) else {}
+        level = users.get(event.sender, content.get("users_default", 0))
+        notifications = content.get("notifications")
+        return (
+            level if isinstance(level, int) else 0,
+            notifications if isinstance(notifications, dict) else {},
+        )
+
+    async def _evaluate_event(self, event: Event, out: Evaluated) -> None:
+        recipients, member_count, levels = await self._recipients(event)
+        if not recipients:
+            return
+        power, notification_levels = await self._sender_power(event, levels)
+        ctx = context_for(
+            _matchable(event),
+            room_member_count=member_count,
+            sender_power_level=power,
+            notification_levels=notification_levels,
+        )
+        rulesets, own = await self.push_rules.get_rulesets(recipients)
+        memo: dict[str, bool] = {}
+        thread = thread_of(event)
+        ordering = event.internal.stream_ordering or 0
+        now = self.clock()
+        notified: list[tuple[str, list[Any]]] = []
+        for user_id in recipients:
+            ruleset = rulesets[user_id]
+            reads_names = user_id in own and _reads_names(ruleset)
+            name = await self._display_name(event.room_id, user_id) if reads_names else None
+            actions = evaluate(ruleset, ctx, name, memo)
+            if notifies(actions):
+                assert actions is not None
+                notified.append((user_id, actions))
+                out.actions.append(
+                    PushAction(
+                        event.event_id,
+                        event.room_id,
+                        user_id,
+                        thread,
+                        ordering,
+                        is_highlight(actions),
+                        actions,
+                        now,
+                    )
+                )
+        if not notified:
+            return
+        pushers = await self.store.pushers.get_pushers_of_users([u for u, _ in notified])
+        for user_id, actions in notified:
+            for pusher in pushers.get(user_id, []):
+                if pusher.kind == HTTP_PUSHER:
+                    out.jobs.append(
+                        PushJob(0, pusher.id, user_id, event.event_id, event.room_id, actions, now)
+                    )
+
+    async def _display_name(self, room_id: str, user_id: str) -> str | None:
+        """The user's display name in the room (read only for rulesets that use it: the
+        default rules never do, ``contains_display_name`` is for a user's own rules)."""
+        member = await self.store.state.get_current_state_event(room_id, "m.room.member", user_id)
+        name = None if member is None else member.content.get("displayname")
+        return name if isinstance(name, str) else None
+
+
+def _reads_names(ruleset: dict[str, list[Any]]) -> bool:
+    return any(
+        isinstance(c, dict) and c.get("kind") == "contains_display_name"
+        for rules in ruleset.values()
+        for rule in rules
+        if rule.get("enabled", True)
+        for c in rule.get("conditions") or ()
+    )

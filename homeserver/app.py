@@ -152,6 +152,7 @@ def create_app(
     app[appkeys.ROOM_DELETION] = hs.room_deletion
     app[appkeys.ROOM_DIRECTORY] = hs.room_directory
     app[appkeys.ROOM_EVENTS] = hs.room_events
+    app[appkeys.ROOM_SEARCH] = hs.room_search
     app[appkeys.ROOM_UPGRADES] = hs.room_upgrades
     app[appkeys.SYNC] = hs.sync
     app[appkeys.TO_DEVICE] = hs.to_device

@@ -59,6 +59,7 @@ from homeserver.rooms.creation import RoomCreationService
 from homeserver.rooms.directory import PublicRoomList
 from homeserver.rooms.events_service import RoomEventsService
 from homeserver.rooms.membership import MembershipService
+from homeserver.rooms.search import RoomSearch
 from homeserver.rooms.sender import EventSender
 from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.upgrade_spaces import SpaceLinks
@@ -193,6 +194,7 @@ class Homeserver:
         self.room_events = RoomEventsService(
             store, self.sender, self.ratelimiters, clock, membership=self.membership
         )
+        self.room_search = RoomSearch(store, self.room_events.reader)
 
         # Our admin additions: the lifecycle, the upgrade preview, failed upgrades kept.
         self.bus.subscribe(UpgradeFailureRecorder(store.upgrade_audit, clock))

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from homeserver.rooms.directory import PublicRoomList
     from homeserver.rooms.events_service import RoomEventsService
     from homeserver.rooms.membership import MembershipService
+    from homeserver.rooms.search import RoomSearch
     from homeserver.rooms.upgrade import RoomUpgradeService
     from homeserver.sync.filters import FilterService
     from homeserver.sync.sync import SyncService
@@ -83,6 +84,7 @@ ROOM_CREATION: web.AppKey[RoomCreationService] = web.AppKey("room_creation")
 ROOM_DELETION: web.AppKey[RoomDeletionService] = web.AppKey("room_deletion")
 ROOM_DIRECTORY: web.AppKey[PublicRoomList] = web.AppKey("room_directory")
 ROOM_EVENTS: web.AppKey[RoomEventsService] = web.AppKey("room_events")
+ROOM_SEARCH: web.AppKey[RoomSearch] = web.AppKey("room_search")
 ROOM_UPGRADES: web.AppKey[RoomUpgradeService] = web.AppKey("room_upgrades")
 SYNC: web.AppKey[SyncService] = web.AppKey("sync")
 TO_DEVICE: web.AppKey[ToDeviceService] = web.AppKey("to_device")

@@ -42,6 +42,7 @@ from homeserver.http.client import presence as presence_http
 from homeserver.http.client import push_rules as push_rules_http
 from homeserver.http.client import receipts as receipts_http
 from homeserver.http.client import room_keys as room_keys_http
+from homeserver.http.client import search as search_http
 from homeserver.http.client import sync as sync_http
 from homeserver.http.client import tags as tags_http
 from homeserver.http.client import to_device as to_device_http
@@ -95,6 +96,7 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
         room_upgrade.add_routes(app.router)
         room_read.add_routes(app.router)
         redact.add_routes(app.router)
+        search_http.add_routes(app.router)
         joined_rooms.add_routes(app.router)
         sync_http.add_routes(app.router)
         filter_http.add_routes(app.router)

@@ -46,6 +46,7 @@ from homeserver.storage.errors import UnknownRoomError
 from homeserver.storage.events import EventsStore
 from homeserver.storage.media import insert_references_txn as insert_media_references_txn
 from homeserver.storage.rooms import NewRoom, RoomsStore
+from homeserver.storage.search import insert_search_rows_txn
 from homeserver.storage.state import (
     StateDelta,
     StateStore,
@@ -452,6 +453,7 @@ class EventPersister:
             [(e.event_id, *groups[e.event_id]) for e, _ in fresh if e.event_id in groups],
         )
         await insert_media_references_txn(txn, (e for e, _ in fresh))
+        await insert_search_rows_txn(txn, (e for e, _ in fresh), orderings)
 
     async def _update_extremities(
         self, txn: Transaction, room_id: str, accepted: list[Event], *, new_room: bool

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from homeserver.storage.database import Database, Transaction, placeholders
+from homeserver.storage.search import delete_search_row_txn
 
 _TIMELINE = "outlier = FALSE AND rejected_reason IS NULL AND soft_failed = FALSE"
 
@@ -137,6 +138,8 @@ class RoomUseStore:
         changed = await txn.execute(
             "UPDATE events SET redacted = TRUE WHERE event_id = ? AND redacted = FALSE", event_id
         )
+        # A redacted event's text must no longer be found by /search.
+        await delete_search_row_txn(txn, event_id)
         return changed == 1
 
     async def get_redaction_ids(self, targets: Iterable[str]) -> dict[str, str]:

@@ -28,7 +28,7 @@ from homeserver.storage.search import SearchHit, SearchQuery
 from homeserver.visibility.client import ReadAccess, filter_events_for_client, room_access
 
 _MAX_SCANNED = 2000
-_COUNT_BEFORE_JOIN = 1000
+_COUNT_BEFORE_JOIN = 500
 _MAX_BATCH = 200
 
 

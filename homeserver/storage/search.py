@@ -85,12 +85,20 @@ async def insert_search_rows_txn(
             rows.append((*row[:6], orderings[event.event_id], row[7]))
     if not rows:
         return
-    value = "?" if txn.engine == "sqlite" else "to_tsvector('english', ?)"
-    column = "value" if txn.engine == "sqlite" else "vector"
+    if txn.engine == "sqlite":
+        # The row ID is the stream ordering (see the migration): recent-first reads the index.
+        await txn.executemany(
+            "INSERT INTO event_search (id, event_id, room_id, sender, type, key, value,"
+            " stream_ordering, origin_server_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            [(row[6], *row) for row in rows],
+        )
+        return
     await txn.executemany(
-        "INSERT INTO event_search (event_id, room_id, sender, type, key,"
-        f" {column}, stream_ordering, origin_server_ts)"
-        f" VALUES (?, ?, ?, ?, ?, {value}, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+        "INSERT INTO event_search (event_id, room_id, sender, type, key, vector,"
+        " stream_ordering, origin_server_ts)"
+        " VALUES (?, ?, ?, ?, ?, to_tsvector('english', ?), ?, ?)"
+        " ON CONFLICT (event_id) DO NOTHING",
         rows,
     )
 
@@ -116,8 +124,10 @@ class SearchStore:
         """``FROM … WHERE …`` matching ``query``, the rank expression and the arguments."""
         args: list[Any] = [_match_expression(self.db.engine, query.words)]
         if self.db.engine == "sqlite":
+            # CROSS JOIN: SQLite's planner keeps the index as the outer loop (it would rather
+            # walk the room's rows and probe the index once per row, far slower).
             source = (
-                "event_search_fts JOIN event_search s ON s.id = event_search_fts.rowid"
+                "event_search_fts CROSS JOIN event_search s ON s.id = event_search_fts.rowid"
                 " WHERE event_search_fts MATCH ?"
             )
             rank = "-bm25(event_search_fts)"
@@ -144,12 +154,15 @@ class SearchStore:
         if not query.words or not query.room_ids or not query.keys:
             return []
         where, rank, args = self._where(query)
+        # On SQLite the index's rowid is the stream ordering: ordering and bounding by it lets
+        # FTS5 hand back the newest matches without reading them all.
+        position = "event_search_fts.rowid" if self.db.engine == "sqlite" else "s.stream_ordering"
         if before is not None:
-            where += " AND s.stream_ordering < ?"
+            where += f" AND {position} < ?"
             args.append(before)
         rows = await self.db.fetchall(
             f"SELECT s.event_id, s.room_id, s.stream_ordering, {rank} FROM {where}"
-            " ORDER BY s.stream_ordering DESC LIMIT ?",
+            f" ORDER BY {position} DESC LIMIT ?",
             *args,
             limit,
         )

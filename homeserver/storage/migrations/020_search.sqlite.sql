@@ -2,6 +2,8 @@
 -- field it was indexed under (content.body of m.room.message, content.name of m.room.name,
 -- content.topic of m.room.topic, as Synapse). Only accepted timeline events are indexed, and a
 -- redaction deletes the row. The PostgreSQL variant keeps a tsvector under a GIN index instead.
+-- id is the event's stream ordering (unique, and the FTS5 rowid), so "newest first" is the
+-- index's own rowid order: a page of recent matches is read straight off the index.
 CREATE TABLE event_search (
     id INTEGER PRIMARY KEY,
     event_id TEXT NOT NULL UNIQUE,
@@ -24,8 +26,8 @@ CREATE VIRTUAL TABLE event_search_fts USING fts5(
 CREATE TRIGGER event_search_insert AFTER INSERT ON event_search BEGIN INSERT INTO event_search_fts (rowid, value) VALUES (new.id, new.value); END;
 CREATE TRIGGER event_search_delete AFTER DELETE ON event_search BEGIN INSERT INTO event_search_fts (event_search_fts, rowid, value) VALUES ('delete', old.id, old.value); END;
 -- Events stored before this migration.
-INSERT INTO event_search (event_id, room_id, sender, type, key, value, stream_ordering, origin_server_ts)
-SELECT event_id, room_id, sender, type,
+INSERT INTO event_search (id, event_id, room_id, sender, type, key, value, stream_ordering, origin_server_ts)
+SELECT stream_ordering, event_id, room_id, sender, type,
     CASE type WHEN 'm.room.message' THEN 'content.body' WHEN 'm.room.name' THEN 'content.name' ELSE 'content.topic' END,
     json_extract(json, CASE type WHEN 'm.room.message' THEN '$.content.body' WHEN 'm.room.name' THEN '$.content.name' ELSE '$.content.topic' END),
     stream_ordering, origin_server_ts

@@ -156,6 +156,7 @@ def create_app(
     app[appkeys.ROOM_DIRECTORY] = hs.room_directory
     app[appkeys.ROOM_EVENTS] = hs.room_events
     app[appkeys.ROOM_SUMMARY] = hs.room_summary
+    app[appkeys.ROOM_SEARCH] = hs.room_search
     app[appkeys.ROOM_UPGRADES] = hs.room_upgrades
     app[appkeys.SYNC] = hs.sync
     app[appkeys.TO_DEVICE] = hs.to_device

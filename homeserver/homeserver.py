@@ -65,6 +65,7 @@ from homeserver.rooms.events_service import RoomEventsService
 from homeserver.rooms.hierarchy import HierarchyService
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.room_summary import RoomSummaryService
+from homeserver.rooms.search import RoomSearch
 from homeserver.rooms.sender import EventSender
 from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.upgrade_spaces import SpaceLinks
@@ -211,6 +212,7 @@ class Homeserver:
         self.room_events = RoomEventsService(
             store, self.sender, self.ratelimiters, clock, membership=self.membership
         )
+        self.room_search = RoomSearch(store, self.room_events.reader)
 
         # Our admin additions: the lifecycle, the upgrade preview, failed upgrades kept.
         self.bus.subscribe(UpgradeFailureRecorder(store.upgrade_audit, clock))

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from homeserver.rooms.hierarchy import HierarchyService
     from homeserver.rooms.membership import MembershipService
     from homeserver.rooms.room_summary import RoomSummaryService
+    from homeserver.rooms.search import RoomSearch
     from homeserver.rooms.upgrade import RoomUpgradeService
     from homeserver.sync.filters import FilterService
     from homeserver.sync.notifications import NotificationsService
@@ -91,6 +92,7 @@ ROOM_DELETION: web.AppKey[RoomDeletionService] = web.AppKey("room_deletion")
 ROOM_DIRECTORY: web.AppKey[PublicRoomList] = web.AppKey("room_directory")
 ROOM_EVENTS: web.AppKey[RoomEventsService] = web.AppKey("room_events")
 ROOM_SUMMARY: web.AppKey[RoomSummaryService] = web.AppKey("room_summary")
+ROOM_SEARCH: web.AppKey[RoomSearch] = web.AppKey("room_search")
 ROOM_UPGRADES: web.AppKey[RoomUpgradeService] = web.AppKey("room_upgrades")
 SYNC: web.AppKey[SyncService] = web.AppKey("sync")
 TO_DEVICE: web.AppKey[ToDeviceService] = web.AppKey("to_device")

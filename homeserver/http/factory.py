@@ -44,6 +44,7 @@ from homeserver.http.client import pushers as pushers_http
 from homeserver.http.client import receipts as receipts_http
 from homeserver.http.client import relations as relations_http
 from homeserver.http.client import room_keys as room_keys_http
+from homeserver.http.client import search as search_http
 from homeserver.http.client import spaces as spaces_http
 from homeserver.http.client import sync as sync_http
 from homeserver.http.client import tags as tags_http
@@ -100,6 +101,7 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
         room_read.add_routes(app.router)
         relations_http.add_routes(app.router)
         redact.add_routes(app.router)
+        search_http.add_routes(app.router)
         joined_rooms.add_routes(app.router)
         sync_http.add_routes(app.router)
         filter_http.add_routes(app.router)

@@ -252,6 +252,29 @@ class RoomReader:
             ),
         }
 
+    async def around(
+        self, user_id: str, access: ReadAccess, event: Event, *, before: int, after: int
+    ) -> dict[str, Any]:
+        """The visible events either side of ``event`` with /context's ``start``/``end`` tokens
+        (a search result's ``context``); the event itself the caller has judged."""
+        position = event.internal.stream_ordering or 0
+        newest = await self.store.events.get_max_stream_ordering()
+        up_to = newest if access.up_to is None else min(newest, access.up_to)
+        before_events, _ = await self._scan(
+            user_id, access, event.room_id, 0, position - 1, True, before, NO_FILTER
+        )
+        after_events, _ = await self._scan(
+            user_id, access, event.room_id, position, up_to, False, after, NO_FILTER
+        )
+        start = self._position_after(before_events[-1], True) if before_events else position - 1
+        end = self._position_after(after_events[-1], False) if after_events else position
+        return {
+            "events_before": await self.serialize(before_events, prev_content=True),
+            "events_after": await self.serialize(after_events, prev_content=True),
+            "start": str(StreamToken(events=max(0, start))),
+            "end": str(StreamToken(events=end)),
+        }
+
     # --- members ---------------------------------------------------------------------------
     async def members(
         self,

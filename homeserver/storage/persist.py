@@ -48,6 +48,7 @@ from homeserver.storage.media import insert_references_txn as insert_media_refer
 from homeserver.storage.redaction_apply import apply_redactions_txn
 from homeserver.storage.relations import insert_relations_txn
 from homeserver.storage.rooms import NewRoom, RoomsStore
+from homeserver.storage.search import insert_search_rows_txn
 from homeserver.storage.state import (
     StateDelta,
     StateStore,
@@ -454,6 +455,7 @@ class EventPersister:
             [(e.event_id, *groups[e.event_id]) for e, _ in fresh if e.event_id in groups],
         )
         await insert_media_references_txn(txn, (e for e, _ in fresh))
+        await insert_search_rows_txn(txn, (e for e, _ in fresh), orderings)
         await insert_relations_txn(txn, (e for e, _ in fresh))
         redacted = await apply_redactions_txn(txn, self.events, (e for e, _ in fresh))
         if redacted:

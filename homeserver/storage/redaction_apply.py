@@ -20,6 +20,17 @@ from homeserver.events.event import Event
 from homeserver.events.state_keys import CREATE_KEY, POWER_LEVELS_KEY
 from homeserver.storage.database import Transaction, placeholders
 from homeserver.storage.events import EventsStore
+from homeserver.storage.search import delete_search_row_txn
+
+
+async def mark_redacted_txn(txn: Transaction, event_id: str) -> bool:
+    """Flag ``event_id`` as redacted (served pruned, out of the relations) and drop its text
+    from the search index; the caller invalidates the event cache after commit."""
+    changed = await txn.execute(
+        "UPDATE events SET redacted = TRUE WHERE event_id = ? AND redacted = FALSE", event_id
+    )
+    await delete_search_row_txn(txn, event_id)
+    return bool(changed == 1)
 
 
 def _domain(user_id: str) -> str:
@@ -100,8 +111,6 @@ async def apply_redactions_txn(
             txn, events_store, redaction
         ):
             continue
-        await txn.execute(
-            "UPDATE events SET redacted = TRUE WHERE event_id = ? AND redacted = FALSE", target_id
-        )
+        await mark_redacted_txn(txn, target_id)
         flagged.append(target_id)
     return flagged

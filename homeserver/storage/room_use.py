@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from homeserver.storage.database import Database, Transaction, placeholders
+from homeserver.storage.redaction_apply import mark_redacted_txn
 
 _TIMELINE = "outlier = FALSE AND rejected_reason IS NULL AND soft_failed = FALSE"
 
@@ -134,10 +135,7 @@ class RoomUseStore:
 
     async def mark_redacted_txn(self, txn: Transaction, event_id: str) -> bool:
         """Flag ``event_id`` as redacted; the caller invalidates the event cache after commit."""
-        changed = await txn.execute(
-            "UPDATE events SET redacted = TRUE WHERE event_id = ? AND redacted = FALSE", event_id
-        )
-        return changed == 1
+        return await mark_redacted_txn(txn, event_id)
 
     async def get_redaction_ids(self, targets: Iterable[str]) -> dict[str, str]:
         """``target → the earliest redaction event`` among ``targets``."""

@@ -35,6 +35,7 @@ from homeserver.storage.room_deletions import RoomDeletionsStore
 from homeserver.storage.room_purge import RoomPurgeStore
 from homeserver.storage.room_use import RoomUseStore
 from homeserver.storage.rooms import RoomsStore
+from homeserver.storage.search import SearchStore
 from homeserver.storage.state import StateStore
 from homeserver.storage.sync import SyncStore
 from homeserver.storage.ui_auth import UIAuthStore
@@ -98,6 +99,8 @@ class Store:
         # The media repository.
         self.media = MediaStore(db)
         self.relations = RelationsStore(db)
+        # The full-text index of room events (POST /search).
+        self.search = SearchStore(db)
         # The one write path for events, also reachable from the events area.
         self.persist_events = self.persister.persist_events
         self.persist_events_txn = self.persister.persist_events_txn

@@ -72,9 +72,16 @@ async def test_redaction_of_another_servers_event_needs_the_redact_level(
     assert await _is_redacted(hs, target)
 
 
+async def _found(server: TestServer, user: TestUser, term: str) -> int:
+    body = {"search_categories": {"room_events": {"search_term": term}}}
+    status, answer = await server.call("POST", "/search", user, json=body)
+    assert status == 200, answer
+    return len(answer["search_categories"]["room_events"]["results"])
+
+
 async def test_redaction_of_its_own_servers_event_applies(server: TestServer) -> None:
     hs = server.hs
-    _alice, room_id, remote = await _setup(server)
+    alice, room_id, remote = await _setup(server)
     message_id, pdu = await remote.build(
         hs,
         room_id,
@@ -83,8 +90,11 @@ async def test_redaction_of_its_own_servers_event_applies(server: TestServer) ->
         content={"msgtype": "m.text", "body": "oops"},
     )
     await remote.receive(hs, pdu)
+    assert await _found(server, alice, "oops") == 1
     await _redact(hs, remote, room_id, message_id)
     assert await _is_redacted(hs, message_id)
+    # Its text is gone from the search index with it.
+    assert await _found(server, alice, "oops") == 0
 
 
 async def test_redaction_arriving_before_its_target_applies_when_the_target_arrives(

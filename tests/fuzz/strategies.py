@@ -194,11 +194,12 @@ _QUERY_KEYS = [
     "since", "from", "to", "limit", "timeout", "filter", "dir", "full_state", "set_presence",
     "server", "via", "server_name", "kind", "include_all_networks", "membership",
     "not_membership", "at", "user_id", "ts", "event_id", "access_token", "third_party_instance_id",
-    "version", "max_depth", "suggested_only", "recurse", "include", "only",
+    "version", "max_depth", "suggested_only", "recurse", "include", "only", "next_batch",
 ]  # fmt: skip
 
 _QUERY_VALUES = [
     "", "-1", "0", "1", "NaN", "1e9", "0x10", "99999999999999999999", str(2**70), "-" + str(2**70),
+    "recent_1", "rank_0", "rank_99999999999999999999", "recent_-1",
     "s0_0_0", "s1_0_0", "s-1_0_0", "s99999999999999999999_0_0", "s1_2", "t1-2_3", "s_", "s",
     "b", "f", "true", "false", "join", "leave", "all", "participated", "{", "[]", "null",
     '{"room": {"timeline": 1}}',
@@ -316,6 +317,12 @@ BODY_TEMPLATES: dict[str, Any] = {
     "/rooms/{room_id}/typing/{user_id}": {"typing": "X", "timeout": "X"},
     "/presence/{user_id}/status": {"presence": "X", "status_msg": "X"},
     "/rooms/{room_id}/redact/{event_id}/{txn_id}": {"reason": "X"},
+    "/search": {"search_categories": {"room_events": {
+        "search_term": "X", "keys": ["X"], "order_by": "X", "include_state": "X",
+        "filter": {"limit": "X", "rooms": ["X"], "not_rooms": ["X"], "senders": ["X"],
+                   "types": ["X"], "contains_url": "X"},
+        "event_context": {"before_limit": "X", "after_limit": "X", "include_profile": "X"},
+        "groupings": {"group_by": [{"key": "X"}]}}}},
     "/_synapse/admin/v1/register": {
         "nonce": "X", "username": "X", "password": "X", "mac": "X", "admin": "X",
         "displayname": "X",

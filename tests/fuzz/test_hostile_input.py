@@ -239,7 +239,8 @@ async def test_hostile_query_parameters(server: harness.TestServer, data: st.Dat
         r
         for r in ROUTES
         if re.search(
-            r"/sync|/messages|/context|/members|/publicRooms|/register/available|/join", r[1]
+            r"/sync|/messages|/context|/members|/publicRooms|/register/available|/join|/search",
+            r[1],
         )
     ]
     method, template = data.draw(st.sampled_from(readers) | st.sampled_from(ROUTES), label="route")

@@ -44,6 +44,15 @@ MAX_DISPLAYNAME_LENGTH = 256
 MAX_AVATAR_URL_LENGTH = 1000
 
 
+#: IDs per ``IN (...)`` list: a room joined over federation may bring thousands of members,
+#: more than either engine takes as parameters of one statement.
+_CHUNK = 500
+
+
+def _chunks(items: Sequence[str]) -> list[Sequence[str]]:
+    return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+
+
 def words(text: str) -> list[str]:
     """The casefolded words of ``text`` (letters, digits and ``_`` in any script)."""
     return _WORD.findall(text.casefold())
@@ -95,33 +104,30 @@ class DirectorySearch:
     exclude_remote_users: bool = False
 
 
-async def _upsert_txn(
+async def _upsert_many_txn(
     txn: Transaction,
-    user_id: str,
-    display_name: str | None,
-    avatar_url: str | None,
+    rows: Sequence[tuple[str, str | None, str | None]],
     *,
     replace: bool = True,
 ) -> None:
+    """Rows (user ID, display name, avatar URL); ``replace``: over an existing row, else it is
+    kept."""
     conflict = (
         "DO UPDATE SET display_name = excluded.display_name, avatar_url = excluded.avatar_url,"
         " search_text = excluded.search_text"
         if replace
         else "DO NOTHING"
     )
-    await txn.execute(
+    await txn.executemany(
         "INSERT INTO user_directory (user_id, display_name, avatar_url, search_text)"
         f" VALUES (?, ?, ?, ?) ON CONFLICT (user_id) {conflict}",
-        user_id,
-        display_name,
-        avatar_url,
-        search_text(user_id, display_name),
+        [(u, n, a, search_text(u, n)) for u, n, a in rows],
     )
 
 
 async def add_local_user_txn(txn: Transaction, user_id: str) -> None:
     """A new local user, findable by their user ID until their profile says more."""
-    await _upsert_txn(txn, user_id, None, None, replace=False)
+    await _upsert_many_txn(txn, [(user_id, None, None)], replace=False)
 
 
 async def refresh_local_user_txn(txn: Transaction, user_id: str) -> None:
@@ -130,7 +136,7 @@ async def refresh_local_user_txn(txn: Transaction, user_id: str) -> None:
         "SELECT displayname, avatar_url FROM profiles WHERE user_id = ?", user_id
     )
     display_name, avatar_url = (None, None) if row is None else (row[0], row[1])
-    await _upsert_txn(txn, user_id, display_name, avatar_url)
+    await _upsert_many_txn(txn, [(user_id, display_name, avatar_url)])
 
 
 def _publicly_viewable(join_rule: Any, history_visibility: Any) -> bool:
@@ -143,10 +149,10 @@ async def _contents_txn(
     """Event ID → content, from ``known`` events or else the stored JSON."""
     out = {eid: known[eid].content for eid in event_ids if eid in known}
     missing = [eid for eid in event_ids if eid not in out]
-    if missing:
+    for chunk in _chunks(missing):
         rows = await txn.fetchall(
-            f"SELECT event_id, json FROM events WHERE event_id IN ({placeholders(len(missing))})",
-            *missing,
+            f"SELECT event_id, json FROM events WHERE event_id IN ({placeholders(len(chunk))})",
+            *chunk,
         )
         for event_id, json_text in rows:
             content = parse_json(json_text).get("content")
@@ -188,8 +194,8 @@ async def on_current_state_txn(
     removed: Sequence[StateKey],
     known: Mapping[str, Event],
 ) -> None:
-    """Follow a change of the room's current state (already written): the room's publicity,
-    remote members' rows (joined: present; no room left: gone) and local joiners' rows."""
+    """Follow a change of the room's current state (already written): the room's publicity and
+    remote members' rows (joined: present; joined to no room left: gone)."""
     changed = set(added) | set(removed)
     if JOIN_RULES_KEY in changed or HISTORY_VISIBILITY_KEY in changed:
         public = await _refresh_publicity_txn(txn, room_id, known)
@@ -200,12 +206,12 @@ async def on_current_state_txn(
     if not members and not gone:
         return
     users = sorted(set(members) | set(gone))
-    local = {
-        r[0]
-        for r in await txn.fetchall(
-            f"SELECT user_id FROM users WHERE user_id IN ({placeholders(len(users))})", *users
+    local: set[str] = set()
+    for chunk in _chunks(users):
+        rows = await txn.fetchall(
+            f"SELECT user_id FROM users WHERE user_id IN ({placeholders(len(chunk))})", *chunk
         )
-    }
+        local.update(r[0] for r in rows)
     contents = await _contents_txn(txn, list(members.values()), known)
     joined = {
         user_id: contents.get(eid, {})
@@ -219,34 +225,29 @@ async def on_current_state_txn(
             )
             is not None
         )
-    for user_id, content in joined.items():
-        if user_id in local:
-            # Made with the account; a user created before this table existed gets it here.
-            if not await _has_row_txn(txn, user_id):
-                await refresh_local_user_txn(txn, user_id)
-        else:
-            await _upsert_txn(
-                txn,
-                user_id,
-                _shown(content.get("displayname"), MAX_DISPLAYNAME_LENGTH) if public else None,
-                _shown(content.get("avatar_url"), MAX_AVATAR_URL_LENGTH) if public else None,
-                replace=bool(public),
-            )
+    rows = [
+        (
+            user_id,
+            _shown(content.get("displayname"), MAX_DISPLAYNAME_LENGTH) if public else None,
+            _shown(content.get("avatar_url"), MAX_AVATAR_URL_LENGTH) if public else None,
+        )
+        # A local user's row follows their profile, made with the account.
+        for user_id, content in joined.items()
+        if user_id not in local
+    ]
+    if rows:
+        await _upsert_many_txn(txn, rows, replace=bool(public))
     departed = [u for u in users if u not in local and u not in joined]
-    if departed:
+    for chunk in _chunks(departed):
         # A remote user stays findable while joined to any room we know.
         await txn.execute(
-            f"DELETE FROM user_directory WHERE user_id IN ({placeholders(len(departed))})"
+            f"DELETE FROM user_directory WHERE user_id IN ({placeholders(len(chunk))})"
             " AND NOT EXISTS (SELECT 1 FROM current_state_events c"
             " WHERE c.state_key = user_directory.user_id AND c.type = ?"
             " AND c.membership = 'join')",
-            *departed,
+            *chunk,
             MEMBER,
         )
-
-
-async def _has_row_txn(txn: Transaction, user_id: str) -> bool:
-    return await txn.fetchval("SELECT 1 FROM user_directory WHERE user_id = ?", user_id) is not None
 
 
 class UserDirectoryStore:
@@ -256,26 +257,29 @@ class UserDirectoryStore:
     async def search(self, query: DirectorySearch) -> tuple[list[DirectoryEntry], bool]:
         """The best ``query.limit`` matches the searcher may see, and whether there were
         more."""
+        matching = " AND ".join("search_text LIKE ? ESCAPE '\\'" for _ in query.terms)
+        match_args = [f"% {_like_escape(term)}%" for term in query.terms]
         where = ["(u.deactivated IS NULL OR u.deactivated = FALSE)"]
         args: list[Any] = []
-        for term in query.terms:
-            where.append("d.search_text LIKE ? ESCAPE '\\'")
-            args.append(f"% {_like_escape(term)}%")
         if query.exclude_remote_users:
             where.append("u.user_id IS NOT NULL")
         if query.search_all_users:
             where.append("d.user_id <> ?")
             args.append(query.searcher)
         else:
+            # Correlated, so only the matching rows are looked up (by index: a user's joined
+            # rooms, the searcher's rooms' member keys), not every member of every room.
             where.append(
-                "(d.user_id IN (SELECT c.state_key FROM user_directory_public_rooms p"
-                " JOIN current_state_events c ON c.room_id = p.room_id"
-                " AND c.type = 'm.room.member' AND c.membership = 'join')"
-                " OR d.user_id IN (SELECT o.state_key FROM current_state_events m"
+                "(EXISTS (SELECT 1 FROM current_state_events c"
+                " JOIN user_directory_public_rooms p ON p.room_id = c.room_id"
+                " WHERE c.state_key = d.user_id AND c.type = 'm.room.member'"
+                " AND c.membership = 'join')"
+                " OR (d.user_id <> ? AND EXISTS (SELECT 1 FROM current_state_events m"
                 " JOIN current_state_events o ON o.room_id = m.room_id"
-                " AND o.type = 'm.room.member' AND o.membership = 'join'"
-                " WHERE m.state_key = ? AND m.type = 'm.room.member' AND m.membership = 'join'"
-                " AND o.state_key <> ?))"
+                " AND o.type = 'm.room.member' AND o.state_key = d.user_id"
+                " AND o.membership = 'join'"
+                " WHERE m.state_key = ? AND m.type = 'm.room.member'"
+                " AND m.membership = 'join')))"
             )
             args += [query.searcher, query.searcher]
         phrase = _like_escape(" ".join(query.terms))
@@ -290,10 +294,16 @@ class UserDirectoryStore:
         order_args: list[Any] = [f"% {phrase} %", f"% {phrase}%"]
         if query.prefer_local_users:
             order.insert(0, "CASE WHEN u.user_id IS NULL THEN 1 ELSE 0 END")
+        # The words are matched first, in a materialised step: PostgreSQL would otherwise
+        # price the visibility look-ups for every row of the directory, and at that price
+        # compile the query (JIT), which costs more than running it.
         rows = await self.db.fetchall(
-            "SELECT d.user_id, d.display_name, d.avatar_url FROM user_directory d"
+            "WITH d AS MATERIALIZED (SELECT user_id, display_name, avatar_url, search_text"
+            f" FROM user_directory WHERE {matching})"
+            " SELECT d.user_id, d.display_name, d.avatar_url FROM d"
             " LEFT JOIN users u ON u.user_id = d.user_id"
             f" WHERE {' AND '.join(where)} ORDER BY {', '.join(order)} LIMIT ?",
+            *match_args,
             *args,
             *order_args,
             query.limit + 1,

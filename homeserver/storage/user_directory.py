@@ -316,62 +316,70 @@ class UserDirectoryStore:
         existed before it); whether it ran."""
         if await self.db.fetchval("SELECT 1 FROM user_directory_rebuild") is None:
             return False
-        await self.rebuild()
+        async with self.db.transaction("rebuild_user_directory_once") as txn:
+            # Processes starting together over one database: the first rebuilds, the others
+            # wait on the marker's row and then find it gone.
+            if not await txn.lock_row("user_directory_rebuild", "needed", True):
+                return False
+            await self._rebuild_txn(txn)
         return True
 
     async def rebuild(self) -> None:
         """The whole directory anew from users, profiles and the rooms' current state."""
         async with self.db.transaction("rebuild_user_directory") as txn:
-            await txn.execute("DELETE FROM user_directory")
-            await txn.execute("DELETE FROM user_directory_public_rooms")
-            local = await txn.fetchall(
-                "SELECT u.user_id, p.displayname, p.avatar_url FROM users u"
-                " LEFT JOIN profiles p ON p.user_id = u.user_id"
-            )
-            await txn.executemany(
-                "INSERT INTO user_directory (user_id, display_name, avatar_url, search_text)"
-                " VALUES (?, ?, ?, ?)",
-                [(r[0], r[1], r[2], search_text(r[0], r[1])) for r in local],
-            )
-            settings: dict[str, dict[str, Any]] = {}
-            for room_id, _type, json_text in await txn.fetchall(
-                "SELECT c.room_id, c.type, e.json FROM current_state_events c"
-                " JOIN events e ON e.event_id = c.event_id"
-                " WHERE c.type IN (?, ?) AND c.state_key = ''",
-                JOIN_RULES,
-                HISTORY_VISIBILITY,
-            ):
-                content = parse_json(json_text).get("content")
-                if isinstance(content, dict):
-                    settings.setdefault(room_id, {}).update(content)
-            public = {
-                room_id
-                for room_id, s in settings.items()
-                if _publicly_viewable(s.get("join_rule"), s.get("history_visibility"))
-            }
-            await txn.executemany(
-                "INSERT INTO user_directory_public_rooms (room_id) VALUES (?)",
-                [(room_id,) for room_id in sorted(public)],
-            )
-            remote: dict[str, tuple[str | None, str | None]] = {}
-            for room_id, user_id, json_text in await txn.fetchall(
-                "SELECT c.room_id, c.state_key, e.json FROM current_state_events c"
-                " JOIN events e ON e.event_id = c.event_id"
-                " WHERE c.type = ? AND c.membership = 'join'"
-                " AND NOT EXISTS (SELECT 1 FROM users u WHERE u.user_id = c.state_key)",
-                MEMBER,
-            ):
-                content = parse_json(json_text).get("content")
-                if room_id in public and isinstance(content, dict):
-                    remote[user_id] = (
-                        _shown(content.get("displayname"), MAX_DISPLAYNAME_LENGTH),
-                        _shown(content.get("avatar_url"), MAX_AVATAR_URL_LENGTH),
-                    )
-                else:
-                    remote.setdefault(user_id, (None, None))
-            await txn.executemany(
-                "INSERT INTO user_directory (user_id, display_name, avatar_url, search_text)"
-                " VALUES (?, ?, ?, ?)",
-                [(u, n, a, search_text(u, n)) for u, (n, a) in sorted(remote.items())],
-            )
-            await txn.execute("DELETE FROM user_directory_rebuild")
+            await self._rebuild_txn(txn)
+
+    async def _rebuild_txn(self, txn: Transaction) -> None:
+        await txn.execute("DELETE FROM user_directory")
+        await txn.execute("DELETE FROM user_directory_public_rooms")
+        local = await txn.fetchall(
+            "SELECT u.user_id, p.displayname, p.avatar_url FROM users u"
+            " LEFT JOIN profiles p ON p.user_id = u.user_id"
+        )
+        await txn.executemany(
+            "INSERT INTO user_directory (user_id, display_name, avatar_url, search_text)"
+            " VALUES (?, ?, ?, ?)",
+            [(r[0], r[1], r[2], search_text(r[0], r[1])) for r in local],
+        )
+        settings: dict[str, dict[str, Any]] = {}
+        for room_id, _type, json_text in await txn.fetchall(
+            "SELECT c.room_id, c.type, e.json FROM current_state_events c"
+            " JOIN events e ON e.event_id = c.event_id"
+            " WHERE c.type IN (?, ?) AND c.state_key = ''",
+            JOIN_RULES,
+            HISTORY_VISIBILITY,
+        ):
+            content = parse_json(json_text).get("content")
+            if isinstance(content, dict):
+                settings.setdefault(room_id, {}).update(content)
+        public = {
+            room_id
+            for room_id, s in settings.items()
+            if _publicly_viewable(s.get("join_rule"), s.get("history_visibility"))
+        }
+        await txn.executemany(
+            "INSERT INTO user_directory_public_rooms (room_id) VALUES (?)",
+            [(room_id,) for room_id in sorted(public)],
+        )
+        remote: dict[str, tuple[str | None, str | None]] = {}
+        for room_id, user_id, json_text in await txn.fetchall(
+            "SELECT c.room_id, c.state_key, e.json FROM current_state_events c"
+            " JOIN events e ON e.event_id = c.event_id"
+            " WHERE c.type = ? AND c.membership = 'join'"
+            " AND NOT EXISTS (SELECT 1 FROM users u WHERE u.user_id = c.state_key)",
+            MEMBER,
+        ):
+            content = parse_json(json_text).get("content")
+            if room_id in public and isinstance(content, dict):
+                remote[user_id] = (
+                    _shown(content.get("displayname"), MAX_DISPLAYNAME_LENGTH),
+                    _shown(content.get("avatar_url"), MAX_AVATAR_URL_LENGTH),
+                )
+            else:
+                remote.setdefault(user_id, (None, None))
+        await txn.executemany(
+            "INSERT INTO user_directory (user_id, display_name, avatar_url, search_text)"
+            " VALUES (?, ?, ?, ?)",
+            [(u, n, a, search_text(u, n)) for u, (n, a) in sorted(remote.items())],
+        )
+        await txn.execute("DELETE FROM user_directory_rebuild")

@@ -110,6 +110,8 @@ async def start_homeserver(
     hs = Homeserver(config, signing_key, Store(db), clock=clock)
     # An upgrade interrupted by a crash committed nothing: its room is active again.
     await hs.room_upgrades.recover_stranded_upgrades()
+    # The users and rooms that existed before the directory did (once, after its migration).
+    await hs.store.user_directory.rebuild_if_needed()
     return hs
 
 
@@ -162,6 +164,7 @@ def create_app(
     app[appkeys.TO_DEVICE] = hs.to_device
     app[appkeys.TYPING] = hs.typing
     app[appkeys.UPGRADE_PREVIEW] = hs.upgrade_preview
+    app[appkeys.USER_DIRECTORY] = hs.user_directory
     return app
 
 

@@ -14,6 +14,7 @@ from homeserver.accountdata.receipts import ReceiptsService
 from homeserver.accountdata.service import AccountDataService
 from homeserver.accounts.profile import ProfileService
 from homeserver.accounts.service import Accounts
+from homeserver.accounts.user_directory import UserDirectoryService
 from homeserver.admin.destinations import AdminDestinations
 from homeserver.admin.lifecycle import RoomLifecycleAdmin, UpgradeFailureRecorder
 from homeserver.admin.room_deletion import RoomDeletionService
@@ -123,6 +124,7 @@ class Homeserver:
             store, self.sender, server_name, remote_lookup=self.remote_queries.remote_profile
         )
         self.accounts = Accounts(store, config, clock, self.ratelimiters, notifier=self.notifier)
+        self.user_directory = UserDirectoryService(store, config.user_directory)
         self.room_creation = RoomCreationService(
             config=config,
             store=store,

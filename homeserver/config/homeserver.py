@@ -23,6 +23,7 @@ from homeserver.config import registration as _registration
 from homeserver.config import room_upgrades as _room_upgrades
 from homeserver.config import rooms as _rooms
 from homeserver.config import server as _server
+from homeserver.config import user_directory as _user_directory
 from homeserver.config import voip as _voip
 from homeserver.config._reader import ConfigError, Reader
 
@@ -42,6 +43,7 @@ KNOWN_TOP_LEVEL_KEYS: frozenset[str] = frozenset().union(
     _modules.KEYS,
     _presence.KEYS,
     _voip.KEYS,
+    _user_directory.KEYS,
 )
 
 
@@ -66,6 +68,9 @@ class HomeserverConfig:
     #: Unknown keys and ignored values, for the caller to log once logging is set up.
     warnings: tuple[str, ...] = ()
     presence: _presence.PresenceConfig = field(default_factory=_presence.PresenceConfig)
+    user_directory: _user_directory.UserDirectoryConfig = field(
+        default_factory=_user_directory.UserDirectoryConfig
+    )
 
     @property
     def server_name(self) -> str:
@@ -97,6 +102,7 @@ class HomeserverConfig:
             voip=_voip.parse_voip(reader),
             config_dir=reader.config_dir,
             presence=_presence.parse_presence(reader),
+            user_directory=_user_directory.parse_user_directory(reader),
         )
         reader.warn_unknown(KNOWN_TOP_LEVEL_KEYS)
         # The warnings list was filled while parsing; freeze what it holds now.

@@ -252,6 +252,18 @@ $registration_shared_secret_line
 # accepted. Default: true (as Synapse).
 #presence:
 #  enabled: true
+
+## User directory ##
+
+# Who POST /user_directory/search finds (the invite and new-DM dialogs). By default a user finds
+# the users sharing a room with them and those joined to a publicly viewable room (public join
+# rule or world_readable history); search_all_users: every user the server knows. Deactivated
+# users are never found. Off (enabled: false): every search answers no results.
+#user_directory:
+#  enabled: true
+#  search_all_users: false
+#  prefer_local_users: false      # rank local users first
+#  exclude_remote_users: false    # find only local users
 ## Media ##
 
 # Uploaded files and the cache of other servers' media. Files are named by the SHA-256 of their

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from homeserver.accountdata.service import AccountDataService
     from homeserver.accounts.profile import ProfileService
     from homeserver.accounts.service import Accounts
+    from homeserver.accounts.user_directory import UserDirectoryService
     from homeserver.admin.destinations import AdminDestinations
     from homeserver.admin.lifecycle import RoomLifecycleAdmin
     from homeserver.admin.room_deletion import RoomDeletionService
@@ -98,3 +99,4 @@ SYNC: web.AppKey[SyncService] = web.AppKey("sync")
 TO_DEVICE: web.AppKey[ToDeviceService] = web.AppKey("to_device")
 TYPING: web.AppKey[TypingService] = web.AppKey("typing")
 UPGRADE_PREVIEW: web.AppKey[UpgradePreview] = web.AppKey("upgrade_preview")
+USER_DIRECTORY: web.AppKey[UserDirectoryService] = web.AppKey("user_directory")

@@ -50,6 +50,7 @@ from homeserver.http.client import sync as sync_http
 from homeserver.http.client import tags as tags_http
 from homeserver.http.client import to_device as to_device_http
 from homeserver.http.client import typing as typing_http
+from homeserver.http.client import user_directory as user_directory_http
 from homeserver.http.federation import hierarchy as federation_hierarchy
 from homeserver.http.federation import media as federation_media
 from homeserver.http.federation import membership as federation_membership
@@ -90,6 +91,7 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
         account.add_routes(app.router)
         devices.add_routes(app.router)
         profile.add_routes(app.router)
+        user_directory_http.add_routes(app.router)
         capabilities.add_routes(app.router)
         versions.add_routes(app.router)
         create_room.add_routes(app.router)

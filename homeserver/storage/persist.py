@@ -54,6 +54,7 @@ from homeserver.storage.state import (
     StateStore,
     diff_states,
 )
+from homeserver.storage.user_directory import on_current_state_txn as user_directory_txn
 
 #: advisory-lock key serialising stream-ordering allocation (arbitrary, fixed).
 STREAM_ORDERING_LOCK = 0x7374_7265_616D  # "stream"
@@ -568,6 +569,7 @@ class EventPersister:
             "UPDATE rooms SET current_state_group = ? WHERE room_id = ?", target, room_id
         )
         await mark_remote_device_lists_stale_on_new_sharing_txn(txn, joins)
+        await user_directory_txn(txn, room_id, added, removed, {e.event_id: e for e, _ in fresh})
 
     @staticmethod
     def _delta_along_batch(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from homeserver.storage.database import Database, Transaction
+from homeserver.storage.user_directory import refresh_local_user_txn
 
 #: The profile columns a client may set (also their JSON keys).
 PROFILE_FIELDS = ("displayname", "avatar_url")
@@ -41,6 +42,7 @@ class ProfilesStore:
             user_id,
             displayname,
         )
+        await refresh_local_user_txn(txn, user_id)
 
     async def get_profile(self, user_id: str) -> ProfileRecord:
         """The user's profile; empty when none was ever set (the user may not exist)."""
@@ -61,3 +63,4 @@ class ProfilesStore:
                 user_id,
                 value,
             )
+            await refresh_local_user_txn(txn, user_id)

@@ -42,6 +42,7 @@ from homeserver.storage.ui_auth import UIAuthStore
 from homeserver.storage.upgrade_audit import UpgradeAuditStore
 from homeserver.storage.upgrade_follows import UpgradeFollowsStore
 from homeserver.storage.upgrades import UpgradesStore
+from homeserver.storage.user_directory import UserDirectoryStore
 from homeserver.storage.users import UsersStore
 from homeserver.storage.visibility import VisibilityStore
 
@@ -61,6 +62,7 @@ class Store:
         self.persister = EventPersister(db, self.events, self.state, self.rooms)
         self.users = UsersStore(db)
         self.profiles = ProfilesStore(db)
+        self.user_directory = UserDirectoryStore(db)
         self.ui_auth = UIAuthStore(db)
         self.keys = KeysStore(db)
         self.aliases = AliasesStore(db)

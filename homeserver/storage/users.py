@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from homeserver.storage.database import Database, Transaction
 from homeserver.storage.key_backup import delete_all_backups_txn
 from homeserver.storage.pushers import delete_user_pushers_txn
+from homeserver.storage.user_directory import add_local_user_txn as add_local_user_to_directory_txn
 
 
 def hash_access_token(token: str) -> str:
@@ -77,6 +78,8 @@ class UsersStore:
             admin,
             created_ts,
         )
+        if changed == 1:
+            await add_local_user_to_directory_txn(txn, user_id)
         return changed == 1
 
     async def find_user_id_case_insensitive(self, user_id: str) -> str | None:

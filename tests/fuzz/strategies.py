@@ -271,6 +271,7 @@ BODY_TEMPLATES: dict[str, Any] = {
     "/publicRooms": {
         "limit": "X", "since": "X", "server": "X", "filter": {"generic_search_term": "X"},
     },
+    "/user_directory/search": {"search_term": "X", "limit": "X"},
     "/login": {
         "type": "X", "identifier": {"type": "X", "user": "X"}, "user": "X", "password": "X",
         "device_id": "X", "initial_device_display_name": "X", "token": "X",

@@ -12,17 +12,19 @@ rate-limited follow is retried when the bucket refills rather than dropped).
 Order: the rows of one replacement are worked one at a time, so the first join goes through
 another server (the inviter's when an invite arrived — accepting it —, else the tombstone's
 sender's, then the other servers of the old room) and makes us resident; the others are then
-ordinary local joins sent as PDUs. A room admin of the old room could name any room as the
-replacement: the replacement's ``m.room.create`` must name the old room as its ``predecessor``
-(checked before a local join, and right after the first join through another server, which is
-left again if it does not) — else ``failed``. A user who left the old room since the tombstone,
-or opted out since, is ``skipped``. Outcomes: joined → ``done``; refused (403, or a restricted
-room nobody can vouch for) → ``pending``, kept visible as the tombstone in /sync, and queued
-again when an invite for the user to the replacement arrives (:meth:`UpgradeFollower.on_invite`);
-unreachable or 5xx → retried with the federation sender's backoff policy (``retry.py``), the
-replacement's other queued rows waiting as long. Rows are claimed under compare-and-set with a
-lease (``storage/upgrade_follows.py``), so each is worked by one worker, and a restart resumes
-what is queued (and, once the lease ran out, what a dead worker held).
+local joins sent as PDUs, made in batches (:meth:`MembershipService.join_local_many`: the same
+checks per user, one transaction per batch that also marks their rows ``done``). A room admin of
+the old room could name any room as the replacement: the replacement's ``m.room.create`` must
+name the old room as its ``predecessor`` (checked before a local join, and right after the first
+join through another server, which is left again if it does not) — else ``failed``. A user who
+left the old room since the tombstone, or opted out since, is ``skipped``. Outcomes: joined →
+``done``; refused (403, or a restricted room nobody can vouch for) → ``pending``, kept visible
+as the tombstone in /sync, and queued again when an invite for the user to the replacement
+arrives (:meth:`UpgradeFollower.on_invite`); unreachable or 5xx → retried with the federation
+sender's backoff policy (``retry.py``), the replacement's other queued rows waiting as long.
+Rows are claimed under compare-and-set with a lease (``storage/upgrade_follows.py``), so each is
+worked by one worker, and a restart resumes what is queued (and, once the lease ran out, what a
+dead worker held).
 """
 
 from __future__ import annotations

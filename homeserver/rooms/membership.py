@@ -23,7 +23,7 @@ inviter's server (make_leave/send_leave).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +58,8 @@ JoinedHook = Callable[[str, str], Awaitable[None]]
 JoinedManyHook = Callable[[Sequence[str], str], Awaitable[None]]
 #: Runs inside the transaction of a batch of joins with the users joined (``join_local_many``).
 BatchJoinHook = Callable[[Transaction, list[str]], Awaitable[None]]
+#: ``displayname`` / ``avatar_url`` of many local users at once.
+ProfilesLookup = Callable[[Sequence[str]], Awaitable[Mapping[str, Mapping[str, str]]]]
 #: another server's alias → ``{room_id, servers}``.
 AliasResolver = Callable[[str], Awaitable[dict[str, Any]]]
 
@@ -82,12 +84,15 @@ class MembershipService:
         remote_aliases: AliasResolver | None = None,
         on_joined: JoinedHook | None = None,
         on_joined_many: JoinedManyHook | None = None,
+        profiles_many: ProfilesLookup | None = None,
     ) -> None:
         self.store = store
         self.sender = sender
         self.ratelimiters = ratelimiters
         self.server_name = server_name
         self._profiles = profiles
+        #: many users' profiles in one read (a batch of joins); else one lookup each.
+        self._profiles_many = profiles_many
         self.restricted = RestrictedJoins(store, server_name)
         #: joins through other servers and their aliases; None without federation.
         self.remote = remote
@@ -230,7 +235,7 @@ class MembershipService:
         version = get_room_version(room.room_version)
         current = await self._current_members(room_id, users)
         restricted = await self._is_restricted(room_id, version)
-        profiles = await asyncio.gather(*(self._profile_content(u) for u in users))
+        profiles = await self._profile_contents(users)
         drafts: list[EventDraft] = []
         befores: dict[str, Event | None] = {}
         for user_id, profile in zip(users, profiles, strict=True):
@@ -572,6 +577,16 @@ class MembershipService:
             # Coming back (or being invited back) un-forgets the room, as in Synapse.
             await self.store.room_use.unforget_txn(txn, draft.state_key, room.room_id)
         return event
+
+    async def _profile_contents(self, users: Sequence[str]) -> list[dict[str, str]]:
+        """:meth:`_profile_content` of each of ``users`` (one read with ``profiles_many``)."""
+        if self._profiles_many is None:
+            return list(await asyncio.gather(*(self._profile_content(u) for u in users)))
+        try:
+            found = await self._profiles_many(users)
+        except (MatrixError, AuthError):
+            found = {}
+        return [dict(found.get(u, {})) for u in users]
 
     async def _profile_content(self, user_id: str) -> dict[str, str]:
         """``displayname`` / ``avatar_url`` from the user's global profile, when known."""

@@ -48,6 +48,7 @@ async def test_batch_refuses_the_banned_and_the_uninvited_and_joins_the_rest(
     alice_join = await hs.store.state.get_current_state_event_id(
         room, "m.room.member", alice.user_id
     )
+    await hs.store.profiles.set_field(bob.user_id, "displayname", "Bob B")
     seen: list[list[str]] = []
 
     async def in_txn(txn: Transaction, joined: list[str]) -> None:
@@ -73,6 +74,7 @@ async def test_batch_refuses_the_banned_and_the_uninvited_and_joins_the_rest(
     # The join the batch made is an ordinary event of the room, current state included.
     bob_join = await hs.store.state.get_current_state_event(room, "m.room.member", bob.user_id)
     assert bob_join is not None and bob_join.event_id == result.joined[bob.user_id]
+    assert bob_join.content == {"membership": "join", "displayname": "Bob B"}  # his profile
 
 
 async def test_a_failing_caller_step_undoes_the_whole_batch(

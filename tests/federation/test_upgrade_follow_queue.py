@@ -1,9 +1,9 @@
 """Following another server's upgrade, without the network: who is queued in the tombstone's
-transaction (joined, not left, not opted out, operator switch), and the worker over the
-durable queue (retry with backoff, rate limits, refusal then invite, exactly once with two
-workers, resume after a restart). The joins themselves are real local joins through
-MembershipService; a wrapper makes the first attempts fail the way a remote server would.
-Storage tests: both engines."""
+transaction (joined, not left, not opted out, operator switch), and the worker over the durable
+queue (retry with backoff, rate limits, refusal then invite, exactly once with two workers, a
+batch undone when another worker took one of its rows, resume after a restart). The joins
+themselves are real local joins through MembershipService; a wrapper makes the first attempts
+fail the way a remote server would. Storage tests: both engines."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from homeserver.ratelimit import RateLimitExceeded
 from homeserver.rooms.membership import BatchJoins, MembershipService
 from homeserver.storage.account_data import GLOBAL
 from homeserver.storage.database import Transaction
-from homeserver.storage.upgrade_follows import DONE, FAILED, PENDING, QUEUED, SKIPPED
+from homeserver.storage.upgrade_follows import DONE, FAILED, PENDING, QUEUED, RUNNING, SKIPPED
 from homeserver.visibility.client import get_membership
 from tests.builders import join, leave, make_room
 from tests.harness import hs, hs_config, make_user
@@ -349,3 +349,36 @@ async def test_the_worker_started_at_boot_resumes_the_queue(hs: Homeserver) -> N
         assert all([await _joined(hs, new, u) for u in users])
     finally:
         await follower.stop()
+
+
+async def test_a_batch_with_a_row_taken_meanwhile_is_undone_then_worked_one_at_a_time(
+    hs: Homeserver,
+) -> None:
+    clock = Clock()
+    old, new, (alice, bob) = await _queued(hs, clock)
+    follows = hs.store.upgrade_follows
+
+    class TakenMeanwhile(FailingFirst):
+        async def join_local_many(
+            self, room_id: str, user_ids: Sequence[str], *, in_txn: Any = None
+        ) -> BatchJoins:
+            async def take(txn: Transaction) -> int:
+                # Another worker took bob's row over (as after an expired lease).
+                return await txn.execute(
+                    "UPDATE remote_upgrade_follows SET claim = ? WHERE user_id = ?", "theirs", bob
+                )
+
+            await hs.store.db.run_in_transaction("take", take)
+            return await super().join_local_many(room_id, user_ids, in_txn=in_txn)
+
+    membership = TakenMeanwhile(hs.membership)
+    assert await worker(hs, membership, clock).run_once() == 2
+    # Marking bob's row done failed inside the batch's transaction: nothing of it was kept,
+    # and each user was then joined on their own.
+    assert sorted(c[0] for c in membership.calls) == sorted([alice, bob])
+    for user_id in (alice, bob):
+        assert await _joined(hs, new, user_id)
+    done = await follows.get(old, alice)
+    assert done is not None and done.state == DONE
+    theirs = await follows.get(old, bob)
+    assert theirs is not None and (theirs.state, theirs.claim) == (RUNNING, "theirs")

@@ -201,6 +201,8 @@ class Homeserver:
             remote=self.remote_membership,
             remote_aliases=self.remote_queries.resolve_remote_alias,
             on_joined=self.remote_upgrades.on_joined,
+            on_joined_many=self.remote_upgrades.on_joined_many,
+            profiles_many=self.profiles.get_profiles,
         )
         # Our users following upgrades made by other servers (started by serve()).
         self.upgrade_follower = UpgradeFollower(

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from homeserver.clock import WallClock
 from homeserver.events.event import Event
@@ -110,6 +111,13 @@ class RemoteUpgrades:
     async def on_joined(self, user_id: str, room_id: str) -> None:
         """After ``user_id`` joined ``room_id``: carry their per-room data over from the room it
         replaces, if we have a copy of that one."""
+        await self.on_joined_many([user_id], room_id)
+
+    async def on_joined_many(self, user_ids: Sequence[str], room_id: str) -> None:
+        """:meth:`on_joined` for many users at once (one read of the room, one transaction)."""
+        users = list(user_ids)
+        if not users:
+            return
         create = await self.store.state.get_current_state_event(room_id, "m.room.create")
         predecessor = None if create is None else create.content.get("predecessor")
         old_room_id = predecessor.get("room_id") if isinstance(predecessor, dict) else None
@@ -119,13 +127,15 @@ class RemoteUpgrades:
             return
 
         async def copy(txn: Transaction) -> int:
-            return await self.store.upgrades.copy_member_data_txn(
-                txn, old_room_id, room_id, [user_id]
-            )
+            return await self.store.upgrades.copy_member_data_txn(txn, old_room_id, room_id, users)
 
         copied = await self.store.db.run_in_transaction("copy_member_data_on_join", copy)
         if copied:
             logger.info(
-                "carried %d entries of %s from %s to %s", copied, user_id, old_room_id, room_id
+                "carried %d entries of %d users from %s to %s",
+                copied,
+                len(users),
+                old_room_id,
+                room_id,
             )
-            self.notifier.notify([room_id], [user_id])
+            self.notifier.notify([room_id], users)

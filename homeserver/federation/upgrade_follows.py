@@ -12,17 +12,19 @@ rate-limited follow is retried when the bucket refills rather than dropped).
 Order: the rows of one replacement are worked one at a time, so the first join goes through
 another server (the inviter's when an invite arrived — accepting it —, else the tombstone's
 sender's, then the other servers of the old room) and makes us resident; the others are then
-ordinary local joins sent as PDUs. A room admin of the old room could name any room as the
-replacement: the replacement's ``m.room.create`` must name the old room as its ``predecessor``
-(checked before a local join, and right after the first join through another server, which is
-left again if it does not) — else ``failed``. A user who left the old room since the tombstone,
-or opted out since, is ``skipped``. Outcomes: joined → ``done``; refused (403, or a restricted
-room nobody can vouch for) → ``pending``, kept visible as the tombstone in /sync, and queued
-again when an invite for the user to the replacement arrives (:meth:`UpgradeFollower.on_invite`);
-unreachable or 5xx → retried with the federation sender's backoff policy (``retry.py``), the
-replacement's other queued rows waiting as long. Rows are claimed under compare-and-set with a
-lease (``storage/upgrade_follows.py``), so each is worked by one worker, and a restart resumes
-what is queued (and, once the lease ran out, what a dead worker held).
+local joins sent as PDUs, made in batches (:meth:`MembershipService.join_local_many`: the same
+checks per user, one transaction per batch that also marks their rows ``done``). A room admin of
+the old room could name any room as the replacement: the replacement's ``m.room.create`` must
+name the old room as its ``predecessor`` (checked before a local join, and right after the first
+join through another server, which is left again if it does not) — else ``failed``. A user who
+left the old room since the tombstone, or opted out since, is ``skipped``. Outcomes: joined →
+``done``; refused (403, or a restricted room nobody can vouch for) → ``pending``, kept visible
+as the tombstone in /sync, and queued again when an invite for the user to the replacement
+arrives (:meth:`UpgradeFollower.on_invite`); unreachable or 5xx → retried with the federation
+sender's backoff policy (``retry.py``), the replacement's other queued rows waiting as long.
+Rows are claimed under compare-and-set with a lease (``storage/upgrade_follows.py``), so each is
+worked by one worker, and a restart resumes what is queued (and, once the lease ran out, what a
+dead worker held).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from homeserver.rooms.remote_joins import candidate_servers
 from homeserver.rooms.restricted import UNABLE_TO_AUTHORISE_JOIN, UNABLE_TO_GRANT_JOIN
 from homeserver.storage import Store
 from homeserver.storage.account_data import GLOBAL
+from homeserver.storage.database import Transaction
 from homeserver.storage.upgrade_follows import DONE, FAILED, PENDING, SKIPPED, Follow
 from homeserver.types import domain_of
 from homeserver.visibility.client import get_membership
@@ -61,10 +64,15 @@ MAX_VIA = 10
 #: The longest idle wait between looks at the queue (new rows wake the worker at once).
 MAX_IDLE_SECONDS = 60.0
 #: Rows read per look at the queue.
-BATCH = 100
-#: Local joins into one replacement worked at once (each is its own transaction; the room's
-#: lock orders their events).
-LOCAL_CONCURRENCY = 8
+BATCH = 500
+#: Local joins into one replacement made in one transaction (``MembershipService.join_local_many``).
+LOCAL_BATCH = 250
+
+
+class _ClaimLost(Exception):
+    """A row of a batch was no longer this worker's when its join was to be committed."""
+
+
 #: Refusals meaning "not this user, not now": wait for an invite.
 _REFUSED_CODES = frozenset({UNABLE_TO_AUTHORISE_JOIN, UNABLE_TO_GRANT_JOIN})
 
@@ -193,17 +201,98 @@ class UpgradeFollower:
             claimed += 1
             if not await self._work(follow, token):
                 return claimed  # its join could not get through: the rest wait with it
-        gate = asyncio.Semaphore(LOCAL_CONCURRENCY)
+        for start in range(0, len(rest), LOCAL_BATCH):
+            claimed += await self._local_batch(rest[start : start + LOCAL_BATCH])
+        return claimed
 
-        async def local(follow: Follow) -> int:
-            async with gate:
-                token = await self._claim(follow)
-                if token is None:
-                    return 0
+    async def _local_batch(self, group: list[Follow]) -> int:
+        """Rows of one replacement we are in, joined together: claimed in one transaction, and
+        every user the membership gate admits joined in one more, which also marks their rows
+        ``done`` (a crash leaves both or neither). Who is refused, and the rare user only a
+        single join can decide, get the same outcomes as :meth:`_work`."""
+        follows = self.store.upgrade_follows
+        tokens = await follows.claim_many(group, now=self.clock(), lease_ms=self.lease_ms)
+        claimed = [
+            (f, tokens[(f.old_room_id, f.user_id)])
+            for f in group
+            if (f.old_room_id, f.user_id) in tokens
+        ]
+        if not claimed:
+            return 0
+        room_id = claimed[0][0].new_room_id
+        opt_outs = await self._opt_outs([f.user_id for f, _ in claimed])
+        old_members: dict[str, dict[str, str]] = {}
+        successor: dict[str, bool] = {}
+        ready: list[tuple[Follow, str]] = []
+        for follow, token in claimed:
+            old = follow.old_room_id
+            if old not in old_members:
+                old_members[old] = await self._memberships(
+                    old, [f.user_id for f, _ in claimed if f.old_room_id == old]
+                )
+                successor[old] = await self._succeeds(follow)
+            if opted_out(opt_outs.get(follow.user_id)):
+                await follows.finish(follow, token, SKIPPED, now=self.clock(), error="opted out")
+                self._outcome(follow, "skipped", "the user opted out")
+            elif old_members[old].get(follow.user_id) != "join":
+                await follows.finish(follow, token, SKIPPED, now=self.clock(), error="left")
+                self._outcome(follow, "skipped", "the user left the old room")
+            elif not successor[old]:
+                await self._not_a_successor(follow, token, leave=False)
+            else:
+                ready.append((follow, token))
+        if not ready:
+            return len(claimed)
+        by_user: dict[str, list[tuple[Follow, str]]] = {}
+        for follow, token in ready:
+            by_user.setdefault(follow.user_id, []).append((follow, token))
+
+        # claim_many gave every row of the batch the same token.
+        token = ready[0][1]
+
+        async def mark_done(txn: Transaction, joined: list[str]) -> None:
+            rows = [follow for user_id in joined for follow, _ in by_user[user_id]]
+            if await follows.finish_many_txn(txn, rows, token, DONE, now=self.clock()) != len(rows):
+                raise _ClaimLost  # another worker holds a row now: undo the whole batch
+
+        try:
+            result = await self.membership.join_local_many(room_id, list(by_user), in_txn=mark_done)
+        except Exception as e:
+            if not isinstance(e, _ClaimLost):
+                logger.exception("joining %d users to %s at once failed", len(by_user), room_id)
+            # One at a time instead, as before the batch (each still under its claim).
+            for follow, token in ready:
                 await self._work(follow, token)
-                return 1
+            return len(claimed)
+        for user_id in result.joined:
+            for follow, _token in by_user[user_id]:
+                self._outcome(follow, "joined", "locally")
+        for user_id, error in result.refused.items():
+            for follow, token in by_user[user_id]:
+                await self._join_failed(follow, token, error, resident=True)
+        for user_id in result.one_by_one:
+            for follow, token in by_user[user_id]:
+                await self._work(follow, token)
+        return len(claimed)
 
-        return claimed + sum(await asyncio.gather(*(local(f) for f in rest)))
+    async def _opt_outs(self, users: list[str]) -> dict[str, Any]:
+        follows = self.store.upgrade_follows
+
+        async def read(txn: Transaction) -> dict[str, Any]:
+            return await follows.account_data_of_txn(txn, users, OPT_OUT_TYPE)
+
+        return await self.store.db.run_in_transaction("read_follow_opt_outs", read)
+
+    async def _memberships(self, room_id: str, users: list[str]) -> dict[str, str]:
+        """The current membership of each of ``users`` in ``room_id`` that has one."""
+        state = await self.store.state.get_current_state_ids(room_id)
+        ids = {u: state[("m.room.member", u)] for u in users if ("m.room.member", u) in state}
+        events = await self.store.events.get_events(ids.values())
+        return {
+            u: e.membership
+            for u, eid in ids.items()
+            if (e := events.get(eid)) is not None and e.membership
+        }
 
     async def _claim(self, follow: Follow) -> str | None:
         return await self.store.upgrade_follows.claim(
@@ -230,32 +319,8 @@ class UpgradeFollower:
             return await self._not_a_successor(follow, token, leave=False)
         try:
             await self.membership.join(user_id, room_id, servers=await self._servers(follow))
-        except RateLimitExceeded as e:
-            # The server acts for the user: a full rc_joins bucket delays the follow only.
-            await follows.retry_later(
-                follow,
-                token,
-                now=self.clock(),
-                next_attempt_ts=self.clock() + max(e.retry_after_ms, 100),
-                retry_interval_ms=follow.retry_interval_ms,
-                error="rate limited",
-            )
-            self._outcome(follow, "rate_limited", f"retry in {e.retry_after_ms} ms")
-            return True
-        except MatrixError as e:
-            if e.errcode == Codes.INCOMPATIBLE_ROOM_VERSION:
-                await follows.finish(follow, token, FAILED, now=self.clock(), error=e.message)
-                self._outcome(follow, "failed", e.message)
-                return True
-            if e.status == 403 or e.errcode in _REFUSED_CODES:
-                return await self._refused(follow, token, e.message)
-            if e.status == 429 or e.status >= 500 or e.status == 404:
-                return await self._retry(follow, token, e.message, resident=resident)
-            await follows.finish(follow, token, FAILED, now=self.clock(), error=e.message)
-            self._outcome(follow, "failed", e.message)
-            return True
-        except (FederationError, OSError, TimeoutError) as e:
-            return await self._retry(follow, token, str(e) or type(e).__name__, resident=resident)
+        except (MatrixError, FederationError, OSError, TimeoutError) as e:
+            return await self._join_failed(follow, token, e, resident=resident)
         except Exception as e:
             logger.exception("following %s into %s failed", user_id, room_id)
             return await self._retry(follow, token, type(e).__name__, resident=resident)
@@ -272,6 +337,38 @@ class UpgradeFollower:
         how = "locally" if resident else "through federation"
         self._outcome(follow, "joined", how)
         return True
+
+    async def _join_failed(
+        self, follow: Follow, token: str, e: Exception, *, resident: bool
+    ) -> bool:
+        """The outcome of a join that raised ``e``: rate limited → later; refused → pending;
+        unreachable → the federation backoff; otherwise failed."""
+        follows = self.store.upgrade_follows
+        if isinstance(e, RateLimitExceeded):
+            # The server acts for the user: a full rc_joins bucket delays the follow only.
+            await follows.retry_later(
+                follow,
+                token,
+                now=self.clock(),
+                next_attempt_ts=self.clock() + max(e.retry_after_ms, 100),
+                retry_interval_ms=follow.retry_interval_ms,
+                error="rate limited",
+            )
+            self._outcome(follow, "rate_limited", f"retry in {e.retry_after_ms} ms")
+            return True
+        if isinstance(e, MatrixError):
+            if e.errcode == Codes.INCOMPATIBLE_ROOM_VERSION:
+                await follows.finish(follow, token, FAILED, now=self.clock(), error=e.message)
+                self._outcome(follow, "failed", e.message)
+                return True
+            if e.status == 403 or e.errcode in _REFUSED_CODES:
+                return await self._refused(follow, token, e.message)
+            if e.status == 429 or e.status >= 500 or e.status == 404:
+                return await self._retry(follow, token, e.message, resident=resident)
+            await follows.finish(follow, token, FAILED, now=self.clock(), error=e.message)
+            self._outcome(follow, "failed", e.message)
+            return True
+        return await self._retry(follow, token, str(e) or type(e).__name__, resident=resident)
 
     async def _succeeds(self, follow: Follow) -> bool:
         """Whether the replacement's create event names the old room as its predecessor."""

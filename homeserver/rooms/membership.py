@@ -22,7 +22,9 @@ inviter's server (make_leave/send_leave).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from homeserver.auth.rules import AuthError
@@ -30,7 +32,7 @@ from homeserver.errors import BadRequest, Codes, Forbidden, MatrixError, NotFoun
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
 from homeserver.ratelimit import RateLimiters
-from homeserver.room_versions import get_room_version
+from homeserver.room_versions import RoomVersion, get_room_version
 from homeserver.rooms.client_errors import client_event_errors
 from homeserver.rooms.creation import ProfileLookup
 from homeserver.rooms.remote_joins import RemoteJoins, candidate_servers
@@ -39,6 +41,7 @@ from homeserver.rooms.restricted import (
     UNABLE_TO_GRANT_JOIN,
     RestrictedJoins,
     allows_knock,
+    is_restricted,
 )
 from homeserver.rooms.sender import EventSender
 from homeserver.storage import Store
@@ -51,6 +54,12 @@ NO_KNOWN_SERVERS = "No known servers"
 #: Called after a local user joined a room (user_id, room_id): an upgraded room's per-user data
 #: follows them (federation/remote_upgrades.py).
 JoinedHook = Callable[[str, str], Awaitable[None]]
+#: After many local users joined a room at once (user_ids, room_id).
+JoinedManyHook = Callable[[Sequence[str], str], Awaitable[None]]
+#: Runs inside the transaction of a batch of joins with the users joined (``join_local_many``).
+BatchJoinHook = Callable[[Transaction, list[str]], Awaitable[None]]
+#: ``displayname`` / ``avatar_url`` of many local users at once.
+ProfilesLookup = Callable[[Sequence[str]], Awaitable[Mapping[str, Mapping[str, str]]]]
 #: another server's alias → ``{room_id, servers}``.
 AliasResolver = Callable[[str], Awaitable[dict[str, Any]]]
 
@@ -74,18 +83,24 @@ class MembershipService:
         remote: RemoteJoins | None = None,
         remote_aliases: AliasResolver | None = None,
         on_joined: JoinedHook | None = None,
+        on_joined_many: JoinedManyHook | None = None,
+        profiles_many: ProfilesLookup | None = None,
     ) -> None:
         self.store = store
         self.sender = sender
         self.ratelimiters = ratelimiters
         self.server_name = server_name
         self._profiles = profiles
+        #: many users' profiles in one read (a batch of joins); else one lookup each.
+        self._profiles_many = profiles_many
         self.restricted = RestrictedJoins(store, server_name)
         #: joins through other servers and their aliases; None without federation.
         self.remote = remote
         self.remote_aliases = remote_aliases
         #: after a join through our own server (joins through another call their own).
         self.on_joined = on_joined
+        #: after a batch of joins (``join_local_many``); else ``on_joined`` for each.
+        self.on_joined_many = on_joined_many
 
     # --- join ------------------------------------------------------------------------------
     async def resolve_room(self, room_id_or_alias: str) -> tuple[str, list[str]]:
@@ -195,6 +210,119 @@ class MembershipService:
             raise
         await self._joined(current, user_id, room_id)
         return event.event_id
+
+    async def join_local_many(
+        self, room_id: str, user_ids: Sequence[str], *, in_txn: BatchJoinHook | None = None
+    ) -> BatchJoins:
+        """Join many of our users to a room we are in, each as :meth:`join` with no reason
+        would (the admin block, the rate limit, bans, restricted allow rules; the auth rules
+        on each event, built on the state the joins before it left), the events persisted and
+        queued for the other servers in ONE transaction, in which ``in_txn`` runs too with the
+        users now joined (a refused user does not stop the others). A user this path cannot
+        decide (a room we are not in; a restricted join only another server can vouch for) is
+        left in ``one_by_one``: the caller joins them with :meth:`join`."""
+        result = BatchJoins()
+        users = list(dict.fromkeys(user_ids))
+        try:
+            await self._refuse_blocked(room_id)
+        except MatrixError as e:
+            result.refused.update(dict.fromkeys(users, e))
+            return result
+        room = await self.store.rooms.get_room(room_id)
+        if room is None or not await self._server_in_room(room_id):
+            result.one_by_one.extend(users)
+            return result
+        version = get_room_version(room.room_version)
+        current = await self._current_members(room_id, users)
+        restricted = await self._is_restricted(room_id, version)
+        profiles = await self._profile_contents(users)
+        drafts: list[EventDraft] = []
+        befores: dict[str, Event | None] = {}
+        for user_id, profile in zip(users, profiles, strict=True):
+            before = current.get(user_id)
+            content: dict[str, Any] = {"membership": "join", **profile}
+            try:
+                if before is not None and before.membership == "join":
+                    if _repeats(before, content, profile=True):
+                        result.joined[user_id] = before.event_id
+                        continue
+                else:
+                    self.ratelimiters.joins_local.check(user_id)
+                if before is not None and before.membership == "ban":
+                    raise Forbidden("You are banned from this room")
+                if restricted:
+                    authoriser = await self.restricted.authoriser_for(room_id, version, user_id)
+                    if authoriser is not None:
+                        content[AUTHORISER_KEY] = authoriser
+            except MatrixError as e:
+                if e.errcode == UNABLE_TO_GRANT_JOIN and self.remote is not None:
+                    result.one_by_one.append(user_id)  # a resident of another server may vouch
+                else:
+                    result.refused[user_id] = e
+                continue
+            befores[user_id] = before
+            drafts.append(EventDraft("m.room.member", user_id, content, state_key=user_id))
+        if not drafts and not result.joined:
+            return result
+        sent = await self.store.db.run_in_transaction(
+            "join_local_many", self._join_many_txn, room, drafts, dict(result.joined), in_txn
+        )
+        result.joined.update(sent.joined)
+        result.refused.update(sent.refused)
+        new = [u for u in sent.joined if (b := befores[u]) is None or b.membership != "join"]
+        if new and self.on_joined_many is not None:
+            await self.on_joined_many(new, room_id)
+        elif self.on_joined is not None:
+            for user_id in new:
+                await self.on_joined(user_id, room_id)
+        return result
+
+    async def _join_many_txn(
+        self,
+        txn: Transaction,
+        room: RoomRecord,
+        drafts: Sequence[EventDraft],
+        already: dict[str, str],
+        in_txn: BatchJoinHook | None,
+    ) -> BatchJoins:
+        sent = BatchJoins()
+        outcomes = await self.sender.send_each_txn(txn, room, drafts) if drafts else []
+        for draft, outcome in zip(drafts, outcomes, strict=True):
+            user_id = draft.sender
+            if isinstance(outcome, Event):
+                sent.joined[user_id] = outcome.event_id
+                continue
+            try:
+                with client_event_errors():
+                    raise outcome
+            except Forbidden as e:
+                # The message a single join answers (the join rule refused an uninvited user).
+                refused = (
+                    Forbidden("You are not invited to this room.")
+                    if e.message.startswith("join: join rule")
+                    else e
+                )
+                sent.refused[user_id] = refused
+            except MatrixError as e:
+                sent.refused[user_id] = e
+        if sent.joined:
+            # Coming back un-forgets the room (as a single join does).
+            await self.store.room_use.unforget_many_txn(txn, list(sent.joined), room.room_id)
+        if in_txn is not None:
+            await in_txn(txn, [*already, *sent.joined])
+        return sent
+
+    async def _current_members(self, room_id: str, users: Sequence[str]) -> dict[str, Event]:
+        """The current ``m.room.member`` event of each of ``users`` that has one (two reads)."""
+        state = await self.store.state.get_current_state_ids(room_id)
+        ids = {u: state[("m.room.member", u)] for u in users if ("m.room.member", u) in state}
+        events = await self.store.events.get_events(ids.values())
+        return {u: events[eid] for u, eid in ids.items() if eid in events}
+
+    async def _is_restricted(self, room_id: str, version: RoomVersion) -> bool:
+        join_rules = await self.store.state.get_current_state_event(room_id, "m.room.join_rules")
+        rule = None if join_rules is None else join_rules.content.get("join_rule")
+        return is_restricted(version, rule)
 
     async def _joined(self, before: Event | None, user_id: str, room_id: str) -> None:
         """A new join (not a profile change of a member): what follows a join."""
@@ -382,8 +510,7 @@ class MembershipService:
 
     # --- rooms this server is not in --------------------------------------------------------
     async def _server_in_room(self, room_id: str) -> bool:
-        joined = await self.store.state.get_current_members(room_id, "join")
-        return any(domain_of(u) == self.server_name for u in joined)
+        return await self.store.state.is_host_joined(room_id, self.server_name)
 
     async def _invited_out_of_band(self, user_id: str, room_id: str) -> bool:
         """Whether the user's membership is an invite received over federation (or a knock
@@ -451,12 +578,34 @@ class MembershipService:
             await self.store.room_use.unforget_txn(txn, draft.state_key, room.room_id)
         return event
 
+    async def _profile_contents(self, users: Sequence[str]) -> list[dict[str, str]]:
+        """:meth:`_profile_content` of each of ``users`` (one read with ``profiles_many``)."""
+        if self._profiles_many is None:
+            return list(await asyncio.gather(*(self._profile_content(u) for u in users)))
+        try:
+            found = await self._profiles_many(users)
+        except (MatrixError, AuthError):
+            found = {}
+        return [dict(found.get(u, {})) for u in users]
+
     async def _profile_content(self, user_id: str) -> dict[str, str]:
         """``displayname`` / ``avatar_url`` from the user's global profile, when known."""
         try:
             return dict(await self._profiles(user_id))
         except (MatrixError, AuthError):
             return {}
+
+
+@dataclass(slots=True)
+class BatchJoins:
+    """What :meth:`MembershipService.join_local_many` did for each user."""
+
+    #: user → their member event (new, or the join they already had).
+    joined: dict[str, str] = field(default_factory=dict)
+    #: user → the error :meth:`MembershipService.join` would have raised.
+    refused: dict[str, MatrixError] = field(default_factory=dict)
+    #: users to join one at a time (:meth:`MembershipService.join`).
+    one_by_one: list[str] = field(default_factory=list)
 
 
 def _content(membership: str, reason: str | None) -> dict[str, Any]:

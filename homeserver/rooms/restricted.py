@@ -163,8 +163,7 @@ class RestrictedJoins:
         )
 
     async def _server_in(self, room_id: str) -> bool:
-        joined = await self.store.state.get_current_members(room_id, "join")
-        return any(domain_of(u) == self.server_name for u in joined)
+        return await self.store.state.is_host_joined(room_id, self.server_name)
 
     async def _in_any(self, room_ids: Iterable[str], user_id: str) -> bool:
         for room_id in room_ids:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from homeserver.auth.rules import AuthError
 from homeserver.auth.selection import auth_types_for_event
 from homeserver.clock import WallClock, time_ms
 from homeserver.errors import NotFound
@@ -18,6 +19,7 @@ from homeserver.events.builder import Signer
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
 from homeserver.events.state_keys import CREATE_KEY, StateKey
+from homeserver.events.validation import EventValidationError
 from homeserver.room_versions import RoomVersion, get_room_version
 from homeserver.rooms.event_builder import build_event
 from homeserver.storage import Store
@@ -94,10 +96,11 @@ class EventSender:
         events = await self.store.events.get_events(ids, txn=txn)
         return {e.state_tuple: e for e in events.values()}
 
-    async def send_txn(
+    async def _start_batch_txn(
         self, txn: Transaction, room: RoomRecord, drafts: Sequence[EventDraft]
-    ) -> list[Event]:
-        """Build and persist ``drafts`` in order inside the caller's transaction."""
+    ) -> tuple[BatchBuilder, int | None]:
+        """Lock the room and start a batch on its current extremities and the auth state
+        ``drafts`` may read; also the current state group (the first event's state before)."""
         room_id = room.room_id
         room_version = get_room_version(room.room_version)
         await self.store.persister.lock_rooms_txn(txn, [room_id])
@@ -115,14 +118,43 @@ class EventSender:
             extremities=list(prev.values()),
             clock=self.clock,
         )
-        for draft in drafts:
-            batch.add(draft)
-        specs = [(batch.events[0], group)] + [(e, None) for e in batch.events[1:]]
+        return batch, group
+
+    async def _persist_batch_txn(
+        self, txn: Transaction, room_id: str, events: Sequence[Event], group: int | None
+    ) -> None:
+        specs = [(events[0], group)] + [(e, None) for e in events[1:]]
         await self.store.persist_events_txn(txn, specs)
         # Other servers in the room get the events through the outbox, queued in this txn.
-        await enqueue_events_txn(txn, self.store, batch.events, our_server=self.signer.server_name)
+        await enqueue_events_txn(txn, self.store, events, our_server=self.signer.server_name)
         txn.call_after_commit(lambda: self.notifier.notify([room_id]))
+
+    async def send_txn(
+        self, txn: Transaction, room: RoomRecord, drafts: Sequence[EventDraft]
+    ) -> list[Event]:
+        """Build and persist ``drafts`` in order inside the caller's transaction."""
+        batch, group = await self._start_batch_txn(txn, room, drafts)
+        for draft in drafts:
+            batch.add(draft)
+        await self._persist_batch_txn(txn, room.room_id, batch.events, group)
         return batch.events
+
+    async def send_each_txn(
+        self, txn: Transaction, room: RoomRecord, drafts: Sequence[EventDraft]
+    ) -> list[Event | AuthError | EventValidationError]:
+        """Like :meth:`send_txn`, but each draft stands alone: one the auth rules (or the
+        format checks) refuse on the state the drafts before it left is not sent, and its
+        place in the answer holds the refusal; the others are persisted together."""
+        batch, group = await self._start_batch_txn(txn, room, drafts)
+        outcomes: list[Event | AuthError | EventValidationError] = []
+        for draft in drafts:
+            try:
+                outcomes.append(batch.add(draft))
+            except (AuthError, EventValidationError) as e:
+                outcomes.append(e)
+        if batch.events:
+            await self._persist_batch_txn(txn, room.room_id, batch.events, group)
+        return outcomes
 
     async def send(self, room_id: str, draft: EventDraft) -> Event:
         events = await self.send_many(room_id, [draft])

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from homeserver.storage.database import Database, Transaction
+from homeserver.storage.database import Database, Transaction, placeholders
 from homeserver.storage.user_directory import refresh_local_user_txn
 
 #: The profile columns a client may set (also their JSON keys).
@@ -50,6 +51,20 @@ class ProfilesStore:
             "SELECT displayname, avatar_url FROM profiles WHERE user_id = ?", user_id
         )
         return EMPTY_PROFILE if row is None else ProfileRecord(row[0], row[1])
+
+    async def get_profiles(self, user_ids: Sequence[str]) -> dict[str, ProfileRecord]:
+        """:meth:`get_profile` of many users (one read per 500); users without a row are
+        left out."""
+        found: dict[str, ProfileRecord] = {}
+        for start in range(0, len(user_ids), 500):
+            chunk = user_ids[start : start + 500]
+            rows = await self.db.fetchall(
+                "SELECT user_id, displayname, avatar_url FROM profiles"
+                f" WHERE user_id IN ({placeholders(len(chunk))})",
+                *chunk,
+            )
+            found.update((r[0], ProfileRecord(r[1], r[2])) for r in rows)
+        return found
 
     async def set_field(self, user_id: str, field: str, value: str | None) -> None:
         """Set one of :data:`PROFILE_FIELDS` (None clears it), creating the row if needed."""

@@ -7,7 +7,7 @@ outliers, rejected and soft-failed events, which are not part of the room's time
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from homeserver.storage.database import Database, Transaction, placeholders
@@ -105,6 +105,19 @@ class RoomUseStore:
         await txn.execute(
             "DELETE FROM forgotten_rooms WHERE user_id = ? AND room_id = ?", user_id, room_id
         )
+
+    async def unforget_many_txn(
+        self, txn: Transaction, user_ids: Sequence[str], room_id: str
+    ) -> None:
+        """:meth:`unforget_txn` for many users (a batch of joins)."""
+        for start in range(0, len(user_ids), 500):
+            chunk = user_ids[start : start + 500]
+            await txn.execute(
+                "DELETE FROM forgotten_rooms"
+                f" WHERE room_id = ? AND user_id IN ({placeholders(len(chunk))})",
+                room_id,
+                *chunk,
+            )
 
     async def is_forgotten(self, user_id: str, room_id: str) -> bool:
         return bool(

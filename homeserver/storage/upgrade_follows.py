@@ -77,6 +77,22 @@ def _follow(row: Sequence[Any]) -> Follow:
     )
 
 
+#: The most users named in one statement's ``IN`` list.
+IN_CHUNK = 500
+
+
+def _by_old_room(follows: Iterable[Follow]) -> list[tuple[str, list[str]]]:
+    """The users of ``follows`` by old room (each once)."""
+    grouped: dict[str, dict[str, None]] = {}
+    for follow in follows:
+        grouped.setdefault(follow.old_room_id, {})[follow.user_id] = None
+    return [(room, list(users)) for room, users in grouped.items()]
+
+
+def _chunks(users: list[str]) -> list[list[str]]:
+    return [users[i : i + IN_CHUNK] for i in range(0, len(users), IN_CHUNK)]
+
+
 class _Queued:
     """A transaction's memo: it queued follows (listeners are told after commit)."""
 
@@ -194,27 +210,113 @@ class UpgradeFollowsStore:
         another worker took (or finished) it first."""
         token = uuid.uuid4().hex
 
-        async def run(txn: Transaction) -> int:
-            return await txn.execute(
-                "UPDATE remote_upgrade_follows SET state = ?, claim = ?, claimed_until = ?,"
-                " attempts = attempts + 1, updated_ts = ?"
-                " WHERE old_room_id = ? AND user_id = ?"
-                " AND ((state = ? AND next_attempt_ts <= ?)"
-                " OR (state = ? AND claimed_until <= ?))",
-                RUNNING,
-                token,
-                now + lease_ms,
-                now,
-                follow.old_room_id,
-                follow.user_id,
-                QUEUED,
-                now,
-                RUNNING,
-                now,
-            )
+        async def run(txn: Transaction) -> bool:
+            return await self._claim_txn(txn, follow, token, now, lease_ms)
 
-        changed = await self.db.run_in_transaction("claim_upgrade_follow", run)
-        return token if changed == 1 else None
+        return token if await self.db.run_in_transaction("claim_upgrade_follow", run) else None
+
+    async def claim_many(
+        self, follows: Sequence[Follow], *, now: int, lease_ms: int
+    ) -> dict[tuple[str, str], str]:
+        """:meth:`claim` for many rows in one transaction (one statement per old room and
+        :data:`IN_CHUNK` users): ``(old_room_id, user_id)`` → token of each row this worker
+        took (the others were taken or finished by another). The rows share one token."""
+        token = uuid.uuid4().hex
+
+        async def run(txn: Transaction) -> dict[tuple[str, str], str]:
+            taken: dict[tuple[str, str], str] = {}
+            for old_room_id, users in _by_old_room(follows):
+                for chunk in _chunks(users):
+                    rows = await txn.fetchall(
+                        "UPDATE remote_upgrade_follows SET state = ?, claim = ?,"
+                        " claimed_until = ?, attempts = attempts + 1, updated_ts = ?"
+                        f" WHERE old_room_id = ? AND user_id IN ({placeholders(len(chunk))})"
+                        " AND ((state = ? AND next_attempt_ts <= ?)"
+                        " OR (state = ? AND claimed_until <= ?)) RETURNING user_id",
+                        RUNNING,
+                        token,
+                        now + lease_ms,
+                        now,
+                        old_room_id,
+                        *chunk,
+                        QUEUED,
+                        now,
+                        RUNNING,
+                        now,
+                    )
+                    taken.update(((old_room_id, r[0]), token) for r in rows)
+            return taken
+
+        return await self.db.run_in_transaction("claim_upgrade_follows", run)
+
+    async def _claim_txn(
+        self, txn: Transaction, follow: Follow, token: str, now: int, lease_ms: int
+    ) -> bool:
+        changed = await txn.execute(
+            "UPDATE remote_upgrade_follows SET state = ?, claim = ?, claimed_until = ?,"
+            " attempts = attempts + 1, updated_ts = ?"
+            " WHERE old_room_id = ? AND user_id = ?"
+            " AND ((state = ? AND next_attempt_ts <= ?)"
+            " OR (state = ? AND claimed_until <= ?))",
+            RUNNING,
+            token,
+            now + lease_ms,
+            now,
+            follow.old_room_id,
+            follow.user_id,
+            QUEUED,
+            now,
+            RUNNING,
+            now,
+        )
+        return changed == 1
+
+    async def finish_many_txn(
+        self, txn: Transaction, follows: Sequence[Follow], token: str, state: str, *, now: int
+    ) -> int:
+        """:meth:`finish` for rows claimed together (:meth:`claim_many`: one ``token``) inside
+        the caller's transaction (the one that did their work); returns how many were still
+        this worker's."""
+        if state not in FINAL_STATES:
+            raise ValueError(f"not a final state: {state}")
+        done = 0
+        for old_room_id, users in _by_old_room(follows):
+            for chunk in _chunks(users):
+                done += await txn.execute(
+                    "UPDATE remote_upgrade_follows SET state = ?, claim = NULL,"
+                    " claimed_until = NULL, last_error = NULL, updated_ts = ?"
+                    f" WHERE old_room_id = ? AND user_id IN ({placeholders(len(chunk))})"
+                    " AND state = ? AND claim = ?",
+                    state,
+                    now,
+                    old_room_id,
+                    *chunk,
+                    RUNNING,
+                    token,
+                )
+        return done
+
+    async def _finish_txn(
+        self,
+        txn: Transaction,
+        follow: Follow,
+        token: str,
+        state: str,
+        now: int,
+        error: str | None,
+    ) -> int:
+        return await txn.execute(
+            "UPDATE remote_upgrade_follows SET state = ?, claim = NULL, claimed_until = NULL,"
+            " last_error = ?, updated_ts = ?"
+            " WHERE old_room_id = ? AND user_id = ? AND state = ? AND claim = ?",
+            state,
+            error,
+            now,
+            follow.old_room_id,
+            follow.user_id,
+            RUNNING,
+            token,
+        )
 
     async def finish(
         self, follow: Follow, token: str, state: str, *, now: int, error: str | None = None
@@ -225,18 +327,7 @@ class UpgradeFollowsStore:
             raise ValueError(f"not a final state: {state}")
 
         async def run(txn: Transaction) -> int:
-            return await txn.execute(
-                "UPDATE remote_upgrade_follows SET state = ?, claim = NULL, claimed_until = NULL,"
-                " last_error = ?, updated_ts = ?"
-                " WHERE old_room_id = ? AND user_id = ? AND state = ? AND claim = ?",
-                state,
-                error,
-                now,
-                follow.old_room_id,
-                follow.user_id,
-                RUNNING,
-                token,
-            )
+            return await self._finish_txn(txn, follow, token, state, now, error)
 
         return await self.db.run_in_transaction("finish_upgrade_follow", run) == 1
 

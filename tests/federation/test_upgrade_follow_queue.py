@@ -1,13 +1,14 @@
 """Following another server's upgrade, without the network: who is queued in the tombstone's
-transaction (joined, not left, not opted out, operator switch), and the worker over the
-durable queue (retry with backoff, rate limits, refusal then invite, exactly once with two
-workers, resume after a restart). The joins themselves are real local joins through
-MembershipService; a wrapper makes the first attempts fail the way a remote server would.
-Storage tests: both engines."""
+transaction (joined, not left, not opted out, operator switch), and the worker over the durable
+queue (retry with backoff, rate limits, refusal then invite, exactly once with two workers, a
+batch undone when another worker took one of its rows, resume after a restart). The joins
+themselves are real local joins through MembershipService; a wrapper makes the first attempts
+fail the way a remote server would. Storage tests: both engines."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from homeserver.app import Homeserver
@@ -22,10 +23,10 @@ from homeserver.federation.upgrade_follows import (
     via_servers,
 )
 from homeserver.ratelimit import RateLimitExceeded
-from homeserver.rooms.membership import MembershipService
+from homeserver.rooms.membership import BatchJoins, MembershipService
 from homeserver.storage.account_data import GLOBAL
 from homeserver.storage.database import Transaction
-from homeserver.storage.upgrade_follows import DONE, FAILED, PENDING, QUEUED, SKIPPED
+from homeserver.storage.upgrade_follows import DONE, FAILED, PENDING, QUEUED, RUNNING, SKIPPED
 from homeserver.visibility.client import get_membership
 from tests.builders import join, leave, make_room
 from tests.harness import hs, hs_config, make_user
@@ -117,7 +118,8 @@ class Clock:
 
 
 class FailingFirst:
-    """MembershipService whose first ``join`` calls for a user raise that user's errors."""
+    """MembershipService whose first ``join`` calls for a user raise that user's errors (a
+    batch of local joins sends such a user to ``join``)."""
 
     def __init__(
         self, real: MembershipService, errors: dict[str, list[Exception]] | None = None
@@ -125,12 +127,26 @@ class FailingFirst:
         self.real = real
         self.errors = errors or {}
         self.calls: list[tuple[str, str, list[str]]] = []
+        #: users joined by the batch path (local joins: no servers to go through).
+        self.batched: list[str] = []
 
     async def join(self, user_id: str, room_id: str, *, servers: Any = ()) -> str:
         self.calls.append((user_id, room_id, list(servers)))
         if self.errors.get(user_id):
             raise self.errors[user_id].pop(0)
         return await self.real.join(user_id, room_id, servers=servers)
+
+    async def join_local_many(
+        self, room_id: str, user_ids: Sequence[str], *, in_txn: Any = None
+    ) -> BatchJoins:
+        """The batch path: a user with errors still to raise is sent one at a time (to
+        ``join``, which raises them); the others are joined by the real batch."""
+        failing = [u for u in user_ids if self.errors.get(u)]
+        rest = [u for u in user_ids if u not in failing]
+        self.batched.extend(rest)
+        result = await self.real.join_local_many(room_id, rest, in_txn=in_txn)
+        result.one_by_one.extend(failing)
+        return result
 
 
 def worker(hs: Homeserver, membership: Any, clock: Clock) -> UpgradeFollower:
@@ -197,7 +213,9 @@ async def test_unreachable_is_retried_with_the_federation_backoff(hs: Homeserver
     follow = await hs.store.upgrade_follows.get(old, alice)
     assert follow is not None and follow.state == DONE
     assert await _joined(hs, new, alice)
-    assert [c[2] for c in membership.calls] == [["elsewhere.example"]] * 4
+    # alice's two failed attempts one at a time; bob's local join, then alice's, in a batch.
+    assert [c[2] for c in membership.calls] == [["elsewhere.example"]] * 2
+    assert membership.batched == [bob, alice]
 
 
 async def test_rate_limited_follow_waits_for_the_bucket_not_the_backoff(hs: Homeserver) -> None:
@@ -287,7 +305,8 @@ async def test_two_workers_join_each_user_exactly_once(hs: Homeserver) -> None:
         worker(hs, first, clock).run_once(), worker(hs, second, clock).run_once()
     )
     assert sum(claimed) == 2
-    assert sorted(c[0] for c in first.calls + second.calls) == sorted(users)
+    joined = [c[0] for c in first.calls + second.calls] + first.batched + second.batched
+    assert sorted(joined) == sorted(users)
     for user_id in users:
         assert await _joined(hs, new, user_id)
     joins = [
@@ -330,3 +349,36 @@ async def test_the_worker_started_at_boot_resumes_the_queue(hs: Homeserver) -> N
         assert all([await _joined(hs, new, u) for u in users])
     finally:
         await follower.stop()
+
+
+async def test_a_batch_with_a_row_taken_meanwhile_is_undone_then_worked_one_at_a_time(
+    hs: Homeserver,
+) -> None:
+    clock = Clock()
+    old, new, (alice, bob) = await _queued(hs, clock)
+    follows = hs.store.upgrade_follows
+
+    class TakenMeanwhile(FailingFirst):
+        async def join_local_many(
+            self, room_id: str, user_ids: Sequence[str], *, in_txn: Any = None
+        ) -> BatchJoins:
+            async def take(txn: Transaction) -> int:
+                # Another worker took bob's row over (as after an expired lease).
+                return await txn.execute(
+                    "UPDATE remote_upgrade_follows SET claim = ? WHERE user_id = ?", "theirs", bob
+                )
+
+            await hs.store.db.run_in_transaction("take", take)
+            return await super().join_local_many(room_id, user_ids, in_txn=in_txn)
+
+    membership = TakenMeanwhile(hs.membership)
+    assert await worker(hs, membership, clock).run_once() == 2
+    # Marking bob's row done failed inside the batch's transaction: nothing of it was kept,
+    # and each user was then joined on their own.
+    assert sorted(c[0] for c in membership.calls) == sorted([alice, bob])
+    for user_id in (alice, bob):
+        assert await _joined(hs, new, user_id)
+    done = await follows.get(old, alice)
+    assert done is not None and done.state == DONE
+    theirs = await follows.get(old, bob)
+    assert theirs is not None and (theirs.state, theirs.claim) == (RUNNING, "theirs")

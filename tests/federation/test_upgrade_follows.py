@@ -201,3 +201,41 @@ async def test_a_replacement_not_naming_the_old_room_is_left_again(
             return await membership_of(a, elsewhere, bob.user_id) == "leave"
 
         await wait_until("bob's leave to reach the room's server", left_there)
+
+
+async def test_the_local_batch_refuses_the_banned_and_the_uninvited(
+    tmp_path: Path, store: Store, second_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After the first join through A made B resident, the others are joined as one batch:
+    an invited user gets in, a user the (invite-only) join rule does not admit and a banned
+    one are refused there, as single joins would be, and wait for an invite."""
+    caplog.set_level(logging.INFO, logger="homeserver.federation.upgrade_follows")
+    async with two_servers(tmp_path, store, second_store) as (a, b):
+        alice = await a.user("alice")
+        bob, carol, dave, erin = [await b.user(n) for n in ("bob", "carol", "dave", "erin")]
+        old = await alice.create_room(preset="public_chat", room_version="10")
+        for user in (bob, carol, dave, erin):
+            await user.join(old, via=[a.name])
+        new = await alice.create_room(
+            preset="private_chat", room_version="10", creation_content=successor_of(old)
+        )
+        for user in (bob, erin):
+            await alice.invite(new, user.user_id)
+        await alice.ok("POST", f"/rooms/{q(new)}/ban", {"user_id": dave.user_id})
+        await tombstone(alice, old, new)
+
+        for user in (bob, erin):
+            await wait_follow_state(b, old, user.user_id, DONE)
+            await wait_joined(a, new, user.user_id)  # erin's local join reached A as a PDU
+        for user in (carol, dave):
+            await wait_follow_state(b, old, user.user_id, PENDING)
+        errors = {
+            f.user_id: f.last_error for f in await b.hs.store.upgrade_follows.for_old_room(old)
+        }
+        assert errors[carol.user_id] == "You are not invited to this room."
+        assert errors[dave.user_id] == "You are banned from this room"
+        assert await membership_of(b, new, carol.user_id) is None
+        assert await membership_of(b, new, dave.user_id) == "ban"
+        outcomes = [r.getMessage() for r in caplog.records if ": joined (" in r.getMessage()]
+        assert sum(bob.user_id in m and "(through federation)" in m for m in outcomes) == 1
+        assert sum(erin.user_id in m and "(locally)" in m for m in outcomes) == 1, outcomes

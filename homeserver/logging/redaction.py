@@ -19,6 +19,7 @@ log call did not mean to include. It is a safety net: log calls still should not
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -180,6 +181,8 @@ class RedactionFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "_homeserver_redacted", False):
             return True
+        if record.name == "aiosqlite":
+            _drop_sql_parameters(record)
         try:
             message = record.getMessage()
         except Exception:  # a broken format call: keep what can be shown
@@ -194,3 +197,20 @@ class RedactionFilter(logging.Filter):
             record.stack_info = redact(record.stack_info)
         record._homeserver_redacted = True
         return True
+
+
+def _drop_sql_parameters(record: logging.LogRecord) -> None:
+    """aiosqlite logs each call at DEBUG as the ``functools.partial`` it runs, parameters and
+    all: message text (the search index), display names (the user directory) and other user data
+    in plain tuples that no textual pattern can tell apart. Keep the method and the statement."""
+    if not isinstance(record.args, tuple):
+        return
+    record.args = tuple(_describe_call(a) for a in record.args)
+
+
+def _describe_call(arg: object) -> object:
+    if not isinstance(arg, functools.partial):
+        return arg
+    name = getattr(arg.func, "__name__", "call")
+    statement = arg.args[0] if arg.args and isinstance(arg.args[0], str) else ""
+    return f"{name}({statement!r}, <parameters not logged>)"

@@ -212,6 +212,26 @@ def test_filter_redacts_arguments_exception_text_and_stack() -> None:
     assert "ValueError: bad login" in formatted  # the traceback is still there
 
 
+def test_sqlite_driver_calls_are_logged_without_their_parameters() -> None:
+    # aiosqlite logs each call as the partial it runs; parameters are user data in plain
+    # tuples (a message's words in the search index) that no textual pattern recognises.
+    import functools
+    import sqlite3
+
+    call = functools.partial(
+        sqlite3.Connection.executemany,
+        "INSERT INTO event_search (event_id, key, value) VALUES (?, ?, ?)",
+        [("$e", "content.body", "meet me at the usual place")],
+    )
+    record = logging.LogRecord(
+        "aiosqlite", logging.DEBUG, __file__, 1, "executing %s", (call,), None
+    )
+    RedactionFilter().filter(record)
+    message = record.getMessage()
+    assert "usual place" not in message
+    assert "INSERT INTO event_search" in message and "executemany" in message
+
+
 def test_filter_is_idempotent_and_survives_a_bad_format_call() -> None:
     record = _record("%d items", "not a number")
     RedactionFilter().filter(record)

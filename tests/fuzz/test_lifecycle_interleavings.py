@@ -162,6 +162,7 @@ class Harness:
             store=store,
             notifier=_Notifier(),  # type: ignore[arg-type]
             clock=self.clock,
+            server_name="hs.example",
         )
 
     def run(self, coro: Awaitable[T]) -> T:

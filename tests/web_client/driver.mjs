@@ -95,8 +95,10 @@ async function button(page, text, timeout = WAIT) {
   return handle.asElement();
 }
 
+// A DOM click, not a mouse one at the button's centre: Cinny's dialogs open with a scale-up
+// animation, and a mouse click during it can land beside a button that is already there.
 async function click(page, text, timeout = WAIT) {
-  await (await button(page, text, timeout)).click();
+  await (await button(page, text, timeout)).evaluate((b) => b.click());
 }
 
 async function waitText(page, text, timeout = WAIT) {
@@ -127,7 +129,7 @@ async function openSettings(page) {
     },
     { timeout: WAIT },
   );
-  await handle.asElement().click();
+  await handle.asElement().evaluate((b) => b.click());
   await waitText(page, 'Logout');
 }
 
@@ -152,13 +154,33 @@ async function send(page, text) {
   await page.keyboard.press('Enter');
 }
 
+// Cinny's dialogs have their title (h2 or h4) in a header whose last button is "close".
+const DIALOG_TITLES = '[role=dialog] h2, [role=dialog] h4';
+
 async function closeDialog(page, title) {
-  // The old-style dialogs have the title in an h2 and the close button right after it.
-  const close = await page.waitForSelector(
-    `xpath/.//h2[normalize-space(.)=${JSON.stringify(title)}]/following::button[1]`,
-    { timeout: WAIT },
+  const closed = await page.evaluate(
+    (selector, wanted) => {
+      const head = Array.from(document.querySelectorAll(selector))
+        .filter((h) => h.innerText.trim() === wanted)
+        .pop();
+      if (!head) return false;
+      let header = head.parentElement;
+      while (header && !header.querySelector('button')) header = header.parentElement;
+      const buttons = header.querySelectorAll('button');
+      buttons[buttons.length - 1].click();
+      return true;
+    },
+    DIALOG_TITLES,
+    title,
   );
-  await close.click();
+  check(closed, `no dialog "${title}" to close`);
+  await page.waitForFunction(
+    (selector, wanted) =>
+      !Array.from(document.querySelectorAll(selector)).some((h) => h.innerText.trim() === wanted),
+    { timeout: WAIT },
+    DIALOG_TITLES,
+    title,
+  );
 }
 
 async function api(name, method, apiPath, body) {
@@ -291,11 +313,10 @@ const steps = {
     );
     const [chooser] = await Promise.all([alice.waitForFileChooser({ timeout: WAIT }), attach.click()]);
     await chooser.accept([IMAGE]);
+    // (Chromium does not keep the body of this cross-origin POST for the inspector: the status
+    // is what there is; the picture on Bob's side below proves the content.)
     const upload = await uploaded;
-    const uploadText = await upload.text().catch(() => '(body gone)');
-    check(upload.status() === 200, `upload answered ${upload.status()}: ${uploadText}`);
-    const mxc = JSON.parse(uploadText).content_uri;
-    check(typeof mxc === 'string' && mxc.startsWith('mxc://'), `upload answered ${uploadText}`);
+    check(upload.status() === 200, `upload answered ${upload.status()}`);
     await sleep(300); // the upload tray turns "ready" on the next render
     await (await composer(alice)).click();
     await alice.keyboard.press('Enter');
@@ -322,7 +343,7 @@ const steps = {
     await fileInput.uploadFile(IMAGE);
     const avatarAnswer = await avatarSet;
     check(avatarAnswer.status() === 200, `PUT avatar_url answered ${avatarAnswer.status()}`);
-    await closeDialog(alice, 'Settings').catch(() => alice.keyboard.press('Escape'));
+    await closeDialog(alice, 'Settings');
 
     const thumbnail = await bob.waitForFunction(
       () => {
@@ -340,7 +361,7 @@ const steps = {
     }));
     // A crop thumbnail is square and far smaller than the 640x480 original.
     check(thumb.width === thumb.height && thumb.width <= 96, `thumbnail: ${JSON.stringify(thumb)}`);
-    return { mxc, picture: pictureSize, thumbnail: thumb };
+    return { picture: pictureSize, thumbnail: thumb };
   },
 
   // Bob types without sending; Alice sees "bob is typing...".
@@ -405,7 +426,7 @@ const steps = {
     const key = await alice.$eval('.cross-signing__key-text', (e) => e.innerText.trim());
     check(key.split(' ').length >= 12, `the Security Key shown: ${key}`);
     const shots = await screenshot('cross-signing-key', ['alice']);
-    await closeDialog(alice, 'Security Key').catch(() => alice.keyboard.press('Escape'));
+    await closeDialog(alice, 'Security Key');
     // Back on the Security tab: cross-signing offers "Reset" (it is set up), and the backup
     // tile no longer asks for cross-signing first.
     await button(alice, 'Reset');
@@ -415,6 +436,7 @@ const steps = {
       'the backup tile still asks for cross-signing',
     );
     check(!security.includes('Create Backup'), 'the backup tile offers to create a backup');
+    shots.push(...(await screenshot('cross-signing-done', ['alice'])));
 
     const backup = await api('alice', 'GET', '/_matrix/client/v3/room_keys/version');
     check(backup.status === 200 && backup.body.version, `room_keys/version: ${JSON.stringify(backup)}`);
@@ -429,7 +451,7 @@ const steps = {
       keys.body.self_signing_keys && keys.body.self_signing_keys[userId('alice')],
       'no self-signing key in keys/query',
     );
-    await closeDialog(alice, 'Settings').catch(() => alice.keyboard.press('Escape'));
+    await closeDialog(alice, 'Settings');
     return { backup_version: backup.body.version, algorithm: backup.body.algorithm, screenshots: shots };
   },
 
@@ -449,13 +471,12 @@ const steps = {
     await alice.keyboard.press('Enter');
     await click(alice, 'Message');
     // Once the room exists the dialog offers "Open", which goes to it.
-    await click(alice, 'Open');
+    await click(alice, 'Open'); // closes the dialog
     await alice.waitForFunction(() => /#\/(direct|home)\/!/.test(window.location.hash), {
       timeout: WAIT,
     });
     const roomId = roomOfUrl(alice.url());
     state.rooms.dm = roomId;
-    await closeDialog(alice, 'Direct message').catch(() => {});
     await go(alice, roomHash('direct', roomId));
 
     await go(bob, '#/inbox/invites/');
@@ -524,7 +545,7 @@ const steps = {
         ) || null,
       { timeout: WAIT },
     );
-    await follow.asElement().click();
+    await follow.asElement().evaluate((b) => b.click());
     await bob.waitForFunction(
       (room) => decodeURIComponent(window.location.hash).includes(room),
       { timeout: WAIT },

@@ -129,7 +129,7 @@ def _test_image(path: Path) -> Path:
 def _where(error: str | None) -> str:
     """The error's first line and the driver.mjs lines it passed through (not puppeteer's)."""
     lines = str(error).splitlines()
-    frames = [line.strip() for line in lines[1:] if "driver.mjs:" in line]
+    frames = [line.strip() for line in lines[1:] if "driver.mjs:" in line or " went: " in line]
     return "\n  ".join(lines[:1] + frames)
 
 
@@ -216,7 +216,11 @@ def cinny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
                     {
                         "chromium": driver.chromium_version,
                         "steps": {
-                            name: {"ok": r["ok"], "elapsed_ms": r.get("elapsed_ms")}
+                            name: {
+                                "ok": r["ok"],
+                                "elapsed_ms": r.get("elapsed_ms"),
+                                "details": r.get("details"),
+                            }
                             for name, r in session.results.items()
                         },
                     },

@@ -55,6 +55,7 @@ def write_config(workdir: Path, port: int, database: dict[str, Any]) -> Path:
             "rc_invites": UNLIMITED,
             "rc_to_device": UNLIMITED,
             "rc_remote_key_fetches": UNLIMITED,
+            "rc_media_create": UNLIMITED,
         },
     )
 

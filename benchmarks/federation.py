@@ -24,6 +24,9 @@
   from our user's send to the Synapse user's /sync showing the message (``--runs`` samples), and
   from our user's upgrade request to the Synapse user's /sync showing the invite to the
   replacement room (``--upgrade-runs`` samples, a fresh room each).
+* ``follow`` — from a remote tombstone's arrival to all of N of our users joined in the
+  replacement room, N = 1, 50, 500 (``--follow-sizes``; quick: 1, 10), between two of our servers
+  in this process (``benchmarks/_upgrade_follow.py``).
 
 Latencies: median, p95, min, max in milliseconds. A part that fails reports ``{"error": …}``
 so the other parts still produce figures.
@@ -47,6 +50,7 @@ from typing import Any
 
 import aiohttp
 
+from benchmarks import _upgrade_follow as upgrade_follow
 from benchmarks._common import measure_engines, ms, parse_engines, rate
 from benchmarks._federation_stream import (
     PDUS_PER_TRANSACTION,
@@ -60,9 +64,9 @@ from tests.federation.fake_remote import FakeRemoteServer
 from tests.federation.interop_peer import OurServer
 from tests.federation.synapse_harness import SynapseServer
 
-PARTS = ("inbound", "peer", "synapse_inbound")
+PARTS = ("inbound", "peer", "synapse_inbound", "follow")
 #: Parts measured once per engine of ours; the others run once, against Synapse alone.
-ENGINE_PARTS = ("inbound", "peer")
+ENGINE_PARTS = ("inbound", "peer", "follow")
 #: A generous bound on each wait for the peer (a failure, not a measurement, if exceeded).
 WAIT_SECONDS = 120.0
 #: Pause between two /sync requests of the Synapse watcher. A long poll returns at the first
@@ -88,6 +92,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=None, help="message samples, 30 (quick 5)")
     parser.add_argument("--upgrade-runs", type=int, default=None, help="default 8 (quick 2)")
     parser.add_argument("--new-version", default="12", help="room version of the upgrades")
+    parser.add_argument(
+        "--follow-sizes",
+        default=None,
+        help="comma list of N for the follow part (default 1,50,500; quick 1,10)",
+    )
 
 
 def latency(samples: Sequence[float]) -> dict[str, float | int]:
@@ -354,6 +363,14 @@ async def peer(args: argparse.Namespace, engine: str, workdir: Path) -> dict[str
     }
 
 
+async def follow(args: argparse.Namespace, engine: str, workdir: Path) -> dict[str, Any]:
+    if args.follow_sizes:
+        sizes = tuple(int(n) for n in args.follow_sizes.split(",") if n.strip())
+    else:
+        sizes = upgrade_follow.QUICK_SIZES if args.quick else upgrade_follow.DEFAULT_SIZES
+    return await upgrade_follow.measure(engine, args.postgres_dsn, workdir, sizes)
+
+
 def _parts(args: argparse.Namespace) -> list[str]:
     return [p.strip() for p in args.parts.split(",") if p.strip()]
 
@@ -371,7 +388,7 @@ async def _part(name: str, function: Callable[[Path], Awaitable[dict[str, Any]]]
 async def _measure(args: argparse.Namespace, engine: str) -> dict[str, Any]:
     parts = _parts(args)
     result: dict[str, Any] = {"engine": engine}
-    for part, function in (("inbound", inbound), ("peer", peer)):
+    for part, function in (("inbound", inbound), ("peer", peer), ("follow", follow)):
         if part in parts:
             result[part] = await _part(
                 f"{part}-{engine}", lambda workdir, f=function: f(args, engine, workdir)

@@ -137,9 +137,12 @@ def create_app(
     app[appkeys.FEDERATION_TRANSACTIONS] = hs.federation_transactions
     app[appkeys.FILTERS] = hs.filters
     app[appkeys.INBOUND_INVITES] = hs.inbound_invites
+    app[appkeys.KEY_BACKUP] = hs.key_backup
     app[appkeys.KEYRING] = hs.keyring
+    app[appkeys.MEDIA] = hs.media
     app[appkeys.MEMBERSHIP] = hs.membership
     app[appkeys.METRICS] = hs.metrics
+    app[appkeys.PRESENCE] = hs.presence
     app[appkeys.PROFILES] = hs.profiles
     app[appkeys.PUSH_RULES] = hs.push_rules
     app[appkeys.RATELIMITERS] = hs.ratelimiters
@@ -152,6 +155,7 @@ def create_app(
     app[appkeys.ROOM_UPGRADES] = hs.room_upgrades
     app[appkeys.SYNC] = hs.sync
     app[appkeys.TO_DEVICE] = hs.to_device
+    app[appkeys.TYPING] = hs.typing
     app[appkeys.UPGRADE_PREVIEW] = hs.upgrade_preview
     return app
 
@@ -232,6 +236,10 @@ async def serve(
         await hs.federation_sender.start()
         # Room deletions a previous run left unfinished (their status is in the database).
         await hs.room_deletion.resume()
+        # Our users following other servers' upgrades: what a previous run left queued.
+        await hs.upgrade_follower.start()
+        # Idle and vanished users go unavailable and offline.
+        hs.presence.start()
         logger.info(
             "homeserver %s started (signing key %s)",
             hs.config.server_name,
@@ -246,9 +254,12 @@ async def serve(
         for runner in reversed(runners):
             await runner.cleanup()
         await hs.room_deletion.stop()
+        await hs.upgrade_follower.stop()
         # After the runners: in-flight handlers may still have been making outbound requests.
         await hs.federation_sender.stop()
         await hs.e2e_edus.stop()  # background resyncs of remote users' device lists
+        await hs.presence.stop()
+        await hs.typing.stop()
         await hs.federation_client.close()
     logger.info("stopped")
 

@@ -22,11 +22,15 @@ from homeserver.admin.upgrade_preview import UpgradePreview
 from homeserver.admin.users import AdminUsers
 from homeserver.clock import WallClock, time_ms
 from homeserver.config import HomeserverConfig
+from homeserver.e2e.key_backup import KeyBackupService
 from homeserver.e2e.keys import E2EKeysService
 from homeserver.e2e.to_device import ToDeviceService
+from homeserver.ephemeral.presence import PresenceService
+from homeserver.ephemeral.typing import TypingService
 from homeserver.events.builder import Signer
 from homeserver.federation.client import FederationClient
 from homeserver.federation.e2e_edus import E2EEdus
+from homeserver.federation.ephemeral_edus import EphemeralEdus, combine_edu_handlers
 from homeserver.federation.invites import InboundInvites
 from homeserver.federation.joins import ResidentMembership
 from homeserver.federation.keyring import Keyring
@@ -40,6 +44,10 @@ from homeserver.federation.remote_upgrades import RemoteUpgrades
 from homeserver.federation.sender import FederationSender
 from homeserver.federation.serving import FederationEventServer
 from homeserver.federation.transactions import TransactionHandler
+from homeserver.federation.upgrade_follows import UpgradeFollower
+from homeserver.media.files import MediaFiles
+from homeserver.media.remote import RemoteMediaFetcher
+from homeserver.media.repository import MediaRepository
 from homeserver.metrics import HomeserverMetrics, room_metrics_subscriber
 from homeserver.modules import load_modules
 from homeserver.push.rules import PushRulesService
@@ -53,6 +61,7 @@ from homeserver.rooms.events_service import RoomEventsService
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.sender import EventSender
 from homeserver.rooms.upgrade import RoomUpgradeService
+from homeserver.rooms.upgrade_spaces import SpaceLinks
 from homeserver.storage import Store
 from homeserver.streams.notifier import Notifier
 from homeserver.sync.filters import FilterService
@@ -133,11 +142,18 @@ class Homeserver:
             notifier=self.notifier,
             bus=self.bus,
             clock=clock,
+            space_links=SpaceLinks(store, self.sender, server_name),
         )
 
         # Receiving events over federation, and our users joining rooms through other servers;
         # a tombstone or a join there continues an upgrade (remote_upgrades).
-        self.remote_upgrades = RemoteUpgrades(store=store, notifier=self.notifier, clock=clock)
+        self.remote_upgrades = RemoteUpgrades(
+            store=store,
+            notifier=self.notifier,
+            clock=clock,
+            server_name=server_name,
+            follow=config.room_upgrades.follow_remote_upgrades,
+        )
         self.received_events = ReceivedEvents(
             store=store,
             keyring=self.keyring,
@@ -163,6 +179,16 @@ class Homeserver:
             profiles=self.profiles.get_profile,
             remote=self.remote_membership,
             remote_aliases=self.remote_queries.resolve_remote_alias,
+            on_joined=self.remote_upgrades.on_joined,
+        )
+        # Our users following upgrades made by other servers (started by serve()).
+        self.upgrade_follower = UpgradeFollower(
+            store=store,
+            membership=self.membership,
+            federation_config=config.federation,
+            clock=clock,
+            server_name=server_name,
+            metrics=self.metrics,
         )
         self.room_events = RoomEventsService(
             store, self.sender, self.ratelimiters, clock, membership=self.membership
@@ -177,8 +203,33 @@ class Homeserver:
         self.filters = FilterService(store)
         self.push_rules = PushRulesService(store, self.notifier)
         self.account_data = AccountDataService(store, self.notifier, self.push_rules)
-        self.receipts = ReceiptsService(store, self.notifier, clock)
-        self.sync = SyncService(store, self.notifier, self.push_rules, clock)
+        self.receipts = ReceiptsService(store, self.notifier, clock, server_name)
+        # Presence (stored) and typing (in memory), shown in /sync and sent to other servers.
+        self.presence = PresenceService(
+            store,
+            self.notifier,
+            clock,
+            server_name,
+            enabled=config.presence.enabled,
+            limiter=self.ratelimiters.presence,
+            sync_limiter=self.ratelimiters.presence_sync,
+        )
+        self.typing = TypingService(
+            store,
+            self.notifier,
+            clock,
+            server_name,
+            limiter=self.ratelimiters.typing,
+            on_active=self.presence.bump_active,
+        )
+        self.sync = SyncService(
+            store,
+            self.notifier,
+            self.push_rules,
+            clock,
+            typing=self.typing,
+            presence=self.presence,
+        )
 
         # Serving events to other servers (/state, /backfill …) and delivering the outbox
         # (started by serve(), after the listeners).
@@ -211,9 +262,28 @@ class Homeserver:
             notifier=self.notifier,
             clock=clock,
             limiter=self.ratelimiters.invites,
+            on_invited=self.upgrade_follower.on_invite,
         )
         self.federation_queries = FederationQueries(
             store=store, aliases=self.aliases, server_name=server_name
+        )
+
+        # The media repository: files on disk named by content, other servers' media fetched
+        # over federation and cached.
+        media_files = MediaFiles(config.media.media_store_path)
+        self.media = MediaRepository(
+            store,
+            config.media,
+            server_name,
+            clock,
+            files=media_files,
+            remote=RemoteMediaFetcher(
+                self.federation_client,
+                media_files,
+                max_size=config.media.max_upload_size,
+                concurrency=config.media.remote_media_download_concurrency,
+            ),
+            limiter=self.ratelimiters.media_create,
         )
 
         # Synapse's admin API (/_synapse/admin): rooms, room deletion, users, destinations.
@@ -225,6 +295,7 @@ class Homeserver:
             sender=self.sender,
             server_name=server_name,
             clock=clock,
+            media=self.media,
         )
         self.admin_users = AdminUsers(
             store=store,
@@ -238,7 +309,7 @@ class Homeserver:
 
         # End-to-end encryption: to-device messages, other servers' device lists (resynced by
         # asking the server itself, which feeds the cache that answers key queries), the EDUs
-        # of /send, and clients' /keys/*.
+        # of /send, clients' /keys/* and their key backups (/room_keys/*).
         self.to_device = ToDeviceService(
             store, self.notifier, server_name, clock, limiter=self.ratelimiters.to_device
         )
@@ -253,12 +324,19 @@ class Homeserver:
             client=self.federation_client,
             device_lists=RemoteDeviceListCache(store=store, resync=self.e2e_edus.resync_now),
         )
+        self.ephemeral_edus = EphemeralEdus(
+            store=store,
+            typing=self.typing,
+            presence=self.presence,
+            notifier=self.notifier,
+            clock=clock,
+        )
         self.federation_transactions = TransactionHandler(
             store,
             self.received_events,
             clock,
             metrics=self.metrics,
-            edu_handler=self.e2e_edus.on_edus,
+            edu_handler=combine_edu_handlers(self.e2e_edus.on_edus, self.ephemeral_edus.on_edus),
         )
         self.e2e_keys = E2EKeysService(
             store,
@@ -268,6 +346,7 @@ class Homeserver:
             reauth=self.accounts.reauth,
             remote=self.remote_keys,
         )
+        self.key_backup = KeyBackupService(store)
 
     @property
     def server_name(self) -> str:

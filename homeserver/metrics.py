@@ -197,6 +197,14 @@ class HomeserverMetrics:
             ("outcome",),
             registry=r,
         )
+        self.remote_upgrade_follows = Counter(
+            "homeserver_remote_upgrade_follows",
+            "Attempts to move our users into a room another server upgraded, by outcome: "
+            "joined, pending (refused; waiting for an invite), retry, rate_limited, skipped "
+            "(opted out), failed.",
+            ("outcome",),
+            registry=r,
+        )
         self.federation_queue = _FederationQueue()
         r.register(self.federation_queue)
         # --- room lifecycle ---------------------------------------------------------------------
@@ -258,6 +266,9 @@ class HomeserverMetrics:
         self.federation_transactions.labels(destination, outcome).inc()
         if outcome == "sent":
             self.sent_transactions.inc()
+
+    def remote_upgrade_follow(self, outcome: str) -> None:
+        self.remote_upgrade_follows.labels(outcome).inc()
 
     def room_operation(self, operation: str, outcome: str) -> None:
         self.room_operations.labels(operation, outcome).inc()

@@ -165,3 +165,9 @@ class RateLimiters:
             make(invites.per_room), make(invites.per_user), make(invites.per_issuer)
         )
         self.to_device = make(config.rc_to_device)
+        # Two buckets of rc_presence, as Synapse (PUT /presence and /sync's set_presence each
+        # have their own limiter): a client's syncs never make its PUT fail.
+        self.presence = make(config.rc_presence.per_user)
+        self.presence_sync = make(config.rc_presence.per_user)
+        self.typing = make(config.rc_typing)
+        self.media_create = make(config.rc_media_create)

@@ -63,10 +63,12 @@ async def build_room(
     power_levels: dict[str, Any] | None = None,
     allow: list[dict[str, Any]] | None = None,
     clock: Callable[[], int] | None = None,
+    predecessor: str | None = None,
 ) -> str:
     """A room made by ``creator`` (joined, PL 100 or a v12 creator), committed in one go;
     returns its ID. ``room_id`` is ignored where the version derives it from the create event;
-    ``history_visibility=None`` leaves that event out; ``allow`` is the join rules' allow list."""
+    ``history_visibility=None`` leaves that event out; ``allow`` is the join rules' allow list;
+    ``predecessor`` the room the create event says this one replaces."""
     room_version = get_room_version(version)
     if room_version.room_id_is_create_event_hash:
         room_id = None
@@ -80,6 +82,8 @@ async def build_room(
     create: dict[str, Any] = {"room_version": version}
     if not room_version.implicit_room_creator:
         create["creator"] = creator
+    if predecessor is not None:
+        create["predecessor"] = {"room_id": predecessor, "event_id": "$unknown"}
     batch.add(EventDraft("m.room.create", creator, create, ""))
     batch.add(EventDraft("m.room.member", creator, {"membership": "join"}, creator))
     pl_users = {} if room_version.creators_have_infinite_power else {creator: 100}

@@ -2,7 +2,8 @@
 
 ``m.read`` and ``m.read.private`` are receipts (the private one is shown to its owner only, by
 /sync); ``m.fully_read`` is the room account data the spec puts it in. The reader must be joined
-to the room and the event must be one of the room's.
+to the room and the event must be one of the room's. A public receipt (``m.read``) is sent as
+an ``m.receipt`` EDU to the room's other servers, queued in the receipt's own transaction.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from homeserver.clock import WallClock
 from homeserver.errors import BadRequest, Codes, Forbidden, NotFound
 from homeserver.storage import Store
 from homeserver.storage.receipts import Receipt
+from homeserver.streams.edus import RECEIPT_EDU, enqueue_room_edu_txn
 from homeserver.streams.notifier import Notifier
 from homeserver.types import event_id_error
 
@@ -26,10 +28,13 @@ RECEIPT_TYPES = (READ, READ_PRIVATE, FULLY_READ_TYPE)
 
 
 class ReceiptsService:
-    def __init__(self, store: Store, notifier: Notifier, clock: WallClock) -> None:
+    def __init__(
+        self, store: Store, notifier: Notifier, clock: WallClock, server_name: str
+    ) -> None:
         self.store = store
         self.notifier = notifier
         self.clock = clock
+        self.server_name = server_name
 
     async def _check(self, user_id: str, room_id: str, event_id: str) -> None:
         check_room_id(room_id)
@@ -91,5 +96,28 @@ class ReceiptsService:
             self.notifier.notify(user_ids=[user_id])
             return
         receipt = Receipt(room_id, receipt_type, user_id, thread_id, event_id, self.clock())
-        await self.store.receipts.upsert_receipt(receipt)
+        async with self.store.db.transaction("send_receipt") as txn:
+            await self.store.receipts.upsert_receipt_txn(txn, receipt)
+            if receipt_type == READ:
+                await enqueue_room_edu_txn(
+                    txn,
+                    self.store,
+                    room_id,
+                    RECEIPT_EDU,
+                    receipt_edu_content(receipt),
+                    our_server=self.server_name,
+                    now=receipt.ts,
+                )
         self.notifier.notify(room_ids=[room_id])
+
+
+def receipt_edu_content(receipt: Receipt) -> dict[str, Any]:
+    """The ``m.receipt`` EDU's content for one receipt (spec: "Receipts")."""
+    data: dict[str, Any] = {"ts": receipt.ts}
+    if receipt.thread_id is not None:
+        data["thread_id"] = receipt.thread_id
+    return {
+        receipt.room_id: {
+            receipt.receipt_type: {receipt.user_id: {"event_ids": [receipt.event_id], "data": data}}
+        }
+    }

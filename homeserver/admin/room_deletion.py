@@ -28,6 +28,7 @@ from typing import Any
 from homeserver.clock import WallClock
 from homeserver.errors import BadRequest, Codes, MatrixError, NotFound
 from homeserver.events.draft import EventDraft
+from homeserver.media.repository import MediaRepository
 from homeserver.rooms.creation import RateLimitPolicy, RoomCreationService
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.sender import EventSender
@@ -118,8 +119,10 @@ class RoomDeletionService:
         sender: EventSender,
         server_name: str,
         clock: WallClock,
+        media: MediaRepository | None = None,
     ) -> None:
         self.store = store
+        self._media = media
         self.membership = membership
         self.sender = sender
         self.server_name = server_name
@@ -205,9 +208,15 @@ class RoomDeletionService:
             await save("active")
             await self._shutdown(record.room_id, params, result, save)
             if params.purge:
+                # The media the room's events name, read before the purge forgets them; those
+                # no other room's events name are deleted with the room.
+                media = await self._media.media_of_room(record.room_id) if self._media else []
                 await self.store.room_purge.purge_room(
                     record.room_id, like_suffix(self.server_name), force=params.force_purge
                 )
+                if self._media is not None and media:
+                    deleted = await self._media.delete_unreferenced(media)
+                    logger.info("room %s: %d media deleted with it", record.room_id, deleted)
         except asyncio.CancelledError:
             raise
         except LocalMembersRemain:

@@ -22,6 +22,7 @@ from homeserver.config.registration import RegistrationConfig
 from homeserver.config.room_upgrades import RoomUpgradesConfig
 from homeserver.config.rooms import EncryptionByDefault, RoomsConfig
 from homeserver.config.server import ServerConfig
+from homeserver.config.voip import VoipConfig
 
 __all__ = [
     "ConfigError",
@@ -43,4 +44,5 @@ __all__ = [
     "RoomsConfig",
     "ServerConfig",
     "TlsConfig",
+    "VoipConfig",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +15,15 @@ from homeserver.config import federation as _federation
 from homeserver.config import keys as _keys
 from homeserver.config import listeners as _listeners
 from homeserver.config import log_config as _log_config
+from homeserver.config import media as _media
 from homeserver.config import modules as _modules
+from homeserver.config import presence as _presence
 from homeserver.config import ratelimiting as _ratelimiting
 from homeserver.config import registration as _registration
 from homeserver.config import room_upgrades as _room_upgrades
 from homeserver.config import rooms as _rooms
 from homeserver.config import server as _server
+from homeserver.config import voip as _voip
 from homeserver.config._reader import ConfigError, Reader
 
 #: Every top-level key some section reads; anything else draws an "unknown key" warning.
@@ -35,7 +38,10 @@ KNOWN_TOP_LEVEL_KEYS: frozenset[str] = frozenset().union(
     _room_upgrades.KEYS,
     _federation.KEYS,
     _log_config.KEYS,
+    _media.KEYS,
     _modules.KEYS,
+    _presence.KEYS,
+    _voip.KEYS,
 )
 
 
@@ -52,11 +58,14 @@ class HomeserverConfig:
     room_upgrades: _room_upgrades.RoomUpgradesConfig
     federation: _federation.FederationConfig
     logging: _log_config.LoggingConfig
+    media: _media.MediaConfig
     modules: tuple[_modules.ModuleConfig, ...]
+    voip: _voip.VoipConfig
     #: The directory relative paths were resolved against.
     config_dir: Path
     #: Unknown keys and ignored values, for the caller to log once logging is set up.
     warnings: tuple[str, ...] = ()
+    presence: _presence.PresenceConfig = field(default_factory=_presence.PresenceConfig)
 
     @property
     def server_name(self) -> str:
@@ -83,8 +92,11 @@ class HomeserverConfig:
             room_upgrades=_room_upgrades.parse_room_upgrades(reader),
             federation=_federation.parse_federation(reader),
             logging=_log_config.parse_logging(reader),
+            media=_media.parse_media(reader),
             modules=_modules.parse_modules(reader),
+            voip=_voip.parse_voip(reader),
             config_dir=reader.config_dir,
+            presence=_presence.parse_presence(reader),
         )
         reader.warn_unknown(KNOWN_TOP_LEVEL_KEYS)
         # The warnings list was filled while parsing; freeze what it holds now.

@@ -25,6 +25,9 @@ KEYS = frozenset(
         "rc_remote_key_fetches",
         "rc_invites",
         "rc_to_device",
+        "rc_presence",
+        "rc_typing",
+        "rc_media_create",
     }
 )
 
@@ -60,6 +63,14 @@ class InviteRateLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class PresenceRateLimits:
+    """Synapse's ``rc_presence``: presence updates per user (PUT /presence and /sync's
+    ``set_presence``)."""
+
+    per_user: RateLimit
+
+
+@dataclass(frozen=True, slots=True)
 class RateLimitingConfig:
     rc_room_creation: RateLimit
     rc_message: RateLimit
@@ -76,6 +87,11 @@ class RateLimitingConfig:
     rc_invites: InviteRateLimits = field(default_factory=lambda: DEFAULT_INVITES)
     #: ``/sendToDevice`` requests per sending device (our key, see DEFAULT_TO_DEVICE).
     rc_to_device: RateLimit = field(default_factory=lambda: DEFAULT_TO_DEVICE)
+    rc_presence: PresenceRateLimits = field(default_factory=lambda: DEFAULT_PRESENCE)
+    #: typing notifications per user (our key, see DEFAULT_TYPING).
+    rc_typing: RateLimit = field(default_factory=lambda: DEFAULT_TYPING)
+    #: media uploads and ``POST /media/v1/create`` per user (Synapse limits only the latter).
+    rc_media_create: RateLimit = field(default_factory=lambda: DEFAULT_MEDIA_CREATE)
 
 
 # Synapse 1.157's defaults (docs/usage/configuration/config_documentation.md).
@@ -95,6 +111,13 @@ DEFAULT_INVITES = InviteRateLimits(
 # silently drops cross-user room-key requests past 20/s, burst 100. We answer 429 to every
 # /sendToDevice request past the same numbers, per sending device, so no client can flood inboxes.
 DEFAULT_TO_DEVICE = RateLimit(20, 100)
+DEFAULT_PRESENCE = PresenceRateLimits(per_user=RateLimit(0.1, 1))
+# Synapse does not limit typing notifications; a client sends one every few seconds per room it
+# types in, so 2/s with a burst of 20 never stops a person and bounds what a script can make us
+# send to every server of a room.
+DEFAULT_TYPING = RateLimit(2, 20)
+# Synapse's rc_media_create default.
+DEFAULT_MEDIA_CREATE = RateLimit(10, 50)
 
 
 def _limit(reader: Reader, default: RateLimit) -> RateLimit:
@@ -110,7 +133,9 @@ def _is_flat(reader: Reader) -> bool:
     return "per_second" in reader.data or "burst_count" in reader.data
 
 
-_Grouped = TypeVar("_Grouped", LoginRateLimits, JoinRateLimits, InviteRateLimits)
+_Grouped = TypeVar(
+    "_Grouped", LoginRateLimits, JoinRateLimits, InviteRateLimits, PresenceRateLimits
+)
 
 
 def _grouped(reader: Reader, key: str, default: _Grouped) -> _Grouped:
@@ -142,6 +167,9 @@ def parse_ratelimiting(reader: Reader) -> RateLimitingConfig:
         ),
         rc_invites=_grouped(reader, "rc_invites", DEFAULT_INVITES),
         rc_to_device=_limit(reader.sub("rc_to_device"), DEFAULT_TO_DEVICE),
+        rc_presence=_grouped(reader, "rc_presence", DEFAULT_PRESENCE),
+        rc_typing=_limit(reader.sub("rc_typing"), DEFAULT_TYPING),
+        rc_media_create=_limit(reader.sub("rc_media_create"), DEFAULT_MEDIA_CREATE),
     )
 
 

@@ -21,6 +21,9 @@ class RoomUpgradesConfig:
     max_state_conflict_retries: int = 5
     #: After this long an ``upgrading`` room whose upgrader vanished (crash) is ``active`` again.
     lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS
+    #: When another server upgrades a room our users are joined to, join them to the
+    #: replacement (each user may opt out: ``m.room_upgrades`` account data).
+    follow_remote_upgrades: bool = True
 
 
 def parse_room_upgrades(reader: Reader) -> RoomUpgradesConfig:
@@ -35,6 +38,7 @@ def parse_room_upgrades(reader: Reader) -> RoomUpgradesConfig:
         lock_timeout_seconds=section.duration_seconds(
             "lock_timeout", DEFAULT_LOCK_TIMEOUT_SECONDS, bare_number_unit="s"
         ),
+        follow_remote_upgrades=section.boolean("follow_remote_upgrades", True),
     )
     section.warn_unknown()
     return config

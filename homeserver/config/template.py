@@ -166,6 +166,22 @@ $registration_shared_secret_line
 # false they get 403. Default: false (as Synapse).
 #allow_public_rooms_over_federation: false
 
+## VoIP ##
+
+# TURN servers handed to clients for calls (GET /voip/turnServer). With turn_shared_secret (the
+# TURN server's static-auth-secret, coturn's "use-auth-secret") every user gets a username
+# "<expiry>:<user ID>" and the HMAC-SHA1 password of it, valid for turn_user_lifetime (a bare
+# number is milliseconds, as in Synapse); or set fixed turn_username and turn_password instead.
+# Without turn_uris the endpoint answers {} (no TURN). turn_shared_secret_path reads the secret
+# from a file. turn_allow_guests is accepted for Synapse configs (there are no guests here).
+#turn_uris: ["turn:turn.example.com:3478?transport=udp", "turn:turn.example.com:3478?transport=tcp"]
+#turn_shared_secret: a-long-random-secret
+#turn_shared_secret_path: /etc/homeserver/turn_secret
+#turn_username: turnuser
+#turn_password: turnpassword
+#turn_user_lifetime: 1h
+#turn_allow_guests: true
+
 ## Room upgrades ##
 
 #room_upgrades:
@@ -178,6 +194,11 @@ $registration_shared_secret_line
 #  # When an upgrade's process dies, the room is upgradable again after this long.
 #  # A bare number is seconds. Default: 5m.
 #  lock_timeout: 5m
+#  # When another server upgrades a room our users are joined to, join each of them to the
+#  # replacement room (accepting their invite, or joining where the join rules allow). A user
+#  # opts out with global account data of type m.room_upgrades holding
+#  # {"follow_remote_upgrades": false}. Default: true.
+#  follow_remote_upgrades: true
 
 ## Rate limits ##
 
@@ -205,9 +226,16 @@ $registration_shared_secret_line
 #  per_user: {per_second: 0.003, burst_count: 5}     # per invited user (the only limit on
 #                                                    # invites from other servers)
 #  per_issuer: {per_second: 0.3, burst_count: 10}    # per inviting user
+#rc_media_create:                # media uploads and POST /_matrix/media/v1/create, per user
+#  per_second: 10                # (Synapse limits only the latter with this key)
+#  burst_count: 50
 #rc_to_device:                   # PUT /sendToDevice requests, per sending device (our key:
 #  per_second: 20                # Synapse only drops room-key requests past these numbers,
 #  burst_count: 100              # its undocumented rc_key_requests)
+#rc_presence:                    # presence updates (PUT /presence, /sync's set_presence):
+#  per_user: {per_second: 0.1, burst_count: 1}       # past it PUT gets 429 and a /sync's
+#                                                    # set_presence is ignored
+#rc_typing: {per_second: 2, burst_count: 20}         # typing notifications, per user (our key)
 # Users none of the limits above apply to (bridges, bots, load tests). Default: none.
 #rc_exempt_users:
 #  - "@bridge:example.com"
@@ -216,6 +244,54 @@ $registration_shared_secret_line
 # request naming more than burst_count servers takes the whole bucket), one per key fetch for
 # an X-Matrix request from an origin whose keys we do not hold. Default: 1/s, burst 50.
 #rc_remote_key_fetches: {per_second: 1, burst_count: 50}
+
+## Presence ##
+
+# Track and share presence (online / unavailable / offline, status messages) with the users
+# and servers sharing a room. Off: GET /presence says offline, nothing is stored, sent or
+# accepted. Default: true (as Synapse).
+#presence:
+#  enabled: true
+## Media ##
+
+# Uploaded files and the cache of other servers' media. Files are named by the SHA-256 of their
+# content (one copy per distinct file) under media_store_path, created 0700. Default:
+# media_store beside this file.
+#media_store_path: media_store
+
+# The largest upload (and the largest remote media fetched): a number of bytes or a size with
+# K, M, G (powers of 1024). Default: 50M.
+#max_upload_size: 50M
+
+# Images with more pixels than this are not thumbnailed. Default: 32M.
+#max_image_pixels: 32M
+
+# The thumbnails served: a request gets the smallest of its method that covers the size asked
+# for. With dynamic_thumbnails: true any size asked for is made instead. JPEG images get JPEG
+# thumbnails, other images PNG. Default: these five.
+#thumbnail_sizes:
+#  - {width: 32, height: 32, method: crop}
+#  - {width: 96, height: 96, method: crop}
+#  - {width: 320, height: 240, method: scale}
+#  - {width: 640, height: 480, method: scale}
+#  - {width: 800, height: 600, method: scale}
+#dynamic_thumbnails: false
+
+# Serve media only to authenticated users (/_matrix/client/v1/media and federation): media
+# uploaded or fetched while this is on is refused on the legacy unauthenticated
+# /_matrix/media/v3 download and thumbnail paths. Default: true (as Synapse).
+#enable_authenticated_media: true
+
+# MXC URIs a user may have reserved with POST /_matrix/media/v1/create and not uploaded to
+# yet, and how long a reservation waits for its upload (a bare number is milliseconds).
+#max_pending_media_uploads: 5
+#unused_expiration_time: 24h
+
+# Other servers' media fetched at once (our key). Default: 8.
+#remote_media_download_concurrency: 8
+
+# URL previews are not supported; this must stay false.
+#url_preview_enabled: false
 
 ## Federation ##
 

@@ -24,6 +24,9 @@ class InternalMetadata:
     #: received over federation, failed auth against the room's current state: stored and used
     #: in state resolution, but never a forward extremity nor shown to clients.
     soft_failed: bool = False
+    #: a state event: the event it replaced at its key in the state before it (None: none,
+    #: or unknown — an outlier, or stored before this was recorded).
+    replaces_state: str | None = None
 
 
 def _ref_ids(refs: Any) -> tuple[str, ...]:

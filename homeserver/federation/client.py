@@ -20,7 +20,8 @@ import json
 import logging
 import socket
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -204,6 +205,92 @@ class FederationClient:
             raise FederationUnreachable(f"{destination} answered keys that are not an object")
         return body
 
+    @asynccontextmanager
+    async def stream_get(
+        self, destination: str, path: str, query: Query = None, *, timeout: float = 60.0
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A signed GET whose 2xx or 3xx answer is handed over unread, for bodies that are not
+        JSON (media); the caller reads (and caps) the body. ``timeout`` bounds each read, not
+        the whole transfer. A 4xx/5xx answer raises :class:`FederationHttpError`."""
+        if not self._config.is_domain_allowed(destination):
+            raise FederationUnreachable(f"{destination} is not in federation_domain_whitelist")
+        encoded_query = encode_query(query)
+        uri = path + ("?" + encoded_query if encoded_query else "")
+        headers = {
+            "Authorization": authorization_header(
+                self._signing_key, "GET", uri, self.server_name, destination, None
+            )
+        }
+        try:
+            candidates = await self.resolver.resolve(destination)
+        except ValueError as e:
+            raise FederationUnreachable(str(e)) from None
+        if not candidates:
+            raise FederationUnreachable(f"{destination} offers no federation service (SRV '.')")
+        response: aiohttp.ClientResponse | None = None
+        last_error: Exception | None = None
+        for candidate in candidates:
+            try:
+                self._check_ip_literal(candidate.target)
+                host = f"[{candidate.target}]" if ":" in candidate.target else candidate.target
+                url = URL(f"https://{host}:{candidate.port}{uri}", encoded=True)
+                response = await self._get_session().request(
+                    "GET",
+                    url,
+                    headers={**headers, "Host": candidate.host_header},
+                    server_hostname=candidate.tls_server_name,
+                    allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(sock_connect=timeout, sock_read=timeout),
+                )
+                break
+            # ValueError: a name IDNA cannot encode (UnicodeError), such as "..".
+            except (aiohttp.ClientError, OSError, TimeoutError, ssl.SSLError, ValueError) as e:
+                last_error = FederationUnreachable(f"{type(e).__name__}: {e}")
+            except FederationUnreachable as e:
+                last_error = e
+        if response is None:
+            raise FederationUnreachable(f"cannot reach {destination}: {last_error}")
+        async with self._handed_over(response) as answer:
+            yield answer
+
+    @asynccontextmanager
+    async def stream_url(
+        self, url: str, *, timeout: float = 60.0
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """An unsigned GET of a URL a peer redirected us to (its media on a CDN): http(s)
+        only, no further redirects, the same IP policy as every request."""
+        try:
+            target = URL(url)
+        except ValueError:
+            raise FederationUnreachable("refusing a redirect to a malformed URL") from None
+        if target.scheme not in ("https", "http") or not target.host:
+            raise FederationUnreachable("refusing a redirect to a URL that is not http(s)")
+        self._check_ip_literal(target.host)
+        try:
+            response = await self._get_session().get(
+                target,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(sock_connect=timeout, sock_read=timeout),
+            )
+        except (aiohttp.ClientError, OSError, TimeoutError, ssl.SSLError, ValueError) as e:
+            raise FederationUnreachable(f"{type(e).__name__}: {e}") from None
+        async with self._handed_over(response) as answer:
+            yield answer
+
+    @asynccontextmanager
+    async def _handed_over(
+        self, response: aiohttp.ClientResponse
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        try:
+            if response.status >= 400:
+                raw = await _read_capped(response, 64 * 1024)
+                _interpret(response.status, raw)
+            yield response
+        except (aiohttp.ClientError, OSError, TimeoutError, ssl.SSLError, ValueError) as e:
+            raise FederationUnreachable(f"{type(e).__name__}: {e}") from None
+        finally:
+            response.release()
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -291,8 +378,8 @@ class FederationClient:
     ) -> Any:
         self._check_ip_literal(candidate.target)
         host = f"[{candidate.target}]" if ":" in candidate.target else candidate.target
-        url = URL(f"https://{host}:{candidate.port}{uri}", encoded=True)
         try:
+            url = URL(f"https://{host}:{candidate.port}{uri}", encoded=True)
             async with self._get_session().request(
                 method,
                 url,
@@ -304,7 +391,8 @@ class FederationClient:
             ) as response:
                 raw = await _read_capped(response, self._max_response_bytes)
                 status = response.status
-        except (aiohttp.ClientError, OSError, TimeoutError, ssl.SSLError) as e:
+        # ValueError: a name IDNA cannot encode (UnicodeError), such as "..".
+        except (aiohttp.ClientError, OSError, TimeoutError, ssl.SSLError, ValueError) as e:
             raise FederationUnreachable(f"{type(e).__name__}: {e}") from None
         return _interpret(status, raw)
 

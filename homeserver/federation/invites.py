@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from homeserver.clock import WallClock
@@ -39,6 +40,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Called after an invite for one of our users was kept (invitee, room_id).
+InvitedHook = Callable[[str, str], Awaitable[None]]
+
 
 def _invalid(message: str) -> BadRequest:
     return BadRequest(message, Codes.INVALID_PARAM)
@@ -59,6 +63,7 @@ class InboundInvites:
         notifier: Notifier,
         clock: WallClock,
         limiter: InviteLimiter | None = None,
+        on_invited: InvitedHook | None = None,
     ) -> None:
         #: ``rc_invites``: invites our users receive (per invitee).
         self.limiter = limiter
@@ -67,6 +72,8 @@ class InboundInvites:
         self.received = received
         self.notifier = notifier
         self.clock = clock
+        #: after an invite for one of our users was kept (a refused upgrade follow retries).
+        self.on_invited = on_invited
 
     @property
     def server_name(self) -> str:
@@ -129,6 +136,11 @@ class InboundInvites:
                 "receive_invite", record_out_of_band_txn, self.store, kept
             )
             self.notifier.notify([room_id], [invitee])
+        if self.on_invited is not None:
+            try:
+                await self.on_invited(invitee, room_id)
+            except Exception:  # the invite is kept either way; the follow can wait
+                logger.exception("after the invite of %s to %s", invitee, room_id)
         return answer
 
     # --- checks --------------------------------------------------------------------------------

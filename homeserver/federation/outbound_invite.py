@@ -18,7 +18,7 @@ from homeserver.events.event import Event
 from homeserver.events.redaction import prune_event_dict
 from homeserver.federation.client import FederationClient, FederationHttpError, fed_path
 from homeserver.room_versions import EventIdFormat
-from homeserver.rooms.prejoin_state import PREJOIN_STATE_TYPES
+from homeserver.rooms.prejoin_state import stripped_state_keys
 from homeserver.storage import Store
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ async def invite_room_state(store: Store, invite: Event) -> list[dict[str, Any]]
     state = await store.state.get_state_ids_at_event(invite.event_id)
     if state is None:
         state = await store.state.get_current_state_ids(invite.room_id)
-    keys = [(t, "") for t in PREJOIN_STATE_TYPES] + [("m.room.member", invite.sender)]
+    keys = stripped_state_keys("invite", invite.sender)
     ids = [state[key] for key in keys if key in state]
     found = await store.events.get_events(ids)
     return [found[i].federation_json() for i in ids if i in found]

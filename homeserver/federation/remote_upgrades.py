@@ -4,7 +4,9 @@
   (actor ``federation``), remembering the replacement room;
 * when one of our users joins a room whose ``m.room.create`` names a predecessor we have a copy
   of, their tags, ``m.direct`` entry and per-room push rules follow them, as after a local
-  upgrade (``store.upgrades.copy_member_data_txn``).
+  upgrade (``store.upgrades.copy_member_data_txn``);
+* in the tombstone's own transaction, each local user joined to the old room (and not opted
+  out) is queued to follow into the replacement (``federation/upgrade_follows.py`` joins them).
 """
 
 from __future__ import annotations
@@ -13,20 +15,32 @@ import logging
 
 from homeserver.clock import WallClock
 from homeserver.events.event import Event
+from homeserver.federation.upgrade_follows import OPT_OUT_TYPE, select_followers, via_servers
 from homeserver.rooms.lifecycle import Actor, InvalidTransition, RoomStatus, transition
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
 from homeserver.streams.notifier import Notifier
-from homeserver.types import room_id_error
+from homeserver.types import domain_of, room_id_error
 
 logger = logging.getLogger(__name__)
 
 
 class RemoteUpgrades:
-    def __init__(self, *, store: Store, notifier: Notifier, clock: WallClock) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        notifier: Notifier,
+        clock: WallClock,
+        server_name: str,
+        follow: bool = True,
+    ) -> None:
         self.store = store
         self.notifier = notifier
         self.clock = clock
+        self.server_name = server_name
+        #: ``room_upgrades.follow_remote_upgrades``: queue our joined users to follow.
+        self.follow = follow
 
     # --- a tombstone from another server --------------------------------------------------------
     async def on_tombstone(self, room_id: str, event: Event) -> None:
@@ -49,8 +63,12 @@ class RemoteUpgrades:
             # upgrade's outcome decides; the refusal is logged by the state machine.
             return False
         replacement = event.content.get("replacement_room")
-        valid = isinstance(replacement, str) and room_id_error(replacement) is None
-        return await self.store.rooms.transition_txn(
+        valid = (
+            isinstance(replacement, str)
+            and room_id_error(replacement) is None
+            and replacement != room_id
+        )
+        moved = await self.store.rooms.transition_txn(
             txn,
             room_id,
             RoomStatus.ACTIVE,
@@ -59,6 +77,33 @@ class RemoteUpgrades:
             reason=f"tombstone from {event.sender} received over federation",
             ts=self.clock(),
             replacement_room_id=replacement if valid else None,
+        )
+        if moved and valid and self.follow:
+            assert isinstance(replacement, str)
+            await self._queue_follows_txn(txn, room_id, replacement, event)
+        return moved
+
+    async def _queue_follows_txn(
+        self, txn: Transaction, room_id: str, replacement: str, tombstone: Event
+    ) -> None:
+        """Our users joined to the old room right now (not opted out) follow it, through the
+        tombstone's sender's server first."""
+        follows = self.store.upgrade_follows
+        joined = await follows.joined_members_txn(txn, room_id)
+        local = [u for u in joined if domain_of(u) == self.server_name]
+        if not local:
+            return
+        opt_outs = await follows.account_data_of_txn(txn, local, OPT_OUT_TYPE)
+        users = select_followers(joined, self.server_name, opt_outs)
+        via = via_servers(tombstone.sender, joined, replacement, self.server_name)
+        added = await follows.queue_txn(txn, room_id, replacement, users, via, now=self.clock())
+        logger.info(
+            "%s was upgraded to %s by %s: %d of our users queued to follow (%d opted out)",
+            room_id,
+            replacement,
+            tombstone.sender,
+            added,
+            len(local) - len(users),
         )
 
     # --- joining a successor room --------------------------------------------------------------

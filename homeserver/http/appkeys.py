@@ -25,8 +25,11 @@ if TYPE_CHECKING:
     from homeserver.admin.rooms import AdminRooms
     from homeserver.admin.upgrade_preview import UpgradePreview
     from homeserver.admin.users import AdminUsers
+    from homeserver.e2e.key_backup import KeyBackupService
     from homeserver.e2e.keys import E2EKeysService
     from homeserver.e2e.to_device import ToDeviceService
+    from homeserver.ephemeral.presence import PresenceService
+    from homeserver.ephemeral.typing import TypingService
     from homeserver.federation.invites import InboundInvites
     from homeserver.federation.joins import ResidentMembership
     from homeserver.federation.keyring import Keyring
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
     from homeserver.federation.sender import FederationSender
     from homeserver.federation.serving import FederationEventServer
     from homeserver.federation.transactions import TransactionHandler
+    from homeserver.media.repository import MediaRepository
     from homeserver.metrics import HomeserverMetrics
     from homeserver.push.rules import PushRulesService
     from homeserver.ratelimit import RateLimiters
@@ -64,9 +68,12 @@ FEDERATION_SENDER: web.AppKey[FederationSender] = web.AppKey("federation_sender"
 FEDERATION_TRANSACTIONS: web.AppKey[TransactionHandler] = web.AppKey("federation_transactions")
 FILTERS: web.AppKey[FilterService] = web.AppKey("filters")
 INBOUND_INVITES: web.AppKey[InboundInvites] = web.AppKey("inbound_invites")
+KEY_BACKUP: web.AppKey[KeyBackupService] = web.AppKey("key_backup")
 KEYRING: web.AppKey[Keyring] = web.AppKey("keyring")
+MEDIA: web.AppKey[MediaRepository] = web.AppKey("media")
 MEMBERSHIP: web.AppKey[MembershipService] = web.AppKey("membership")
 METRICS: web.AppKey[HomeserverMetrics] = web.AppKey("metrics")
+PRESENCE: web.AppKey[PresenceService] = web.AppKey("presence")
 PROFILES: web.AppKey[ProfileService] = web.AppKey("profiles")
 PUSH_RULES: web.AppKey[PushRulesService] = web.AppKey("push_rules")
 RATELIMITERS: web.AppKey[RateLimiters] = web.AppKey("ratelimiters")
@@ -79,4 +86,5 @@ ROOM_EVENTS: web.AppKey[RoomEventsService] = web.AppKey("room_events")
 ROOM_UPGRADES: web.AppKey[RoomUpgradeService] = web.AppKey("room_upgrades")
 SYNC: web.AppKey[SyncService] = web.AppKey("sync")
 TO_DEVICE: web.AppKey[ToDeviceService] = web.AppKey("to_device")
+TYPING: web.AppKey[TypingService] = web.AppKey("typing")
 UPGRADE_PREVIEW: web.AppKey[UpgradePreview] = web.AppKey("upgrade_preview")

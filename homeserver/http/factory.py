@@ -6,10 +6,11 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
-from homeserver.http import health
+from homeserver.http import health, well_known
 from homeserver.http import metrics as metrics_http
 from homeserver.http.admin import federation as admin_federation
 from homeserver.http.admin import lifecycle as admin_lifecycle
+from homeserver.http.admin import media as admin_media
 from homeserver.http.admin import register as admin_register
 from homeserver.http.admin import rooms as admin_rooms
 from homeserver.http.admin import server_version as admin_server_version
@@ -31,15 +32,21 @@ from homeserver.http.client import (
     room_state,
     room_upgrade,
     versions,
+    voip,
 )
 from homeserver.http.client import account_data as account_data_http
 from homeserver.http.client import filter as filter_http
 from homeserver.http.client import keys as keys_http
+from homeserver.http.client import media as media_http
+from homeserver.http.client import presence as presence_http
 from homeserver.http.client import push_rules as push_rules_http
 from homeserver.http.client import receipts as receipts_http
+from homeserver.http.client import room_keys as room_keys_http
 from homeserver.http.client import sync as sync_http
 from homeserver.http.client import tags as tags_http
 from homeserver.http.client import to_device as to_device_http
+from homeserver.http.client import typing as typing_http
+from homeserver.http.federation import media as federation_media
 from homeserver.http.federation import membership as federation_membership
 from homeserver.http.federation import public_rooms as federation_public_rooms
 from homeserver.http.federation import queries as federation_queries
@@ -96,7 +103,13 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
         push_rules_http.add_routes(app.router)
         receipts_http.add_routes(app.router)
         to_device_http.add_routes(app.router)
+        typing_http.add_routes(app.router)
+        presence_http.add_routes(app.router)
         keys_http.add_routes(app.router)
+        media_http.add_routes(app.router)
+        room_keys_http.add_routes(app.router)
+        voip.add_routes(app.router)
+        well_known.add_routes(app.router)
     if "metrics" in served:
         metrics_http.add_routes(app.router)
     if "admin" in served:
@@ -106,6 +119,7 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
         admin_users.add_routes(app.router)
         admin_federation.add_routes(app.router)
         admin_lifecycle.add_routes(app.router)
+        admin_media.add_routes(app.router)
     if "federation" in served:
         federation_version.add_routes(app.router)
         federation_transactions.add_routes(app.router)
@@ -113,6 +127,7 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
         federation_membership.add_routes(app.router)
         federation_queries.add_routes(app.router)
         federation_public_rooms.add_routes(app.router)
+        federation_media.add_routes(app.router)
     if "keys" in served:
         server_key.add_routes(app.router)
         key_query.add_routes(app.router)

@@ -48,6 +48,9 @@ from homeserver.types import domain_of, room_alias_error, room_id_error, user_id
 from homeserver.visibility.client import get_membership
 
 NO_KNOWN_SERVERS = "No known servers"
+#: Called after a local user joined a room (user_id, room_id): an upgraded room's per-user data
+#: follows them (federation/remote_upgrades.py).
+JoinedHook = Callable[[str, str], Awaitable[None]]
 #: another server's alias → ``{room_id, servers}``.
 AliasResolver = Callable[[str], Awaitable[dict[str, Any]]]
 
@@ -70,6 +73,7 @@ class MembershipService:
         profiles: ProfileLookup = _no_profile,
         remote: RemoteJoins | None = None,
         remote_aliases: AliasResolver | None = None,
+        on_joined: JoinedHook | None = None,
     ) -> None:
         self.store = store
         self.sender = sender
@@ -80,6 +84,8 @@ class MembershipService:
         #: joins through other servers and their aliases; None without federation.
         self.remote = remote
         self.remote_aliases = remote_aliases
+        #: after a join through our own server (joins through another call their own).
+        self.on_joined = on_joined
 
     # --- join ------------------------------------------------------------------------------
     async def resolve_room(self, room_id_or_alias: str) -> tuple[str, list[str]]:
@@ -176,7 +182,9 @@ class MembershipService:
             servers = await self.restricted.authorising_servers(room_id, version)
             if not servers:
                 raise
-            return await self.remote.join_through_resident(user_id, room_id, servers, content)
+            event_id = await self.remote.join_through_resident(user_id, room_id, servers, content)
+            await self._joined(current, user_id, room_id)
+            return event_id
         if authoriser is not None:
             content[AUTHORISER_KEY] = authoriser
         try:
@@ -185,7 +193,13 @@ class MembershipService:
             if e.message.startswith("join: join rule"):
                 raise Forbidden("You are not invited to this room.") from None
             raise
+        await self._joined(current, user_id, room_id)
         return event.event_id
+
+    async def _joined(self, before: Event | None, user_id: str, room_id: str) -> None:
+        """A new join (not a profile change of a member): what follows a join."""
+        if self.on_joined is not None and (before is None or before.membership != "join"):
+            await self.on_joined(user_id, room_id)
 
     # --- knock -------------------------------------------------------------------------------
     async def knock(
@@ -348,9 +362,7 @@ class MembershipService:
     ) -> str:
         return await self._unban(user_id, room_id, target, _content("leave", reason))
 
-    async def _unban(
-        self, user_id: str, room_id: str, target: str, content: dict[str, Any]
-    ) -> str:
+    async def _unban(self, user_id: str, room_id: str, target: str, content: dict[str, Any]) -> str:
         room = await self._room(room_id)
         current = await get_membership(self.store, room_id, target)
         if current is None or current.membership != "ban":

@@ -52,8 +52,14 @@ class RoomReader:
         self.store = store
         self.clock = clock
 
-    async def serialize(self, events: Sequence[Event]) -> list[dict[str, Any]]:
-        return await serialize_for_client(self.store, events, self.clock())
+    async def serialize(
+        self, events: Sequence[Event], *, prev_content: bool = False
+    ) -> list[dict[str, Any]]:
+        """Client JSON; ``prev_content`` for the timeline-like answers (/messages, /context),
+        as Synapse."""
+        return await serialize_for_client(
+            self.store, events, self.clock(), prev_content=prev_content
+        )
 
     async def state_ids_for(self, access: ReadAccess, room_id: str) -> StateMap:
         """The state the requester may see: current, or as of their leaving."""
@@ -88,7 +94,7 @@ class RoomReader:
             user_id, access, room_id, after, up_to, backwards, limit, event_filter
         )
         body: dict[str, Any] = {
-            "chunk": await self.serialize(events),
+            "chunk": await self.serialize(events, prev_content=True),
             "start": str(start),
             "state": await self._lazy_members(access, room_id, events, event_filter),
         }
@@ -158,10 +164,14 @@ class RoomReader:
         events: Sequence[Event],
         event_filter: RoomEventFilter,
     ) -> list[dict[str, Any]]:
-        """With ``lazy_load_members``, the member events of the chunk's senders."""
+        """With ``lazy_load_members``, the member events of the chunk's senders as of the
+        chunk's first event (as Synapse: the names they had then, and the member events of
+        those who have left since, which a reader of that stretch of history saw)."""
         if not event_filter.lazy_load_members or not events:
             return []
-        state = await self.state_ids_for(access, room_id)
+        state = await self.store.state.get_state_ids_at_event(events[0].event_id)
+        if state is None:
+            state = await self.state_ids_for(access, room_id)
         senders = {e.sender for e in events}
         ids = [state[("m.room.member", s)] for s in senders if ("m.room.member", s) in state]
         found = await self.store.events.get_events(ids)
@@ -228,11 +238,11 @@ class RoomReader:
         state_events = await self.store.events.get_events(state_ids.values())
         start = self._position_after(before_events[-1], True) if before_events else position - 1
         end = self._position_after(after_events[-1], False) if after_events else position
-        (event_json,) = await self.serialize([event])
+        (event_json,) = await self.serialize([event], prev_content=True)
         return {
             "event": event_json,
-            "events_before": await self.serialize(before_events),
-            "events_after": await self.serialize(after_events),
+            "events_before": await self.serialize(before_events, prev_content=True),
+            "events_after": await self.serialize(after_events, prev_content=True),
             "start": str(StreamToken(events=max(0, start))),
             "end": str(StreamToken(events=end)),
             "state": await self.serialize(

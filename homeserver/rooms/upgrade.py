@@ -3,11 +3,13 @@
 1. check — :meth:`RoomUpgradeService.check`: room known (404), requester joined and allowed to
    send ``m.room.tombstone`` (403), then :func:`parse_upgrade_body`: ``new_version`` present and
    supported, ``additional_creators`` valid (v12 targets);
-2. lock — the room row's ``active → upgrading`` compare-and-set (``upgrade_lock.py``). A room
-   being upgraded by another user is 400 "in progress"; by the same user, the repeat waits for
-   the outcome; a tombstoned room answers its upgrader with the same replacement (the
-   ``room_upgrades`` record) and anyone else with 400 ``M_BAD_STATE``. Rate-limited with room
-   creation — only a request that starts an upgrade spends a token;
+2. lock — the room row's ``active → upgrading`` compare-and-set (``upgrade_lock.py``). One
+   request of this process starts the upgrade of a room and only it spends a room-creation
+   token; concurrent requests for that room (any user allowed to upgrade it) await its outcome
+   and answer the same replacement — or the same error. A room locked by another process is
+   waited on too. A tombstoned room answers its upgrader, and a request that waited for the
+   upgrade to the version it asked for, with the replacement (the ``room_upgrades`` record),
+   anyone else with 400 ``M_BAD_STATE`` naming it;
 3. plan — from a snapshot of the old room's state (``upgrade_plan.py``, pure);
 4. build — every event in memory (``upgrade_build.py``, pure);
 5. commit — ONE transaction: both rooms locked, the snapshot's state group verified (a state
@@ -66,6 +68,7 @@ from homeserver.rooms.upgrade_lock import Lease, UpgradeLocks, holds
 from homeserver.rooms.upgrade_plan import (
     COPIED_STATE_TYPES,
     SPACE_CHILD,
+    SPACE_PARENT,
     OldRoomSnapshot,
     UpgradePlan,
     UpgradePolicy,
@@ -77,6 +80,7 @@ from homeserver.rooms.upgrade_request import (
     parse_upgrade_body,
     upgrade_failed,
 )
+from homeserver.rooms.upgrade_spaces import SpaceLinks
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
 from homeserver.storage.errors import DatabaseUnavailable
@@ -93,7 +97,8 @@ logger = logging.getLogger(__name__)
 MAX_LOCK_ROUNDS = 5
 #: The state types a snapshot reads (besides memberships).
 SNAPSHOT_TYPES = frozenset(
-    {CREATE, POWER_LEVELS, CANONICAL_ALIAS, SPACE_CHILD, MEMBER} | set(COPIED_STATE_TYPES)
+    {CREATE, POWER_LEVELS, CANONICAL_ALIAS, SPACE_CHILD, SPACE_PARENT, MEMBER}
+    | set(COPIED_STATE_TYPES)
 )
 
 
@@ -145,6 +150,20 @@ def _in_progress() -> UpgradeRefused:
     return UpgradeRefused("in_progress", UpgradeInProgress())
 
 
+@dataclass(frozen=True, slots=True)
+class _Flight:
+    """The upgrade of one room this process is running: the version it upgrades to and its
+    outcome (the replacement room, or None when the lock was taken elsewhere)."""
+
+    new_version: str
+    outcome: asyncio.Future[str | None]
+
+
+def _retrieve(future: asyncio.Future[str | None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class RoomUpgradeService:
     def __init__(
         self,
@@ -156,8 +175,10 @@ class RoomUpgradeService:
         notifier: Notifier,
         bus: DomainEventBus,
         clock: WallClock,
+        space_links: SpaceLinks,
     ) -> None:
         self.settings = config.room_upgrades
+        self.space_links = space_links
         self.server_name = config.server_name
         self.store = store
         self.signer = signer
@@ -171,6 +192,8 @@ class RoomUpgradeService:
             auto_join_local_members=self.settings.auto_join_local_members,
             invite_remote_members=self.settings.invite_remote_members,
         )
+        #: The upgrades running in this process, by old room ID.
+        self._flights: dict[str, _Flight] = {}
         #: Called between build and commit of every attempt (tests inject state conflicts).
         self.before_commit: Callable[[str], Awaitable[None]] | None = None
 
@@ -231,7 +254,8 @@ class RoomUpgradeService:
             room = await self.check(user_id, room_id)
             request = parse_upgrade_body(body)
             # A room that is not active: what the upgrade would answer (an expired lock does not
-            # count: the upgrade would recover it and go on).
+            # count: the upgrade would recover it and go on; a held one it would wait on, which a
+            # preview cannot: "in progress").
             if room.status == RoomStatus.TOMBSTONED:
                 raise _replaced(room)
             if room.status == RoomStatus.UPGRADING and not self.locks.expired(room):
@@ -245,31 +269,73 @@ class RoomUpgradeService:
     async def _upgrade(self, user_id: str, room_id: str, body: Mapping[str, Any]) -> str:
         found: RoomRecord | None = await self.check(user_id, room_id)
         request = parse_upgrade_body(body)
+        version = request.new_version.identifier
+        waited = False
         for _round in range(MAX_LOCK_ROUNDS):
             room = found or await self.store.rooms.get_room(room_id)
             found = None  # later rounds read the row afresh
             if room is None:
                 raise UpgradeRefused("not_found", NotFound(f"Unknown room id {room_id}"))
+            # No await between reading the flights and registering one: a request either joins
+            # the upgrade running in this process or starts it.
+            flight = self._flights.get(room_id)
+            if flight is not None:
+                waited = True
+                outcome = await asyncio.shield(flight.outcome)
+                if outcome is not None and flight.new_version == version:
+                    return outcome  # the same answer as the request that ran it
+                continue  # it gave up (or upgraded to another version): look again
             if room.status == RoomStatus.TOMBSTONED:
-                return await self._already_upgraded(user_id, room)
+                return await self._already_upgraded(user_id, room, version, waited=waited)
             if room.status == RoomStatus.UPGRADING:
                 if self.locks.expired(room):
                     await self.locks.recover_if_expired(room_id)
-                elif room.upgrade_lock_holder == user_id:
-                    await self.locks.wait_for_outcome(room)  # then look again
-                else:
-                    raise _in_progress()
+                else:  # another process's upgrade: its outcome decides ours
+                    waited = True
+                    await self.locks.wait_for_outcome(room)
                 continue
-            self.ratelimiter.check(user_id)
-            lease = await self.locks.acquire(room_id, user_id, request.new_version.identifier)
-            if lease is not None:
-                return await self._run_locked(lease, request)
+            outcome = await self._start(user_id, room_id, request)
+            if outcome is not None:
+                return outcome
         raise _in_progress()
 
-    async def _already_upgraded(self, user_id: str, room: RoomRecord) -> str:
+    async def _start(self, user_id: str, room_id: str, request: UpgradeRequest) -> str | None:
+        """Lock and upgrade the room as the one request of this process that does; concurrent
+        requests for the room await its outcome (the replacement, the same error, or None:
+        the lock was taken elsewhere, look again). Only this request spends a room-creation
+        token."""
+        self.ratelimiter.check(user_id)
+        flight = _Flight(request.new_version.identifier, asyncio.get_running_loop().create_future())
+        # Joiners re-raise the error themselves; nobody awaiting it is not an unretrieved error.
+        flight.outcome.add_done_callback(_retrieve)
+        self._flights[room_id] = flight
+        try:
+            lease = await self.locks.acquire(room_id, user_id, flight.new_version)
+            outcome = None if lease is None else await self._run_locked(lease, request)
+        except asyncio.CancelledError:
+            flight.outcome.set_result(None)  # abandoned: the joiners try themselves
+            raise
+        except BaseException as e:
+            flight.outcome.set_exception(e)
+            raise
+        else:
+            flight.outcome.set_result(outcome)
+            return outcome
+        finally:
+            if self._flights.get(room_id) is flight:
+                del self._flights[room_id]
+
+    async def _already_upgraded(
+        self, user_id: str, room: RoomRecord, version: str, *, waited: bool
+    ) -> str:
+        """A tombstoned room: its upgrader gets the replacement again, for ever; a request that
+        waited for the upgrade to the version it asked for gets the same answer; anyone else
+        400 ``M_BAD_STATE`` naming the replacement."""
         record = await self.store.upgrades.get_upgrade(room.room_id)
-        if record is not None and record.upgrader == user_id:
-            return record.new_room_id  # the same request again: the same answer, for ever
+        if record is not None and (
+            record.upgrader == user_id or (waited and record.new_version == version)
+        ):
+            return record.new_room_id
         raise _replaced(room)
 
     # --- steps 3-6 under the lock -------------------------------------------------------------
@@ -278,6 +344,7 @@ class RoomUpgradeService:
         try:
             for attempt in range(self.settings.max_state_conflict_retries + 1):
                 snapshot = await self.snapshot(lease.room_id)
+                linking = await self.space_links.linking_rooms(lease.room_id)
                 plan = self._plan(snapshot, lease.holder, request)
                 fault_point("upgrade.planned")
                 built = self._build(plan, snapshot)
@@ -286,7 +353,7 @@ class RoomUpgradeService:
                     await self.before_commit(lease.room_id)
                 try:
                     built = await self.store.db.run_in_transaction(
-                        "upgrade_room", self._commit_txn, lease, snapshot, plan, built
+                        "upgrade_room", self._commit_txn, lease, snapshot, linking, plan, built
                     )
                 except (StateConflict, RoomIdCollision) as e:
                     logger.info(
@@ -370,32 +437,39 @@ class RoomUpgradeService:
         txn: Transaction,
         lease: Lease,
         snapshot: OldRoomSnapshot,
+        linking: frozenset[str],
         plan: UpgradePlan,
         built: BuiltUpgrade,
     ) -> BuiltUpgrade:
         """The whole upgrade in one transaction: both rooms' events, the outbox, aliases,
-        directory, member data, the upgrade record and the old room's status."""
+        directory, member data, the space links to the old room, the upgrade record and the
+        old room's status."""
         old_room_id = snapshot.room_id
-        await self._check_still_planned_txn(txn, lease, snapshot)
+        await self._check_still_planned_txn(txn, lease, snapshot, linking)
         built = await self._follow_new_messages_txn(txn, snapshot, plan, built)
         now = await self._persist_new_room_txn(txn, plan, built)
         await self._persist_old_room_txn(txn, snapshot, built)
         await self._move_room_data_txn(txn, old_room_id, plan, built)
+        await self.space_links.follow_txn(txn, old_room_id, built.new_room_id, plan.upgrader)
         await self._tombstone_old_room_txn(txn, old_room_id, plan, built.new_room_id, now)
         fault_point("upgrade.committing")
         return built
 
     async def _check_still_planned_txn(
-        self, txn: Transaction, lease: Lease, snapshot: OldRoomSnapshot
+        self, txn: Transaction, lease: Lease, snapshot: OldRoomSnapshot, linking: frozenset[str]
     ) -> None:
-        """Lock the old room; we still hold the upgrade lock and its state is the snapshot's
-        (else :class:`LockLost` / :class:`StateConflict`: plan again)."""
+        """Lock the old room and the rooms linking to it (one sorted order: no deadlock with
+        an upgrade of one of them); we still hold the upgrade lock, the old room's state is the
+        snapshot's and no other room started linking to it (else :class:`LockLost` /
+        :class:`StateConflict`: plan again)."""
         old_room_id = snapshot.room_id
-        await self.store.persister.lock_rooms_txn(txn, [old_room_id])
+        await self.store.persister.lock_rooms_txn(txn, [old_room_id, *linking])
         row = await self.store.upgrades.get_lock_row_txn(txn, old_room_id)
         if row is None or not holds(row, lease):
             raise LockLost(old_room_id)
         if row.current_state_group != snapshot.state_group:
+            raise StateConflict(old_room_id)
+        if not await self.space_links.linking_rooms(old_room_id, txn=txn) <= linking:
             raise StateConflict(old_room_id)
 
     async def _follow_new_messages_txn(

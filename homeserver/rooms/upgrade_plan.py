@@ -9,12 +9,16 @@ a power-levels event exists the room's creator — the upgrader — holds full p
 2. the upgrader's join (with their old-room display name and avatar);
 3. the copied state: join rules (a restricted room's ``allow`` list naming the old room stays as
    it is), history visibility, guest access, server ACL, encryption, name, avatar, topic, the
-   canonical alias (its local aliases only: they move with the room), pinned events, and a
-   space's ``m.space.child`` events. Nothing else: no preset defaults;
+   canonical alias (its local aliases only: they move with the room), pinned events, a
+   space's ``m.space.child`` events and the room's ``m.space.parent`` events (the links *to*
+   the old room in other rooms follow in ``upgrade_spaces.py``). Nothing else: no preset
+   defaults;
 4. the bans, re-issued by the upgrader with their original content;
 5. the members: local joined members are joined (invited first unless the join rule is
-   ``public``), pending invitees re-invited, remote joined members invited (the builder's
-   caller queues those invites in the federation outbox);
+   ``public``), pending invitees re-invited, local knockers knock again (as themselves, when the
+   join rule is ``knock``/``knock_restricted``; a remote knock stays in the old room), remote
+   joined members invited (the builder's caller queues those invites in the federation
+   outbox);
 6. last, the old room's power levels, with levels normalised to integers and adjusted for the
    target's creators (:func:`copy_power_levels`).
 
@@ -62,7 +66,10 @@ COPIED_STATE_TYPES: tuple[str, ...] = (
     "m.room.pinned_events",
 )
 SPACE_CHILD = "m.space.child"
+SPACE_PARENT = "m.space.parent"
 SPACE_ROOM_TYPE = "m.space"
+#: Join rules under which a knock can be made (the new room's are the old room's).
+KNOCK_JOIN_RULES = frozenset({"knock", "knock_restricted"})
 #: Profile fields a moved member's join carries over from their old-room membership.
 PROFILE_FIELDS = ("displayname", "avatar_url")
 
@@ -294,7 +301,8 @@ def plan_upgrade(
     if new_alias is not None:
         drafts.append(PlannedDraft(_draft(upgrader, "m.room.canonical_alias", new_alias)))
     if old_create.content.get("type") == SPACE_ROOM_TYPE:
-        drafts += _space_children(state, upgrader)
+        drafts += _space_links(state, upgrader, SPACE_CHILD)
+    drafts += _space_links(state, upgrader, SPACE_PARENT)
     drafts += _bans(members, upgrader)
     moves = _moved_members(state, members, upgrader, policy)
     drafts += moves.drafts
@@ -378,13 +386,16 @@ def _split_alias(
     return split_canonical_alias(alias_event.content, server_name)
 
 
-def _space_children(state: Mapping[StateKey, Event], upgrader: str) -> list[PlannedDraft]:
-    """A space's ``m.space.child`` events, by child room ID."""
+def _space_links(
+    state: Mapping[StateKey, Event], upgrader: str, link_type: str
+) -> list[PlannedDraft]:
+    """A space's ``m.space.child`` events or a room's ``m.space.parent`` events, by linked
+    room ID (removed links, with empty content, are left out)."""
     drafts: list[PlannedDraft] = []
-    for child in sorted(sk for (t, sk) in state if t == SPACE_CHILD):
-        event = state[(SPACE_CHILD, child)]
+    for linked in sorted(sk for (t, sk) in state if t == link_type):
+        event = state[(link_type, linked)]
         if _has_content(event):
-            drafts.append(PlannedDraft(_draft(upgrader, SPACE_CHILD, event.content, child)))
+            drafts.append(PlannedDraft(_draft(upgrader, link_type, event.content, linked)))
     return drafts
 
 
@@ -448,7 +459,29 @@ def _moved_members(
             moves.notify_users.append(user_id)
             invite = _draft(upgrader, "m.room.member", {"membership": "invite"}, user_id)
             moves.drafts.append(PlannedDraft(invite))
+        elif (
+            membership == "knock"
+            and is_local
+            and policy.auto_join_local_members
+            and join_rule in KNOCK_JOIN_RULES
+        ):
+            # A pending knock follows the room as the knocker's own knock (we hold our users'
+            # keys); a remote knocker's cannot be made for them, and an invite would answer a
+            # knock nobody has accepted: theirs stays in the old room.
+            moves.notify_users.append(user_id)
+            content = {"membership": "knock", **_knock_fields(members[user_id])}
+            knock = EventDraft("m.room.member", user_id, content, user_id)
+            moves.drafts.append(PlannedDraft(knock))
     return moves
+
+
+def _knock_fields(knock: Event) -> dict[str, str]:
+    """What a moved knock keeps: the knocker's profile and reason."""
+    fields = _profile(knock)
+    reason = knock.content.get("reason")
+    if isinstance(reason, str):
+        fields["reason"] = reason
+    return fields
 
 
 def _profile(member: Event | None) -> dict[str, str]:

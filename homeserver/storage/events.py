@@ -25,7 +25,8 @@ from homeserver.storage.database import Database, Row, Transaction, placeholders
 _CHUNK = 500
 
 _EVENT_COLUMNS = (
-    "event_id, room_version, json, rejected_reason, outlier, stream_ordering, redacted, soft_failed"
+    "event_id, room_version, json, rejected_reason, outlier, stream_ordering, redacted,"
+    " soft_failed, replaces_state"
 )
 
 
@@ -51,6 +52,7 @@ def event_from_row(row: Row) -> Event:
         stream_ordering,
         redacted,
         soft_failed,
+        replaces_state,
     ) = row
     return Event(
         parse_json(json_text),
@@ -62,6 +64,7 @@ def event_from_row(row: Row) -> Event:
             stream_ordering=int(stream_ordering),
             redacted=bool(redacted),
             soft_failed=bool(soft_failed),
+            replaces_state=replaces_state,
         ),
     )
 

@@ -14,7 +14,9 @@ forward extremities. Soft-failed events (``internal.soft_failed``, received over
 their state groups but touch neither current state nor forward extremities.
 
 Stored per event: the state group before and after it (``event_to_state_groups``; after == before
-for non-state and rejected events; a state event's "after" group is a one-row delta). Forward
+for non-state and rejected events; a state event's "after" group is a one-row delta), and for an
+accepted state event the event it replaced at its key in the state before it (``replaces_state``,
+which clients see with its content as ``unsigned.prev_content``). Forward
 extremities become (old ∪ new accepted events) − (their prev events) − (events some stored
 accepted event already points to). Current state moves to the "after" group of the batch's last
 accepted event, or to ``current_state_group=`` when the caller resolved the room's extremities.
@@ -42,6 +44,7 @@ from homeserver.storage.device_list_invalidation import (
 )
 from homeserver.storage.errors import UnknownRoomError
 from homeserver.storage.events import EventsStore
+from homeserver.storage.media import insert_references_txn as insert_media_references_txn
 from homeserver.storage.rooms import NewRoom, RoomsStore
 from homeserver.storage.state import (
     StateDelta,
@@ -281,8 +284,45 @@ class EventPersister:
                 groups.made[after] = (before, delta)
             groups.around[event.event_id] = (before, after)
             prev_after = after
+        await self._record_replaced(txn, fresh, groups.around)
         await self.state.flush_txn(txn)
         return groups
+
+    async def _record_replaced(
+        self,
+        txn: Transaction,
+        fresh: list[tuple[Event, StateBefore]],
+        around: Mapping[str, tuple[int, int]],
+    ) -> None:
+        """Set ``internal.replaces_state`` of the batch's accepted state events: the event at
+        their key in the state before them. Along a run of events each built on the state the
+        previous one left, the run answers; what lies before a run is looked up once per
+        starting group, all its keys together (a batch of joins costs one query, not one per
+        join)."""
+        made_by: dict[int, Event] = {}
+        for event, _ in fresh:
+            if event.event_id in around and event.is_state() and not event.rejected:
+                made_by[around[event.event_id][1]] = event
+        unresolved: dict[int, dict[StateKey, list[Event]]] = {}
+        for event in made_by.values():
+            key = event.state_tuple
+            group = around[event.event_id][0]
+            replaced: str | None = None
+            while group in made_by:
+                earlier = made_by[group]
+                if earlier.state_tuple == key:
+                    replaced = earlier.event_id
+                    break
+                group = around[earlier.event_id][0]
+            if replaced is None:
+                unresolved.setdefault(group, {}).setdefault(key, []).append(event)
+            event.internal.replaces_state = replaced
+        for group, by_key in unresolved.items():
+            found = await self.state.get_state_entries_txn(txn, group, by_key)
+            for key, events in by_key.items():
+                for event in events:
+                    replaced = found.get(key)
+                    event.internal.replaces_state = None if replaced == event.event_id else replaced
 
     async def _insert_events(
         self,
@@ -372,8 +412,8 @@ class EventPersister:
         await txn.executemany(
             "INSERT INTO events (event_id, room_id, room_version, stream_ordering,"
             " topological_ordering, type, state_key, sender, origin_server_ts, json,"
-            " rejected_reason, outlier, redacted, soft_failed)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " rejected_reason, outlier, redacted, soft_failed, replaces_state)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (event_id) DO NOTHING",
             [
                 (
@@ -391,6 +431,7 @@ class EventPersister:
                     e.internal.outlier,
                     e.internal.redacted,
                     e.internal.soft_failed,
+                    e.internal.replaces_state,
                 )
                 for e, _ in fresh
             ],
@@ -410,6 +451,7 @@ class EventPersister:
             " VALUES (?, ?, ?)",
             [(e.event_id, *groups[e.event_id]) for e, _ in fresh if e.event_id in groups],
         )
+        await insert_media_references_txn(txn, (e for e, _ in fresh))
 
     async def _update_extremities(
         self, txn: Transaction, room_id: str, accepted: list[Event], *, new_room: bool

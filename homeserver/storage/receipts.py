@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from homeserver.storage.database import Database, placeholders
+from homeserver.storage.database import Database, Transaction, placeholders
 from homeserver.storage.streams import RECEIPTS_STREAM, advance_stream_txn, get_stream_position
 
 #: ``thread_id`` column value of an unthreaded receipt.
@@ -34,21 +34,26 @@ class ReceiptsStore:
     async def upsert_receipt(self, receipt: Receipt) -> int:
         """Store ``receipt`` in place of the previous one for its key; returns its position."""
         async with self.db.transaction("upsert_receipt") as txn:
-            stream_id = await advance_stream_txn(txn, RECEIPTS_STREAM)
-            await txn.execute(
-                "INSERT INTO receipts"
-                " (room_id, receipt_type, user_id, thread_id, event_id, ts, stream_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (room_id, receipt_type, user_id, thread_id) DO UPDATE SET"
-                " event_id = excluded.event_id, ts = excluded.ts, stream_id = excluded.stream_id",
-                receipt.room_id,
-                receipt.receipt_type,
-                receipt.user_id,
-                receipt.thread_id or UNTHREADED,
-                receipt.event_id,
-                receipt.ts,
-                stream_id,
-            )
+            return await self.upsert_receipt_txn(txn, receipt)
+
+    async def upsert_receipt_txn(self, txn: Transaction, receipt: Receipt) -> int:
+        """:meth:`upsert_receipt` inside the caller's transaction (which may queue the
+        receipt's EDU for other servers beside it)."""
+        stream_id = await advance_stream_txn(txn, RECEIPTS_STREAM)
+        await txn.execute(
+            "INSERT INTO receipts"
+            " (room_id, receipt_type, user_id, thread_id, event_id, ts, stream_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (room_id, receipt_type, user_id, thread_id) DO UPDATE SET"
+            " event_id = excluded.event_id, ts = excluded.ts, stream_id = excluded.stream_id",
+            receipt.room_id,
+            receipt.receipt_type,
+            receipt.user_id,
+            receipt.thread_id or UNTHREADED,
+            receipt.event_id,
+            receipt.ts,
+            stream_id,
+        )
         return stream_id
 
     async def get_receipts(

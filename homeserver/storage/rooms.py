@@ -60,8 +60,8 @@ class RoomsStore:
         self.db = db
 
     # --- reads ---------------------------------------------------------------------------
-    async def get_room(self, room_id: str) -> RoomRecord | None:
-        row = await self.db.fetchone(
+    async def get_room(self, room_id: str, *, txn: Transaction | None = None) -> RoomRecord | None:
+        row = await (txn or self.db).fetchone(
             f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE room_id = ?", room_id
         )
         if row is None:

@@ -69,6 +69,8 @@ SELECT id, position FROM chain ORDER BY depth
 
 
 _GROUP = itemgetter(0)
+#: keys looked up per query (their types and state keys are parameters, with the chain's).
+_KEY_CHUNK = 200
 
 
 def lowbit(n: int) -> int:
@@ -324,9 +326,9 @@ class StateStore:
         return dict(state)
 
     async def get_current_state_event_id(
-        self, room_id: str, event_type: str, state_key: str = ""
+        self, room_id: str, event_type: str, state_key: str = "", *, txn: Transaction | None = None
     ) -> str | None:
-        return await self.db.fetchval(
+        return await (txn or self.db).fetchval(
             "SELECT event_id FROM current_state_events"
             " WHERE room_id = ? AND type = ? AND state_key = ?",
             room_id,
@@ -335,20 +337,40 @@ class StateStore:
         )
 
     async def get_current_state_event(
-        self, room_id: str, event_type: str, state_key: str = ""
+        self, room_id: str, event_type: str, state_key: str = "", *, txn: Transaction | None = None
     ) -> Event | None:
-        event_id = await self.get_current_state_event_id(room_id, event_type, state_key)
-        return None if event_id is None else await self.events.get_event(event_id)
+        event_id = await self.get_current_state_event_id(room_id, event_type, state_key, txn=txn)
+        if event_id is None:
+            return None
+        return (await self.events.get_events([event_id], txn=txn)).get(event_id)
 
-    async def get_current_members(self, room_id: str, membership: str = "join") -> list[str]:
+    async def get_current_members(
+        self, room_id: str, membership: str = "join", *, txn: Transaction | None = None
+    ) -> list[str]:
         """User IDs whose current membership in ``room_id`` is ``membership``."""
-        rows = await self.db.fetchall(
+        rows = await (txn or self.db).fetchall(
             "SELECT state_key FROM current_state_events"
             " WHERE room_id = ? AND type = 'm.room.member' AND membership = ?",
             room_id,
             membership,
         )
         return sorted(r[0] for r in rows)
+
+    async def get_current_state_keyed(
+        self, event_types: Iterable[str], state_key: str, *, txn: Transaction | None = None
+    ) -> list[tuple[str, str, str]]:
+        """``(room_id, type, event_id)`` of every room's current state event of one of
+        ``event_types`` with ``state_key`` (e.g. the space links naming a room), sorted."""
+        types = list(event_types)
+        if not types:
+            return []
+        rows = await (txn or self.db).fetchall(
+            "SELECT room_id, type, event_id FROM current_state_events"
+            f" WHERE state_key = ? AND type IN ({placeholders(len(types))})",
+            state_key,
+            *types,
+        )
+        return sorted((r[0], r[1], r[2]) for r in rows)
 
     async def is_host_joined(self, room_id: str, server_name: str) -> bool:
         """Whether a user of ``server_name`` is joined to ``room_id`` in its current state."""
@@ -454,6 +476,70 @@ class StateStore:
         buffer.entries.extend((group, t, sk, eid) for (t, sk), eid in entries.items())
         pending[group] = GroupRecord(position, base, entries)
         return group
+
+    async def get_state_entries_txn(
+        self, txn: Transaction, state_group: int, keys: Iterable[StateKey]
+    ) -> dict[StateKey, str]:
+        """The events at ``keys`` in ``state_group`` (keys not set left out), without loading
+        the whole state: along the group's base chain, newest first, the first delta that
+        mentions a key decides. Served from memory (groups of this transaction, kept records,
+        the cache) as far as it reaches, then one query per few hundred keys for the rest of
+        the chain."""
+        wanted = set(keys)
+        whole = self._cache.get(state_group)
+        if whole is not None:
+            return {key: whole[key] for key in wanted if key in whole}
+        found: dict[StateKey, str | None] = {}
+        pending = _writes(txn).pending
+        chain = await self._writer_chain(txn, state_group, pending)
+        for index, link in enumerate(chain):
+            if not wanted:
+                break
+            cached = self._cache.get(link.group)
+            if cached is not None:
+                found.update((key, cached.get(key)) for key in wanted)
+                break
+            record = self._record(link.group, pending)
+            if record is None:
+                rest = [later.group for later in chain[index:]]
+                found.update(await self._entries_along(txn, rest, wanted))
+                break
+            for key in [k for k in wanted if k in record.entries]:
+                found[key] = record.entries[key]
+                wanted.discard(key)
+        return {key: event_id for key, event_id in found.items() if event_id is not None}
+
+    async def _entries_along(
+        self, txn: Transaction, chain: list[int], keys: set[StateKey]
+    ) -> dict[StateKey, str | None]:
+        """For ``keys``, the entry of the newest group of ``chain`` (newest first) that has
+        one (None: removed there)."""
+        await self.flush_txn(txn)
+        rank = {group: i for i, group in enumerate(chain)}
+        best: dict[StateKey, tuple[int, str | None]] = {}
+        ordered = sorted(keys)
+        for start in range(0, len(ordered), _KEY_CHUNK):
+            chunk = ordered[start : start + _KEY_CHUNK]
+            types = sorted({t for t, _ in chunk})
+            state_keys = sorted({k for _, k in chunk})
+            # type IN × state_key IN may match pairs not asked for: they are dropped below.
+            rows = await txn.fetchall(
+                "SELECT state_group, type, state_key, event_id FROM state_group_entries"
+                f" WHERE state_group IN ({placeholders(len(chain))})"
+                f" AND type IN ({placeholders(len(types))})"
+                f" AND state_key IN ({placeholders(len(state_keys))})",
+                *chain,
+                *types,
+                *state_keys,
+            )
+            for group, event_type, state_key, event_id in rows:
+                key = (event_type, state_key)
+                if key not in keys:
+                    continue
+                seen = best.get(key)
+                if seen is None or rank[int(group)] < seen[0]:
+                    best[key] = (rank[int(group)], event_id)
+        return {key: event_id for key, (_, event_id) in best.items()}
 
     # Groups are written in two statements per transaction, not two per group: IDs are taken
     # up front and the rows buffered until a read needs them or the transaction commits.

@@ -16,10 +16,13 @@ from homeserver.storage.e2e_keys import E2EKeysStore
 from homeserver.storage.events import EventsStore
 from homeserver.storage.federation_inbound import FederationInboundStore
 from homeserver.storage.filters import FiltersStore
+from homeserver.storage.key_backup import KeyBackupStore
 from homeserver.storage.keys import KeysStore
+from homeserver.storage.media import MediaStore
 from homeserver.storage.out_of_band import OutOfBandStore
 from homeserver.storage.outbox import OutboxStore
 from homeserver.storage.persist import EventPersister
+from homeserver.storage.presence import PresenceStore
 from homeserver.storage.profiles import ProfilesStore
 from homeserver.storage.push_rules import PushRulesStore
 from homeserver.storage.receipts import ReceiptsStore
@@ -32,6 +35,7 @@ from homeserver.storage.state import StateStore
 from homeserver.storage.sync import SyncStore
 from homeserver.storage.ui_auth import UIAuthStore
 from homeserver.storage.upgrade_audit import UpgradeAuditStore
+from homeserver.storage.upgrade_follows import UpgradeFollowsStore
 from homeserver.storage.upgrades import UpgradesStore
 from homeserver.storage.users import UsersStore
 from homeserver.storage.visibility import VisibilityStore
@@ -59,27 +63,32 @@ class Store:
         self.outbox = OutboxStore(db)
         self.account_data = AccountDataStore(db)
         self.receipts = ReceiptsStore(db)
+        self.presence = PresenceStore(db)
         self.filters = FiltersStore(db)
         self.push_rules = PushRulesStore(db, self.account_data)
         self.upgrades = UpgradesStore(db, self.account_data, self.push_rules)
         self.upgrade_audit = UpgradeAuditStore(db)
+        self.upgrade_follows = UpgradeFollowsStore(db)
         self.sync = SyncStore(db, self.events)
         self.visibility = VisibilityStore(db)
         self.room_use = RoomUseStore(db)
         self.out_of_band = OutOfBandStore(db)
         self.federation_inbound = FederationInboundStore(db)
-        # End-to-end encryption: keys, device lists, to-device messages.
+        # End-to-end encryption: keys, device lists, to-device messages, key backups.
         self.e2e_keys = E2EKeysStore(db)
         self.device_lists = DeviceListsStore(db)
         self.device_inbox = DeviceInboxStore(db)
         self.remote_device_lists = RemoteDeviceListsStore(db)
         self.device_list_sharing = DeviceListSharingStore(db)
+        self.key_backup = KeyBackupStore(db)
         # The admin API (/_synapse/admin).
         self.admin_rooms = AdminRoomsStore(db, self.events)
         self.admin_users = AdminUsersStore(db)
         self.admin_destinations = AdminDestinationsStore(db)
         self.room_deletions = RoomDeletionsStore(db)
         self.room_purge = RoomPurgeStore(db, self.events, self.state)
+        # The media repository.
+        self.media = MediaStore(db)
         # The one write path for events, also reachable from the events area.
         self.persist_events = self.persister.persist_events
         self.persist_events_txn = self.persister.persist_events_txn

@@ -1,4 +1,4 @@
-"""Counters of the non-event streams (account data, receipts) behind /sync tokens.
+"""Counters of the non-event streams (account data, receipts, presence) behind /sync tokens.
 
 A writer takes the next position inside its own transaction; the counter's row stays locked
 until commit (PostgreSQL row lock; SQLite's single writer), so positions become visible in
@@ -11,6 +11,7 @@ from homeserver.storage.database import Database, Transaction
 
 ACCOUNT_DATA_STREAM = "account_data"
 RECEIPTS_STREAM = "receipts"
+PRESENCE_STREAM = "presence"
 
 
 async def advance_stream_txn(txn: Transaction, stream: str) -> int:

@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass
 
 from homeserver.storage.database import Database, Transaction
+from homeserver.storage.key_backup import delete_all_backups_txn
 
 
 def hash_access_token(token: str) -> str:
@@ -110,7 +111,8 @@ class UsersStore:
         return changed == 1
 
     async def deactivate_user(self, user_id: str) -> bool:
-        """Mark deactivated, forget the password and log every device out, atomically."""
+        """Mark deactivated, forget the password, log every device out and delete the key
+        backups, atomically."""
         async with self.db.transaction("deactivate_user") as txn:
             changed = await txn.execute(
                 "UPDATE users SET deactivated = TRUE, password_hash = NULL WHERE user_id = ?",
@@ -118,6 +120,7 @@ class UsersStore:
             )
             await txn.execute("DELETE FROM access_tokens WHERE user_id = ?", user_id)
             await txn.execute("DELETE FROM devices WHERE user_id = ?", user_id)
+            await delete_all_backups_txn(txn, user_id)
         return changed == 1
 
     async def count_users(self) -> int:

@@ -1,8 +1,10 @@
 """Stream tokens: positions in the server's streams, opaque to clients.
 
-``s{events}_{account_data}_{receipts}_{to_device}_{device_lists}``: ``events`` is a stream
-ordering (every persisted event has one), the others are counters of their own streams. Shorter
-tokens (``s42``, ``s42_3_7`` from before to-device and device lists existed) are accepted too,
+``s{events}_{account_data}_{receipts}_{to_device}_{device_lists}_{typing}_{presence}``:
+``events`` is a stream ordering (every persisted event has one), the others are counters of
+their own streams (``typing`` lives in the process's memory, see
+``homeserver.ephemeral.typing``). Shorter tokens (``s42``, ``s42_3_7`` from before to-device,
+device lists, typing and presence existed) are accepted too,
 their missing parts being 0; /messages pagination tokens are the same shape, so a sync
 ``prev_batch`` can be handed straight to /messages. ``sP`` means "just after the event at
 position P": /messages backwards from it returns events at positions <= P.
@@ -27,11 +29,15 @@ class StreamToken:
     to_device: int = 0
     #: device-list changes (device_list_changes) reported up to here.
     device_lists: int = 0
+    #: typing notifications (in memory) reported up to here.
+    typing: int = 0
+    #: presence changes reported up to here.
+    presence: int = 0
 
     def __str__(self) -> str:
         return (
             f"s{self.events}_{self.account_data}_{self.receipts}"
-            f"_{self.to_device}_{self.device_lists}"
+            f"_{self.to_device}_{self.device_lists}_{self.typing}_{self.presence}"
         )
 
     def with_events(self, events: int) -> StreamToken:

@@ -3,9 +3,11 @@ and applying it to events, rooms and account data.
 
 What is applied: room-level ``rooms``/``not_rooms``/``include_leave``; per section ``types``,
 ``not_types``, ``senders``, ``not_senders``, ``rooms``, ``not_rooms``, ``contains_url`` and
-``limit`` (the timeline's, default 10). ``lazy_load_members``, ``include_redundant_members``,
-``event_fields``, ``event_format`` and ``unread_thread_notifications`` are accepted and ignored:
-the full member list and every field are sent, which clients handle.
+``limit`` (the timeline's, default 10); the state filter's ``lazy_load_members`` and
+``include_redundant_members`` (read where Synapse reads them: ``room.state``; applied by
+:mod:`homeserver.sync.lazy_members`). ``event_fields``, ``event_format`` and
+``unread_thread_notifications`` are accepted and ignored: every field is sent, which clients
+handle.
 """
 
 from __future__ import annotations
@@ -193,6 +195,21 @@ class SyncFilter:
     def account_data(self) -> EventFilter:
         value = self.definition.get("account_data")
         return EventFilter(value if isinstance(value, dict) else {})
+
+    @property
+    def presence(self) -> EventFilter:
+        value = self.definition.get("presence")
+        return EventFilter(value if isinstance(value, dict) else {})
+
+    @property
+    def lazy_load_members(self) -> bool:
+        """Only the member events the timeline needs go in the state section."""
+        return self.state.definition.get("lazy_load_members") is True
+
+    @property
+    def include_redundant_members(self) -> bool:
+        """With lazy loading: resend member events this device was already sent."""
+        return self.state.definition.get("include_redundant_members") is True
 
     @property
     def include_leave(self) -> bool:

@@ -18,7 +18,9 @@ Room sections:
   stripped pre-join state; a knock accepted (invite, join) or withdrawn or refused (leave)
   moves the room to that section.
 
-The end-to-end encryption sections (``to_device``, ``device_lists``, key counts) come from
+Typing (each joined room's ``ephemeral``) and ``presence`` come from
+:mod:`homeserver.sync.ephemeral`; a sync keeps its user online (``set_presence``). The
+end-to-end encryption sections (``to_device``, ``device_lists``, key counts) come from
 :mod:`homeserver.sync.e2e_sections`; a sync acknowledges the to-device messages its ``since``
 is past before anything else.
 """
@@ -29,7 +31,10 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+from homeserver.bounded_cache import BoundedTtlCache
 from homeserver.clock import WallClock
+from homeserver.ephemeral.presence import PresenceService
+from homeserver.ephemeral.typing import TypingService
 from homeserver.events.event import Event
 from homeserver.push.rules import PushRulesService
 from homeserver.storage import Store
@@ -39,7 +44,9 @@ from homeserver.storage.sync import MembershipChange
 from homeserver.streams.notifier import Notifier
 from homeserver.streams.tokens import StreamToken
 from homeserver.sync.e2e_sections import acknowledge_to_device, e2e_sections
+from homeserver.sync.ephemeral import presence_events, typing_changes, typing_event
 from homeserver.sync.filters import SyncFilter
+from homeserver.sync.lazy_members import SentMembers
 from homeserver.sync.out_of_band import out_of_band_leaves, out_of_band_pending
 from homeserver.sync.rooms import RoomSyncBuilder, SyncContext
 
@@ -58,6 +65,8 @@ class SyncRequest:
     filter: SyncFilter
     #: the transaction-ID scope of the requester's device (``unsigned.transaction_id``).
     txn_scope: str | None = None
+    #: /sync's ``set_presence``: online, unavailable or offline (does not touch presence).
+    set_presence: str = "online"
 
 
 class SyncService:
@@ -67,14 +76,26 @@ class SyncService:
         notifier: Notifier,
         push_rules: PushRulesService,
         clock: WallClock,
+        *,
+        typing: TypingService | None = None,
+        presence: PresenceService | None = None,
     ) -> None:
         self.store = store
         self.notifier = notifier
         self.push_rules = push_rules
         self.clock = clock
+        self.typing = typing
+        self.presence = presence
         self.rooms = RoomSyncBuilder(store)
+        self.sent_members = SentMembers(clock)
 
     async def sync(self, request: SyncRequest) -> dict[str, Any]:
+        if self.presence is None:
+            return await self._sync(request)
+        async with self.presence.syncing(request.user_id, request.set_presence):
+            return await self._sync(request)
+
+    async def _sync(self, request: SyncRequest) -> dict[str, Any]:
         deadline = time.monotonic() + min(max(request.timeout_ms, 0), MAX_TIMEOUT_MS) / 1000
         await acknowledge_to_device(self.store, request.user_id, request.device_id, request.since)
         while True:
@@ -95,6 +116,8 @@ class SyncService:
             receipts=await self.store.receipts.get_position(),
             to_device=await self.store.device_inbox.get_position(),
             device_lists=await self.store.device_lists.get_position(),
+            typing=0 if self.typing is None else self.typing.position,
+            presence=await self.store.presence.get_position(),
         )
 
     async def _compute(self, request: SyncRequest) -> tuple[dict[str, Any], bool]:
@@ -109,6 +132,7 @@ class SyncService:
             request.full_state,
             self.clock(),
             request.txn_scope,
+            self._sent_members(request),
         )
         since = request.since
         account_data = await self.store.account_data.get_changes(
@@ -142,15 +166,26 @@ class SyncService:
                 leave.setdefault(room_id, section)
         global_events = await self._global_account_data(ctx, account_data)
         e2e = await e2e_sections(self.store, ctx.user_id, request.device_id, since, now)
+        presence = await presence_events(self.store, self.presence, ctx)
         response = {
             "next_batch": str(replace(now, to_device=e2e.to_device_upto)),
             "rooms": {"join": join, "invite": invite, "leave": leave, "knock": knock},
             "account_data": {"events": global_events},
-            "presence": {"events": []},
+            "presence": {"events": presence},
         }
         e2e.apply(response)
-        empty = not (join or invite or leave or knock or global_events or e2e.has_news)
+        empty = not (join or invite or leave or knock or global_events or presence or e2e.has_news)
         return response, empty
+
+    def _sent_members(self, request: SyncRequest) -> BoundedTtlCache[str, str] | None:
+        """The device's memory of member events sent (lazy loading without redundant
+        members), forgotten when a new sync sequence starts."""
+        sync_filter = request.filter
+        if not sync_filter.lazy_load_members or sync_filter.include_redundant_members:
+            return None
+        if request.since is None:
+            self.sent_members.forget(request.user_id, request.device_id)
+        return self.sent_members.for_device(request.user_id, request.device_id)
 
     # --- global account data -----------------------------------------------------------
     async def _global_account_data(
@@ -185,6 +220,7 @@ class SyncService:
         moved: set[str] = set()
         if since is not None:
             moved = await self.store.sync.get_rooms_changed(room_ids, since.events, ctx.now.events)
+        typing = typing_changes(self.typing, ctx, room_ids)
         result: dict[str, Any] = {}
         for room_id in room_ids:
             newly_joined = False
@@ -193,10 +229,17 @@ class SyncService:
             full = since is None or ctx.full_state or newly_joined
             room_receipts = receipts_by_room.get(room_id, [])
             room_data = account_data.rooms.get(room_id, {})
-            if not full and room_id not in moved and not room_receipts and not room_data:
+            typers = typing.get(room_id)
+            if (
+                not full
+                and room_id not in moved
+                and not room_receipts
+                and not room_data
+                and typers is None
+            ):
                 continue
             result[room_id] = await self._joined_room(
-                ctx, room_id, newly_joined, room_receipts, room_data
+                ctx, room_id, newly_joined, room_receipts, room_data, typers
             )
         return result
 
@@ -215,6 +258,7 @@ class SyncService:
         newly_joined: bool,
         receipts: list[Receipt],
         account_data: dict[str, dict[str, Any]],
+        typers: list[str] | None = None,
     ) -> dict[str, Any]:
         since = ctx.since
         incremental = since is not None and not newly_joined
@@ -230,17 +274,23 @@ class SyncService:
         )
         if incremental and not ctx.full_state:
             assert since is not None
+            # An unfiltered, unlimited timeline holds every change since the last sync.
             needs_delta = timeline.limited or bool(ctx.filter.timeline.definition)
             state = (
-                await self.rooms.state_events(ctx, room_id, timeline, since.events)
-                if needs_delta
+                await self.rooms.state_events(
+                    ctx, room_id, timeline, since.events, delta=needs_delta
+                )
+                if needs_delta or ctx.filter.lazy_load_members
                 else []
             )
         else:
             state = await self.rooms.state_events(ctx, room_id, timeline, None)
+        summary = await self.rooms.summary(room_id, ctx.user_id)
+        state += await self.rooms.hero_members(
+            ctx, room_id, summary.get("m.heroes", []), state, timeline.events
+        )
         ephemeral = self._receipt_events(ctx, room_id, receipts)
-        if since is None and ctx.filter.ephemeral.allows("m.typing", room_id=room_id):
-            ephemeral.append({"type": "m.typing", "content": {"user_ids": []}})
+        ephemeral.extend(typing_event(ctx, room_id, typers, full=not incremental))
         room_account_data = [
             {"type": t, "content": c}
             for t, c in account_data.items()
@@ -248,7 +298,7 @@ class SyncService:
         ]
         return {
             "timeline": {
-                "events": await self.rooms.serialize(ctx, timeline.events),
+                "events": await self.rooms.serialize(ctx, timeline.events, prev_content=True),
                 "limited": timeline.limited,
                 "prev_batch": timeline.prev_batch(ctx.now),
             },
@@ -256,7 +306,7 @@ class SyncService:
             "account_data": {"events": room_account_data},
             "ephemeral": {"events": ephemeral},
             "unread_notifications": {},
-            "summary": await self.rooms.summary(room_id, ctx.user_id),
+            "summary": summary,
         }
 
     def _receipt_events(
@@ -345,7 +395,10 @@ class SyncService:
         if member is None or member.membership != "join":
             # Never joined (a refused invite, a ban while invited): only their own event.
             return {
-                "timeline": {"events": await self.rooms.serialize(ctx, [leave]), "limited": False},
+                "timeline": {
+                    "events": await self.rooms.serialize(ctx, [leave], prev_content=True),
+                    "limited": False,
+                },
                 "state": {"events": []},
                 "account_data": {"events": []},
             }
@@ -362,7 +415,7 @@ class SyncService:
         )
         return {
             "timeline": {
-                "events": await self.rooms.serialize(ctx, timeline.events),
+                "events": await self.rooms.serialize(ctx, timeline.events, prev_content=True),
                 "limited": timeline.limited,
                 "prev_batch": timeline.prev_batch(ctx.now),
             },

@@ -215,3 +215,21 @@ async def test_signatures_without_cross_signing_keys_fail(server: Server) -> Non
     )
     assert answer["failures"][alice.user_id][alice.device_id]["status"] == 404
     assert answer["failures"][bob.user_id][bob_cs.master.version]["status"] == 404
+
+
+async def test_served_under_unstable_as_matrix_js_sdk_calls_them(server: Server) -> None:
+    # matrix-js-sdk 34 (Cinny) uploads cross-signing keys and asks for key changes only under
+    # /_matrix/client/unstable; Synapse serves the whole /keys API there too.
+    alice = await server.register("alice")
+    cs = CrossSigning(alice.user_id)
+    status, answer = await server.call(
+        "POST", "/_matrix/client/unstable/keys/device_signing/upload", alice, json=cs.upload_body()
+    )
+    assert (status, answer) == (200, {})
+    assert (await query(server, alice, alice.user_id))["master_keys"] == {
+        alice.user_id: cs.master_key()
+    }
+    status, answer = await server.call(
+        "GET", "/_matrix/client/unstable/keys/changes", alice, params={"from": "s0_0_0"}
+    )
+    assert status == 200 and alice.user_id in answer["changed"], answer

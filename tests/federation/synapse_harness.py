@@ -172,8 +172,10 @@ def _log_config(log_path: Path) -> dict[str, Any]:
 class SynapseServer:
     """One Synapse homeserver on loopback; :meth:`start` / :meth:`stop` any number of times."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, overrides: dict[str, Any] | None = None) -> None:
         self.workdir = workdir
+        #: top-level keys of homeserver.yaml replaced for this server (e.g. presence on).
+        self.overrides = dict(overrides or {})
         self.fed_port = free_port()
         self.client_port = free_port()
         self.server_name = f"localhost:{self.fed_port}"
@@ -196,6 +198,7 @@ class SynapseServer:
             write_signing_keys(f, [key])
         (self.workdir / "log_config.yaml").write_text(yaml.safe_dump(_log_config(self.log_path)))
         config = synapse_config(self.workdir, self.fed_port, self.client_port)
+        config.update(self.overrides)
         self.config_path.write_text(yaml.safe_dump(config))
 
     @property
@@ -274,9 +277,11 @@ class SynapseServer:
 
 
 @contextmanager
-def running_synapse(workdir: Path) -> Iterator[SynapseServer]:
+def running_synapse(
+    workdir: Path, overrides: dict[str, Any] | None = None
+) -> Iterator[SynapseServer]:
     """A Synapse started in ``workdir`` and stopped when the block ends (for fixtures)."""
-    server = SynapseServer(workdir)
+    server = SynapseServer(workdir, overrides)
     server.start()
     try:
         yield server

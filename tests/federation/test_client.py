@@ -285,3 +285,13 @@ async def test_refused_connection(tmp_path: Path, client: FederationClient) -> N
 async def test_invalid_destination(client: FederationClient) -> None:
     with pytest.raises(FederationUnreachable):
         await client.get_json("not a server", "/x")
+
+
+@pytest.mark.parametrize("name", ["..", "a..b", "-.", "x" * 64 + ".example"])
+async def test_names_idna_cannot_encode_are_unreachable(
+    client: FederationClient, name: str
+) -> None:
+    # The server-name grammar admits these; a URL cannot carry them. Found by the media fuzz as a
+    # 500 on the streaming path; the JSON path must answer the same way.
+    with pytest.raises(FederationUnreachable):
+        await client.get_json(name, "/x")

@@ -508,6 +508,10 @@ async def test_invite_over_https_stores_the_invitees_signature(
     state_types = [e["type"] for e in body["invite_room_state"]]
     assert state_types[0] == "m.room.create"
     assert {"m.room.join_rules", "m.room.name", "m.room.topic"} <= set(state_types)
+    # With the inviter's own membership, as Synapse sends it.
+    assert [e["state_key"] for e in body["invite_room_state"] if e["type"] == "m.room.member"] == [
+        alice.user_id
+    ]
     create = body["invite_room_state"][0]
     assert "signatures" in create and "hashes" in create  # full PDUs, not stripped state
     assert await queued(store) == 0

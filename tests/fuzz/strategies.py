@@ -161,6 +161,11 @@ def valid_values(ctx: Context, name: str) -> list[str]:
         "rule_id": [".m.rule.master", "my.rule"],
         "attr": ["enabled", "actions"],
         "receipt_type": ["m.read", "m.read.private", "m.fully_read"],
+        "server_name": [SERVER_NAME],
+        "media_id": ["AAAAAAAAAAAAAAAAAAAAAAAA", "abc-_123"],
+        "file_name": ["a.jpg", "..", "x.html"],
+        "version": ["1", "2"],
+        "session_id": ["s1"],
     }
     if name in ("scope", "kind", "attr", "receipt_type"):
         return by_name[name]
@@ -188,6 +193,7 @@ _QUERY_KEYS = [
     "since", "from", "to", "limit", "timeout", "filter", "dir", "full_state", "set_presence",
     "server", "via", "server_name", "kind", "include_all_networks", "membership",
     "not_membership", "at", "user_id", "ts", "event_id", "access_token", "third_party_instance_id",
+    "version",
 ]  # fmt: skip
 
 _QUERY_VALUES = [
@@ -272,6 +278,17 @@ BODY_TEMPLATES: dict[str, Any] = {
         "new_password": "X", "logout_devices": "X", "auth": {"type": "X", "password": "X"},
     },
     "/delete_devices": {"devices": ["X"], "auth": {"type": "X"}},
+    "/room_keys/version": {"algorithm": "X", "auth_data": {"public_key": "X", "X": "X"}},
+    "/room_keys/version/{version}": {"algorithm": "X", "auth_data": {"public_key": "X"}},
+    "/room_keys/keys": {"rooms": {"X": {"sessions": {"X": {
+        "first_message_index": "X", "forwarded_count": "X", "is_verified": "X",
+        "session_data": {"X": "X"}}}}}},
+    "/room_keys/keys/{room_id}": {"sessions": {"X": {
+        "first_message_index": "X", "forwarded_count": "X", "is_verified": "X",
+        "session_data": "X"}}},
+    "/room_keys/keys/{room_id}/{session_id}": {
+        "first_message_index": "X", "forwarded_count": "X", "is_verified": "X",
+        "session_data": {"X": "X"}},
     "/rooms/{room_id}/upgrade": {"new_version": "X"},
     "/user/{user_id}/filter": {
         "room": {"timeline": {"limit": "X", "types": ["X"], "not_senders": ["X"]}, "rooms": ["X"]},
@@ -287,6 +304,8 @@ BODY_TEMPLATES: dict[str, Any] = {
     "/pushrules/{scope}/{kind}/{rule_id}/{attr}": {"enabled": "X", "actions": ["X"]},
     "/rooms/{room_id}/receipt/{receipt_type}/{event_id}": {"thread_id": "X"},
     "/rooms/{room_id}/read_markers": {"m.fully_read": "X", "m.read": "X", "m.read.private": "X"},
+    "/rooms/{room_id}/typing/{user_id}": {"typing": "X", "timeout": "X"},
+    "/presence/{user_id}/status": {"presence": "X", "status_msg": "X"},
     "/rooms/{room_id}/redact/{event_id}/{txn_id}": {"reason": "X"},
     "/_synapse/admin/v1/register": {
         "nonce": "X", "username": "X", "password": "X", "mac": "X", "admin": "X",

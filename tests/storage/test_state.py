@@ -126,6 +126,55 @@ async def test_overwrites_read_back_and_stay_small(store: Store) -> None:
     assert stats["max_base_chain_length"] <= math.log2(stats["groups"]) + 1
 
 
+async def test_replaced_state_is_recorded_through_any_chain(store: Store) -> None:
+    """Each accepted state event records the event it replaced at its key (None for a new
+    key), read from memory or from the stored chain alike (caches cleared every other time)."""
+    room = StoredRoom(store)
+    await room.genesis()
+    latest: dict[tuple[str, str], str] = {e.state_tuple: e.event_id for e in room.events}
+    for i in range(40):
+        key = str(i % 5)
+        if i % 2:
+            store.state.clear_cache()
+        event = await room.send("m.room.topic", content={"topic": str(i)}, state_key=key)
+        store.events.clear_cache()
+        stored = await store.events.get_event(event.event_id)
+        assert stored is not None
+        assert stored.internal.replaces_state == latest.get(event.state_tuple), i
+        latest[event.state_tuple] = event.event_id
+    # One batch: keys set before it, keys new in it, keys set twice in it, a non-state event.
+    store.state.clear_cache()
+    first = await room.build("m.room.topic", content={"topic": "b0"}, state_key="0")
+    batch = [first]
+    for event_type, key in (
+        ("m.room.topic", "new"),
+        ("m.room.message", None),
+        ("m.room.topic", "0"),
+        ("m.room.topic", "new"),
+        ("m.room.topic", "4"),
+    ):
+        extra = {} if key is None else {"state_key": key}
+        batch.append(
+            room.factory.event(
+                event_type,
+                ALICE,
+                {"topic": "b", "body": "b"},
+                prev=[batch[-1]],
+                depth=batch[-1].depth + 1,
+                auth=[room.create_event],
+                **extra,
+            )
+        )
+    await room.persist(*batch)
+    store.events.clear_cache()
+    stored = await store.events.get_events(e.event_id for e in batch)
+    for event in batch:
+        expected = latest.get(event.state_tuple) if event.is_state() else None
+        assert stored[event.event_id].internal.replaces_state == expected, event.state_key
+        if event.is_state():
+            latest[event.state_tuple] = event.event_id
+
+
 async def test_resolved_state_and_explicit_current_state(store: Store) -> None:
     """A fork resolved by the caller: the merge event's state before is given as a map; the
     current state moves to it even though it is not a straight line from the old one."""

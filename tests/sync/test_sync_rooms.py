@@ -42,8 +42,9 @@ async def test_initial_sync_shows_joined_room_with_state_and_timeline(
     assert room["timeline"]["limited"] is False
     types = [e["type"] for e in body["account_data"]["events"]]
     assert "m.push_rules" in types
-    for key in ("presence", "to_device"):
-        assert body[key] == {"events": []}
+    assert body["to_device"] == {"events": []}
+    # The syncing user is online now, and sees it.
+    assert [e["sender"] for e in body["presence"]["events"]] == [alice.user_id]
     assert body["device_lists"] == {"changed": [], "left": []}
 
 
@@ -98,6 +99,13 @@ async def test_invite_appears_with_stripped_state(server: TestServer, hs: Homese
         types = {(e["type"], e["state_key"]) for e in events}
         assert {("m.room.create", ""), ("m.room.join_rules", ""), ("m.room.name", "")} <= types
         member = [e for e in events if e["type"] == "m.room.member"]
+        # The inviter's own membership comes first (as Synapse): a client names a DM invite
+        # after the inviter, and shows an "empty room" without it.
+        assert [(m["state_key"], m["content"]["membership"]) for m in member] == [
+            (alice.user_id, "join"),
+            (bob.user_id, "invite"),
+        ]
+        assert member[0]["sender"] == alice.user_id and "event_id" not in member[0]
         assert member[-1]["state_key"] == bob.user_id
         assert member[-1]["content"]["membership"] == "invite"
         assert member[-1]["event_id"] == invite_event.event_id
@@ -191,7 +199,8 @@ async def test_bad_parameters_are_400(server: TestServer):
         {"since": "s1_x"},
         {"since": "s-1"},
         {"since": "s99999999999999999999999"},
-        {"since": "s1_2_3_4_5_6"},
+        {"since": "s1_2_3_4_5_6_7_8"},
+        {"set_presence": "busy"},
         {"timeout": "soon"},
         {"full_state": "maybe"},
     ):

@@ -63,9 +63,14 @@ async def upload_signatures(request: web.Request) -> web.Response:
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
-    add_client_route(router, "POST", "/keys/upload", upload_keys)
-    add_client_route(router, "POST", "/keys/query", query_keys)
-    add_client_route(router, "POST", "/keys/claim", claim_keys)
-    add_client_route(router, "GET", "/keys/changes", key_changes)
-    add_client_route(router, "POST", "/keys/device_signing/upload", upload_cross_signing_keys)
-    add_client_route(router, "POST", "/keys/signatures/upload", upload_signatures)
+    # Under /unstable too, as Synapse: matrix-js-sdk uploads cross-signing keys and asks for
+    # key changes there.
+    for method, path, handler in (
+        ("POST", "/keys/upload", upload_keys),
+        ("POST", "/keys/query", query_keys),
+        ("POST", "/keys/claim", claim_keys),
+        ("GET", "/keys/changes", key_changes),
+        ("POST", "/keys/device_signing/upload", upload_cross_signing_keys),
+        ("POST", "/keys/signatures/upload", upload_signatures),
+    ):
+        add_client_route(router, method, path, handler, unstable=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from homeserver.ephemeral.presence import STATES as PRESENCE_STATES
 from homeserver.errors import BadRequest, Codes
 from homeserver.http.appkeys import FILTERS, SYNC
 from homeserver.http.auth import get_requester
@@ -31,7 +32,11 @@ async def sync(request: web.Request) -> web.Response:
     full_state = _BOOLEANS.get(query.get("full_state", "false"))
     if full_state is None:
         raise BadRequest("'full_state' must be 'true' or 'false'", Codes.INVALID_PARAM)
-    # set_presence is accepted and ignored (presence is not served yet).
+    set_presence = query.get("set_presence", "online")
+    if set_presence not in PRESENCE_STATES:
+        raise BadRequest(
+            f"'set_presence' must be one of {', '.join(PRESENCE_STATES)}", Codes.INVALID_PARAM
+        )
     sync_filter = await filters.resolve(requester.user_id, query.get("filter"))
     body = await sync_service.sync(
         SyncRequest(
@@ -42,6 +47,7 @@ async def sync(request: web.Request) -> web.Response:
             full_state=full_state,
             filter=sync_filter,
             txn_scope=txn_scope(requester),
+            set_presence=set_presence,
         )
     )
     return json_response(body)

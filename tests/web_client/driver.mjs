@@ -186,6 +186,22 @@ async function send(page, text) {
   await page.keyboard.press('Enter');
 }
 
+// The user search of the invite and DM dialogs. The dialog takes the focus a moment after it
+// opens; keys typed before that reach Cinny's page-wide shortcuts (which leave for the last
+// room, closing the dialog), so type only once the field holds the focus, and check the field.
+async function typeUserId(page, id) {
+  const input = await page.waitForSelector(
+    'xpath/.//label[normalize-space(.)="Name or userId"]/following::input[1]',
+    { visible: true, timeout: WAIT },
+  );
+  await sleep(300);
+  await input.click();
+  await page.waitForFunction((field) => document.activeElement === field, { timeout: WAIT }, input);
+  await input.type(id);
+  const value = await input.evaluate((field) => field.value);
+  check(value === id, `the user search field holds "${value}"`);
+}
+
 // Cinny's dialogs have their title (h2 or h4) in a header whose last button is "close".
 const DIALOG_TITLES = '[role=dialog] h2, [role=dialog] h4';
 
@@ -291,11 +307,7 @@ const steps = {
     await waitText(alice, 'alice changed room topic');
 
     await click(alice, 'Invite Member');
-    const input = await alice.waitForSelector(
-      'xpath/.//label[normalize-space(.)="Name or userId"]/following::input[1]',
-      { timeout: WAIT },
-    );
-    await input.type(userId('bob'));
+    await typeUserId(alice, userId('bob'));
     await click(alice, 'Search');
     await click(alice, 'Invite');
     await alice.waitForFunction(
@@ -512,11 +524,7 @@ const steps = {
     for (let attempt = 1; attempt <= 3 && !roomId; attempt += 1) {
       await go(alice, '#/direct/');
       await click(alice, 'Direct Message');
-      const input = await alice.waitForSelector(
-        'xpath/.//label[normalize-space(.)="Name or userId"]/following::input[1]',
-        { timeout: WAIT },
-      );
-      await input.type(userId('bob'));
+      await typeUserId(alice, userId('bob'));
       await click(alice, 'Search');
       const offer = await alice.waitForFunction(
         () =>

@@ -8,7 +8,10 @@ One scenario per feature, in order, sharing the browser and the server (later on
 earlier ones' rooms; run alone, a test first runs the steps it needs). Each asserts on what
 the page shows (and, where the page cannot prove it, on the server's state), and fails if the
 browser reported an error caused by a server answer while it ran (see ``judge_events``).
-Screenshots of both users after every step go to ``bench-results/web_client/``.
+Screenshots of both users after every step go to ``bench-results/web_client/``, with
+``steps.json`` (each step's outcome, time and details). After a failed step the driver reloads
+both pages so the next starts clean; what that reload's start-up calls provoke is kept for the
+record only (the register step judges the same start-up calls).
 
 SQLite only: this is one real process and a browser; one engine is enough here, both engines
 are covered by the feature tests of each endpoint.

@@ -34,6 +34,9 @@ from tests.real_clients.server_process import REPO_ROOT, running_homeserver
 from tests.web_client.browser import Driver, chromium_path
 from tests.web_client.cinny_site import serving_cinny
 
+# One browser and one server for the module's steps, so one xdist worker runs them all.
+pytestmark = pytest.mark.xdist_group("web_client")
+
 SERVER_NAME = "cinny.test"
 SCREENSHOTS = REPO_ROOT / "bench-results" / "web_client"
 

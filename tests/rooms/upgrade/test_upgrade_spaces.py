@@ -98,6 +98,12 @@ async def test_space_and_child_upgrades_keep_every_link_live(server: TestServer)
     state_ids = await hs.store.state.get_current_state_ids(new_space)
     cleared = await hs.store.events.get_event(state_ids[("m.space.child", children[0])])
     assert cleared is not None and cleared.content == {} and cleared.sender == alice.user_id
+    # And as a client sees it: the new space's /hierarchy lists exactly the live rooms.
+    status, body = await server.call(
+        "GET", f"/_matrix/client/v1/rooms/{new_space}/hierarchy", alice
+    )
+    assert status == 200, body
+    assert {room["room_id"] for room in body["rooms"]} == {new_space, *live_children}
 
 
 async def test_links_are_moved_by_a_local_user_with_the_power_or_left(server: TestServer) -> None:

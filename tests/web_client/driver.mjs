@@ -1,0 +1,644 @@
+// Drives the built Cinny in headless Chromium for tests/web_client/test_cinny.py.
+//
+// Protocol: one JSON object per line on stdin, {"step": NAME}; one JSON object per line on
+// stdout per step: {"step", "ok", "error", "details", "events", "screenshots"}. "ok"/"error"
+// are what the page showed; "events" is everything the browser reported while the step ran
+// that may have been caused by a server answer (uncaught page errors, console errors, and
+// non-2xx answers of the homeserver with their errcode). The Python side judges the events, so
+// the rules of what counts as harmless live in one place (test_cinny.py).
+//
+// One browser, one context per user (separate sessions and storage), kept for the whole run:
+// later steps build on the rooms and keys of earlier ones.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline';
+import puppeteer from 'puppeteer-core';
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`driver.mjs needs ${name}`);
+  return value;
+};
+const CHROMIUM = env('CHROMIUM');
+const SITE = env('SITE_URL');
+const HS = env('HOMESERVER_URL');
+const SERVER_NAME = env('SERVER_NAME');
+const SHOTS = env('SCREENSHOT_DIR');
+const IMAGE = env('IMAGE_PATH');
+const WAIT = Number(process.env.STEP_WAIT_MS || 20000);
+
+const USERS = ['alice', 'bob'];
+const password = (name) => `${name}-Password-123`;
+const userId = (name) => `@${name}:${SERVER_NAME}`;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const state = { pages: {}, tokens: {}, events: [], pending: [], rooms: {} };
+
+// ---- what the browser reports ---------------------------------------------------------------
+
+function watch(name, page) {
+  page.on('pageerror', (error) => {
+    state.events.push({ user: name, kind: 'pageerror', text: String(error.message || error) });
+  });
+  page.on('console', (message) => {
+    if (message.type() !== 'error') return;
+    state.events.push({
+      user: name,
+      kind: 'console',
+      text: message.text(),
+      url: message.location()?.url || '',
+    });
+  });
+  page.on('response', (response) => {
+    const url = response.url();
+    if (!url.startsWith(HS) || response.status() < 400) return;
+    const request = response.request();
+    const event = {
+      user: name,
+      kind: 'answer',
+      method: request.method(),
+      path: url.slice(HS.length),
+      status: response.status(),
+      errcode: null,
+    };
+    state.events.push(event);
+    // The errcode is in the body, read after the fact; a body the browser no longer holds
+    // (or not JSON) leaves errcode null, which the judge treats as unexplained.
+    state.pending.push(
+      response
+        .json()
+        .then((body) => {
+          event.errcode = body && typeof body.errcode === 'string' ? body.errcode : null;
+        })
+        .catch(() => {}),
+    );
+  });
+}
+
+async function drainEvents() {
+  await Promise.all(state.pending.splice(0));
+  return state.events.splice(0);
+}
+
+// ---- page helpers ---------------------------------------------------------------------------
+
+async function button(page, text, timeout = WAIT) {
+  const handle = await page.waitForFunction(
+    (wanted) =>
+      Array.from(document.querySelectorAll('button')).find(
+        (b) => b.offsetParent !== null && b.innerText.trim() === wanted,
+      ) || null,
+    { timeout },
+    text,
+  );
+  return handle.asElement();
+}
+
+// A DOM click, not a mouse one at the button's centre: Cinny's dialogs open with a scale-up
+// animation, and a mouse click during it can land beside a button that is already there.
+async function click(page, text, timeout = WAIT) {
+  await (await button(page, text, timeout)).evaluate((b) => b.click());
+}
+
+async function waitText(page, text, timeout = WAIT) {
+  await page.waitForFunction((wanted) => document.body.innerText.includes(wanted), { timeout }, text);
+}
+
+async function bodyText(page) {
+  return page.evaluate(() => document.body.innerText);
+}
+
+async function go(page, hash) {
+  await page.evaluate((h) => {
+    window.location.hash = h;
+  }, hash);
+}
+
+// Settings open from the user's own avatar, the lowest button of the left-hand bar (its label is
+// an initial, or a picture once an avatar is set).
+async function openSettings(page) {
+  const handle = await page.waitForFunction(
+    () => {
+      const buttons = Array.from(document.querySelectorAll('button')).filter((b) => {
+        const box = b.getBoundingClientRect();
+        return b.offsetParent !== null && box.right <= 70 && box.width > 0;
+      });
+      buttons.sort((a, b) => b.getBoundingClientRect().top - a.getBoundingClientRect().top);
+      return buttons[0] || null;
+    },
+    { timeout: WAIT },
+  );
+  await handle.asElement().evaluate((b) => b.click());
+  await waitText(page, 'Logout');
+}
+
+function roomHash(kind, roomId) {
+  return `#/${kind}/${encodeURIComponent(roomId)}`;
+}
+
+function roomOfUrl(url) {
+  const last = url.split('#')[1].split('/').filter(Boolean).pop();
+  return decodeURIComponent(last);
+}
+
+// The composer is a Slate editor; its first button (left of it) is "attach".
+async function composer(page) {
+  return page.waitForSelector('[data-editable-name=RoomInput]', { visible: true, timeout: WAIT });
+}
+
+async function send(page, text) {
+  const editor = await composer(page);
+  await editor.click();
+  await page.keyboard.type(text);
+  await page.keyboard.press('Enter');
+}
+
+// Cinny's dialogs have their title (h2 or h4) in a header whose last button is "close".
+const DIALOG_TITLES = '[role=dialog] h2, [role=dialog] h4';
+
+async function closeDialog(page, title) {
+  const closed = await page.evaluate(
+    (selector, wanted) => {
+      const head = Array.from(document.querySelectorAll(selector))
+        .filter((h) => h.innerText.trim() === wanted)
+        .pop();
+      if (!head) return false;
+      let header = head.parentElement;
+      while (header && !header.querySelector('button')) header = header.parentElement;
+      const buttons = header.querySelectorAll('button');
+      buttons[buttons.length - 1].click();
+      return true;
+    },
+    DIALOG_TITLES,
+    title,
+  );
+  check(closed, `no dialog "${title}" to close`);
+  await page.waitForFunction(
+    (selector, wanted) =>
+      !Array.from(document.querySelectorAll(selector)).some((h) => h.innerText.trim() === wanted),
+    { timeout: WAIT },
+    DIALOG_TITLES,
+    title,
+  );
+}
+
+async function api(name, method, apiPath, body) {
+  const response = await fetch(`${HS}${apiPath}`, {
+    method,
+    headers: { Authorization: `Bearer ${state.tokens[name]}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let json = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = { raw: text };
+  }
+  return { status: response.status, body: json };
+}
+
+async function screenshot(step, names) {
+  const files = [];
+  for (const name of names) {
+    const file = path.join(SHOTS, `${step}-${name}.png`);
+    await state.pages[name].screenshot({ path: file });
+    files.push(file);
+  }
+  return files;
+}
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+// ---- the steps ------------------------------------------------------------------------------
+
+const steps = {
+  // Both users register through the form; the app then shows its home with the user signed in.
+  async register() {
+    const details = {};
+    for (const name of USERS) {
+      const page = state.pages[name];
+      await page.goto(`${SITE}/#/register/`, { waitUntil: 'networkidle2' });
+      await page.type('input[name=usernameInput]', name);
+      await page.type('input[name=passwordInput]', password(name));
+      await page.type('input[name=confirmPasswordInput]', password(name));
+      await page.click('button[type=submit]');
+      await page.waitForFunction(() => window.location.hash.startsWith('#/home'), { timeout: WAIT });
+      await button(page, 'Create Room');
+      const session = await page.evaluate(() => ({
+        user: localStorage.getItem('cinny_user_id'),
+        token: localStorage.getItem('cinny_access_token'),
+      }));
+      check(session.user === userId(name), `${name} is signed in as ${session.user}`);
+      state.tokens[name] = session.token;
+      const whoami = await api(name, 'GET', '/_matrix/client/v3/account/whoami');
+      check(whoami.body.user_id === userId(name), `whoami for ${name}: ${JSON.stringify(whoami)}`);
+      details[name] = session.user;
+    }
+    return details;
+  },
+
+  // Alice creates an unencrypted room (a server thumbnail exists only for unencrypted media),
+  // invites Bob from the room; Bob accepts from his inbox; they exchange a message each.
+  async room() {
+    const alice = state.pages.alice;
+    const bob = state.pages.bob;
+    await go(alice, '#/home/');
+    await click(alice, 'Create Room');
+    await alice.waitForSelector('input[name=name]', { visible: true, timeout: WAIT });
+    await alice.click('button.toggle.toggle--active'); // end-to-end encryption: off
+    await alice.type('input[name=name]', 'Lobby');
+    await alice.type('textarea[name=topic]', 'Where the web client test meets');
+    await click(alice, 'Create');
+    await alice.waitForFunction(() => /#\/home\/!/.test(window.location.hash), { timeout: WAIT });
+    const roomId = roomOfUrl(alice.url());
+    state.rooms.lobby = roomId;
+    await waitText(alice, 'alice changed room topic');
+
+    await click(alice, 'Invite Member');
+    const input = await alice.waitForSelector(
+      'xpath/.//label[normalize-space(.)="Name or userId"]/following::input[1]',
+      { timeout: WAIT },
+    );
+    await input.type(userId('bob'));
+    await alice.keyboard.press('Enter');
+    await click(alice, 'Invite');
+    await alice.waitForFunction(
+      () => Array.from(document.querySelectorAll('span')).some((s) => s.innerText === 'Invited'),
+      { timeout: WAIT },
+    );
+    await closeDialog(alice, 'Invite to Lobby');
+
+    await go(bob, '#/inbox/invites/');
+    await waitText(bob, 'Lobby');
+    const invite = await bodyText(bob);
+    check(invite.includes('Invited by alice'), `Bob's invite card: ${invite}`);
+    await click(bob, 'Accept');
+    await bob.waitForFunction(
+      (room) => decodeURIComponent(window.location.hash).includes(room),
+      { timeout: WAIT },
+      roomId,
+    );
+    await composer(bob);
+
+    await send(alice, 'Hello Bob, from Alice');
+    await waitText(bob, 'Hello Bob, from Alice');
+    await send(bob, 'Hello Alice, Bob here');
+    await waitText(alice, 'Hello Alice, Bob here');
+    return { room: roomId };
+  },
+
+  // Alice attaches a JPEG in the room and sends it; Bob's timeline shows the picture. Then
+  // Alice makes the same picture her avatar; Bob's timeline shows it beside her messages as a
+  // 48x48 "crop" thumbnail the server made.
+  async image() {
+    const alice = state.pages.alice;
+    const bob = state.pages.bob;
+    const lobby = state.rooms.lobby;
+    check(lobby, 'no room from the room step');
+    await go(alice, roomHash('home', lobby));
+    await go(bob, roomHash('home', lobby));
+    await composer(alice);
+    const attach = await alice.evaluateHandle(() => {
+      let node = document.querySelector('[data-editable-name=RoomInput]');
+      while (node && !node.querySelector('button')) node = node.parentElement;
+      return node.querySelector('button');
+    });
+    const uploaded = alice.waitForResponse(
+      (r) => r.url().includes('/upload') && r.request().method() !== 'OPTIONS',
+      { timeout: WAIT },
+    );
+    const [chooser] = await Promise.all([alice.waitForFileChooser({ timeout: WAIT }), attach.click()]);
+    await chooser.accept([IMAGE]);
+    // (Chromium does not keep the body of this cross-origin POST for the inspector: the status
+    // is what there is; the picture on Bob's side below proves the content.)
+    const upload = await uploaded;
+    check(upload.status() === 200, `upload answered ${upload.status()}`);
+    await sleep(300); // the upload tray turns "ready" on the next render
+    await (await composer(alice)).click();
+    await alice.keyboard.press('Enter');
+
+    const imageName = path.basename(IMAGE);
+    const picture = await bob.waitForFunction(
+      (alt) => {
+        const img = Array.from(document.querySelectorAll('img')).find((i) => i.alt === alt);
+        return img && img.complete && img.naturalWidth > 0 ? img : null;
+      },
+      { timeout: WAIT },
+      imageName,
+    );
+    const pictureSize = await picture.evaluate((img) => [img.naturalWidth, img.naturalHeight]);
+    check(pictureSize[0] === 640 && pictureSize[1] === 480, `Bob's picture is ${pictureSize}`);
+
+    // The avatar: Settings -> the avatar button's hidden file input.
+    await openSettings(alice);
+    const fileInput = await alice.waitForSelector('.profile-editor input[type=file]', { timeout: WAIT });
+    const avatarSet = alice.waitForResponse(
+      (r) => r.url().includes('/avatar_url') && r.request().method() === 'PUT',
+      { timeout: WAIT },
+    );
+    await fileInput.uploadFile(IMAGE);
+    const avatarAnswer = await avatarSet;
+    check(avatarAnswer.status() === 200, `PUT avatar_url answered ${avatarAnswer.status()}`);
+    await closeDialog(alice, 'Settings');
+
+    const thumbnail = await bob.waitForFunction(
+      () => {
+        const img = Array.from(document.querySelectorAll('img')).find(
+          (i) => i.src.includes('/thumbnail/') && i.complete && i.naturalWidth > 0,
+        );
+        return img || null;
+      },
+      { timeout: WAIT },
+    );
+    const thumb = await thumbnail.evaluate((img) => ({
+      src: img.src,
+      width: img.naturalWidth,
+      height: img.naturalHeight,
+    }));
+    // A crop thumbnail is square and far smaller than the 640x480 original.
+    check(thumb.width === thumb.height && thumb.width <= 96, `thumbnail: ${JSON.stringify(thumb)}`);
+    return { picture: pictureSize, thumbnail: thumb };
+  },
+
+  // Bob types without sending; Alice sees "bob is typing...".
+  async typing() {
+    const alice = state.pages.alice;
+    const bob = state.pages.bob;
+    const lobby = state.rooms.lobby;
+    check(lobby, 'no room from the room step');
+    await go(alice, roomHash('home', lobby));
+    await go(bob, roomHash('home', lobby));
+    const editor = await composer(bob);
+    await editor.click();
+    await bob.keyboard.type('I am typing something long', { delay: 20 });
+    await waitText(alice, 'bob is typing...');
+    const shots = await screenshot('typing-seen', ['alice']);
+    // Clearing the composer tells the server Bob stopped; Alice's notice goes away.
+    for (let i = 0; i < 26; i += 1) await bob.keyboard.press('Backspace');
+    await alice.waitForFunction(() => !document.body.innerText.includes('bob is typing...'), {
+      timeout: WAIT,
+    });
+    return { screenshots: shots };
+  },
+
+  // Alice sets up cross-signing from Settings -> Security: secret storage, a new key backup,
+  // then her cross-signing keys (with her password if the server asks for it). The dialog ends
+  // on her new Security Key, and the Security tab then shows both set up.
+  async cross_signing() {
+    const alice = state.pages.alice;
+    await go(alice, '#/home/');
+    await openSettings(alice);
+    await click(alice, 'Security');
+    await click(alice, 'Setup');
+    await click(alice, 'Generate Key');
+    const outcome = await alice.waitForFunction(
+      () => {
+        const text = document.body.innerText;
+        if (text.includes('Please save this security key somewhere safe.')) return 'key';
+        if (text.includes('Failed to setup cross signing')) return 'failed';
+        const password = document.querySelector('input[name=password]');
+        if (password && password.offsetParent !== null) return 'password';
+        return null;
+      },
+      { timeout: WAIT },
+    );
+    let result = await outcome.jsonValue();
+    if (result === 'password') {
+      await alice.type('input[name=password]', password('alice'));
+      await click(alice, 'Continue');
+      const next = await alice.waitForFunction(
+        () => {
+          const text = document.body.innerText;
+          if (text.includes('Please save this security key somewhere safe.')) return 'key';
+          if (text.includes('Failed to setup cross signing')) return 'failed';
+          if (text.includes('Wrong password') || text.includes('Request failed!')) return text;
+          return null;
+        },
+        { timeout: WAIT },
+      );
+      result = await next.jsonValue();
+    }
+    check(result === 'key', `cross-signing setup ended with: ${result}`);
+    const key = await alice.$eval('.cross-signing__key-text', (e) => e.innerText.trim());
+    check(key.split(' ').length >= 12, `the Security Key shown: ${key}`);
+    const shots = await screenshot('cross-signing-key', ['alice']);
+    await closeDialog(alice, 'Security Key');
+    // Back on the Security tab: cross-signing offers "Reset" (it is set up), and the backup
+    // tile no longer asks for cross-signing first.
+    await button(alice, 'Reset');
+    const security = await bodyText(alice);
+    check(
+      !security.includes('Setup cross signing to backup your encrypted messages.'),
+      'the backup tile still asks for cross-signing',
+    );
+    check(!security.includes('Create Backup'), 'the backup tile offers to create a backup');
+    shots.push(...(await screenshot('cross-signing-done', ['alice'])));
+
+    const backup = await api('alice', 'GET', '/_matrix/client/v3/room_keys/version');
+    check(backup.status === 200 && backup.body.version, `room_keys/version: ${JSON.stringify(backup)}`);
+    const keys = await api('alice', 'POST', '/_matrix/client/v3/keys/query', {
+      device_keys: { [userId('alice')]: [] },
+    });
+    check(
+      keys.body.master_keys && keys.body.master_keys[userId('alice')],
+      `no master key in keys/query: ${JSON.stringify(keys.body)}`,
+    );
+    check(
+      keys.body.self_signing_keys && keys.body.self_signing_keys[userId('alice')],
+      'no self-signing key in keys/query',
+    );
+    await closeDialog(alice, 'Settings');
+    return { backup_version: backup.body.version, algorithm: backup.body.algorithm, screenshots: shots };
+  },
+
+  // Alice starts a DM with Bob (Cinny makes it encrypted). Bob's invitation names Alice — the
+  // room has no name, so that comes only from her membership in the invite's stripped state —
+  // then Bob accepts and reads her message, which the server only ever saw encrypted.
+  async encrypted_dm() {
+    const alice = state.pages.alice;
+    const bob = state.pages.bob;
+    await go(alice, '#/direct/');
+    await click(alice, 'Direct Message');
+    const input = await alice.waitForSelector(
+      'xpath/.//label[normalize-space(.)="Name or userId"]/following::input[1]',
+      { timeout: WAIT },
+    );
+    await input.type(userId('bob'));
+    await alice.keyboard.press('Enter');
+    await click(alice, 'Message');
+    // Once the room exists the dialog offers "Open", which goes to it.
+    await click(alice, 'Open'); // closes the dialog
+    await alice.waitForFunction(() => /#\/(direct|home)\/!/.test(window.location.hash), {
+      timeout: WAIT,
+    });
+    const roomId = roomOfUrl(alice.url());
+    state.rooms.dm = roomId;
+    await go(alice, roomHash('direct', roomId));
+
+    await go(bob, '#/inbox/invites/');
+    await waitText(bob, 'Direct Messages');
+    await button(bob, 'Accept');
+    const card = await bodyText(bob);
+    const shots = await screenshot('dm-invite', ['bob']);
+    // Judged at the end, so the rest of the DM is exercised either way.
+    const namesAlice = !card.includes('Empty room') && /Invited by alice[\s\S]*\nalice\n/.test(card);
+    await click(bob, 'Accept');
+    await sleep(500);
+    await go(bob, roomHash('direct', roomId));
+    await composer(bob);
+
+    await send(alice, 'A secret for Bob');
+    await waitText(bob, 'A secret for Bob');
+    const encryption = await api(
+      'bob',
+      'GET',
+      `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state/m.room.encryption/`,
+    );
+    check(encryption.status === 200, `m.room.encryption: ${JSON.stringify(encryption)}`);
+    const messages = await api(
+      'bob',
+      'GET',
+      `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/messages?dir=b&limit=20`,
+    );
+    const seen = JSON.stringify(messages.body);
+    check(!seen.includes('A secret for Bob'), 'the server holds the DM message in clear text');
+    check(seen.includes('m.room.encrypted'), 'no m.room.encrypted event in the DM');
+    const invitation = card.slice(card.indexOf('Direct Messages')).replace(/\s+/g, ' ');
+    check(
+      namesAlice,
+      `the DM works, but Bob's invitation does not name alice (stripped state without the ` +
+        `inviter's membership?): "${invitation}"`,
+    );
+    return { room: roomId, screenshots: shots };
+  },
+
+  // Alice upgrades the room through the API (Cinny has no /upgraderoom); Bob's page shows the
+  // room was replaced, he follows it to the new room, and his message there reaches Alice.
+  async upgrade() {
+    const alice = state.pages.alice;
+    const bob = state.pages.bob;
+    const lobby = state.rooms.lobby;
+    check(lobby, 'no room from the room step');
+    await go(alice, roomHash('home', lobby));
+    await go(bob, roomHash('home', lobby));
+    await composer(bob);
+    const capabilities = await api('alice', 'GET', '/_matrix/client/v3/capabilities');
+    const version = capabilities.body.capabilities['m.room_versions'].default;
+    const upgraded = await api(
+      'alice',
+      'POST',
+      `/_matrix/client/v3/rooms/${encodeURIComponent(lobby)}/upgrade`,
+      { new_version: version },
+    );
+    check(upgraded.status === 200, `upgrade answered ${JSON.stringify(upgraded)}`);
+    const newRoom = upgraded.body.replacement_room;
+    await waitText(bob, 'This room has been replaced');
+    const shots = await screenshot('upgrade-replaced', ['bob']);
+    const follow = await bob.waitForFunction(
+      () =>
+        Array.from(document.querySelectorAll('button')).find(
+          (b) => b.offsetParent !== null && /^(Open|Join) New Room$/.test(b.innerText.trim()),
+        ) || null,
+      { timeout: WAIT },
+    );
+    await follow.asElement().evaluate((b) => b.click());
+    await bob.waitForFunction(
+      (room) => decodeURIComponent(window.location.hash).includes(room),
+      { timeout: WAIT },
+      newRoom,
+    );
+    await composer(bob);
+    await go(alice, roomHash('home', newRoom));
+    await send(bob, 'Following the upgrade');
+    await waitText(alice, 'Following the upgrade');
+    return { old_room: lobby, new_room: newRoom, version, screenshots: shots };
+  },
+};
+
+// A failed step may leave dialogs open or a page half-way; the next one starts from a fresh
+// load of the app (same session, same stores), so one failure does not cascade.
+async function reset() {
+  for (const name of USERS) {
+    const page = state.pages[name];
+    if (!page.url().startsWith(SITE)) continue;
+    await page.reload({ waitUntil: 'networkidle2' }).catch(() => {});
+    await page
+      .waitForFunction(() => document.querySelectorAll('nav button, button').length > 5, {
+        timeout: WAIT,
+      })
+      .catch(() => {});
+  }
+}
+
+// ---- main loop ------------------------------------------------------------------------------
+
+async function main() {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  const browser = await puppeteer.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'],
+  });
+  for (const name of USERS) {
+    const context = await browser.createBrowserContext();
+    const page = await context.newPage();
+    await page.setViewport({ width: 1280, height: 800 });
+    // Cinny saves the Security Key as a download; nothing to keep.
+    const cdp = await page.createCDPSession();
+    await cdp.send('Browser.setDownloadBehavior', {
+      behavior: 'deny',
+      browserContextId: context.id,
+    }).catch(() => {});
+    watch(name, page);
+    state.pages[name] = page;
+  }
+  const out = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
+  out({ ready: true, chromium: await browser.version() });
+
+  const lines = readline.createInterface({ input: process.stdin });
+  let dirty = false;
+  for await (const line of lines) {
+    if (!line.trim()) continue;
+    const { step } = JSON.parse(line);
+    if (step === 'quit') break;
+    const result = { step, ok: false, error: null, details: null, events: [], screenshots: [] };
+    const started = Date.now();
+    if (dirty) {
+      await reset();
+      // The app's start-up calls after the reload belong to no step (the register step judges
+      // the same calls); they are passed on for the record only.
+      result.reset_events = await drainEvents();
+    }
+    const run = steps[step];
+    if (!run) {
+      result.error = `no step ${step}`;
+    } else {
+      try {
+        result.details = await run();
+        result.ok = true;
+      } catch (error) {
+        result.error = String(error && error.stack ? error.stack : error);
+      }
+    }
+    await sleep(300); // answers still in flight when the step ended belong to it
+    try {
+      result.screenshots = await screenshot(step, USERS);
+    } catch (error) {
+      result.error = result.error || `screenshot: ${error}`;
+    }
+    result.events = await drainEvents();
+    result.elapsed_ms = Date.now() - started;
+    dirty = !result.ok;
+    out(result);
+  }
+  await browser.close();
+}
+
+main().catch((error) => {
+  process.stdout.write(`${JSON.stringify({ fatal: String(error && error.stack ? error.stack : error) })}\n`);
+  process.exit(1);
+});

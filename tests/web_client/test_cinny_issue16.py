@@ -1,0 +1,157 @@
+"""Issue 16 in the real web client: the built Cinny 4.2.2 in headless Chromium (``driver16.mjs``)
+against a real ``homeserver run``. alice and bob, one browser context each: alice searches a
+message, finds others in the user directory from the invite dialog, bob opens a space's room
+list (its lobby, built from ``/hierarchy``), alice replies in a thread a Synapse-style client
+started, and bob sees a room's unread badge come and go.
+
+Same harness and rules as ``test_cinny.py`` (issue 15): one scenario per feature, sharing the
+browser and the server; each asserts on the page (and where the page cannot prove it, on the
+server's answers) and fails on any browser error a server answer caused (``judge_events``).
+The accounts and rooms a scenario starts from are made through the API; the pages are signed in
+as Cinny keeps a session. Screenshots go to ``bench-results/web_client16/``. SQLite only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.real_clients.nio_helpers import NIO_CONFIG
+from tests.real_clients.server_process import REPO_ROOT, running_homeserver
+from tests.web_client.browser import HERE, Driver, _pump, chromium_path, node_path
+from tests.web_client.cinny_site import serving_cinny
+from tests.web_client.test_cinny import _where, judge_events
+
+SERVER_NAME = "cinny16.test"
+SCREENSHOTS = REPO_ROOT / "bench-results" / "web_client16"
+
+# What each step needs done before it.
+NEEDS: dict[str, tuple[str, ...]] = {
+    "setup": (),
+    "search": ("setup",),
+    "directory": ("setup",),
+    "space": ("setup",),
+    "thread": ("setup",),
+    "unread": ("setup",),
+}
+
+
+class Driver16(Driver):
+    """``driver16.mjs`` instead of ``driver.mjs``; the same protocol and the same reading."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        import queue
+
+        self._log = log_path.open("w")
+        self._process = subprocess.Popen(
+            [node_path(), str(HERE / "driver16.mjs")],
+            cwd=HERE,
+            env={**os.environ, **env},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            start_new_session=True,
+        )
+        self._log_path = log_path
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        assert self._process.stdout is not None
+        threading.Thread(
+            target=_pump, args=(self._process.stdout, self._lines), daemon=True
+        ).start()
+        hello = self._read(timeout=60)
+        if not hello.get("ready"):
+            raise AssertionError(f"the browser did not start: {hello}")
+        self.chromium_version = str(hello.get("chromium"))
+
+
+@dataclass
+class Session16:
+    driver: Driver
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def step(self, name: str) -> dict[str, Any]:
+        """Run ``name`` (after the steps it needs, once each) and fail unless the page showed
+        what it should and no server answer broke the client meanwhile (as test_cinny.py)."""
+        for needed in NEEDS[name]:
+            if needed not in self.results:
+                self.results[needed] = self.driver.run(needed)
+            if not self.results[needed]["ok"]:
+                pytest.fail(
+                    f"{name} needs {needed}, which failed: {_where(self.results[needed]['error'])}",
+                    pytrace=False,
+                )
+        result = self.results[name] = self.driver.run(name)
+        shots = ", ".join(Path(s).name for s in result["screenshots"])
+        if not result["ok"]:
+            pytest.fail(
+                f"{name}: the page did not get there: {_where(result['error'])}\n"
+                f"server answers meanwhile: {judge_events(result['events'])}\n"
+                f"screenshots: {shots}; the step took {result.get('elapsed_ms', 0) / 1000:.1f} s",
+                pytrace=False,
+            )
+        problems = judge_events(result["events"])
+        if problems:
+            pytest.fail(
+                f"{name}: the page got there, but server answers broke the client on the way:\n  "
+                + "\n  ".join(problems),
+                pytrace=False,
+            )
+        return dict(result["details"] or {})
+
+
+@pytest.fixture(scope="module")
+def cinny16(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session16]:
+    chromium = chromium_path()
+    workdir = tmp_path_factory.mktemp("cinny16")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for old in SCREENSHOTS.glob("*.png"):
+        old.unlink()
+    with (
+        running_homeserver(workdir, SERVER_NAME, NIO_CONFIG) as homeserver_url,
+        serving_cinny(workdir, homeserver_url) as site_url,
+    ):
+        driver = Driver16(
+            {
+                "CHROMIUM": chromium,
+                "SITE_URL": site_url,
+                "HOMESERVER_URL": homeserver_url,
+                "SERVER_NAME": SERVER_NAME,
+                "SCREENSHOT_DIR": str(SCREENSHOTS),
+            },
+            workdir / "driver16.log",
+        )
+        session = Session16(driver)
+        try:
+            yield session
+        finally:
+            driver.close()
+            (SCREENSHOTS / "steps.json").write_text(
+                json.dumps(
+                    {
+                        "chromium": driver.chromium_version,
+                        "steps": {
+                            name: {"ok": r["ok"], "elapsed_ms": r.get("elapsed_ms")}
+                            for name, r in session.results.items()
+                        },
+                    },
+                    indent=2,
+                )
+            )
+
+
+def test_search_a_message(cinny16: Session16) -> None:
+    cinny16.step("search")
+
+
+def test_find_users_in_the_directory_from_the_invite_dialog(cinny16: Session16) -> None:
+    details = cinny16.step("directory")
+    assert details == {"bo": "@bob:cinny16.test", "caro": "@carol:cinny16.test"}

@@ -186,6 +186,20 @@ async function screenshot(step, names) {
   return files;
 }
 
+// window.t16Badge(name): the number beside a room's name in the room list (its unread
+// badge), or null when it has none.
+async function installBadgeReader(page) {
+  await page.evaluate(() => {
+    window.t16Badge = (name) => {
+      for (const item of document.querySelectorAll('a, [role=button], li, div')) {
+        const m = (item.innerText || '').trim().match(/^(.+?)\s+(\d+)$/);
+        if (m && m[1] === name) return m[2];
+      }
+      return null;
+    };
+  });
+}
+
 // Sign the page in as Cinny keeps a session, then load the app.
 async function signIn(name) {
   const page = state.pages[name];
@@ -281,6 +295,163 @@ const steps = {
     await screenshot('directory-dave', ['alice']);
     await closeDialog(alice, 'Invite to Picnic');
     return results;
+  },
+
+  // alice makes a space "Park" holding Pond (public, bob is not in it) and Shed (invite-only,
+  // bob is not in it); bob joins the space and opens its lobby, where Cinny previews each child
+  // it does not know through /hierarchy of that room (limit 1, depth 1): Pond is offered to
+  // join, Shed is refused by the server and stays an unnamed private room; bob joins Pond there.
+  //
+  // These rooms are version 11: Cinny 4.2.2 takes a room ID for one only with a ":server" part
+  // (its /^([@!$+#])(\S+):(\S+)$/), which room version 12's IDs no longer have, and drops such
+  // space children unseen (the server's default version is 12, as Synapse's).
+  async space() {
+    const bob = state.pages.bob;
+    const v11 = (options) => createRoom('alice', { room_version: '11', ...options });
+    const space = await v11({
+      name: 'Park',
+      creation_content: { type: 'm.space' },
+      invite: [userId('bob')],
+    });
+    state.rooms.space = space;
+    const pond = await v11({ name: 'Pond', preset: 'public_chat' });
+    const shed = await v11({ name: 'Shed' });
+    state.rooms.pond = pond;
+    for (const child of [pond, shed]) {
+      await ok('alice', 'PUT', `${room(space)}/state/m.space.child/${encodeURIComponent(child)}`, {
+        via: [SERVER_NAME],
+      });
+    }
+    await join('bob', space);
+    await go(bob, `#/${encodeURIComponent(space)}/lobby/`);
+    await waitText(bob, 'Pond');
+    await waitText(bob, 'Private Room');
+    const lobby = await bob.evaluate(() => document.body.innerText);
+    check(!lobby.includes('Shed'), 'the lobby shows an invite-only room bob is not in');
+    const shots = await screenshot('space-lobby', ['bob']);
+    // Pond's card has the only Join button.
+    await click(bob, 'Join');
+    let joined = false;
+    for (let i = 0; i < 50 && !joined; i += 1) {
+      const rooms = await ok('bob', 'GET', '/_matrix/client/v3/joined_rooms');
+      joined = rooms.joined_rooms.includes(pond);
+      if (!joined) await sleep(100);
+    }
+    check(joined, 'bob did not join Pond from the lobby');
+    return { space, screenshots: shots };
+  },
+
+  // bob (as a Synapse-era client such as Element does) replies to alice's message in a thread;
+  // Cinny shows it as a threaded reply; alice replies to it from the page, which Cinny keeps in
+  // the thread. The server then aggregates both replies under the root.
+  async thread() {
+    const alice = state.pages.alice;
+    const bob = state.pages.bob;
+    const talk = state.rooms.talk;
+    await go(alice, roomHash('home', talk));
+    await go(bob, roomHash('home', talk));
+    await send(alice, 'Shall we plant tulips or roses?');
+    let root = null;
+    for (let i = 0; i < 50 && !root; i += 1) {
+      const page = await ok('bob', 'GET', `${room(talk)}/messages?dir=b&limit=5`);
+      const found = page.chunk.find((e) => e.content && e.content.body === 'Shall we plant tulips or roses?');
+      if (found) root = found.event_id;
+      else await sleep(100);
+    }
+    check(root, 'alice\'s message never reached the server');
+    const bobReply = await sendApi('bob', talk, {
+      msgtype: 'm.text',
+      body: 'Roses, surely',
+      'm.relates_to': {
+        rel_type: 'm.thread',
+        event_id: root,
+        is_falling_back: true,
+        'm.in_reply_to': { event_id: root },
+      },
+    });
+    await waitText(alice, 'Roses, surely');
+    await waitText(alice, 'Threaded reply');
+    // Hovering a message shows its options; the reply arrow carries the event's id.
+    const item = await alice.waitForSelector(`[data-message-id="${bobReply}"]`, { timeout: WAIT });
+    await item.hover();
+    const replyButton = await alice.waitForSelector(
+      `[data-message-id="${bobReply}"] button[data-event-id="${bobReply}"]`,
+      { timeout: WAIT },
+    );
+    await replyButton.evaluate((b) => b.click());
+    await send(alice, 'Roses it is, then');
+    await waitText(bob, 'Roses it is, then');
+    const shots = await screenshot('thread-replied', ['alice', 'bob']);
+
+    const relations = await ok('bob', 'GET', `/_matrix/client/v1/rooms/${encodeURIComponent(talk)}/relations/${encodeURIComponent(root)}/m.thread`);
+    // (Cinny puts the quoted reply fallback before its text in the body.)
+    const mine = (e) => e.sender === userId('alice') && e.content.body.endsWith('Roses it is, then');
+    const bodies = relations.chunk.map((e) => e.content.body);
+    check(
+      relations.chunk.length === 2 && bodies.includes('Roses, surely') && relations.chunk.some(mine),
+      `thread relations: ${JSON.stringify(bodies)}`,
+    );
+    const aliceReply = relations.chunk.find(mine);
+    const relatesTo = aliceReply.content['m.relates_to'];
+    check(
+      relatesTo.rel_type === 'm.thread' && relatesTo.event_id === root,
+      `alice's reply is not in the thread: ${JSON.stringify(relatesTo)}`,
+    );
+    const rootEvent = await ok('alice', 'GET', `${room(talk)}/event/${encodeURIComponent(root)}`);
+    const summary = rootEvent.unsigned && rootEvent.unsigned['m.relations'] && rootEvent.unsigned['m.relations']['m.thread'];
+    check(
+      summary && summary.count === 2 && summary.current_user_participated === true &&
+        summary.latest_event.event_id === aliceReply.event_id,
+      `the root's thread summary: ${JSON.stringify(rootEvent.unsigned)}`,
+    );
+    const threads = await ok('bob', 'GET', `/_matrix/client/v1/rooms/${encodeURIComponent(talk)}/threads`);
+    check(threads.chunk.length > 0 && threads.chunk[0].event_id === root, `threads: ${JSON.stringify(threads)}`);
+    return { count: summary.count, screenshots: shots };
+  },
+
+  // bob is elsewhere while alice writes twice in "Notice Board", once naming him: bob's room
+  // list shows the room's badge with the server's count, his inbox lists the mention (GET
+  // /notifications), and opening the room clears the badge and the server's count.
+  async unread() {
+    const bob = state.pages.bob;
+    const board = await createRoom('alice', { name: 'Notice Board', invite: [userId('bob')] });
+    state.rooms.board = board;
+    await join('bob', board);
+    await go(bob, '#/home/');
+    await waitText(bob, 'Notice Board');
+    await sendApi('alice', board, { msgtype: 'm.text', body: 'The board is up' });
+    await sendApi('alice', board, { msgtype: 'm.text', body: 'bob, your plot is number 7' });
+    await installBadgeReader(bob);
+    // The count grows as the server evaluates each message: wait for both, then judge.
+    await bob
+      .waitForFunction(() => window.t16Badge('Notice Board') === '2', { timeout: WAIT })
+      .catch(() => {});
+    const count = await bob.evaluate(() => window.t16Badge('Notice Board'));
+    const shots = await screenshot('unread-badge', ['bob']);
+    check(count === '2', `the badge says ${count}`);
+
+    await go(bob, '#/inbox/notifications/');
+    await waitText(bob, 'your plot is number 7');
+    shots.push(...(await screenshot('unread-inbox', ['bob'])));
+
+    await go(bob, roomHash('home', board));
+    await waitText(bob, 'your plot is number 7');
+    await go(bob, '#/home/');
+    await waitText(bob, 'Notice Board');
+    await installBadgeReader(bob);
+    await bob.waitForFunction(() => window.t16Badge('Notice Board') === null, { timeout: WAIT });
+    shots.push(...(await screenshot('unread-cleared', ['bob'])));
+    // The server's count, read the way a fresh client would.
+    let counts = null;
+    for (let i = 0; i < 50; i += 1) {
+      const filter = JSON.stringify({ room: { rooms: [board], timeline: { limit: 1 } } });
+      const sync = await ok('bob', 'GET', `/_matrix/client/v3/sync?filter=${encodeURIComponent(filter)}`);
+      counts = sync.rooms.join[board].unread_notifications;
+      if (counts.notification_count === 0) break;
+      await sleep(100);
+    }
+    check(counts.notification_count === 0 && counts.highlight_count === 0, `after reading: ${JSON.stringify(counts)}`);
+    return { badge: count, screenshots: shots };
   },
 };
 

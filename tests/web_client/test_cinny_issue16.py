@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import re
 import subprocess
 import threading
-from dataclasses import dataclass, field
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +30,48 @@ from tests.real_clients.nio_helpers import NIO_CONFIG
 from tests.real_clients.server_process import REPO_ROOT, running_homeserver
 from tests.web_client.browser import HERE, Driver, _pump, chromium_path, node_path
 from tests.web_client.cinny_site import serving_cinny
-from tests.web_client.test_cinny import _where, judge_events
+from tests.web_client.test_cinny import judge_events
 
 SERVER_NAME = "cinny16.test"
 SCREENSHOTS = REPO_ROOT / "bench-results" / "web_client16"
+
+# Non-2xx answers of issue 16's endpoints that are the protocol working, on top of
+# test_cinny.py's: (method, path pattern, status, errcode, why).
+EXPECTED_HERE: tuple[tuple[str, str, int, str, str], ...] = (
+    (
+        "GET",
+        r"^/_matrix/client/v1/rooms/[^/]+/hierarchy$",
+        403,
+        "M_FORBIDDEN",
+        "Cinny previews each space child it does not know through /hierarchy of that room; one "
+        "the user may not see (invite-only, not invited) is refused, as Synapse does, and the "
+        "lobby shows it as an unknown private room",
+    ),
+)
+
+
+def _expected_here(event: dict[str, Any]) -> bool:
+    path = str(event.get("path", "")).split("?", 1)[0]
+    return event["kind"] == "answer" and any(
+        method == event["method"]
+        and re.search(pattern, path)
+        and status == event["status"]
+        and errcode == event["errcode"]
+        for method, pattern, status, errcode, _why in EXPECTED_HERE
+    )
+
+
+def judge(events: list[dict[str, Any]]) -> list[str]:
+    """test_cinny.py's judgement, less the answers expected here."""
+    return judge_events([e for e in events if not _expected_here(e)])
+
+
+def _where(error: str | None) -> str:
+    """The error's first line and the driver16.mjs lines it passed through."""
+    lines = str(error).splitlines()
+    frames = [line.strip() for line in lines[1:] if "driver16.mjs:" in line]
+    return "\n  ".join(lines[:1] + frames)
+
 
 # What each step needs done before it.
 NEEDS: dict[str, tuple[str, ...]] = {
@@ -48,8 +88,6 @@ class Driver16(Driver):
     """``driver16.mjs`` instead of ``driver.mjs``; the same protocol and the same reading."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        import queue
-
         self._log = log_path.open("w")
         self._process = subprocess.Popen(
             [node_path(), str(HERE / "driver16.mjs")],
@@ -94,11 +132,11 @@ class Session16:
         if not result["ok"]:
             pytest.fail(
                 f"{name}: the page did not get there: {_where(result['error'])}\n"
-                f"server answers meanwhile: {judge_events(result['events'])}\n"
+                f"server answers meanwhile: {judge(result['events'])}\n"
                 f"screenshots: {shots}; the step took {result.get('elapsed_ms', 0) / 1000:.1f} s",
                 pytrace=False,
             )
-        problems = judge_events(result["events"])
+        problems = judge(result["events"])
         if problems:
             pytest.fail(
                 f"{name}: the page got there, but server answers broke the client on the way:\n  "
@@ -155,3 +193,15 @@ def test_search_a_message(cinny16: Session16) -> None:
 def test_find_users_in_the_directory_from_the_invite_dialog(cinny16: Session16) -> None:
     details = cinny16.step("directory")
     assert details == {"bo": "@bob:cinny16.test", "caro": "@carol:cinny16.test"}
+
+
+def test_open_a_space_room_list_built_from_hierarchy(cinny16: Session16) -> None:
+    assert cinny16.step("space")["space"].startswith("!")
+
+
+def test_reply_in_a_thread(cinny16: Session16) -> None:
+    assert cinny16.step("thread")["count"] == 2
+
+
+def test_unread_badge(cinny16: Session16) -> None:
+    assert cinny16.step("unread")["badge"] == "2"

@@ -8,7 +8,10 @@ One scenario per feature, in order, sharing the browser and the server (later on
 earlier ones' rooms; run alone, a test first runs the steps it needs). Each asserts on what
 the page shows (and, where the page cannot prove it, on the server's state), and fails if the
 browser reported an error caused by a server answer while it ran (see ``judge_events``).
-Screenshots of both users after every step go to ``bench-results/web_client/``.
+Screenshots of both users after every step go to ``bench-results/web_client/``, with
+``steps.json`` (each step's outcome, time and details). After a failed step the driver reloads
+both pages so the next starts clean; what that reload's start-up calls provoke is kept for the
+record only (the register step judges the same start-up calls).
 
 SQLite only: this is one real process and a browser; one engine is enough here, both engines
 are covered by the feature tests of each endpoint.
@@ -129,7 +132,7 @@ def _test_image(path: Path) -> Path:
 def _where(error: str | None) -> str:
     """The error's first line and the driver.mjs lines it passed through (not puppeteer's)."""
     lines = str(error).splitlines()
-    frames = [line.strip() for line in lines[1:] if "driver.mjs:" in line]
+    frames = [line.strip() for line in lines[1:] if "driver.mjs:" in line or " went: " in line]
     return "\n  ".join(lines[:1] + frames)
 
 
@@ -216,7 +219,11 @@ def cinny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
                     {
                         "chromium": driver.chromium_version,
                         "steps": {
-                            name: {"ok": r["ok"], "elapsed_ms": r.get("elapsed_ms")}
+                            name: {
+                                "ok": r["ok"],
+                                "elapsed_ms": r.get("elapsed_ms"),
+                                "details": r.get("details"),
+                            }
                             for name, r in session.results.items()
                         },
                     },

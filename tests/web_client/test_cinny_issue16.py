@@ -192,7 +192,11 @@ def test_search_a_message(cinny16: Session16) -> None:
 
 def test_find_users_in_the_directory_from_the_invite_dialog(cinny16: Session16) -> None:
     details = cinny16.step("directory")
-    assert details == {"bo": "@bob:cinny16.test", "caro": "@carol:cinny16.test"}
+    assert details == {
+        "bo": "@bob:cinny16.test",
+        "caro": "@carol:cinny16.test",
+        "dave": 'No matches found for "dave"!',
+    }
 
 
 def test_open_a_space_room_list_built_from_hierarchy(cinny16: Session16) -> None:

@@ -72,8 +72,11 @@ function watch(name, page) {
   });
 }
 
+// The errcodes read so far; a body the browser never delivers (a request cut short by a page
+// load) is not waited for past a few seconds: its errcode stays null (unexplained).
 async function drainEvents() {
-  await Promise.all(state.pending.splice(0));
+  const pending = state.pending.splice(0);
+  await Promise.race([Promise.all(pending), sleep(3000)]);
   return state.events.splice(0);
 }
 
@@ -198,6 +201,16 @@ async function typeFocused(page, selector, text) {
   check(value === text, `the field holds "${value}", not "${text}"`);
 }
 
+// Scroll the last message holding ``text`` into view, for the screenshot.
+async function showMessage(page, text) {
+  await page.evaluate((wanted) => {
+    const items = Array.from(document.querySelectorAll('[data-message-id]')).filter((e) =>
+      e.innerText.includes(wanted),
+    );
+    if (items.length) items[items.length - 1].scrollIntoView({ block: 'center' });
+  }, text);
+}
+
 // A room's unread_notifications in a fresh /sync, read again for a while until they are the
 // wanted ones (the page's read receipt may still be on its way); the last ones read.
 async function serverCounts(name, roomId, wanted) {
@@ -226,11 +239,12 @@ async function installBadgeReader(page) {
   });
 }
 
-// Sign the page in as Cinny keeps a session, then load the app.
+// Sign the page in as Cinny keeps a session: the four keys are written from a static file of
+// the same origin (not the app, which would start and be cut short), then the app loads once.
 async function signIn(name) {
   const page = state.pages[name];
   const session = state.sessions[name];
-  await page.goto(`${SITE}/#/login/`, { waitUntil: 'domcontentloaded' });
+  await page.goto(`${SITE}/config.json`, { waitUntil: 'domcontentloaded' });
   await page.evaluate(
     (s, hs) => {
       localStorage.setItem('cinny_access_token', s.access_token);
@@ -242,7 +256,6 @@ async function signIn(name) {
     HS,
   );
   await page.goto(`${SITE}/#/home/`, { waitUntil: 'domcontentloaded' });
-  await page.reload({ waitUntil: 'domcontentloaded' });
   await findButton(page, 'Create Room');
 }
 
@@ -356,7 +369,8 @@ const steps = {
 
   // bob (as a Synapse-era client such as Element does) replies to alice's message in a thread;
   // Cinny shows it as a threaded reply; alice replies to it from the page, which Cinny keeps in
-  // the thread. The server then aggregates both replies under the root.
+  // the thread, then edits it. The server aggregates both replies under the root and the edit
+  // with the reply.
   async thread() {
     const alice = state.pages.alice;
     const bob = state.pages.bob;
@@ -394,6 +408,8 @@ const steps = {
     await replyButton.evaluate((b) => b.click());
     await send(alice, 'Roses it is, then');
     await waitText(bob, 'Roses it is, then');
+    await showMessage(alice, 'Roses it is, then');
+    await showMessage(bob, 'Roses it is, then');
     const shots = await screenshot('thread-replied', ['alice', 'bob']);
 
     const relations = await ok('bob', 'GET', `/_matrix/client/v1/rooms/${encodeURIComponent(talk)}/relations/${encodeURIComponent(root)}/m.thread`);
@@ -419,7 +435,56 @@ const steps = {
     );
     const threads = await ok('bob', 'GET', `/_matrix/client/v1/rooms/${encodeURIComponent(talk)}/threads`);
     check(threads.chunk.length > 0 && threads.chunk[0].event_id === root, `threads: ${JSON.stringify(threads)}`);
-    return { count: summary.count, screenshots: shots };
+
+    // alice edits her reply from the page (the pencil beside the reply arrow); bob's page shows
+    // the new text marked edited, and the server bundles the edit with the reply.
+    // (Her page may still know it by its local echo's ID: the item is found by its text.)
+    const mineId = aliceReply.event_id;
+    const itemId = await (
+      await alice.waitForFunction(
+        () => {
+          const items = Array.from(document.querySelectorAll('[data-message-id]')).filter((e) =>
+            e.innerText.includes('Roses it is, then'),
+          );
+          return items.length ? items[items.length - 1].getAttribute('data-message-id') : null;
+        },
+        { timeout: WAIT },
+      )
+    ).jsonValue();
+    await (await alice.$(`[data-message-id="${itemId}"]`)).hover();
+    const arrow = await alice.waitForSelector(
+      [itemId, mineId].map((id) => `[data-message-id="${itemId}"] button[data-event-id="${id}"]`).join(', '),
+      { timeout: WAIT },
+    );
+    const pencil = await arrow.evaluateHandle((b) => b.nextElementSibling);
+    check(
+      await pencil.evaluate((b) => b instanceof HTMLButtonElement),
+      'no edit button beside the reply arrow of alice\'s message',
+    );
+    await pencil.evaluate((b) => b.click());
+    const editor = await alice.waitForSelector(
+      '[data-message-id] [contenteditable=true]:not([data-editable-name=RoomInput])',
+      { visible: true, timeout: WAIT },
+    );
+    await editor.click();
+    await alice.waitForFunction((field) => field.contains(document.activeElement), { timeout: WAIT }, editor);
+    await alice.keyboard.down('Control');
+    await alice.keyboard.press('KeyA');
+    await alice.keyboard.up('Control');
+    await alice.keyboard.type('Red roses it is, then');
+    await alice.keyboard.press('Enter');
+    await waitText(bob, 'Red roses it is, then');
+    await waitText(bob, '(edited)');
+    await showMessage(bob, 'Red roses it is, then');
+    shots.push(...(await screenshot('thread-edited', ['bob'])));
+    let replace = null;
+    for (let i = 0; i < 30 && !replace; i += 1) {
+      const edited = await ok('bob', 'GET', `${room(talk)}/event/${encodeURIComponent(mineId)}`);
+      replace = edited.unsigned && edited.unsigned['m.relations'] && edited.unsigned['m.relations']['m.replace'];
+      if (!replace) await sleep(100);
+    }
+    check(replace && replace.event_id && replace.event_id !== mineId, `no m.replace bundled: ${JSON.stringify(replace)}`);
+    return { count: summary.count, edited: true, screenshots: shots };
   },
 
   // bob is elsewhere while alice writes twice in "Notice Board", once naming him: bob's room

@@ -101,6 +101,23 @@ class PushActionsStore:
         )
 
     # --- unread counts -----------------------------------------------------------------------
+    async def _membership_positions(self, user_id: str, room_ids: Sequence[str]) -> dict[str, int]:
+        """room → the stream ordering of the user's current membership event there."""
+        found: dict[str, int] = {}
+        for start in range(0, len(room_ids), _CHUNK):
+            chunk = list(room_ids[start : start + _CHUNK])
+            rows = await self.db.fetchall(
+                "SELECT c.room_id, e.stream_ordering FROM current_state_events c"
+                " JOIN events e ON e.event_id = c.event_id"
+                " WHERE c.type = 'm.room.member' AND c.state_key = ?"
+                f" AND c.room_id IN ({placeholders(len(chunk))})",
+                user_id,
+                *chunk,
+            )
+            for room_id, ordering in rows:
+                found[room_id] = int(ordering)
+        return found
+
     async def _receipt_positions(
         self, user_id: str, room_ids: Sequence[str]
     ) -> dict[str, dict[str, int]]:
@@ -129,10 +146,14 @@ class PushActionsStore:
         its thread, from where it is further on."""
         ids = list(dict.fromkeys(room_ids))
         receipts = await self._receipt_positions(user_id, ids)
+        unread_from = await self._membership_positions(user_id, ids)
         result: dict[str, RoomCounts] = {}
         for room_id in ids:
             marks = receipts.get(room_id, {})
-            floor = marks.get("", 0)
+            # Without an unthreaded receipt, counting starts at the user's membership (their
+            # join): what notified them before it — their own invite — is not unread there
+            # (Synapse's floor too).
+            floor = marks.get("", unread_from.get(room_id, 0))
             rows = await self.db.fetchall(
                 "SELECT thread_id, stream_ordering, highlight FROM event_push_actions"
                 " WHERE user_id = ? AND room_id = ? AND stream_ordering > ?",

@@ -8,7 +8,7 @@ from typing import Any
 
 from homeserver.app import Homeserver
 from homeserver.events.draft import EventDraft
-from tests.builders import join, make_room, say
+from tests.builders import invite, join, make_room, say
 from tests.harness import TestServer, TestUser
 from tests.sync.helpers import sync
 
@@ -59,6 +59,22 @@ async def test_counts_follow_messages_and_receipts(server: TestServer, hs: Homes
     await _receipt(server, bob, room_id, "m.read.private", second.event_id)
     body = await sync(server, bob, since=body["next_batch"], timeout="0")
     assert _counts(body, room_id) == {"notification_count": 0, "highlight_count": 0}
+
+    # The invitee is notified of the invite (default rule); once joined, without a receipt yet,
+    # counting starts at the join: the invite is not an unread of the room (Synapse's floor).
+    carol = await server.register("carol")
+    invitation = await invite(hs, room_id, alice.user_id, carol.user_id)
+    await hs.push_evaluator.process_pending()
+    status, listed = await server.call("GET", "/notifications", carol)
+    assert status == 200, listed
+    assert [n["event"]["event_id"] for n in listed["notifications"]] == [invitation.event_id]
+    await join(hs, room_id, carol.user_id)
+    await say(hs, room_id, alice.user_id, "welcome aboard")
+    await hs.push_evaluator.process_pending()
+    assert _counts(await sync(server, carol), room_id) == {
+        "notification_count": 1,
+        "highlight_count": 0,
+    }
 
 
 async def test_rules_decide(server: TestServer, hs: Homeserver):

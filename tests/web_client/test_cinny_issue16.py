@@ -37,6 +37,9 @@ from tests.web_client.browser import HERE, Driver, _pump, chromium_path, node_pa
 from tests.web_client.cinny_site import serving_cinny
 from tests.web_client.test_cinny import judge_events
 
+# Browser steps share one server and browser; keep them on the web client's xdist worker.
+pytestmark = pytest.mark.xdist_group("web_client")
+
 SERVER_NAME = "cinny16.test"
 SCREENSHOTS = REPO_ROOT / "bench-results" / "web_client16"
 

@@ -34,9 +34,6 @@ from tests.real_clients.server_process import REPO_ROOT, running_homeserver
 from tests.web_client.browser import Driver, chromium_path
 from tests.web_client.cinny_site import serving_cinny
 
-# One browser and one server for the module's steps, so one xdist worker runs them all.
-pytestmark = pytest.mark.xdist_group("web_client")
-
 SERVER_NAME = "cinny.test"
 SCREENSHOTS = REPO_ROOT / "bench-results" / "web_client"
 
@@ -195,7 +192,7 @@ def cinny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     workdir = tmp_path_factory.mktemp("cinny")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for old in SCREENSHOTS.glob("*.png"):
-        old.unlink()
+        old.unlink(missing_ok=True)
     with (
         running_homeserver(workdir, SERVER_NAME, NIO_CONFIG) as homeserver_url,
         serving_cinny(workdir, homeserver_url) as site_url,

@@ -37,9 +37,6 @@ from tests.web_client.browser import HERE, Driver, _pump, chromium_path, node_pa
 from tests.web_client.cinny_site import serving_cinny
 from tests.web_client.test_cinny import judge_events
 
-# Browser steps share one server and browser; keep them on the web client's xdist worker.
-pytestmark = pytest.mark.xdist_group("web_client")
-
 SERVER_NAME = "cinny16.test"
 SCREENSHOTS = REPO_ROOT / "bench-results" / "web_client16"
 
@@ -160,7 +157,7 @@ def cinny16(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session16]:
     workdir = tmp_path_factory.mktemp("cinny16")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for old in SCREENSHOTS.glob("*.png"):
-        old.unlink()
+        old.unlink(missing_ok=True)
     with (
         running_homeserver(workdir, SERVER_NAME, NIO_CONFIG) as homeserver_url,
         serving_cinny(workdir, homeserver_url) as site_url,

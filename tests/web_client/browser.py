@@ -49,12 +49,13 @@ def _pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
 
 
 class Driver:
-    """One ``driver.mjs`` process: ``run(step)`` sends a step and returns its JSON result."""
+    """One driver process (``driver.mjs`` unless ``script`` names another speaking the same
+    protocol): ``run(step)`` sends a step and returns its JSON result."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, script: Path = DRIVER) -> None:
         self._log = log_path.open("w")
         self._process = subprocess.Popen(
-            [node_path(), str(DRIVER)],
+            [node_path(), str(script)],
             cwd=HERE,
             env={**os.environ, **env},
             stdin=subprocess.PIPE,

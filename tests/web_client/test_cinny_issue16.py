@@ -19,11 +19,7 @@ as Cinny keeps a session. Screenshots go to ``bench-results/web_client16/``. SQL
 from __future__ import annotations
 
 import json
-import os
-import queue
 import re
-import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +29,7 @@ import pytest
 
 from tests.real_clients.nio_helpers import NIO_CONFIG
 from tests.real_clients.server_process import REPO_ROOT, running_homeserver
-from tests.web_client.browser import HERE, Driver, _pump, chromium_path, node_path
+from tests.web_client.browser import HERE, Driver, chromium_path
 from tests.web_client.cinny_site import serving_cinny
 from tests.web_client.test_cinny import judge_events
 
@@ -89,33 +85,6 @@ NEEDS: dict[str, tuple[str, ...]] = {
 }
 
 
-class Driver16(Driver):
-    """``driver16.mjs`` instead of ``driver.mjs``; the same protocol and the same reading."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self._log = log_path.open("w")
-        self._process = subprocess.Popen(
-            [node_path(), str(HERE / "driver16.mjs")],
-            cwd=HERE,
-            env={**os.environ, **env},
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-            start_new_session=True,
-        )
-        self._log_path = log_path
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        assert self._process.stdout is not None
-        threading.Thread(
-            target=_pump, args=(self._process.stdout, self._lines), daemon=True
-        ).start()
-        hello = self._read(timeout=60)
-        if not hello.get("ready"):
-            raise AssertionError(f"the browser did not start: {hello}")
-        self.chromium_version = str(hello.get("chromium"))
-
-
 @dataclass
 class Session16:
     driver: Driver
@@ -162,7 +131,7 @@ def cinny16(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session16]:
         running_homeserver(workdir, SERVER_NAME, NIO_CONFIG) as homeserver_url,
         serving_cinny(workdir, homeserver_url) as site_url,
     ):
-        driver = Driver16(
+        driver = Driver(
             {
                 "CHROMIUM": chromium,
                 "SITE_URL": site_url,
@@ -171,6 +140,7 @@ def cinny16(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session16]:
                 "SCREENSHOT_DIR": str(SCREENSHOTS),
             },
             workdir / "driver16.log",
+            HERE / "driver16.mjs",
         )
         session = Session16(driver)
         try:

@@ -280,6 +280,8 @@ class RoomDeletionService:
         result: dict[str, Any],
     ) -> None:
         aliases = await self.store.aliases.get_aliases_for_room(room_id)
+        # As Synapse: the room's local aliases, moved to the new room or else removed.
+        result["local_aliases"] = sorted(set(result["local_aliases"]) | set(aliases))
         if new_room_id is None or params.new_room_user_id is None:
             # Nowhere to point them: an alias of a shut-down room would only mislead.
             async with self.store.db.transaction("delete_room_aliases") as txn:
@@ -294,6 +296,5 @@ class RoomDeletionService:
                 {"body": params.message or DEFAULT_MESSAGE, "msgtype": "m.text"},
             ),
         )
-        result["local_aliases"] = sorted(set(result["local_aliases"]) | set(aliases))
         async with self.store.db.transaction("move_room_aliases") as txn:
             await self.store.aliases.move_aliases_txn(txn, room_id, new_room_id)

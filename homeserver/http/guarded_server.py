@@ -12,6 +12,10 @@ it likes to finish a request head or body, so a few hundred sockets trickling on
   408 ``M_UNKNOWN`` and the connection is closed after that answer.
 * past ``max_connections`` open connections, a new one is answered 503 and closed at once.
 
+A request aiohttp cannot parse never reaches the middleware; its answer is made here, as Matrix
+error JSON like every other: a request line past aiohttp's 8 KB limit 414 ``M_TOO_LARGE``, a
+header past it 431 ``M_TOO_LARGE``, any other malformed request 400 ``M_UNKNOWN``.
+
 :class:`GuardedAppRunner` is an ``aiohttp.web.AppRunner`` whose server makes
 :class:`GuardedRequestHandler` protocols; sites (``web.TCPSite``) are used as usual.
 """
@@ -24,7 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import LineTooLong
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +118,28 @@ class GuardedRequestHandler(RequestHandler):
         elif data and self._head_timer is None:
             self._arm_head_timer()  # the first bytes of another request's head
 
+    # -- unparseable requests -------------------------------------------------------------------
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """aiohttp's answer to a request it could not parse (or a fault outside the
+        middleware), as Matrix error JSON instead of plain text. A client's malformed request
+        is its own fault: logged at debug, not as a server error."""
+        if status >= 500:
+            logger.error("error handling a request from %s", request.remote, exc_info=exc)
+        else:
+            logger.debug("refused an unparseable request from %s: %s", request.remote, exc)
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started; cannot send the error")
+        status, errcode, error = matrix_error_for(status, exc)
+        response = web.json_response({"errcode": errcode, "error": error}, status=status)
+        response.force_close()
+        return response
+
     # -- deadlines -----------------------------------------------------------------------------
     def _arm_head_timer(self) -> None:
         self._head_timer = self._loop.call_later(self._limits.header_timeout, self._head_timed_out)
@@ -158,6 +186,20 @@ class GuardedRequestHandler(RequestHandler):
         self._cancel_head_timer()
         self._cancel_body_timer()
         self._pending_body = None
+
+
+def matrix_error_for(status: int, exc: BaseException | None) -> tuple[int, str, str]:
+    """(status, errcode, error) for a request aiohttp refused before any handler ran."""
+    if isinstance(exc, LineTooLong):
+        line = exc.args[0] if exc.args else b""
+        start = bytes(line[:4]) if isinstance(line, bytes | bytearray) else b""
+        # The parser names the start of what was too long: a request target or a header.
+        if start[:1] in (b"/", b"*") or start == b"http":
+            return 414, "M_TOO_LARGE", "Request line too long"
+        return 431, "M_TOO_LARGE", "Request header too large"
+    if status >= 500:
+        return 500, "M_UNKNOWN", "Internal server error"
+    return status if 400 <= status < 500 else 400, "M_UNKNOWN", "Malformed HTTP request"
 
 
 class GuardedServer(web.Server):

@@ -178,6 +178,8 @@ async def test_delete_makes_members_leave_and_purges(server: TestServer) -> None
     shutdown = result["shutdown_room"]
     assert sorted(shutdown["kicked_users"]) == [alice.user_id, bob.user_id, carol.user_id]
     assert shutdown["failed_to_kick_users"] == [] and shutdown["new_room_id"] is None
+    # The aliases removed with the room are listed (as Synapse), not [].
+    assert shutdown["local_aliases"] == ["#doomed:test.example"]
     assert await _rows_of_room(server.hs, room, event_ids, groups) == {}
     # The alias is gone too, and the status by room lists this deletion.
     status, _ = await server.call("GET", "/directory/room/%23doomed:test.example", alice)

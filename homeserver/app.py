@@ -152,6 +152,7 @@ def create_app(
     app[appkeys.PUSHERS] = hs.pushers
     app[appkeys.RATELIMITERS] = hs.ratelimiters
     app[appkeys.RECEIPTS] = hs.receipts
+    app[appkeys.REPORTS] = hs.reports
     app[appkeys.RESIDENT_MEMBERSHIP] = hs.resident_membership
     app[appkeys.ROOM_CREATION] = hs.room_creation
     app[appkeys.ROOM_DELETION] = hs.room_deletion

@@ -17,6 +17,7 @@ from homeserver.accounts.service import Accounts
 from homeserver.accounts.user_directory import UserDirectoryService
 from homeserver.admin.destinations import AdminDestinations
 from homeserver.admin.lifecycle import RoomLifecycleAdmin, UpgradeFailureRecorder
+from homeserver.admin.reports import ReportsService
 from homeserver.admin.room_deletion import RoomDeletionService
 from homeserver.admin.rooms import AdminRooms
 from homeserver.admin.upgrade_preview import UpgradePreview
@@ -326,6 +327,7 @@ class Homeserver:
 
         # Synapse's admin API (/_synapse/admin): rooms, room deletion, users, destinations.
         self.admin_rooms = AdminRooms(store, server_name, clock)
+        self.reports = ReportsService(store, server_name, clock)
         self.room_deletion = RoomDeletionService(
             store=store,
             membership=self.membership,

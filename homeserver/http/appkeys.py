@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from homeserver.accounts.user_directory import UserDirectoryService
     from homeserver.admin.destinations import AdminDestinations
     from homeserver.admin.lifecycle import RoomLifecycleAdmin
+    from homeserver.admin.reports import ReportsService
     from homeserver.admin.room_deletion import RoomDeletionService
     from homeserver.admin.rooms import AdminRooms
     from homeserver.admin.upgrade_preview import UpgradePreview
@@ -87,6 +88,7 @@ PUSH_RULES: web.AppKey[PushRulesService] = web.AppKey("push_rules")
 PUSHERS: web.AppKey[PushersService] = web.AppKey("pushers")
 RATELIMITERS: web.AppKey[RateLimiters] = web.AppKey("ratelimiters")
 RECEIPTS: web.AppKey[ReceiptsService] = web.AppKey("receipts")
+REPORTS: web.AppKey[ReportsService] = web.AppKey("reports")
 RESIDENT_MEMBERSHIP: web.AppKey[ResidentMembership] = web.AppKey("resident_membership")
 ROOM_CREATION: web.AppKey[RoomCreationService] = web.AppKey("room_creation")
 ROOM_DELETION: web.AppKey[RoomDeletionService] = web.AppKey("room_deletion")

@@ -12,6 +12,7 @@ from homeserver.http.admin import federation as admin_federation
 from homeserver.http.admin import lifecycle as admin_lifecycle
 from homeserver.http.admin import media as admin_media
 from homeserver.http.admin import register as admin_register
+from homeserver.http.admin import reports as admin_reports
 from homeserver.http.admin import rooms as admin_rooms
 from homeserver.http.admin import server_version as admin_server_version
 from homeserver.http.admin import users as admin_users
@@ -43,6 +44,7 @@ from homeserver.http.client import push_rules as push_rules_http
 from homeserver.http.client import pushers as pushers_http
 from homeserver.http.client import receipts as receipts_http
 from homeserver.http.client import relations as relations_http
+from homeserver.http.client import reporting as reporting_http
 from homeserver.http.client import room_keys as room_keys_http
 from homeserver.http.client import search as search_http
 from homeserver.http.client import spaces as spaces_http
@@ -112,6 +114,7 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
         push_rules_http.add_routes(app.router)
         pushers_http.add_routes(app.router)
         receipts_http.add_routes(app.router)
+        reporting_http.add_routes(app.router)
         to_device_http.add_routes(app.router)
         typing_http.add_routes(app.router)
         presence_http.add_routes(app.router)
@@ -131,6 +134,7 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
         admin_federation.add_routes(app.router)
         admin_lifecycle.add_routes(app.router)
         admin_media.add_routes(app.router)
+        admin_reports.add_routes(app.router)
     if "federation" in served:
         federation_version.add_routes(app.router)
         federation_transactions.add_routes(app.router)

@@ -31,6 +31,7 @@ from homeserver.storage.pushers import PushersStore
 from homeserver.storage.receipts import ReceiptsStore
 from homeserver.storage.relations import RelationsStore
 from homeserver.storage.remote_device_lists import RemoteDeviceListsStore
+from homeserver.storage.reports import ReportsStore
 from homeserver.storage.room_deletions import RoomDeletionsStore
 from homeserver.storage.room_purge import RoomPurgeStore
 from homeserver.storage.room_use import RoomUseStore
@@ -97,6 +98,7 @@ class Store:
         self.admin_users = AdminUsersStore(db)
         self.admin_destinations = AdminDestinationsStore(db)
         self.room_deletions = RoomDeletionsStore(db)
+        self.reports = ReportsStore(db)
         self.room_purge = RoomPurgeStore(db, self.events, self.state)
         # The media repository.
         self.media = MediaStore(db)

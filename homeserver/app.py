@@ -130,6 +130,7 @@ def create_app(
     app[appkeys.ADMIN_DESTINATIONS] = hs.admin_destinations
     app[appkeys.ADMIN_LIFECYCLE] = hs.admin_lifecycle
     app[appkeys.ADMIN_ROOMS] = hs.admin_rooms
+    app[appkeys.ADMIN_ROOM_OPS] = hs.admin_room_ops
     app[appkeys.ADMIN_USERS] = hs.admin_users
     app[appkeys.ALIASES] = hs.aliases
     app[appkeys.E2E_KEYS] = hs.e2e_keys
@@ -162,6 +163,7 @@ def create_app(
     app[appkeys.ROOM_SEARCH] = hs.room_search
     app[appkeys.ROOM_UPGRADES] = hs.room_upgrades
     app[appkeys.SYNC] = hs.sync
+    app[appkeys.TIMESTAMP_LOOKUP] = hs.timestamp_lookup
     app[appkeys.TO_DEVICE] = hs.to_device
     app[appkeys.TYPING] = hs.typing
     app[appkeys.UPGRADE_PREVIEW] = hs.upgrade_preview

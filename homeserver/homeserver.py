@@ -19,6 +19,7 @@ from homeserver.admin.destinations import AdminDestinations
 from homeserver.admin.lifecycle import RoomLifecycleAdmin, UpgradeFailureRecorder
 from homeserver.admin.reports import ReportsService
 from homeserver.admin.room_deletion import RoomDeletionService
+from homeserver.admin.room_ops import AdminRoomOps
 from homeserver.admin.rooms import AdminRooms
 from homeserver.admin.upgrade_preview import UpgradePreview
 from homeserver.admin.users import AdminUsers
@@ -69,6 +70,7 @@ from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.room_summary import RoomSummaryService
 from homeserver.rooms.search import RoomSearch
 from homeserver.rooms.sender import EventSender
+from homeserver.rooms.timestamp_lookup import TimestampLookup
 from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.upgrade_spaces import SpaceLinks
 from homeserver.storage import Store
@@ -328,6 +330,14 @@ class Homeserver:
         # Synapse's admin API (/_synapse/admin): rooms, room deletion, users, destinations.
         self.admin_rooms = AdminRooms(store, server_name, clock)
         self.reports = ReportsService(store, server_name, clock)
+        self.timestamp_lookup = TimestampLookup(store)
+        self.admin_room_ops = AdminRoomOps(
+            store=store,
+            membership=self.membership,
+            sender=self.sender,
+            server_name=server_name,
+            clock=clock,
+        )
         self.room_deletion = RoomDeletionService(
             store=store,
             membership=self.membership,

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from homeserver.admin.lifecycle import RoomLifecycleAdmin
     from homeserver.admin.reports import ReportsService
     from homeserver.admin.room_deletion import RoomDeletionService
+    from homeserver.admin.room_ops import AdminRoomOps
     from homeserver.admin.rooms import AdminRooms
     from homeserver.admin.upgrade_preview import UpgradePreview
     from homeserver.admin.users import AdminUsers
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from homeserver.rooms.membership import MembershipService
     from homeserver.rooms.room_summary import RoomSummaryService
     from homeserver.rooms.search import RoomSearch
+    from homeserver.rooms.timestamp_lookup import TimestampLookup
     from homeserver.rooms.upgrade import RoomUpgradeService
     from homeserver.sync.filters import FilterService
     from homeserver.sync.notifications import NotificationsService
@@ -66,6 +68,7 @@ ACCOUNT_DATA: web.AppKey[AccountDataService] = web.AppKey("account_data")
 ADMIN_DESTINATIONS: web.AppKey[AdminDestinations] = web.AppKey("admin_destinations")
 ADMIN_LIFECYCLE: web.AppKey[RoomLifecycleAdmin] = web.AppKey("admin_lifecycle")
 ADMIN_ROOMS: web.AppKey[AdminRooms] = web.AppKey("admin_rooms")
+ADMIN_ROOM_OPS: web.AppKey[AdminRoomOps] = web.AppKey("admin_room_ops")
 ADMIN_USERS: web.AppKey[AdminUsers] = web.AppKey("admin_users")
 ALIASES: web.AppKey[AliasService] = web.AppKey("aliases")
 E2E_KEYS: web.AppKey[E2EKeysService] = web.AppKey("e2e_keys")
@@ -98,6 +101,7 @@ ROOM_SUMMARY: web.AppKey[RoomSummaryService] = web.AppKey("room_summary")
 ROOM_SEARCH: web.AppKey[RoomSearch] = web.AppKey("room_search")
 ROOM_UPGRADES: web.AppKey[RoomUpgradeService] = web.AppKey("room_upgrades")
 SYNC: web.AppKey[SyncService] = web.AppKey("sync")
+TIMESTAMP_LOOKUP: web.AppKey[TimestampLookup] = web.AppKey("timestamp_lookup")
 TO_DEVICE: web.AppKey[ToDeviceService] = web.AppKey("to_device")
 TYPING: web.AppKey[TypingService] = web.AppKey("typing")
 UPGRADE_PREVIEW: web.AppKey[UpgradePreview] = web.AppKey("upgrade_preview")

@@ -13,6 +13,7 @@ from homeserver.http.admin import lifecycle as admin_lifecycle
 from homeserver.http.admin import media as admin_media
 from homeserver.http.admin import register as admin_register
 from homeserver.http.admin import reports as admin_reports
+from homeserver.http.admin import room_ops as admin_room_ops
 from homeserver.http.admin import rooms as admin_rooms
 from homeserver.http.admin import server_version as admin_server_version
 from homeserver.http.admin import users as admin_users
@@ -50,6 +51,7 @@ from homeserver.http.client import search as search_http
 from homeserver.http.client import spaces as spaces_http
 from homeserver.http.client import sync as sync_http
 from homeserver.http.client import tags as tags_http
+from homeserver.http.client import timestamp_to_event as timestamp_to_event_http
 from homeserver.http.client import to_device as to_device_http
 from homeserver.http.client import typing as typing_http
 from homeserver.http.client import user_directory as user_directory_http
@@ -115,6 +117,7 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
         pushers_http.add_routes(app.router)
         receipts_http.add_routes(app.router)
         reporting_http.add_routes(app.router)
+        timestamp_to_event_http.add_routes(app.router)
         to_device_http.add_routes(app.router)
         typing_http.add_routes(app.router)
         presence_http.add_routes(app.router)
@@ -135,6 +138,7 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
         admin_lifecycle.add_routes(app.router)
         admin_media.add_routes(app.router)
         admin_reports.add_routes(app.router)
+        admin_room_ops.add_routes(app.router)
     if "federation" in served:
         federation_version.add_routes(app.router)
         federation_transactions.add_routes(app.router)

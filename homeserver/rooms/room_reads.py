@@ -78,9 +78,12 @@ class RoomReader:
         to_token: StreamToken | None,
         limit: int,
         event_filter: RoomEventFilter = NO_FILTER,
+        as_admin: bool = False,
     ) -> dict[str, Any]:
+        """``as_admin``: the admin API's read (Synapse's ``use_admin_priviledge``): every event
+        of the room, whatever the requester's membership and the history visibility."""
         _check_ids(room_id)
-        access = await check_read_access(self.store, room_id, user_id)
+        access = await self._access(room_id, user_id, as_admin)
         newest = await self.store.events.get_max_stream_ordering()
         if backwards:
             start = from_token or StreamToken(events=newest)
@@ -91,7 +94,14 @@ class RoomReader:
         if access.messages_up_to is not None:
             up_to = min(up_to, access.messages_up_to)
         events, resume = await self._scan(
-            user_id, access, room_id, after, up_to, backwards, limit, event_filter
+            None if as_admin else user_id,
+            access,
+            room_id,
+            after,
+            up_to,
+            backwards,
+            limit,
+            event_filter,
         )
         body: dict[str, Any] = {
             "chunk": await self.serialize(events, prev_content=True, user_id=user_id),
@@ -102,9 +112,16 @@ class RoomReader:
             body["end"] = str(start.with_events(resume))
         return body
 
+    async def _access(self, room_id: str, user_id: str, as_admin: bool) -> ReadAccess:
+        if not as_admin:
+            return await check_read_access(self.store, room_id, user_id)
+        if await self.store.rooms.get_room(room_id) is None:
+            raise NotFound("Unknown room")
+        return ReadAccess(membership="join")
+
     async def _scan(
         self,
-        user_id: str,
+        user_id: str | None,
         access: ReadAccess,
         room_id: str,
         after: int,
@@ -114,7 +131,8 @@ class RoomReader:
         event_filter: RoomEventFilter,
     ) -> tuple[list[Event], int | None]:
         """Up to ``limit`` matching events the user may see in ``(after, up_to]`` and the
-        position to resume from (None when nothing further matches)."""
+        position to resume from (None when nothing further matches). ``user_id`` None: every
+        event (the admin API)."""
         found: list[Event] = []
         scanned = 0
         while after < up_to and limit > 0:
@@ -130,9 +148,11 @@ class RoomReader:
             while pending:
                 rows, pending = pending[:need], pending[need:]
                 need = len(pending)
-                events = await filter_events_for_client(
-                    self.store, user_id, await self._load(rows), access=access
-                )
+                events = await self._load(rows)
+                if user_id is not None:
+                    events = await filter_events_for_client(
+                        self.store, user_id, events, access=access
+                    )
                 for event in events:
                     if len(found) == limit:  # one more match exists: more to come
                         return found, self._position_after(found[-1], backwards)
@@ -179,7 +199,7 @@ class RoomReader:
 
     # --- single events ---------------------------------------------------------------------
     async def _visible_event(
-        self, user_id: str, access: ReadAccess, room_id: str, event_id: str
+        self, user_id: str | None, access: ReadAccess, room_id: str, event_id: str
     ) -> Event | None:
         """The event if it is this room's and the user may see it; 404 if it is not the room's,
         None if the user may not see it."""
@@ -192,6 +212,8 @@ class RoomReader:
             or event.internal.soft_failed
         ):
             raise NotFound("Event not found.")
+        if user_id is None:
+            return event
         visible = await filter_events_for_client(self.store, user_id, [event], access=access)
         return visible[0] if visible else None
 
@@ -212,10 +234,13 @@ class RoomReader:
         *,
         limit: int,
         event_filter: RoomEventFilter = NO_FILTER,
+        as_admin: bool = False,
     ) -> dict[str, Any]:
+        """``as_admin``: as in :meth:`messages`."""
         _check_ids(room_id, event_id)
-        access = await check_read_access(self.store, room_id, user_id)
-        event = await self._visible_event(user_id, access, room_id, event_id)
+        access = await self._access(room_id, user_id, as_admin)
+        reader = None if as_admin else user_id
+        event = await self._visible_event(reader, access, room_id, event_id)
         if event is None:
             raise Forbidden(NO_PERMISSION)
         position = event.internal.stream_ordering or 0
@@ -223,10 +248,10 @@ class RoomReader:
         up_to = newest if access.up_to is None else min(newest, access.up_to)
         before_limit = limit // 2
         before_events, _ = await self._scan(
-            user_id, access, room_id, 0, position - 1, True, before_limit, event_filter
+            reader, access, room_id, 0, position - 1, True, before_limit, event_filter
         )
         after_events, _ = await self._scan(
-            user_id, access, room_id, position, up_to, False, limit - before_limit, event_filter
+            reader, access, room_id, position, up_to, False, limit - before_limit, event_filter
         )
         last = after_events[-1] if after_events else event
         state_ids = await self.store.state.get_state_ids_at_event(last.event_id) or {}

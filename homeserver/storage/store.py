@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from homeserver.storage.account_data import AccountDataStore
 from homeserver.storage.admin_destinations import AdminDestinationsStore
+from homeserver.storage.admin_room_ops import AdminRoomOpsStore
 from homeserver.storage.admin_rooms import AdminRoomsStore
 from homeserver.storage.admin_users import AdminUsersStore
 from homeserver.storage.aliases import AliasesStore
@@ -99,6 +100,7 @@ class Store:
         self.admin_destinations = AdminDestinationsStore(db)
         self.room_deletions = RoomDeletionsStore(db)
         self.reports = ReportsStore(db)
+        self.admin_room_ops = AdminRoomOpsStore(db)
         self.room_purge = RoomPurgeStore(db, self.events, self.state)
         # The media repository.
         self.media = MediaStore(db)

@@ -129,6 +129,7 @@ def create_app(
     app[appkeys.ACCOUNT_DATA] = hs.account_data
     app[appkeys.ADMIN_DESTINATIONS] = hs.admin_destinations
     app[appkeys.ADMIN_LIFECYCLE] = hs.admin_lifecycle
+    app[appkeys.ADMIN_MEDIA] = hs.admin_media
     app[appkeys.ADMIN_ROOMS] = hs.admin_rooms
     app[appkeys.ADMIN_ROOM_OPS] = hs.admin_room_ops
     app[appkeys.ADMIN_USERS] = hs.admin_users

@@ -17,6 +17,7 @@ from homeserver.accounts.service import Accounts
 from homeserver.accounts.user_directory import UserDirectoryService
 from homeserver.admin.destinations import AdminDestinations
 from homeserver.admin.lifecycle import RoomLifecycleAdmin, UpgradeFailureRecorder
+from homeserver.admin.media import AdminMedia
 from homeserver.admin.reports import ReportsService
 from homeserver.admin.room_deletion import RoomDeletionService
 from homeserver.admin.room_ops import AdminRoomOps
@@ -331,6 +332,7 @@ class Homeserver:
         self.admin_rooms = AdminRooms(store, server_name, clock)
         self.reports = ReportsService(store, server_name, clock)
         self.timestamp_lookup = TimestampLookup(store)
+        self.admin_media = AdminMedia(store, self.media, server_name)
         self.admin_room_ops = AdminRoomOps(
             store=store,
             membership=self.membership,

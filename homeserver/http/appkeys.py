@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from homeserver.accounts.user_directory import UserDirectoryService
     from homeserver.admin.destinations import AdminDestinations
     from homeserver.admin.lifecycle import RoomLifecycleAdmin
+    from homeserver.admin.media import AdminMedia
     from homeserver.admin.reports import ReportsService
     from homeserver.admin.room_deletion import RoomDeletionService
     from homeserver.admin.room_ops import AdminRoomOps
@@ -67,6 +68,7 @@ ACCOUNTS: web.AppKey[Accounts] = web.AppKey("accounts")
 ACCOUNT_DATA: web.AppKey[AccountDataService] = web.AppKey("account_data")
 ADMIN_DESTINATIONS: web.AppKey[AdminDestinations] = web.AppKey("admin_destinations")
 ADMIN_LIFECYCLE: web.AppKey[RoomLifecycleAdmin] = web.AppKey("admin_lifecycle")
+ADMIN_MEDIA: web.AppKey[AdminMedia] = web.AppKey("admin_media")
 ADMIN_ROOMS: web.AppKey[AdminRooms] = web.AppKey("admin_rooms")
 ADMIN_ROOM_OPS: web.AppKey[AdminRoomOps] = web.AppKey("admin_room_ops")
 ADMIN_USERS: web.AppKey[AdminUsers] = web.AppKey("admin_users")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from homeserver.storage.account_data import AccountDataStore
 from homeserver.storage.admin_destinations import AdminDestinationsStore
+from homeserver.storage.admin_media import AdminMediaStore
 from homeserver.storage.admin_room_ops import AdminRoomOpsStore
 from homeserver.storage.admin_rooms import AdminRoomsStore
 from homeserver.storage.admin_users import AdminUsersStore
@@ -101,6 +102,7 @@ class Store:
         self.room_deletions = RoomDeletionsStore(db)
         self.reports = ReportsStore(db)
         self.admin_room_ops = AdminRoomOpsStore(db)
+        self.admin_media = AdminMediaStore(db)
         self.room_purge = RoomPurgeStore(db, self.events, self.state)
         # The media repository.
         self.media = MediaStore(db)

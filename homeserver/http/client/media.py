@@ -23,6 +23,7 @@ from homeserver.http.json_body import json_response
 from homeserver.media.headers import media_headers
 from homeserver.media.repository import ServedFile, UploadRequest
 
+LEGACY_V1 = "/_matrix/media/v1"
 CLIENT_V1 = "/_matrix/client/v1/media"
 MEDIA_PREFIXES = ("/_matrix/media/v3", "/_matrix/media/r0")
 _CHUNK = 64 * 1024
@@ -158,9 +159,19 @@ def add_routes(router: web.UrlDispatcher) -> None:
         CLIENT_V1 + "/download/{server_name}/{media_id}/{file_name}",
         download_authenticated,
     )
+    # An empty file name (a trailing slash), as Ketesa asks and Synapse's pattern allows.
+    router.add_route(
+        "GET", CLIENT_V1 + "/download/{server_name}/{media_id}/", download_authenticated
+    )
     router.add_route(
         "GET", CLIENT_V1 + "/thumbnail/{server_name}/{media_id}", thumbnail_authenticated
     )
+    # Synapse still serves the legacy downloads under /_matrix/media/v1 too (synapse-admin).
+    router.add_route("GET", LEGACY_V1 + "/download/{server_name}/{media_id}", download_legacy)
+    router.add_route(
+        "GET", LEGACY_V1 + "/download/{server_name}/{media_id}/{file_name}", download_legacy
+    )
+    router.add_route("GET", LEGACY_V1 + "/thumbnail/{server_name}/{media_id}", thumbnail_legacy)
     router.add_route("POST", "/_matrix/media/v1/create", create)
     for prefix in MEDIA_PREFIXES:
         router.add_route("POST", prefix + "/upload", upload)

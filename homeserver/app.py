@@ -163,6 +163,7 @@ def create_app(
     app[appkeys.ROOM_SUMMARY] = hs.room_summary
     app[appkeys.ROOM_SEARCH] = hs.room_search
     app[appkeys.ROOM_UPGRADES] = hs.room_upgrades
+    app[appkeys.SERVER_NOTICES] = hs.server_notices
     app[appkeys.SYNC] = hs.sync
     app[appkeys.TIMESTAMP_LOOKUP] = hs.timestamp_lookup
     app[appkeys.TO_DEVICE] = hs.to_device

@@ -22,6 +22,7 @@ from homeserver.admin.reports import ReportsService
 from homeserver.admin.room_deletion import RoomDeletionService
 from homeserver.admin.room_ops import AdminRoomOps
 from homeserver.admin.rooms import AdminRooms
+from homeserver.admin.server_notices import ServerNotices
 from homeserver.admin.upgrade_preview import UpgradePreview
 from homeserver.admin.users import AdminUsers
 from homeserver.clock import WallClock, time_ms
@@ -333,6 +334,15 @@ class Homeserver:
         self.reports = ReportsService(store, server_name, clock)
         self.timestamp_lookup = TimestampLookup(store)
         self.admin_media = AdminMedia(store, self.media, server_name)
+        self.server_notices = ServerNotices(
+            store=store,
+            config=config.server_notices,
+            room_creation=self.room_creation,
+            membership=self.membership,
+            sender=self.sender,
+            server_name=server_name,
+            clock=clock,
+        )
         self.admin_room_ops = AdminRoomOps(
             store=store,
             membership=self.membership,

@@ -23,6 +23,7 @@ from homeserver.config import registration as _registration
 from homeserver.config import room_upgrades as _room_upgrades
 from homeserver.config import rooms as _rooms
 from homeserver.config import server as _server
+from homeserver.config import server_notices as _server_notices
 from homeserver.config import user_directory as _user_directory
 from homeserver.config import voip as _voip
 from homeserver.config._reader import ConfigError, Reader
@@ -44,6 +45,7 @@ KNOWN_TOP_LEVEL_KEYS: frozenset[str] = frozenset().union(
     _presence.KEYS,
     _voip.KEYS,
     _user_directory.KEYS,
+    _server_notices.KEYS,
 )
 
 
@@ -70,6 +72,9 @@ class HomeserverConfig:
     presence: _presence.PresenceConfig = field(default_factory=_presence.PresenceConfig)
     user_directory: _user_directory.UserDirectoryConfig = field(
         default_factory=_user_directory.UserDirectoryConfig
+    )
+    server_notices: _server_notices.ServerNoticesConfig = field(
+        default_factory=_server_notices.ServerNoticesConfig
     )
 
     @property
@@ -103,6 +108,9 @@ class HomeserverConfig:
             config_dir=reader.config_dir,
             presence=_presence.parse_presence(reader),
             user_directory=_user_directory.parse_user_directory(reader),
+            server_notices=_server_notices.parse_server_notices(
+                reader, server_config.server_name
+            ),
         )
         reader.warn_unknown(KNOWN_TOP_LEVEL_KEYS)
         # The warnings list was filled while parsing; freeze what it holds now.

@@ -264,6 +264,21 @@ $registration_shared_secret_line
 #  search_all_users: false
 #  prefer_local_users: false      # rank local users first
 #  exclude_remote_users: false    # find only local users
+
+## Server notices ##
+
+# Notices from the server's admins (POST /_synapse/admin/v1/send_server_notice) reach each
+# user in a room of their own with the notices user, where they cannot speak. Leaving it is
+# allowed: the next notice opens a new room. Off unless system_mxid_localpart is set (then the
+# admin API answers 400). auto_join: join the user at once instead of inviting them.
+#server_notices:
+#  system_mxid_localpart: notices
+#  system_mxid_display_name: "Server Notices"
+#  system_mxid_avatar_url: "mxc://example.com/abcdef"
+#  room_name: "Server Notices"
+#  room_avatar_url: "mxc://example.com/abcdef"
+#  room_topic: "Messages from the server's administrators"
+#  auto_join: false
 ## Media ##
 
 # Uploaded files and the cache of other servers' media. Files are named by the SHA-256 of their

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from homeserver.admin.room_deletion import RoomDeletionService
     from homeserver.admin.room_ops import AdminRoomOps
     from homeserver.admin.rooms import AdminRooms
+    from homeserver.admin.server_notices import ServerNotices
     from homeserver.admin.upgrade_preview import UpgradePreview
     from homeserver.admin.users import AdminUsers
     from homeserver.e2e.key_backup import KeyBackupService
@@ -102,6 +103,7 @@ ROOM_EVENTS: web.AppKey[RoomEventsService] = web.AppKey("room_events")
 ROOM_SUMMARY: web.AppKey[RoomSummaryService] = web.AppKey("room_summary")
 ROOM_SEARCH: web.AppKey[RoomSearch] = web.AppKey("room_search")
 ROOM_UPGRADES: web.AppKey[RoomUpgradeService] = web.AppKey("room_upgrades")
+SERVER_NOTICES: web.AppKey[ServerNotices] = web.AppKey("server_notices")
 SYNC: web.AppKey[SyncService] = web.AppKey("sync")
 TIMESTAMP_LOOKUP: web.AppKey[TimestampLookup] = web.AppKey("timestamp_lookup")
 TO_DEVICE: web.AppKey[ToDeviceService] = web.AppKey("to_device")

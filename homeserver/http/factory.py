@@ -15,6 +15,7 @@ from homeserver.http.admin import register as admin_register
 from homeserver.http.admin import reports as admin_reports
 from homeserver.http.admin import room_ops as admin_room_ops
 from homeserver.http.admin import rooms as admin_rooms
+from homeserver.http.admin import server_notices as admin_server_notices
 from homeserver.http.admin import server_version as admin_server_version
 from homeserver.http.admin import users as admin_users
 from homeserver.http.client import (
@@ -139,6 +140,7 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
         admin_media.add_routes(app.router)
         admin_reports.add_routes(app.router)
         admin_room_ops.add_routes(app.router)
+        admin_server_notices.add_routes(app.router)
     if "federation" in served:
         federation_version.add_routes(app.router)
         federation_transactions.add_routes(app.router)

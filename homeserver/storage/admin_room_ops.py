@@ -109,3 +109,23 @@ class AdminRoomOpsStore:
                 )
             else:
                 await txn.execute("DELETE FROM blocked_rooms WHERE room_id = ?", room_id)
+
+    # --- rooms two users share (server notices) ---------------------------------------------
+    async def shared_rooms(
+        self, joined_user: str, other_user: str, other_memberships: tuple[str, ...]
+    ) -> list[str]:
+        """Rooms where ``joined_user`` is joined and ``other_user``'s membership is one of
+        ``other_memberships``, oldest first."""
+        marks = ", ".join("?" for _ in other_memberships)
+        rows = await self.db.fetchall(
+            "SELECT a.room_id FROM current_state_events a"
+            " JOIN current_state_events b ON b.room_id = a.room_id"
+            " JOIN rooms r ON r.room_id = a.room_id"
+            " WHERE a.type = 'm.room.member' AND a.state_key = ? AND a.membership = 'join'"
+            f" AND b.type = 'm.room.member' AND b.state_key = ? AND b.membership IN ({marks})"
+            " ORDER BY r.created_ts, a.room_id",
+            joined_user,
+            other_user,
+            *other_memberships,
+        )
+        return [r[0] for r in rows]

@@ -141,6 +141,7 @@ def create_app(
     app[appkeys.FEDERATION_TRANSACTIONS] = hs.federation_transactions
     app[appkeys.FILTERS] = hs.filters
     app[appkeys.HIERARCHY] = hs.hierarchy
+    app[appkeys.HISTORY_PURGE] = hs.history_purge
     app[appkeys.INBOUND_INVITES] = hs.inbound_invites
     app[appkeys.KEY_BACKUP] = hs.key_backup
     app[appkeys.KEYRING] = hs.keyring
@@ -163,6 +164,7 @@ def create_app(
     app[appkeys.ROOM_SUMMARY] = hs.room_summary
     app[appkeys.ROOM_SEARCH] = hs.room_search
     app[appkeys.ROOM_UPGRADES] = hs.room_upgrades
+    app[appkeys.SCHEDULED_TASKS] = hs.scheduled_tasks
     app[appkeys.SERVER_NOTICES] = hs.server_notices
     app[appkeys.SYNC] = hs.sync
     app[appkeys.TIMESTAMP_LOOKUP] = hs.timestamp_lookup
@@ -249,6 +251,7 @@ async def serve(
         await hs.federation_sender.start()
         # Room deletions a previous run left unfinished (their status is in the database).
         await hs.room_deletion.resume()
+        await hs.history_purge.resume()
         # Our users following other servers' upgrades: what a previous run left queued.
         await hs.upgrade_follower.start()
         # Idle and vanished users go unavailable and offline.
@@ -270,6 +273,7 @@ async def serve(
         for runner in reversed(runners):
             await runner.cleanup()
         await hs.room_deletion.stop()
+        await hs.history_purge.stop()
         await hs.upgrade_follower.stop()
         await hs.push_evaluator.stop()
         await hs.push_sender.stop()

@@ -16,6 +16,7 @@ from homeserver.accounts.profile import ProfileService
 from homeserver.accounts.service import Accounts
 from homeserver.accounts.user_directory import UserDirectoryService
 from homeserver.admin.destinations import AdminDestinations
+from homeserver.admin.history_purge import HistoryPurgeService, ScheduledTasks
 from homeserver.admin.lifecycle import RoomLifecycleAdmin, UpgradeFailureRecorder
 from homeserver.admin.media import AdminMedia
 from homeserver.admin.reports import ReportsService
@@ -334,6 +335,8 @@ class Homeserver:
         self.reports = ReportsService(store, server_name, clock)
         self.timestamp_lookup = TimestampLookup(store)
         self.admin_media = AdminMedia(store, self.media, server_name)
+        self.history_purge = HistoryPurgeService(store=store, server_name=server_name, clock=clock)
+        self.scheduled_tasks = ScheduledTasks(store)
         self.server_notices = ServerNotices(
             store=store,
             config=config.server_notices,

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from homeserver.accounts.service import Accounts
     from homeserver.accounts.user_directory import UserDirectoryService
     from homeserver.admin.destinations import AdminDestinations
+    from homeserver.admin.history_purge import HistoryPurgeService, ScheduledTasks
     from homeserver.admin.lifecycle import RoomLifecycleAdmin
     from homeserver.admin.media import AdminMedia
     from homeserver.admin.reports import ReportsService
@@ -81,6 +82,7 @@ FEDERATION_SENDER: web.AppKey[FederationSender] = web.AppKey("federation_sender"
 FEDERATION_TRANSACTIONS: web.AppKey[TransactionHandler] = web.AppKey("federation_transactions")
 FILTERS: web.AppKey[FilterService] = web.AppKey("filters")
 HIERARCHY: web.AppKey[HierarchyService] = web.AppKey("hierarchy")
+HISTORY_PURGE: web.AppKey[HistoryPurgeService] = web.AppKey("history_purge")
 INBOUND_INVITES: web.AppKey[InboundInvites] = web.AppKey("inbound_invites")
 KEY_BACKUP: web.AppKey[KeyBackupService] = web.AppKey("key_backup")
 KEYRING: web.AppKey[Keyring] = web.AppKey("keyring")
@@ -103,6 +105,7 @@ ROOM_EVENTS: web.AppKey[RoomEventsService] = web.AppKey("room_events")
 ROOM_SUMMARY: web.AppKey[RoomSummaryService] = web.AppKey("room_summary")
 ROOM_SEARCH: web.AppKey[RoomSearch] = web.AppKey("room_search")
 ROOM_UPGRADES: web.AppKey[RoomUpgradeService] = web.AppKey("room_upgrades")
+SCHEDULED_TASKS: web.AppKey[ScheduledTasks] = web.AppKey("scheduled_tasks")
 SERVER_NOTICES: web.AppKey[ServerNotices] = web.AppKey("server_notices")
 SYNC: web.AppKey[SyncService] = web.AppKey("sync")
 TIMESTAMP_LOOKUP: web.AppKey[TimestampLookup] = web.AppKey("timestamp_lookup")

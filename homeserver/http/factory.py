@@ -9,6 +9,7 @@ from aiohttp import web
 from homeserver.http import health, well_known
 from homeserver.http import metrics as metrics_http
 from homeserver.http.admin import federation as admin_federation
+from homeserver.http.admin import history_purge as admin_history_purge
 from homeserver.http.admin import lifecycle as admin_lifecycle
 from homeserver.http.admin import media as admin_media
 from homeserver.http.admin import register as admin_register
@@ -141,6 +142,7 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
         admin_reports.add_routes(app.router)
         admin_room_ops.add_routes(app.router)
         admin_server_notices.add_routes(app.router)
+        admin_history_purge.add_routes(app.router)
     if "federation" in served:
         federation_version.add_routes(app.router)
         federation_transactions.add_routes(app.router)

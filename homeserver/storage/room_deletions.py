@@ -139,3 +139,9 @@ class RoomDeletionsStore:
             " ORDER BY created_ts, delete_id"
         )
         return [_record(r) for r in rows]
+
+    async def get_all(self) -> list[DeletionRecord]:
+        rows = await self.db.fetchall(
+            f"SELECT {_COLUMNS} FROM room_deletions ORDER BY created_ts, delete_id"
+        )
+        return [_record(r) for r in rows]

@@ -22,7 +22,7 @@ from homeserver.storage.events import EventsStore
 from homeserver.storage.state import StateStore
 
 #: tables with a room_id column whose rows are kept when the room is purged.
-KEPT_TABLES = frozenset({"blocked_rooms", "room_deletions"})
+KEPT_TABLES = frozenset({"blocked_rooms", "room_deletions", "purge_history"})
 
 #: deleted last, in this order (foreign keys point at them).
 _LAST = ("events", "state_groups", "rooms")

@@ -19,6 +19,7 @@ from homeserver.storage.events import EventsStore
 from homeserver.storage.federation_inbound import FederationInboundStore
 from homeserver.storage.filters import FiltersStore
 from homeserver.storage.hierarchy import HierarchyStore
+from homeserver.storage.history_purge import HistoryPurgeStore
 from homeserver.storage.key_backup import KeyBackupStore
 from homeserver.storage.keys import KeysStore
 from homeserver.storage.media import MediaStore
@@ -104,6 +105,7 @@ class Store:
         self.admin_room_ops = AdminRoomOpsStore(db)
         self.admin_media = AdminMediaStore(db)
         self.room_purge = RoomPurgeStore(db, self.events, self.state)
+        self.history_purge = HistoryPurgeStore(db, self.events, self.state)
         # The media repository.
         self.media = MediaStore(db)
         self.relations = RelationsStore(db)

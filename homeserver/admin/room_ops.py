@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeserver.auth.power_levels import user_power_level
+from homeserver.auth.power_levels import room_creators, user_power_level
+from homeserver.auth.rules import AuthError
 from homeserver.clock import WallClock
 from homeserver.errors import BadRequest, Codes, MatrixError, NotFound
 from homeserver.events.draft import EventDraft
@@ -150,20 +151,24 @@ class AdminRoomOps:
         acting = max(sorted(joined), key=lambda user: powers[user])
         if levels is None and (create is None or create.sender != acting):
             raise BadRequest("No local admin user in room", Codes.UNKNOWN)
-        content = dict(levels.content) if levels is not None else {}
-        users = dict(content.get("users") or {})
-        users[target] = users.get(acting, 100)
-        content["users"] = users
-        try:
-            await self.sender.send(
-                room_id, EventDraft("m.room.power_levels", acting, content, state_key="")
-            )
-        except MatrixError as e:
-            if e.status >= 500:
-                raise
-            raise BadRequest(
-                "No local admin user in room with power to update power levels.", Codes.UNKNOWN
-            ) from e
+        creators = room_creators(version, create) if create is not None else frozenset()
+        # A v12 creator holds unlimited power already (and may not be listed in ``users``).
+        if not (version.creators_have_infinite_power and target in creators):
+            content = dict(levels.content) if levels is not None else {}
+            users = dict(content.get("users") or {})
+            users[target] = users.get(acting, 100)
+            content["users"] = users
+            try:
+                await self.sender.send(
+                    room_id, EventDraft("m.room.power_levels", acting, content, state_key="")
+                )
+            except (MatrixError, AuthError) as e:
+                if isinstance(e, MatrixError) and e.status >= 500:
+                    raise
+                raise BadRequest(
+                    "No local admin user in room with power to update power levels.",
+                    Codes.UNKNOWN,
+                ) from e
         membership = members.get(target)
         if membership in ("join", "invite"):
             return {}

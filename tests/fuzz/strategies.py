@@ -167,6 +167,8 @@ def valid_values(ctx: Context, name: str) -> list[str]:
         "version": ["1", "2"],
         "session_id": ["s1"],
         "rel_type": ["m.thread", "m.replace", "m.reference", "m.annotation"],
+        "report_id": ["1", "0"],
+        "purge_id": ["abc"],
     }
     if name in ("scope", "kind", "attr", "receipt_type"):
         return by_name[name]
@@ -195,6 +197,8 @@ _QUERY_KEYS = [
     "server", "via", "server_name", "kind", "include_all_networks", "membership",
     "not_membership", "at", "user_id", "ts", "event_id", "access_token", "third_party_instance_id",
     "version", "max_depth", "suggested_only", "recurse", "include", "only", "next_batch",
+    "before_ts", "size_gt", "keep_profiles", "order_by", "from_ts", "until_ts", "search_term",
+    "action_name", "resource_id", "status", "max_timestamp", "event_sender_user_id",
 ]  # fmt: skip
 
 _QUERY_VALUES = [
@@ -324,6 +328,18 @@ BODY_TEMPLATES: dict[str, Any] = {
                    "types": ["X"], "contains_url": "X"},
         "event_context": {"before_limit": "X", "after_limit": "X", "include_profile": "X"},
         "groupings": {"group_by": [{"key": "X"}]}}}},
+    "/rooms/{room_id}/report/{event_id}": {"reason": "X", "score": "X"},
+    "/rooms/{room_id}/report": {"reason": "X"},
+    "/users/{user_id}/report": {"reason": "X"},
+    "/_synapse/admin/v1/send_server_notice": {
+        "user_id": "X", "content": {"msgtype": "X", "body": "X"}, "type": "X", "state_key": "X",
+    },
+    "/_synapse/admin/v1/rooms/{room_id}/block": {"block": "X"},
+    "/_synapse/admin/v1/join/{room_id}": {"user_id": "X"},
+    "/_synapse/admin/v1/rooms/{room_id}/make_room_admin": {"user_id": "X"},
+    "/_synapse/admin/v1/purge_history/{room_id}": {
+        "delete_local_events": "X", "purge_up_to_ts": "X", "purge_up_to_event_id": "X",
+    },
     "/_synapse/admin/v1/register": {
         "nonce": "X", "username": "X", "password": "X", "mac": "X", "admin": "X",
         "displayname": "X",

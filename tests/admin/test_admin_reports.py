@@ -127,18 +127,6 @@ BAD_EVENT_REPORT_BODIES: list[Any] = [
 ]
 
 
-async def test_bad_event_report_bodies_store_nothing(server: TestServer) -> None:
-    alice = await server.register("alice")
-    room = await create_room(server, alice)
-    event = await _say(server, alice, room, "hi")
-    for body in BAD_EVENT_REPORT_BODIES:
-        status, answer = await server.call(
-            "POST", f"/rooms/{room}/report/{event}", alice, json=body
-        )
-        assert status == 400 and answer["errcode"] == "M_BAD_JSON", (body, answer)
-    assert await _report_count(server) == 0
-
-
 async def test_only_what_the_reporter_can_see_may_be_reported(server: TestServer) -> None:
     alice = await server.register("alice")
     eve = await server.register("eve")
@@ -156,6 +144,11 @@ async def test_only_what_the_reporter_can_see_may_be_reported(server: TestServer
         assert status == 404 and answer["errcode"] == "M_NOT_FOUND", (path, answer)
     status, _ = await server.call("POST", f"/rooms/{room}/report/{event}", json={})
     assert status == 401
+    for body in BAD_EVENT_REPORT_BODIES:
+        status, answer = await server.call(
+            "POST", f"/rooms/{room}/report/{event}", alice, json=body
+        )
+        assert status == 400 and answer["errcode"] == "M_BAD_JSON", (body, answer)
     assert await _report_count(server) == 0
 
 
@@ -199,10 +192,6 @@ async def test_room_and_user_reports(server: TestServer) -> None:
     assert status == 200
     status, _ = await server.call("GET", f"{V1}/user_reports/{report['id']}", admin)
     assert status == 404
-
-
-async def test_bad_report_ids_are_400(server: TestServer) -> None:
-    admin = await server.register("root", admin=True)
     for report_id in ("abc", "-1", "1.5", "99999999999999999999"):
         for kind in ("event_reports", "user_reports"):
             for method in ("GET", "DELETE"):

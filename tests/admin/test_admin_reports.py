@@ -127,31 +127,6 @@ BAD_EVENT_REPORT_BODIES: list[Any] = [
 ]
 
 
-async def test_only_what_the_reporter_can_see_may_be_reported(server: TestServer) -> None:
-    alice = await server.register("alice")
-    eve = await server.register("eve")
-    room = await create_room(server, alice)  # private: eve is not in it
-    event = await _say(server, alice, room, "secret")
-    other = await create_room(server, alice)
-    for path in (
-        f"/rooms/{room}/report/{event}",  # not a member
-        f"/rooms/{other}/report/{event}",  # the event is not that room's
-        f"/rooms/{room}/report/$nope",
-        f"/rooms/!unknown:test.example/report/{event}",
-        "/rooms/not-a-room/report/x",
-    ):
-        status, answer = await server.call("POST", path, eve, json={"reason": "x"})
-        assert status == 404 and answer["errcode"] == "M_NOT_FOUND", (path, answer)
-    status, _ = await server.call("POST", f"/rooms/{room}/report/{event}", json={})
-    assert status == 401
-    for body in BAD_EVENT_REPORT_BODIES:
-        status, answer = await server.call(
-            "POST", f"/rooms/{room}/report/{event}", alice, json=body
-        )
-        assert status == 400 and answer["errcode"] == "M_BAD_JSON", (body, answer)
-    assert await _report_count(server) == 0
-
-
 async def test_room_and_user_reports(server: TestServer) -> None:
     admin = await server.register("root", admin=True)
     alice = await server.register("alice")
@@ -197,3 +172,26 @@ async def test_room_and_user_reports(server: TestServer) -> None:
             for method in ("GET", "DELETE"):
                 status, body = await server.call(method, f"{V1}/{kind}/{report_id}", admin)
                 assert status == 400 and body["errcode"] == "M_INVALID_PARAM", body
+
+    # --- only what the reporter can see may be reported ---
+    eve = await server.register("eve")
+    room = await create_room(server, alice)  # private: eve is not in it
+    event = await _say(server, alice, room, "secret")
+    other = await create_room(server, alice)
+    for path in (
+        f"/rooms/{room}/report/{event}",  # not a member
+        f"/rooms/{other}/report/{event}",  # the event is not that room's
+        f"/rooms/{room}/report/$nope",
+        f"/rooms/!unknown:test.example/report/{event}",
+        "/rooms/not-a-room/report/x",
+    ):
+        status, answer = await server.call("POST", path, eve, json={"reason": "x"})
+        assert status == 404 and answer["errcode"] == "M_NOT_FOUND", (path, answer)
+    status, _ = await server.call("POST", f"/rooms/{room}/report/{event}", json={})
+    assert status == 401
+    for body in BAD_EVENT_REPORT_BODIES:
+        status, answer = await server.call(
+            "POST", f"/rooms/{room}/report/{event}", alice, json=body
+        )
+        assert status == 400 and answer["errcode"] == "M_BAD_JSON", (body, answer)
+    assert await _report_count(server) == 0

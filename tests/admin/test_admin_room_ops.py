@@ -153,10 +153,7 @@ async def test_join_and_make_room_admin(server: TestServer) -> None:
     )
     assert status == 400
 
-
-async def test_messages_context_and_timestamp_to_event(server: TestServer) -> None:
-    admin = await server.register("root", admin=True)
-    alice = await server.register("alice")
+    # --- messages context and timestamp to event ---
     eve = await server.register("eve")
     room = await create_room(server, alice)  # the admin is not a member
     first = await _say(server, alice, room, "one")

@@ -12,6 +12,7 @@ import yaml
 
 from homeserver.config import database as _database
 from homeserver.config import federation as _federation
+from homeserver.config import instance as _instance
 from homeserver.config import keys as _keys
 from homeserver.config import listeners as _listeners
 from homeserver.config import log_config as _log_config
@@ -44,6 +45,7 @@ KNOWN_TOP_LEVEL_KEYS: frozenset[str] = frozenset().union(
     _presence.KEYS,
     _voip.KEYS,
     _user_directory.KEYS,
+    _instance.KEYS,
 )
 
 
@@ -71,6 +73,8 @@ class HomeserverConfig:
     user_directory: _user_directory.UserDirectoryConfig = field(
         default_factory=_user_directory.UserDirectoryConfig
     )
+    #: ``instance_name`` and ``worker_leases``: this process among those sharing the database.
+    instance: _instance.InstanceConfig = field(default_factory=_instance.InstanceConfig)
 
     @property
     def server_name(self) -> str:
@@ -103,6 +107,7 @@ class HomeserverConfig:
             config_dir=reader.config_dir,
             presence=_presence.parse_presence(reader),
             user_directory=_user_directory.parse_user_directory(reader),
+            instance=_instance.parse_instance(reader),
         )
         reader.warn_unknown(KNOWN_TOP_LEVEL_KEYS)
         # The warnings list was filled while parsing; freeze what it holds now.

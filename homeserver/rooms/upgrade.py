@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,7 +186,9 @@ class RoomUpgradeService:
         self.notifier = notifier
         self.bus = bus
         self.clock = clock
-        self.locks = UpgradeLocks(store, clock, self.settings.lock_timeout_seconds)
+        self.locks = UpgradeLocks(
+            store, clock, self.settings.lock_timeout_seconds, config.instance.instance_name
+        )
         self.policy = UpgradePolicy(
             server_name=config.server_name,
             auto_join_local_members=self.settings.auto_join_local_members,
@@ -198,8 +200,14 @@ class RoomUpgradeService:
         self.before_commit: Callable[[str], Awaitable[None]] | None = None
 
     async def recover_stranded_upgrades(self) -> list[str]:
-        """Start-up: rooms a crashed process left ``upgrading`` are ``active`` again."""
-        return await self.locks.recover_all()
+        """Start-up: rooms this process's previous run left ``upgrading`` are ``active``
+        again (other processes' running upgrades are left alone)."""
+        return await self.locks.recover_own()
+
+    async def recover_abandoned_upgrades(self, live_instances: Collection[str]) -> list[str]:
+        """The periodic sweep (one process at a time): locks whose lease expired or whose
+        process is gone."""
+        return await self.locks.recover_stranded(live_instances)
 
     async def upgrade_room(self, user_id: str, room_id: str, body: Mapping[str, Any]) -> str:
         """``POST /rooms/{roomId}/upgrade``: the replacement room's ID."""

@@ -420,7 +420,8 @@ class Homeserver:
         await self.push_sender.stop()
 
     async def _recover_abandoned_upgrades(self) -> None:
-        await self.room_upgrades.recover_abandoned_upgrades(self.leases.live_instances())
+        live = await self.leases.refresh_live_instances()
+        await self.room_upgrades.recover_abandoned_upgrades(live)
 
     @property
     def server_name(self) -> str:

@@ -19,9 +19,10 @@ content-hash checks of :mod:`pdu_checks`:
 PDUs of one room are processed one at a time, across processes too
 (:meth:`ReceivedEvents.room_lock`: an in-process lock, then the room's session-level advisory
 lock on PostgreSQL), so prev events, extremities and current state are read and written in
-order and no two processes fetch and store the same gap at once. The lock is held across network fetches, so it is not a transaction
-lock (see ``SessionLocks`` in storage/engine_postgres.py); the persisting transaction itself
-still locks the room's row and checks that the extremities it resolved against did not move.
+order and no two processes fetch and store the same gap at once. The lock is held across network
+fetches, so it is not a transaction lock (see ``SessionLocks`` in storage/engine_postgres.py);
+the persisting transaction itself still locks the room's row and checks that the extremities it
+resolved against did not move.
 
 This module is the pipeline; its jobs live beside it: :mod:`auth_chains` (outliers, auth chains,
 the auth rules against a state), :mod:`received_state` (the state before and after an event,

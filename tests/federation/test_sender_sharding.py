@@ -18,14 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from signedjson.key import generate_signing_key
 
 from homeserver.app import Homeserver
 from homeserver.crypto.canonical_json import canonical_json_text, parse_json
 from homeserver.federation.sender import owner_of
-from homeserver.storage import Store
 from tests.conftest import OpenTestDatabase
-from tests.harness import TickingClock, make_config
+from tests.two_instances import two_instances
 
 LEASE_TIMEOUT = "1500ms"
 SEND_PREFIX = "/_matrix/federation/v1/send/"
@@ -74,23 +72,15 @@ async def eventually(condition: Callable[[], Any], what: str, seconds: float = 2
 async def instances(
     db_engine: str, open_test_database: OpenTestDatabase, tmp_path: Path
 ) -> AsyncIterator[dict[str, Homeserver]]:
-    first = Store(await open_test_database())
-    second = first if db_engine == "sqlite" else Store(await open_test_database(migrate=False))
-    key = generate_signing_key("a_test")
-    made: dict[str, Homeserver] = {}
-    for name, store in (("a", first), ("b", second)):
-        config = make_config(
-            tmp_path,
-            instance_name=name,
-            worker_leases={"lease_timeout": LEASE_TIMEOUT, "poll_interval": "30ms"},
-        )
-        hs = Homeserver(config, key, store, clock=TickingClock())
-        hs.federation_sender.client = RecordingClient(name)  # type: ignore[assignment]
-        made[name] = hs
-    yield made
-    for hs in made.values():
-        await hs.federation_sender.stop()
-        await hs.leases.stop()
+    worker_leases = {"lease_timeout": LEASE_TIMEOUT, "poll_interval": "30ms"}
+    async with two_instances(
+        db_engine, open_test_database, tmp_path, worker_leases=worker_leases
+    ) as made:
+        for name, hs in made.items():
+            hs.federation_sender.client = RecordingClient(name)  # type: ignore[assignment]
+        yield made
+        for hs in made.values():
+            await hs.federation_sender.stop()
 
 
 def client(hs: Homeserver) -> RecordingClient:

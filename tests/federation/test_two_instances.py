@@ -4,7 +4,9 @@ or one at a time, does so across processes.
 * received PDUs of one room, handed to both at once (each fetching the same gap), are stored
   once each and leave one consistent DAG (the room's advisory lock: PostgreSQL only — SQLite
   is served by one process);
-* one device's one-time-key uploads reaching both at once store each key once;
+* one device's one-time-key uploads reaching both at once: one stored, a conflicting one refused;
+* a remote user's device-list update applied on one during a resync on the other is not
+  overwritten by the resync's older answer;
 * a stranded upgrade lock is left alone while its process lives and recovered once it is gone;
   a room deletion left unfinished is resumed by one of them; the push job runs on one.
 """
@@ -28,6 +30,7 @@ from tests.builders import make_room
 from tests.conftest import OpenTestDatabase
 from tests.e2e_keys.helpers import Device
 from tests.federation.received_helpers import Remote, RemoteRequester
+from tests.federation.test_e2e_edus import StubRemoteKeys, device_update
 from tests.harness import make_user
 from tests.two_instances import two_instances
 
@@ -203,3 +206,36 @@ def _deletion_params() -> dict[str, Any]:
 
 def _empty() -> dict[str, Any]:
     return empty_result()
+
+
+async def test_device_list_update_on_one_instance_during_a_resync_on_the_other(
+    instances: dict[str, Homeserver],
+) -> None:
+    """a resyncs a remote user's list; meanwhile b receives a newer update (and resyncs too,
+    first): a's older answer must not be stored over what b stored."""
+    a, b = instances["a"], instances["b"]
+    room_id = await make_room(a, ALICE)
+    remote = Remote()
+    await remote.seed_key(a)
+    await remote.join(a, room_id, "r")
+    user = remote.user("r")
+    stubs = {"a": StubRemoteKeys(), "b": StubRemoteKeys()}
+    for name, hs in (("a", a), ("b", b)):
+        hs.e2e_edus.remote_keys = stubs[name]  # type: ignore[assignment]
+    stubs["a"].gates = [asyncio.Event()]
+    only_a = {"A": {"device_id": "A"}}
+    stubs["a"].lists[user] = {"stream_id": 5, "devices": only_a, "cross_signing": {}}
+    stubs["b"].lists[user] = {
+        "stream_id": 6,
+        "devices": {"A": {"device_id": "A"}, "B": {"device_id": "B"}},
+        "cross_signing": {},
+    }
+    await a.e2e_edus.on_edus(remote.name, [device_update(user, "A", 5, [])])
+    await stubs["a"].wait_for_calls(1)  # a's resync asked; its answer (stream 5) is on its way
+    await b.e2e_edus.on_edus(remote.name, [device_update(user, "B", 6, [5])])
+    await b.e2e_edus.wait_for_resyncs()  # b's resync stored stream 6
+    stubs["a"].gates[0].set()
+    await a.e2e_edus.wait_for_resyncs()
+    cached = await a.store.remote_device_lists.get(user)
+    assert cached is not None and (cached.stream_id, cached.stale) == (6, False)
+    assert set(cached.devices) == {"A", "B"}

@@ -108,8 +108,10 @@ async def start_homeserver(
         for problem in problems:
             logger.warning("PostgreSQL database: %s (allowed by allow_unsafe_locale)", problem)
     hs = Homeserver(config, signing_key, Store(db), clock=clock)
-    # An upgrade interrupted by a crash committed nothing: its room is active again.
-    await hs.room_upgrades.recover_stranded_upgrades()
+    # An upgrade interrupted by a crash committed nothing: its room is active again (this
+    # process's previous run's, or any other process's that is not running; never a live
+    # process's upgrade).
+    await hs.room_upgrades.recover_stranded_upgrades(hs.leases.instance_alive)
     # The users and rooms that existed before the directory did (once, after its migration).
     await hs.store.user_directory.rebuild_if_needed()
     return hs

@@ -421,7 +421,7 @@ class Homeserver:
 
     async def _recover_abandoned_upgrades(self) -> None:
         live = await self.leases.refresh_live_instances()
-        await self.room_upgrades.recover_abandoned_upgrades(live)
+        await self.room_upgrades.recover_abandoned_upgrades(live, self.leases.instance_alive)
 
     @property
     def server_name(self) -> str:

@@ -19,14 +19,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 
 from homeserver.clock import WallClock
 from homeserver.rooms.lifecycle import Actor, RoomStatus, transition
 from homeserver.storage import Store
 from homeserver.storage.rooms import RoomRecord
-from homeserver.storage.upgrades import LockRow
+from homeserver.storage.upgrades import LockRow, UpgradingRoom
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,23 @@ def holds(row: LockRow | RoomRecord, lease: Lease) -> bool:
         and holder == lease.holder
         and expires == lease.expires_ts
     )
+
+
+InstanceAlive = Callable[[str], Awaitable[bool]]
+
+
+def _same_lock(room: UpgradingRoom) -> Callable[[LockRow], bool]:
+    """Under the row lock: the room is still held by the lock that was judged stranded."""
+
+    def same(row: LockRow) -> bool:
+        return (
+            row.status == RoomStatus.UPGRADING
+            and row.holder == room.holder
+            and row.instance == room.instance
+            and row.expires_ts == room.expires_ts
+        )
+
+    return same
 
 
 class UpgradeLocks:
@@ -107,44 +124,42 @@ class UpgradeLocks:
 
         return await self._back_to_active(room_id, LEASE_EXPIRED, stale)
 
-    async def recover_own(self) -> list[str]:
-        """At start-up: the rooms this process's previous run left ``upgrading`` (and those
-        locked before locks named their process) are ``active`` again. An upgrade's work is one
-        transaction, so a room left ``upgrading`` has nothing of its upgrade committed."""
+    async def recover_own(self, instance_alive: InstanceAlive | None = None) -> list[str]:
+        """At start-up: the rooms this process's previous run left ``upgrading``, those locked
+        before locks named their process, and (given ``instance_alive``) those of any process
+        that is not running, are ``active`` again. An upgrade's work is one transaction, so a
+        room left ``upgrading`` by a dead process has nothing of its upgrade committed."""
         mine = self.instance_name
-
-        def stranded(row: LockRow) -> bool:
-            return row.status == RoomStatus.UPGRADING and row.instance in (None, mine)
-
         recovered = []
         for room in await self.store.upgrades.get_upgrading_rooms():
-            if room.instance not in (None, mine):
+            if room.instance not in (None, mine) and (
+                instance_alive is None or await instance_alive(room.instance)
+            ):
                 continue
-            if await self._back_to_active(room.room_id, RECOVERED_AT_STARTUP, stranded):
+            if await self._back_to_active(room.room_id, RECOVERED_AT_STARTUP, _same_lock(room)):
                 logger.warning("room %s was left upgrading; it is active again", room.room_id)
                 recovered.append(room.room_id)
         return recovered
 
-    async def recover_stranded(self, live_instances: Collection[str]) -> list[str]:
+    async def recover_stranded(
+        self, live_instances: Collection[str], instance_alive: InstanceAlive | None = None
+    ) -> list[str]:
         """The sweep: rooms whose lock's lease expired, or whose upgrading process is no
-        longer live, are ``active`` again (each re-checked under the room's row lock)."""
+        longer live (no recent heartbeat, or per ``instance_alive``), are ``active`` again
+        (each re-checked under the room's row lock)."""
         now = self.clock()
         live = set(live_instances)
-
-        def stranded(row: LockRow) -> bool:
-            if row.status != RoomStatus.UPGRADING:
-                return False
-            expired = row.expires_ts is None or row.expires_ts < now
-            return expired or (row.instance is not None and row.instance not in live)
-
         recovered = []
         for room in await self.store.upgrades.get_upgrading_rooms():
             expired = room.expires_ts is None or room.expires_ts < now
-            gone = room.instance is not None and room.instance not in live
+            gone = room.instance is not None and (
+                room.instance not in live
+                or (instance_alive is not None and not await instance_alive(room.instance))
+            )
             if not (expired or gone):
                 continue
             reason = LEASE_EXPIRED if expired else PROCESS_GONE
-            if await self._back_to_active(room.room_id, reason, stranded):
+            if await self._back_to_active(room.room_id, reason, _same_lock(room)):
                 logger.warning(
                     "room %s was left upgrading (%s); active again", room.room_id, reason
                 )

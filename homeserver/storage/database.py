@@ -253,6 +253,18 @@ class Database(_Reads):
         after ``timeout`` seconds of waiting. A no-op on SQLite (one process)."""
         return _no_lock()
 
+    async def claim_liveness(self, key: int) -> bool:
+        """Hold ``key`` for as long as this process lives (its instance's liveness lock):
+        other processes then know it is alive, and the moment it dies (its connection gone),
+        that it is not. False if another live process holds it (the same instance name twice).
+        Idempotent; call again after a lost connection. True on SQLite (one process)."""
+        return True
+
+    async def is_alive(self, key: int) -> bool:
+        """Whether some live process holds the liveness lock ``key`` (this one included).
+        On SQLite only this process can be alive, and it asks about others: False."""
+        return False
+
     # --- transactions ------------------------------------------------------------------
     @asynccontextmanager
     async def transaction(

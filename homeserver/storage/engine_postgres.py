@@ -128,6 +128,30 @@ class SessionLocks:
                 return  # lost with its connection: PostgreSQL released it then
             await conn.fetchval("SELECT pg_advisory_unlock($1)", key)
 
+    async def claim(self, key: int) -> bool:
+        """Take ``key`` for good (until the connection ends); True if held now."""
+        async with self._io:
+            held = self._held.get(key)
+            if held is not None and not held.is_closed():
+                return True
+            conn = await self._connection()
+            got = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+            if got:
+                self._held[key] = conn
+            return got
+
+    async def probe(self, key: int) -> bool:
+        """Whether a live session holds ``key`` (this one included)."""
+        async with self._io:
+            held = self._held.get(key)
+            if held is not None and not held.is_closed():
+                return True
+            conn = await self._connection()
+            if await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+                await conn.fetchval("SELECT pg_advisory_unlock($1)", key)
+                return False
+            return True
+
     @asynccontextmanager
     async def hold(self, key: int, timeout: float) -> AsyncIterator[None]:
         deadline = time.monotonic() + timeout
@@ -195,6 +219,14 @@ class PostgresDatabase(Database):
     def session_lock(self, key: int, *, timeout: float) -> Any:
         assert self._session_locks is not None, "database is closed"
         return self._session_locks.hold(key, timeout)
+
+    async def claim_liveness(self, key: int) -> bool:
+        assert self._session_locks is not None, "database is closed"
+        return await self._session_locks.claim(key)
+
+    async def is_alive(self, key: int) -> bool:
+        assert self._session_locks is not None, "database is closed"
+        return await self._session_locks.probe(key)
 
     async def close(self) -> None:
         if self._session_locks is not None:

@@ -122,6 +122,25 @@ class LeaseKeeper:
             await self.store.leases.release(name, held.token)
 
     # --- instances ----------------------------------------------------------------------------
+    def _liveness_key(self, instance_name: str) -> int:
+        return self.store.db.lock_key("instance", instance_name)
+
+    async def instance_alive(self, instance_name: str) -> bool:
+        """Whether the process named ``instance_name`` is running now, from its liveness lock
+        (PostgreSQL releases it the moment the process's connection goes: a killed process is
+        known dead at once, without waiting for its heartbeat to age). This process counts as
+        alive; on SQLite no other process can be."""
+        if instance_name == self.instance_name:
+            return True
+        return await self.store.db.is_alive(self._liveness_key(instance_name))
+
+    async def _claim_liveness(self) -> None:
+        if not await self.store.db.claim_liveness(self._liveness_key(self.instance_name)):
+            logger.error(
+                "another running process has instance_name %r: give each process its own",
+                self.instance_name,
+            )
+
     def live_instances(self) -> list[str]:
         """The instances seen alive at the last round (this one always among them)."""
         return self._live
@@ -162,6 +181,7 @@ class LeaseKeeper:
                 logger.exception("lease round callback %r failed", tick)
 
     async def _heartbeat(self) -> None:
+        await self._claim_liveness()
         await self.store.leases.heartbeat(
             self.instance_name, now=self.clock(), started_ts=self._started_ts
         )

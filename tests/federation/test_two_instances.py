@@ -147,32 +147,13 @@ async def test_one_time_key_uploads_of_one_device_on_two_instances(
 
 
 async def test_background_work_runs_once_across_instances(
-    instances: dict[str, Homeserver],
+    db_engine: str, instances: dict[str, Homeserver]
 ) -> None:
     a, b = instances["a"], instances["b"]
     for hs in (a, b):
         await hs.leases.start()
 
-    # An upgrade lock taken by a, whose process lives: b's start-up recovery and b's sweep
-    # leave it alone.
-    room_id = await make_room(a, ALICE)
-    lease = await a.room_upgrades.locks.acquire(room_id, ALICE, "11")
-    assert lease is not None
-    assert await b.room_upgrades.recover_stranded_upgrades() == []
-    await b.leases.refresh_live_instances()
-    assert await b.room_upgrades.recover_abandoned_upgrades(b.leases.live_instances()) == []
-    # a's restart (same instance name) recovers its own stranded lock at once.
-    assert await a.room_upgrades.recover_stranded_upgrades() == [room_id]
-    # Taken again by a, which then dies: b's sweep recovers it once a has left the live list.
-    assert await a.room_upgrades.locks.acquire(room_id, ALICE, "11") is not None
-    await a.leases.stop()
-    await b.upgrade_recovery_job.enable()  # b sweeps now (a's lease on the job is gone)
-    room = await b.store.rooms.get_room(room_id)
-    assert room is not None and room.status == RoomStatus.ACTIVE
-    await b.upgrade_recovery_job.disable()
-
-    # The push job: started on one instance only.
-    await a.leases.start()
+    # The push job: started on one instance only; when it stops, the other takes it.
     await a.push_job.enable()
     await b.push_job.enable()
     assert (a.push_job.running, b.push_job.running) == (True, False)
@@ -198,6 +179,31 @@ async def test_background_work_runs_once_across_instances(
     assert len(runs) == 1
     record = await a.store.room_deletions.get("DEL1")
     assert record is not None and record.status == "complete"
+
+    # An upgrade lock taken by a while a runs: b's start-up recovery and b's sweep leave it.
+    room_id = await make_room(a, ALICE)
+    assert await a.room_upgrades.locks.acquire(room_id, ALICE, "11") is not None
+    alive = b.leases.instance_alive if db_engine == "postgres" else None
+    assert await b.room_upgrades.recover_stranded_upgrades(alive) == []
+    live = await b.leases.refresh_live_instances()
+    assert await b.room_upgrades.recover_abandoned_upgrades(live, alive) == []
+    # a's restart (same instance name) recovers its own stranded lock at once.
+    assert await a.room_upgrades.recover_stranded_upgrades() == [room_id]
+    assert await a.room_upgrades.locks.acquire(room_id, ALICE, "11") is not None
+    if db_engine == "postgres":
+        # a is killed: its connections end, and with them its liveness lock; b knows at once
+        # (a's heartbeat is still fresh) and a restarting b recovers the lock.
+        assert await b.leases.instance_alive("a")
+        await a.store.db.close()
+        assert not await b.leases.instance_alive("a")
+        assert await b.room_upgrades.recover_stranded_upgrades(alive) == [room_id]
+    else:
+        # a stops: b's sweep (the job, now b's) recovers it once a left the live list.
+        await a.leases.stop()
+        await b.upgrade_recovery_job.enable()
+        await b.upgrade_recovery_job.disable()
+    room = await b.store.rooms.get_room(room_id)
+    assert room is not None and room.status == RoomStatus.ACTIVE
 
 
 def _deletion_params() -> dict[str, Any]:

@@ -179,8 +179,19 @@ class OutboxStore:
 
     # --- the sender's view: one destination's queue ---------------------------------------
     async def destinations_with_entries(self) -> list[str]:
-        """Every destination something is queued for (catch-up after a restart)."""
-        rows = await self.db.fetchall("SELECT DISTINCT destination FROM federation_outbox")
+        """Every destination something is queued for (catch-up after a restart, and the
+        sender's poll every second). One index probe per destination (a loose index scan over
+        ``(destination, id)``), not a scan of every queued row: a destination down for days
+        may have a long queue."""
+        rows = await self.db.fetchall(
+            "WITH RECURSIVE d (destination) AS ("
+            " SELECT MIN(destination) FROM federation_outbox"
+            " UNION ALL"
+            " SELECT (SELECT MIN(o.destination) FROM federation_outbox o"
+            " WHERE o.destination > d.destination)"
+            " FROM d WHERE d.destination IS NOT NULL)"
+            " SELECT destination FROM d WHERE destination IS NOT NULL"
+        )
         return sorted(r[0] for r in rows)
 
     async def pending_by_destination(self) -> dict[str, int]:

@@ -133,6 +133,8 @@ class RoomDeletionService:
         self.clock = clock
         self._room_creation = room_creation
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        #: the deletions running here under their lease.
+        self._leased: set[str] = set()
 
     # --- requests -----------------------------------------------------------------------------
     async def start(self, room_id: str, params: DeletionParams) -> str:
@@ -183,9 +185,11 @@ class RoomDeletionService:
         lease = self.lease_name(delete_id)
         if not await self.leases.try_acquire(lease):
             return  # another process runs it; resume() looks again if that one dies
+        self._leased.add(delete_id)
         try:
             await self._run(delete_id)
         finally:
+            self._leased.discard(delete_id)
             await self.leases.release(lease)
 
     async def resume(self) -> None:
@@ -194,7 +198,10 @@ class RoomDeletionService:
         cancelled here: another process will finish it."""
         if self.leases is not None:
             for delete_id, task in list(self._tasks.items()):
-                if not self.leases.holds(self.lease_name(delete_id)) and not task.done():
+                lost = delete_id in self._leased and not self.leases.holds(
+                    self.lease_name(delete_id)
+                )
+                if lost and not task.done():
                     logger.warning("deletion %s: lease lost, leaving it to another", delete_id)
                     task.cancel()
         for record in await self.store.room_deletions.get_unfinished():

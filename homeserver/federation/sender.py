@@ -214,6 +214,11 @@ class FederationSender:
         await self.leases.refresh_live_instances()
         queued = await self.store.outbox.destinations_with_entries()
         self.wake(queued)
+        for destination, queue in list(self._queues.items()):
+            # Waiting out a backoff (maybe for hours) for a destination now another's: stop,
+            # so its lease is given up below and the new owner can take it.
+            if queue.waiting_until is not None and queue.task and not self.owns(destination):
+                queue.task.cancel()
         now = self.leases.clock()
         for destination, since in list(self._idle_since.items()):
             if destination in self._queues:
@@ -290,6 +295,8 @@ class FederationSender:
                 if not await self.send_next(destination, state) and not queue.woken:
                     return  # nothing queued (and nothing new arrived meanwhile)
         except asyncio.CancelledError:
+            if self._running and not self.owns(destination):
+                return  # handed over by poll() while waiting out a backoff
             raise
         except Exception:
             # A bug or a database outage: leave the entries queued for the next wake/start.

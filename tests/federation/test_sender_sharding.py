@@ -21,6 +21,7 @@ import pytest
 
 from homeserver.app import Homeserver
 from homeserver.crypto.canonical_json import canonical_json_text, parse_json
+from homeserver.federation.client import FederationUnreachable
 from homeserver.federation.sender import owner_of
 from tests.conftest import OpenTestDatabase
 from tests.two_instances import two_instances
@@ -37,6 +38,7 @@ class RecordingClient:
     def __init__(self, name: str) -> None:
         self.name = name
         self.hang = False
+        self.unreachable = False
         #: (destination, txn ID, body) of every request, and of those answered.
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
         self.delivered: list[tuple[str, str, dict[str, Any]]] = []
@@ -47,6 +49,8 @@ class RecordingClient:
         assert path.startswith(SEND_PREFIX)
         sent = (destination, path[len(SEND_PREFIX) :], parse_json(canonical_json_text(content)))
         self.requests.append(sent)
+        if self.unreachable:
+            raise FederationUnreachable("down")
         if self.hang:
             await asyncio.Event().wait()  # until the process "dies" (cancelled)
         self.delivered.append(sent)
@@ -170,3 +174,41 @@ async def test_each_destination_is_delivered_once_and_taken_over(
     for destination, (txn_id, body) in hung.items():
         first = next((t, bd) for d, t, bd in client(b).delivered if d == destination)
         assert first == (txn_id, body), destination
+
+
+async def test_a_destination_in_backoff_moves_to_a_process_that_joins(
+    instances: dict[str, Homeserver],
+) -> None:
+    """a alone owns everything; a destination it is waiting out a backoff for (minutes) hashes
+    to b once b is live: a gives it up at once, and b waits out the same backoff, or retries
+    when the destination shows signs of life."""
+    a, b = instances["a"], instances["b"]
+    destination = next(d for d in DESTINATIONS if owner_of(d, ["a", "b"]) == "b")
+    client(a).unreachable = True
+    await a.leases.start()
+    await a.federation_sender.start()
+    async with a.store.db.transaction("test_enqueue") as txn:
+        edu = {"kind": "edu", "edu_type": "m.test", "content": {"n": 1}}
+        await a.store.outbox.enqueue_many_txn(txn, [(destination, edu)], now=a.clock())
+    await eventually(
+        lambda: a.federation_sender.waiting_until(destination) is not None, "a backs off"
+    )
+    lease = a.federation_sender.lease_name(destination)
+    await b.leases.start()
+    await b.federation_sender.start()
+
+    async def held_by_b() -> bool:
+        row = await b.store.leases.get(lease)
+        return row is not None and row.holder == "b"
+
+    await eventually(held_by_b, "b took the destination over")
+    await eventually(
+        lambda: b.federation_sender.waiting_until(destination) is not None, "b waits too"
+    )
+    assert a.federation_sender.waiting_until(destination) is None
+    assert len(client(a).requests) == 1 and client(b).requests == []
+    b.federation_sender.on_destination_reachable(destination)
+    await eventually(lambda: outbox_empty(b), "b delivered")
+    assert [body["edus"] for _d, _t, body in client(b).delivered] == [
+        [{"edu_type": "m.test", "content": {"n": 1}}]
+    ]

@@ -134,7 +134,7 @@ class RoomDeletionService:
         self._room_creation = room_creation
         self._tasks: dict[str, asyncio.Task[None]] = {}
         #: the deletions running here under their lease.
-        self._leased: set[str] = set()
+        self._under_lease: set[str] = set()
 
     # --- requests -----------------------------------------------------------------------------
     async def start(self, room_id: str, params: DeletionParams) -> str:
@@ -185,11 +185,11 @@ class RoomDeletionService:
         lease = self.lease_name(delete_id)
         if not await self.leases.try_acquire(lease):
             return  # another process runs it; resume() looks again if that one dies
-        self._leased.add(delete_id)
+        self._under_lease.add(delete_id)
         try:
             await self._run(delete_id)
         finally:
-            self._leased.discard(delete_id)
+            self._under_lease.discard(delete_id)
             await self.leases.release(lease)
 
     async def resume(self) -> None:
@@ -198,7 +198,7 @@ class RoomDeletionService:
         cancelled here: another process will finish it."""
         if self.leases is not None:
             for delete_id, task in list(self._tasks.items()):
-                lost = delete_id in self._leased and not self.leases.holds(
+                lost = delete_id in self._under_lease and not self.leases.holds(
                     self.lease_name(delete_id)
                 )
                 if lost and not task.done():

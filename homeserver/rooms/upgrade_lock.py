@@ -7,11 +7,11 @@ that is no longer its own. Releasing and recovering lock the room's row first an
 two processes recovering one expired lease cannot undo a lock taken in between.
 
 The row also names the process (``instance_name``) that took the lock. A stranded lock — its
-upgrader's process died, so nothing of the upgrade committed — is made ``active`` again by that
-process at its restart (:meth:`UpgradeLocks.recover_own`), and by whichever live process runs
-the recovery sweep (:meth:`UpgradeLocks.recover_stranded`, a singleton job) once the lock's
-lease has expired or its process has left the live list. A live process's running upgrade is
-never taken over.
+upgrader's process died, so nothing of the upgrade committed — is made ``active`` again at any
+process's start-up (:meth:`UpgradeLocks.recover_own`: its own previous run's locks, and those of
+processes whose liveness lock is free, i.e. not running), and by whichever live process runs the
+recovery sweep (:meth:`UpgradeLocks.recover_stranded`, a singleton job) once the lock's lease
+has expired or its process is gone. A running process's upgrade is never taken over.
 """
 
 from __future__ import annotations

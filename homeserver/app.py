@@ -108,8 +108,10 @@ async def start_homeserver(
         for problem in problems:
             logger.warning("PostgreSQL database: %s (allowed by allow_unsafe_locale)", problem)
     hs = Homeserver(config, signing_key, Store(db), clock=clock)
-    # An upgrade interrupted by a crash committed nothing: its room is active again.
-    await hs.room_upgrades.recover_stranded_upgrades()
+    # An upgrade interrupted by a crash committed nothing: its room is active again (this
+    # process's previous run's, or any other process's that is not running; never a live
+    # process's upgrade).
+    await hs.room_upgrades.recover_stranded_upgrades(hs.leases.instance_alive)
     # The users and rooms that existed before the directory did (once, after its migration).
     await hs.store.user_directory.rebuild_if_needed()
     return hs
@@ -247,18 +249,27 @@ async def serve(
     try:
         for listener in hs.config.listeners:
             await _start_listener(hs, listener, runners)
-        # Catch up on what was queued before a restart, and deliver from now on.
+        # This process joins the live list; from now on it renews the leases of the work it
+        # alone does (with several processes over one database, each piece runs once).
+        await hs.leases.start()
+        # Catch up on what was queued before a restart, and deliver from now on: the
+        # destinations this process owns, each under its lease.
         await hs.federation_sender.start()
-        # Room deletions a previous run left unfinished (their status is in the database).
+        # Room deletions left unfinished (their status is in the database), each under its
+        # lease; looked for again at every lease round (a process that stopped).
         await hs.room_deletion.resume()
+        hs.leases.on_tick(hs.room_deletion.resume)
         await hs.history_purge.resume()
-        # Our users following other servers' upgrades: what a previous run left queued.
+        # Upgrade locks whose lease ran out or whose process is gone (one process sweeps).
+        await hs.upgrade_recovery_job.enable()
+        # Our users following other servers' upgrades: what a previous run left queued (rows
+        # claimed under compare-and-set: every process may work the queue).
         await hs.upgrade_follower.start()
         # Idle and vanished users go unavailable and offline.
         hs.presence.start()
-        # Notifications: push rules for what committed since the last run, then pushers' queues.
-        await hs.push_sender.start()
-        hs.push_evaluator.start()
+        # Notifications: push rules for what committed since the last run, then pushers'
+        # queues, on the one process holding the "push" lease.
+        await hs.push_job.enable()
         logger.info(
             "homeserver %s started (signing key %s)",
             hs.config.server_name,
@@ -275,10 +286,12 @@ async def serve(
         await hs.room_deletion.stop()
         await hs.history_purge.stop()
         await hs.upgrade_follower.stop()
-        await hs.push_evaluator.stop()
-        await hs.push_sender.stop()
+        await hs.push_job.disable()
+        await hs.upgrade_recovery_job.disable()
         # After the runners: in-flight handlers may still have been making outbound requests.
         await hs.federation_sender.stop()
+        # Last: give every lease up and leave the live list, so the others take over at once.
+        await hs.leases.stop()
         await hs.e2e_edus.stop()  # background resyncs of remote users' device lists
         await hs.presence.stop()
         await hs.typing.stop()

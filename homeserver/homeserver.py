@@ -77,6 +77,7 @@ from homeserver.rooms.timestamp_lookup import TimestampLookup
 from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.upgrade_spaces import SpaceLinks
 from homeserver.storage import Store
+from homeserver.streams.leases import LeaseKeeper, SingletonJob
 from homeserver.streams.notifier import Notifier
 from homeserver.sync.filters import FilterService
 from homeserver.sync.notifications import NotificationsService
@@ -101,6 +102,14 @@ class Homeserver:
         server_name = config.server_name
         self.signer = Signer(server_name, signing_key)
         self.bus = DomainEventBus()
+        # This process among those sharing the database: its heartbeat and the leases of the
+        # work it alone does (started by serve()). Leases count real time, whatever ``clock``.
+        self.leases = LeaseKeeper(
+            store,
+            config.instance.instance_name,
+            time_ms,
+            timeout_ms=config.instance.lease_timeout_ms,
+        )
         self.notifier = Notifier()
         self.ratelimiters = RateLimiters(config.ratelimiting)
         self.sender = EventSender(store, self.signer, clock=clock, notifier=self.notifier)
@@ -273,6 +282,11 @@ class Homeserver:
             clock,
             server_name,
             on_jobs=self.push_sender.wake,
+            poll_interval_s=config.instance.poll_interval_seconds,
+        )
+        # Both on one process at a time (the evaluator wakes that process's sender).
+        self.push_job = SingletonJob(
+            self.leases, "push", self._start_push, self._stop_push
         )
 
         # Serving events to other servers (/state, /backfill …) and delivering the outbox
@@ -287,6 +301,8 @@ class Homeserver:
             self.signer,
             keyring=self.keyring,
             metrics=self.metrics,
+            leases=self.leases,
+            poll_interval_s=config.instance.poll_interval_seconds,
         )
 
         # Other servers' users joining, leaving, knocking on and invited to our rooms, and the
@@ -361,6 +377,7 @@ class Homeserver:
             server_name=server_name,
             clock=clock,
             media=self.media,
+            leases=self.leases,
         )
         self.admin_users = AdminUsers(
             store=store,
@@ -412,6 +429,26 @@ class Homeserver:
             remote=self.remote_keys,
         )
         self.key_backup = KeyBackupService(store)
+
+        # Stranded upgrade locks (lease expired, or their process gone), swept by one process.
+        self.upgrade_recovery_job = SingletonJob(
+            self.leases,
+            "upgrade_recovery",
+            every_round=self._recover_abandoned_upgrades,
+        )
+
+    async def _start_push(self) -> None:
+        # Push rules for what committed since the last run, then the pushers' queues.
+        await self.push_sender.start()
+        self.push_evaluator.start()
+
+    async def _stop_push(self) -> None:
+        await self.push_evaluator.stop()
+        await self.push_sender.stop()
+
+    async def _recover_abandoned_upgrades(self) -> None:
+        live = await self.leases.refresh_live_instances()
+        await self.room_upgrades.recover_abandoned_upgrades(live, self.leases.instance_alive)
 
     @property
     def server_name(self) -> str:

@@ -36,6 +36,7 @@ from homeserver.storage import Store
 from homeserver.storage.admin_rooms import like_suffix
 from homeserver.storage.room_deletions import DeletionRecord
 from homeserver.storage.room_purge import LocalMembersRemain
+from homeserver.streams.leases import LeaseKeeper
 from homeserver.types import domain_of, user_id_error
 
 logger = logging.getLogger(__name__)
@@ -120,8 +121,11 @@ class RoomDeletionService:
         server_name: str,
         clock: WallClock,
         media: MediaRepository | None = None,
+        leases: LeaseKeeper | None = None,
     ) -> None:
         self.store = store
+        #: with several processes: a deletion runs only under its lease (``room_deletion:<id>``).
+        self.leases = leases
         self._media = media
         self.membership = membership
         self.sender = sender
@@ -129,6 +133,8 @@ class RoomDeletionService:
         self.clock = clock
         self._room_creation = room_creation
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        #: the deletions running here under their lease.
+        self._under_lease: set[str] = set()
 
     # --- requests -----------------------------------------------------------------------------
     async def start(self, room_id: str, params: DeletionParams) -> str:
@@ -163,12 +169,41 @@ class RoomDeletionService:
 
     # --- background tasks ---------------------------------------------------------------------
     def _spawn(self, delete_id: str) -> None:
-        task = asyncio.create_task(self._run(delete_id), name=f"room deletion {delete_id}")
+        task = asyncio.create_task(self._leased(delete_id), name=f"room deletion {delete_id}")
         self._tasks[delete_id] = task
         task.add_done_callback(lambda _t: self._tasks.pop(delete_id, None))
 
+    @staticmethod
+    def lease_name(delete_id: str) -> str:
+        return f"room_deletion:{delete_id}"
+
+    async def _leased(self, delete_id: str) -> None:
+        """Run the deletion if no other process is running it (its lease)."""
+        if self.leases is None:
+            await self._run(delete_id)
+            return
+        lease = self.lease_name(delete_id)
+        if not await self.leases.try_acquire(lease):
+            return  # another process runs it; resume() looks again if that one dies
+        self._under_lease.add(delete_id)
+        try:
+            await self._run(delete_id)
+        finally:
+            self._under_lease.discard(delete_id)
+            await self.leases.release(lease)
+
     async def resume(self) -> None:
-        """Restart the deletions a previous run of the server left unfinished."""
+        """Restart the deletions left unfinished: a previous run's, or (called again at every
+        lease round) those of a process that stopped. A running one whose lease was lost is
+        cancelled here: another process will finish it."""
+        if self.leases is not None:
+            for delete_id, task in list(self._tasks.items()):
+                lost = delete_id in self._under_lease and not self.leases.holds(
+                    self.lease_name(delete_id)
+                )
+                if lost and not task.done():
+                    logger.warning("deletion %s: lease lost, leaving it to another", delete_id)
+                    task.cancel()
         for record in await self.store.room_deletions.get_unfinished():
             if record.delete_id not in self._tasks:
                 logger.info("resuming deletion %s of room %s", record.delete_id, record.room_id)

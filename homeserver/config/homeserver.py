@@ -12,6 +12,7 @@ import yaml
 
 from homeserver.config import database as _database
 from homeserver.config import federation as _federation
+from homeserver.config import instance as _instance
 from homeserver.config import keys as _keys
 from homeserver.config import listeners as _listeners
 from homeserver.config import log_config as _log_config
@@ -46,6 +47,7 @@ KNOWN_TOP_LEVEL_KEYS: frozenset[str] = frozenset().union(
     _voip.KEYS,
     _user_directory.KEYS,
     _server_notices.KEYS,
+    _instance.KEYS,
 )
 
 
@@ -76,6 +78,8 @@ class HomeserverConfig:
     server_notices: _server_notices.ServerNoticesConfig = field(
         default_factory=_server_notices.ServerNoticesConfig
     )
+    #: ``instance_name`` and ``worker_leases``: this process among those sharing the database.
+    instance: _instance.InstanceConfig = field(default_factory=_instance.InstanceConfig)
 
     @property
     def server_name(self) -> str:
@@ -111,6 +115,7 @@ class HomeserverConfig:
             server_notices=_server_notices.parse_server_notices(
                 reader, server_config.server_name
             ),
+            instance=_instance.parse_instance(reader),
         )
         reader.warn_unknown(KNOWN_TOP_LEVEL_KEYS)
         # The warnings list was filled while parsing; freeze what it holds now.

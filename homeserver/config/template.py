@@ -110,6 +110,19 @@ database:
 #    cp_min: 5
 #    cp_max: 10
 
+## Several processes ##
+
+# Processes sharing one PostgreSQL database each need a distinct instance_name (Synapse's key),
+# best set in each process's own config file. Default: the host name and process ID, which
+# change at every restart. Work that must happen once (each federation destination's delivery,
+# the push sender, resuming room deletions, recovering stranded upgrades) is held by one live
+# process under a lease it renews; a process that stops renewing for lease_timeout loses it,
+# and another takes it over. Durations: a bare number is in seconds.
+#instance_name: homeserver1
+#worker_leases:
+#  lease_timeout: 20s     # renewed every third of it
+#  poll_interval: 1s      # how often a process looks for federation work others queued
+
 ## Keys ##
 
 # The server's ed25519 signing key, stored encrypted with the secrets key. A Synapse key file

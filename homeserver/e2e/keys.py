@@ -26,7 +26,6 @@ from homeserver.e2e.context import KeysContext
 from homeserver.e2e.cross_signing import CrossSigningKeys
 from homeserver.e2e.device_list_summary import changed_and_left
 from homeserver.e2e.key_validation import (
-    KeyUpload,
     UploadedKey,
     parse_key_upload,
     same_one_time_key,
@@ -51,8 +50,8 @@ SIGNED_CURVE25519 = "signed_curve25519"
 
 
 class _DeviceLocks:
-    """One upload at a time per device, so that two uploads of the same one-time key cannot
-    both find it missing and both insert it."""
+    """One upload at a time per device in this process (the database lock in the upload's
+    transaction does it across processes; waiting here first saves a pool connection)."""
 
     def __init__(self) -> None:
         self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
@@ -98,11 +97,8 @@ class E2EKeysService:
                 "To upload keys, you must pass device_id when authenticating", Codes.UNKNOWN
             )
         async with self._upload_locks.hold((user_id, device_id)):
-            stored = await self._ctx.store.e2e_keys.get_device_keys({user_id: [device_id]})
-            device = stored.get(user_id, {}).get(device_id)
-            upload = parse_key_upload(body, user_id, device_id, device.keys if device else None)
             changed = await self._ctx.store.db.run_in_transaction(
-                "upload_keys", self._upload_txn, user_id, device_id, upload
+                "upload_keys", self._upload_txn, user_id, device_id, body
             )
         if changed:
             self._ctx.notifier.notify(user_ids=[user_id])
@@ -113,19 +109,27 @@ class E2EKeysService:
         return {SIGNED_CURVE25519: 0, **counts}
 
     async def _upload_txn(
-        self, txn: Transaction, user_id: str, device_id: str, upload: KeyUpload
+        self, txn: Transaction, user_id: str, device_id: str, body: dict[str, Any]
     ) -> bool:
-        """Store what the upload adds; True when the device keys changed (announced)."""
+        """Check the upload against the stored device keys and store what it adds; True when
+        the device keys changed (announced). Under the device's advisory lock (PostgreSQL,
+        until commit), so two processes' uploads of one device run one after the other and
+        cannot both find a one-time key missing."""
+        db = self._ctx.store.db
+        await txn.advisory_lock(db.lock_key("key_upload", f"{user_id}\0{device_id}"))
+        old = await self._ctx.store.e2e_keys.get_device_keys_txn(txn, user_id, device_id)
+        upload = parse_key_upload(body, user_id, device_id, old)
         keys_changed = False
-        if upload.device_keys is not None:
-            old = await self._ctx.store.e2e_keys.get_device_keys_txn(txn, user_id, device_id)
-            if old is None or canonical_json_text(old) != canonical_json_text(upload.device_keys):
-                # A changed identity key replaces the old one (as Synapse does); the change is
-                # announced so other devices fetch the keys again and notice.
-                await self._ctx.store.e2e_keys.set_device_keys_txn(
-                    txn, user_id, device_id, upload.device_keys, self._ctx.clock()
-                )
-                keys_changed = True
+        new_keys = upload.device_keys
+        if new_keys is not None and (
+            old is None or canonical_json_text(old) != canonical_json_text(new_keys)
+        ):
+            # A changed identity key replaces the old one (as Synapse does); the change is
+            # announced so other devices fetch the keys again and notice.
+            await self._ctx.store.e2e_keys.set_device_keys_txn(
+                txn, user_id, device_id, new_keys, self._ctx.clock()
+            )
+            keys_changed = True
         await self._add_one_time_keys_txn(txn, user_id, device_id, upload.one_time_keys)
         for key in upload.fallback_keys:
             await self._ctx.store.e2e_keys.set_fallback_key_txn(

@@ -31,6 +31,7 @@ from homeserver.clock import WallClock
 from homeserver.federation.client import FederationError
 from homeserver.federation.remote_keys import RemoteKeys, device_entry, valid_cross_signing_key
 from homeserver.storage import Store
+from homeserver.storage.database import Transaction
 from homeserver.storage.errors import DatabaseUnavailable
 from homeserver.storage.remote_device_lists import RemoteDeviceList
 from homeserver.streams.notifier import Notifier
@@ -101,8 +102,10 @@ class E2EEdus:
             "m.device_list_update": self.on_device_list_update,
             "m.signing_key_update": self.on_signing_key_update,
         }
-        #: one remote user's device-list updates and resyncs happen one at a time (a lock
-        #: lives while someone holds or waits for it).
+        #: one remote user's device-list updates and resyncs happen one at a time: in this
+        #: process (a lock lives while someone holds or waits for it; it saves the database
+        #: round trips), and across processes under the user's advisory lock in each
+        #: transaction, a resync storing its answer only if no update landed meanwhile.
         self._user_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -189,6 +192,8 @@ class E2EEdus:
             self._lock(user_id),
             self.store.db.transaction("remote_device_list_update") as txn,
         ):
+            # Across processes: the user's updates one at a time (held until commit).
+            await txn.advisory_lock(self.store.db.lock_key("device_list", user_id))
             held = await self.store.remote_device_lists.get_position_txn(txn, user_id)
             if held is not None and stream_id <= held:
                 return  # already part of what we hold (a resend, or a resync had it)
@@ -253,27 +258,47 @@ class E2EEdus:
 
     async def _resync_watched(self, user_id: str, timeout_s: float) -> RemoteDeviceList | None:
         seen_updates = self._update_counts.get(user_id, 0)
+        # Updates applied by any process while the answer is on its way move this counter.
+        seen_changes = await self.store.remote_device_lists.changes(user_id)
         answer = await self.remote_keys.user_devices(user_id, timeout_s)
         async with self._lock(user_id):
             if self._update_counts.get(user_id, 0) != seen_updates:
                 return None
-            before = await self.store.remote_device_lists.get(user_id)
-            await self.store.remote_device_lists.replace(
-                user_id, answer["stream_id"], answer["devices"], answer["cross_signing"]
+            changed = await self.store.db.run_in_transaction(
+                "remote_device_list_resynced", self._store_resync_txn, user_id, seen_changes, answer
             )
-            after: dict[str, dict[str, Any]] = answer["devices"]
-            changed = (
-                set()
-                if before is None
-                else {d for d in {*before.devices, *after} if before.devices.get(d) != after.get(d)}
-            )
+            if changed is None:
+                return None
             if changed:
-                # Clients that asked while the list was stale got the server's answer; tell
-                # them again only when the list really differs from what we held.
-                async with self.store.db.transaction("remote_device_list_resynced") as txn:
-                    await self.store.device_lists.add_change_txn(txn, user_id, changed)
                 self.notifier.notify(user_ids=[user_id])
+        after: dict[str, dict[str, Any]] = answer["devices"]
         return RemoteDeviceList(user_id, answer["stream_id"], False, dict(after))
+
+    async def _store_resync_txn(
+        self, txn: Transaction, user_id: str, seen_changes: int | None, answer: dict[str, Any]
+    ) -> set[str] | None:
+        """Store a resync's answer unless the user's list changed since it was asked (None);
+        the devices that differ from what was held."""
+        lists = self.store.remote_device_lists
+        await txn.advisory_lock(self.store.db.lock_key("device_list", user_id))
+        if await lists.changes_txn(txn, user_id) != seen_changes:
+            return None  # an update landed meanwhile (maybe on another process)
+        tracked = seen_changes is not None
+        before = await lists.devices_txn(txn, user_id) if tracked else None
+        await lists.replace_txn(
+            txn, user_id, answer["stream_id"], answer["devices"], answer["cross_signing"]
+        )
+        after: dict[str, dict[str, Any]] = answer["devices"]
+        changed = (
+            set()
+            if before is None
+            else {d for d in {*before, *after} if before.get(d) != after.get(d)}
+        )
+        if changed:
+            # Clients that asked while the list was stale got the server's answer; tell them
+            # again only when the list really differs from what we held.
+            await self.store.device_lists.add_change_txn(txn, user_id, changed)
+        return changed
 
     def _schedule_resync(self, user_id: str) -> None:
         if user_id in self._resyncs:

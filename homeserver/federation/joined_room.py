@@ -5,9 +5,9 @@ made if we have none, and our join is stored on that state.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 
 from homeserver.auth.rules import AuthError
 from homeserver.clock import WallClock
@@ -35,7 +35,7 @@ class JoinedRoomPersister:
         auth_chains: AuthChains,
         notifier: Notifier,
         clock: WallClock,
-        room_lock: Callable[[str], asyncio.Lock],
+        room_lock: Callable[[str], AbstractAsyncContextManager[None]],
     ) -> None:
         self.store = store
         self.keyring = keyring

@@ -16,8 +16,13 @@ content-hash checks of :mod:`pdu_checks`:
 4. the event is persisted; if the room's forward extremities then fork, the current state is the
    resolution of the states at all of them. Local /sync waiters are woken after commit.
 
-PDUs of one room are processed one at a time (a per-room lock), so prev events, extremities and
-current state are read and written in order.
+PDUs of one room are processed one at a time, across processes too
+(:meth:`ReceivedEvents.room_lock`: an in-process lock, then the room's session-level advisory
+lock on PostgreSQL), so prev events, extremities and current state are read and written in
+order and no two processes fetch and store the same gap at once. The lock is held across network
+fetches, so it is not a transaction lock (see ``SessionLocks`` in storage/engine_postgres.py);
+the persisting transaction itself still locks the room's row and checks that the extremities it
+resolved against did not move.
 
 This module is the pipeline; its jobs live beside it: :mod:`auth_chains` (outliers, auth chains,
 the auth rules against a state), :mod:`received_state` (the state before and after an event,
@@ -30,7 +35,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from homeserver.auth.rules import AuthError, check_event_auth
@@ -68,6 +74,10 @@ PERSIST_ATTEMPTS = 5
 class _ExtremitiesMoved(Exception):
     """The room's forward extremities changed between resolving the current state and storing."""
 
+
+#: How long a received PDU waits for its room's lock held by another process (then 503: the
+#: origin retries the transaction).
+ROOM_LOCK_TIMEOUT_SECONDS = 60.0
 
 #: rooms whose version is kept in memory before that cache starts over.
 ROOM_VERSION_CACHE_SIZE = 100_000
@@ -116,13 +126,18 @@ class ReceivedEvents:
             after_stored=self.after_run_stored,
         )
 
-    def room_lock(self, room_id: str) -> asyncio.Lock:
-        """The lock serialising received events of one room (held while one is processed)."""
+    @asynccontextmanager
+    async def room_lock(self, room_id: str) -> AsyncIterator[None]:
+        """Hold the lock serialising received events of one room, among this process's tasks
+        (first: waiting here costs no database round trip) and then among processes."""
         lock = self._room_locks.get(room_id)
         if lock is None:
             lock = asyncio.Lock()
             self._room_locks[room_id] = lock
-        return lock
+        db = self.store.db
+        key = db.lock_key("received_room", room_id)
+        async with lock, db.session_lock(key, timeout=ROOM_LOCK_TIMEOUT_SECONDS):
+            yield
 
     async def room_version_of(self, room_id: str) -> RoomVersion:
         """The version of a room we know; :class:`UnknownRoom` otherwise."""

@@ -16,12 +16,25 @@ when it shows signs of life (:meth:`FederationSender.on_destination_reachable`).
 
 :meth:`FederationSender.start` resumes every destination with queued entries (catch-up after a
 restart or an outage); writers' commits wake destinations through the outbox store's listener.
+
+Several processes over one database (given a :class:`LeaseKeeper`): each destination is owned by
+one live instance, chosen by rendezvous hashing of its name over the live instances' heartbeat
+list (:func:`owner_of`), and delivered only under the destination's lease (``federation:<name>``),
+so a handover never has two processes sending. The owner finds work queued by the other
+processes by looking at the outbox every ``poll_interval`` (and at once when told through
+:meth:`FederationSender.wake`, the hook a cross-process notification calls). When a process
+stops renewing, it drops out of the live list and its leases expire: the destinations it owned
+hash to the others, which take them over, resending an unfinished transaction with its stored
+ID and content (the peer dedupes it by ID). A transaction is assigned to entries only while
+none of them is in one (:meth:`OutboxStore.assign_transaction`), so two processes can never
+send the same entries under two IDs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -52,6 +65,7 @@ from homeserver.federation.retry import (
 from homeserver.metrics import HomeserverMetrics
 from homeserver.storage import Store
 from homeserver.storage.outbox import OutboxEntry, RetryState
+from homeserver.streams.leases import LeaseKeeper
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +82,22 @@ def is_retryable(error: Exception) -> bool:
     if isinstance(error, FederationHttpError):
         return error.status >= 500 or error.status in RETRYABLE_STATUSES
     return isinstance(error, FederationUnreachable)
+
+
+#: How often the owner of destinations looks for entries other processes queued.
+DEFAULT_POLL_INTERVAL_SECONDS = 1.0
+LEASE_PREFIX = "federation:"
+
+
+def owner_of(destination: str, instances: Iterable[str]) -> str | None:
+    """The instance that delivers to ``destination``: rendezvous (highest random weight)
+    hashing, so an instance joining or leaving moves only the destinations it wins or had."""
+    best: tuple[bytes, str] | None = None
+    for instance in instances:
+        weight = hashlib.blake2b(f"{instance}\n{destination}".encode(), digest_size=8).digest()
+        if best is None or (weight, instance) > best:
+            best = (weight, instance)
+    return None if best is None else best[1]
 
 
 def next_batch(entries: list[OutboxEntry]) -> list[OutboxEntry]:
@@ -117,6 +147,8 @@ class FederationSender:
         keyring: Verifier | None = None,
         metrics: HomeserverMetrics | None = None,
         jitter: Jitter = synapse_jitter,
+        leases: LeaseKeeper | None = None,
+        poll_interval_s: float = DEFAULT_POLL_INTERVAL_SECONDS,
     ) -> None:
         self.store = store
         self.client = client
@@ -129,6 +161,12 @@ class FederationSender:
         self._queues: dict[str, _Queue] = {}
         self._running = False
         self.metrics = metrics or HomeserverMetrics(server_name)
+        #: None: this process alone delivers (no leases, no polling).
+        self.leases = leases
+        self.poll_interval_s = poll_interval_s
+        self._poller: asyncio.Task[None] | None = None
+        #: destinations whose lease this process keeps while idle, and since when (ms).
+        self._idle_since: dict[str, int] = {}
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -137,17 +175,67 @@ class FederationSender:
             return
         self._running = True
         self.store.outbox.add_listener(self.wake)
+        if self.leases is not None:
+            await self.leases.refresh_live_instances()
+            self._poller = asyncio.create_task(self._poll_forever(), name="federation poll")
         self.wake(await self.store.outbox.destinations_with_entries())
 
     async def stop(self) -> None:
-        """Cancel every destination's task; what they were sending stays queued."""
+        """Cancel every destination's task; what they were sending stays queued (and their
+        leases are given up with the keeper's)."""
         self._running = False
         self.store.outbox.remove_listener(self.wake)
+        poller, self._poller = self._poller, None
         tasks = [q.task for q in self._queues.values() if q.task is not None]
+        if poller is not None:
+            tasks.append(poller)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._queues.clear()
+        self._idle_since.clear()
+
+    # --- sharing the destinations among processes ---------------------------------------------
+    def owns(self, destination: str) -> bool:
+        """Whether this process delivers to ``destination`` (always, without leases)."""
+        if self.leases is None:
+            return True
+        return owner_of(destination, self.leases.live_instances()) == self.leases.instance_name
+
+    @staticmethod
+    def lease_name(destination: str) -> str:
+        return LEASE_PREFIX + destination
+
+    async def poll(self) -> None:
+        """One look at the outbox: wake the destinations this process owns that have entries
+        (queued by any process), and give up the leases of idle destinations and of those
+        another process owns now."""
+        assert self.leases is not None
+        await self.leases.refresh_live_instances()
+        queued = await self.store.outbox.destinations_with_entries()
+        self.wake(queued)
+        for destination, queue in list(self._queues.items()):
+            # Waiting out a backoff (maybe for hours) for a destination now another's: stop,
+            # so its lease is given up below and the new owner can take it.
+            if queue.waiting_until is not None and queue.task and not self.owns(destination):
+                queue.task.cancel()
+        now = self.leases.clock()
+        for destination, since in list(self._idle_since.items()):
+            if destination in self._queues:
+                continue
+            if not self.owns(destination) or now - since > self.leases.timeout_ms:
+                del self._idle_since[destination]
+                await self.leases.release(self.lease_name(destination))
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval_s)
+            try:
+                await self.poll()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                logger.warning("federation sender: looking at the outbox failed: %s", e)
 
     # --- signals ----------------------------------------------------------------------------
     def wake(self, destinations: Iterable[str] = ()) -> None:
@@ -156,7 +244,7 @@ class FederationSender:
         if not self._running:
             return
         for destination in destinations:
-            if destination == self.server_name:
+            if destination == self.server_name or not self.owns(destination):
                 continue
             queue = self._queues.get(destination)
             if queue is None:
@@ -181,8 +269,16 @@ class FederationSender:
 
     # --- one destination ----------------------------------------------------------------------
     async def _run(self, destination: str, queue: _Queue) -> None:
+        lease = self.lease_name(destination)
         try:
+            if self.leases is not None and not await self.leases.try_acquire(lease):
+                return  # its previous owner still holds it: the next poll tries again
+            self._idle_since.pop(destination, None)
             while self._running:
+                if self.leases is not None and (
+                    not self.leases.holds(lease) or not self.owns(destination)
+                ):
+                    return  # handed over: the new owner resends what is in flight
                 queue.woken = False
                 state = await self.store.outbox.get_retry_state(destination)
                 if is_backing_off(state) and not queue.reachable.is_set():
@@ -199,6 +295,8 @@ class FederationSender:
                 if not await self.send_next(destination, state) and not queue.woken:
                     return  # nothing queued (and nothing new arrived meanwhile)
         except asyncio.CancelledError:
+            if self._running and not self.owns(destination):
+                return  # handed over by poll() while waiting out a backoff
             raise
         except Exception:
             # A bug or a database outage: leave the entries queued for the next wake/start.
@@ -206,6 +304,9 @@ class FederationSender:
         finally:
             if self._queues.get(destination) is queue:
                 del self._queues[destination]
+            if self.leases is not None and self.leases.holds(lease):
+                # Kept a while for the next burst; poll() gives it up when idle or not ours.
+                self._idle_since[destination] = self.leases.clock()
 
     @staticmethod
     async def _wait_reachable(queue: _Queue, seconds: float) -> None:
@@ -264,7 +365,19 @@ class FederationSender:
             # Unique: each entry is in one transaction only, and IDs are never reused.
             txn_ts = self.clock()
             txn_id = f"{txn_ts}.{head.id}"
-            await self.store.outbox.assign_transaction([e.id for e in batch], txn_id, txn_ts)
+            if not await self.store.outbox.assign_transaction(
+                [e.id for e in batch], txn_id, txn_ts
+            ):
+                # Another process put some of these entries in a transaction meanwhile (it
+                # owned the destination until now): send that one, as it is stored.
+                entries = await self.store.outbox.head(
+                    destination, MAX_PDUS_PER_TRANSACTION + MAX_EDUS_PER_TRANSACTION
+                )
+                batch = next_batch(entries)
+                if not batch or batch[0].txn_id is None:
+                    return
+                await self._send_transaction(destination, batch)
+                return
         else:
             txn_id, txn_ts = head.txn_id, head.txn_ts or self.clock()
         body = await self._transaction_body(batch, txn_ts)

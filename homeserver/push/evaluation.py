@@ -81,8 +81,12 @@ class PushEvaluator:
         server_name: str,
         *,
         on_jobs: Callable[[Iterable[int]], None] | None = None,
+        poll_interval_s: float | None = None,
     ) -> None:
         self.store = store
+        #: with several processes, events committed by the others reach this one's notifier
+        #: only through a cross-process wake-up: also look at the stream this often.
+        self.poll_interval_s = poll_interval_s
         self.push_rules = push_rules
         self.notifier = notifier
         self.clock = clock
@@ -113,7 +117,8 @@ class PushEvaluator:
 
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
             self._wake.clear()
             try:
                 await self.process_pending()

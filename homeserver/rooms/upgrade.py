@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,7 +64,7 @@ from homeserver.rooms.bus import ROOM_UPGRADE_FAILED, ROOM_UPGRADED, DomainEvent
 from homeserver.rooms.creation import RoomIdCollision, room_exists_txn
 from homeserver.rooms.lifecycle import Actor, RoomStatus, transition
 from homeserver.rooms.upgrade_build import BuiltUpgrade, build_upgrade
-from homeserver.rooms.upgrade_lock import Lease, UpgradeLocks, holds
+from homeserver.rooms.upgrade_lock import InstanceAlive, Lease, UpgradeLocks, holds
 from homeserver.rooms.upgrade_plan import (
     COPIED_STATE_TYPES,
     SPACE_CHILD,
@@ -186,7 +186,9 @@ class RoomUpgradeService:
         self.notifier = notifier
         self.bus = bus
         self.clock = clock
-        self.locks = UpgradeLocks(store, clock, self.settings.lock_timeout_seconds)
+        self.locks = UpgradeLocks(
+            store, clock, self.settings.lock_timeout_seconds, config.instance.instance_name
+        )
         self.policy = UpgradePolicy(
             server_name=config.server_name,
             auto_join_local_members=self.settings.auto_join_local_members,
@@ -197,9 +199,20 @@ class RoomUpgradeService:
         #: Called between build and commit of every attempt (tests inject state conflicts).
         self.before_commit: Callable[[str], Awaitable[None]] | None = None
 
-    async def recover_stranded_upgrades(self) -> list[str]:
-        """Start-up: rooms a crashed process left ``upgrading`` are ``active`` again."""
-        return await self.locks.recover_all()
+    async def recover_stranded_upgrades(
+        self, instance_alive: InstanceAlive | None = None
+    ) -> list[str]:
+        """Start-up: rooms this process's previous run left ``upgrading`` (and, given
+        ``instance_alive``, any process that is not running) are ``active`` again; other
+        processes' running upgrades are left alone."""
+        return await self.locks.recover_own(instance_alive)
+
+    async def recover_abandoned_upgrades(
+        self, live_instances: Collection[str], instance_alive: InstanceAlive | None = None
+    ) -> list[str]:
+        """The periodic sweep (one process at a time): locks whose lease expired or whose
+        process is gone."""
+        return await self.locks.recover_stranded(live_instances, instance_alive)
 
     async def upgrade_room(self, user_id: str, room_id: str, body: Mapping[str, Any]) -> str:
         """``POST /rooms/{roomId}/upgrade``: the replacement room's ID."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -48,6 +49,11 @@ T = TypeVar("T")
 _in_transaction: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "homeserver_storage_in_transaction", default=None
 )
+
+
+@asynccontextmanager
+async def _no_lock() -> AsyncIterator[None]:
+    yield
 
 
 def in_transaction() -> str | None:
@@ -227,6 +233,37 @@ class Database(_Reads):
 
     async def close(self) -> None:
         raise NotImplementedError
+
+    # --- database locks ----------------------------------------------------------------
+    #: what makes one database's lock keys differ from another's on the same server (the
+    #: PostgreSQL schema: advisory locks are per database, not per schema).
+    lock_scope: str = ""
+
+    def lock_key(self, namespace: str, name: str) -> int:
+        """The 64-bit advisory-lock key of ``name`` in ``namespace`` (``"room"``, …)."""
+        digest = hashlib.blake2b(
+            f"{self.lock_scope}\0{namespace}\0{name}".encode(), digest_size=8
+        ).digest()
+        return int.from_bytes(digest, "big", signed=True)
+
+    def session_lock(self, key: int, *, timeout: float) -> AbstractAsyncContextManager[None]:
+        """Hold the database-wide lock ``key`` for the block, outside any transaction: for
+        work that must not run twice at once across processes but waits on the network
+        meanwhile (a transaction must not stay open that long). Raises :class:`LockTimeout`
+        after ``timeout`` seconds of waiting. A no-op on SQLite (one process)."""
+        return _no_lock()
+
+    async def claim_liveness(self, key: int) -> bool:
+        """Hold ``key`` for as long as this process lives (its instance's liveness lock):
+        other processes then know it is alive, and the moment it dies (its connection gone),
+        that it is not. False if another live process holds it (the same instance name twice).
+        Idempotent; call again after a lost connection. True on SQLite (one process)."""
+        return True
+
+    async def is_alive(self, key: int) -> bool:
+        """Whether some live process holds the liveness lock ``key`` (this one included).
+        On SQLite only this process can be alive, and it asks about others: False."""
+        return False
 
     # --- transactions ------------------------------------------------------------------
     @asynccontextmanager

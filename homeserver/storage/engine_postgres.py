@@ -1,8 +1,12 @@
 """The PostgreSQL engine: an asyncpg pool; ``?`` placeholders become ``$n``; ``FOR UPDATE`` row
-locks and transaction-scoped advisory locks."""
+locks, transaction-scoped advisory locks, and session-level advisory locks held across network
+waits (:class:`SessionLocks`)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,6 +14,13 @@ from typing import Any
 import asyncpg
 
 from homeserver.storage.database import Database, Row, Transaction, translate_placeholders
+from homeserver.storage.errors import DatabaseUnavailable, LockTimeout
+
+logger = logging.getLogger(__name__)
+
+#: Polling a contended session lock: first wait, longest wait (seconds).
+_LOCK_POLL_FIRST = 0.005
+_LOCK_POLL_MAX = 0.1
 
 #: Errors that mean PostgreSQL cannot be reached right now: connections refused, lost or cut by
 #: a shutdown (class 57 minus a cancelled query), too many connections (class 53), and asyncpg's
@@ -64,6 +75,108 @@ class PostgresTransaction(Transaction):
         await self._conn.execute("SELECT pg_advisory_xact_lock($1)", key)
 
 
+class SessionLocks:
+    """Session-level advisory locks, all on one dedicated connection of their own.
+
+    Held across network waits (a received PDU's missing events are fetched under its room's
+    lock), so they cannot be transaction locks: a transaction open for seconds would hold a
+    pool connection and its snapshot. One connection holds every lock this process takes, so
+    locks cost no pool connection and cannot starve it; its statements are serialised (one
+    at a time on a connection) and each is a sub-millisecond ``pg_try_advisory_lock``. A
+    contended lock is polled with a growing wait up to the caller's timeout, rather than
+    blocking the shared connection. Callers serialise their own tasks first (session locks
+    are re-entrant within a session, so two tasks of this process would both "get" it).
+
+    If the connection is lost, PostgreSQL has released its locks: holders are not interrupted
+    (the data they guard is written under row locks and compare-and-set, which stay correct);
+    the next lock opens a new connection. A process that dies releases its locks with its
+    connection.
+    """
+
+    def __init__(self, dsn: str, settings: dict[str, str]) -> None:
+        self._dsn = dsn
+        self._settings = settings
+        self._conn: asyncpg.Connection | None = None
+        self._io = asyncio.Lock()
+        #: key → the connection it was taken on (released only there).
+        self._held: dict[int, asyncpg.Connection] = {}
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(self._dsn, server_settings=self._settings)
+        return self._conn
+
+    async def _try(self, key: int) -> bool:
+        async with self._io:
+            try:
+                conn = await self._connection()
+                got = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+            except Exception as e:
+                if not is_unavailable(e):
+                    raise
+                self._conn = None  # opened again at the next lock
+                logger.warning("advisory lock connection unavailable: %s", e)
+                raise DatabaseUnavailable() from e
+            if got:
+                self._held[key] = conn
+            return got
+
+    async def _release(self, key: int) -> None:
+        async with self._io:
+            conn = self._held.pop(key, None)
+            if conn is None or conn.is_closed():
+                return  # lost with its connection: PostgreSQL released it then
+            await conn.fetchval("SELECT pg_advisory_unlock($1)", key)
+
+    async def claim(self, key: int) -> bool:
+        """Take ``key`` for good (until the connection ends); True if held now."""
+        async with self._io:
+            held = self._held.get(key)
+            if held is not None and not held.is_closed():
+                return True
+            conn = await self._connection()
+            got = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+            if got:
+                self._held[key] = conn
+            return got
+
+    async def probe(self, key: int) -> bool:
+        """Whether a live session holds ``key`` (this one included)."""
+        async with self._io:
+            held = self._held.get(key)
+            if held is not None and not held.is_closed():
+                return True
+            conn = await self._connection()
+            if await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+                await conn.fetchval("SELECT pg_advisory_unlock($1)", key)
+                return False
+            return True
+
+    @asynccontextmanager
+    async def hold(self, key: int, timeout: float) -> AsyncIterator[None]:
+        deadline = time.monotonic() + timeout
+        wait = _LOCK_POLL_FIRST
+        while not await self._try(key):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LockTimeout(f"advisory lock {key}")
+            await asyncio.sleep(min(wait, left))
+            wait = min(wait * 2, _LOCK_POLL_MAX)
+        try:
+            yield
+        finally:
+            try:
+                await asyncio.shield(self._release(key))
+            except Exception as e:
+                logger.warning("releasing advisory lock %d failed: %s", key, e)
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        self._held.clear()
+        if conn is not None and not conn.is_closed():
+            await conn.close()
+
+
 POSTGRES_TYPES = {
     "id_pk": "BIGSERIAL PRIMARY KEY",
     "bytes": "BYTEA",
@@ -80,7 +193,9 @@ class PostgresDatabase(Database):
         self._min_size = min_size
         self._max_size = max_size
         self.schema = schema
+        self.lock_scope = schema or ""
         self._pool: asyncpg.Pool | None = None
+        self._session_locks: SessionLocks | None = None
 
     async def _open(self) -> None:
         settings: dict[str, str] = {}
@@ -99,8 +214,24 @@ class PostgresDatabase(Database):
             max_size=self._max_size,
             server_settings=settings,
         )
+        self._session_locks = SessionLocks(self.dsn, settings)
+
+    def session_lock(self, key: int, *, timeout: float) -> Any:
+        assert self._session_locks is not None, "database is closed"
+        return self._session_locks.hold(key, timeout)
+
+    async def claim_liveness(self, key: int) -> bool:
+        assert self._session_locks is not None, "database is closed"
+        return await self._session_locks.claim(key)
+
+    async def is_alive(self, key: int) -> bool:
+        assert self._session_locks is not None, "database is closed"
+        return await self._session_locks.probe(key)
 
     async def close(self) -> None:
+        if self._session_locks is not None:
+            await self._session_locks.close()
+            self._session_locks = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None

@@ -38,3 +38,12 @@ class DatabaseUnavailable(StorageError, MatrixError):
             Codes.UNKNOWN,
             "The database is temporarily unavailable",
         )
+
+
+class LockTimeout(DatabaseUnavailable):
+    """A database lock was not obtained in time (another process held it throughout): 503,
+    and the caller (a remote server's transaction) retries later."""
+
+    def __init__(self, what: str = "") -> None:
+        super().__init__()
+        self.what = what

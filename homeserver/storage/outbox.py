@@ -75,6 +75,10 @@ def _entry(row: Sequence[Any]) -> OutboxEntry:
     )
 
 
+class _AssignedElsewhere(Exception):
+    """Rolls back a transaction assignment that found an entry already assigned."""
+
+
 @dataclass(slots=True)
 class _QueuedDestinations:
     """A transaction's memo: the destinations it queued entries for, announced after commit."""
@@ -175,8 +179,19 @@ class OutboxStore:
 
     # --- the sender's view: one destination's queue ---------------------------------------
     async def destinations_with_entries(self) -> list[str]:
-        """Every destination something is queued for (catch-up after a restart)."""
-        rows = await self.db.fetchall("SELECT DISTINCT destination FROM federation_outbox")
+        """Every destination something is queued for (catch-up after a restart, and the
+        sender's poll every second). One index probe per destination (a loose index scan over
+        ``(destination, id)``), not a scan of every queued row: a destination down for days
+        may have a long queue."""
+        rows = await self.db.fetchall(
+            "WITH RECURSIVE d (destination) AS ("
+            " SELECT MIN(destination) FROM federation_outbox"
+            " UNION ALL"
+            " SELECT (SELECT MIN(o.destination) FROM federation_outbox o"
+            " WHERE o.destination > d.destination)"
+            " FROM d WHERE d.destination IS NOT NULL)"
+            " SELECT destination FROM d WHERE destination IS NOT NULL"
+        )
         return sorted(r[0] for r in rows)
 
     async def pending_by_destination(self) -> dict[str, int]:
@@ -196,17 +211,25 @@ class OutboxStore:
         )
         return [_entry(r) for r in rows]
 
-    async def assign_transaction(self, ids: list[int], txn_id: str, txn_ts: int) -> None:
+    async def assign_transaction(self, ids: list[int], txn_id: str, txn_ts: int) -> bool:
         """Fix the entries of a transaction before it is first sent, so that every retry (after
-        a restart too) resends the same ID with the same entries."""
-        async with self.db.transaction("outbox_assign_transaction") as txn:
-            await txn.execute(
-                "UPDATE federation_outbox SET txn_id = ?, txn_ts = ?"
-                f" WHERE id IN ({placeholders(len(ids))})",
-                txn_id,
-                txn_ts,
-                *ids,
-            )
+        a restart, or by the process taking the destination over) resends the same ID with the
+        same entries. Only entries in no transaction yet are taken: False (nothing written)
+        when one already is — another process put it in one; read the head again."""
+        try:
+            async with self.db.transaction("outbox_assign_transaction") as txn:
+                changed = await txn.execute(
+                    "UPDATE federation_outbox SET txn_id = ?, txn_ts = ?"
+                    f" WHERE id IN ({placeholders(len(ids))}) AND txn_id IS NULL",
+                    txn_id,
+                    txn_ts,
+                    *ids,
+                )
+                if changed != len(ids):
+                    raise _AssignedElsewhere
+        except _AssignedElsewhere:
+            return False
+        return True
 
     # --- backoff per destination ------------------------------------------------------------
     async def get_retry_state(self, destination: str) -> RetryState | None:

@@ -48,22 +48,53 @@ class RemoteDeviceListsStore:
     ) -> None:
         """A full resync: the user's devices and cross-signing keys as of ``stream_id``."""
         async with self.db.transaction("replace_remote_device_list") as txn:
-            await txn.execute("DELETE FROM remote_device_lists WHERE user_id = ?", user_id)
-            await txn.executemany(
-                "INSERT INTO remote_device_lists (user_id, device_id, content) VALUES (?, ?, ?)",
-                [(user_id, d, canonical_json_text(c)) for d, c in devices.items()],
+            await self.replace_txn(txn, user_id, stream_id, devices, cross_signing)
+
+    async def changes(self, user_id: str) -> int | None:
+        """How many times the user's position changed (None: not tracked); a resync compares
+        it before and after asking the user's server."""
+        value = await self.db.fetchval(
+            "SELECT changes FROM remote_device_list_positions WHERE user_id = ?", user_id
+        )
+        return None if value is None else int(value)
+
+    async def changes_txn(self, txn: Transaction, user_id: str) -> int | None:
+        value = await txn.fetchval(
+            "SELECT changes FROM remote_device_list_positions WHERE user_id = ?", user_id
+        )
+        return None if value is None else int(value)
+
+    async def devices_txn(self, txn: Transaction, user_id: str) -> dict[str, dict[str, Any]]:
+        rows = await txn.fetchall(
+            "SELECT device_id, content FROM remote_device_lists WHERE user_id = ?", user_id
+        )
+        return {r[0]: parse_json(r[1]) for r in rows}
+
+    async def replace_txn(
+        self,
+        txn: Transaction,
+        user_id: str,
+        stream_id: int,
+        devices: Mapping[str, dict[str, Any]],
+        cross_signing: Mapping[str, dict[str, Any]],
+    ) -> None:
+        """:meth:`replace` inside the caller's transaction."""
+        await txn.execute("DELETE FROM remote_device_lists WHERE user_id = ?", user_id)
+        await txn.executemany(
+            "INSERT INTO remote_device_lists (user_id, device_id, content) VALUES (?, ?, ?)",
+            [(user_id, d, canonical_json_text(c)) for d, c in devices.items()],
+        )
+        for key_type, key in cross_signing.items():
+            await txn.execute(
+                "INSERT INTO e2e_cross_signing_keys (user_id, key_type, key_json, stream_id)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (user_id, key_type) DO UPDATE SET"
+                " key_json = excluded.key_json, stream_id = excluded.stream_id",
+                user_id,
+                key_type,
+                canonical_json_text(key),
+                stream_id,
             )
-            for key_type, key in cross_signing.items():
-                await txn.execute(
-                    "INSERT INTO e2e_cross_signing_keys (user_id, key_type, key_json, stream_id)"
-                    " VALUES (?, ?, ?, ?) ON CONFLICT (user_id, key_type) DO UPDATE SET"
-                    " key_json = excluded.key_json, stream_id = excluded.stream_id",
-                    user_id,
-                    key_type,
-                    canonical_json_text(key),
-                    stream_id,
-                )
-            await self._set_position_txn(txn, user_id, stream_id, stale=False)
+        await self._set_position_txn(txn, user_id, stream_id, stale=False)
 
     async def update_device_txn(
         self,
@@ -96,7 +127,8 @@ class RemoteDeviceListsStore:
         await txn.execute(
             "INSERT INTO remote_device_list_positions (user_id, stream_id, stale) VALUES (?, ?, ?)"
             " ON CONFLICT (user_id) DO UPDATE SET stream_id = excluded.stream_id,"
-            " stale = excluded.stale",
+            " stale = excluded.stale,"
+            " changes = remote_device_list_positions.changes + 1",
             user_id,
             stream_id,
             stale,
@@ -109,7 +141,8 @@ class RemoteDeviceListsStore:
     async def mark_stale_txn(self, txn: Transaction, user_id: str) -> None:
         await txn.execute(
             "INSERT INTO remote_device_list_positions (user_id, stream_id, stale)"
-            " VALUES (?, 0, TRUE) ON CONFLICT (user_id) DO UPDATE SET stale = TRUE",
+            " VALUES (?, 0, TRUE) ON CONFLICT (user_id) DO UPDATE SET stale = TRUE,"
+            " changes = remote_device_list_positions.changes + 1",
             user_id,
         )
 

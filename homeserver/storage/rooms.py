@@ -133,6 +133,7 @@ class RoomsStore:
         upgrade_lock_holder: str | None = None,
         upgrade_lock_expires_ts: int | None = None,
         replacement_room_id: str | None = None,
+        upgrade_lock_instance: str | None = None,
     ) -> bool:
         """Move ``room_id`` from ``from_status`` to ``to_status`` if it is still in
         ``from_status``; record the transition. False (nothing written) if the status differed.
@@ -143,11 +144,12 @@ class RoomsStore:
             raise ValueError(f"unknown room status {to_status!r}")
         changed = await txn.execute(
             "UPDATE rooms SET status = ?, upgrade_lock_holder = ?, upgrade_lock_expires_ts = ?,"
-            " replacement_room_id = COALESCE(?, replacement_room_id)"
+            " upgrade_lock_instance = ?, replacement_room_id = COALESCE(?, replacement_room_id)"
             " WHERE room_id = ? AND status = ?",
             to_status,
             upgrade_lock_holder,
             upgrade_lock_expires_ts,
+            upgrade_lock_instance,
             replacement_room_id,
             room_id,
             from_status,

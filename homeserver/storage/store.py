@@ -22,6 +22,7 @@ from homeserver.storage.hierarchy import HierarchyStore
 from homeserver.storage.history_purge import HistoryPurgeStore
 from homeserver.storage.key_backup import KeyBackupStore
 from homeserver.storage.keys import KeysStore
+from homeserver.storage.leases import LeasesStore
 from homeserver.storage.media import MediaStore
 from homeserver.storage.out_of_band import OutOfBandStore
 from homeserver.storage.outbox import OutboxStore
@@ -73,6 +74,7 @@ class Store:
         self.directory = DirectoryStore(db, self.events)
         self.hierarchy = HierarchyStore(db, self.events)
         self.outbox = OutboxStore(db)
+        self.leases = LeasesStore(db)
         self.account_data = AccountDataStore(db)
         self.receipts = ReceiptsStore(db)
         self.presence = PresenceStore(db)

@@ -22,6 +22,18 @@ class LockRow:
     expires_ts: int | None
     replacement_room_id: str | None
     current_state_group: int | None
+    #: the process that took the lock (None: taken before migration 028).
+    instance: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradingRoom:
+    """A room held ``upgrading``: by whom, on which process, until when."""
+
+    room_id: str
+    holder: str | None
+    instance: str | None
+    expires_ts: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +58,7 @@ class UpgradesStore:
         """The room's lifecycle columns; call after locking the row (``lock_rooms_txn``)."""
         row = await txn.fetchone(
             "SELECT status, upgrade_lock_holder, upgrade_lock_expires_ts, replacement_room_id,"
-            " current_state_group FROM rooms WHERE room_id = ?",
+            " current_state_group, upgrade_lock_instance FROM rooms WHERE room_id = ?",
             room_id,
         )
         if row is None:
@@ -57,7 +69,17 @@ class UpgradesStore:
             expires_ts=None if row[2] is None else int(row[2]),
             replacement_room_id=row[3],
             current_state_group=None if row[4] is None else int(row[4]),
+            instance=row[5],
         )
+
+    async def get_upgrading_rooms(self) -> list[UpgradingRoom]:
+        rows = await self.db.fetchall(
+            "SELECT room_id, upgrade_lock_holder, upgrade_lock_instance, upgrade_lock_expires_ts"
+            " FROM rooms WHERE status = 'upgrading' ORDER BY room_id"
+        )
+        return [
+            UpgradingRoom(r[0], r[1], r[2], None if r[3] is None else int(r[3])) for r in rows
+        ]
 
     async def get_upgrading_room_ids(self) -> list[str]:
         rows = await self.db.fetchall(

@@ -335,6 +335,12 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"modules": [{"module": "not a path"}]}, "modules[0].module"),
     ({"modules": [{"config": {}}]}, "modules[0].module"),
     ({"modules": [{"module": "a.B", "config": []}]}, "modules[0].config"),
+    ({"instance_name": ""}, "instance_name"),
+    ({"instance_name": 3}, "instance_name"),
+    ({"instance_name": "a\nb"}, "instance_name"),
+    ({"worker_leases": {"lease_timeout": "10ms"}}, "worker_leases.lease_timeout"),
+    ({"worker_leases": {"poll_interval": "2h"}}, "worker_leases.poll_interval"),
+    ({"worker_leases": []}, "worker_leases"),
 ]
 
 
@@ -395,7 +401,7 @@ NESTED_KEYS = [
     "invite_remote_members", "max_state_conflict_retries", "lock_timeout", "cp_min", "cp_max",
     "dsn", "dbname", "allow_unsafe_locale", "expired_ts", "module", "config",
     "destination_min_retry_interval", "destination_retry_multiplier",
-    "destination_max_retry_interval", "client_timeout",
+    "destination_max_retry_interval", "client_timeout", "lease_timeout", "poll_interval",
 ]  # fmt: skip
 
 
@@ -404,3 +410,14 @@ def test_sample_documents_every_key(key: str) -> None:
     sample = (REPO_ROOT / "config.sample.yaml").read_text()
     # As a key: at a line start (after "#", "-" or indentation) or inside a {flow: mapping}.
     assert re.search(rf"(^|[\s{{#-]){re.escape(key)}:", sample, re.MULTILINE), key
+
+
+def test_instance_name_and_worker_leases(parse_config: ParseConfig) -> None:
+    default = parse_config()
+    assert default.instance.instance_name  # host name and process ID
+    assert default.instance.lease_timeout_ms == 20_000
+    config = parse_config(
+        instance_name="worker1", worker_leases={"lease_timeout": 5, "poll_interval": "250ms"}
+    )
+    assert config.instance.instance_name == "worker1"
+    assert (config.instance.lease_timeout_ms, config.instance.poll_interval_seconds) == (5000, 0.25)

@@ -4,7 +4,7 @@
   requests against a reference table written out here from DESIGN.md: every allowed move is
   taken, every other one is refused, ``tombstoned`` is terminal.
 * The store machine races the real writers of the ``rooms`` row — the upgrade lock
-  (``UpgradeLocks.acquire``/``release``/``recover_if_expired``/``recover_all``), an upgrade's
+  (``UpgradeLocks.acquire``/``release``/``recover_if_expired``/``recover_own``), an upgrade's
   commit (lease checked under the row lock, then ``upgrading → tombstoned``), a client's
   tombstone and a tombstone received over federation (``RemoteUpgrades.on_tombstone``) — as
   concurrent asyncio tasks on one room, on SQLite and PostgreSQL, with a clock that can jump
@@ -286,7 +286,7 @@ def _store_machine(harness: Harness) -> type[RuleBasedStateMachine]:
             if op == "restart":
                 # Start-up recovery takes over even a live lock (documented as safe: the
                 # upgrader's commit checks its lease), which the round checks below hold to.
-                recovered = await harness.locks.recover_all()
+                recovered = await harness.locks.recover_own()
                 return Outcome(op, self.room_id in recovered)
             if op == "tombstone":
                 return Outcome(op, await harness.local_tombstone(self.room_id))

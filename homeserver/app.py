@@ -112,6 +112,8 @@ async def start_homeserver(
     await hs.room_upgrades.recover_stranded_upgrades()
     # The users and rooms that existed before the directory did (once, after its migration).
     await hs.store.user_directory.rebuild_if_needed()
+    # Shadow bans and rate-limit overrides are read from memory on every request.
+    await hs.user_overrides.reload()
     return hs
 
 
@@ -131,6 +133,8 @@ def create_app(
     app[appkeys.ADMIN_LIFECYCLE] = hs.admin_lifecycle
     app[appkeys.ADMIN_ROOMS] = hs.admin_rooms
     app[appkeys.ADMIN_USERS] = hs.admin_users
+    app[appkeys.ADMIN_USER_DETAILS] = hs.admin_user_details
+    app[appkeys.REGISTRATION_TOKENS] = hs.accounts.registration_tokens
     app[appkeys.ALIASES] = hs.aliases
     app[appkeys.E2E_KEYS] = hs.e2e_keys
     app[appkeys.FEDERATION_EVENTS] = hs.federation_events
@@ -251,6 +255,10 @@ async def serve(
         # Notifications: push rules for what committed since the last run, then pushers' queues.
         await hs.push_sender.start()
         hs.push_evaluator.start()
+        # Client addresses written in batches and swept; shadow bans and rate-limit overrides
+        # set by another process picked up.
+        hs.accounts.client_ips.start()
+        hs.user_overrides.start()
         logger.info(
             "homeserver %s started (signing key %s)",
             hs.config.server_name,
@@ -268,6 +276,8 @@ async def serve(
         await hs.upgrade_follower.stop()
         await hs.push_evaluator.stop()
         await hs.push_sender.stop()
+        await hs.accounts.client_ips.stop()  # after the runners: the last uses written
+        await hs.user_overrides.stop()
         # After the runners: in-flight handlers may still have been making outbound requests.
         await hs.federation_sender.stop()
         await hs.e2e_edus.stop()  # background resyncs of remote users' device lists

@@ -20,6 +20,7 @@ from homeserver.admin.lifecycle import RoomLifecycleAdmin, UpgradeFailureRecorde
 from homeserver.admin.room_deletion import RoomDeletionService
 from homeserver.admin.rooms import AdminRooms
 from homeserver.admin.upgrade_preview import UpgradePreview
+from homeserver.admin.user_details import AdminUserDetails
 from homeserver.admin.users import AdminUsers
 from homeserver.clock import WallClock, time_ms
 from homeserver.config import HomeserverConfig
@@ -71,6 +72,7 @@ from homeserver.rooms.sender import EventSender
 from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.upgrade_spaces import SpaceLinks
 from homeserver.storage import Store
+from homeserver.storage.user_overrides import UserOverrides
 from homeserver.streams.notifier import Notifier
 from homeserver.sync.filters import FilterService
 from homeserver.sync.notifications import NotificationsService
@@ -96,7 +98,11 @@ class Homeserver:
         self.signer = Signer(server_name, signing_key)
         self.bus = DomainEventBus()
         self.notifier = Notifier()
-        self.ratelimiters = RateLimiters(config.ratelimiting)
+        # Shadow bans and rate-limit overrides, read on every send and limiter check.
+        self.user_overrides = UserOverrides(store.admin_user_data)
+        self.ratelimiters = RateLimiters(
+            config.ratelimiting, overrides=self.user_overrides.ratelimit_pair
+        )
         self.sender = EventSender(store, self.signer, clock=clock, notifier=self.notifier)
         self.metrics = HomeserverMetrics(server_name)
         self.metrics.watch_store(store)
@@ -203,6 +209,7 @@ class Homeserver:
             on_joined=self.remote_upgrades.on_joined,
             on_joined_many=self.remote_upgrades.on_joined_many,
             profiles_many=self.profiles.get_profiles,
+            shadow_banned=self.user_overrides.is_shadow_banned,
         )
         # Our users following upgrades made by other servers (started by serve()).
         self.upgrade_follower = UpgradeFollower(
@@ -214,7 +221,12 @@ class Homeserver:
             metrics=self.metrics,
         )
         self.room_events = RoomEventsService(
-            store, self.sender, self.ratelimiters, clock, membership=self.membership
+            store,
+            self.sender,
+            self.ratelimiters,
+            clock,
+            membership=self.membership,
+            shadow_banned=self.user_overrides.is_shadow_banned,
         )
         self.room_search = RoomSearch(store, self.room_events.reader)
 
@@ -227,7 +239,13 @@ class Homeserver:
         self.filters = FilterService(store)
         self.push_rules = PushRulesService(store, self.notifier)
         self.account_data = AccountDataService(store, self.notifier, self.push_rules)
-        self.receipts = ReceiptsService(store, self.notifier, clock, server_name)
+        self.receipts = ReceiptsService(
+            store,
+            self.notifier,
+            clock,
+            server_name,
+            shadow_banned=self.user_overrides.is_shadow_banned,
+        )
         # Presence (stored) and typing (in memory), shown in /sync and sent to other servers.
         self.presence = PresenceService(
             store,
@@ -245,6 +263,7 @@ class Homeserver:
             server_name,
             limiter=self.ratelimiters.typing,
             on_active=self.presence.bump_active,
+            shadow_banned=self.user_overrides.is_shadow_banned,
         )
         self.sync = SyncService(
             store,
@@ -342,6 +361,16 @@ class Homeserver:
             server_name=server_name,
             clock=clock,
             device_removal=self.accounts.device_removal,
+            client_ips=self.accounts.client_ips,
+        )
+        self.admin_user_details = AdminUserDetails(
+            store=store,
+            server_name=server_name,
+            clock=clock,
+            device_removal=self.accounts.device_removal,
+            client_ips=self.accounts.client_ips,
+            overrides=self.user_overrides,
+            media=self.media,
         )
         self.admin_destinations = AdminDestinations(store, self.federation_sender)
 

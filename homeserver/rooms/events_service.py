@@ -29,6 +29,7 @@ from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.relations import RelationsReader, check_relation
 from homeserver.rooms.room_reads import RoomReader
 from homeserver.rooms.sender import EventSender
+from homeserver.rooms.shadow_ban import ShadowBanCheck, fake_event_id, nobody
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
 from homeserver.storage.rooms import RoomRecord
@@ -73,8 +74,11 @@ class RoomEventsService:
         clock: WallClock,
         *,
         membership: MembershipService,
+        shadow_banned: ShadowBanCheck = nobody,
     ) -> None:
         self.store = store
+        #: a shadow-banned sender's events are answered with a made-up ID, never stored.
+        self._shadow_banned = shadow_banned
         #: every ``m.room.member`` change goes through its checks (one membership gate).
         self.membership = membership
         self.sender = sender
@@ -135,6 +139,8 @@ class RoomEventsService:
         if current is not None and current.sender == user_id and current.content == content:
             return current.event_id  # the same state again: no new event (as Synapse)
         self.ratelimiters.message.check(user_id)
+        if self._shadow_banned(user_id):
+            return fake_event_id()
         draft = EventDraft(event_type, user_id, content, state_key=state_key)
         with client_event_errors():
             event = await self.store.db.run_in_transaction(
@@ -154,6 +160,8 @@ class RoomEventsService:
         room = await self._room_for_send(room_id)
         await check_relation(self.store, room_id, user_id, draft.content)
         self.ratelimiters.message.check(user_id)
+        if self._shadow_banned(user_id):
+            return fake_event_id()
         with client_event_errors():
             return await self.store.db.run_in_transaction(
                 f"send_{endpoint}", self._send_idempotent_txn, room, scope, endpoint, txn_id, draft

@@ -44,6 +44,7 @@ from homeserver.rooms.restricted import (
     is_restricted,
 )
 from homeserver.rooms.sender import EventSender
+from homeserver.rooms.shadow_ban import ShadowBanCheck, fake_event_id, nobody
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
 from homeserver.storage.rooms import RoomRecord
@@ -85,8 +86,11 @@ class MembershipService:
         on_joined: JoinedHook | None = None,
         on_joined_many: JoinedManyHook | None = None,
         profiles_many: ProfilesLookup | None = None,
+        shadow_banned: ShadowBanCheck = nobody,
     ) -> None:
         self.store = store
+        #: a shadow-banned inviter's invites are answered as sent, never sent (shadow_ban.py).
+        self._shadow_banned = shadow_banned
         self.sender = sender
         self.ratelimiters = ratelimiters
         self.server_name = server_name
@@ -455,6 +459,8 @@ class MembershipService:
     ) -> str:
         # Both invite routes (/invite and the member state PUT) spend rc_invites tokens.
         self.ratelimiters.invites.check(user_id, room_id, target)
+        if self._shadow_banned(user_id):
+            return fake_event_id()
         room = await self._room(room_id)
         await self._refuse_blocked(room_id)
         current = await get_membership(self.store, room_id, target)

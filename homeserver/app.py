@@ -134,6 +134,7 @@ def create_app(
     app[appkeys.ADMIN_ROOMS] = hs.admin_rooms
     app[appkeys.ADMIN_USERS] = hs.admin_users
     app[appkeys.ADMIN_USER_DETAILS] = hs.admin_user_details
+    app[appkeys.USER_REDACTIONS] = hs.user_redactions
     app[appkeys.REGISTRATION_TOKENS] = hs.accounts.registration_tokens
     app[appkeys.ALIASES] = hs.aliases
     app[appkeys.E2E_KEYS] = hs.e2e_keys
@@ -248,6 +249,8 @@ async def serve(
         await hs.federation_sender.start()
         # Room deletions a previous run left unfinished (their status is in the database).
         await hs.room_deletion.resume()
+        # Redactions of a user's events a previous run left unfinished are failed.
+        await hs.user_redactions.recover()
         # Our users following other servers' upgrades: what a previous run left queued.
         await hs.upgrade_follower.start()
         # Idle and vanished users go unavailable and offline.
@@ -273,6 +276,7 @@ async def serve(
         for runner in reversed(runners):
             await runner.cleanup()
         await hs.room_deletion.stop()
+        await hs.user_redactions.stop()
         await hs.upgrade_follower.stop()
         await hs.push_evaluator.stop()
         await hs.push_sender.stop()

@@ -21,6 +21,7 @@ from homeserver.admin.room_deletion import RoomDeletionService
 from homeserver.admin.rooms import AdminRooms
 from homeserver.admin.upgrade_preview import UpgradePreview
 from homeserver.admin.user_details import AdminUserDetails
+from homeserver.admin.user_redaction import UserRedactions
 from homeserver.admin.users import AdminUsers
 from homeserver.clock import WallClock, time_ms
 from homeserver.config import HomeserverConfig
@@ -127,7 +128,11 @@ class Homeserver:
 
         # Accounts and rooms.
         self.profiles = ProfileService(
-            store, self.sender, server_name, remote_lookup=self.remote_queries.remote_profile
+            store,
+            self.sender,
+            server_name,
+            remote_lookup=self.remote_queries.remote_profile,
+            suspended=self.user_overrides.is_suspended,
         )
         self.accounts = Accounts(store, config, clock, self.ratelimiters, notifier=self.notifier)
         self.user_directory = UserDirectoryService(store, config.user_directory)
@@ -141,6 +146,7 @@ class Homeserver:
             clock=clock,
             profiles=self.profiles.get_profile,
             invite_limiter=self.ratelimiters.invites,
+            suspended=self.user_overrides.is_suspended,
         )
         self.aliases = AliasService(
             store=store,
@@ -210,6 +216,7 @@ class Homeserver:
             on_joined_many=self.remote_upgrades.on_joined_many,
             profiles_many=self.profiles.get_profiles,
             shadow_banned=self.user_overrides.is_shadow_banned,
+            suspended=self.user_overrides.is_suspended,
         )
         # Our users following upgrades made by other servers (started by serve()).
         self.upgrade_follower = UpgradeFollower(
@@ -227,6 +234,7 @@ class Homeserver:
             clock,
             membership=self.membership,
             shadow_banned=self.user_overrides.is_shadow_banned,
+            suspended=self.user_overrides.is_suspended,
         )
         self.room_search = RoomSearch(store, self.room_events.reader)
 
@@ -370,8 +378,8 @@ class Homeserver:
             device_removal=self.accounts.device_removal,
             client_ips=self.accounts.client_ips,
             overrides=self.user_overrides,
-            media=self.media,
         )
+        self.user_redactions = UserRedactions(store, self.room_events, server_name, clock)
         self.admin_destinations = AdminDestinations(store, self.federation_sender)
 
         # End-to-end encryption: to-device messages, other servers' device lists (resynced by

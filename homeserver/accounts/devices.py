@@ -16,14 +16,14 @@ DELETE_DEVICES_OPERATION = "delete_devices"
 
 
 def device_json(device: DeviceRow) -> dict[str, Any]:
-    """A device as the client API shows it (nio requires all four keys; a device not used
-    since it was made has null ones), with Synapse's ``last_seen_user_agent`` beside them."""
+    """A device as the client API shows it: where it was last used, as recorded by
+    ``client_ips.py`` (nio requires all four keys; a device not used since it was made has null
+    ones). The user agent is for admins only (Synapse leaves it out here too)."""
     return {
         "device_id": device.device_id,
         "display_name": device.display_name,
         "last_seen_ip": device.last_seen_ip,
         "last_seen_ts": device.last_seen_ts,
-        "last_seen_user_agent": device.last_seen_user_agent,
     }
 
 

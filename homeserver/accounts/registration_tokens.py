@@ -21,6 +21,8 @@ TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
 _ALPHABET = string.ascii_letters + string.digits + "._~-"
 DEFAULT_LENGTH = 16
 MAX_LENGTH = 64
+#: The largest integer JSON carries exactly; larger ones are refused.
+MAX_JSON_INT = 2**53 - 1
 #: Generated tokens that collide with existing ones are tried again this many times.
 _ATTEMPTS = 5
 
@@ -44,7 +46,7 @@ def _uses_allowed(body: dict[str, Any]) -> int | None:
 
 def _expiry_time(body: dict[str, Any], now: int) -> int | None:
     value = body.get("expiry_time")
-    if value is not None and (type(value) is not int or value < 0):
+    if value is not None and (type(value) is not int or not 0 <= value <= MAX_JSON_INT):
         raise BadRequest("expiry_time must be an integer or null", Codes.INVALID_PARAM)
     if value is not None and value < now:
         raise BadRequest("expiry_time must not be in the past", Codes.INVALID_PARAM)

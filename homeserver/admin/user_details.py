@@ -1,8 +1,10 @@
 """The admin API's per-user tabs and actions, with Synapse's keys and units
 (``synapse/rest/admin/users.py``, ``devices.py``, ``experimental_features.py``; its
-``docs/admin_api/user_admin_api.md`` is the contract): devices, joined rooms, media,
-pushers, memberships, account data, rate-limit overrides, invite and join counts,
-experimental features, logging in as a user, password reset and shadow bans.
+``docs/admin_api/user_admin_api.md`` is the contract): devices, joined rooms, pushers,
+memberships, account data, rate-limit overrides, invite and join counts, experimental
+features, logging in as a user, password reset, shadow bans, suspension, a master
+cross-signing key replaceable without UIA, and the look-ups by third-party or external ID
+(which find nobody: we keep neither). A user's media is ``http/admin/media.py``'s.
 
 Every user-scoped call checks that the user ID is ours (400) and, where Synapse does, that the
 user exists (404) before anything is read or written.
@@ -10,7 +12,6 @@ user exists (404) before anything is read or written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from homeserver.accounts.client_ips import ClientIpRecorder
@@ -24,13 +25,15 @@ from homeserver.accounts.usernames import (
 )
 from homeserver.clock import WallClock
 from homeserver.errors import BadRequest, Codes, NotFound
-from homeserver.media.repository import MediaRepository
 from homeserver.push.pushers import pusher_json
 from homeserver.storage import Store
-from homeserver.storage.admin_user_data import DeviceRow, RateLimitOverride, UserMediaRow
+from homeserver.storage.admin_user_data import DeviceRow, RateLimitOverride
 from homeserver.storage.user_overrides import UserOverrides
 from homeserver.storage.users import hash_access_token
 from homeserver.types import user_id_error
+
+#: As Synapse: how long an admin's allowance to replace a master key without UIA lasts.
+CROSS_SIGNING_REPLACEMENT_MS = 10 * 60 * 1000
 
 #: Synapse's per-user experimental features (``ExperimentalFeature``).
 EXPERIMENTAL_FEATURES = ("msc3881", "msc3575", "msc4222")
@@ -51,30 +54,13 @@ def admin_device_json(device: DeviceRow) -> dict[str, Any]:
     return body
 
 
-def media_json(media: UserMediaRow) -> dict[str, Any]:
-    return {
-        "created_ts": media.created_ts,
-        "last_access_ts": None,
-        "media_id": media.media_id,
-        "media_length": media.media_length,
-        "media_type": media.media_type,
-        "quarantined_by": media.quarantined_by,
-        "safe_from_quarantine": media.safe_from_quarantine,
-        "upload_name": media.upload_name,
-    }
-
-
-@dataclass(frozen=True, slots=True)
-class MediaPage:
-    start: int
-    limit: int
-    order_by: str
-    backwards: bool
+#: The largest integer JSON carries exactly (canonical JSON's bound); larger ones are refused.
+MAX_JSON_INT = 2**53 - 1
 
 
 def _non_negative_int(body: dict[str, Any], key: str) -> int:
     value = body.get(key, 0)
-    if type(value) is not int or value < 0:
+    if type(value) is not int or not 0 <= value <= MAX_JSON_INT:
         raise BadRequest(f"{value!r} parameter must be a positive int", Codes.INVALID_PARAM)
     return value
 
@@ -89,7 +75,6 @@ class AdminUserDetails:
         device_removal: DeviceRemoval,
         client_ips: ClientIpRecorder,
         overrides: UserOverrides,
-        media: MediaRepository,
     ) -> None:
         self.store = store
         self.server_name = server_name
@@ -97,7 +82,6 @@ class AdminUserDetails:
         self.device_removal = device_removal
         self.client_ips = client_ips
         self.overrides = overrides
-        self.media = media
 
     # --- checks ------------------------------------------------------------------------------
     def _check_local(self, user_id: str, message: str = "Can only look up local users") -> None:
@@ -161,24 +145,6 @@ class AdminUserDetails:
     async def memberships(self, user_id: str) -> dict[str, Any]:
         self._check_local(user_id)
         return {"memberships": await self.store.admin_user_data.memberships(user_id)}
-
-    async def list_media(self, user_id: str, page: MediaPage) -> dict[str, Any]:
-        await self._existing(user_id)
-        rows, total = await self.store.admin_user_data.user_media(
-            user_id, page.start, page.limit, page.order_by, page.backwards
-        )
-        body: dict[str, Any] = {"media": [media_json(m) for m in rows], "total": total}
-        if page.start + page.limit < total:
-            body["next_token"] = page.start + len(rows)
-        return body
-
-    async def delete_media(self, user_id: str, page: MediaPage) -> dict[str, Any]:
-        await self._existing(user_id)
-        rows, _ = await self.store.admin_user_data.user_media(
-            user_id, page.start, page.limit, page.order_by, page.backwards
-        )
-        deleted = [m.media_id for m in rows if await self.media.delete_local(m.media_id)]
-        return {"deleted_media": deleted, "total": len(deleted)}
 
     async def pushers(self, user_id: str) -> dict[str, Any]:
         await self._existing(user_id)
@@ -250,6 +216,34 @@ class AdminUserDetails:
                 raise BadRequest(f"{feature!r} must be true or false", Codes.BAD_JSON)
         await self.store.admin_user_data.set_features(user_id, dict(features))
 
+    async def set_suspended(self, user_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``PUT /v1/suspend/{u}``: ``{"user_<id>_suspended": bool}`` as Synapse answers."""
+        self._check_local(user_id, "Can only suspend local users")
+        if await self.store.users.get_user(user_id) is None:
+            raise NotFound("User not found")
+        suspend = body.get("suspend")
+        if not isinstance(suspend, bool):
+            raise BadRequest("'suspend' must be true or false", Codes.BAD_JSON)
+        await self.store.admin_user_data.set_suspended(user_id, suspend)
+        await self.overrides.reload()
+        return {f"user_{user_id}_suspended": suspend}
+
+    async def allow_cross_signing_replacement(self, user_id: str) -> dict[str, Any]:
+        """For ``CROSS_SIGNING_REPLACEMENT_MS`` the user may replace their master key without
+        UIA; 404 if they have none (as Synapse)."""
+        self._check_local(user_id)
+        before = self.clock() + CROSS_SIGNING_REPLACEMENT_MS
+        if not await self.store.admin_user_data.allow_cross_signing_replacement(user_id, before):
+            raise NotFound("User has no master cross-signing key")
+        return {"updatable_without_uia_before_ms": before}
+
+    async def renew_account_validity(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /v1/account_validity/validity``: accounts do not expire here (no
+        ``account_validity`` section), so there is nothing to renew."""
+        if "user_id" not in body:
+            raise BadRequest("Missing property 'user_id' in the request body")
+        raise BadRequest("Account validity is not enabled on this server", Codes.UNKNOWN)
+
     async def set_shadow_banned(self, user_id: str, banned: bool) -> None:
         self._check_local(user_id, "Only local users can be shadow-banned")
         if not await self.store.admin_user_data.set_shadow_banned(user_id, banned):
@@ -265,7 +259,9 @@ class AdminUserDetails:
         if await self.store.users.get_user(user_id) is None:
             raise NotFound("User not found")
         valid_until_ms = body.get("valid_until_ms")
-        if valid_until_ms is not None and type(valid_until_ms) is not int:
+        if valid_until_ms is not None and (
+            type(valid_until_ms) is not int or not 0 <= valid_until_ms <= MAX_JSON_INT
+        ):
             raise BadRequest("'valid_until_ms' parameter must be an int")
         if admin_id == user_id:
             raise BadRequest("Cannot use admin API to login as self")

@@ -44,7 +44,7 @@ def user_json(row: AdminUserRow, *, creation_in_seconds: bool = False) -> dict[s
         "deactivated": row.deactivated,
         "shadow_banned": row.shadow_banned,
         "locked": False,
-        "suspended": False,
+        "suspended": row.suspended,
         "displayname": row.displayname,
         "avatar_url": row.avatar_url,
         "creation_ts": creation_ts,

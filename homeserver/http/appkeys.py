@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from homeserver.admin.rooms import AdminRooms
     from homeserver.admin.upgrade_preview import UpgradePreview
     from homeserver.admin.user_details import AdminUserDetails
+    from homeserver.admin.user_redaction import UserRedactions
     from homeserver.admin.users import AdminUsers
     from homeserver.e2e.key_backup import KeyBackupService
     from homeserver.e2e.keys import E2EKeysService
@@ -70,6 +71,7 @@ ADMIN_ROOMS: web.AppKey[AdminRooms] = web.AppKey("admin_rooms")
 ADMIN_USERS: web.AppKey[AdminUsers] = web.AppKey("admin_users")
 ADMIN_USER_DETAILS: web.AppKey[AdminUserDetails] = web.AppKey("admin_user_details")
 REGISTRATION_TOKENS: web.AppKey[RegistrationTokens] = web.AppKey("registration_tokens")
+USER_REDACTIONS: web.AppKey[UserRedactions] = web.AppKey("user_redactions")
 ALIASES: web.AppKey[AliasService] = web.AppKey("aliases")
 E2E_KEYS: web.AppKey[E2EKeysService] = web.AppKey("e2e_keys")
 FEDERATION_EVENTS: web.AppKey[FederationEventServer] = web.AppKey("federation_events")

@@ -42,6 +42,7 @@ from homeserver.rooms.create_request import CreateRoomRequest, parse_create_room
 from homeserver.rooms.creation_plan import CreationPolicy, GenesisPlan, plan_genesis
 from homeserver.rooms.presets import EncryptionPolicy
 from homeserver.rooms.sender import BatchBuilder
+from homeserver.rooms.shadow_ban import suspended_error
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
 from homeserver.storage.rooms import NewRoom
@@ -269,7 +270,10 @@ class RoomCreationService:
         clock: WallClock,
         profiles: ProfileLookup | None = None,
         invite_limiter: InviteLimiter | None = None,
+        suspended: Callable[[str], bool] = lambda _user_id: False,
     ) -> None:
+        #: a suspended user may not create rooms (rooms/shadow_ban.py).
+        self._suspended = suspended
         self.config = config
         self.invite_limiter = invite_limiter
         self.store = store
@@ -294,6 +298,8 @@ class RoomCreationService:
         self, creator: str, body: Any, *, rate_limit: RateLimitPolicy = RateLimitPolicy.CREATOR
     ) -> CreatedRoom:
         request = parse_body(body)
+        if rate_limit is RateLimitPolicy.CREATOR and self._suspended(creator):
+            raise suspended_error("Creating rooms")
         if self.invite_limiter is not None:
             try:
                 self.invite_limiter.check_new_room(

@@ -1,7 +1,8 @@
 """Reads and writes behind the admin API's per-user tabs (Synapse's ``rest/admin/users.py``,
-``devices.py``, ``experimental_features.py``): devices with where they were last seen, the
-user's media, memberships, account data, invite and join counts, rate-limit overrides,
-experimental features and the shadow-ban flag."""
+``devices.py``, ``experimental_features.py``): devices with where they were last seen,
+memberships, account data, invite and join counts, rate-limit overrides, experimental
+features, shadow bans, suspensions, the cross-signing replacement allowance and the progress
+of user redactions."""
 
 from __future__ import annotations
 
@@ -10,19 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.storage.database import Database
-
-#: order_by value → SQL expression (Synapse's keys; the values never come from a request).
-MEDIA_ORDER_COLUMNS = {
-    "media_id": "media_id",
-    "upload_name": "upload_name",
-    "created_ts": "created_ts",
-    # We keep no last access time: the creation time orders it.
-    "last_access_ts": "created_ts",
-    "media_length": "media_length",
-    "media_type": "media_type",
-    "quarantined_by": "quarantined_by",
-    "safe_from_quarantine": "safe_from_quarantine",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,17 +21,6 @@ class DeviceRow:
     last_seen_ts: int | None
     last_seen_ip: str | None
     last_seen_user_agent: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class UserMediaRow:
-    media_id: str
-    created_ts: int
-    media_type: str | None
-    media_length: int | None
-    upload_name: str | None
-    quarantined_by: str | None
-    safe_from_quarantine: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +69,105 @@ class AdminUserDataStore:
     async def shadow_banned_users(self) -> set[str]:
         rows = await self.db.fetchall("SELECT user_id FROM users WHERE shadow_banned")
         return {r[0] for r in rows}
+
+    # --- suspension ---------------------------------------------------------------------------
+    async def set_suspended(self, user_id: str, suspended: bool) -> bool:
+        async with self.db.transaction("set_suspended") as txn:
+            changed = await txn.execute(
+                "UPDATE users SET suspended = ? WHERE user_id = ?", suspended, user_id
+            )
+        return changed == 1
+
+    async def suspended_users(self) -> set[str]:
+        rows = await self.db.fetchall("SELECT user_id FROM users WHERE suspended")
+        return {r[0] for r in rows}
+
+    # --- cross-signing replacement --------------------------------------------------------------
+    async def allow_cross_signing_replacement(self, user_id: str, before_ms: int) -> bool:
+        """Let the user replace their master key without UIA until ``before_ms``; False if
+        they have no master key (Synapse then answers 404)."""
+        async with self.db.transaction("allow_cross_signing_replacement") as txn:
+            has_master = await txn.fetchval(
+                "SELECT 1 FROM e2e_cross_signing_keys WHERE user_id = ? AND key_type = 'master'",
+                user_id,
+            )
+            if has_master is None:
+                return False
+            await txn.execute(
+                "UPDATE users SET cross_signing_replaceable_before_ms = ? WHERE user_id = ?",
+                before_ms,
+                user_id,
+            )
+        return True
+
+    async def cross_signing_replaceable_before(self, user_id: str) -> int | None:
+        value = await self.db.fetchval(
+            "SELECT cross_signing_replaceable_before_ms FROM users WHERE user_id = ?", user_id
+        )
+        return None if value is None else int(value)
+
+    # --- user redactions -------------------------------------------------------------------------
+    async def create_redaction(self, redact_id: str, user_id: str, now: int) -> None:
+        async with self.db.transaction("create_user_redaction") as txn:
+            await txn.execute(
+                "INSERT INTO user_redactions (redact_id, user_id, status, created_ts)"
+                " VALUES (?, ?, 'scheduled', ?)",
+                redact_id,
+                user_id,
+                now,
+            )
+
+    async def update_redaction(
+        self,
+        redact_id: str,
+        status: str,
+        failed: dict[str, str] | None = None,
+        error: str | None = None,
+    ) -> None:
+        async with self.db.transaction("update_user_redaction") as txn:
+            await txn.execute(
+                "UPDATE user_redactions SET status = ?, failed_redactions = ?, error = ?"
+                " WHERE redact_id = ?",
+                status,
+                json.dumps(failed or {}),
+                error,
+                redact_id,
+            )
+
+    async def get_redaction(self, redact_id: str) -> tuple[str, dict[str, str], str | None] | None:
+        row = await self.db.fetchone(
+            "SELECT status, failed_redactions, error FROM user_redactions WHERE redact_id = ?",
+            redact_id,
+        )
+        return None if row is None else (row[0], json.loads(row[1]), row[2])
+
+    async def fail_unfinished_redactions(self) -> int:
+        """At start: requests a stopped process left unfinished are failed (not resumed)."""
+        async with self.db.transaction("fail_unfinished_user_redactions") as txn:
+            return await txn.execute(
+                "UPDATE user_redactions SET status = 'failed',"
+                " error = 'interrupted by a restart' WHERE status IN ('scheduled', 'active')"
+            )
+
+    async def events_to_redact(
+        self, user_id: str, room_id: str, before_ts: int | None, after_ts: int | None
+    ) -> list[tuple[str, str, str]]:
+        """(event_id, type, json) of the user's messages, encrypted messages and member events
+        in the room (Synapse's choice), not yet redacted, oldest first."""
+        sql = (
+            "SELECT event_id, type, json FROM events WHERE sender = ? AND room_id = ?"
+            " AND type IN ('m.room.member', 'm.room.message', 'm.room.encrypted')"
+            " AND NOT redacted AND rejected_reason IS NULL AND NOT outlier"
+        )
+        args: list[Any] = [user_id, room_id]
+        if before_ts is not None:
+            sql += " AND origin_server_ts <= ?"
+            args.append(before_ts)
+        if after_ts is not None:
+            sql += " AND origin_server_ts >= ?"
+            args.append(after_ts)
+        rows = await self.db.fetchall(sql + " ORDER BY stream_ordering", *args)
+        return [(r[0], r[1], r[2]) for r in rows]
 
     # --- rate-limit overrides -----------------------------------------------------------------
     async def get_ratelimit(self, user_id: str) -> RateLimitOverride | None:
@@ -142,38 +218,6 @@ class AdminUserDataStore:
                     feature,
                     enabled,
                 )
-
-    # --- media --------------------------------------------------------------------------------
-    async def user_media(
-        self, user_id: str, start: int, limit: int, order_by: str, backwards: bool
-    ) -> tuple[list[UserMediaRow], int]:
-        """A page of the media ``user_id`` uploaded (those with content) and their number."""
-        where = " FROM local_media WHERE user_id = ? AND sha256 IS NOT NULL"
-        total = int(await self.db.fetchval(f"SELECT COUNT(*){where}", user_id))
-        column = MEDIA_ORDER_COLUMNS[order_by]
-        direction = "DESC" if backwards else "ASC"
-        rows = await self.db.fetchall(
-            "SELECT media_id, created_ts, media_type, media_length, upload_name,"
-            f" quarantined_by, safe_from_quarantine{where}"
-            f" ORDER BY ({column}) IS NULL, {column} {direction}, media_id {direction}"
-            " LIMIT ? OFFSET ?",
-            user_id,
-            limit,
-            start,
-        )
-        media = [
-            UserMediaRow(
-                r[0],
-                int(r[1]),
-                r[2],
-                None if r[3] is None else int(r[3]),
-                r[4],
-                r[5],
-                bool(r[6]),
-            )
-            for r in rows
-        ]
-        return media, total
 
     # --- rooms and account data -------------------------------------------------------------
     async def memberships(self, user_id: str) -> dict[str, str]:

@@ -52,6 +52,7 @@ class AdminUserRow:
     erased: bool
     last_seen_ts: int | None
     shadow_banned: bool = False
+    suspended: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +105,7 @@ class AdminUsersStore:
         # NULLs last whichever the engine (PostgreSQL and SQLite disagree by default).
         rows = await self.db.fetchall(
             "SELECT u.user_id, u.admin, u.deactivated, u.created_ts, p.displayname,"
-            " p.avatar_url, e.user_id IS NOT NULL, t.last_seen_ts, u.shadow_banned"
+            " p.avatar_url, e.user_id IS NOT NULL, t.last_seen_ts, u.shadow_banned, u.suspended"
             f"{_BASE}{where}"
             f" ORDER BY ({column}) IS NULL, {column} {direction}, u.user_id ASC"
             " LIMIT ? OFFSET ?",
@@ -117,7 +118,7 @@ class AdminUsersStore:
     async def get_user_row(self, user_id: str) -> AdminUserRow | None:
         row = await self.db.fetchone(
             "SELECT u.user_id, u.admin, u.deactivated, u.created_ts, p.displayname,"
-            " p.avatar_url, e.user_id IS NOT NULL, t.last_seen_ts, u.shadow_banned"
+            " p.avatar_url, e.user_id IS NOT NULL, t.last_seen_ts, u.shadow_banned, u.suspended"
             f"{_BASE} WHERE u.user_id = ?",
             user_id,
         )
@@ -175,4 +176,5 @@ def _row(r: tuple[Any, ...]) -> AdminUserRow:
         erased=bool(r[6]),
         last_seen_ts=None if r[7] is None else int(r[7]),
         shadow_banned=bool(r[8]),
+        suspended=bool(r[9]),
     )

@@ -1,5 +1,5 @@
-"""The per-user settings read on hot paths, held in memory: shadow bans (every event send asks)
-and rate-limit overrides (every limiter check asks).
+"""The per-user settings read on hot paths, held in memory: shadow bans and suspensions (every
+event send asks) and rate-limit overrides (every limiter check asks).
 
 Both tables are tiny (an admin sets each row by hand), so the whole of each is kept. A write
 through the admin API reloads at once in the process that made it; other processes over the
@@ -23,11 +23,15 @@ class UserOverrides:
     def __init__(self, store: AdminUserDataStore) -> None:
         self._store = store
         self._shadow_banned: frozenset[str] = frozenset()
+        self._suspended: frozenset[str] = frozenset()
         self._ratelimits: dict[str, RateLimitOverride] = {}
         self._task: asyncio.Task[None] | None = None
 
     def is_shadow_banned(self, user_id: str) -> bool:
         return user_id in self._shadow_banned
+
+    def is_suspended(self, user_id: str) -> bool:
+        return user_id in self._suspended
 
     def ratelimit(self, user_id: str) -> RateLimitOverride | None:
         return self._ratelimits.get(user_id)
@@ -41,6 +45,7 @@ class UserOverrides:
 
     async def reload(self) -> None:
         self._shadow_banned = frozenset(await self._store.shadow_banned_users())
+        self._suspended = frozenset(await self._store.suspended_users())
         self._ratelimits = await self._store.all_ratelimits()
 
     def start(self) -> None:

@@ -48,8 +48,13 @@ ENDPOINTS = [
     ("GET", f"{V1}/users/{USER}/memberships", None),
     ("GET", f"{V1}/users/{USER}/pushers", None),
     ("GET", f"{V1}/users/{USER}/accountdata", None),
-    ("GET", f"{V1}/users/{USER}/media", None),
-    ("DELETE", f"{V1}/users/{USER}/media", None),
+    ("PUT", f"{V1}/suspend/{USER}", {"suspend": True}),
+    ("POST", f"{V1}/users/{USER}/_allow_cross_signing_replacement_without_uia", {}),
+    ("POST", f"{V1}/account_validity/validity", {"user_id": USER}),
+    ("GET", f"{V1}/threepid/email/users/bob@example.org", None),
+    ("GET", f"{V1}/auth_providers/oidc/users/bob", None),
+    ("POST", f"{V1}/user/{USER}/redact", {"rooms": []}),
+    ("GET", f"{V1}/user/redact_status/nope", None),
     ("GET", f"{V1}/users/{USER}/sent_invite_count?from_ts=0", None),
     ("GET", f"{V1}/users/{USER}/cumulative_joined_room_count?from_ts=0", None),
     ("GET", f"{V1}/users/{USER}/override_ratelimit", None),
@@ -101,6 +106,7 @@ async def test_every_endpoint_refuses_anonymous_and_non_admin_callers(server: Te
     assert await store.admin_user_data.get_ratelimit(USER) is None
     assert await store.admin_user_data.enabled_features(USER) == set()
     assert await store.admin_user_data.shadow_banned_users() == set()
+    assert await store.admin_user_data.suspended_users() == set()
     assert await store.registration_tokens.list_tokens() == []
     assert (await server.call("GET", "/account/whoami", bob))[0] == 200
     assert (await store.users.get_user(USER)).password_hash is None
@@ -108,6 +114,7 @@ async def test_every_endpoint_refuses_anonymous_and_non_admin_callers(server: Te
         status, answer = await server.call(method, path, admin, json=body)
         assert status not in (401, 403), (method, path, answer)
         assert status < 500, (method, path, answer)
+    await server.hs.user_redactions.wait_idle()
 
 
 async def test_an_unknown_token_is_401(server: TestServer) -> None:

@@ -27,16 +27,6 @@ DEVICE_KEYS = {
     "user_id",
     "dehydrated",
 }
-MEDIA_KEYS = {
-    "created_ts",
-    "last_access_ts",
-    "media_id",
-    "media_length",
-    "media_type",
-    "quarantined_by",
-    "safe_from_quarantine",
-    "upload_name",
-}
 PUSHER_KEYS = {
     "app_display_name",
     "app_id",
@@ -182,16 +172,6 @@ async def test_user_tabs(server: TestServer) -> None:
     await server.call(
         "PUT", f"/user/{bob.user_id}/rooms/{room_id}/account_data/org.example.y", bob, json={"b": 2}
     )
-    for name in ("a.png", "b.png"):
-        status, body = await server.call(
-            "POST",
-            f"/_matrix/media/v3/upload?filename={name}",
-            bob,
-            data=b"\x89PNG" + name.encode(),
-            headers={"Content-Type": "image/png"},
-        )
-        assert status == 200, body
-
     joined = await _get(server, admin, f"{V1}/users/{bob.user_id}/joined_rooms")
     assert joined == {"joined_rooms": [room_id], "total": 1}
     memberships = await _get(server, admin, f"{V1}/users/{bob.user_id}/memberships")
@@ -212,21 +192,6 @@ async def test_user_tabs(server: TestServer) -> None:
     assert joins == {"cumulative_joined_room_count": 1}
     status, body = await server.call("GET", f"{V1}/users/{bob.user_id}/sent_invite_count", admin)
     assert status == 400 and body["errcode"] == "M_MISSING_PARAM"
-
-    media = await _get(server, admin, f"{V1}/users/{bob.user_id}/media?limit=1")
-    assert media["total"] == 2 and media["next_token"] == 1
-    (newest,) = media["media"]
-    assert set(newest) == MEDIA_KEYS and newest["upload_name"] == "b.png"  # newest first
-    assert newest["media_type"] == "image/png" and newest["media_length"] == 9
-    oldest = await _get(server, admin, f"{V1}/users/{bob.user_id}/media?order_by=created_ts")
-    assert [m["upload_name"] for m in oldest["media"]] == ["a.png", "b.png"]
-    assert "next_token" not in oldest
-    status, gone = await server.call(
-        "DELETE", f"{V1}/users/{bob.user_id}/media?limit=1&order_by=upload_name", admin
-    )
-    assert status == 200 and gone["total"] == 1
-    assert gone["deleted_media"] == [oldest["media"][0]["media_id"]]
-    assert (await _get(server, admin, f"{V1}/users/{bob.user_id}/media"))["total"] == 1
 
     features = await _get(server, admin, f"{V1}/experimental_features/{bob.user_id}")
     assert features == {"features": {"msc3881": False, "msc3575": False, "msc4222": False}}
@@ -477,3 +442,79 @@ async def test_registration_tokens_admin_and_registration(server: TestServer) ->
     status, body = await server.call("GET", f"{path}/abcd", admin)
     assert status == 404 and body["errcode"] == "M_NOT_FOUND"
     assert (await server.call("DELETE", f"{path}/abcd", admin))[0] == 404
+
+
+async def test_suspension_user_redaction_and_lookups(server: TestServer) -> None:
+    admin = await server.register("root", admin=True)
+    bob = await server.register("bob")
+    alice = await server.register("alice")
+    room_id = await create_room(server, alice, preset="public_chat")
+    await join(server, bob, room_id)
+    # Not limited by rc_message (3 here) in this test.
+    await server.call("POST", f"{V1}/users/{bob.user_id}/override_ratelimit", admin, json={})
+    first = (await _send(server, bob, room_id, "one"))[1]["event_id"]
+    second = (await _send(server, bob, room_id, "two"))[1]["event_id"]
+    alices = (await _send(server, alice, room_id, "hers"))[1]["event_id"]
+
+    status, body = await server.call(
+        "PUT", f"{V1}/suspend/{bob.user_id}", admin, json={"suspend": True}
+    )
+    assert status == 200 and body == {f"user_{bob.user_id}_suspended": True}
+    assert (await _get(server, admin, f"{V2}/users/{bob.user_id}"))["suspended"] is True
+    status, body = await _send(server, bob, room_id, "three")
+    assert status == 403 and body["errcode"] == "M_USER_SUSPENDED"
+    status, body = await server.call("POST", "/createRoom", bob, json={})
+    assert status == 403 and body["errcode"] == "M_USER_SUSPENDED"
+    status, body = await server.call(
+        "PUT", f"/profile/{bob.user_id}/displayname", bob, json={"displayname": "B"}
+    )
+    assert status == 403 and body["errcode"] == "M_USER_SUSPENDED"
+    status, body = await server.call(
+        "POST", f"/rooms/{room_id}/invite", bob, json={"user_id": admin.user_id}
+    )
+    assert status == 403 and body["errcode"] == "M_USER_SUSPENDED"
+    # Corrective actions stay allowed: redacting their own events (not others').
+    status, _ = await server.call("PUT", f"/rooms/{room_id}/redact/{first}/t1", bob, json={})
+    assert status == 200
+    status, body = await server.call("PUT", f"/rooms/{room_id}/redact/{alices}/t2", bob, json={})
+    assert status == 403 and body["errcode"] == "M_USER_SUSPENDED"
+    status, body = await server.call(
+        "PUT", f"{V1}/suspend/{bob.user_id}", admin, json={"suspend": "yes"}
+    )
+    assert status == 400
+    await server.call("PUT", f"{V1}/suspend/{bob.user_id}", admin, json={"suspend": False})
+    assert (await _send(server, bob, room_id, "four"))[0] == 200
+
+    # Redact all of a user's events: answered with an ID, done in the background.
+    status, body = await server.call(
+        "POST", f"{V1}/user/{bob.user_id}/redact", admin, json={"rooms": [], "reason": "spam"}
+    )
+    assert status == 200 and set(body) == {"redact_id"}
+    await server.hs.user_redactions.wait_idle()
+    done = await _get(server, admin, f"{V1}/user/redact_status/{body['redact_id']}")
+    assert done == {"status": "complete", "failed_redactions": {}}
+    for event_id in (second,):
+        event = await server.hs.store.events.get_event(event_id)
+        assert event is not None and event.internal.redacted
+    hers = await server.hs.store.events.get_event(alices)
+    assert hers is not None and not hers.internal.redacted
+    status, body = await server.call(
+        "POST", f"{V1}/user/{bob.user_id}/redact", admin, json={"rooms": "all"}
+    )
+    assert status == 400
+    status, body = await server.call("GET", f"{V1}/user/redact_status/unknown", admin)
+    assert status == 404
+
+    # A master key replaceable without UIA for ten minutes (404 without one).
+    path = f"{V1}/users/{bob.user_id}/_allow_cross_signing_replacement_without_uia"
+    status, body = await server.call("POST", path, admin, json={})
+    assert status == 404 and body["errcode"] == "M_NOT_FOUND"
+
+    # Look-ups by third-party or external ID find nobody here; accounts do not expire.
+    for path in (f"{V1}/threepid/email/users/a@b.c", f"{V1}/auth_providers/oidc/users/x"):
+        status, body = await server.call("GET", path, admin)
+        assert status == 404 and body["errcode"] == "M_NOT_FOUND"
+    status, body = await server.call(
+        "POST", f"{V1}/account_validity/validity", admin, json={"user_id": bob.user_id}
+    )
+    assert status == 400 and body["errcode"] == "M_UNKNOWN"

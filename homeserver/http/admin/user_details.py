@@ -4,25 +4,27 @@
 * ``GET/POST /v2/users/{u}/devices``, ``GET/PUT/DELETE /v2/users/{u}/devices/{d}``,
   ``POST /v2/users/{u}/delete_devices``;
 * ``GET /v1/users/{u}/joined_rooms``, ``/memberships``, ``/pushers``, ``/accountdata``;
-* ``GET/DELETE /v1/users/{u}/media`` (``from``, ``limit``, ``order_by``, ``dir``);
 * ``GET/POST/DELETE /v1/users/{u}/override_ratelimit``;
 * ``GET /v1/users/{u}/sent_invite_count?from_ts=`` and ``…/cumulative_joined_room_count``;
 * ``GET/PUT /v1/experimental_features/{u}``;
 * ``POST /v1/users/{u}/login`` (a token for the user), ``POST /v1/reset_password/{u}``,
-  ``POST/DELETE /v1/users/{u}/shadow_ban``.
+  ``POST/DELETE /v1/users/{u}/shadow_ban``, ``PUT /v1/suspend/{u}``;
+* ``POST /v1/user/{u}/redact``, ``GET /v1/user/redact_status/{id}`` (``admin/user_redaction.py``);
+* ``POST /v1/users/{u}/_allow_cross_signing_replacement_without_uia``;
+* ``POST /v1/account_validity/validity`` (400: accounts do not expire here);
+* ``GET /v1/threepid/{medium}/users/{address}``, ``GET /v1/auth_providers/{p}/users/{id}``
+  (404: we keep neither).
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from homeserver.admin.user_details import MediaPage
-from homeserver.errors import BadRequest, Codes
+from homeserver.errors import BadRequest, Codes, NotFound
 from homeserver.http.admin.auth import require_admin
-from homeserver.http.admin.params import backwards, int_param, paging, string_param
-from homeserver.http.appkeys import ADMIN_USER_DETAILS
+from homeserver.http.admin.params import int_param
+from homeserver.http.appkeys import ADMIN_USER_DETAILS, USER_REDACTIONS
 from homeserver.http.json_body import json_response, read_json_object
-from homeserver.storage.admin_user_data import MEDIA_ORDER_COLUMNS
 
 V1 = "/_synapse/admin/v1"
 V2 = "/_synapse/admin/v2"
@@ -103,29 +105,6 @@ async def account_data(request: web.Request) -> web.Response:
     return json_response(await request.app[ADMIN_USER_DETAILS].account_data(_user(request)))
 
 
-def _media_page(request: web.Request) -> MediaPage:
-    start, limit = paging(request)
-    order_by = string_param(request, "order_by", allowed=tuple(MEDIA_ORDER_COLUMNS))
-    direction = string_param(request, "dir", allowed=("f", "b"))
-    if order_by is None and direction is None:
-        # Synapse's default: newest first.
-        return MediaPage(start, limit, "created_ts", True)
-    return MediaPage(start, limit, order_by or "created_ts", backwards(request))
-
-
-async def list_media(request: web.Request) -> web.Response:
-    await require_admin(request)
-    page = _media_page(request)
-    return json_response(await request.app[ADMIN_USER_DETAILS].list_media(_user(request), page))
-
-
-async def delete_media(request: web.Request) -> web.Response:
-    await require_admin(request)
-    page = _media_page(request)
-    details = request.app[ADMIN_USER_DETAILS]
-    return json_response(await details.delete_media(_user(request), page))
-
-
 def _from_ts(request: web.Request) -> int:
     if "from_ts" not in request.query:
         raise BadRequest("Missing integer query parameter 'from_ts'", Codes.MISSING_PARAM)
@@ -197,6 +176,48 @@ async def login_as(request: web.Request) -> web.Response:
     return json_response(await details.login_as(requester.user_id, _user(request), body))
 
 
+async def suspend(request: web.Request) -> web.Response:
+    await require_admin(request)
+    body = await read_json_object(request)
+    return json_response(await request.app[ADMIN_USER_DETAILS].set_suspended(_user(request), body))
+
+
+async def allow_cross_signing_replacement(request: web.Request) -> web.Response:
+    await require_admin(request)
+    details = request.app[ADMIN_USER_DETAILS]
+    return json_response(await details.allow_cross_signing_replacement(_user(request)))
+
+
+async def account_validity(request: web.Request) -> web.Response:
+    await require_admin(request)
+    body = await read_json_object(request)
+    return json_response(await request.app[ADMIN_USER_DETAILS].renew_account_validity(body))
+
+
+async def user_by_threepid(request: web.Request) -> web.Response:
+    """We keep no third-party IDs: nobody is found (Synapse's 404)."""
+    await require_admin(request)
+    raise NotFound("User not found")
+
+
+async def user_by_external_id(request: web.Request) -> web.Response:
+    """We keep no external IDs (no SSO): nobody is found (Synapse's 404)."""
+    await require_admin(request)
+    raise NotFound("User not found")
+
+
+async def redact_user(request: web.Request) -> web.Response:
+    requester = await require_admin(request)
+    body = await read_json_object(request)
+    redactions = request.app[USER_REDACTIONS]
+    return json_response(await redactions.start(requester.user_id, _user(request), body))
+
+
+async def redact_status(request: web.Request) -> web.Response:
+    await require_admin(request)
+    return json_response(await request.app[USER_REDACTIONS].status(request.match_info["redact_id"]))
+
+
 async def reset_password(request: web.Request) -> web.Response:
     await require_admin(request)
     body = await read_json_object(request)
@@ -216,8 +237,6 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get(f"{user}/memberships", memberships)
     router.add_get(f"{user}/pushers", pushers)
     router.add_get(f"{user}/accountdata", account_data)
-    router.add_get(f"{user}/media", list_media)
-    router.add_delete(f"{user}/media", delete_media)
     router.add_get(f"{user}/sent_invite_count", sent_invite_count)
     router.add_get(f"{user}/cumulative_joined_room_count", joined_room_count)
     router.add_get(f"{user}/override_ratelimit", get_ratelimit)
@@ -227,5 +246,14 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_delete(f"{user}/shadow_ban", unshadow_ban)
     router.add_post(f"{user}/login", login_as)
     router.add_post(f"{V1}/reset_password/{{user_id}}", reset_password)
+    router.add_put(f"{V1}/suspend/{{user_id}}", suspend)
+    router.add_post(f"{V1}/user/{{user_id}}/redact", redact_user)
+    router.add_get(f"{V1}/user/redact_status/{{redact_id}}", redact_status)
+    router.add_post(
+        f"{user}/_allow_cross_signing_replacement_without_uia", allow_cross_signing_replacement
+    )
+    router.add_post(f"{V1}/account_validity/validity", account_validity)
+    router.add_get(f"{V1}/threepid/{{medium}}/users/{{address}}", user_by_threepid)
+    router.add_get(f"{V1}/auth_providers/{{provider}}/users/{{external_id}}", user_by_external_id)
     router.add_get(f"{V1}/experimental_features/{{user_id}}", get_features)
     router.add_put(f"{V1}/experimental_features/{{user_id}}", put_features)

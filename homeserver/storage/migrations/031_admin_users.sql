@@ -61,3 +61,23 @@ CREATE TABLE registration_token_sessions (
     session_id TEXT PRIMARY KEY,
     token TEXT NOT NULL
 );
+
+-- A suspended user (PUT /_synapse/admin/v1/suspend/{u}) may read but not send, join, invite,
+-- create rooms or change their profile (Synapse's M_USER_SUSPENDED).
+ALTER TABLE users ADD COLUMN suspended BOOLEAN NOT NULL DEFAULT FALSE;
+
+-- Until when (ms) the user may replace their master cross-signing key without UIA
+-- (POST /_synapse/admin/v1/users/{u}/_allow_cross_signing_replacement_without_uia).
+ALTER TABLE users ADD COLUMN cross_signing_replaceable_before_ms BIGINT;
+
+-- POST /_synapse/admin/v1/user/{u}/redact: one row per request, its progress for
+-- GET /_synapse/admin/v1/user/redact_status/{id}. status: scheduled, active, complete, failed;
+-- failed_redactions: JSON {event_id: reason}.
+CREATE TABLE user_redactions (
+    redact_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    failed_redactions TEXT NOT NULL DEFAULT '{}',
+    error TEXT,
+    created_ts BIGINT NOT NULL
+);

@@ -12,6 +12,7 @@ import pytest
 from homeserver.config import HomeserverConfig
 from tests.admin.helpers import V1, V2, join
 from tests.builders import create_room, generous_config
+from tests.e2e_keys.helpers import CrossSigning
 from tests.harness import TestServer, TestUser
 
 V3 = "/_synapse/admin/v3"
@@ -509,6 +510,15 @@ async def test_suspension_user_redaction_and_lookups(server: TestServer) -> None
     path = f"{V1}/users/{bob.user_id}/_allow_cross_signing_replacement_without_uia"
     status, body = await server.call("POST", path, admin, json={})
     assert status == 404 and body["errcode"] == "M_NOT_FOUND"
+    upload = "/keys/device_signing/upload"
+    assert (await server.call("POST", upload, bob, json=CrossSigning(bob.user_id).upload_body()))[
+        0
+    ] == 200
+    replacement = CrossSigning(bob.user_id).upload_body()
+    assert (await server.call("POST", upload, bob, json=replacement))[0] == 401  # UIA needed
+    status, body = await server.call("POST", path, admin, json={})
+    assert status == 200 and body["updatable_without_uia_before_ms"] > server.hs.clock()
+    assert (await server.call("POST", upload, bob, json=replacement))[0] == 200  # now none
 
     # Look-ups by third-party or external ID find nobody here; accounts do not expire.
     for path in (f"{V1}/threepid/email/users/a@b.c", f"{V1}/auth_providers/oidc/users/x"):

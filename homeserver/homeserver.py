@@ -147,6 +147,7 @@ class Homeserver:
             profiles=self.profiles.get_profile,
             invite_limiter=self.ratelimiters.invites,
             suspended=self.user_overrides.is_suspended,
+            shadow_banned=self.user_overrides.is_shadow_banned,
         )
         self.aliases = AliasService(
             store=store,

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
@@ -271,9 +272,12 @@ class RoomCreationService:
         profiles: ProfileLookup | None = None,
         invite_limiter: InviteLimiter | None = None,
         suspended: Callable[[str], bool] = lambda _user_id: False,
+        shadow_banned: Callable[[str], bool] = lambda _user_id: False,
     ) -> None:
-        #: a suspended user may not create rooms (rooms/shadow_ban.py).
+        #: a suspended user may not create rooms; a shadow-banned one's room is made without
+        #: its invites, which are answered as sent (rooms/shadow_ban.py, as Synapse).
         self._suspended = suspended
+        self._shadow_banned = shadow_banned
         self.config = config
         self.invite_limiter = invite_limiter
         self.store = store
@@ -300,6 +304,8 @@ class RoomCreationService:
         request = parse_body(body)
         if rate_limit is RateLimitPolicy.CREATOR and self._suspended(creator):
             raise suspended_error("Creating rooms")
+        if rate_limit is RateLimitPolicy.CREATOR and self._shadow_banned(creator):
+            request = dataclasses.replace(request, invite=(), invite_3pid=())
         if self.invite_limiter is not None:
             try:
                 self.invite_limiter.check_new_room(

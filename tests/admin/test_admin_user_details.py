@@ -299,6 +299,11 @@ async def test_shadow_banned_events_are_answered_but_never_stored(server: TestSe
         "memberships"
     ] == {}
     assert bob.user_id not in server.hs.typing.typers(room_id)
+    # A room they create is made (theirs alone), its invites answered but never sent.
+    status, made = await server.call("POST", "/createRoom", bob, json={"invite": [carol.user_id]})
+    assert status == 200
+    assert await server.hs.store.state.get_rooms_for_user(carol.user_id, "invite") == []
+    assert made["room_id"] in await server.hs.store.state.get_rooms_for_user(bob.user_id)
 
     assert (await server.call("DELETE", f"{V1}/users/{bob.user_id}/shadow_ban", admin))[0] == 200
     status, body = await _send(server, bob, room_id, "t2")

@@ -114,6 +114,8 @@ async def start_homeserver(
     await hs.room_upgrades.recover_stranded_upgrades(hs.leases.instance_alive)
     # The users and rooms that existed before the directory did (once, after its migration).
     await hs.store.user_directory.rebuild_if_needed()
+    # Shadow bans and rate-limit overrides are read from memory on every request.
+    await hs.user_overrides.reload()
     return hs
 
 
@@ -135,6 +137,9 @@ def create_app(
     app[appkeys.ADMIN_ROOMS] = hs.admin_rooms
     app[appkeys.ADMIN_ROOM_OPS] = hs.admin_room_ops
     app[appkeys.ADMIN_USERS] = hs.admin_users
+    app[appkeys.ADMIN_USER_DETAILS] = hs.admin_user_details
+    app[appkeys.USER_REDACTIONS] = hs.user_redactions
+    app[appkeys.REGISTRATION_TOKENS] = hs.accounts.registration_tokens
     app[appkeys.ALIASES] = hs.aliases
     app[appkeys.E2E_KEYS] = hs.e2e_keys
     app[appkeys.FEDERATION_EVENTS] = hs.federation_events
@@ -262,6 +267,8 @@ async def serve(
         await hs.history_purge.resume()
         # Upgrade locks whose lease ran out or whose process is gone (one process sweeps).
         await hs.upgrade_recovery_job.enable()
+        # Redactions of a user's events a previous run left unfinished are failed.
+        await hs.user_redactions.recover()
         # Our users following other servers' upgrades: what a previous run left queued (rows
         # claimed under compare-and-set: every process may work the queue).
         await hs.upgrade_follower.start()
@@ -270,6 +277,10 @@ async def serve(
         # Notifications: push rules for what committed since the last run, then pushers'
         # queues, on the one process holding the "push" lease.
         await hs.push_job.enable()
+        # Client addresses written in batches and swept; shadow bans and rate-limit overrides
+        # set by another process picked up.
+        hs.accounts.client_ips.start()
+        hs.user_overrides.start()
         logger.info(
             "homeserver %s started (signing key %s)",
             hs.config.server_name,
@@ -285,9 +296,12 @@ async def serve(
             await runner.cleanup()
         await hs.room_deletion.stop()
         await hs.history_purge.stop()
+        await hs.user_redactions.stop()
         await hs.upgrade_follower.stop()
         await hs.push_job.disable()
         await hs.upgrade_recovery_job.disable()
+        await hs.accounts.client_ips.stop()  # after the runners: the last uses written
+        await hs.user_overrides.stop()
         # After the runners: in-flight handlers may still have been making outbound requests.
         await hs.federation_sender.stop()
         # Last: give every lease up and leave the live list, so the others take over at once.

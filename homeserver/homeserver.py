@@ -25,6 +25,8 @@ from homeserver.admin.room_ops import AdminRoomOps
 from homeserver.admin.rooms import AdminRooms
 from homeserver.admin.server_notices import ServerNotices
 from homeserver.admin.upgrade_preview import UpgradePreview
+from homeserver.admin.user_details import AdminUserDetails
+from homeserver.admin.user_redaction import UserRedactions
 from homeserver.admin.users import AdminUsers
 from homeserver.clock import WallClock, time_ms
 from homeserver.config import HomeserverConfig
@@ -78,6 +80,7 @@ from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.upgrade_spaces import SpaceLinks
 from homeserver.storage import Store
 from homeserver.streams.leases import LeaseKeeper, SingletonJob
+from homeserver.storage.user_overrides import UserOverrides
 from homeserver.streams.notifier import Notifier
 from homeserver.sync.filters import FilterService
 from homeserver.sync.notifications import NotificationsService
@@ -111,7 +114,11 @@ class Homeserver:
             timeout_ms=config.instance.lease_timeout_ms,
         )
         self.notifier = Notifier()
-        self.ratelimiters = RateLimiters(config.ratelimiting)
+        # Shadow bans and rate-limit overrides, read on every send and limiter check.
+        self.user_overrides = UserOverrides(store.admin_user_data)
+        self.ratelimiters = RateLimiters(
+            config.ratelimiting, overrides=self.user_overrides.ratelimit_pair
+        )
         self.sender = EventSender(store, self.signer, clock=clock, notifier=self.notifier)
         self.metrics = HomeserverMetrics(server_name)
         self.metrics.watch_store(store)
@@ -136,7 +143,11 @@ class Homeserver:
 
         # Accounts and rooms.
         self.profiles = ProfileService(
-            store, self.sender, server_name, remote_lookup=self.remote_queries.remote_profile
+            store,
+            self.sender,
+            server_name,
+            remote_lookup=self.remote_queries.remote_profile,
+            suspended=self.user_overrides.is_suspended,
         )
         self.accounts = Accounts(store, config, clock, self.ratelimiters, notifier=self.notifier)
         self.user_directory = UserDirectoryService(store, config.user_directory)
@@ -150,6 +161,8 @@ class Homeserver:
             clock=clock,
             profiles=self.profiles.get_profile,
             invite_limiter=self.ratelimiters.invites,
+            suspended=self.user_overrides.is_suspended,
+            shadow_banned=self.user_overrides.is_shadow_banned,
         )
         self.aliases = AliasService(
             store=store,
@@ -218,6 +231,8 @@ class Homeserver:
             on_joined=self.remote_upgrades.on_joined,
             on_joined_many=self.remote_upgrades.on_joined_many,
             profiles_many=self.profiles.get_profiles,
+            shadow_banned=self.user_overrides.is_shadow_banned,
+            suspended=self.user_overrides.is_suspended,
         )
         # Our users following upgrades made by other servers (started by serve()).
         self.upgrade_follower = UpgradeFollower(
@@ -229,7 +244,13 @@ class Homeserver:
             metrics=self.metrics,
         )
         self.room_events = RoomEventsService(
-            store, self.sender, self.ratelimiters, clock, membership=self.membership
+            store,
+            self.sender,
+            self.ratelimiters,
+            clock,
+            membership=self.membership,
+            shadow_banned=self.user_overrides.is_shadow_banned,
+            suspended=self.user_overrides.is_suspended,
         )
         self.room_search = RoomSearch(store, self.room_events.reader)
 
@@ -242,7 +263,13 @@ class Homeserver:
         self.filters = FilterService(store)
         self.push_rules = PushRulesService(store, self.notifier)
         self.account_data = AccountDataService(store, self.notifier, self.push_rules)
-        self.receipts = ReceiptsService(store, self.notifier, clock, server_name)
+        self.receipts = ReceiptsService(
+            store,
+            self.notifier,
+            clock,
+            server_name,
+            shadow_banned=self.user_overrides.is_shadow_banned,
+        )
         # Presence (stored) and typing (in memory), shown in /sync and sent to other servers.
         self.presence = PresenceService(
             store,
@@ -260,6 +287,7 @@ class Homeserver:
             server_name,
             limiter=self.ratelimiters.typing,
             on_active=self.presence.bump_active,
+            shadow_banned=self.user_overrides.is_shadow_banned,
         )
         self.sync = SyncService(
             store,
@@ -386,7 +414,17 @@ class Homeserver:
             server_name=server_name,
             clock=clock,
             device_removal=self.accounts.device_removal,
+            client_ips=self.accounts.client_ips,
         )
+        self.admin_user_details = AdminUserDetails(
+            store=store,
+            server_name=server_name,
+            clock=clock,
+            device_removal=self.accounts.device_removal,
+            client_ips=self.accounts.client_ips,
+            overrides=self.user_overrides,
+        )
+        self.user_redactions = UserRedactions(store, self.room_events, server_name, clock)
         self.admin_destinations = AdminDestinations(store, self.federation_sender)
 
         # End-to-end encryption: to-device messages, other servers' device lists (resynced by

@@ -15,6 +15,15 @@ from homeserver.config.ratelimiting import RateLimit, RateLimitingConfig
 from homeserver.errors import Codes, MatrixError
 
 Clock = Callable[[], float]
+#: A user's rate-limit override (Synapse's ``ratelimit_override``): ``(messages_per_second,
+#: burst_count)``, or None when the user has none.
+OverrideLookup = Callable[[str], tuple[float, float] | None]
+
+#: How a limiter applies a user's override, as Synapse: ``rc_message`` takes its rate and burst
+#: (``REPLACE``); the other per-user limiters only learn from it that a rate of 0 means "not
+#: limited at all" (``EXEMPT_ONLY``).
+REPLACE = "replace"
+EXEMPT_ONLY = "exempt_only"
 
 
 class RateLimitExceeded(MatrixError):
@@ -34,11 +43,17 @@ class TokenBucketLimiter:
         clock: Clock = time.monotonic,
         exempt: frozenset[str] = frozenset(),
         message: str = "Too Many Requests",
+        overrides: OverrideLookup | None = None,
+        override_mode: str = EXEMPT_ONLY,
     ) -> None:
         self._limit = limit
         self._clock = clock
         self._exempt = exempt
         self._message = message
+        self._overrides = overrides
+        self._override_mode = override_mode
+        #: key → (actions counted, when): the count leaks away at the limit's rate, so a
+        #: user whose override changes the rate or burst is judged by it at once (Synapse).
         self._buckets: dict[str, tuple[float, float]] = {}
         self._calls = 0
 
@@ -46,26 +61,44 @@ class TokenBucketLimiter:
     def burst_count(self) -> float:
         return self._limit.burst_count
 
-    def _tokens(self, key: str, now: float) -> float:
-        tokens, updated = self._buckets.get(key, (self._limit.burst_count, now))
-        return min(self._limit.burst_count, tokens + (now - updated) * self._limit.per_second)
+    def _limit_for(self, key: str) -> RateLimit | None:
+        """The limit applying to ``key`` (a user's override considered); None: not limited."""
+        if key in self._exempt:
+            return None
+        override = None if self._overrides is None else self._overrides(key)
+        if override is None:
+            return self._limit
+        per_second, burst = override
+        if not per_second:
+            return None
+        if self._override_mode == REPLACE:
+            return RateLimit(per_second=per_second, burst_count=burst)
+        return self._limit
+
+    def _used(self, key: str, now: float, limit: RateLimit) -> float:
+        used, updated = self._buckets.get(key, (0.0, now))
+        return max(0.0, used - (now - updated) * limit.per_second)
+
+    def _tokens(self, key: str, now: float, limit: RateLimit) -> float:
+        return limit.burst_count - self._used(key, now, limit)
 
     def is_exempt(self, user_id: str) -> bool:
-        """Whether ``user_id`` is in ``rc_exempt_users`` (for buckets keyed by something else,
-        such as a room or a device)."""
-        return user_id in self._exempt
+        """Whether ``user_id`` is in ``rc_exempt_users`` or has an override of rate 0 (for
+        buckets keyed by something else, such as a room or a device)."""
+        return self._limit_for(user_id) is None
 
     def check(self, key: str, *, cost: float = 1.0) -> None:
         """Take ``cost`` tokens from ``key``'s bucket, or raise :class:`RateLimitExceeded`."""
-        if key in self._exempt:
+        limit = self._limit_for(key)
+        if limit is None:
             return
         now = self._clock()
-        tokens = self._tokens(key, now)
+        tokens = self._tokens(key, now, limit)
         if tokens < cost:
             missing = cost - tokens
-            wait = missing / self._limit.per_second if self._limit.per_second > 0 else 3600.0
+            wait = missing / limit.per_second if limit.per_second > 0 else 3600.0
             raise RateLimitExceeded(max(1, math.ceil(wait * 1000)), self._message)
-        self._buckets[key] = (tokens - cost, now)
+        self._buckets[key] = (limit.burst_count - tokens + cost, now)
         self._calls += 1
         if self._calls % self._SWEEP_EVERY == 0:
             self._sweep(now)
@@ -73,16 +106,18 @@ class TokenBucketLimiter:
     def peek(self, key: str, *, cost: float = 1.0) -> None:
         """Raise like :meth:`check` if ``key`` could not act now, but take nothing (refuse
         early, and charge only for the action itself, e.g. a completed registration)."""
-        if key in self._exempt:
+        limit = self._limit_for(key)
+        if limit is None:
             return
-        tokens = self._tokens(key, self._clock())
+        tokens = self._tokens(key, self._clock(), limit)
         if tokens < cost:
             missing = cost - tokens
-            wait = missing / self._limit.per_second if self._limit.per_second > 0 else 3600.0
+            wait = missing / limit.per_second if limit.per_second > 0 else 3600.0
             raise RateLimitExceeded(max(1, math.ceil(wait * 1000)), self._message)
 
     def _sweep(self, now: float) -> None:
-        full = [k for k in self._buckets if self._tokens(k, now) >= self._limit.burst_count]
+        # Buckets whose count has leaked away (at the default rate) are forgotten.
+        full = [k for k in self._buckets if self._used(k, now, self._limit) <= 0]
         for key in full:
             del self._buckets[key]
 
@@ -141,14 +176,29 @@ class RateLimiters:
         *,
         clock: Clock = time.monotonic,
         exempt: frozenset[str] | None = None,
+        overrides: OverrideLookup | None = None,
     ) -> None:
         exempt = config.rc_exempt_users if exempt is None else exempt
 
         def make(limit: RateLimit, message: str = "Too Many Requests") -> TokenBucketLimiter:
             return TokenBucketLimiter(limit, clock=clock, exempt=exempt, message=message)
 
-        self.room_creation = make(config.rc_room_creation, ROOM_CREATION_RATE_LIMITED)
-        self.message = make(config.rc_message)
+        def per_user(
+            limit: RateLimit, message: str = "Too Many Requests", mode: str = EXEMPT_ONLY
+        ) -> TokenBucketLimiter:
+            """A limiter keyed by the requesting user: their admin override applies (Synapse
+            passes the requester to these)."""
+            return TokenBucketLimiter(
+                limit,
+                clock=clock,
+                exempt=exempt,
+                message=message,
+                overrides=overrides,
+                override_mode=mode,
+            )
+
+        self.room_creation = per_user(config.rc_room_creation, ROOM_CREATION_RATE_LIMITED)
+        self.message = per_user(config.rc_message, mode=REPLACE)
         self.registration = make(config.rc_registration)
         # Synapse does not limit shared-secret nonces; each is a row here, so they get a bucket
         # of their own shaped like rc_registration (one nonce per registration), per address.
@@ -156,18 +206,20 @@ class RateLimiters:
         self.login_address = make(config.rc_login.address)
         self.login_account = make(config.rc_login.account)
         self.login_failed_attempts = make(config.rc_login.failed_attempts)
-        self.joins_local = make(config.rc_joins.local)
-        self.joins_remote = make(config.rc_joins.remote)
+        self.joins_local = per_user(config.rc_joins.local)
+        self.joins_remote = per_user(config.rc_joins.remote)
         # keyed by client address, not user
         self.remote_key_fetches = make(config.rc_remote_key_fetches)
         invites = config.rc_invites
         self.invites = InviteLimiter(
-            make(invites.per_room), make(invites.per_user), make(invites.per_issuer)
+            make(invites.per_room), make(invites.per_user), per_user(invites.per_issuer)
         )
-        self.to_device = make(config.rc_to_device)
+        self.to_device = per_user(config.rc_to_device)
         # Two buckets of rc_presence, as Synapse (PUT /presence and /sync's set_presence each
         # have their own limiter): a client's syncs never make its PUT fail.
-        self.presence = make(config.rc_presence.per_user)
-        self.presence_sync = make(config.rc_presence.per_user)
-        self.typing = make(config.rc_typing)
-        self.media_create = make(config.rc_media_create)
+        self.presence = per_user(config.rc_presence.per_user)
+        self.presence_sync = per_user(config.rc_presence.per_user)
+        self.typing = per_user(config.rc_typing)
+        self.media_create = per_user(config.rc_media_create)
+        # Synapse's rc_registration_token_validity default, per address.
+        self.registration_token_validity = make(RateLimit(per_second=0.1, burst_count=5))

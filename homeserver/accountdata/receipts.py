@@ -8,6 +8,7 @@ an ``m.receipt`` EDU to the room's other servers, queued in the receipt's own tr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from homeserver.accountdata.service import FULLY_READ_TYPE, check_room_id
@@ -29,9 +30,17 @@ RECEIPT_TYPES = (READ, READ_PRIVATE, FULLY_READ_TYPE)
 
 class ReceiptsService:
     def __init__(
-        self, store: Store, notifier: Notifier, clock: WallClock, server_name: str
+        self,
+        store: Store,
+        notifier: Notifier,
+        clock: WallClock,
+        server_name: str,
+        *,
+        shadow_banned: Callable[[str], bool] = lambda _user_id: False,
     ) -> None:
         self.store = store
+        #: a shadow-banned user's public receipts are accepted and dropped (rooms/shadow_ban.py).
+        self._shadow_banned = shadow_banned
         self.notifier = notifier
         self.clock = clock
         self.server_name = server_name
@@ -94,6 +103,8 @@ class ReceiptsService:
                 user_id, room_id, FULLY_READ_TYPE, {"event_id": event_id}
             )
             self.notifier.notify(user_ids=[user_id])
+            return
+        if receipt_type == READ and self._shadow_banned(user_id):
             return
         receipt = Receipt(room_id, receipt_type, user_id, thread_id, event_id, self.clock())
         async with self.store.db.transaction("send_receipt") as txn:

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from homeserver.accounts.client_ips import ClientIpRecorder
 from homeserver.accounts.device_removal import DeviceRemoval
 from homeserver.accounts.reauth import Reauthenticator
 from homeserver.accounts.usernames import MAX_DEVICE_DISPLAY_NAME_LENGTH, MAX_DEVICE_ID_LENGTH
 from homeserver.errors import BadRequest, Codes, NotFound
 from homeserver.storage import Store
-from homeserver.storage.users import DeviceRecord
+from homeserver.storage.admin_user_data import DeviceRow
 
 DELETE_DEVICES_OPERATION = "delete_devices"
 
 
-def device_json(device: DeviceRecord) -> dict[str, Any]:
-    # nio requires all four keys; we do not track where a device was last seen.
+def device_json(device: DeviceRow) -> dict[str, Any]:
+    """A device as the client API shows it: where it was last used, as recorded by
+    ``client_ips.py`` (nio requires all four keys; a device not used since it was made has null
+    ones). The user agent is for admins only (Synapse leaves it out here too)."""
     return {
         "device_id": device.device_id,
         "display_name": device.display_name,
-        "last_seen_ip": None,
-        "last_seen_ts": None,
+        "last_seen_ip": device.last_seen_ip,
+        "last_seen_ts": device.last_seen_ts,
     }
 
 
@@ -53,17 +56,28 @@ def parse_display_name(body: dict[str, Any]) -> str | None:
 
 class DeviceService:
     def __init__(
-        self, store: Store, reauth: Reauthenticator, device_removal: DeviceRemoval
+        self,
+        store: Store,
+        reauth: Reauthenticator,
+        device_removal: DeviceRemoval,
+        client_ips: ClientIpRecorder | None = None,
     ) -> None:
         self._store = store
         self._reauth = reauth
         self._device_removal = device_removal
+        self._client_ips = client_ips
+
+    async def _flush_client_ips(self) -> None:
+        if self._client_ips is not None:
+            await self._client_ips.flush()
 
     async def list_devices(self, user_id: str) -> list[dict[str, Any]]:
-        return [device_json(d) for d in await self._store.users.get_devices(user_id)]
+        await self._flush_client_ips()
+        return [device_json(d) for d in await self._store.admin_user_data.get_devices(user_id)]
 
     async def get_device(self, user_id: str, device_id: str) -> dict[str, Any]:
-        device = await self._store.users.get_device(user_id, device_id)
+        await self._flush_client_ips()
+        device = await self._store.admin_user_data.get_device(user_id, device_id)
         if device is None:
             raise NotFound("Device not found")
         return device_json(device)

@@ -124,8 +124,13 @@ class LoginService:
         return await issue_session(self._store, user_id, request.device, now=self._clock())
 
     async def token_owner(self, token_hash: str) -> TokenOwner | None:
-        """Whose access token this is (and their device), or None for an unknown token."""
-        return await self._store.users.get_token_owner(token_hash)
+        """Whose access token this is (and their device), or None for an unknown or expired
+        token (an admin's login-as token may carry ``valid_until_ms``)."""
+        owner = await self._store.users.get_token_owner(token_hash)
+        expiry = None if owner is None else owner.valid_until_ms
+        if expiry is not None and expiry <= self._clock():
+            return None
+        return owner
 
     async def logout(self, user_id: str, device_id: str | None, token_hash: str) -> None:
         """End this session: the device goes with its token (spec), a device-less token alone."""
@@ -136,3 +141,6 @@ class LoginService:
 
     async def logout_all(self, user_id: str) -> None:
         await self._device_removal.delete_all_devices(user_id)
+        # As Synapse: an admin logging out everywhere also ends the tokens it made to log in
+        # as other users.
+        await self._store.users.delete_puppet_tokens(user_id)

@@ -55,8 +55,11 @@ class ProfileService:
         server_name: str,
         *,
         remote_lookup: Callable[[str], Awaitable[dict[str, str]]] | None = None,
+        suspended: Callable[[str], bool] = lambda _user_id: False,
     ) -> None:
         self._store = store
+        #: a suspended user may not change their own profile (Synapse's M_USER_SUSPENDED).
+        self._suspended = suspended
         self._sender = sender
         self._server_name = server_name
         #: another server's user's profile, asked of it; None without federation.
@@ -98,6 +101,11 @@ class ProfileService:
             raise BadRequest("User is not hosted on this homeserver", Codes.INVALID_PARAM)
         if user_id != requester_id and not is_admin:
             raise Forbidden(f"Cannot set another user's {field}")
+        if user_id == requester_id and self._suspended(user_id):
+            raise Forbidden(
+                f"Updating {field} while account is suspended is not allowed.",
+                Codes.USER_SUSPENDED,
+            )
         if await self._store.users.get_user(user_id) is None:
             raise NotFound("Profile was not found")
         await self._store.profiles.set_field(user_id, field, value)

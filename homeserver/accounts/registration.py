@@ -7,13 +7,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from homeserver.accounts.registration_tokens import RegistrationTokens
 from homeserver.accounts.sessions import (
     CreatedAccount,
     DeviceRequest,
     create_account,
     hash_password_async,
 )
-from homeserver.accounts.uia import DUMMY, UserInteractiveAuth, accept_dummy
+from homeserver.accounts.uia import (
+    DUMMY,
+    REGISTRATION_TOKEN,
+    StageFailed,
+    UserInteractiveAuth,
+    accept_dummy,
+)
 from homeserver.accounts.usernames import (
     bool_param,
     check_localpart,
@@ -72,7 +79,10 @@ class RegistrationService:
         clock: WallClock,
         limiter: TokenBucketLimiter,
         uia: UserInteractiveAuth,
+        tokens: RegistrationTokens | None = None,
     ) -> None:
+        #: with ``registration_requires_token``, the tokens the stage spends.
+        self._tokens = tokens
         self._store = store
         self._server_name = server_name
         self._config = config
@@ -101,10 +111,42 @@ class RegistrationService:
             user_id = check_localpart(request.username, self._server_name)
             if await self._store.users.find_user_id_case_insensitive(user_id) is not None:
                 raise user_in_use()
-        await self._uia.authenticate(
-            REGISTER_OPERATION, request.auth, stages=[DUMMY], check=accept_dummy
-        )
+        token_session = None
+        if self._config.registration_requires_token and self._tokens is not None:
+            token_session = await self._uia.authenticate_flow(
+                REGISTER_OPERATION,
+                request.auth,
+                flow=[REGISTRATION_TOKEN, DUMMY],
+                check=self._check_stage,
+                completed_stages=self._completed_stages,
+            )
+        else:
+            await self._uia.authenticate(
+                REGISTER_OPERATION, request.auth, stages=[DUMMY], check=accept_dummy
+            )
         self._limiter.check(client_ip)
+        created = await self._create(request, user_id)
+        if token_session is not None and self._tokens is not None:
+            # The token's pending use becomes a completed one (Synapse's counting).
+            await self._tokens.store.complete(token_session)
+        return created
+
+    async def _check_stage(self, stage: str, auth: dict[str, Any], session_id: str) -> None:
+        if stage == DUMMY:
+            return
+        assert self._tokens is not None
+        token = auth.get("token")
+        if not isinstance(token, str):
+            raise BadRequest("Missing parameter: token", Codes.MISSING_PARAM)
+        if not await self._tokens.use_in_session(session_id, token):
+            raise StageFailed("Invalid registration token", Codes.UNAUTHORIZED)
+
+    async def _completed_stages(self, session_id: str) -> set[str]:
+        assert self._tokens is not None
+        used = await self._tokens.store.session_token(session_id)
+        return set() if used is None else {REGISTRATION_TOKEN}
+
+    async def _create(self, request: RegisterRequest, user_id: str | None) -> CreatedAccount:
         password_hash = None
         if request.password is not None:
             password_hash = await hash_password_async(request.password)

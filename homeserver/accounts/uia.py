@@ -1,6 +1,9 @@
 """User-interactive authentication (spec "User-interactive authentication API").
 
-Every flow we offer has a single stage, so one successful stage completes the operation. As in
+Most flows we offer have a single stage, so one successful stage completes the operation;
+registration with ``registration_requires_token`` has two (``m.login.registration_token`` then
+``m.login.dummy``), run by :meth:`UserInteractiveAuth.authenticate_flow`, whose completed
+stages are remembered in the database by the stage itself (``completed_stages``). As in
 Synapse, a client may skip the first round trip and send ``auth`` without a ``session`` (nio
 registers that way); a session it does name must exist, be unexpired and belong to the same
 operation and user, so a session opened to delete a device cannot change a password.
@@ -23,6 +26,7 @@ SESSION_LIFETIME_MS = 48 * 3600 * 1000
 
 DUMMY = "m.login.dummy"
 PASSWORD = "m.login.password"
+REGISTRATION_TOKEN = "m.login.registration_token"
 
 #: Checks one stage's ``auth`` dict; raises :class:`StageFailed` when it does not pass.
 StageChecker = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -48,13 +52,17 @@ class AuthRequired(MatrixError):
         *,
         errcode: str | None = None,
         message: str | None = None,
+        flows: Sequence[Sequence[str]] | None = None,
+        completed: Sequence[str] = (),
     ) -> None:
         super().__init__(HTTPStatus.UNAUTHORIZED, errcode or "", message or "Authentication needed")
+        if flows is None:
+            flows = [[stage] for stage in stages]
         self.body: dict[str, Any] = {
             "session": session_id,
-            "flows": [{"stages": [stage]} for stage in stages],
+            "flows": [{"stages": list(flow)} for flow in flows],
             "params": {},
-            "completed": [],
+            "completed": list(completed),
         }
         if errcode is not None:
             self.body["errcode"] = errcode
@@ -103,6 +111,47 @@ class UserInteractiveAuth:
             raise AuthRequired(session_id, stages, errcode=e.errcode, message=e.message) from None
         # One stage completes every flow we offer; the session has done its job.
         await self._store.ui_auth.delete_session(session_id)
+
+    async def authenticate_flow(
+        self,
+        operation: str,
+        auth: Any,
+        *,
+        flow: Sequence[str],
+        check: Callable[[str, dict[str, Any], str], Awaitable[None]],
+        completed_stages: Callable[[str], Awaitable[set[str]]],
+    ) -> str:
+        """One flow of several stages: return the session ID once every stage of ``flow`` is
+        complete. ``check(stage, auth, session_id)`` runs one stage and records it where
+        ``completed_stages(session_id)`` finds it (the last stage need not be recorded)."""
+        if auth is None:
+            session_id = await self._new_session(operation, None)
+            raise AuthRequired(session_id, flow, flows=[flow])
+        if not isinstance(auth, dict):
+            raise BadRequest("auth must be an object", Codes.BAD_JSON)
+        session = await self._session(auth.get("session"), operation, None)
+        session_id = session.session_id if session else await self._new_session(operation, None)
+        done = await completed_stages(session_id)
+        stage = auth.get("type")
+
+        def progress(**error: str) -> AuthRequired:
+            completed = [s for s in flow if s in done]
+            return AuthRequired(session_id, flow, flows=[flow], completed=completed, **error)
+
+        if stage is None:
+            raise progress()
+        if stage not in flow:
+            raise progress(errcode=Codes.UNRECOGNIZED, message="Unrecognised authentication type")
+        if stage not in done:
+            try:
+                await check(stage, auth, session_id)
+            except StageFailed as e:
+                raise progress(errcode=e.errcode, message=e.message) from None
+            done = done | {stage}
+        if not set(flow) <= done:
+            raise progress()
+        await self._store.ui_auth.delete_session(session_id)
+        return session_id
 
     async def _new_session(self, operation: str, user_id: str | None) -> str:
         now = self._clock()

@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from homeserver.accounts.client_ips import ClientIpRecorder
 from homeserver.accounts.device_removal import DeviceRemoval
 from homeserver.accounts.profile import ProfileService
 from homeserver.accounts.sessions import create_account, hash_password_async
@@ -29,21 +30,24 @@ from homeserver.types import user_id_error
 logger = logging.getLogger(__name__)
 
 
-def user_json(row: AdminUserRow) -> dict[str, Any]:
+def user_json(row: AdminUserRow, *, creation_in_seconds: bool = False) -> dict[str, Any]:
     """A user as Synapse's admin API shows one (fields we do not have get their neutral value:
-    no guests, user types, shadow bans, locks, third-party IDs or external IDs here)."""
+    no guests, user types, locks, third-party IDs or external IDs here). ``creation_ts`` is in
+    milliseconds in the list and in seconds for one user (``GET /v2/users/{u}``), as Synapse
+    answers each."""
+    creation_ts = row.created_ts // 1000 if creation_in_seconds else row.created_ts
     return {
         "name": row.user_id,
         "user_type": None,
         "is_guest": False,
         "admin": row.admin,
         "deactivated": row.deactivated,
-        "shadow_banned": False,
+        "shadow_banned": row.shadow_banned,
         "locked": False,
-        "suspended": False,
+        "suspended": row.suspended,
         "displayname": row.displayname,
         "avatar_url": row.avatar_url,
-        "creation_ts": row.created_ts,
+        "creation_ts": creation_ts,
         "erased": row.erased,
         "last_seen_ts": row.last_seen_ts,
         "appservice_id": None,
@@ -128,7 +132,10 @@ class AdminUsers:
         server_name: str,
         clock: WallClock,
         device_removal: DeviceRemoval | None = None,
+        client_ips: ClientIpRecorder | None = None,
     ) -> None:
+        #: flushed before whois reads what it recorded.
+        self.client_ips = client_ips
         self.store = store
         self.membership = membership
         self.profiles = profiles
@@ -155,25 +162,35 @@ class AdminUsers:
         row = await self.store.admin_users.get_user_row(user_id)
         if row is None:
             raise NotFound("User not found")
-        return user_json(row)
+        return user_json(row, creation_in_seconds=True)
 
     async def whois(
         self, requester_id: str, requester_is_admin: bool, user_id: str
     ) -> dict[str, Any]:
-        """Synapse's whois, one entry per device. We keep no IP address or user agent, so each
-        access token is one connection with ``ip`` and ``user_agent`` null and ``last_seen``
-        the token's last use."""
+        """Synapse's whois: ``devices`` (by device ID, ``""`` for tokens without one) →
+        ``sessions`` (one per access token) → ``connections`` (``ip``, ``last_seen`` in ms,
+        ``user_agent``: one per address and user agent the token was used from, as recorded
+        by ``accounts/client_ips.py`` and kept for ``user_ips_max_age``). A live token not
+        used since it was made is one connection with nulls."""
         if user_id != requester_id and not requester_is_admin:
             raise Forbidden("You are not a server admin")
         self._check_local(user_id, "Can only whois a local user")
+        if self.client_ips is not None:
+            await self.client_ips.flush()
+        sessions: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for use in await self.store.client_ips.connections(user_id):
+            sessions.setdefault((use.device_id or "", use.token_hash), []).append(
+                {"ip": use.ip, "last_seen": use.last_seen, "user_agent": use.user_agent}
+            )
+        for token in await self.store.admin_users.get_sessions(user_id):
+            key = (token.device_id or "", token.token_hash)
+            if key not in sessions:
+                sessions[key] = [{"ip": None, "last_seen": token.last_used, "user_agent": None}]
         devices: dict[str, Any] = {}
-        for session in await self.store.admin_users.get_sessions(user_id):
-            device = devices.setdefault(
-                session.device_id or "", {"sessions": [{"connections": []}]}
-            )
-            device["sessions"][0]["connections"].append(
-                {"ip": None, "last_seen": session.last_used, "user_agent": None}
-            )
+        for (device_id, _), connections in sorted(sessions.items()):
+            device = devices.setdefault(device_id, {"sessions": []})
+            connections.sort(key=lambda c: c["last_seen"] or 0)
+            device["sessions"].append({"connections": connections})
         return {"user_id": user_id, "devices": devices}
 
     # --- create or modify ---------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""``enable_registration``, ``enable_registration_without_verification`` and the shared secret
-for ``/_synapse/admin/v1/register`` (``registration_shared_secret`` or its ``_path`` twin)."""
+"""``enable_registration``, ``enable_registration_without_verification``,
+``registration_requires_token`` and the shared secret for ``/_synapse/admin/v1/register``
+(``registration_shared_secret`` or its ``_path`` twin)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ KEYS = frozenset(
         "enable_registration_without_verification",
         "registration_shared_secret",
         "registration_shared_secret_path",
+        "registration_requires_token",
     }
 )
 
@@ -23,12 +25,17 @@ class RegistrationConfig:
     enable_registration_without_verification: bool
     #: None disables shared-secret registration. Kept out of ``repr`` so it is never logged.
     registration_shared_secret: str | None = field(repr=False)
+    #: registration asks for a registration token (the ``m.login.registration_token`` stage).
+    registration_requires_token: bool = False
 
     @property
     def open_registration(self) -> bool:
-        """Whether anyone may register without a token: as in Synapse, both flags are needed
-        (we offer no captcha or email verification)."""
-        return self.enable_registration and self.enable_registration_without_verification
+        """Whether anyone may register through the client API: as in Synapse, either without
+        verification (both flags) or with a registration token (we offer no captcha or e-mail
+        verification)."""
+        return self.enable_registration and (
+            self.enable_registration_without_verification or self.registration_requires_token
+        )
 
 
 def parse_registration(reader: Reader) -> RegistrationConfig:
@@ -54,4 +61,5 @@ def parse_registration(reader: Reader) -> RegistrationConfig:
             "enable_registration_without_verification", False
         ),
         registration_shared_secret=secret,
+        registration_requires_token=reader.boolean("registration_requires_token", False),
     )

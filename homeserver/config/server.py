@@ -1,4 +1,5 @@
-"""``server_name``, ``public_baseurl``, ``default_room_version`` and ``serve_server_wellknown``."""
+"""``server_name``, ``public_baseurl``, ``default_room_version``, ``serve_server_wellknown`` and
+``user_ips_max_age`` (how long where a session was used from is kept, as Synapse's)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,17 @@ from homeserver.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
 from homeserver.types import server_name_error
 
 KEYS = frozenset(
-    {"server_name", "public_baseurl", "default_room_version", "serve_server_wellknown"}
+    {
+        "server_name",
+        "public_baseurl",
+        "default_room_version",
+        "serve_server_wellknown",
+        "user_ips_max_age",
+    }
 )
+
+#: Synapse's default for ``user_ips_max_age``: 28 days.
+DEFAULT_USER_IPS_MAX_AGE_SECONDS = 28 * 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +32,8 @@ class ServerConfig:
     public_baseurl: str | None
     default_room_version: str
     serve_server_wellknown: bool
+    #: seconds a client address / user agent row is kept after its last use.
+    user_ips_max_age: float = DEFAULT_USER_IPS_MAX_AGE_SECONDS
 
     @property
     def client_base_url(self) -> str:
@@ -56,4 +68,7 @@ def parse_server(reader: Reader) -> ServerConfig:
         public_baseurl=public_baseurl,
         default_room_version=version,
         serve_server_wellknown=reader.boolean("serve_server_wellknown", False),
+        user_ips_max_age=reader.duration_seconds(
+            "user_ips_max_age", DEFAULT_USER_IPS_MAX_AGE_SECONDS, bare_number_unit="ms"
+        ),
     )

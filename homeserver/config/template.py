@@ -37,6 +37,11 @@ server_name: $server_name
 # The room version of new rooms, "1" to "12". Default: "12".
 #default_room_version: "12"
 
+# How long the address and user agent each session was used from are kept (shown by the admin
+# API's whois and devices list and by the client's /devices), as Synapse's. A bare number is
+# milliseconds. Default: 28d.
+#user_ips_max_age: 28d
+
 ## Listeners ##
 
 # Each listener serves HTTP on one port, on each of its bind_addresses (default: 127.0.0.1
@@ -150,6 +155,12 @@ secrets_key_path: $secrets_key_path
 # because this server does no e-mail or captcha verification. Default: false.
 #enable_registration: false
 #enable_registration_without_verification: false
+
+# Ask for a registration token (made through the admin API, /_synapse/admin/v1/
+# registration_tokens) in every registration through the client API, as Synapse's
+# m.login.registration_token stage. With it, enable_registration alone opens registration to
+# holders of a token. Default: false.
+#registration_requires_token: false
 
 # The shared secret of /_synapse/admin/v1/register (register_new_matrix_user and
 # "homeserver register-user" use it); registration through it works even when

@@ -50,14 +50,20 @@ class CrossSigningKeys:
                 checked[key_type] = parse_cross_signing_key(
                     uploaded[key_type], user_id, key_type, master
                 )
-        if "master" in stored:
+        if "master" in stored and not await self._replaceable_without_uia(user_id):
             # Replacing keys that exist needs the password; the first upload does not
-            # (spec v1.11, MSC3967), so a new account can set up cross-signing at once.
+            # (spec v1.11, MSC3967), so a new account can set up cross-signing at once; nor
+            # does a replacement an admin allowed for a while (Synapse's
+            # _allow_cross_signing_replacement_without_uia).
             await self._reauth.require_password(DEVICE_SIGNING_OPERATION, body.get("auth"), user_id)
         await self._ctx.store.db.run_in_transaction(
             "upload_cross_signing_keys", self._store_cross_signing_txn, user_id, checked
         )
         self._ctx.notifier.notify(user_ids=[user_id])
+
+    async def _replaceable_without_uia(self, user_id: str) -> bool:
+        before = await self._ctx.store.admin_user_data.cross_signing_replaceable_before(user_id)
+        return before is not None and self._ctx.clock() < before
 
     async def _store_cross_signing_txn(
         self, txn: Transaction, user_id: str, keys: Mapping[str, dict[str, Any]]

@@ -75,8 +75,11 @@ class TypingService:
         *,
         limiter: TokenBucketLimiter | None = None,
         on_active: ActivityHook | None = None,
+        shadow_banned: Callable[[str], bool] = lambda _user_id: False,
     ) -> None:
         self.store = store
+        #: a shadow-banned user's typing is accepted and dropped (rooms/shadow_ban.py).
+        self._shadow_banned = shadow_banned
         self.notifier = notifier
         self.clock = clock
         self.server_name = server_name
@@ -111,6 +114,8 @@ class TypingService:
             raise Forbidden(f"User {user_id} not in room {room_id}")
         if self.limiter is not None:
             self.limiter.check(user_id)
+        if self._shadow_banned(user_id):
+            return
         if self.on_active is not None:
             await self.on_active(user_id)
         if typing:

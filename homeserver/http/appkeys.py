@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from homeserver.accountdata.receipts import ReceiptsService
     from homeserver.accountdata.service import AccountDataService
     from homeserver.accounts.profile import ProfileService
+    from homeserver.accounts.registration_tokens import RegistrationTokens
     from homeserver.accounts.service import Accounts
     from homeserver.accounts.user_directory import UserDirectoryService
     from homeserver.admin.destinations import AdminDestinations
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from homeserver.admin.rooms import AdminRooms
     from homeserver.admin.server_notices import ServerNotices
     from homeserver.admin.upgrade_preview import UpgradePreview
+    from homeserver.admin.user_details import AdminUserDetails
+    from homeserver.admin.user_redaction import UserRedactions
     from homeserver.admin.users import AdminUsers
     from homeserver.e2e.key_backup import KeyBackupService
     from homeserver.e2e.keys import E2EKeysService
@@ -74,6 +77,9 @@ ADMIN_MEDIA: web.AppKey[AdminMedia] = web.AppKey("admin_media")
 ADMIN_ROOMS: web.AppKey[AdminRooms] = web.AppKey("admin_rooms")
 ADMIN_ROOM_OPS: web.AppKey[AdminRoomOps] = web.AppKey("admin_room_ops")
 ADMIN_USERS: web.AppKey[AdminUsers] = web.AppKey("admin_users")
+ADMIN_USER_DETAILS: web.AppKey[AdminUserDetails] = web.AppKey("admin_user_details")
+REGISTRATION_TOKENS: web.AppKey[RegistrationTokens] = web.AppKey("registration_tokens")
+USER_REDACTIONS: web.AppKey[UserRedactions] = web.AppKey("user_redactions")
 ALIASES: web.AppKey[AliasService] = web.AppKey("aliases")
 E2E_KEYS: web.AppKey[E2EKeysService] = web.AppKey("e2e_keys")
 FEDERATION_EVENTS: web.AppKey[FederationEventServer] = web.AppKey("federation_events")

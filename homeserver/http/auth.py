@@ -12,6 +12,7 @@ from aiohttp import web
 
 from homeserver.errors import Codes, MatrixError
 from homeserver.http.appkeys import ACCOUNTS
+from homeserver.http.client_address import client_address
 from homeserver.logging import context as log_context
 from homeserver.storage.users import hash_access_token
 
@@ -51,11 +52,20 @@ async def get_requester(request: web.Request) -> Requester:
     if token is None:
         raise _unauthorised(Codes.MISSING_TOKEN, "Missing access token")
     token_hash = hash_access_token(token)
-    owner = await request.app[ACCOUNTS].login.token_owner(token_hash)
+    accounts = request.app[ACCOUNTS]
+    owner = await accounts.login.token_owner(token_hash)
     if owner is None or owner.deactivated:
         raise _unauthorised(Codes.UNKNOWN_TOKEN, "Unknown access token", soft_logout=False)
     requester = Requester(owner.user_id, owner.device_id, owner.admin, token_hash)
     request[_REQUESTER_KEY] = requester
+    # In memory only; written in batches (accounts/client_ips.py).
+    accounts.client_ips.record(
+        owner.user_id,
+        token_hash,
+        owner.device_id,
+        client_address(request),
+        request.headers.get("User-Agent", ""),
+    )
     # Reset by the access-log middleware when the request ends.
     log_context.user_id.set(requester.user_id)
     return requester

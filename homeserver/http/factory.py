@@ -15,9 +15,11 @@ from homeserver.http.admin import media as admin_media
 from homeserver.http.admin import register as admin_register
 from homeserver.http.admin import reports as admin_reports
 from homeserver.http.admin import room_ops as admin_room_ops
+from homeserver.http.admin import registration_tokens as admin_registration_tokens
 from homeserver.http.admin import rooms as admin_rooms
 from homeserver.http.admin import server_notices as admin_server_notices
 from homeserver.http.admin import server_version as admin_server_version
+from homeserver.http.admin import user_details as admin_user_details
 from homeserver.http.admin import users as admin_users
 from homeserver.http.client import (
     account,
@@ -93,6 +95,7 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
     health.add_routes(app.router)
     if "client" in served:
         register.add_routes(app.router)
+        admin_registration_tokens.add_client_routes(app.router)
         login.add_routes(app.router)
         account.add_routes(app.router)
         devices.add_routes(app.router)
@@ -136,6 +139,8 @@ def new_listener_app(resources: Iterable[str]) -> web.Application:
         admin_server_version.add_routes(app.router)
         admin_rooms.add_routes(app.router)
         admin_users.add_routes(app.router)
+        admin_user_details.add_routes(app.router)
+        admin_registration_tokens.add_routes(app.router)
         admin_federation.add_routes(app.router)
         admin_lifecycle.add_routes(app.router)
         admin_media.add_routes(app.router)

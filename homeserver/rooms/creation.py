@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
@@ -42,6 +43,7 @@ from homeserver.rooms.create_request import CreateRoomRequest, parse_create_room
 from homeserver.rooms.creation_plan import CreationPolicy, GenesisPlan, plan_genesis
 from homeserver.rooms.presets import EncryptionPolicy
 from homeserver.rooms.sender import BatchBuilder
+from homeserver.rooms.shadow_ban import suspended_error
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
 from homeserver.storage.rooms import NewRoom
@@ -269,7 +271,13 @@ class RoomCreationService:
         clock: WallClock,
         profiles: ProfileLookup | None = None,
         invite_limiter: InviteLimiter | None = None,
+        suspended: Callable[[str], bool] = lambda _user_id: False,
+        shadow_banned: Callable[[str], bool] = lambda _user_id: False,
     ) -> None:
+        #: a suspended user may not create rooms; a shadow-banned one's room is made without
+        #: its invites, which are answered as sent (rooms/shadow_ban.py, as Synapse).
+        self._suspended = suspended
+        self._shadow_banned = shadow_banned
         self.config = config
         self.invite_limiter = invite_limiter
         self.store = store
@@ -294,6 +302,10 @@ class RoomCreationService:
         self, creator: str, body: Any, *, rate_limit: RateLimitPolicy = RateLimitPolicy.CREATOR
     ) -> CreatedRoom:
         request = parse_body(body)
+        if rate_limit is RateLimitPolicy.CREATOR and self._suspended(creator):
+            raise suspended_error("Creating rooms")
+        if rate_limit is RateLimitPolicy.CREATOR and self._shadow_banned(creator):
+            request = dataclasses.replace(request, invite=(), invite_3pid=())
         if self.invite_limiter is not None:
             try:
                 self.invite_limiter.check_new_room(

@@ -29,6 +29,7 @@ from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.relations import RelationsReader, check_relation
 from homeserver.rooms.room_reads import RoomReader
 from homeserver.rooms.sender import EventSender
+from homeserver.rooms.shadow_ban import ShadowBanCheck, fake_event_id, nobody, suspended_error
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
 from homeserver.storage.rooms import RoomRecord
@@ -73,8 +74,14 @@ class RoomEventsService:
         clock: WallClock,
         *,
         membership: MembershipService,
+        shadow_banned: ShadowBanCheck = nobody,
+        suspended: ShadowBanCheck = nobody,
     ) -> None:
         self.store = store
+        #: a suspended sender may only redact their own events (and leave, in membership).
+        self._suspended = suspended
+        #: a shadow-banned sender's events are answered with a made-up ID, never stored.
+        self._shadow_banned = shadow_banned
         #: every ``m.room.member`` change goes through its checks (one membership gate).
         self.membership = membership
         self.sender = sender
@@ -113,14 +120,19 @@ class RoomEventsService:
         target_id: str,
         txn_id: str,
         reason: str | None,
+        *,
+        ratelimit: bool = True,
     ) -> str:
-        """``PUT /rooms/{roomId}/redact/{eventId}/{txnId}``; returns the redaction's ID."""
+        """``PUT /rooms/{roomId}/redact/{eventId}/{txnId}``; returns the redaction's ID.
+        ``ratelimit=False``: an admin's redaction of a user's events (as Synapse's)."""
         check_room_id(room_id)
         check_event_id(target_id)
         _check_txn_id(txn_id)
         content: dict[str, Any] = {} if reason is None else {"reason": reason}
         draft = EventDraft("m.room.redaction", user_id, content, redacts=target_id)
-        return await self._send_idempotent(user_id, scope, room_id, "redact", txn_id, draft)
+        return await self._send_idempotent(
+            user_id, scope, room_id, "redact", txn_id, draft, ratelimit=ratelimit
+        )
 
     async def send_state(
         self, user_id: str, room_id: str, event_type: str, state_key: str, content: dict[str, Any]
@@ -130,11 +142,15 @@ class RoomEventsService:
         check_content(content)
         if event_type == "m.room.member":
             return await self.membership.set_membership(user_id, room_id, state_key, content)
+        if self._suspended(user_id):
+            raise suspended_error("Sending messages")
         room = await self._room_for_send(room_id)
         current = await self.store.state.get_current_state_event(room_id, event_type, state_key)
         if current is not None and current.sender == user_id and current.content == content:
             return current.event_id  # the same state again: no new event (as Synapse)
         self.ratelimiters.message.check(user_id)
+        if self._shadow_banned(user_id):
+            return fake_event_id()
         draft = EventDraft(event_type, user_id, content, state_key=state_key)
         with client_event_errors():
             event = await self.store.db.run_in_transaction(
@@ -143,7 +159,15 @@ class RoomEventsService:
         return event.event_id
 
     async def _send_idempotent(
-        self, user_id: str, scope: str, room_id: str, endpoint: str, txn_id: str, draft: EventDraft
+        self,
+        user_id: str,
+        scope: str,
+        room_id: str,
+        endpoint: str,
+        txn_id: str,
+        draft: EventDraft,
+        *,
+        ratelimit: bool = True,
     ) -> str:
         known = await self.store.room_use.get_txn_event_id(
             user_id, scope, room_id, endpoint, txn_id
@@ -151,12 +175,28 @@ class RoomEventsService:
         if known is not None:
             return known
         check_content(draft.content)
+        if self._suspended(user_id):
+            await self._check_suspended_redaction(user_id, draft)
         room = await self._room_for_send(room_id)
         await check_relation(self.store, room_id, user_id, draft.content)
-        self.ratelimiters.message.check(user_id)
+        if ratelimit:
+            self.ratelimiters.message.check(user_id)
+        if self._shadow_banned(user_id):
+            return fake_event_id()
         with client_event_errors():
             return await self.store.db.run_in_transaction(
                 f"send_{endpoint}", self._send_idempotent_txn, room, scope, endpoint, txn_id, draft
+            )
+
+    async def _check_suspended_redaction(self, user_id: str, draft: EventDraft) -> None:
+        """A suspended user may redact their own events, nothing else (as Synapse)."""
+        if draft.redacts is None:
+            raise suspended_error("Sending messages")
+        target = await self.store.events.get_event(draft.redacts)
+        if target is not None and target.sender != user_id:
+            raise Forbidden(
+                "You can only redact your own events while account is suspended.",
+                Codes.USER_SUSPENDED,
             )
 
     async def _send_idempotent_txn(

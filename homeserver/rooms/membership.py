@@ -44,6 +44,7 @@ from homeserver.rooms.restricted import (
     is_restricted,
 )
 from homeserver.rooms.sender import EventSender
+from homeserver.rooms.shadow_ban import ShadowBanCheck, fake_event_id, nobody, suspended_error
 from homeserver.storage import Store
 from homeserver.storage.database import Transaction
 from homeserver.storage.rooms import RoomRecord
@@ -85,8 +86,14 @@ class MembershipService:
         on_joined: JoinedHook | None = None,
         on_joined_many: JoinedManyHook | None = None,
         profiles_many: ProfilesLookup | None = None,
+        shadow_banned: ShadowBanCheck = nobody,
+        suspended: ShadowBanCheck = nobody,
     ) -> None:
         self.store = store
+        #: suspended users may leave but not join, knock or invite.
+        self._suspended = suspended
+        #: a shadow-banned inviter's invites are answered as sent, never sent (shadow_ban.py).
+        self._shadow_banned = shadow_banned
         self.sender = sender
         self.ratelimiters = ratelimiters
         self.server_name = server_name
@@ -142,6 +149,8 @@ class MembershipService:
     ) -> str:
         """Join a room by ID or alias (``servers``: the client's ``server_name``/``via``, for
         a room this server is not in); returns the room ID."""
+        if self._suspended(user_id):
+            raise suspended_error("Joining rooms")
         room_id, alias_servers = await self.resolve_room(room_id_or_alias)
         content: dict[str, Any] = {"membership": "join"}
         content.update(await self._profile_content(user_id))
@@ -341,6 +350,8 @@ class MembershipService:
         """Ask to be invited into a room (``knock`` / ``knock_restricted`` join rules); one
         this server is not in is knocked on through another (make_knock/send_knock). Returns
         the room ID."""
+        if self._suspended(user_id):
+            raise suspended_error("Knocking on rooms")
         room_id, alias_servers = await self.resolve_room(room_id_or_alias)
         content = _content("knock", reason)
         await self._knock(user_id, room_id, content, [*servers], alias_servers)
@@ -453,8 +464,12 @@ class MembershipService:
     async def _invite(
         self, user_id: str, room_id: str, target: str, content: dict[str, Any]
     ) -> str:
+        if self._suspended(user_id):
+            raise suspended_error("Sending invites")
         # Both invite routes (/invite and the member state PUT) spend rc_invites tokens.
         self.ratelimiters.invites.check(user_id, room_id, target)
+        if self._shadow_banned(user_id):
+            return fake_event_id()
         room = await self._room(room_id)
         await self._refuse_blocked(room_id)
         current = await get_membership(self.store, room_id, target)

@@ -21,7 +21,7 @@ USER_ORDER_COLUMNS = {
     # Columns we do not have (every user has the same value): the user ID orders them.
     "is_guest": "u.user_id",
     "user_type": "u.user_id",
-    "shadow_banned": "u.user_id",
+    "shadow_banned": "u.shadow_banned",
     "locked": "u.user_id",
 }
 
@@ -51,10 +51,13 @@ class AdminUserRow:
     avatar_url: str | None
     erased: bool
     last_seen_ts: int | None
+    shadow_banned: bool = False
+    suspended: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class TokenSession:
+    token_hash: str
     device_id: str | None
     created_ts: int
     last_used: int | None
@@ -102,7 +105,7 @@ class AdminUsersStore:
         # NULLs last whichever the engine (PostgreSQL and SQLite disagree by default).
         rows = await self.db.fetchall(
             "SELECT u.user_id, u.admin, u.deactivated, u.created_ts, p.displayname,"
-            " p.avatar_url, e.user_id IS NOT NULL, t.last_seen_ts"
+            " p.avatar_url, e.user_id IS NOT NULL, t.last_seen_ts, u.shadow_banned, u.suspended"
             f"{_BASE}{where}"
             f" ORDER BY ({column}) IS NULL, {column} {direction}, u.user_id ASC"
             " LIMIT ? OFFSET ?",
@@ -115,7 +118,8 @@ class AdminUsersStore:
     async def get_user_row(self, user_id: str) -> AdminUserRow | None:
         row = await self.db.fetchone(
             "SELECT u.user_id, u.admin, u.deactivated, u.created_ts, p.displayname,"
-            f" p.avatar_url, e.user_id IS NOT NULL, t.last_seen_ts{_BASE} WHERE u.user_id = ?",
+            " p.avatar_url, e.user_id IS NOT NULL, t.last_seen_ts, u.shadow_banned, u.suspended"
+            f"{_BASE} WHERE u.user_id = ?",
             user_id,
         )
         return None if row is None else _row(row)
@@ -150,13 +154,15 @@ class AdminUsersStore:
             )
 
     async def get_sessions(self, user_id: str) -> list[TokenSession]:
-        """The user's access tokens (we keep no IP address or user agent)."""
+        """The user's access tokens (where each was used from: ``client_ips``)."""
         rows = await self.db.fetchall(
-            "SELECT device_id, created_ts, last_used FROM access_tokens WHERE user_id = ?"
-            " ORDER BY device_id, created_ts",
+            "SELECT token_hash, device_id, created_ts, last_used FROM access_tokens"
+            " WHERE user_id = ? ORDER BY device_id, created_ts",
             user_id,
         )
-        return [TokenSession(r[0], int(r[1]), None if r[2] is None else int(r[2])) for r in rows]
+        return [
+            TokenSession(r[0], r[1], int(r[2]), None if r[3] is None else int(r[3])) for r in rows
+        ]
 
 
 def _row(r: tuple[Any, ...]) -> AdminUserRow:
@@ -169,4 +175,6 @@ def _row(r: tuple[Any, ...]) -> AdminUserRow:
         avatar_url=r[5],
         erased=bool(r[6]),
         last_seen_ts=None if r[7] is None else int(r[7]),
+        shadow_banned=bool(r[8]),
+        suspended=bool(r[9]),
     )

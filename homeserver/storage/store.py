@@ -7,8 +7,10 @@ from homeserver.storage.admin_destinations import AdminDestinationsStore
 from homeserver.storage.admin_media import AdminMediaStore
 from homeserver.storage.admin_room_ops import AdminRoomOpsStore
 from homeserver.storage.admin_rooms import AdminRoomsStore
+from homeserver.storage.admin_user_data import AdminUserDataStore
 from homeserver.storage.admin_users import AdminUsersStore
 from homeserver.storage.aliases import AliasesStore
+from homeserver.storage.client_ips import ClientIpsStore
 from homeserver.storage.database import Database
 from homeserver.storage.device_inbox import DeviceInboxStore
 from homeserver.storage.device_list_sharing import DeviceListSharingStore
@@ -33,6 +35,7 @@ from homeserver.storage.push_actions import PushActionsStore
 from homeserver.storage.push_rules import PushRulesStore
 from homeserver.storage.pushers import PushersStore
 from homeserver.storage.receipts import ReceiptsStore
+from homeserver.storage.registration_tokens import RegistrationTokensStore
 from homeserver.storage.relations import RelationsStore
 from homeserver.storage.remote_device_lists import RemoteDeviceListsStore
 from homeserver.storage.reports import ReportsStore
@@ -101,6 +104,9 @@ class Store:
         # The admin API (/_synapse/admin).
         self.admin_rooms = AdminRoomsStore(db, self.events)
         self.admin_users = AdminUsersStore(db)
+        self.admin_user_data = AdminUserDataStore(db)
+        self.client_ips = ClientIpsStore(db)
+        self.registration_tokens = RegistrationTokensStore(db)
         self.admin_destinations = AdminDestinationsStore(db)
         self.room_deletions = RoomDeletionsStore(db)
         self.reports = ReportsStore(db)

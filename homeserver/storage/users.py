@@ -38,6 +38,8 @@ class TokenOwner:
     device_id: str | None
     admin: bool
     deactivated: bool
+    #: a token made by ``POST /_synapse/admin/v1/users/{u}/login`` may expire (ms).
+    valid_until_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,25 +151,30 @@ class UsersStore:
         device_id: str | None,
         *,
         created_ts: int,
+        valid_until_ms: int | None = None,
+        puppeted_by: str | None = None,
     ) -> None:
         await txn.execute(
-            "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts)"
-            " VALUES (?, ?, ?, ?)",
+            "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts,"
+            " valid_until_ms, puppeted_by) VALUES (?, ?, ?, ?, ?, ?)",
             token_hash,
             user_id,
             device_id,
             created_ts,
+            valid_until_ms,
+            puppeted_by,
         )
 
     async def get_token_owner(self, token_hash: str) -> TokenOwner | None:
         row = await self.db.fetchone(
-            "SELECT t.user_id, t.device_id, u.admin, u.deactivated FROM access_tokens t"
-            " JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?",
+            "SELECT t.user_id, t.device_id, u.admin, u.deactivated, t.valid_until_ms"
+            " FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?",
             token_hash,
         )
         if row is None:
             return None
-        return TokenOwner(row[0], row[1], bool(row[2]), bool(row[3]))
+        valid_until = None if row[4] is None else int(row[4])
+        return TokenOwner(row[0], row[1], bool(row[2]), bool(row[3]), valid_until)
 
     async def touch_access_token(self, token_hash: str, now: int) -> None:
         async with self.db.transaction("touch_access_token") as txn:
@@ -191,6 +198,11 @@ class UsersStore:
                 user_id,
                 except_token_hash or "",
             )
+
+    async def delete_puppet_tokens(self, admin_id: str) -> int:
+        """The tokens ``admin_id`` made to act as other users (admin ``…/login``)."""
+        async with self.db.transaction("delete_puppet_tokens") as txn:
+            return await txn.execute("DELETE FROM access_tokens WHERE puppeted_by = ?", admin_id)
 
     # --- devices -------------------------------------------------------------------------
     async def upsert_device(

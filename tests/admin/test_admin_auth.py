@@ -36,6 +36,41 @@ ENDPOINTS = [
     ("PUT", f"{V2}/users/{USER}", {"displayname": "Bob"}),
     ("POST", f"{V1}/deactivate/{USER}", {}),
     ("GET", f"{V1}/whois/{USER}", None),
+    ("GET", "/_synapse/admin/v3/users", None),
+    ("GET", f"{V1}/username_available?username=newname", None),
+    ("GET", f"{V2}/users/{USER}/devices", None),
+    ("POST", f"{V2}/users/{USER}/devices", {"device_id": "EVIL"}),
+    ("GET", f"{V2}/users/{USER}/devices/BOBDEV", None),
+    ("PUT", f"{V2}/users/{USER}/devices/BOBDEV", {"display_name": "pwned"}),
+    ("DELETE", f"{V2}/users/{USER}/devices/BOBDEV", None),
+    ("POST", f"{V2}/users/{USER}/delete_devices", {"devices": ["BOBDEV"]}),
+    ("GET", f"{V1}/users/{USER}/joined_rooms", None),
+    ("GET", f"{V1}/users/{USER}/memberships", None),
+    ("GET", f"{V1}/users/{USER}/pushers", None),
+    ("GET", f"{V1}/users/{USER}/accountdata", None),
+    ("PUT", f"{V1}/suspend/{USER}", {"suspend": True}),
+    ("POST", f"{V1}/users/{USER}/_allow_cross_signing_replacement_without_uia", {}),
+    ("POST", f"{V1}/account_validity/validity", {"user_id": USER}),
+    ("GET", f"{V1}/threepid/email/users/bob@example.org", None),
+    ("GET", f"{V1}/auth_providers/oidc/users/bob", None),
+    ("POST", f"{V1}/user/{USER}/redact", {"rooms": []}),
+    ("GET", f"{V1}/user/redact_status/nope", None),
+    ("GET", f"{V1}/users/{USER}/sent_invite_count?from_ts=0", None),
+    ("GET", f"{V1}/users/{USER}/cumulative_joined_room_count?from_ts=0", None),
+    ("GET", f"{V1}/users/{USER}/override_ratelimit", None),
+    ("POST", f"{V1}/users/{USER}/override_ratelimit", {"messages_per_second": 0}),
+    ("DELETE", f"{V1}/users/{USER}/override_ratelimit", None),
+    ("GET", f"{V1}/experimental_features/{USER}", None),
+    ("PUT", f"{V1}/experimental_features/{USER}", {"features": {"msc3881": True}}),
+    ("POST", f"{V1}/users/{USER}/shadow_ban", {}),
+    ("DELETE", f"{V1}/users/{USER}/shadow_ban", None),
+    ("POST", f"{V1}/users/{USER}/login", {}),
+    ("POST", f"{V1}/reset_password/{USER}", {"new_password": "a new password"}),
+    ("GET", f"{V1}/registration_tokens", None),
+    ("POST", f"{V1}/registration_tokens/new", {"token": "evil"}),
+    ("GET", f"{V1}/registration_tokens/abc", None),
+    ("PUT", f"{V1}/registration_tokens/abc", {"uses_allowed": 1}),
+    ("DELETE", f"{V1}/registration_tokens/abc", None),
     ("GET", f"{V1}/federation/destinations", None),
     ("GET", f"{V1}/federation/destinations/{DEST}", None),
     ("POST", f"{V1}/federation/destinations/{DEST}/reset_connection", {}),
@@ -50,7 +85,8 @@ def hs_config(tmp_path: Path) -> HomeserverConfig:
 async def test_every_endpoint_refuses_anonymous_and_non_admin_callers(server: TestServer) -> None:
     mallory = await server.register("mallory")
     admin = await server.register("root", admin=True)
-    await server.register("bob")
+    bob = await server.register("bob")
+    await server.login_device(bob, "BOBDEV")
     for method, path, body in ENDPOINTS:
         status, answer = await server.call(method, path, json=body)
         assert status == 401, (method, path, answer)
@@ -63,10 +99,22 @@ async def test_every_endpoint_refuses_anonymous_and_non_admin_callers(server: Te
     assert record is not None and not record.deactivated
     profile = await server.hs.store.profiles.get_profile("@bob:test.example")
     assert profile.displayname != "Bob"
+    store = server.hs.store
+    device = await store.users.get_device(USER, "BOBDEV")
+    assert device is not None and device.display_name is None
+    assert await store.users.get_device(USER, "EVIL") is None
+    assert await store.admin_user_data.get_ratelimit(USER) is None
+    assert await store.admin_user_data.enabled_features(USER) == set()
+    assert await store.admin_user_data.shadow_banned_users() == set()
+    assert await store.admin_user_data.suspended_users() == set()
+    assert await store.registration_tokens.list_tokens() == []
+    assert (await server.call("GET", "/account/whoami", bob))[0] == 200
+    assert (await store.users.get_user(USER)).password_hash is None
     for method, path, body in ENDPOINTS:
         status, answer = await server.call(method, path, admin, json=body)
         assert status not in (401, 403), (method, path, answer)
         assert status < 500, (method, path, answer)
+    await server.hs.user_redactions.wait_idle()
 
 
 async def test_an_unknown_token_is_401(server: TestServer) -> None:
@@ -88,5 +136,8 @@ async def test_whois_of_oneself_needs_no_admin(server: TestServer) -> None:
     status, answer = await server.call("GET", f"{V1}/whois/{mallory.user_id}", mallory)
     assert status == 200, answer
     assert answer["user_id"] == mallory.user_id
-    connections = answer["devices"][mallory.device_id]["sessions"][0]["connections"]
-    assert connections == [{"ip": None, "last_seen": None, "user_agent": None}]
+    # The whois request itself was recorded (address, user agent, time in ms).
+    (connection,) = answer["devices"][mallory.device_id]["sessions"][0]["connections"]
+    assert connection["ip"] == "127.0.0.1"
+    assert connection["user_agent"].startswith("Python/")
+    assert isinstance(connection["last_seen"], int) and connection["last_seen"] > 10**12

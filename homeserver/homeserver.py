@@ -79,8 +79,8 @@ from homeserver.rooms.timestamp_lookup import TimestampLookup
 from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.upgrade_spaces import SpaceLinks
 from homeserver.storage import Store
-from homeserver.streams.leases import LeaseKeeper, SingletonJob
 from homeserver.storage.user_overrides import UserOverrides
+from homeserver.streams.leases import LeaseKeeper, SingletonJob
 from homeserver.streams.notifier import Notifier
 from homeserver.sync.filters import FilterService
 from homeserver.sync.notifications import NotificationsService

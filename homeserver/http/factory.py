@@ -13,9 +13,9 @@ from homeserver.http.admin import history_purge as admin_history_purge
 from homeserver.http.admin import lifecycle as admin_lifecycle
 from homeserver.http.admin import media as admin_media
 from homeserver.http.admin import register as admin_register
+from homeserver.http.admin import registration_tokens as admin_registration_tokens
 from homeserver.http.admin import reports as admin_reports
 from homeserver.http.admin import room_ops as admin_room_ops
-from homeserver.http.admin import registration_tokens as admin_registration_tokens
 from homeserver.http.admin import rooms as admin_rooms
 from homeserver.http.admin import server_notices as admin_server_notices
 from homeserver.http.admin import server_version as admin_server_version

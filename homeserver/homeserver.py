@@ -72,6 +72,8 @@ from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.upgrade_spaces import SpaceLinks
 from homeserver.storage import Store
 from homeserver.streams.notifier import Notifier
+from homeserver.streams.redis_bus import RedisBus
+from homeserver.streams.redis_ratelimit import RedisBuckets
 from homeserver.sync.filters import FilterService
 from homeserver.sync.notifications import NotificationsService
 from homeserver.sync.sync import SyncService
@@ -96,10 +98,26 @@ class Homeserver:
         self.signer = Signer(server_name, signing_key)
         self.bus = DomainEventBus()
         self.notifier = Notifier()
-        self.ratelimiters = RateLimiters(config.ratelimiting)
+        # Several processes: wake-ups, cache invalidations and rate limits shared through Redis
+        # (PostgreSQL only: SQLite is one process). The fallback poll compares /sync's tokens.
+        self.redis_bus: RedisBus | None = None
+        shared_buckets: RedisBuckets | None = None
+        if config.redis.enabled and store.db.engine != "sqlite":
+            self.redis_bus = RedisBus(
+                config.redis,
+                config.instance_name,
+                self.notifier,
+                store,
+                probe=lambda: self.sync.current_token(),
+            )
+            shared_buckets = RedisBuckets(self.redis_bus)
+        self.ratelimiters = RateLimiters(config.ratelimiting, shared=shared_buckets)
         self.sender = EventSender(store, self.signer, clock=clock, notifier=self.notifier)
         self.metrics = HomeserverMetrics(server_name)
         self.metrics.watch_store(store)
+        if self.redis_bus is not None:
+            bus = self.redis_bus
+            self.metrics.watch_redis(lambda: bus.connected)
         self.bus.subscribe(audit_log_subscriber)
         self.modules = load_modules(config.modules, server_name, self.bus)
         self.bus.subscribe(room_metrics_subscriber(self.metrics))

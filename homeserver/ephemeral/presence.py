@@ -147,7 +147,7 @@ class PresenceService:
         if unknown:
             raise BadRequest(f"Unknown fields: {', '.join(sorted(unknown))}", Codes.BAD_JSON)
         if self.limiter is not None:
-            self.limiter.check(user_id)
+            await self.limiter.check(user_id)
         if not self.enabled:
             return
         now = self.clock()
@@ -165,7 +165,7 @@ class PresenceService:
         affect = True
         if self.sync_limiter is not None:
             try:
-                self.sync_limiter.check(user_id)
+                await self.sync_limiter.check(user_id)
             except RateLimitExceeded:
                 affect = False
         self._syncing[user_id] = self._syncing.get(user_id, 0) + 1

@@ -110,7 +110,7 @@ class TypingService:
         if not await self._is_joined(room_id, user_id):
             raise Forbidden(f"User {user_id} not in room {room_id}")
         if self.limiter is not None:
-            self.limiter.check(user_id)
+            await self.limiter.check(user_id)
         if self.on_active is not None:
             await self.on_active(user_id)
         if typing:

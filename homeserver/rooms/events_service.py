@@ -134,7 +134,7 @@ class RoomEventsService:
         current = await self.store.state.get_current_state_event(room_id, event_type, state_key)
         if current is not None and current.sender == user_id and current.content == content:
             return current.event_id  # the same state again: no new event (as Synapse)
-        self.ratelimiters.message.check(user_id)
+        await self.ratelimiters.message.check(user_id)
         draft = EventDraft(event_type, user_id, content, state_key=state_key)
         with client_event_errors():
             event = await self.store.db.run_in_transaction(
@@ -153,7 +153,7 @@ class RoomEventsService:
         check_content(draft.content)
         room = await self._room_for_send(room_id)
         await check_relation(self.store, room_id, user_id, draft.content)
-        self.ratelimiters.message.check(user_id)
+        await self.ratelimiters.message.check(user_id)
         with client_event_errors():
             return await self.store.db.run_in_transaction(
                 f"send_{endpoint}", self._send_idempotent_txn, room, scope, endpoint, txn_id, draft

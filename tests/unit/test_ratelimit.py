@@ -13,48 +13,48 @@ class FakeClock:
         return self.now
 
 
-def test_burst_then_refused_with_retry_after():
+async def test_burst_then_refused_with_retry_after():
     clock = FakeClock()
     limiter = TokenBucketLimiter(RateLimit(per_second=0.5, burst_count=3), clock=clock)
     for _ in range(3):
-        limiter.check("@a:x")
+        await limiter.check("@a:x")
     with pytest.raises(RateLimitExceeded) as info:
-        limiter.check("@a:x")
+        await limiter.check("@a:x")
     assert info.value.status == 429
     assert info.value.to_json()["errcode"] == "M_LIMIT_EXCEEDED"
     assert info.value.retry_after_ms == 2000
 
 
-def test_refills_over_time_and_keys_are_independent():
+async def test_refills_over_time_and_keys_are_independent():
     clock = FakeClock()
     limiter = TokenBucketLimiter(RateLimit(per_second=1, burst_count=1), clock=clock)
-    limiter.check("@a:x")
-    limiter.check("@b:x")
+    await limiter.check("@a:x")
+    await limiter.check("@b:x")
     with pytest.raises(RateLimitExceeded):
-        limiter.check("@a:x")
+        await limiter.check("@a:x")
     clock.now += 1.0
-    limiter.check("@a:x")
+    await limiter.check("@a:x")
 
 
-def test_exempt_users_are_never_limited():
+async def test_exempt_users_are_never_limited():
     limiter = TokenBucketLimiter(
         RateLimit(per_second=0.001, burst_count=1), clock=FakeClock(), exempt=frozenset({"@a:x"})
     )
     for _ in range(10):
-        limiter.check("@a:x")
+        await limiter.check("@a:x")
 
 
-def test_message_is_carried():
+async def test_message_is_carried():
     limiter = TokenBucketLimiter(
         RateLimit(per_second=0.016, burst_count=1), clock=FakeClock(), message="slow down"
     )
-    limiter.check("k")
+    await limiter.check("k")
     with pytest.raises(RateLimitExceeded, match="slow down") as info:
-        limiter.check("k")
+        await limiter.check("k")
     assert info.value.retry_after_ms == 62500
 
 
-def test_exempt_users_come_from_config(tmp_path):
+async def test_exempt_users_come_from_config(tmp_path):
     from homeserver.config import ConfigError, HomeserverConfig
     from homeserver.ratelimit import RateLimiters
 
@@ -68,9 +68,9 @@ def test_exempt_users_come_from_config(tmp_path):
     )
     limiters = RateLimiters(config.ratelimiting, clock=FakeClock())
     for _ in range(5):
-        limiters.room_creation.check("@bot:example.org")
-    limiters.room_creation.check("@alice:example.org")
+        await limiters.room_creation.check("@bot:example.org")
+    await limiters.room_creation.check("@alice:example.org")
     with pytest.raises(RateLimitExceeded):
-        limiters.room_creation.check("@alice:example.org")
+        await limiters.room_creation.check("@alice:example.org")
     with pytest.raises(ConfigError, match=r"rc_exempt_users\[0\]"):
         HomeserverConfig.parse({"server_name": "example.org", "rc_exempt_users": ["bot"]}, tmp_path)

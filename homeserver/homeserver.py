@@ -255,6 +255,7 @@ class Homeserver:
             enabled=config.presence.enabled,
             limiter=self.ratelimiters.presence,
             sync_limiter=self.ratelimiters.presence_sync,
+            replication=self.redis_bus,
         )
         self.typing = TypingService(
             store,
@@ -263,6 +264,7 @@ class Homeserver:
             server_name,
             limiter=self.ratelimiters.typing,
             on_active=self.presence.bump_active,
+            replication=self.redis_bus,
         )
         self.sync = SyncService(
             store,

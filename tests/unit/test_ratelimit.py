@@ -74,3 +74,37 @@ async def test_exempt_users_come_from_config(tmp_path):
         await limiters.room_creation.check("@alice:example.org")
     with pytest.raises(ConfigError, match=r"rc_exempt_users\[0\]"):
         HomeserverConfig.parse({"server_name": "example.org", "rc_exempt_users": ["bot"]}, tmp_path)
+
+
+class FakeShared:
+    """Shared buckets answering from ``answers`` (None: unreachable), recording the calls."""
+
+    def __init__(self, *answers: float | None) -> None:
+        self.answers = list(answers)
+        self.calls: list[tuple[str, float, bool]] = []
+
+    async def take(self, bucket: str, limit: RateLimit, cost: float, *, charge: bool):
+        self.calls.append((bucket, cost, charge))
+        return self.answers.pop(0)
+
+
+async def test_shared_buckets_decide_and_unreachable_ones_fall_back_to_our_own():
+    shared = FakeShared(0.0, 0.5, None, None, 0.0)
+    limiter = TokenBucketLimiter(
+        RateLimit(per_second=1, burst_count=1), clock=FakeClock(), name="message", shared=shared
+    )
+    await limiter.check("@a:x")  # shared: allowed (our own bucket is not charged)
+    with pytest.raises(RateLimitExceeded) as info:
+        await limiter.check("@a:x")  # shared: half a token missing
+    assert info.value.retry_after_ms == 500
+    await limiter.check("@a:x")  # unreachable: our own bucket, full
+    with pytest.raises(RateLimitExceeded):
+        await limiter.check("@a:x")  # unreachable: our own bucket, now empty
+    await limiter.peek("@a:x")  # back: shared again
+    assert shared.calls == [
+        ("message:@a:x", 1.0, True),
+        ("message:@a:x", 1.0, True),
+        ("message:@a:x", 1.0, True),
+        ("message:@a:x", 1.0, True),
+        ("message:@a:x", 1.0, False),
+    ]

@@ -73,7 +73,8 @@ async def pair(
     ) -> tuple[TestServer, TestServer]:
         servers = []
         for name in ("A", "B"):
-            db = await open_test_database()
+            # One schema: the second pool finds it migrated.
+            db = await open_test_database(migrate=not servers)
             config = make_config(
                 tmp_path,
                 **{

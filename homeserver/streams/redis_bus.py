@@ -48,6 +48,9 @@ ItemHandler = Callable[[dict[str, Any]], None]
 FALLBACK_INTERVAL_S = 1.0
 BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 5.0
+#: The subscription is PINGed this often, and given up when silent for longer than the limit.
+PING_INTERVAL_S = 5.0
+SILENT_LIMIT_S = 12.0
 #: Items queued while the publisher is slow or Redis is away, beyond which the oldest go (the
 #: receivers' fallback covers a lost notification; "hello" on reconnection a lost invalidation).
 MAX_QUEUED = 10_000
@@ -233,9 +236,21 @@ class RedisBus:
         self._state_changed.set()
 
     async def _read(self, pubsub: Any) -> None:
+        """Deliver the others' messages; PING the subscription now and then, so a Redis that
+        vanished without closing the connection (a network partition) is noticed too."""
+        loop = asyncio.get_running_loop()
+        heard = next_ping = loop.time()
         while True:
-            message = await pubsub.get_message(timeout=None)
-            if message is not None and message.get("type") == "message":
+            if loop.time() >= next_ping:
+                await pubsub.ping()
+                next_ping = loop.time() + PING_INTERVAL_S
+            message = await pubsub.get_message(timeout=1.0)
+            if message is None:
+                if loop.time() - heard > SILENT_LIMIT_S:
+                    raise ConnectionError(f"no answer from Redis for {SILENT_LIMIT_S:.0f}s")
+                continue
+            heard = loop.time()
+            if message.get("type") == "message":
                 self._receive(message["data"])
 
     async def _write(self, client: aioredis.Redis) -> None:

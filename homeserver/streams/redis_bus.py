@@ -1,7 +1,7 @@
 """Several processes over one PostgreSQL database: what each tells the others through Redis.
 
 One pub/sub channel, ``<redis.prefix>bus``. Each message is a small JSON object
-``{"o": <instance_name>, "m": [...]}`` carrying one or more items:
+``{"o": <instance_name>/<random>, "m": [...]}`` carrying one or more items:
 
 * ``{"t": "notify", "r": [room IDs], "u": [user IDs]}``: a local :meth:`Notifier.notify` (a
   write of events, to-device, device lists, account data, receipts, typing, presence, push);
@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -70,6 +71,9 @@ class RedisBus:
     ) -> None:
         self.config = config
         self.instance_name = instance_name
+        #: Who sent a message: the instance name and a random part, so that two processes
+        #: given one name by mistake still hear each other.
+        self.origin = f"{instance_name}/{secrets.token_hex(4)}"
         self.notifier = notifier
         self.store = store
         self.probe = probe
@@ -259,7 +263,7 @@ class RedisBus:
             self._queued.clear()
             while self._queue:
                 items, self._queue = self._queue, []
-                payload = json.dumps({"o": self.instance_name, "m": items}, separators=(",", ":"))
+                payload = json.dumps({"o": self.origin, "m": items}, separators=(",", ":"))
                 try:
                     await client.publish(self.channel, payload)
                 except BaseException:
@@ -271,7 +275,7 @@ class RedisBus:
     def _receive(self, data: bytes | str) -> None:
         try:
             message = json.loads(data)
-            if message.get("o") == self.instance_name:
+            if message.get("o") == self.origin:
                 return
             items = message["m"]
         except (ValueError, KeyError, TypeError, AttributeError):

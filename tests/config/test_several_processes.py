@@ -124,10 +124,17 @@ def test_redis_and_instance_name_defaults_and_errors(tmp_path: Path) -> None:
         HomeserverConfig.load_files([_write(tmp_path / "list.yaml", [1])])  # type: ignore[arg-type]
 
 
-async def test_a_second_server_on_one_sqlite_database_is_refused(tmp_path: Path) -> None:
-    config = HomeserverConfig.parse({"server_name": "example.org"}, tmp_path)
+async def test_a_second_server_on_one_sqlite_database_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # redis.enabled means nothing to SQLite's one process: a warning, no bus.
+    config = HomeserverConfig.parse(
+        {"server_name": "example.org", "redis": {"enabled": True}}, tmp_path
+    )
     environ = {"HOMESERVER_SECRETS_KEY": "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s="}
     first = await start_homeserver(config, environ=environ)
+    assert first.redis_bus is None
+    assert any("redis.enabled is ignored with SQLite" in r.message for r in caplog.records)
     try:
         with pytest.raises(StartupError) as info:
             await start_homeserver(config, environ=environ)

@@ -55,6 +55,8 @@ SILENT_LIMIT_S = 12.0
 #: Items queued while the publisher is slow or Redis is away, beyond which the oldest go (the
 #: receivers' fallback covers a lost notification; "hello" on reconnection a lost invalidation).
 MAX_QUEUED = 10_000
+#: Items per published message at most.
+BATCH = 500
 
 
 class RedisBus:
@@ -179,7 +181,7 @@ class RedisBus:
             db=self.config.dbid,
             password=self.config.password,
             socket_connect_timeout=2,
-            socket_timeout=5,
+            socket_timeout=2,
             # We reconnect ourselves (with backoff, and the fallback meanwhile).
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
@@ -262,7 +264,7 @@ class RedisBus:
             await self._queued.wait()
             self._queued.clear()
             while self._queue:
-                items, self._queue = self._queue, []
+                items, self._queue = self._queue[:BATCH], self._queue[BATCH:]
                 payload = json.dumps({"o": self.origin, "m": items}, separators=(",", ":"))
                 try:
                     await client.publish(self.channel, payload)

@@ -15,8 +15,8 @@ ACL bans it.
 With several processes (``redis.enabled``) every change is also sent to the others through the
 Redis bus and applied to their copy (a replica, which sends no EDU and times out a little
 after the original would, in case the "stopped" is lost), so a client sees the room's typers
-whichever process it syncs with. Positions follow the wall clock (one more when two changes
-share a millisecond), so a token one process gave is understood by the others.
+whichever process it syncs with. Positions then follow the wall clock (one more when two
+changes share a millisecond), so a token one process gave is understood by the others.
 
 State is bounded: at most ``MAX_TYPERS_PER_ROOM`` typers a room, rooms whose last
 change is older than ``FORGET_AFTER_S`` forgotten, and a token bucket per local user
@@ -292,9 +292,11 @@ class TypingService:
     def _changed(self, room_id: str, room: _Room, *, publish: bool = True) -> None:
         """``publish``: a change made here (the others are told); else one copied from
         another process, which has told the others itself."""
-        # Wall-clock milliseconds (one more when two changes share one): the processes'
-        # positions then compare, so a token from another process works here.
-        self._position = max(self._position + 1, self.clock())
+        self._position += 1
+        if self.replication is not None:
+            # Wall-clock milliseconds (one more when two changes share one): the processes'
+            # positions then compare, so a token from another process works here.
+            self._position = max(self._position, self.clock())
         room.position = self._position
         room.changed_at = asyncio.get_running_loop().time()
         if publish:

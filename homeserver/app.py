@@ -38,6 +38,7 @@ from homeserver.storage import Store
 from homeserver.storage.database import DatabaseSettings
 from homeserver.storage.factory import open_database
 from homeserver.storage.postgres_locale import check_postgres_locale
+from homeserver.storage.process_lock import DatabaseInUse
 
 logger = logging.getLogger(__name__)
 
@@ -69,9 +70,10 @@ def _redact_key_material(signing_key: SigningKey) -> None:
         register_secret(text.rstrip("="))
 
 
-def database_settings(config: DatabaseConfig) -> DatabaseSettings:
+def database_settings(config: DatabaseConfig, *, exclusive: bool = False) -> DatabaseSettings:
+    """``exclusive``: the server's own (a second server on one SQLite database is refused)."""
     if config.engine == "sqlite":
-        return DatabaseSettings(engine="sqlite", path=str(config.sqlite_path))
+        return DatabaseSettings(engine="sqlite", path=str(config.sqlite_path), exclusive=exclusive)
     return DatabaseSettings(
         engine="postgres", dsn=config.postgres_dsn, cp_min=config.cp_min, cp_max=config.cp_max
     )
@@ -93,7 +95,9 @@ async def start_homeserver(
     )
     _redact_key_material(signing_key)
     try:
-        db = await open_database(database_settings(config.database))
+        db = await open_database(database_settings(config.database, exclusive=True))
+    except DatabaseInUse as e:
+        raise StartupError(str(e)) from None
     except (OSError, asyncpg.PostgresError, sqlite3.Error) as e:
         raise StartupError(f"cannot open the {config.database.name} database: {e}") from None
     if config.database.engine != "sqlite":
@@ -107,6 +111,11 @@ async def start_homeserver(
             )
         for problem in problems:
             logger.warning("PostgreSQL database: %s (allowed by allow_unsafe_locale)", problem)
+    if config.redis.enabled and db.engine == "sqlite":
+        logger.warning(
+            "redis.enabled is ignored with SQLite: SQLite serves one process, which needs no"
+            " Redis (use PostgreSQL to run several)"
+        )
     hs = Homeserver(config, signing_key, Store(db), clock=clock)
     # An upgrade interrupted by a crash committed nothing: its room is active again (this
     # process's previous run's, or any other process's that is not running; never a live
@@ -252,6 +261,8 @@ async def serve(
         loop.add_signal_handler(signal.SIGHUP, reload_logging)
     runners: list[web.AppRunner] = []
     try:
+        if hs.redis_bus is not None:
+            hs.redis_bus.start()  # connects in the background; serving does not wait for it
         for listener in hs.config.listeners:
             await _start_listener(hs, listener, runners)
         # This process joins the live list; from now on it renews the leases of the work it
@@ -309,6 +320,8 @@ async def serve(
         await hs.e2e_edus.stop()  # background resyncs of remote users' device lists
         await hs.presence.stop()
         await hs.typing.stop()
+        if hs.redis_bus is not None:
+            await hs.redis_bus.stop()
         await hs.federation_client.close()
     logger.info("stopped")
 

@@ -129,7 +129,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from homeserver.app import StartupError, run
 
     try:
-        config = HomeserverConfig.load(args.config_path)
+        config = HomeserverConfig.load_files(args.config_path)
         run(config)
     except ConfigError as e:
         return _fail(f"config error: {e}")
@@ -266,7 +266,14 @@ def _parser() -> argparse.ArgumentParser:
     generate.set_defaults(handler=_cmd_generate_config)
 
     run = commands.add_parser("run", help="start the server")
-    run.add_argument("-c", "--config-path", required=True, help="the config file")
+    run.add_argument(
+        "-c",
+        "--config-path",
+        required=True,
+        action="append",
+        help="a config file; give it again for more, each overriding keys of the ones before "
+        "(mappings are merged, other values replaced)",
+    )
     run.set_defaults(handler=_cmd_run)
 
     hash_cmd = commands.add_parser(

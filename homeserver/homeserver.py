@@ -82,6 +82,8 @@ from homeserver.storage import Store
 from homeserver.storage.user_overrides import UserOverrides
 from homeserver.streams.leases import LeaseKeeper, SingletonJob
 from homeserver.streams.notifier import Notifier
+from homeserver.streams.redis_bus import RedisBus
+from homeserver.streams.redis_ratelimit import RedisBuckets
 from homeserver.sync.filters import FilterService
 from homeserver.sync.notifications import NotificationsService
 from homeserver.sync.sync import SyncService
@@ -116,12 +118,30 @@ class Homeserver:
         self.notifier = Notifier()
         # Shadow bans and rate-limit overrides, read on every send and limiter check.
         self.user_overrides = UserOverrides(store.admin_user_data)
+        # Several processes: wake-ups, cache invalidations and rate limits shared through Redis
+        # (PostgreSQL only: SQLite is one process). The fallback poll compares /sync's tokens.
+        self.redis_bus: RedisBus | None = None
+        shared_buckets: RedisBuckets | None = None
+        if config.redis.enabled and store.db.engine != "sqlite":
+            self.redis_bus = RedisBus(
+                config.redis,
+                config.instance_name,
+                self.notifier,
+                store,
+                probe=lambda: self.sync.current_token(),
+            )
+            shared_buckets = RedisBuckets(self.redis_bus)
         self.ratelimiters = RateLimiters(
-            config.ratelimiting, overrides=self.user_overrides.ratelimit_pair
+            config.ratelimiting,
+            overrides=self.user_overrides.ratelimit_pair,
+            shared=shared_buckets,
         )
         self.sender = EventSender(store, self.signer, clock=clock, notifier=self.notifier)
         self.metrics = HomeserverMetrics(server_name)
         self.metrics.watch_store(store)
+        if self.redis_bus is not None:
+            bus = self.redis_bus
+            self.metrics.watch_redis(lambda: bus.connected)
         self.bus.subscribe(audit_log_subscriber)
         self.modules = load_modules(config.modules, server_name, self.bus)
         self.bus.subscribe(room_metrics_subscriber(self.metrics))
@@ -279,6 +299,7 @@ class Homeserver:
             enabled=config.presence.enabled,
             limiter=self.ratelimiters.presence,
             sync_limiter=self.ratelimiters.presence_sync,
+            replication=self.redis_bus,
         )
         self.typing = TypingService(
             store,
@@ -288,6 +309,7 @@ class Homeserver:
             limiter=self.ratelimiters.typing,
             on_active=self.presence.bump_active,
             shadow_banned=self.user_overrides.is_shadow_banned,
+            replication=self.redis_bus,
         )
         self.sync = SyncService(
             store,

@@ -243,6 +243,15 @@ class HomeserverMetrics:
         self.registry.register(_TransactionStatsCollector(store.db.stats))
         self._store = store
 
+    def watch_redis(self, connected: Callable[[], bool]) -> None:
+        """``homeserver_redis_connected``: 1 while the Redis bus is up, 0 while this process
+        falls back to polling (only with ``redis.enabled``)."""
+        Gauge(
+            "homeserver_redis_connected",
+            "Whether this process is connected to Redis (1) or falling back to polling (0).",
+            registry=self.registry,
+        ).set_function(lambda: 1.0 if connected() else 0.0)
+
     def transaction_finished(self, name: str, seconds: float) -> None:
         self.db_transaction_time.labels(name).observe(seconds)
 

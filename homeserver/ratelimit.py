@@ -3,6 +3,10 @@
 Each key (a user ID, or an IP for unauthenticated endpoints) owns a bucket of ``burst_count``
 tokens refilled at ``per_second``; an action takes one token. A refused action learns how long
 until a token is back, for ``retry_after_ms`` and ``Retry-After``.
+
+With Redis (several processes) the buckets live there (:class:`SharedBuckets`, implemented in
+``streams/redis_ratelimit.py``), so a user's budget is the same whichever process he reaches;
+while Redis cannot be reached each process falls back to its own buckets, and back again.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from homeserver.config.ratelimiting import RateLimit, RateLimitingConfig
 from homeserver.errors import Codes, MatrixError
@@ -32,6 +37,18 @@ class RateLimitExceeded(MatrixError):
         self.retry_after_ms = retry_after_ms
 
 
+class SharedBuckets(Protocol):
+    """Token buckets every process shares (Redis)."""
+
+    async def take(
+        self, bucket: str, limit: RateLimit, cost: float, *, charge: bool
+    ) -> float | None:
+        """Take ``cost`` tokens from ``bucket`` (only look, unless ``charge``): ``0`` if they
+        were there, the tokens missing if not, ``None`` if the shared buckets cannot be reached
+        now (the caller uses its own)."""
+        ...
+
+
 class TokenBucketLimiter:
     #: buckets idle this long are full again and can be forgotten.
     _SWEEP_EVERY = 1024
@@ -45,8 +62,13 @@ class TokenBucketLimiter:
         message: str = "Too Many Requests",
         overrides: OverrideLookup | None = None,
         override_mode: str = EXEMPT_ONLY,
+        name: str = "",
+        shared: SharedBuckets | None = None,
     ) -> None:
         self._limit = limit
+        #: the ``rc_*`` limiter this is (the Redis key's middle part).
+        self.name = name
+        self._shared = shared
         self._clock = clock
         self._exempt = exempt
         self._message = message
@@ -87,33 +109,43 @@ class TokenBucketLimiter:
         buckets keyed by something else, such as a room or a device)."""
         return self._limit_for(user_id) is None
 
-    def check(self, key: str, *, cost: float = 1.0) -> None:
+    async def check(self, key: str, *, cost: float = 1.0) -> None:
         """Take ``cost`` tokens from ``key``'s bucket, or raise :class:`RateLimitExceeded`."""
+        await self._take(key, cost, charge=True)
+
+    async def peek(self, key: str, *, cost: float = 1.0) -> None:
+        """Raise like :meth:`check` if ``key`` could not act now, but take nothing (refuse
+        early, and charge only for the action itself, e.g. a completed registration)."""
+        await self._take(key, cost, charge=False)
+
+    async def _take(self, key: str, cost: float, *, charge: bool) -> None:
         limit = self._limit_for(key)
         if limit is None:
             return
+        if self._shared is not None:
+            missing = await self._shared.take(f"{self.name}:{key}", limit, cost, charge=charge)
+            if missing is not None:
+                if missing > 0:
+                    raise self._refusal(missing, limit)
+                return
+        self._take_local(key, cost, limit, charge=charge)
+
+    def _take_local(self, key: str, cost: float, limit: RateLimit, *, charge: bool) -> None:
         now = self._clock()
         tokens = self._tokens(key, now, limit)
         if tokens < cost:
-            missing = cost - tokens
-            wait = missing / limit.per_second if limit.per_second > 0 else 3600.0
-            raise RateLimitExceeded(max(1, math.ceil(wait * 1000)), self._message)
+            raise self._refusal(cost - tokens, limit)
+        if not charge:
+            return
         self._buckets[key] = (limit.burst_count - tokens + cost, now)
         self._calls += 1
         if self._calls % self._SWEEP_EVERY == 0:
             self._sweep(now)
 
-    def peek(self, key: str, *, cost: float = 1.0) -> None:
-        """Raise like :meth:`check` if ``key`` could not act now, but take nothing (refuse
-        early, and charge only for the action itself, e.g. a completed registration)."""
-        limit = self._limit_for(key)
-        if limit is None:
-            return
-        tokens = self._tokens(key, self._clock(), limit)
-        if tokens < cost:
-            missing = cost - tokens
-            wait = missing / limit.per_second if limit.per_second > 0 else 3600.0
-            raise RateLimitExceeded(max(1, math.ceil(wait * 1000)), self._message)
+    def _refusal(self, missing: float, limit: RateLimit) -> RateLimitExceeded:
+        per_second = limit.per_second
+        wait = missing / per_second if per_second > 0 else 3600.0
+        return RateLimitExceeded(max(1, math.ceil(wait * 1000)), self._message)
 
     def _sweep(self, now: float) -> None:
         # Buckets whose count has leaked away (at the default rate) are forgotten.
@@ -137,7 +169,7 @@ class InviteLimiter:
         self._per_user = per_user
         self._per_issuer = per_issuer
 
-    def check(self, inviter: str, room_id: str, invitee: str) -> None:
+    async def check(self, inviter: str, room_id: str, invitee: str) -> None:
         if self._per_issuer.is_exempt(inviter):
             return
         buckets = (
@@ -146,20 +178,20 @@ class InviteLimiter:
             (self._per_issuer, inviter),
         )
         for limiter, key in buckets:
-            limiter.peek(key)
+            await limiter.peek(key)
         for limiter, key in buckets:
-            limiter.check(key)
+            await limiter.check(key)
 
-    def check_received(self, invitee: str) -> None:
+    async def check_received(self, invitee: str) -> None:
         """An invite from another server: only the invitee's bucket, as Synapse (the sending
         server limits its rooms and users)."""
-        self._per_user.check(invitee)
+        await self._per_user.check(invitee)
 
-    def check_new_room(self, creator: str, invites: int) -> None:
+    async def check_new_room(self, creator: str, invites: int) -> None:
         """createRoom's invites, as Synapse: the room's bucket, keyed by the creator (the room
         has no ID yet), must hold them all; nothing is charged."""
         if invites and not self._per_room.is_exempt(creator):
-            self._per_room.peek(creator, cost=invites)
+            await self._per_room.peek(creator, cost=invites)
 
 
 ROOM_CREATION_RATE_LIMITED = (
@@ -177,14 +209,19 @@ class RateLimiters:
         clock: Clock = time.monotonic,
         exempt: frozenset[str] | None = None,
         overrides: OverrideLookup | None = None,
+        shared: SharedBuckets | None = None,
     ) -> None:
         exempt = config.rc_exempt_users if exempt is None else exempt
 
-        def make(limit: RateLimit, message: str = "Too Many Requests") -> TokenBucketLimiter:
-            return TokenBucketLimiter(limit, clock=clock, exempt=exempt, message=message)
+        def make(
+            name: str, limit: RateLimit, message: str = "Too Many Requests"
+        ) -> TokenBucketLimiter:
+            return TokenBucketLimiter(
+                limit, clock=clock, exempt=exempt, message=message, name=name, shared=shared
+            )
 
         def per_user(
-            limit: RateLimit, message: str = "Too Many Requests", mode: str = EXEMPT_ONLY
+            name: str, limit: RateLimit, message: str = "Too Many Requests", mode: str = EXEMPT_ONLY
         ) -> TokenBucketLimiter:
             """A limiter keyed by the requesting user: their admin override applies (Synapse
             passes the requester to these)."""
@@ -195,31 +232,39 @@ class RateLimiters:
                 message=message,
                 overrides=overrides,
                 override_mode=mode,
+                name=name,
+                shared=shared,
             )
 
-        self.room_creation = per_user(config.rc_room_creation, ROOM_CREATION_RATE_LIMITED)
-        self.message = per_user(config.rc_message, mode=REPLACE)
-        self.registration = make(config.rc_registration)
+        self.room_creation = per_user(
+            "room_creation", config.rc_room_creation, ROOM_CREATION_RATE_LIMITED
+        )
+        self.message = per_user("message", config.rc_message, mode=REPLACE)
+        self.registration = make("registration", config.rc_registration)
         # Synapse does not limit shared-secret nonces; each is a row here, so they get a bucket
         # of their own shaped like rc_registration (one nonce per registration), per address.
-        self.registration_nonce = make(config.rc_registration)
-        self.login_address = make(config.rc_login.address)
-        self.login_account = make(config.rc_login.account)
-        self.login_failed_attempts = make(config.rc_login.failed_attempts)
-        self.joins_local = per_user(config.rc_joins.local)
-        self.joins_remote = per_user(config.rc_joins.remote)
+        self.registration_nonce = make("registration_nonce", config.rc_registration)
+        self.login_address = make("login_address", config.rc_login.address)
+        self.login_account = make("login_account", config.rc_login.account)
+        self.login_failed_attempts = make("login_failed", config.rc_login.failed_attempts)
+        self.joins_local = per_user("joins_local", config.rc_joins.local)
+        self.joins_remote = per_user("joins_remote", config.rc_joins.remote)
         # keyed by client address, not user
-        self.remote_key_fetches = make(config.rc_remote_key_fetches)
+        self.remote_key_fetches = make("remote_key_fetches", config.rc_remote_key_fetches)
         invites = config.rc_invites
         self.invites = InviteLimiter(
-            make(invites.per_room), make(invites.per_user), per_user(invites.per_issuer)
+            make("invites_room", invites.per_room),
+            make("invites_user", invites.per_user),
+            per_user("invites_issuer", invites.per_issuer),
         )
-        self.to_device = per_user(config.rc_to_device)
+        self.to_device = per_user("to_device", config.rc_to_device)
         # Two buckets of rc_presence, as Synapse (PUT /presence and /sync's set_presence each
         # have their own limiter): a client's syncs never make its PUT fail.
-        self.presence = per_user(config.rc_presence.per_user)
-        self.presence_sync = per_user(config.rc_presence.per_user)
-        self.typing = per_user(config.rc_typing)
-        self.media_create = per_user(config.rc_media_create)
+        self.presence = per_user("presence", config.rc_presence.per_user)
+        self.presence_sync = per_user("presence_sync", config.rc_presence.per_user)
+        self.typing = per_user("typing", config.rc_typing)
+        self.media_create = per_user("media_create", config.rc_media_create)
         # Synapse's rc_registration_token_validity default, per address.
-        self.registration_token_validity = make(RateLimit(per_second=0.1, burst_count=5))
+        self.registration_token_validity = make(
+            "registration_token_validity", RateLimit(per_second=0.1, burst_count=5)
+        )

@@ -104,23 +104,23 @@ class LoginService:
         return matches and stored is not None and record is not None
 
     async def login(self, request: LoginRequest, client_ip: str) -> LoginSession:
-        self._ratelimiters.login_address.check(client_ip)
+        await self._ratelimiters.login_address.check(client_ip)
         user_id = self.qualify(request.user)
         # Accept another capitalisation of a registered name, as Synapse does.
         user_id = await self._store.users.find_user_id_case_insensitive(user_id) or user_id
         failures = self._ratelimiters.login_failed_attempts
-        failures.peek(user_id.lower())
+        await failures.peek(user_id.lower())
         if not await self.check_password(user_id, request.password):
             # Count the failure; this attempt itself still gets the truthful 403.
             with contextlib.suppress(RateLimitExceeded):
-                failures.check(user_id.lower())
+                await failures.check(user_id.lower())
             raise Forbidden(INVALID_CREDENTIALS)
         record = await self._store.users.get_user(user_id)
         if record is None or record.deactivated:
             raise MatrixError(
                 HTTPStatus.FORBIDDEN, USER_DEACTIVATED, "This account has been deactivated"
             )
-        self._ratelimiters.login_account.check(user_id.lower())
+        await self._ratelimiters.login_account.check(user_id.lower())
         return await issue_session(self._store, user_id, request.device, now=self._clock())
 
     async def token_owner(self, token_hash: str) -> TokenOwner | None:

@@ -42,11 +42,11 @@ class Reauthenticator:
                 raise StageFailed("Missing password", Codes.MISSING_PARAM)
             if not isinstance(password, str):
                 raise StageFailed("Invalid password", Codes.INVALID_PARAM)
-            self._failures.peek(user_id.lower())
+            await self._failures.peek(user_id.lower())
             if not await self._login.check_password(user_id, password):
                 # Count the failure; this attempt itself still gets the truthful answer.
                 with contextlib.suppress(RateLimitExceeded):
-                    self._failures.check(user_id.lower())
+                    await self._failures.check(user_id.lower())
                 raise StageFailed("Invalid username or password")
 
         return check

@@ -102,7 +102,7 @@ class RegistrationService:
     async def register(self, request: RegisterRequest, client_ip: str) -> CreatedAccount:
         if request.kind == "guest":
             raise Forbidden("Guest access is disabled", Codes.GUEST_ACCESS_FORBIDDEN)
-        self._limiter.peek(client_ip)
+        await self._limiter.peek(client_ip)
         if not self._config.open_registration:
             raise Forbidden("Registration has been disabled")
         user_id = None
@@ -124,7 +124,7 @@ class RegistrationService:
             await self._uia.authenticate(
                 REGISTER_OPERATION, request.auth, stages=[DUMMY], check=accept_dummy
             )
-        self._limiter.check(client_ip)
+        await self._limiter.check(client_ip)
         created = await self._create(request, user_id)
         if token_session is not None and self._tokens is not None:
             # The token's pending use becomes a completed one (Synapse's counting).

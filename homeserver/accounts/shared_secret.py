@@ -132,7 +132,7 @@ class SharedSecretRegistration:
 
     async def new_nonce(self, client_address: str) -> str:
         self._require_secret()
-        self._nonce_limiter.check(client_address)
+        await self._nonce_limiter.check(client_address)
         nonce = secrets.token_hex(32)
         now = self._clock()
         stored = await self._store.ui_auth.add_nonce(

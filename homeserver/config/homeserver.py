@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from homeserver.config import media as _media
 from homeserver.config import modules as _modules
 from homeserver.config import presence as _presence
 from homeserver.config import ratelimiting as _ratelimiting
+from homeserver.config import redis as _redis
 from homeserver.config import registration as _registration
 from homeserver.config import room_upgrades as _room_upgrades
 from homeserver.config import rooms as _rooms
@@ -48,6 +49,7 @@ KNOWN_TOP_LEVEL_KEYS: frozenset[str] = frozenset().union(
     _user_directory.KEYS,
     _server_notices.KEYS,
     _instance.KEYS,
+    _redis.KEYS,
 )
 
 
@@ -80,6 +82,12 @@ class HomeserverConfig:
     )
     #: ``instance_name`` and ``worker_leases``: this process among those sharing the database.
     instance: _instance.InstanceConfig = field(default_factory=_instance.InstanceConfig)
+    redis: _redis.RedisConfig = field(default_factory=_redis.RedisConfig)
+
+    @property
+    def instance_name(self) -> str:
+        """This process's name among several (logs, metrics, leases, Redis messages)."""
+        return self.instance.instance_name
 
     @property
     def server_name(self) -> str:
@@ -116,6 +124,7 @@ class HomeserverConfig:
                 reader, server_config.server_name
             ),
             instance=_instance.parse_instance(reader),
+            redis=_redis.parse_redis(reader, server_config.server_name),
         )
         reader.warn_unknown(KNOWN_TOP_LEVEL_KEYS)
         # The warnings list was filled while parsing; freeze what it holds now.
@@ -124,20 +133,55 @@ class HomeserverConfig:
     @classmethod
     def load(cls, path: Path | str) -> HomeserverConfig:
         """Read and validate the YAML file at ``path``."""
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(str(path), "file not found") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(str(path), f"cannot read the file: {e}") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(e, "problem", None) or "syntax error"
-            raise ConfigError(str(path), f"not valid YAML{where}: {problem}") from None
-        if data is None:
-            data = {}
-        return cls.parse(data, path.resolve().parent)
+        return cls.load_files([path])
+
+    @classmethod
+    def load_files(cls, paths: Sequence[Path | str]) -> HomeserverConfig:
+        """Read the YAML files at ``paths`` (``--config-path`` given more than once), each
+        overriding the ones before it (:func:`merge_config`), and validate the result.
+        Relative paths in any of them are relative to the first file's directory."""
+        if not paths:
+            raise ConfigError("", "no config file given")
+        merged: dict[str, Any] = {}
+        for path in paths:
+            merged = merge_config(merged, _read_yaml(Path(path)))
+        return cls.parse(merged, Path(paths[0]).resolve().parent)
+
+
+def merge_config(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` laid over ``base``: a key of both whose two values are mappings is merged
+    the same way (so a process's own file may set ``redis: {host: ...}`` alone); any other
+    value of ``override`` (a list such as ``listeners``, a scalar, null) replaces the base's
+    whole. Synapse's repeated ``-c`` replaces whole top-level keys; merging mappings keeps
+    every such file working the same, except one that relied on a later partial mapping
+    dropping the earlier one's other keys."""
+    merged = dict(base)
+    for key, value in override.items():
+        before = merged.get(key)
+        if isinstance(before, Mapping) and isinstance(value, Mapping):
+            merged[key] = merge_config(before, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> Mapping[str, Any]:
+    """One config file's top-level mapping (an empty file is an empty one)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), "file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(str(path), f"cannot read the file: {e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or "syntax error"
+        raise ConfigError(str(path), f"not valid YAML{where}: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(str(path), "must be a YAML mapping of keys to values")
+    return data

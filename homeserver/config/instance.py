@@ -48,10 +48,16 @@ def parse_instance(reader: Reader) -> InstanceConfig:
     name = reader.string("instance_name", None)
     if name is None:
         name = default_instance_name()
-    elif not name or len(name) > MAX_INSTANCE_NAME_LENGTH or not name.isprintable():
+    elif (
+        not name
+        or len(name) > MAX_INSTANCE_NAME_LENGTH
+        or not name.isprintable()
+        # it is a field of Redis messages and lease rows: no separators
+        or any(c.isspace() or c in ":\"'" for c in name)
+    ):
         raise ConfigError(
             "instance_name",
-            f"must be 1 to {MAX_INSTANCE_NAME_LENGTH} printable characters",
+            f"must be 1 to {MAX_INSTANCE_NAME_LENGTH} printable characters without spaces or :",
         )
     section = reader.sub("worker_leases")
     timeout = section.duration_seconds(

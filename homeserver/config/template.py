@@ -277,6 +277,29 @@ $registration_shared_secret_line
 #presence:
 #  enabled: true
 
+## Several processes ##
+
+# Several identical processes may serve one server over one PostgreSQL database (SQLite serves
+# one process: a second one on the same database is refused at start). They tell each other
+# of new data (long-poll wake-ups, cache invalidations, typing, presence) and share the rc_*
+# rate limits through Redis (Synapse's keys). Each process reads the shared file and a small
+# file of its own: `homeserver run -c homeserver.yaml -c process1.yaml`. A later file
+# overrides an earlier one's keys: mappings are merged key by key, anything else (a list such as
+# listeners, a string, a number) is replaced whole. Relative paths are relative to the first
+# file's directory. While Redis is unreachable each process keeps serving: long polls check the
+# database every second, caches are bypassed, rate limits are per process, and it reconnects by
+# itself (metric homeserver_redis_connected). Ignored with SQLite.
+#redis:
+#  enabled: false
+#  host: localhost
+#  port: 6379
+#  password: ""
+#  dbid: 0
+#  prefix: "homeserver:<server_name>:"   # before every key and channel (one Redis, many servers)
+
+# This process's name among several (logs, metrics, Redis messages). Default: <hostname>-<pid>.
+#instance_name: process1
+
 ## User directory ##
 
 # Who POST /user_directory/search finds (the invite and new-DM dialogs). By default a user finds

@@ -108,7 +108,7 @@ class ToDeviceService:
 
     async def send(self, request: ToDeviceSend) -> None:
         if self.limiter is not None and not self.limiter.is_exempt(request.sender):
-            self.limiter.check(f"{request.sender}|{request.sender_device or ''}")
+            await self.limiter.check(f"{request.sender}|{request.sender_device or ''}")
         if not request.event_type:
             raise BadRequest("The event type must not be empty", Codes.INVALID_PARAM)
         if len(request.txn_id) > MAX_TXN_ID_LENGTH:

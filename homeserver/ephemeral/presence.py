@@ -16,7 +16,10 @@ EDU both ways, and the timeouts that take idle and vanished users offline (Synap
   (``FEDERATION_TIMEOUT``).
 
 In memory: which local users have a sync running, and when each one's last sync ended (a user
-is dropped once offline), so the state is bounded by the users actually syncing. Updates are
+is dropped once offline), so the state is bounded by the users actually syncing. With several
+processes (``redis.enabled``) each one tells the others, at every sweep, which users have a
+sync running on it; they count that as a sync ending then, so no process's sweep takes a user
+offline who syncs elsewhere. Updates are
 limited per user by ``rc_presence`` (over it, PUT answers 429 and a sync leaves presence alone).
 """
 
@@ -36,6 +39,7 @@ from homeserver.storage import Store
 from homeserver.storage.presence import OFFLINE, PresenceState
 from homeserver.streams.edus import PRESENCE_EDU, enqueue_user_edu_txn
 from homeserver.streams.notifier import Notifier
+from homeserver.streams.redis_bus import RedisBus
 from homeserver.types import domain_of, user_id_error
 
 logger = logging.getLogger(__name__)
@@ -57,6 +61,8 @@ SWEEP_BATCH = 5_000
 MAX_STATUS_MSG_LENGTH = 1024
 #: Presence updates read from one EDU (Synapse batches far fewer).
 MAX_PUSHES_PER_EDU = 100
+#: The bus message type: users with a sync running on the sending process.
+SYNCING_ITEM = "syncing"
 
 
 def presence_content(state: PresenceState, now_ms: int) -> dict[str, Any]:
@@ -95,6 +101,7 @@ class PresenceService:
         enabled: bool = True,
         limiter: TokenBucketLimiter | None = None,
         sync_limiter: TokenBucketLimiter | None = None,
+        replication: RedisBus | None = None,
     ) -> None:
         self.store = store
         self.notifier = notifier
@@ -110,6 +117,9 @@ class PresenceService:
         self._started_ms = clock()
         self._sweeper: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self.replication = replication
+        if replication is not None:
+            replication.subscribe(SYNCING_ITEM, self._on_syncing_elsewhere)
 
     def _is_mine(self, user_id: str) -> bool:
         return domain_of(user_id) == self.server_name
@@ -147,7 +157,7 @@ class PresenceService:
         if unknown:
             raise BadRequest(f"Unknown fields: {', '.join(sorted(unknown))}", Codes.BAD_JSON)
         if self.limiter is not None:
-            self.limiter.check(user_id)
+            await self.limiter.check(user_id)
         if not self.enabled:
             return
         now = self.clock()
@@ -165,10 +175,13 @@ class PresenceService:
         affect = True
         if self.sync_limiter is not None:
             try:
-                self.sync_limiter.check(user_id)
+                await self.sync_limiter.check(user_id)
             except RateLimitExceeded:
                 affect = False
         self._syncing[user_id] = self._syncing.get(user_id, 0) + 1
+        if self._syncing[user_id] == 1 and self.replication is not None:
+            # At once, not at the next sweep: another process's sweep may come first.
+            self.replication.publish({"t": SYNCING_ITEM, "u": [user_id]})
         try:
             if affect:
                 now = self.clock()
@@ -338,9 +351,24 @@ class PresenceService:
         if self.enabled and self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
 
+    def share_syncing(self) -> None:
+        """Tell the other processes which users have a sync running here."""
+        if self.replication is not None and self._syncing:
+            self.replication.publish({"t": SYNCING_ITEM, "u": sorted(self._syncing)})
+
+    def _on_syncing_elsewhere(self, item: dict[str, Any]) -> None:
+        users = item.get("u")
+        if not isinstance(users, list):
+            return
+        now = self.clock()
+        for user_id in users:
+            if isinstance(user_id, str) and self._is_mine(user_id):
+                self._last_sync[user_id] = max(self._last_sync.get(user_id, 0), now)
+
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
+            self.share_syncing()
             try:
                 await self.handle_timeouts()
             except Exception:

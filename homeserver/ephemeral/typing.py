@@ -10,7 +10,15 @@ client had none.
 
 Only a user joined to the room may type in it, and only for themselves. A remote server may
 only tell us about its own users who are joined to the room, and not when the room's server
-ACL bans it. State is bounded: at most ``MAX_TYPERS_PER_ROOM`` typers a room, rooms whose last
+ACL bans it.
+
+With several processes (``redis.enabled``) every change is also sent to the others through the
+Redis bus and applied to their copy (a replica, which sends no EDU and times out a little
+after the original would, in case the "stopped" is lost), so a client sees the room's typers
+whichever process it syncs with. Positions then follow the wall clock (one more when two
+changes share a millisecond), so a token one process gave is understood by the others.
+
+State is bounded: at most ``MAX_TYPERS_PER_ROOM`` typers a room, rooms whose last
 change is older than ``FORGET_AFTER_S`` forgotten, and a token bucket per local user
 (``rc_typing``).
 """
@@ -29,6 +37,7 @@ from homeserver.ratelimit import TokenBucketLimiter
 from homeserver.storage import Store
 from homeserver.streams.edus import TYPING_EDU, enqueue_room_edu
 from homeserver.streams.notifier import Notifier
+from homeserver.streams.redis_bus import RedisBus
 from homeserver.types import domain_of, room_id_error, user_id_error
 
 logger = logging.getLogger(__name__)
@@ -45,6 +54,10 @@ FEDERATION_PING_INTERVAL_S = 40.0
 #: FORGET_TIMEOUT): a client that has not synced since then is not told the typing stopped.
 FORGET_AFTER_S = 600.0
 MAX_TYPERS_PER_ROOM = 100
+#: A replica of another process's typer outlives the original's timeout by this much.
+REPLICA_GRACE_S = 5.0
+#: The bus message type.
+TYPING_ITEM = "typing"
 
 ActivityHook = Callable[[str], Awaitable[None]]
 
@@ -54,6 +67,8 @@ class _Typer:
     timer: asyncio.TimerHandle
     #: loop time the EDU for this user was last queued (local users only).
     sent_at: float = 0.0
+    #: another process's typer, copied here (this process sends no EDU for it).
+    replica: bool = False
 
 
 @dataclass(slots=True)
@@ -76,6 +91,7 @@ class TypingService:
         limiter: TokenBucketLimiter | None = None,
         on_active: ActivityHook | None = None,
         shadow_banned: Callable[[str], bool] = lambda _user_id: False,
+        replication: RedisBus | None = None,
     ) -> None:
         self.store = store
         #: a shadow-banned user's typing is accepted and dropped (rooms/shadow_ban.py).
@@ -89,6 +105,9 @@ class TypingService:
         self._rooms: dict[str, _Room] = {}
         self._position = clock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.replication = replication
+        if replication is not None:
+            replication.subscribe(TYPING_ITEM, self._on_replica)
 
     @property
     def position(self) -> int:
@@ -113,14 +132,17 @@ class TypingService:
         if not await self._is_joined(room_id, user_id):
             raise Forbidden(f"User {user_id} not in room {room_id}")
         if self.limiter is not None:
-            self.limiter.check(user_id)
+            await self.limiter.check(user_id)
         if self._shadow_banned(user_id):
             return
         if self.on_active is not None:
             await self.on_active(user_id)
         if typing:
-            await self._started(room_id, user_id, min(timeout, MAX_TIMEOUT_MS) / 1000)
+            timeout_s = min(timeout, MAX_TIMEOUT_MS) / 1000
+            await self._started(room_id, user_id, timeout_s)
+            self._share(room_id, user_id, timeout_s)
         elif self._stop(room_id, user_id):
+            self._share(room_id, user_id, None)
             await self._send_edu(room_id, user_id, False)
 
     async def _started(self, room_id: str, user_id: str, timeout_s: float) -> None:
@@ -130,6 +152,7 @@ class TypingService:
         if typer is not None:
             # Still typing: a new deadline, and the EDU again only before the remote end
             # would time the user out.
+            typer.replica = False  # typing here now, whichever process saw it first
             typer.timer.cancel()
             typer.timer = loop.call_later(timeout_s, self._timed_out, room_id, user_id)
             if loop.time() - typer.sent_at >= FEDERATION_PING_INTERVAL_S:
@@ -142,8 +165,13 @@ class TypingService:
         await self._send_edu(room_id, user_id, True)
 
     def _timed_out(self, room_id: str, user_id: str) -> None:
-        if not self._stop(room_id, user_id, cancel=False):
+        room = self._rooms.get(room_id)
+        typer = None if room is None else room.typers.get(user_id)
+        if typer is None or not self._stop(room_id, user_id, cancel=False):
             return
+        if typer.replica:
+            return  # the process it came from times it out and sends the EDU
+        self._share(room_id, user_id, None)
         if domain_of(user_id) == self.server_name:
             task = asyncio.get_running_loop().create_task(self._send_edu(room_id, user_id, False))
             self._tasks.add(task)
@@ -184,15 +212,46 @@ class TypingService:
             room = self._rooms.get(room_id)
             typer = None if room is None else room.typers.get(user_id)
             if typer is not None:
+                typer.replica = False
                 typer.timer.cancel()
                 typer.timer = asyncio.get_running_loop().call_later(
                     FEDERATION_TIMEOUT_S, self._timed_out, room_id, user_id
                 )
             elif not self._add(room_id, user_id, FEDERATION_TIMEOUT_S):
                 return f"too many typers in {room_id}"
-        else:
-            self._stop(room_id, user_id)
+            self._share(room_id, user_id, FEDERATION_TIMEOUT_S)
+        elif self._stop(room_id, user_id):
+            self._share(room_id, user_id, None)
         return None
+
+    # --- other processes ------------------------------------------------------------------
+    def _share(self, room_id: str, user_id: str, timeout_s: float | None) -> None:
+        """Tell the other processes ``user_id`` types in ``room_id`` for ``timeout_s`` more
+        seconds (None: stopped)."""
+        if self.replication is not None:
+            self.replication.publish({"t": TYPING_ITEM, "r": room_id, "u": user_id, "s": timeout_s})
+
+    def _on_replica(self, item: dict[str, Any]) -> None:
+        room_id, user_id, timeout_s = item.get("r"), item.get("u"), item.get("s")
+        if not isinstance(room_id, str) or not isinstance(user_id, str):
+            return
+        if timeout_s is None:
+            self._stop(room_id, user_id, publish=False)
+            return
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float):
+            return
+        timeout_s = min(float(timeout_s), MAX_TIMEOUT_MS / 1000) + REPLICA_GRACE_S
+        room = self._rooms.get(room_id)
+        typer = None if room is None else room.typers.get(user_id)
+        if typer is None:
+            if self._add(room_id, user_id, timeout_s, publish=False):
+                self._rooms[room_id].typers[user_id].replica = True
+            return
+        typer.replica = True
+        typer.timer.cancel()
+        typer.timer = asyncio.get_running_loop().call_later(
+            timeout_s, self._timed_out, room_id, user_id
+        )
 
     # --- /sync ----------------------------------------------------------------------------
     def changes(self, room_ids: Iterable[str], since: int | None) -> dict[str, list[str]]:
@@ -211,7 +270,7 @@ class TypingService:
         return [] if room is None else sorted(room.typers)
 
     # --- state ----------------------------------------------------------------------------
-    def _add(self, room_id: str, user_id: str, timeout_s: float) -> bool:
+    def _add(self, room_id: str, user_id: str, timeout_s: float, *, publish: bool = True) -> bool:
         room = self._rooms.get(room_id)
         if room is None:
             self._forget_idle_rooms()
@@ -220,24 +279,35 @@ class TypingService:
             return False
         timer = asyncio.get_running_loop().call_later(timeout_s, self._timed_out, room_id, user_id)
         room.typers[user_id] = _Typer(timer)
-        self._changed(room_id, room)
+        self._changed(room_id, room, publish=publish)
         return True
 
-    def _stop(self, room_id: str, user_id: str, *, cancel: bool = True) -> bool:
+    def _stop(
+        self, room_id: str, user_id: str, *, cancel: bool = True, publish: bool = True
+    ) -> bool:
         room = self._rooms.get(room_id)
         typer = None if room is None else room.typers.pop(user_id, None)
         if room is None or typer is None:
             return False
         if cancel:
             typer.timer.cancel()
-        self._changed(room_id, room)
+        self._changed(room_id, room, publish=publish)
         return True
 
-    def _changed(self, room_id: str, room: _Room) -> None:
+    def _changed(self, room_id: str, room: _Room, *, publish: bool = True) -> None:
+        """``publish``: a change made here (the others are told); else one copied from
+        another process, which has told the others itself."""
         self._position += 1
+        if self.replication is not None:
+            # Wall-clock milliseconds (one more when two changes share one): the processes'
+            # positions then compare, so a token from another process works here.
+            self._position = max(self._position, self.clock())
         room.position = self._position
         room.changed_at = asyncio.get_running_loop().time()
-        self.notifier.notify(room_ids=[room_id])
+        if publish:
+            self.notifier.notify(room_ids=[room_id])
+        else:
+            self.notifier.notify_local(room_ids=[room_id])
 
     def _forget_idle_rooms(self) -> None:
         now = asyncio.get_running_loop().time()

@@ -119,7 +119,7 @@ class InboundInvites:
         if event.event_id != event_id or event.room_id != room_id:
             raise _invalid("The invite does not match the room and event IDs of the path")
         if self.limiter is not None:
-            self.limiter.check_received(invitee)  # only signed, well-formed invites count
+            await self.limiter.check_received(invitee)  # only signed, well-formed invites count
         stripped = await self._check_room_state(version, room_id, invite_room_state, origin)
         await self._check_room_acl(room_id, origin)
 

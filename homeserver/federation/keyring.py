@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 from nacl.signing import SigningKey, VerifyKey
@@ -153,7 +153,7 @@ MAX_CONCURRENT_KEY_FETCHES = 10
 
 #: Called before the keyring starts a key fetch on someone's behalf; raises to refuse it
 #: (e.g. the caller's per-address rate limit).
-FetchPermit = Callable[[], None]
+FetchPermit = Callable[[], Awaitable[None]]
 
 
 def _usable(key: ServerKey, valid_at_ts: int | None) -> bool:
@@ -273,9 +273,10 @@ class Keyring:
 
     async def _fetch_shared(self, server_name: str, permit: FetchPermit | None = None) -> None:
         task = self._inflight.get(server_name)
+        if task is None and permit is not None:
+            await permit()  # joining a fetch already under way costs nothing, starting one may
+            task = self._inflight.get(server_name)  # one may have started meanwhile
         if task is None:
-            if permit is not None:
-                permit()  # joining a fetch already under way costs nothing, starting one may
             self._last_fetch_ms.set(server_name, self._clock())
             task = asyncio.ensure_future(self._fetch(server_name))
             self._inflight[server_name] = task

@@ -118,7 +118,7 @@ class MediaRepository:
 
     async def upload(self, user_id: str, request: UploadRequest) -> str:
         """Store a new upload; its ``mxc://`` URI."""
-        self._limiter.check(user_id)
+        await self._limiter.check(user_id)
         staged, content = await self._receive(request)
         media_id = _new_media_id()
         async with self.files.lock:
@@ -134,7 +134,7 @@ class MediaRepository:
 
     async def create(self, user_id: str) -> dict[str, object]:
         """``POST /media/v1/create``: an MXC URI to upload to later."""
-        self._limiter.check(user_id)
+        await self._limiter.check(user_id)
         now = self._clock()
         expires = now + int(self.config.unused_expiration_seconds * 1000)
         media_id = _new_media_id()

@@ -308,7 +308,7 @@ class RoomCreationService:
             request = dataclasses.replace(request, invite=(), invite_3pid=())
         if self.invite_limiter is not None:
             try:
-                self.invite_limiter.check_new_room(
+                await self.invite_limiter.check_new_room(
                     creator, len(request.invite) + len(request.invite_3pid)
                 )
             except RateLimitExceeded:
@@ -316,7 +316,7 @@ class RoomCreationService:
                 raise BadRequest(TOO_MANY_INVITES, Codes.UNKNOWN) from None
         if rate_limit is RateLimitPolicy.CREATOR:
             try:
-                self.ratelimiter.check(creator)
+                await self.ratelimiter.check(creator)
             except RateLimitExceeded:
                 await self.bus.publish(ROOM_CREATE_RATE_LIMITED, user_id=creator)
                 raise

@@ -148,7 +148,7 @@ class RoomEventsService:
         current = await self.store.state.get_current_state_event(room_id, event_type, state_key)
         if current is not None and current.sender == user_id and current.content == content:
             return current.event_id  # the same state again: no new event (as Synapse)
-        self.ratelimiters.message.check(user_id)
+        await self.ratelimiters.message.check(user_id)
         if self._shadow_banned(user_id):
             return fake_event_id()
         draft = EventDraft(event_type, user_id, content, state_key=state_key)
@@ -180,7 +180,7 @@ class RoomEventsService:
         room = await self._room_for_send(room_id)
         await check_relation(self.store, room_id, user_id, draft.content)
         if ratelimit:
-            self.ratelimiters.message.check(user_id)
+            await self.ratelimiters.message.check(user_id)
         if self._shadow_banned(user_id):
             return fake_event_id()
         with client_event_errors():

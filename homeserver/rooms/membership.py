@@ -179,7 +179,7 @@ class MembershipService:
         remote_servers = await self._remote_servers(user_id, room, room_id, servers, alias_servers)
         if remote_servers is not None:
             assert self.remote is not None
-            self.ratelimiters.joins_remote.check(user_id)
+            await self.ratelimiters.joins_remote.check(user_id)
             await self.remote.join(user_id, room_id, remote_servers, content)
             joined = await self.store.state.get_current_state_event_id(
                 room_id, "m.room.member", user_id
@@ -193,7 +193,7 @@ class MembershipService:
                 return current.event_id  # nothing would change: no new event (as Synapse)
         else:
             # Only real joins count against the limit, not profile refreshes (as Synapse).
-            self.ratelimiters.joins_local.check(user_id)
+            await self.ratelimiters.joins_local.check(user_id)
         if current is not None and current.membership == "ban":
             raise Forbidden("You are banned from this room")
         version = get_room_version(room.room_version)
@@ -256,7 +256,7 @@ class MembershipService:
                         result.joined[user_id] = before.event_id
                         continue
                 else:
-                    self.ratelimiters.joins_local.check(user_id)
+                    await self.ratelimiters.joins_local.check(user_id)
                 if before is not None and before.membership == "ban":
                     raise Forbidden("You are banned from this room")
                 if restricted:
@@ -373,7 +373,7 @@ class MembershipService:
             )
             if self.remote is None or not remote_servers:
                 raise NotFound(NO_KNOWN_SERVERS)
-            self.ratelimiters.joins_remote.check(user_id)
+            await self.ratelimiters.joins_remote.check(user_id)
             return await self.remote.knock(user_id, room_id, remote_servers, content)
         current = await get_membership(self.store, room_id, user_id)
         if current is not None and current.membership == "ban":
@@ -467,7 +467,7 @@ class MembershipService:
         if self._suspended(user_id):
             raise suspended_error("Sending invites")
         # Both invite routes (/invite and the member state PUT) spend rc_invites tokens.
-        self.ratelimiters.invites.check(user_id, room_id, target)
+        await self.ratelimiters.invites.check(user_id, room_id, target)
         if self._shadow_banned(user_id):
             return fake_event_id()
         room = await self._room(room_id)

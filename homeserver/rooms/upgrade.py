@@ -317,7 +317,7 @@ class RoomUpgradeService:
         requests for the room await its outcome (the replacement, the same error, or None:
         the lock was taken elsewhere, look again). Only this request spends a room-creation
         token."""
-        self.ratelimiter.check(user_id)
+        await self.ratelimiter.check(user_id)
         flight = _Flight(request.new_version.identifier, asyncio.get_running_loop().create_future())
         # Joiners re-raise the error themselves; nobody awaiting it is not an unretrieved error.
         flight.outcome.add_done_callback(_retrieve)

@@ -93,6 +93,9 @@ class DatabaseSettings:
     schema: str | None = None
     #: SQLite: read connections besides the writer.
     sqlite_readers: int = 3
+    #: SQLite: refuse to open a database another process holds (``process_lock.py``); the
+    #: server sets it, one-off commands and tests' second pools do not.
+    exclusive: bool = False
 
 
 def translate_placeholders(sql: str) -> str:

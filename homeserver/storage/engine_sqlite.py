@@ -13,6 +13,7 @@ import aiosqlite
 
 from homeserver.private_files import create_private_file, ensure_private_dir, tighten
 from homeserver.storage.database import Database, Row, Transaction, in_transaction
+from homeserver.storage.process_lock import ProcessLock
 
 
 class SqliteTransaction(Transaction):
@@ -54,7 +55,7 @@ class SqliteDatabase(Database):
 
     engine = "sqlite"
 
-    def __init__(self, path: str, readers: int) -> None:
+    def __init__(self, path: str, readers: int, *, exclusive: bool = False) -> None:
         super().__init__()
         self.path = path
         self.sql_types = SQLITE_TYPES
@@ -64,6 +65,8 @@ class SqliteDatabase(Database):
         self._write_lock = asyncio.Lock()
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._all_readers: list[aiosqlite.Connection] = []
+        self._exclusive = exclusive and not self._memory
+        self._process_lock: ProcessLock | None = None
 
     async def _connect(self, *, read_only: bool) -> aiosqlite.Connection:
         # isolation_level=None: autocommit; we issue BEGIN/COMMIT ourselves so that the Python
@@ -84,6 +87,9 @@ class SqliteDatabase(Database):
             # database file's mode, and would otherwise create all three per the umask.
             database = Path(self.path)
             ensure_private_dir(database.parent)
+            if self._exclusive:
+                # Before SQLite opens the file: a refused second process changes nothing.
+                self._process_lock = ProcessLock.acquire(database)
             create_private_file(database)
             for companion in ("-wal", "-shm", "-journal"):
                 tighten(Path(f"{self.path}{companion}"))
@@ -100,6 +106,9 @@ class SqliteDatabase(Database):
         if self._writer is not None:
             await self._writer.close()
             self._writer = None
+        if self._process_lock is not None:
+            self._process_lock.release()
+            self._process_lock = None
 
     @asynccontextmanager
     async def _engine_transaction(self, name: str, read_only: bool) -> AsyncIterator[Transaction]:

@@ -13,7 +13,7 @@ its flags can (a later redaction), and whoever changes them calls :meth:`EventsS
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from homeserver.crypto.canonical_json import parse_json
@@ -74,20 +74,48 @@ class EventsStore:
         self.db = db
         self._cache: OrderedDict[str, Event] = OrderedDict()
         self._cache_size = cache_size
+        #: Bumped by every invalidation: a read that started before one does not cache what it
+        #: read (it may be the row as it was before another process's change).
+        self._invalidations = 0
+        #: Off while other processes' invalidations cannot reach this one (Redis unreachable).
+        self._caching = True
+        #: Told each invalidation made here (event IDs; ``None``: everything), to pass on to
+        #: the other processes (``streams/redis_bus.py``).
+        self.invalidation_listeners: list[Callable[[list[str] | None], None]] = []
 
     # --- the event cache -------------------------------------------------------------
     def _remember(self, event: Event) -> None:
+        if not self._caching:
+            return
         self._cache[event.event_id] = event
         self._cache.move_to_end(event.event_id)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
     def invalidate(self, event_id: str) -> None:
-        """Drop ``event_id`` from the cache (its flags changed)."""
-        self._cache.pop(event_id, None)
+        """Drop ``event_id`` from the cache (its flags changed), here and in other processes."""
+        self.forget([event_id])
+        for listener in self.invalidation_listeners:
+            listener([event_id])
 
     def clear_cache(self) -> None:
-        self._cache.clear()
+        self.forget(None)
+        for listener in self.invalidation_listeners:
+            listener(None)
+
+    def forget(self, event_ids: Iterable[str] | None) -> None:
+        """Drop ``event_ids`` (``None``: every event) from this process's cache only."""
+        self._invalidations += 1
+        if event_ids is None:
+            self._cache.clear()
+        else:
+            for event_id in event_ids:
+                self._cache.pop(event_id, None)
+
+    def set_caching(self, on: bool) -> None:
+        """Keep events in memory or not (emptied either way)."""
+        self._caching = on
+        self.forget(None)
 
     # --- events by ID --------------------------------------------------------------------
     async def get_event(self, event_id: str) -> Event | None:
@@ -109,6 +137,7 @@ class EventsStore:
             else:
                 self._cache.move_to_end(event_id)
                 found[event_id] = cached
+        invalidations = self._invalidations
         for chunk in _chunks(missing):
             rows = await (txn or self.db).fetchall(
                 f"SELECT {_EVENT_COLUMNS} FROM events"
@@ -117,7 +146,7 @@ class EventsStore:
             )
             for row in rows:
                 event = event_from_row(row)
-                if txn is None:
+                if txn is None and self._invalidations == invalidations:
                     self._remember(event)
                 found[event.event_id] = event
         return found

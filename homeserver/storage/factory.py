@@ -14,9 +14,13 @@ from homeserver.storage.engine_sqlite import SqliteDatabase
 from homeserver.storage.migrate import apply_migrations
 
 
-async def open_sqlite(path: str | Path, *, readers: int = 3) -> Database:
-    db = SqliteDatabase(str(path), readers)
-    await db._open()
+async def open_sqlite(path: str | Path, *, readers: int = 3, exclusive: bool = False) -> Database:
+    db = SqliteDatabase(str(path), readers, exclusive=exclusive)
+    try:
+        await db._open()
+    except BaseException:
+        await db.close()
+        raise
     return db
 
 
@@ -32,7 +36,9 @@ async def open_database(settings: DatabaseSettings, *, migrate: bool = True) -> 
     """Open the configured engine and (by default) bring its schema up to date."""
     db: Database
     if settings.engine in ("sqlite", "sqlite3"):
-        db = await open_sqlite(settings.path, readers=settings.sqlite_readers)
+        db = await open_sqlite(
+            settings.path, readers=settings.sqlite_readers, exclusive=settings.exclusive
+        )
     elif settings.engine in ("postgres", "postgresql"):
         db = await open_postgres(settings.dsn, settings.cp_min, settings.cp_max, settings.schema)
     else:

@@ -2,8 +2,11 @@
 
 Positions are the server's stream orderings (events) and other streams' counters; a waiter
 sleeps until the position moves past the one it has seen, or its timeout ends. Everything a
-waiter then reads comes from the database, so nothing correct depends on this process's memory
-(DESIGN §7: other processes will call :meth:`notify` from Redis pub/sub).
+waiter then reads comes from the database, so nothing correct depends on this process's memory.
+
+With several processes (``streams/redis_bus.py``) every :meth:`notify` is also handed to the
+publishers, which tell the other processes; what they tell this one arrives through
+:meth:`notify_local`, which wakes this process's waiters and listeners without publishing again.
 """
 
 from __future__ import annotations
@@ -13,6 +16,12 @@ from collections.abc import Callable, Iterable
 
 #: Told the rooms of each notification (background steps that follow the events stream).
 RoomsListener = Callable[[list[str]], None]
+#: Told every local notification (rooms, users), to pass on to the other processes.
+Publisher = Callable[[list[str], list[str]], None]
+
+#: In a listener's room list: "some room may have changed" (a process that lost track of the
+#: others' notifications, e.g. while Redis was unreachable, found the events stream moved).
+ANY_ROOM = "*"
 
 
 class Notifier:
@@ -24,6 +33,10 @@ class Notifier:
         self._waiters = 0
         self._parked = asyncio.Event()
         self._listeners: list[RoomsListener] = []
+        self._publishers: list[Publisher] = []
+
+    def add_publisher(self, publisher: Publisher) -> None:
+        self._publishers.append(publisher)
 
     def add_listener(self, listener: RoomsListener) -> None:
         self._listeners.append(listener)
@@ -48,7 +61,15 @@ class Notifier:
             await self._parked.wait()
 
     def notify(self, room_ids: Iterable[str] = (), user_ids: Iterable[str] = ()) -> None:
-        """Something changed for these rooms/users: wake every waiter to re-check."""
+        """Something changed for these rooms/users: wake every waiter to re-check, here and
+        (through the publishers) in every other process."""
+        rooms, users = list(room_ids), list(user_ids)
+        self.notify_local(rooms, users)
+        for publisher in self._publishers:
+            publisher(rooms, users)
+
+    def notify_local(self, room_ids: Iterable[str] = (), user_ids: Iterable[str] = ()) -> None:
+        """Wake this process's waiters and room listeners only."""
         self._generation += 1
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()

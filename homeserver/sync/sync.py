@@ -109,6 +109,11 @@ class SyncService:
             if not await self.notifier.wait(generation, remaining):
                 return response
 
+    async def current_token(self) -> StreamToken:
+        """Every stream's position now (also what another process's fallback poll compares
+        while Redis is unreachable)."""
+        return await self._current_token()
+
     async def _current_token(self) -> StreamToken:
         return StreamToken(
             events=await self.store.events.get_max_stream_ordering(),

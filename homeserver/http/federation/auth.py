@@ -7,6 +7,7 @@ The signature covers the request target exactly as the peer sent it — Synapse 
 
 from __future__ import annotations
 
+import functools
 from http import HTTPStatus
 
 from aiohttp import web
@@ -95,7 +96,7 @@ async def authenticate_request(request: web.Request) -> str:
             origin,
             signed,
             valid_at_ts=clock(),
-            permit=lambda: ratelimiters.remote_key_fetches.check(address),
+            permit=functools.partial(ratelimiters.remote_key_fetches.check, address),
         )
     except SignatureVerifyError as e:
         raise _unauthorized(f"Invalid signature for server {origin}: {e}") from None

@@ -34,14 +34,14 @@ from homeserver.types import is_valid_server_name
 MAX_SERVERS_PER_QUERY = 50
 
 
-def _charge(request: web.Request, server_names: Collection[str]) -> None:
+async def _charge(request: web.Request, server_names: Collection[str]) -> None:
     """Take the caller's tokens for the remote names, or raise 429 before any work."""
     ratelimiters = request.app[RATELIMITERS]
     server_name = request.app[CONFIG].server_name
     remote = sum(1 for name in server_names if name != server_name)
     if remote:
         limiter = ratelimiters.remote_key_fetches
-        limiter.check(client_address(request), cost=min(remote, limiter.burst_count))
+        await limiter.check(client_address(request), cost=min(remote, limiter.burst_count))
 
 
 def _minimum_ts(value: Any, now: int, name: str) -> int:
@@ -79,7 +79,7 @@ async def query_one(request: web.Request) -> web.Response:
     minimum = _minimum_ts(
         request.query.get("minimum_valid_until_ts"), now, "minimum_valid_until_ts"
     )
-    _charge(request, [server_name])
+    await _charge(request, [server_name])
     document = await _keys_for(request, server_name, minimum)
     return json_response({"server_keys": [document] if document is not None else []})
 
@@ -105,7 +105,7 @@ async def query_many(request: web.Request) -> web.Response:
             ts = _minimum_ts(criteria.get("minimum_valid_until_ts"), now, "minimum_valid_until_ts")
             minimum = max(minimum, ts)
         requests.append((server_name, minimum if key_criteria else now))
-    _charge(request, [name for name, _ in requests])
+    await _charge(request, [name for name, _ in requests])
     documents = await asyncio.gather(*(_keys_for(request, s, m) for s, m in requests))
     return json_response({"server_keys": [d for d in documents if d is not None]})
 

@@ -55,7 +55,7 @@ async def delete_token(request: web.Request) -> web.Response:
 
 
 async def validity(request: web.Request) -> web.Response:
-    request.app[RATELIMITERS].registration_token_validity.check(client_address(request))
+    await request.app[RATELIMITERS].registration_token_validity.check(client_address(request))
     token = string_param(request, "token")
     return json_response(await request.app[REGISTRATION_TOKENS].validity(token))
 

@@ -477,6 +477,28 @@ def admin_ui_session(ui: AdminUI, steps: list[Step], workdir: Path) -> Iterator[
                 session.write_record()
 
 
+def module_tests(ui: AdminUI, steps: list[Step]) -> tuple[Any, ...]:
+    """What a UI's test module holds: its ``ui`` fixture (one server, one browser) and its three
+    tests: each step, every request answered, no ERROR in the server's log."""
+
+    @pytest.fixture(scope="module", name="ui")
+    def fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdminUISession]:
+        with admin_ui_session(ui, steps, tmp_path_factory.mktemp(ui.name)) as session:
+            yield session
+
+    @pytest.mark.parametrize("name", step_names(steps))
+    def test_step(ui: AdminUISession, name: str) -> None:
+        ui.check(name)
+
+    def test_every_request_answered(ui: AdminUISession) -> None:
+        check_every_request_answered(ui)
+
+    def test_server_logged_no_error(ui: AdminUISession) -> None:
+        check_server_logged_no_error(ui)
+
+    return fixture, test_step, test_every_request_answered, test_server_logged_no_error
+
+
 def check_every_request_answered(session: AdminUISession) -> None:
     """After all steps: no request refused (each refused one listed once, as in refused.txt)."""
     session.result(session.order[-1])

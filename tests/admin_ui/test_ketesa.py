@@ -12,23 +12,18 @@ for the module, steps in order (session.py says what a step must do to pass). SQ
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
+from collections.abc import Callable
 
 from tests.admin_ui.session import (
     AdminUI,
     AdminUISession,
     Step,
-    admin_ui_session,
-    check_every_request_answered,
-    check_server_logged_no_error,
     created,
     deactivated,
     erased,
+    module_tests,
     room_deleted,
     room_hash,
-    step_names,
     user_hash,
     user_record,
     visit,
@@ -47,7 +42,7 @@ def _rate_limited(session: AdminUISession) -> None:
     assert (status, body) == (200, {"messages_per_second": 7, "burst_count": 11}), (status, body)
 
 
-def _blocked(wanted: bool):
+def _blocked(wanted: bool) -> Callable[[AdminUISession], None]:
     def verify(session: AdminUISession) -> None:
         status, body = session.admin("GET", f"/_synapse/admin/v1/rooms/{session.seed.lobby}/block")
         assert status == 200 and body["block"] is wanted, (status, body)
@@ -125,20 +120,4 @@ STEPS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdminUISession]:
-    with admin_ui_session(UI, STEPS, tmp_path_factory.mktemp("ketesa")) as session:
-        yield session
-
-
-@pytest.mark.parametrize("name", step_names(STEPS))
-def test_step(ui: AdminUISession, name: str) -> None:
-    ui.check(name)
-
-
-def test_every_request_answered(ui: AdminUISession) -> None:
-    check_every_request_answered(ui)
-
-
-def test_server_logged_no_error(ui: AdminUISession) -> None:
-    check_server_logged_no_error(ui)
+ui, test_step, test_every_request_answered, test_server_logged_no_error = module_tests(UI, STEPS)

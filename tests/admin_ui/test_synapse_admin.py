@@ -14,23 +14,15 @@ SQLite only: a real process and a browser; both engines are covered by each endp
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from tests.admin_ui.session import (
     AdminUI,
-    AdminUISession,
     Step,
-    admin_ui_session,
-    check_every_request_answered,
-    check_server_logged_no_error,
     created,
     deactivated,
     erased,
+    module_tests,
     room_deleted,
     room_hash,
-    step_names,
     user_hash,
     visit,
 )
@@ -106,20 +98,4 @@ STEPS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdminUISession]:
-    with admin_ui_session(UI, STEPS, tmp_path_factory.mktemp("synapse_admin")) as session:
-        yield session
-
-
-@pytest.mark.parametrize("name", step_names(STEPS))
-def test_step(ui: AdminUISession, name: str) -> None:
-    ui.check(name)
-
-
-def test_every_request_answered(ui: AdminUISession) -> None:
-    check_every_request_answered(ui)
-
-
-def test_server_logged_no_error(ui: AdminUISession) -> None:
-    check_server_logged_no_error(ui)
+ui, test_step, test_every_request_answered, test_server_logged_no_error = module_tests(UI, STEPS)

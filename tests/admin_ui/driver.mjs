@@ -124,7 +124,7 @@ async function go(hash) {
 // A visible button or link whose aria-label or text is `label` (case-insensitive), optionally
 // inside `within` (a CSS selector, e.g. a dialog).
 async function findControl(label, { within = 'body', timeout = WAIT } = {}) {
-  const handle = await page.waitForFunction(
+  const handle = await unlessRedNotice(page.waitForFunction(
     (wanted, scope) => {
       const norm = (s) => String(s || '').trim().replace(/\s+/g, ' ').toLowerCase();
       const roots = Array.from(document.querySelectorAll(scope));
@@ -142,7 +142,7 @@ async function findControl(label, { within = 'body', timeout = WAIT } = {}) {
     { timeout },
     label,
     within,
-  ).catch((error) => {
+  )).catch((error) => {
     throw new Error(`no enabled control "${label}" in ${within} (${error.message})`);
   });
   return handle.asElement();
@@ -190,16 +190,21 @@ async function answerTo(method, pattern, action, timeout = WAIT) {
   );
   waiting.then(() => { answered = true; }, () => { answered = true; });
   await action();
-  await sleep(300);
-  while (!answered) {
-    await page.mouse.click(700, 20).catch(() => {});
-    await sleep(400);
-  }
+  const clickingAway = (async () => {
+    await sleep(300);
+    while (!answered) {
+      await page.mouse.click(700, 20).catch(() => {});
+      await sleep(400);
+    }
+  })();
   let response;
   try {
-    response = await waiting;
-  } catch {
-    throw new Error(`the UI sent no ${method} ${pattern} in ${timeout} ms`);
+    response = await unlessRedNotice(waiting);
+  } catch (error) {
+    throw new Error(`the UI sent no ${method} ${pattern} (${error.message})`);
+  } finally {
+    answered = true;
+    await clickingAway;
   }
   let body = null;
   try {
@@ -578,6 +583,12 @@ async function main() {
   await page.setViewport({ width: 1400, height: 900 });
   await page.evaluateOnNewDocument(recordNotices);
   recorder.watch(UI, page);
+  // A native confirm() ("leave with unsaved changes?") would block the page: accept it, as an
+  // operator moving on does, and keep it in the record.
+  page.on('dialog', (dialog) => {
+    recorder.events.push({ user: UI, kind: 'dialog', text: dialog.message() });
+    dialog.accept().catch(() => {});
+  });
   const counts = (delta) => (request) => {
     if (!request.url().startsWith(HS)) return;
     inFlight += delta;

@@ -125,7 +125,7 @@ async def _seed(base_url: str, secret: str, server_name: str) -> Seed:
         http = Client(session, base_url)
         admin, _ = await register_with_shared_secret(session, base_url, secret, "admin", admin=True)
         seed = Seed(server_name, admin, "admin-password-0123456789")
-        for name in ("alice", "bob", "carol", "dave", "erin"):
+        for name in ("alice", "bob", "carol", "dave", "erin", "fay"):
             seed.users[name], seed.tokens[name] = await register_with_shared_secret(
                 session, base_url, secret, name
             )
@@ -368,6 +368,11 @@ class AdminUISession:
         }
         (folder / "requests.json").write_text(json.dumps(record, indent=2))
         lines: dict[str, None] = {}
+        status, body = self.seed.report_answer
+        if status != 200:
+            errcode = body.get("errcode") if isinstance(body, dict) else None
+            report = "POST /_matrix/client/v3/rooms/{room}/report/{event}"
+            lines[f"{report} -> {status} {errcode}"] = None
         for r in self.results.values():
             for e in refused(r["events"]) + refused(r.get("reset_events") or []):
                 lines[

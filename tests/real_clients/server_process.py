@@ -122,10 +122,14 @@ def wait_for_health(base_url: str, process: subprocess.Popen[bytes], timeout: fl
 
 @contextmanager
 def running_homeserver(
-    tmp_path: Path, server_name: str, overrides: dict[str, Any] | None = None
+    tmp_path: Path,
+    server_name: str,
+    overrides: dict[str, Any] | None = None,
+    port: int | None = None,
 ) -> Iterator[str]:
-    """Generate a config (plus ``overrides``), run the server, yield its base URL, stop it."""
-    port = free_port()
+    """Generate a config (plus ``overrides``), run the server (on ``port``, or a free one),
+    yield its base URL, stop it."""
+    port = port or free_port()
     config_path = generate_config(tmp_path, server_name, port, overrides)
     log_path = tmp_path / "server.log"
     process = start_process(config_path, log_path)

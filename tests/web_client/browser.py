@@ -1,5 +1,6 @@
-"""The Node side of the web client tests: ``driver.mjs`` (puppeteer-core driving Debian's
-Chromium) as a child process, one JSON line per step each way.
+"""The Node side of the browser tests (tests/web_client, tests/admin_ui): a driver script
+(puppeteer-core driving Debian's Chromium, built on ``harness.mjs``) as a child process, one
+JSON line per step each way.
 
 What the tests need is installed by ``scripts/web_client_deps.sh`` (``scripts/test`` runs it):
 Chromium from Debian and ``puppeteer-core`` from npm (pinned in ``package.json`` and its
@@ -88,9 +89,11 @@ class Driver:
             raise AssertionError(f"driver.mjs failed: {answer['fatal']}")
         return answer
 
-    def run(self, step: str, timeout: float = 120) -> dict[str, Any]:
+    def run(
+        self, step: str, timeout: float = 120, args: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         assert self._process.stdin is not None
-        self._process.stdin.write(json.dumps({"step": step}) + "\n")
+        self._process.stdin.write(json.dumps({"step": step, "args": args or {}}) + "\n")
         self._process.stdin.flush()
         return self._read(timeout)
 

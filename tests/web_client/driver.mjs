@@ -1,25 +1,28 @@
 // Drives the built Cinny in headless Chromium for tests/web_client/test_cinny.py.
 //
-// Protocol: one JSON object per line on stdin, {"step": NAME}; one JSON object per line on
-// stdout per step: {"step", "ok", "error", "details", "events", "screenshots"}. "ok"/"error"
-// are what the page showed; "events" is everything the browser reported while the step ran
-// that may have been caused by a server answer (uncaught page errors, console errors, and
-// non-2xx answers of the homeserver with their errcode). The Python side judges the events, so
-// the rules of what counts as harmless live in one place (test_cinny.py).
+// The protocol, the browser and the record of what it reports are harness.mjs's: one JSON line
+// per step each way; "events" is everything the browser reported while the step ran that may
+// have been caused by a server answer (uncaught page errors, console errors, and non-2xx answers
+// of the homeserver with their errcode). The Python side judges the events, so the rules of what
+// counts as harmless live in one place (test_cinny.py).
 //
 // One browser, one context per user (separate sessions and storage), kept for the whole run:
 // later steps build on the rooms and keys of earlier ones.
 
-import fs from 'node:fs';
 import path from 'node:path';
-import readline from 'node:readline';
-import puppeteer from 'puppeteer-core';
+import {
+  Recorder,
+  api as apiCall,
+  check,
+  ensureDir,
+  env,
+  launch,
+  runDriver,
+  screenshot as shoot,
+  serveSteps,
+  sleep,
+} from './harness.mjs';
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`driver.mjs needs ${name}`);
-  return value;
-};
 const CHROMIUM = env('CHROMIUM');
 const SITE = env('SITE_URL');
 const HS = env('HOMESERVER_URL');
@@ -31,13 +34,16 @@ const WAIT = Number(process.env.STEP_WAIT_MS || 20000);
 const USERS = ['alice', 'bob'];
 const password = (name) => `${name}-Password-123`;
 const userId = (name) => `@${name}:${SERVER_NAME}`;
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-const state = { pages: {}, tokens: {}, events: [], pending: [], rooms: {}, nav: {}, syncedAccountData: {} };
+const state = { pages: {}, tokens: {}, pending: [], rooms: {}, nav: {}, syncedAccountData: {} };
+const recorder = new Recorder(HS);
 
 // ---- what the browser reports ---------------------------------------------------------------
 
+// Page errors, console errors and non-2xx answers go to the recorder (harness.mjs); this adds
+// where each page went and what its /sync delivered.
 function watch(name, page) {
+  recorder.watch(name, page);
   // Where the page went (the hash router), for the message of a failed step.
   state.nav[name] = [];
   page.on('framenavigated', (frame) => {
@@ -45,18 +51,6 @@ function watch(name, page) {
     const trail = state.nav[name];
     trail.push(`${new Date().toISOString().slice(17, 23)} ${frame.url().split('#')[1] || '/'}`);
     if (trail.length > 8) trail.shift();
-  });
-  page.on('pageerror', (error) => {
-    state.events.push({ user: name, kind: 'pageerror', text: String(error.message || error) });
-  });
-  page.on('console', (message) => {
-    if (message.type() !== 'error') return;
-    state.events.push({
-      user: name,
-      kind: 'console',
-      text: message.text(),
-      url: message.location()?.url || '',
-    });
   });
   // The account data each user's /sync delivered (cross-signing setup waits on it).
   state.syncedAccountData[name] = new Set();
@@ -73,35 +67,6 @@ function watch(name, page) {
         .catch(() => {}),
     );
   });
-  page.on('response', (response) => {
-    const url = response.url();
-    if (!url.startsWith(HS) || response.status() < 400) return;
-    const request = response.request();
-    const event = {
-      user: name,
-      kind: 'answer',
-      method: request.method(),
-      path: url.slice(HS.length),
-      status: response.status(),
-      errcode: null,
-    };
-    state.events.push(event);
-    // The errcode is in the body, read after the fact; a body the browser no longer holds
-    // (or not JSON) leaves errcode null, which the judge treats as unexplained.
-    state.pending.push(
-      response
-        .json()
-        .then((body) => {
-          event.errcode = body && typeof body.errcode === 'string' ? body.errcode : null;
-        })
-        .catch(() => {}),
-    );
-  });
-}
-
-async function drainEvents() {
-  await Promise.all(state.pending.splice(0));
-  return state.events.splice(0);
 }
 
 // ---- page helpers ---------------------------------------------------------------------------
@@ -231,34 +196,12 @@ async function closeDialog(page, title) {
   );
 }
 
-async function api(name, method, apiPath, body) {
-  const response = await fetch(`${HS}${apiPath}`, {
-    method,
-    headers: { Authorization: `Bearer ${state.tokens[name]}`, 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  let json = null;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = { raw: text };
-  }
-  return { status: response.status, body: json };
+function api(name, method, apiPath, body) {
+  return apiCall(HS, state.tokens[name], method, apiPath, body);
 }
 
-async function screenshot(step, names) {
-  const files = [];
-  for (const name of names) {
-    const file = path.join(SHOTS, `${step}-${name}.png`);
-    await state.pages[name].screenshot({ path: file });
-    files.push(file);
-  }
-  return files;
-}
-
-function check(condition, message) {
-  if (!condition) throw new Error(message);
+function screenshot(step, names) {
+  return shoot(SHOTS, step, Object.fromEntries(names.map((name) => [name, state.pages[name]])));
 }
 
 // ---- the steps ------------------------------------------------------------------------------
@@ -672,12 +615,8 @@ async function reset() {
 // ---- main loop ------------------------------------------------------------------------------
 
 async function main() {
-  fs.mkdirSync(SHOTS, { recursive: true });
-  const browser = await puppeteer.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'],
-  });
+  ensureDir(SHOTS);
+  const browser = await launch(CHROMIUM);
   for (const name of USERS) {
     const context = await browser.createBrowserContext();
     const page = await context.newPage();
@@ -691,50 +630,17 @@ async function main() {
     watch(name, page);
     state.pages[name] = page;
   }
-  const out = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
-  out({ ready: true, chromium: await browser.version() });
-
-  const lines = readline.createInterface({ input: process.stdin });
-  let dirty = false;
-  for await (const line of lines) {
-    if (!line.trim()) continue;
-    const { step } = JSON.parse(line);
-    if (step === 'quit') break;
-    const result = { step, ok: false, error: null, details: null, events: [], screenshots: [] };
-    const started = Date.now();
-    if (dirty) {
-      await reset();
-      // The app's start-up calls after the reload belong to no step (the register step judges
-      // the same calls); they are passed on for the record only.
-      result.reset_events = await drainEvents();
-    }
-    const run = steps[step];
-    if (!run) {
-      result.error = `no step ${step}`;
-    } else {
-      try {
-        result.details = await run();
-        result.ok = true;
-      } catch (error) {
-        const trail = USERS.map((name) => `${name} went: ${state.nav[name].join(' -> ')}`);
-        result.error = [String(error && error.stack ? error.stack : error), ...trail].join('\n');
-      }
-    }
-    await sleep(300); // answers still in flight when the step ended belong to it
-    try {
-      result.screenshots = await screenshot(step, USERS);
-    } catch (error) {
-      result.error = result.error || `screenshot: ${error}`;
-    }
-    result.events = await drainEvents();
-    result.elapsed_ms = Date.now() - started;
-    dirty = !result.ok;
-    out(result);
-  }
+  await serveSteps({
+    browser,
+    recorder,
+    steps,
+    // The app's start-up calls after a reset's reload belong to no step (the register step
+    // judges the same calls); they are passed on for the record only.
+    reset,
+    shots: (step) => screenshot(step, USERS),
+    trail: () => USERS.map((name) => `${name} went: ${state.nav[name].join(' -> ')}`),
+  });
   await browser.close();
 }
 
-main().catch((error) => {
-  process.stdout.write(`${JSON.stringify({ fatal: String(error && error.stack ? error.stack : error) })}\n`);
-  process.exit(1);
-});
+runDriver(main);

@@ -1,28 +1,27 @@
 // Drives the built Cinny in headless Chromium for tests/web_client/test_cinny_issue16.py (issue
 // 16: search, user directory, a space's room list, threads, unread badges).
 //
-// Same protocol as driver.mjs (which runs its own steps on import, so nothing can be imported
-// from it): one JSON object per line on stdin, {"step": NAME}; one JSON object per line on
-// stdout per step: {"step", "ok", "error", "details", "events", "screenshots", "elapsed_ms"}.
-// "events" are what the browser reported that a server answer may have caused (uncaught page
-// errors, console errors, non-2xx answers of the homeserver with their errcode); the Python
-// side judges them with test_cinny.py's rules.
+// The protocol, the browser and the record of what it reports are harness.mjs's (as for
+// driver.mjs); the Python side judges the events with test_cinny.py's rules.
 //
 // The accounts and the rooms each scenario starts from are made through the API (the register
 // and create-room forms are issue 15's scenarios); each page is then signed in the way Cinny
 // keeps a session (its four localStorage keys), and everything the scenario is about happens
 // in the page.
 
-import fs from 'node:fs';
-import path from 'node:path';
-import readline from 'node:readline';
-import puppeteer from 'puppeteer-core';
+import {
+  Recorder,
+  api as apiCall,
+  check,
+  ensureDir,
+  env,
+  launch,
+  runDriver,
+  screenshot as shoot,
+  serveSteps,
+  sleep,
+} from './harness.mjs';
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`driver16.mjs needs ${name}`);
-  return value;
-};
 const CHROMIUM = env('CHROMIUM');
 const SITE = env('SITE_URL');
 const HS = env('HOMESERVER_URL');
@@ -34,70 +33,14 @@ const WAIT = Number(process.env.STEP_WAIT_MS || 20000);
 const USERS = ['alice', 'bob'];
 const ACCOUNTS = ['alice', 'bob', 'carol', 'dave'];
 const userId = (name) => `@${name}:${SERVER_NAME}`;
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-const state = { pages: {}, sessions: {}, events: [], pending: [], rooms: {}, txn: 0 };
-
-// ---- what the browser reports (as driver.mjs) ------------------------------------------------
-
-function watch(name, page) {
-  page.on('pageerror', (error) => {
-    state.events.push({ user: name, kind: 'pageerror', text: String(error.message || error) });
-  });
-  page.on('console', (message) => {
-    if (message.type() !== 'error') return;
-    state.events.push({ user: name, kind: 'console', text: message.text() });
-  });
-  page.on('response', (response) => {
-    const url = response.url();
-    if (!url.startsWith(HS) || response.status() < 400) return;
-    const request = response.request();
-    const event = {
-      user: name,
-      kind: 'answer',
-      method: request.method(),
-      path: url.slice(HS.length),
-      status: response.status(),
-      errcode: null,
-    };
-    state.events.push(event);
-    state.pending.push(
-      response
-        .json()
-        .then((body) => {
-          event.errcode = body && typeof body.errcode === 'string' ? body.errcode : null;
-        })
-        .catch(() => {}),
-    );
-  });
-}
-
-// The errcodes read so far; a body the browser never delivers (a request cut short by a page
-// load) is not waited for past a few seconds: its errcode stays null (unexplained).
-async function drainEvents() {
-  const pending = state.pending.splice(0);
-  await Promise.race([Promise.all(pending), sleep(3000)]);
-  return state.events.splice(0);
-}
+const state = { pages: {}, sessions: {}, rooms: {}, txn: 0 };
+const recorder = new Recorder(HS);
 
 // ---- the API, for what the scenarios start from -------------------------------------------
 
-async function api(name, method, apiPath, body) {
-  const headers = { 'Content-Type': 'application/json' };
-  if (name) headers.Authorization = `Bearer ${state.sessions[name].access_token}`;
-  const response = await fetch(`${HS}${apiPath}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = { raw: text };
-  }
-  return { status: response.status, body: json };
+function api(name, method, apiPath, body) {
+  return apiCall(HS, name ? state.sessions[name].access_token : null, method, apiPath, body);
 }
 
 async function ok(name, method, apiPath, body) {
@@ -134,10 +77,6 @@ async function sendApi(name, roomId, content, type = 'm.room.message') {
 }
 
 // ---- page helpers ---------------------------------------------------------------------------
-
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
 
 async function findButton(page, text, timeout = WAIT) {
   const handle = await page.waitForFunction(
@@ -179,14 +118,8 @@ async function send(page, text) {
   await page.keyboard.press('Enter');
 }
 
-async function screenshot(step, names) {
-  const files = [];
-  for (const name of names) {
-    const file = path.join(SHOTS, `${step}-${name}.png`);
-    await state.pages[name].screenshot({ path: file });
-    files.push(file);
-  }
-  return files;
+function screenshot(step, names) {
+  return shoot(SHOTS, step, Object.fromEntries(names.map((name) => [name, state.pages[name]])));
 }
 
 // Type into a field only once it holds the focus (a dialog takes the focus a moment after it
@@ -584,63 +517,24 @@ async function wakeSyncs() {
 // ---- main loop ------------------------------------------------------------------------------
 
 async function main() {
-  fs.mkdirSync(SHOTS, { recursive: true });
-  const browser = await puppeteer.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'],
-  });
+  ensureDir(SHOTS);
+  const browser = await launch(CHROMIUM);
   for (const name of USERS) {
     const context = await browser.createBrowserContext();
     const page = await context.newPage();
     await page.setViewport({ width: 1280, height: 800 });
-    watch(name, page);
+    recorder.watch(name, page);
     state.pages[name] = page;
   }
-  const out = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
-  out({ ready: true, chromium: await browser.version() });
-
-  const lines = readline.createInterface({ input: process.stdin });
-  let dirty = false;
-  for await (const line of lines) {
-    if (!line.trim()) continue;
-    const { step } = JSON.parse(line);
-    if (step === 'quit') break;
-    const result = { step, ok: false, error: null, details: null, events: [], screenshots: [] };
-    const started = Date.now();
-    if (dirty) {
-      await reset();
-      result.reset_events = await drainEvents();
-    }
-    const run = steps[step];
-    if (!run) {
-      result.error = `no step ${step}`;
-    } else {
-      try {
-        result.details = await run();
-        result.ok = true;
-      } catch (error) {
-        result.error = String(error && error.stack ? error.stack : error);
-      }
-    }
-    await sleep(300); // answers still in flight when the step ended belong to it
-    try {
-      result.screenshots = await screenshot(step, USERS);
-    } catch (error) {
-      result.error = result.error || `screenshot: ${error}`;
-    }
-    result.events = await drainEvents();
-    result.elapsed_ms = Date.now() - started;
-    dirty = !result.ok;
-    out(result);
-  }
-  lines.close();
+  await serveSteps({
+    browser,
+    recorder,
+    steps,
+    reset,
+    shots: (step) => screenshot(step, USERS),
+  });
   await browser.close();
   await wakeSyncs().catch(() => {});
-  process.exit(0);
 }
 
-main().catch((error) => {
-  process.stdout.write(`${JSON.stringify({ fatal: String(error && error.stack ? error.stack : error) })}\n`);
-  process.exit(1);
-});
+runDriver(main);

@@ -45,6 +45,12 @@ SERVER_CONFIG: dict[str, Any] = {
         "account": RELAXED_LIMIT,
         "failed_attempts": RELAXED_LIMIT,
     },
+    # The "send server notice" action needs them configured, as on Synapse.
+    "server_notices": {
+        "system_mxid_localpart": "notices",
+        "system_mxid_display_name": "Server Notices",
+        "room_name": "Server Notices",
+    },
 }
 
 # Non-2xx answers that are the protocol working, not a gap: (method or None, path pattern,

@@ -68,6 +68,8 @@ class TransactionStats:
     failures: int = 0
     retries: int = 0
     total_seconds: float = 0.0
+    #: SQL statements run in these transactions (an ``executemany`` counts once).
+    statements: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +169,9 @@ class Transaction(_Reads):
 
     def __init__(self, name: str) -> None:
         self.name = name
+        #: statements run so far; engines count each execute/executemany/fetch (one integer
+        #: addition: cheap enough to stay on in production, summed into ``Database.stats``).
+        self.statements = 0
         self._after_commit: list[Callable[[], None]] = []
         #: what stores remember while the transaction lasts, dropped with it.
         self.context = TransactionContext()
@@ -260,6 +265,8 @@ class Database(_Reads):
             elapsed = time.monotonic() - start
             stats.count += 1
             stats.total_seconds += elapsed
+            if txn is not None:
+                stats.statements += txn.statements
             logger.debug("transaction %s took %.1f ms", name, elapsed * 1000)
             for observe in self.transaction_observers:
                 try:

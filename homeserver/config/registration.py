@@ -1,5 +1,6 @@
-"""``enable_registration``, ``enable_registration_without_verification`` and the shared secret
-for ``/_synapse/admin/v1/register`` (``registration_shared_secret`` or its ``_path`` twin)."""
+"""``enable_registration``, ``enable_registration_without_verification``, the shared secret
+for ``/_synapse/admin/v1/register`` (``registration_shared_secret`` or its ``_path`` twin) and
+``password_hashing`` (the argon2id cost of new password hashes)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,22 @@ KEYS = frozenset(
         "enable_registration_without_verification",
         "registration_shared_secret",
         "registration_shared_secret_path",
+        "password_hashing",
     }
 )
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordHashingConfig:
+    """argon2id parameters of new password hashes (argon2-cffi's defaults, RFC 9106's
+    low-memory profile). Existing hashes keep theirs and verify as before; one made with other
+    parameters is re-hashed at its next login. Lower them only where accounts are throw-away
+    (benchmarks register thousands of users)."""
+
+    time_cost: int = 3
+    #: KiB.
+    memory_cost: int = 65536
+    parallelism: int = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +38,7 @@ class RegistrationConfig:
     enable_registration_without_verification: bool
     #: None disables shared-secret registration. Kept out of ``repr`` so it is never logged.
     registration_shared_secret: str | None = field(repr=False)
+    password_hashing: PasswordHashingConfig = field(default_factory=PasswordHashingConfig)
 
     @property
     def open_registration(self) -> bool:
@@ -54,4 +70,21 @@ def parse_registration(reader: Reader) -> RegistrationConfig:
             "enable_registration_without_verification", False
         ),
         registration_shared_secret=secret,
+        password_hashing=_parse_password_hashing(reader),
     )
+
+
+def _parse_password_hashing(reader: Reader) -> PasswordHashingConfig:
+    section = reader.sub("password_hashing")
+    default = PasswordHashingConfig()
+    parallelism = section.integer("parallelism", default.parallelism, minimum=1, maximum=64)
+    config = PasswordHashingConfig(
+        time_cost=section.integer("time_cost", default.time_cost, minimum=1, maximum=100),
+        # argon2 needs at least 8 KiB per lane.
+        memory_cost=section.integer(
+            "memory_cost", default.memory_cost, minimum=8 * parallelism, maximum=4 * 1024 * 1024
+        ),
+        parallelism=parallelism,
+    )
+    section.warn_unknown()
+    return config

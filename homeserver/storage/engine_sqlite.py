@@ -8,7 +8,8 @@ docs/performance.md). What may block longer stays off the loop: ``BEGIN IMMEDIAT
 process holds the write lock (it then waits ``busy_timeout`` on a worker thread), and WAL
 checkpoints (run on a connection of their own, on a worker thread, every
 ``CHECKPOINT_EVERY_PAGES`` written pages, instead of SQLite's automatic checkpoint inside COMMIT).
-Readers stay on aiosqlite: a read outside a transaction may be large and runs beside the loop."""
+Readers stay on aiosqlite: a read outside a transaction may be large and runs beside the loop;
+only ``db.indexed`` reads (lookups by key) run in place, on a read-only connection of their own."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from typing import Any
 import aiosqlite
 
 from homeserver.private_files import create_private_file, ensure_private_dir, tighten
-from homeserver.storage.database import Database, Row, Transaction, in_transaction
+from homeserver.storage.database import Database, Row, Transaction, _Reads, in_transaction
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,22 @@ class SqliteTransaction(Transaction):
 
     async def advisory_lock(self, key: int) -> None:
         return None
+
+
+class InPlaceReads(_Reads):
+    """``db.indexed``: reads by key on a read-only connection, run on the loop's thread."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def fetchall(self, sql: str, *args: Any) -> list[Row]:
+        cursor = self._conn.execute(sql, args)
+        try:
+            return cursor.fetchall()
+        finally:
+            cursor.close()
 
 
 class WriterTransaction(Transaction):
@@ -124,6 +141,8 @@ class SqliteDatabase(Database):
         self._blocking: aiosqlite.Connection | None = None
         self._pages_since_checkpoint = 0
         self._checkpoint: asyncio.Task[None] | None = None
+        self._in_place: InPlaceReads | None = None
+        self._in_place_conn: sqlite3.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._all_readers: list[aiosqlite.Connection] = []
@@ -166,6 +185,12 @@ class SqliteDatabase(Database):
         self._writer = self._connect_writer()
         if not self._memory:
             self._blocking = await self._connect(read_only=False)
+            self._in_place_conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False
+            )
+            self._in_place_conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._in_place_conn.execute("PRAGMA query_only = ON")
+            self._in_place = InPlaceReads(self._in_place_conn)
         for _ in range(self._reader_count):
             conn = await self._connect(read_only=True)
             self._all_readers.append(conn)
@@ -181,10 +206,18 @@ class SqliteDatabase(Database):
         if self._blocking is not None:
             await self._blocking.close()
             self._blocking = None
+        if self._in_place_conn is not None:
+            self._in_place_conn.close()
+            self._in_place_conn = self._in_place = None
         if self._writer is not None:
             async with self._write_lock:
                 self._writer.close()
             self._writer = None
+
+    @property
+    def indexed(self) -> _Reads:
+        # In memory there is no second connection to the same data: reads share the writer.
+        return self if self._in_place is None else self._in_place
 
     async def _begin(self, writer: sqlite3.Connection) -> None:
         """BEGIN IMMEDIATE in place when the lock is free (the usual case: one process), else

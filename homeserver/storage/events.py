@@ -110,7 +110,7 @@ class EventsStore:
                 self._cache.move_to_end(event_id)
                 found[event_id] = cached
         for chunk in _chunks(missing):
-            rows = await (txn or self.db).fetchall(
+            rows = await (txn or self.db.indexed).fetchall(
                 f"SELECT {_EVENT_COLUMNS} FROM events"
                 f" WHERE event_id IN ({placeholders(len(chunk))})",
                 *chunk,
@@ -152,7 +152,9 @@ class EventsStore:
 
     async def get_max_stream_ordering(self) -> int:
         """The newest committed stream position (0 when no event is stored)."""
-        return int(await self.db.fetchval("SELECT COALESCE(MAX(stream_ordering), 0) FROM events"))
+        return int(
+            await self.db.indexed.fetchval("SELECT COALESCE(MAX(stream_ordering), 0) FROM events")
+        )
 
     async def get_auth_chain_ids(
         self, event_ids: Iterable[str], *, include_given: bool = False

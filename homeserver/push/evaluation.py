@@ -25,7 +25,13 @@ from typing import Any
 
 from homeserver.clock import WallClock
 from homeserver.events.event import Event
-from homeserver.push.evaluator import context_for, evaluate, is_highlight, notifies
+from homeserver.push.evaluator import (
+    context_for,
+    evaluate,
+    is_highlight,
+    notifies,
+    shared_default_verdict,
+)
 from homeserver.push.rules import PushRulesService
 from homeserver.storage import Store
 from homeserver.storage.push_actions import MAIN_THREAD, PushAction
@@ -219,11 +225,24 @@ class PushEvaluator:
         ordering = event.internal.stream_ordering or 0
         now = self.clock()
         notified: list[tuple[str, list[Any]]] = []
+        # Members with the server's default rules (most of a big room) often all get the same
+        # verdict: judged once (``shared_default_verdict``), and skipped when it is silent.
+        shared: tuple[bool, list[Any] | None] | None = None
         for user_id in recipients:
             ruleset = rulesets[user_id]
-            reads_names = user_id in own and _reads_names(ruleset)
-            name = await self._display_name(event.room_id, user_id) if reads_names else None
-            actions = evaluate(ruleset, ctx, name, memo)
+            if user_id not in own:
+                if shared is None:
+                    shared = shared_default_verdict(ruleset, ctx, memo)
+                if shared[0]:
+                    if not notifies(shared[1]):
+                        continue
+                    actions = list(shared[1] or ())
+                else:
+                    actions = evaluate(ruleset, ctx, None, memo)
+            else:
+                reads_names = _reads_names(ruleset)
+                name = await self._display_name(event.room_id, user_id) if reads_names else None
+                actions = evaluate(ruleset, ctx, name, memo)
             if notifies(actions):
                 assert actions is not None
                 notified.append((user_id, actions))

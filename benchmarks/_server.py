@@ -250,3 +250,37 @@ async def synapse_server(label: str) -> AsyncIterator[BenchServer]:
             yield BenchServer(synapse.client_url, synapse.process.pid)
         finally:
             await asyncio.to_thread(synapse.stop)
+
+
+@asynccontextmanager
+async def profiled(server: BenchServer, output: Path | None) -> AsyncIterator[None]:
+    """With ``output``: py-spy samples the server (200 Hz, all threads, without pausing it)
+    while the block runs, written as collapsed stacks (``-f raw``: one line per stack and its
+    count, for flamegraph.pl, speedscope or a script). docs/performance.md reads them."""
+    if output is None:
+        yield
+        return
+    py_spy = Path(sys.executable).with_name("py-spy")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    process = await asyncio.create_subprocess_exec(
+        str(py_spy),
+        "record",
+        "--pid",
+        str(server.pid),
+        "--rate",
+        "200",
+        "--format",
+        "raw",
+        "--nonblocking",
+        "--output",
+        str(output),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await asyncio.sleep(0.5)  # attached before the first request
+        yield
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        await process.wait()

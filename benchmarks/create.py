@@ -28,6 +28,7 @@ from benchmarks._server import (
     BenchServer,
     bench_server,
     per_operation,
+    profiled,
     rss_mb,
     run_client,
     stats_delta,
@@ -63,6 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="also measure Synapse (the matrix-synapse test dependency) in the same run",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="py-spy our server during the run; collapsed stacks to PROFILE-<engine>.txt",
     )
     parser.add_argument("--client", type=Path, default=BENCH_CLIENT)
 
@@ -129,7 +136,11 @@ async def _measure_server(args: argparse.Namespace, server: BenchServer) -> dict
 
 
 async def _measure(args: argparse.Namespace, engine: str) -> dict[str, Any]:
-    async with bench_server(engine, args.postgres_dsn, "create") as server:
+    output = None if args.profile is None else Path(f"{args.profile}-{engine}.txt")
+    async with (
+        bench_server(engine, args.postgres_dsn, "create") as server,
+        profiled(server, output),
+    ):
         return {"engine": engine, **await _measure_server(args, server)}
 
 

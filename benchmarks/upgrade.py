@@ -25,6 +25,7 @@ from benchmarks._common import measure_engines, parse_engines
 from benchmarks._server import (
     BENCH_CLIENT,
     bench_server,
+    profiled,
     run_client,
     stats_delta,
     transaction_stats,
@@ -55,6 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--upgrade-preset", default="public_chat")
     parser.add_argument("--register-concurrency", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=8, help="joins in flight in setup")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="py-spy our server during the run; collapsed stacks to PROFILE-<engine>.txt",
+    )
     parser.add_argument("--client", type=Path, default=BENCH_CLIENT)
 
 
@@ -88,7 +95,11 @@ def _client_arguments(args: argparse.Namespace, members: int) -> list[str]:
 async def _measure(args: argparse.Namespace, engine: str) -> dict[str, Any]:
     """One server per engine; one client run per member count, merged."""
     merged: dict[str, Any] = {"engine": engine, "results": {"upgrade": {}}, "resources": {}}
-    async with bench_server(engine, args.postgres_dsn, "upgrade") as server:
+    output = None if args.profile is None else Path(f"{args.profile}-{engine}.txt")
+    async with (
+        bench_server(engine, args.postgres_dsn, "upgrade") as server,
+        profiled(server, output),
+    ):
         for members in _member_counts(args):
             before = await transaction_stats(server)
             result = await run_client(args.client, server, _client_arguments(args, members))

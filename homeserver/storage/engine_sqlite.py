@@ -232,7 +232,17 @@ class SqliteDatabase(Database):
                 raise
         finally:
             writer.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        await asyncio.get_running_loop().run_in_executor(None, writer.execute, "BEGIN IMMEDIATE")
+        begin = asyncio.get_running_loop().run_in_executor(None, writer.execute, "BEGIN IMMEDIATE")
+        try:
+            await asyncio.shield(begin)
+        except asyncio.CancelledError:
+            # The BEGIN goes on in its thread and may still succeed: wait for it (the write
+            # lock is still ours) and undo it, so the next transaction finds the connection
+            # idle.
+            await asyncio.wait([begin])
+            if writer.in_transaction:
+                writer.execute("ROLLBACK")
+            raise
 
     def _after_commit(self, writer: sqlite3.Connection, changes_before: int) -> None:
         """Count what went into the WAL and start a passive checkpoint off the loop once about

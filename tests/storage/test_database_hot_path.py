@@ -124,3 +124,34 @@ async def test_sqlite_wal_checkpointed_off_the_loop(
         assert await db.indexed.fetchval("SELECT COUNT(*) FROM users") == 300
     finally:
         await db.close()
+
+
+async def test_sqlite_writer_cancelled_while_waiting_leaves_the_connection_idle(
+    tmp_path: Path,
+) -> None:
+    db = await open_sqlite(tmp_path / "homeserver.db")
+    try:
+        await apply_migrations(db)
+        other = sqlite3.connect(
+            tmp_path / "homeserver.db", isolation_level=None, check_same_thread=False
+        )
+        other.execute("BEGIN IMMEDIATE")
+
+        async def write(user_id: str) -> None:
+            async with db.transaction("waits") as txn:
+                await txn.execute(INSERT_USER, user_id, None, False, 1)
+
+        waiting = asyncio.create_task(write("@cancelled:x"))
+        await asyncio.sleep(0.2)
+        waiting.cancel()
+        await asyncio.sleep(0.1)
+        other.execute("ROLLBACK")
+        other.close()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        # The BEGIN that went on in its thread was undone: the next transaction runs.
+        await asyncio.wait_for(write("@next:x"), 10)
+        rows = await db.fetchall("SELECT user_id FROM users")
+        assert rows == [("@next:x",)]
+    finally:
+        await db.close()

@@ -26,6 +26,7 @@ from homeserver.config import ConfigError, HomeserverConfig, ListenerConfig, Log
 from homeserver.config.database import DatabaseConfig
 from homeserver.config.listeners import RESOURCE_NAMES
 from homeserver.crypto.key_storage import load_or_create_signing_key
+from homeserver.crypto.passwords import configure_hashing
 from homeserver.crypto.signing import key_id
 from homeserver.homeserver import Homeserver
 from homeserver.http import appkeys
@@ -334,6 +335,14 @@ def run(config: HomeserverConfig) -> None:
     logging_setup = configure_logging(config.logging)
     for warning in config.warnings:
         logger.warning("%s", warning)
+    # Process-wide (the hasher is module state): set here, where one process runs one server,
+    # not in start_homeserver, which tests call for many servers in one process.
+    hashing = config.registration.password_hashing
+    configure_hashing(
+        time_cost=hashing.time_cost,
+        memory_cost=hashing.memory_cost,
+        parallelism=hashing.parallelism,
+    )
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(_run(config, logging_setup))
 

@@ -11,7 +11,7 @@ What is measured where:
 
 * HTTP requests, responses, latency, in-flight — :func:`homeserver.http.metrics.metrics_middleware`;
 * database transactions by name — an observer on ``Database`` (count and duration histogram) and
-  ``Database.stats`` read at scrape time (failures, retries);
+  ``Database.stats`` read at scrape time (failures, retries, statements);
 * events persisted and soft-failed — a listener on the ``EventPersister``, after commit;
 * federation — the transaction handler (received PDUs/EDUs), the sender (transactions per
   destination and outcome) and the outbox read at scrape time (queue depth);
@@ -340,11 +340,18 @@ class _TransactionStatsCollector(Collector):
             "Database transactions re-run after a serialization failure or deadlock, by name.",
             labels=("desc",),
         )
+        statements = CounterMetricFamily(
+            "homeserver_storage_transaction_statements",
+            "SQL statements run inside database transactions, by transaction name.",
+            labels=("desc",),
+        )
         for name, stats in sorted(self._stats.items()):
             failures.add_metric((name,), stats.failures)
             retries.add_metric((name,), stats.retries)
+            statements.add_metric((name,), stats.statements)
         yield failures
         yield retries
+        yield statements
 
 
 class _FederationQueue(Collector):

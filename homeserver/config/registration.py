@@ -1,6 +1,7 @@
 """``enable_registration``, ``enable_registration_without_verification``,
-``registration_requires_token`` and the shared secret for ``/_synapse/admin/v1/register``
-(``registration_shared_secret`` or its ``_path`` twin)."""
+``registration_requires_token``, the shared secret for ``/_synapse/admin/v1/register``
+(``registration_shared_secret`` or its ``_path`` twin) and ``password_hashing`` (the argon2id
+cost of new password hashes)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,22 @@ KEYS = frozenset(
         "registration_shared_secret",
         "registration_shared_secret_path",
         "registration_requires_token",
+        "password_hashing",
     }
 )
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordHashingConfig:
+    """argon2id parameters of new password hashes (argon2-cffi's defaults, RFC 9106's
+    low-memory profile). Existing hashes keep theirs and verify as before; one made with other
+    parameters is re-hashed at its next login. Lower them only where accounts are throw-away
+    (benchmarks register thousands of users)."""
+
+    time_cost: int = 3
+    #: KiB.
+    memory_cost: int = 65536
+    parallelism: int = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +42,7 @@ class RegistrationConfig:
     registration_shared_secret: str | None = field(repr=False)
     #: registration asks for a registration token (the ``m.login.registration_token`` stage).
     registration_requires_token: bool = False
+    password_hashing: PasswordHashingConfig = field(default_factory=PasswordHashingConfig)
 
     @property
     def open_registration(self) -> bool:
@@ -62,4 +78,21 @@ def parse_registration(reader: Reader) -> RegistrationConfig:
         ),
         registration_shared_secret=secret,
         registration_requires_token=reader.boolean("registration_requires_token", False),
+        password_hashing=_parse_password_hashing(reader),
     )
+
+
+def _parse_password_hashing(reader: Reader) -> PasswordHashingConfig:
+    section = reader.sub("password_hashing")
+    default = PasswordHashingConfig()
+    parallelism = section.integer("parallelism", default.parallelism, minimum=1, maximum=64)
+    config = PasswordHashingConfig(
+        time_cost=section.integer("time_cost", default.time_cost, minimum=1, maximum=100),
+        # argon2 needs at least 8 KiB per lane.
+        memory_cost=section.integer(
+            "memory_cost", default.memory_cost, minimum=8 * parallelism, maximum=4 * 1024 * 1024
+        ),
+        parallelism=parallelism,
+    )
+    section.warn_unknown()
+    return config

@@ -168,6 +168,14 @@ secrets_key_path: $secrets_key_path
 $registration_shared_secret_line
 #registration_shared_secret_path: /etc/homeserver/registration_secret
 
+# The argon2id cost of new password hashes (memory_cost in KiB). Hashes made with other
+# parameters still verify, and are re-hashed at the user's next login. Lower only for
+# throw-away accounts (benchmarks). Defaults: as below (RFC 9106's low-memory profile).
+#password_hashing:
+#  time_cost: 3
+#  memory_cost: 65536
+#  parallelism: 4
+
 ## Rooms ##
 
 # Encrypt new rooms by default: off, invite (rooms created with the private_chat or

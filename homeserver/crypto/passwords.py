@@ -18,6 +18,14 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher()
 
+
+def configure_hashing(*, time_cost: int, memory_cost: int, parallelism: int) -> None:
+    """Hash new passwords with these argon2id parameters (``password_hashing`` in the config;
+    set once at start-up). Verification reads each hash's own parameters, so hashes made
+    before keep working, and ``needs_rehash`` flags them for re-hashing at login."""
+    global _hasher
+    _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism)
+
 #: One hashing thread per core, at most four: more threads would not hash faster.
 HASHING_THREADS = max(1, min(4, os.cpu_count() or 1))
 _executor: ThreadPoolExecutor | None = None

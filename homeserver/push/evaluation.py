@@ -25,7 +25,13 @@ from typing import Any
 
 from homeserver.clock import WallClock
 from homeserver.events.event import Event
-from homeserver.push.evaluator import context_for, evaluate, is_highlight, notifies
+from homeserver.push.evaluator import (
+    context_for,
+    evaluate,
+    is_highlight,
+    notifies,
+    shared_default_verdict,
+)
 from homeserver.push.rules import PushRulesService
 from homeserver.storage import Store
 from homeserver.storage.push_actions import MAIN_THREAD, PushAction
@@ -218,17 +224,38 @@ class PushEvaluator:
             sender_power_level=power,
             notification_levels=notification_levels,
         )
-        rulesets, own = await self.push_rules.get_rulesets(recipients)
         memo: dict[str, bool] = {}
+        # Members with the server's default rules (most of a big room) often all get the same
+        # verdict: judged once (``shared_default_verdict``, on any of them: the defaults differ
+        # only where they name their user); when it is silent only the members with rules of
+        # their own are evaluated, and nobody's ruleset is even built for the others.
+        own = await self.store.push_rules.users_with_rules(recipients)
+        shared: tuple[bool, list[Any] | None] | None = None
+        first_default = next((u for u in recipients if u not in own), None)
+        if first_default is not None:
+            defaults, _ = await self.push_rules.get_rulesets([first_default])
+            shared = shared_default_verdict(defaults[first_default], ctx, memo)
+            if shared[0] and not notifies(shared[1]):
+                recipients = [u for u in recipients if u in own]
+        rulesets, own = await self.push_rules.get_rulesets(recipients)
         thread = thread_of(event)
         ordering = event.internal.stream_ordering or 0
         now = self.clock()
         notified: list[tuple[str, list[Any]]] = []
         for user_id in recipients:
             ruleset = rulesets[user_id]
-            reads_names = user_id in own and _reads_names(ruleset)
-            name = await self._display_name(event.room_id, user_id) if reads_names else None
-            actions = evaluate(ruleset, ctx, name, memo)
+            if user_id not in own:
+                assert shared is not None
+                if shared[0]:
+                    if not notifies(shared[1]):
+                        continue
+                    actions = list(shared[1] or ())
+                else:
+                    actions = evaluate(ruleset, ctx, None, memo)
+            else:
+                reads_names = _reads_names(ruleset)
+                name = await self._display_name(event.room_id, user_id) if reads_names else None
+                actions = evaluate(ruleset, ctx, name, memo)
             if notifies(actions):
                 assert actions is not None
                 notified.append((user_id, actions))

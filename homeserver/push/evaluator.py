@@ -227,6 +227,66 @@ def evaluate(
     return None
 
 
+#: Keys of the conditions through which a default rule names its user (``state_key`` of
+#: ``.m.rule.invite_for_me``, the mentioned user IDs of ``.m.rule.is_user_mention``).
+_USER_KEYS = frozenset({"state_key", "content.m\\.mentions.user_ids"})
+
+
+def _fails_for_everyone(kind: str, rule: Rule, ctx: EventContext) -> bool:
+    """Whether a user-dependent default rule matches nobody on this event: one of its
+    conditions that does not name the user fails (the same for everyone), or it needs a body
+    the event lacks, or a display name (never read for a ruleset of defaults only)."""
+    if kind == "content":
+        return ctx.body is None
+    conditions = rule.get("conditions")
+    if not isinstance(conditions, list):
+        return True
+    for condition in conditions:
+        if not isinstance(condition, Mapping) or condition.get("kind") == "contains_display_name":
+            return True
+        if condition.get("key") in _USER_KEYS:
+            # It names the user: it can match someone only if the event has that property.
+            value = lookup(ctx.event, condition["key"])
+            usable = isinstance(
+                value, list if condition.get("kind") == "event_property_contains" else str
+            )
+            if not usable:
+                return True
+            continue
+        if not condition_holds(condition, ctx, None):
+            return True
+    return False
+
+
+def shared_default_verdict(
+    ruleset: Mapping[str, list[Rule]], ctx: EventContext, memo: dict[str, bool]
+) -> tuple[bool, list[Any] | None]:
+    """For the server-default ruleset (any user's: they differ only where they name their
+    user), ``(True, actions)`` when :func:`evaluate` gives every user of the defaults the same
+    answer on this event — each rule before the first that matches anyone matches no one, and
+    that one names no user — else ``(False, None)``. A join into a room of 10,000 members is
+    then judged once, not once per member (each judged ``.m.rule.member_event``)."""
+    for kind in KINDS:
+        for rule in ruleset.get(kind, ()):
+            rule_id = rule.get("rule_id")
+            if ctx.has_mentions and rule_id in LEGACY_MENTION_RULES:
+                continue
+            if not rule.get("enabled", True):
+                continue
+            if rule_id in USER_DEPENDENT_RULES or not rule.get("default"):
+                if _fails_for_everyone(kind, rule, ctx):
+                    continue
+                return False, None
+            key = f"{kind}/{rule_id}"
+            matched = memo.get(key)
+            if matched is None:
+                matched = memo[key] = rule_matches(kind, rule, ctx, None)
+            if matched:
+                actions = rule.get("actions")
+                return True, list(actions) if isinstance(actions, list) else []
+    return True, None
+
+
 def notifies(actions: list[Any] | None) -> bool:
     return bool(actions) and "notify" in actions  # type: ignore[operator]
 

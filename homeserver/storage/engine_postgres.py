@@ -59,12 +59,15 @@ class PostgresTransaction(Transaction):
         self._conn = conn
 
     async def execute(self, sql: str, *args: Any) -> int:
+        self.statements += 1
         return _rowcount(await self._conn.execute(translate_placeholders(sql), *args))
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.statements += 1
         await self._conn.executemany(translate_placeholders(sql), [tuple(r) for r in rows])
 
     async def fetchall(self, sql: str, *args: Any) -> list[Row]:
+        self.statements += 1
         return [tuple(r) for r in await self._conn.fetch(translate_placeholders(sql), *args)]
 
     async def lock_row(self, table: str, key_column: str, key: Any) -> bool:

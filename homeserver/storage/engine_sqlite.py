@@ -1,8 +1,20 @@
-"""The SQLite engine: WAL, one writer connection serialised by an asyncio lock, a few readers."""
+"""The SQLite engine: WAL, one writer connection serialised by an asyncio lock, a few readers.
+
+The writer is a plain ``sqlite3`` connection whose statements run on the event loop's own thread
+(``WriterTransaction``): a write transaction's statements are small and the database is local, so
+running them in place costs a few microseconds each, where handing each to a worker thread and
+back (aiosqlite) cost 50–300 µs, most of it waiting for the GIL at concurrency (issue 18,
+docs/performance.md). What may block longer stays off the loop: ``BEGIN IMMEDIATE`` when another
+process holds the write lock (it then waits ``busy_timeout`` on a worker thread), and WAL
+checkpoints (run on a connection of their own, on a worker thread, every
+``CHECKPOINT_EVERY_PAGES`` written pages, instead of SQLite's automatic checkpoint inside COMMIT).
+Readers stay on aiosqlite: a read outside a transaction may be large and runs beside the loop;
+only ``db.indexed`` reads (lookups by key) run in place, on a read-only connection of their own."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -12,8 +24,16 @@ from typing import Any
 import aiosqlite
 
 from homeserver.private_files import create_private_file, ensure_private_dir, tighten
-from homeserver.storage.database import Database, Row, Transaction, in_transaction
+from homeserver.storage.database import Database, Row, Transaction, _Reads, in_transaction
 from homeserver.storage.process_lock import ProcessLock
+
+logger = logging.getLogger(__name__)
+
+#: how long a statement waits for another process's lock (ms), as before on every connection.
+BUSY_TIMEOUT_MS = 10000
+#: run a passive WAL checkpoint once about this many pages went into the WAL (SQLite's default
+#: automatic checkpoint is 1,000 pages, run inside the COMMIT that crosses it).
+CHECKPOINT_EVERY_PAGES = 1000
 
 
 class SqliteTransaction(Transaction):
@@ -26,14 +46,70 @@ class SqliteTransaction(Transaction):
     # Each aiosqlite call is a hop to its thread and back, the main cost of a small statement:
     # one hop per statement (the finished cursors need no explicit close).
     async def execute(self, sql: str, *args: Any) -> int:
+        self.statements += 1
         cursor = await self._conn.execute(sql, args)
         return max(cursor.rowcount, 0)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.statements += 1
         await self._conn.executemany(sql, [tuple(r) for r in rows])
 
     async def fetchall(self, sql: str, *args: Any) -> list[Row]:
+        self.statements += 1
         return [tuple(row) for row in await self._conn.execute_fetchall(sql, args)]
+
+    async def lock_row(self, table: str, key_column: str, key: Any) -> bool:
+        row = await self.fetchone(f"SELECT 1 FROM {table} WHERE {key_column} = ?", key)
+        return row is not None
+
+    async def advisory_lock(self, key: int) -> None:
+        return None
+
+
+class InPlaceReads(_Reads):
+    """``db.indexed``: reads by key on a read-only connection, run on the loop's thread."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def fetchall(self, sql: str, *args: Any) -> list[Row]:
+        cursor = self._conn.execute(sql, args)
+        try:
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+
+class WriterTransaction(Transaction):
+    """A write transaction on the writer connection, each statement run in place on the event
+    loop's thread (see the module docstring)."""
+
+    engine = "sqlite"
+
+    def __init__(self, name: str, conn: sqlite3.Connection) -> None:
+        super().__init__(name)
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        self.statements += 1
+        cursor = self._conn.execute(sql, args)
+        rowcount = cursor.rowcount
+        cursor.close()
+        return max(rowcount, 0)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.statements += 1
+        self._conn.executemany(sql, [tuple(r) for r in rows]).close()
+
+    async def fetchall(self, sql: str, *args: Any) -> list[Row]:
+        self.statements += 1
+        cursor = self._conn.execute(sql, args)
+        try:
+            return cursor.fetchall()
+        finally:
+            cursor.close()
 
     async def lock_row(self, table: str, key_column: str, key: Any) -> bool:
         row = await self.fetchone(f"SELECT 1 FROM {table} WHERE {key_column} = ?", key)
@@ -61,7 +137,13 @@ class SqliteDatabase(Database):
         self.sql_types = SQLITE_TYPES
         self._memory = path == ":memory:"
         self._reader_count = 0 if self._memory else max(readers, 0)
-        self._writer: aiosqlite.Connection | None = None
+        self._writer: sqlite3.Connection | None = None
+        #: the worker thread for what may block: BEGIN under contention, checkpoints.
+        self._blocking: aiosqlite.Connection | None = None
+        self._pages_since_checkpoint = 0
+        self._checkpoint: asyncio.Task[None] | None = None
+        self._in_place: InPlaceReads | None = None
+        self._in_place_conn: sqlite3.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._all_readers: list[aiosqlite.Connection] = []
@@ -72,13 +154,26 @@ class SqliteDatabase(Database):
         # isolation_level=None: autocommit; we issue BEGIN/COMMIT ourselves so that the Python
         # sqlite3 module never opens or commits a transaction behind our back.
         conn = await aiosqlite.connect(self.path, isolation_level=None)
-        await conn.execute("PRAGMA busy_timeout = 10000")
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         await conn.execute("PRAGMA foreign_keys = ON")
         if not self._memory:
             await conn.execute("PRAGMA journal_mode = WAL")
         await conn.execute("PRAGMA synchronous = NORMAL")
         if read_only:
             await conn.execute("PRAGMA query_only = ON")
+        return conn
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        # check_same_thread=False: BEGIN under contention runs on a worker thread (while the
+        # write lock keeps every other use away).
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if not self._memory:
+            conn.execute("PRAGMA journal_mode = WAL")
+            # Checkpoints run off the loop (``_after_commit``), not inside our COMMIT.
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+        conn.execute("PRAGMA synchronous = NORMAL")
         return conn
 
     async def _open(self) -> None:
@@ -93,22 +188,91 @@ class SqliteDatabase(Database):
             create_private_file(database)
             for companion in ("-wal", "-shm", "-journal"):
                 tighten(Path(f"{self.path}{companion}"))
-        self._writer = await self._connect(read_only=False)
+        self._writer = self._connect_writer()
+        if not self._memory:
+            self._blocking = await self._connect(read_only=False)
+            self._in_place_conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False
+            )
+            self._in_place_conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._in_place_conn.execute("PRAGMA query_only = ON")
+            self._in_place = InPlaceReads(self._in_place_conn)
         for _ in range(self._reader_count):
             conn = await self._connect(read_only=True)
             self._all_readers.append(conn)
             self._readers.put_nowait(conn)
 
     async def close(self) -> None:
+        if self._checkpoint is not None:
+            await asyncio.gather(self._checkpoint, return_exceptions=True)
+            self._checkpoint = None
         for conn in self._all_readers:
             await conn.close()
         self._all_readers.clear()
+        if self._blocking is not None:
+            await self._blocking.close()
+            self._blocking = None
+        if self._in_place_conn is not None:
+            self._in_place_conn.close()
+            self._in_place_conn = self._in_place = None
         if self._writer is not None:
-            await self._writer.close()
+            async with self._write_lock:
+                self._writer.close()
             self._writer = None
         if self._process_lock is not None:
             self._process_lock.release()
             self._process_lock = None
+
+    @property
+    def indexed(self) -> _Reads:
+        # In memory there is no second connection to the same data: reads share the writer.
+        return self if self._in_place is None else self._in_place
+
+    async def _begin(self, writer: sqlite3.Connection) -> None:
+        """BEGIN IMMEDIATE in place when the lock is free (the usual case: one process), else
+        wait for it on a worker thread, so another process's long transaction never stalls the
+        loop."""
+        writer.execute("PRAGMA busy_timeout = 0")
+        try:
+            writer.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as e:
+            if not str(e).startswith("database is locked"):
+                raise
+        finally:
+            writer.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        begin = asyncio.get_running_loop().run_in_executor(None, writer.execute, "BEGIN IMMEDIATE")
+        try:
+            await asyncio.shield(begin)
+        except asyncio.CancelledError:
+            # The BEGIN goes on in its thread and may still succeed: wait for it (the write
+            # lock is still ours) and undo it, so the next transaction finds the connection
+            # idle.
+            await asyncio.wait([begin])
+            if writer.in_transaction:
+                writer.execute("ROLLBACK")
+            raise
+
+    def _after_commit(self, writer: sqlite3.Connection, changes_before: int) -> None:
+        """Count what went into the WAL and start a passive checkpoint off the loop once about
+        ``CHECKPOINT_EVERY_PAGES`` pages did (changed rows stand in for pages: cheap, and a
+        row rarely fills a page)."""
+        if self._blocking is None:
+            return
+        self._pages_since_checkpoint += max(writer.total_changes - changes_before, 1)
+        if self._pages_since_checkpoint < CHECKPOINT_EVERY_PAGES or self._checkpoint is not None:
+            return
+        self._pages_since_checkpoint = 0
+        self._checkpoint = asyncio.get_running_loop().create_task(self._run_checkpoint())
+
+    async def _run_checkpoint(self) -> None:
+        try:
+            assert self._blocking is not None
+            await self._blocking.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except Exception:  # a checkpoint is housekeeping; the next one catches up
+            logger.exception("WAL checkpoint failed")
+        finally:
+            self._checkpoint = None
 
     @asynccontextmanager
     async def _engine_transaction(self, name: str, read_only: bool) -> AsyncIterator[Transaction]:
@@ -124,24 +288,28 @@ class SqliteDatabase(Database):
             finally:
                 self._readers.put_nowait(conn)
             return
-        assert self._writer is not None, "database is closed"
         async with self._write_lock:
+            writer = self._writer
+            assert writer is not None, "database is closed"
             # IMMEDIATE takes the write lock now, so a transaction never fails half-way through
             # when upgrading a read lock (another process holding the file).
-            await self._writer.execute("BEGIN IMMEDIATE")
+            await self._begin(writer)
+            changes_before = writer.total_changes
             try:
-                yield SqliteTransaction(name, self._writer)
+                yield WriterTransaction(name, writer)
             except BaseException:
-                await self._writer.execute("ROLLBACK")
+                if writer.in_transaction:
+                    writer.execute("ROLLBACK")
                 raise
             try:
-                await self._writer.execute("COMMIT")
+                writer.execute("COMMIT")
             except BaseException:
                 # A failed COMMIT (e.g. busy beyond the timeout) leaves the transaction open;
                 # close it so the next BEGIN on this connection works.
-                if self._writer.in_transaction:
-                    await self._writer.execute("ROLLBACK")
+                if writer.in_transaction:
+                    writer.execute("ROLLBACK")
                 raise
+            self._after_commit(writer, changes_before)
 
     def is_unavailable_error(self, error: Exception) -> bool:
         # Another process held the file beyond busy_timeout, or the disk went away.
@@ -157,7 +325,7 @@ class SqliteDatabase(Database):
                 raise RuntimeError("use txn.fetch* inside a transaction on an in-memory database")
             async with self._write_lock:
                 assert self._writer is not None, "database is closed"
-                return await SqliteTransaction("read", self._writer).fetchall(sql, *args)
+                return await WriterTransaction("read", self._writer).fetchall(sql, *args)
         conn = await self._readers.get()
         try:
             return await SqliteTransaction("read", conn).fetchall(sql, *args)

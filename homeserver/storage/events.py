@@ -139,7 +139,7 @@ class EventsStore:
                 found[event_id] = cached
         invalidations = self._invalidations
         for chunk in _chunks(missing):
-            rows = await (txn or self.db).fetchall(
+            rows = await (txn or self.db.indexed).fetchall(
                 f"SELECT {_EVENT_COLUMNS} FROM events"
                 f" WHERE event_id IN ({placeholders(len(chunk))})",
                 *chunk,
@@ -181,7 +181,9 @@ class EventsStore:
 
     async def get_max_stream_ordering(self) -> int:
         """The newest committed stream position (0 when no event is stored)."""
-        return int(await self.db.fetchval("SELECT COALESCE(MAX(stream_ordering), 0) FROM events"))
+        return int(
+            await self.db.indexed.fetchval("SELECT COALESCE(MAX(stream_ordering), 0) FROM events")
+        )
 
     async def get_auth_chain_ids(
         self, event_ids: Iterable[str], *, include_given: bool = False

@@ -308,19 +308,37 @@ class EventPersister:
             if event.event_id in around and event.is_state() and not event.rejected:
                 made_by[around[event.event_id][1]] = event
         unresolved: dict[int, dict[StateKey, list[Event]]] = {}
-        for event in made_by.values():
+        # A linear run (each event built on the state the previous one left: a genesis, an
+        # upgrade's joins) is followed with one map of the keys it set, so N joins cost N steps,
+        # not N²/2; an event that branches off the run is walked back group by group.
+        run_keys: dict[StateKey, str] = {}
+        run_start: int | None = None
+        run_tip: int | None = None
+        for after, event in made_by.items():
             key = event.state_tuple
             group = around[event.event_id][0]
             replaced: str | None = None
-            while group in made_by:
-                earlier = made_by[group]
-                if earlier.state_tuple == key:
-                    replaced = earlier.event_id
-                    break
-                group = around[earlier.event_id][0]
+            if run_tip is not None and run_start is not None and group == run_tip:
+                replaced = run_keys.get(key)
+                group = run_start
+            elif group not in made_by:
+                run_keys, run_start = {}, group
+            else:
+                while group in made_by:
+                    earlier = made_by[group]
+                    if earlier.state_tuple == key:
+                        replaced = earlier.event_id
+                        break
+                    group = around[earlier.event_id][0]
+                run_start = None
             if replaced is None:
                 unresolved.setdefault(group, {}).setdefault(key, []).append(event)
             event.internal.replaces_state = replaced
+            if run_start is None:
+                run_tip = None
+            else:
+                run_keys[key] = event.event_id
+                run_tip = after
         for group, by_key in unresolved.items():
             found = await self.state.get_state_entries_txn(txn, group, by_key)
             for key, events in by_key.items():

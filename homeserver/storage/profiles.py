@@ -47,7 +47,7 @@ class ProfilesStore:
 
     async def get_profile(self, user_id: str) -> ProfileRecord:
         """The user's profile; empty when none was ever set (the user may not exist)."""
-        row = await self.db.fetchone(
+        row = await self.db.indexed.fetchone(
             "SELECT displayname, avatar_url FROM profiles WHERE user_id = ?", user_id
         )
         return EMPTY_PROFILE if row is None else ProfileRecord(row[0], row[1])

@@ -69,7 +69,7 @@ class PushActionsStore:
 
     async def get_evaluable_event_ids(self, after: int, upto: int, limit: int) -> list[str]:
         """Events of rooms' timelines (not outliers, not rejected) in ``(after, upto]``."""
-        rows = await self.db.fetchall(
+        rows = await self.db.indexed.fetchall(
             "SELECT event_id FROM events WHERE stream_ordering > ? AND stream_ordering <= ?"
             " AND NOT outlier AND rejected_reason IS NULL ORDER BY stream_ordering LIMIT ?",
             after,

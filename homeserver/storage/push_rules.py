@@ -47,7 +47,7 @@ class PushRulesStore:
         ids = list(dict.fromkeys(user_ids))
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            rows = await self.db.fetchall(
+            rows = await self.db.indexed.fetchall(
                 "SELECT DISTINCT user_id FROM push_rules"
                 f" WHERE user_id IN ({placeholders(len(chunk))})",
                 *chunk,
@@ -57,7 +57,7 @@ class PushRulesStore:
 
     async def get_rules(self, user_id: str) -> list[StoredRule]:
         """Every row of the user's, user rules in priority order (highest first)."""
-        rows = await self.db.fetchall(
+        rows = await self.db.indexed.fetchall(
             "SELECT kind, rule_id, priority, conditions, pattern, actions, enabled"
             " FROM push_rules WHERE user_id = ? ORDER BY kind, priority DESC, rule_id",
             user_id,

@@ -173,7 +173,7 @@ class StateStore:
         if cached is not None:
             self._cache.move_to_end(state_group)
             return dict(cached)
-        state = await self._load(txn or self.db, state_group)
+        state = await self._load(txn or self.db.indexed, state_group)
         if txn is None:
             self._remember(state_group, state)
         return dict(state)
@@ -297,7 +297,7 @@ class StateStore:
         self, room_id: str, *, txn: Transaction | None = None
     ) -> int | None:
         """The group the room's current state equals (what the next local event builds on)."""
-        group = await (txn or self.db).fetchval(
+        group = await (txn or self.db.indexed).fetchval(
             "SELECT current_state_group FROM rooms WHERE room_id = ?", room_id
         )
         return None if group is None else int(group)
@@ -328,7 +328,7 @@ class StateStore:
     async def get_current_state_event_id(
         self, room_id: str, event_type: str, state_key: str = "", *, txn: Transaction | None = None
     ) -> str | None:
-        return await (txn or self.db).fetchval(
+        return await (txn or self.db.indexed).fetchval(
             "SELECT event_id FROM current_state_events"
             " WHERE room_id = ? AND type = ? AND state_key = ?",
             room_id,
@@ -436,7 +436,7 @@ class StateStore:
         if not ids:
             return {}
         column = "state_group_before" if before else "state_group_after"
-        rows = await self.db.fetchall(
+        rows = await self.db.indexed.fetchall(
             f"SELECT event_id, {column} FROM event_to_state_groups"
             f" WHERE event_id IN ({placeholders(len(ids))})",
             *ids,

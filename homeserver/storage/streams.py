@@ -28,7 +28,7 @@ async def advance_stream_txn(txn: Transaction, stream: str) -> int:
 
 async def get_stream_position(db: Database, stream: str) -> int:
     """The newest committed position of ``stream``."""
-    position = await db.fetchval(
+    position = await db.indexed.fetchval(
         "SELECT position FROM stream_positions WHERE stream_name = ?", stream
     )
     return int(position or 0)

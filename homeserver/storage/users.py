@@ -166,7 +166,7 @@ class UsersStore:
         )
 
     async def get_token_owner(self, token_hash: str) -> TokenOwner | None:
-        row = await self.db.fetchone(
+        row = await self.db.indexed.fetchone(
             "SELECT t.user_id, t.device_id, u.admin, u.deactivated, t.valid_until_ms"
             " FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?",
             token_hash,

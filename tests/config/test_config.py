@@ -421,3 +421,37 @@ def test_instance_name_and_worker_leases(parse_config: ParseConfig) -> None:
     )
     assert config.instance.instance_name == "worker1"
     assert (config.instance.lease_timeout_ms, config.instance.poll_interval_seconds) == (5000, 0.25)
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        (None, (3, 65536, 4)),
+        ({"time_cost": 1, "memory_cost": 8, "parallelism": 1}, (1, 8, 1)),
+        ({"time_cost": 5}, (5, 65536, 4)),
+    ],
+)
+def test_password_hashing(
+    parse_config: ParseConfig, section: dict[str, Any] | None, expected: tuple[int, int, int]
+) -> None:
+    config = parse_config(**({} if section is None else {"password_hashing": section}))
+    hashing = config.registration.password_hashing
+    assert (hashing.time_cost, hashing.memory_cost, hashing.parallelism) == expected
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ({"time_cost": 0}, "password_hashing.time_cost"),
+        ({"memory_cost": 7, "parallelism": 1}, "password_hashing.memory_cost"),
+        ({"memory_cost": 16, "parallelism": 4}, "password_hashing.memory_cost"),
+        ({"parallelism": 0}, "password_hashing.parallelism"),
+        ({"time_cost": "fast"}, "password_hashing.time_cost"),
+    ],
+)
+def test_password_hashing_refuses_bad_values(
+    parse_config: ParseConfig, section: dict[str, Any], key: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config(password_hashing=section)
+    assert key in str(raised.value)

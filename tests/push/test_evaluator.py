@@ -12,6 +12,7 @@ from homeserver.push.evaluator import (
     is_highlight,
     lookup,
     notifies,
+    shared_default_verdict,
 )
 from homeserver.push.rules import build_ruleset
 
@@ -87,3 +88,54 @@ def test_default_ruleset_outcomes():
     master_on = build_ruleset(ME, [])
     master_on["override"][0]["enabled"] = True
     assert evaluate(master_on, _ctx({"body": "hey bob"})) == []
+
+
+# --- the shared verdict of the default ruleset (issue 18) -----------------------------------
+USERS = (ME, "@carol:example.org", "@dave:example.org")
+SHARED_CASES = [
+    # A body without m.mentions may name a user's localpart (a legacy rule per user).
+    ("message, 2 members", _ctx({"msgtype": "m.text", "body": "hi"}, members=2), False),
+    ("message, 3 members", _ctx({"msgtype": "m.text", "body": "hi"}), False),
+    (
+        "message with m.mentions, 2 members",
+        _ctx({"body": "hi bob", "m.mentions": {"user_ids": []}}, members=2),
+        False,
+    ),
+    (
+        "message mentioning nobody, 3 members",
+        _ctx({"body": "hi bob", "m.mentions": {}}),
+        True,
+    ),
+    ("notice", _ctx({"msgtype": "m.notice", "body": "hi"}), True),
+    (
+        "join",
+        _ctx({"membership": "join"}, type_="m.room.member", event={"state_key": "@x:e"}),
+        True,
+    ),
+    (
+        "invite of bob",
+        _ctx({"membership": "invite"}, type_="m.room.member", event={"state_key": ME}),
+        False,
+    ),
+    ("names bob's localpart", _ctx({"msgtype": "m.text", "body": "hey bob"}), False),
+    (
+        "mentions bob",
+        _ctx({"body": "x", "m.mentions": {"user_ids": [ME]}}),
+        False,
+    ),
+    ("mentions nobody", _ctx({"body": "x", "m.mentions": {}}), True),
+    ("room mention", _ctx({"body": "@room", "m.mentions": {"room": True}}, power=100), True),
+    ("encrypted", _ctx({"algorithm": "x"}, type_="m.room.encrypted"), True),
+    ("state without body", _ctx({"name": "n"}, type_="m.room.name", event={"state_key": ""}), True),
+    ("call invite", _ctx({"call_id": "c"}, type_="m.call.invite"), True),
+]
+
+
+def test_shared_default_verdict_is_every_users_verdict():
+    for name, ctx, expect_shared in SHARED_CASES:
+        memo: dict[str, bool] = {}
+        shared, actions = shared_default_verdict(build_ruleset(USERS[1], []), ctx, memo)
+        assert shared is expect_shared, name
+        if shared:
+            for user in USERS:
+                assert evaluate(build_ruleset(user, []), ctx, None, {}) == actions, (name, user)

@@ -81,6 +81,10 @@ class PostgresDatabase(Database):
         self._max_size = max_size
         self.schema = schema
         self._pool: asyncpg.Pool | None = None
+        #: a connection or two for statements that must commit on their own while a
+        #: transaction of the main pool is open (never waits for the main pool: no deadlock
+        #: when every main connection is in a transaction that allocates).
+        self._side_pool: asyncpg.Pool | None = None
 
     async def _open(self) -> None:
         settings: dict[str, str] = {}
@@ -99,8 +103,14 @@ class PostgresDatabase(Database):
             max_size=self._max_size,
             server_settings=settings,
         )
+        self._side_pool = await asyncpg.create_pool(
+            self.dsn, min_size=1, max_size=2, server_settings=settings
+        )
 
     async def close(self) -> None:
+        if self._side_pool is not None:
+            await self._side_pool.close()
+            self._side_pool = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -113,6 +123,11 @@ class PostgresDatabase(Database):
 
     def is_unavailable_error(self, error: Exception) -> bool:
         return is_unavailable(error)
+
+    async def fetchall_autocommit(self, sql: str, *args: Any) -> list[Row]:
+        assert self._side_pool is not None, "database is closed"
+        rows = await self._side_pool.fetch(translate_placeholders(sql), *args)
+        return [tuple(r) for r in rows]
 
     async def fetchall(self, sql: str, *args: Any) -> list[Row]:
         assert self._pool is not None, "database is closed"

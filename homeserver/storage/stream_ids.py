@@ -38,8 +38,8 @@ after registering, so Q > L >= the answer. Either way Q > the answer: a reader n
 row committed later with a lower position. A writer that dies or rolls back leaves a row whose
 transaction is no longer in progress (PostgreSQL answers ``aborted``; ``NULL`` for one so old
 its status is gone): readers ignore it at once, so nothing freezes, and :func:`sweep` deletes
-such rows. No clock and no lease is involved. This needs READ COMMITTED (the default), where
-each statement takes a fresh snapshot.
+such rows (readers call it at most once a minute per process). No clock and no lease is
+involved. This needs READ COMMITTED (the default), where each statement takes a fresh snapshot.
 
 Per-key order: positions increase in commit order only among writers that a lock serialises
 before they allocate. Events allocate after taking the room's row lock; streams whose rows are
@@ -51,6 +51,7 @@ one user's account data take their positions in the order they commit.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
 import time
@@ -76,6 +77,8 @@ STREAMS = frozenset(
         DEVICE_LISTS_STREAM,
     }
 )
+
+logger = logging.getLogger(__name__)
 
 #: recorded with each in-flight row, for an operator reading the table.
 INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
@@ -206,19 +209,25 @@ async def persisted_up_to(db: Database, stream: str) -> int:
 
 
 async def sweep(db: Database) -> int:
-    """Delete in-flight rows left by writers that rolled back or died; how many went."""
+    """Delete in-flight rows left by writers that rolled back or died; how many went. (Readers
+    already ignore them: this only keeps the table small.) Runs on the side connection, so it
+    may be called from inside a transaction's task."""
     if db.engine != "postgres":
         return 0
-    async with db.transaction("stream_ids_sweep") as txn:
-        return await txn.execute(
-            "DELETE FROM stream_positions_in_flight"
-            " WHERE txid_status(xid) IS DISTINCT FROM 'in progress'"
-        )
+    rows = await db.fetchall_autocommit(
+        "DELETE FROM stream_positions_in_flight"
+        " WHERE txid_status(xid) IS DISTINCT FROM 'in progress' RETURNING id"
+    )
+    return len(rows)
 
 
 async def _maybe_sweep(db: Database) -> None:
     global _last_sweep
     now = time.monotonic()
-    if now - _last_sweep >= _SWEEP_EVERY_SECONDS:
-        _last_sweep = now
+    if now - _last_sweep < _SWEEP_EVERY_SECONDS:
+        return
+    _last_sweep = now
+    try:
         await sweep(db)
+    except Exception:  # housekeeping: a failure must not fail the read that triggered it
+        logger.exception("sweeping stream_positions_in_flight failed")

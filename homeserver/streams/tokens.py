@@ -5,9 +5,9 @@
 their own streams (``typing`` lives in the process's memory, see
 ``homeserver.ephemeral.typing``). A token only ever carries a stream's persisted-up-to position
 (``homeserver.storage.stream_ids``): everything at or below it is committed, so a reader that
-continues from it never skips a write committed later. Shorter tokens (``s42``, ``s42_3_7`` from before to-device,
-device lists, typing and presence existed) are accepted too,
-their missing parts being 0; /messages pagination tokens are the same shape, so a sync
+continues from it never skips a write committed later. Shorter tokens (``s42``, ``s42_3_7``
+from before to-device, device lists, typing and presence existed) are accepted too, their
+missing parts being 0; /messages pagination tokens are the same shape, so a sync
 ``prev_batch`` can be handed straight to /messages. ``sP`` means "just after the event at
 position P": /messages backwards from it returns events at positions <= P.
 """

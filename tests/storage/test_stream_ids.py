@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from homeserver.storage import Database, Store, Transaction
+from homeserver.storage import Database, Store, Transaction, stream_ids
 from homeserver.storage.stream_ids import (
     ACCOUNT_DATA_STREAM,
     EVENTS_STREAM,
@@ -66,6 +66,12 @@ class Held:
         self._end.set()
         with contextlib.suppress(_Abort):
             await self.task
+
+
+@pytest.fixture(autouse=True)
+def _no_background_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Readers sweep dead rows once a minute; these tests count the rows themselves."""
+    monkeypatch.setattr(stream_ids, "_SWEEP_EVERY_SECONDS", float("inf"))
 
 
 def _postgres_only(db_engine: str) -> None:

@@ -64,6 +64,10 @@ class PostgresTransaction(Transaction):
         await self._conn.execute("SELECT pg_advisory_xact_lock($1)", key)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The side pool's reset: nothing to undo (see ``PostgresDatabase._open``)."""
+
+
 POSTGRES_TYPES = {
     "id_pk": "BIGSERIAL PRIMARY KEY",
     "bytes": "BYTEA",
@@ -81,7 +85,7 @@ class PostgresDatabase(Database):
         self._max_size = max_size
         self.schema = schema
         self._pool: asyncpg.Pool | None = None
-        #: a connection or two for statements that must commit on their own while a
+        #: a few connections for statements that must commit on their own while a
         #: transaction of the main pool is open (never waits for the main pool: no deadlock
         #: when every main connection is in a transaction that allocates).
         self._side_pool: asyncpg.Pool | None = None
@@ -103,8 +107,18 @@ class PostgresDatabase(Database):
             max_size=self._max_size,
             server_settings=settings,
         )
+        # synchronous_commit off: the side statements (a writer registering in
+        # stream_positions_in_flight) need to be visible at once, not durable (a crash aborts
+        # the writer too; and the writer's own durable commit flushes the WAL before it).
+        # Waiting for a WAL flush there would cost every write transaction an fsync more.
+        # Those single statements leave no session state, so a connection goes back to the
+        # pool without asyncpg's reset query (a round trip saved per statement).
         self._side_pool = await asyncpg.create_pool(
-            self.dsn, min_size=1, max_size=2, server_settings=settings
+            self.dsn,
+            min_size=1,
+            max_size=4,
+            reset=_keep_session,
+            server_settings={**settings, "synchronous_commit": "off"},
         )
 
     async def close(self) -> None:

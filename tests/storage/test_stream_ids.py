@@ -21,6 +21,7 @@ from homeserver.storage.stream_ids import (
     allocate_txn,
     order_lock_key,
     persisted_up_to,
+    persisted_up_to_all,
     sweep,
 )
 from tests.conftest import OpenTestDatabase
@@ -92,6 +93,9 @@ async def test_positions_ascend_and_are_readable_after_commit(database: Database
         taken = first + more
         assert taken == sorted(set(taken)) and taken[0] > before, stream
         assert await persisted_up_to(database, stream) == taken[-1], stream
+    assert await persisted_up_to_all(database) == {
+        stream: await persisted_up_to(database, stream) for stream in STREAMS
+    }
 
 
 async def test_a_rolled_back_allocation_does_not_hold_the_stream(database: Database) -> None:
@@ -120,6 +124,7 @@ async def test_a_later_position_committed_first_is_not_readable_until_the_earlie
             (pos_b,) = await _take(txn)
         assert pos_b > pos_a
         assert await persisted_up_to(database, EVENTS_STREAM) == pos_a - 1
+        assert (await persisted_up_to_all(database))[EVENTS_STREAM] == pos_a - 1
         await a.end(commit=commit_a)
         assert await persisted_up_to(database, EVENTS_STREAM) == pos_b
     assert await database.fetchval("SELECT COUNT(*) FROM stream_positions_in_flight") == 1

@@ -17,10 +17,11 @@ a time, so the committed counter is the persisted-up-to position.
 flight, ``stream_positions_in_flight``. A write transaction's first allocation of a stream:
 
 1. reads its own transaction ID (``txid_current()``);
-2. registers itself, in a statement of its own committed at once on a side connection: a row
-   with that transaction ID and ``floor``, the sequence's value at that moment;
-3. takes its positions with ``nextval`` in another committed statement there, recording the
-   first (``position``);
+2. registers itself, committed at once on a side connection: a row with that transaction ID
+   and ``floor``, the sequence's value at that moment;
+3. only then takes its positions with ``nextval`` there, recording the first (``position``)
+   (2 and 3 are one call of the procedure ``stream_ids_register_and_take``, which commits
+   between them);
 4. deletes its row inside the write transaction (``call_before_commit``), so the commit that
    makes its rows visible also removes it. More allocations in the same transaction take
    ``nextval`` on the transaction's own connection: the row already bounds them.
@@ -158,25 +159,20 @@ async def _register_and_take(
     if not in_flight.rows:
         in_flight.xid = int(await txn.fetchval("SELECT txid_current()"))
         txn.call_before_commit(lambda: _finish_txn(txn, in_flight))
-    row_id = await txn.fetchval_autocommit(
-        "INSERT INTO stream_positions_in_flight (stream, floor, xid, instance, started)"
-        f" SELECT ?, ({_sequence_value(sequence)}), ?, ?, ? RETURNING id",
+    # One round trip on the side connection: the procedure (migration 025) commits the
+    # registration, then takes the positions and records the first.
+    rows = await txn.fetchall_autocommit(
+        "CALL stream_ids_register_and_take(?, ?, ?, ?, ?, ?, NULL, NULL)",
         stream,
+        sequence,
         in_flight.xid,
         INSTANCE,
         int(time.time() * 1000),
-    )
-    in_flight.rows[stream] = int(row_id)
-    rows = await txn.fetchall_autocommit(
-        f"WITH taken AS MATERIALIZED (SELECT nextval('{sequence}') AS p"
-        " FROM generate_series(1, ?::int)),"
-        " marked AS (UPDATE stream_positions_in_flight SET position = (SELECT MIN(p) FROM taken)"
-        " WHERE id = ?)"
-        " SELECT p FROM taken ORDER BY p",
         count,
-        int(row_id),
     )
-    return [int(r[0]) for r in rows]
+    row_id, taken = rows[0]
+    in_flight.rows[stream] = int(row_id)
+    return [int(p) for p in taken]
 
 
 async def _finish_txn(txn: Transaction, in_flight: _InFlight) -> None:

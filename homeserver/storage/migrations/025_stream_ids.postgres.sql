@@ -38,3 +38,9 @@ CREATE TABLE stream_positions_in_flight (
     started BIGINT NOT NULL
 );
 CREATE INDEX stream_positions_in_flight_stream ON stream_positions_in_flight (stream);
+
+-- A writer's registration and its first positions in one round trip: the registration is
+-- committed (COMMIT inside the procedure, so CALL it outside any transaction block) before
+-- nextval runs, which is what makes readers safe (stream_ids.py). One line: statements of this
+-- file are split at a ';' that ends a line.
+CREATE PROCEDURE stream_ids_register_and_take(stream_name TEXT, seq REGCLASS, writer_xid BIGINT, writer TEXT, now_ms BIGINT, n INT, INOUT row_id BIGINT, INOUT taken BIGINT[]) LANGUAGE plpgsql AS $$ BEGIN INSERT INTO stream_positions_in_flight (stream, floor, xid, instance, started) VALUES (stream_name, COALESCE(pg_sequence_last_value(seq), 0), writer_xid, writer, now_ms) RETURNING id INTO row_id; COMMIT; SELECT array_agg(p ORDER BY p) INTO taken FROM (SELECT nextval(seq) AS p FROM generate_series(1, n)) AS fresh; UPDATE stream_positions_in_flight SET position = taken[1] WHERE id = row_id; END $$;

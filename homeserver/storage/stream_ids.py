@@ -27,20 +27,24 @@ flight, ``stream_positions_in_flight``. A write transaction's first allocation o
    ``nextval`` on the transaction's own connection: the row already bounds them.
 
 A reader reads the sequence's value ``L`` first, then, in a later statement (a later snapshot),
-the rows of writers whose transaction is still in progress (``txid_status``); persisted up to =
-min(L, each such row's ``position - 1``, or its ``floor`` while it has no position).
+the in-flight rows it can see, leaving out those whose transaction PostgreSQL reports aborted
+(``txid_status``); persisted up to = min(L, each remaining row's ``position - 1``, or its
+``floor`` while it has no position).
 
-Why this is right: take a position Q <= the answer whose writer W commits after the answer is
-given (if W never commits, Q is abandoned). If W's row was visible to the reader's snapshot, W
-was in progress when its status was read, so the answer is <= ``position - 1`` < Q, or <=
-``floor`` < Q (Q was taken after the registration, so above the value seen then). If W's row
-was not visible, W registered after that snapshot, which came after ``L`` was read; W took Q
-after registering, so Q > L >= the answer. Either way Q > the answer: a reader never skips a
-row committed later with a lower position. A writer that dies or rolls back leaves a row whose
-transaction is no longer in progress (PostgreSQL answers ``aborted``; ``NULL`` for one so old
-its status is gone): readers ignore it at once, so nothing freezes, and :func:`sweep` deletes
-such rows (readers call it at most once a minute per process). No clock and no lease is
-involved. This needs READ COMMITTED (the default), where each statement takes a fresh snapshot.
+Why this is right: take a position Q <= the answer whose writer W has not committed visibly
+when the answer is given (if W never commits, Q is abandoned). If W's row was visible to the
+reader's snapshot, W had not committed as of that snapshot and was not aborted, so its row
+counted: the answer is <= ``position - 1`` < Q, or <= ``floor`` < Q (Q was taken after the
+registration, so above the value seen then). If W's row was not visible, W registered after
+that snapshot, which came after ``L`` was read; W took Q after registering, so Q > L >= the
+answer. Either way Q > the answer: a reader never skips a row committed later with a lower
+position. (A row whose writer ``txid_status`` already calls committed still counts: PostgreSQL
+marks a commit before new snapshots see it, and that row disappears with the writer's commit
+anyway.) A writer that dies or rolls back leaves a row whose transaction is reported
+``aborted`` (``NULL`` once so old its status is gone): readers ignore it at once, so nothing
+freezes, and :func:`sweep` deletes such rows (readers call it at most once a minute per
+process). No clock and no lease is involved. This needs READ COMMITTED (the default), where
+each statement takes a fresh snapshot.
 
 Per-key order: positions increase in commit order only among writers that a lock serialises
 before they allocate. Events allocate after taking the room's row lock; streams whose rows are
@@ -85,6 +89,9 @@ logger = logging.getLogger(__name__)
 INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
 
 _SWEEP_EVERY_SECONDS = 60.0
+#: an in-flight row counts unless its writer is known to have aborted (NULL: too old to know,
+#: long finished).
+_COUNTS = "COALESCE(txid_status(xid), 'aborted') <> 'aborted'"
 _last_sweep = 0.0
 
 
@@ -197,7 +204,7 @@ async def persisted_up_to(db: Database, stream: str) -> int:
     top = int(await db.fetchval(_sequence_value(sequence)))
     bound = await db.fetchval(
         "SELECT MIN(COALESCE(position - 1, floor)) FROM stream_positions_in_flight"
-        " WHERE stream = ? AND txid_status(xid) = 'in progress'",
+        f" WHERE stream = ? AND {_COUNTS}",
         stream,
     )
     await _maybe_sweep(db)
@@ -220,7 +227,7 @@ async def persisted_up_to_all(db: Database) -> dict[str, int]:
     result = {str(stream): int(top) for stream, top in tops}
     bounds = await db.fetchall(
         "SELECT stream, MIN(COALESCE(position - 1, floor)) FROM stream_positions_in_flight"
-        " WHERE txid_status(xid) = 'in progress' GROUP BY stream"
+        f" WHERE {_COUNTS} GROUP BY stream"
     )
     for stream, bound in bounds:
         if stream in result:
@@ -235,9 +242,12 @@ async def sweep(db: Database) -> int:
     may be called from inside a transaction's task."""
     if db.engine != "postgres":
         return 0
+    # A committed writer deletes its own row in its commit; one still there a minute later
+    # can only be a left-over (a bug), and must not hold the stream back for ever.
     rows = await db.fetchall_autocommit(
-        "DELETE FROM stream_positions_in_flight"
-        " WHERE txid_status(xid) IS DISTINCT FROM 'in progress' RETURNING id"
+        f"DELETE FROM stream_positions_in_flight WHERE NOT ({_COUNTS})"
+        " OR (txid_status(xid) = 'committed' AND started < ?) RETURNING id",
+        int(time.time() * 1000) - 60_000,
     )
     return len(rows)
 

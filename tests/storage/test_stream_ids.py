@@ -84,7 +84,9 @@ async def _take(txn: Transaction, stream: str = EVENTS_STREAM, count: int = 1) -
     return await allocate_txn(txn, stream, count)
 
 
-async def test_positions_ascend_and_are_readable_after_commit(database: Database) -> None:
+async def test_positions_ascend_are_readable_after_commit_and_rollbacks_do_not_hold_back(
+    database: Database,
+) -> None:
     for stream in sorted(STREAMS):
         before = await persisted_up_to(database, stream)
         async with database.transaction("take") as txn:
@@ -96,9 +98,7 @@ async def test_positions_ascend_and_are_readable_after_commit(database: Database
     assert await persisted_up_to_all(database) == {
         stream: await persisted_up_to(database, stream) for stream in STREAMS
     }
-
-
-async def test_a_rolled_back_allocation_does_not_hold_the_stream(database: Database) -> None:
+    # A rolled-back allocation does not hold the stream back.
     with pytest.raises(_Abort):
         async with database.transaction("abandoned") as txn:
             (abandoned,) = await _take(txn)

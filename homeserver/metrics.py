@@ -151,6 +151,15 @@ class HomeserverMetrics:
             buckets=_DB_BUCKETS,
             registry=r,
         )
+        self.lock_wait = Histogram(
+            "homeserver_storage_lock_wait_seconds",
+            "Time writers spent waiting for a lock, by lock: room (a room's row, event "
+            "persistence), stream_id:<stream> (taking stream positions), stream_key:<stream> "
+            "(a stream's per-key order lock, e.g. one user's account data).",
+            ("lock",),
+            buckets=_DB_BUCKETS,
+            registry=r,
+        )
         self.events_persisted = Counter(
             "synapse_storage_events_persisted_events",
             "Events persisted (newly stored, outliers included).",
@@ -239,6 +248,7 @@ class HomeserverMetrics:
         """Observe ``store``'s transactions and persisted events, and read its transaction
         statistics and federation queue at scrape time."""
         store.db.transaction_observers.append(self.transaction_finished)
+        store.db.lock_wait_observers.append(self.lock_waited)
         store.persister.listeners.append(self.events_stored)
         self.registry.register(_TransactionStatsCollector(store.db.stats))
         self._store = store
@@ -254,6 +264,9 @@ class HomeserverMetrics:
 
     def transaction_finished(self, name: str, seconds: float) -> None:
         self.db_transaction_time.labels(name).observe(seconds)
+
+    def lock_waited(self, lock: str, seconds: float) -> None:
+        self.lock_wait.labels(lock).observe(seconds)
 
     def events_stored(self, events: Sequence[Event]) -> None:
         """After commit: ``events`` were newly stored (repeats of stored events are not)."""

@@ -42,7 +42,7 @@ class AccountDataStore:
     ) -> int:
         """Write one entry inside the caller's transaction (e.g. an upgrade copying tags);
         returns its stream position."""
-        stream_id = await advance_stream_txn(txn, ACCOUNT_DATA_STREAM)
+        stream_id = await advance_stream_txn(txn, ACCOUNT_DATA_STREAM, order_key=user_id)
         await self._upsert_txn(txn, user_id, room_id, data_type, content, stream_id)
         return stream_id
 
@@ -88,11 +88,12 @@ class AccountDataStore:
     ) -> dict[str, Any]:
         """Read-modify-write one entry (tags): ``change(old or None)`` gives the new content.
 
-        The stream position is taken first: its row lock (or SQLite's single writer) makes
-        concurrent updates of one user's data run one after the other, so none is lost."""
+        The stream position is taken first, ordered by the user (an advisory lock on
+        PostgreSQL, SQLite's single writer): concurrent updates of one user's data run one
+        after the other, so none is lost."""
 
         async def run(txn: Transaction) -> dict[str, Any]:
-            stream_id = await advance_stream_txn(txn, ACCOUNT_DATA_STREAM)
+            stream_id = await advance_stream_txn(txn, ACCOUNT_DATA_STREAM, order_key=user_id)
             text = await txn.fetchval(
                 "SELECT content FROM account_data WHERE user_id = ? AND room_id = ? AND type = ?",
                 user_id,
@@ -135,7 +136,7 @@ class AccountDataStore:
 
     # --- when push rules changed (they are sent as m.push_rules account data) ----------
     async def touch_push_rules_txn(self, txn: Transaction, user_id: str) -> int:
-        stream_id = await advance_stream_txn(txn, ACCOUNT_DATA_STREAM)
+        stream_id = await advance_stream_txn(txn, ACCOUNT_DATA_STREAM, order_key=user_id)
         await txn.execute(
             "INSERT INTO push_rules_stream (user_id, stream_id) VALUES (?, ?)"
             " ON CONFLICT (user_id) DO UPDATE SET stream_id = excluded.stream_id",

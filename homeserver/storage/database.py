@@ -189,6 +189,8 @@ class Transaction(_Reads):
         #: what stores remember while the transaction lasts, dropped with it.
         self.context = TransactionContext()
         self._before_commit: list[Callable[[], Awaitable[None]]] = []
+        #: the database that opened it (set by :meth:`Database.transaction`).
+        self.database: Database | None = None
 
     async def execute(self, sql: str, *args: Any) -> int:
         """Run a statement; returns the number of rows it changed (0 when unknown)."""
@@ -208,6 +210,22 @@ class Transaction(_Reads):
         """Hold a database-wide lock named by ``key`` until commit (a no-op on SQLite, where
         the single writer already excludes everyone else)."""
         raise NotImplementedError
+
+    async def fetchall_autocommit(self, sql: str, *args: Any) -> list[Row]:
+        """Run a statement in a transaction of its own on another connection, committed when
+        it returns, whatever becomes of this one (PostgreSQL only: the stream-ID allocator
+        registers a writer there)."""
+        assert self.database is not None, "transaction not opened by a Database"
+        return await self.database.fetchall_autocommit(sql, *args)
+
+    async def fetchval_autocommit(self, sql: str, *args: Any) -> Any:
+        rows = await self.fetchall_autocommit(sql, *args)
+        return rows[0][0] if rows else None
+
+    def observe_lock_wait(self, lock: str, seconds: float) -> None:
+        """Report time spent waiting for ``lock`` (a short, fixed name) to the metrics."""
+        if self.database is not None:
+            self.database.observe_lock_wait(lock, seconds)
 
     def call_before_commit(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Await ``callback`` just before the commit (buffered writes are flushed there)."""
@@ -242,6 +260,8 @@ class Database(_Reads):
         self.stats: dict[str, TransactionStats] = {}
         #: called with (name, seconds) after every transaction, committed or not (metrics).
         self.transaction_observers: list[Callable[[str, float], None]] = []
+        #: called with (lock name, seconds waited) by writers that wait for a lock (metrics).
+        self.lock_wait_observers: list[Callable[[str, float], None]] = []
 
     async def close(self) -> None:
         raise NotImplementedError
@@ -298,6 +318,7 @@ class Database(_Reads):
         txn: Transaction | None = None
         try:
             async with self._engine_transaction(name, read_only) as txn:
+                txn.database = self
                 yield txn
                 await txn._run_before_commit()
         except Exception as e:
@@ -350,6 +371,17 @@ class Database(_Reads):
         self, name: str, read_only: bool
     ) -> AbstractAsyncContextManager[Transaction]:
         raise NotImplementedError
+
+    async def fetchall_autocommit(self, sql: str, *args: Any) -> list[Row]:
+        """See :meth:`Transaction.fetchall_autocommit`."""
+        raise NotImplementedError(f"no autocommit side connection on {self.engine}")
+
+    def observe_lock_wait(self, lock: str, seconds: float) -> None:
+        for observe in self.lock_wait_observers:
+            try:
+                observe(lock, seconds)
+            except Exception:  # an observer never fails the writer
+                logger.exception("lock-wait observer %r failed", observe)
 
     def is_unavailable_error(self, error: Exception) -> bool:
         """Whether ``error`` means the database cannot be reached right now (as opposed to a

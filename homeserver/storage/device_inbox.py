@@ -13,9 +13,7 @@ from typing import Any
 
 from homeserver.crypto.canonical_json import canonical_json_text, parse_json
 from homeserver.storage.database import Database, Transaction
-from homeserver.storage.streams import advance_stream_txn, get_stream_position
-
-TO_DEVICE_STREAM = "to_device"
+from homeserver.storage.streams import TO_DEVICE_STREAM, advance_stream_txn, get_stream_position
 
 
 class DeviceInboxStore:

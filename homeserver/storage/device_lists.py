@@ -7,10 +7,13 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from homeserver.storage.database import Database, Transaction, placeholders
-from homeserver.storage.streams import advance_stream_txn, get_stream_position
+from homeserver.storage.streams import (
+    DEVICE_LISTS_STREAM,
+    advance_stream_txn,
+    get_stream_position,
+)
 from homeserver.types import domain_of
 
-DEVICE_LISTS_STREAM = "device_lists"
 _CHUNK = 500
 
 #: Members joined to a room that ``?`` is joined to (current state).
@@ -34,7 +37,7 @@ class DeviceListsStore:
     ) -> int:
         """Record that these devices of ``user_id`` changed (``""``: the cross-signing keys);
         returns the new stream position."""
-        position = await advance_stream_txn(txn, DEVICE_LISTS_STREAM)
+        position = await advance_stream_txn(txn, DEVICE_LISTS_STREAM, order_key=user_id)
         await txn.executemany(
             "INSERT INTO device_list_changes (stream_id, user_id, device_id) VALUES (?, ?, ?)",
             [(position, user_id, d) for d in sorted(set(device_ids)) or [""]],

@@ -180,6 +180,10 @@ class SessionLocks:
             await conn.close()
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The side pool's reset: nothing to undo (see ``PostgresDatabase._open``)."""
+
+
 POSTGRES_TYPES = {
     "id_pk": "BIGSERIAL PRIMARY KEY",
     "bytes": "BYTEA",
@@ -199,6 +203,10 @@ class PostgresDatabase(Database):
         self.lock_scope = schema or ""
         self._pool: asyncpg.Pool | None = None
         self._session_locks: SessionLocks | None = None
+        #: a few connections for statements that must commit on their own while a
+        #: transaction of the main pool is open (never waits for the main pool: no deadlock
+        #: when every main connection is in a transaction that allocates).
+        self._side_pool: asyncpg.Pool | None = None
 
     async def _open(self) -> None:
         settings: dict[str, str] = {}
@@ -218,6 +226,19 @@ class PostgresDatabase(Database):
             server_settings=settings,
         )
         self._session_locks = SessionLocks(self.dsn, settings)
+        # synchronous_commit off: the side statements (a writer registering in
+        # stream_positions_in_flight) need to be visible at once, not durable (a crash aborts
+        # the writer too; and the writer's own durable commit flushes the WAL before it).
+        # Waiting for a WAL flush there would cost every write transaction an fsync more.
+        # Those single statements leave no session state, so a connection goes back to the
+        # pool without asyncpg's reset query (a round trip saved per statement).
+        self._side_pool = await asyncpg.create_pool(
+            self.dsn,
+            min_size=1,
+            max_size=4,
+            reset=_keep_session,
+            server_settings={**settings, "synchronous_commit": "off"},
+        )
 
     def session_lock(self, key: int, *, timeout: float) -> Any:
         assert self._session_locks is not None, "database is closed"
@@ -235,6 +256,9 @@ class PostgresDatabase(Database):
         if self._session_locks is not None:
             await self._session_locks.close()
             self._session_locks = None
+        if self._side_pool is not None:
+            await self._side_pool.close()
+            self._side_pool = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -247,6 +271,11 @@ class PostgresDatabase(Database):
 
     def is_unavailable_error(self, error: Exception) -> bool:
         return is_unavailable(error)
+
+    async def fetchall_autocommit(self, sql: str, *args: Any) -> list[Row]:
+        assert self._side_pool is not None, "database is closed"
+        rows = await self._side_pool.fetch(translate_placeholders(sql), *args)
+        return [tuple(r) for r in rows]
 
     async def fetchall(self, sql: str, *args: Any) -> list[Row]:
         assert self._pool is not None, "database is closed"

@@ -20,6 +20,7 @@ from homeserver.crypto.canonical_json import parse_json
 from homeserver.events.event import Event, InternalMetadata
 from homeserver.room_versions import get_room_version
 from homeserver.storage.database import Database, Row, Transaction, placeholders
+from homeserver.storage.stream_ids import EVENTS_STREAM, persisted_up_to
 
 #: the IN lists of one query stay below both engines' parameter limits.
 _CHUNK = 500
@@ -180,10 +181,10 @@ class EventsStore:
         )
 
     async def get_max_stream_ordering(self) -> int:
-        """The newest committed stream position (0 when no event is stored)."""
-        return int(
-            await self.db.indexed.fetchval("SELECT COALESCE(MAX(stream_ordering), 0) FROM events")
-        )
+        """The events stream's persisted-up-to position: every event at or below it is
+        committed (or its writer gave up), so a reader that hands it out never skips an event
+        committed later (0 when no event was ever stored)."""
+        return await persisted_up_to(self.db, EVENTS_STREAM)
 
     async def get_auth_chain_ids(
         self, event_ids: Iterable[str], *, include_given: bool = False

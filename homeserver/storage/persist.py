@@ -23,14 +23,20 @@ accepted event, or to ``current_state_group=`` when the caller resolved the room
 
 Concurrency: the room's row is locked first (``FOR UPDATE`` on PostgreSQL; SQLite has a single
 writer), so two writers to one room run one after the other and the second sees the first's
-extremities. Stream orderings are then taken under a server-wide advisory lock held until commit,
-so they increase in commit order across processes. When one transaction persists to several
-rooms (an upgrade), lock them up front with :meth:`EventPersister.lock_rooms_txn` in one sorted
-pass; deadlocks are retried by ``run_in_transaction`` anyway.
+extremities. Stream orderings are then allocated (``storage/stream_ids.py``: a sequence on
+PostgreSQL, no lock held until commit), so within one room they increase in commit order; across
+rooms writers commit in any order, and readers use the events stream's persisted-up-to position
+(``EventsStore.get_max_stream_ordering``), never the newest committed ordering. When one
+transaction persists to several rooms (an upgrade), lock them up front with
+:meth:`EventPersister.lock_rooms_txn` in one sorted pass; deadlocks are retried by
+``run_in_transaction`` anyway. The time spent waiting for the room lock and for the allocation
+is reported through ``Database.lock_wait_observers`` (lock names ``room`` and
+``stream_id:events``).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -54,10 +60,8 @@ from homeserver.storage.state import (
     StateStore,
     diff_states,
 )
+from homeserver.storage.stream_ids import EVENTS_STREAM, allocate_txn
 from homeserver.storage.user_directory import on_current_state_txn as user_directory_txn
-
-#: advisory-lock key serialising stream-ordering allocation (arbitrary, fixed).
-STREAM_ORDERING_LOCK = 0x7374_7265_616D  # "stream"
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,8 +188,10 @@ class EventPersister:
 
     async def lock_rooms_txn(self, txn: Transaction, room_ids: Sequence[str]) -> None:
         """Lock several rooms' rows in a fixed order (avoids deadlocks between writers)."""
+        started = time.monotonic()
         for room_id in sorted(set(room_ids)):
             await txn.lock_row("rooms", "room_id", room_id)
+        txn.observe_lock_wait("room", time.monotonic() - started)
 
     async def persist_events_txn(
         self,
@@ -240,7 +246,9 @@ class EventPersister:
             # The insert locks the new row.
             await self.rooms.create_room_txn(txn, new_room)
             return True
+        started = time.monotonic()
         room_exists = await txn.lock_row("rooms", "room_id", room_id)
+        txn.observe_lock_wait("room", time.monotonic() - started)
         if not room_exists and not all(event.internal.outlier for event, _ in batch):
             raise UnknownRoomError(room_id)
         return room_exists
@@ -355,11 +363,11 @@ class EventPersister:
     ) -> dict[str, int]:
         """Take the stream orderings of ``fresh`` and insert their rows; event ID → ordering.
 
-        The orderings are taken under a server-wide lock held until commit, so they increase in
-        commit order across processes."""
-        await txn.advisory_lock(STREAM_ORDERING_LOCK)
-        top = int(await txn.fetchval("SELECT COALESCE(MAX(stream_ordering), 0) FROM events"))
-        orderings = {event.event_id: top + i for i, (event, _) in enumerate(fresh, start=1)}
+        Called with the room's row locked, so a room's orderings increase in commit order."""
+        if not fresh:
+            return {}
+        taken = await allocate_txn(txn, EVENTS_STREAM, len(fresh))
+        orderings = {event.event_id: p for (event, _), p in zip(fresh, taken, strict=True)}
         await self._insert_rows(txn, room_id, fresh, orderings, around)
         return orderings
 

@@ -72,8 +72,9 @@ class PresenceStore:
 
     async def set_states_txn(self, txn: Transaction, states: Sequence[PresenceState]) -> int:
         position = 0
-        for s in states:
-            position = await advance_stream_txn(txn, PRESENCE_STREAM)
+        # One user at a time in a fixed order: two sweeps never wait for each other in a cycle.
+        for s in sorted(states, key=lambda s: s.user_id):
+            position = await advance_stream_txn(txn, PRESENCE_STREAM, order_key=s.user_id)
             await txn.execute(
                 f"INSERT INTO presence ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (user_id) DO UPDATE SET state = excluded.state,"

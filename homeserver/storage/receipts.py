@@ -39,7 +39,9 @@ class ReceiptsStore:
     async def upsert_receipt_txn(self, txn: Transaction, receipt: Receipt) -> int:
         """:meth:`upsert_receipt` inside the caller's transaction (which may queue the
         receipt's EDU for other servers beside it)."""
-        stream_id = await advance_stream_txn(txn, RECEIPTS_STREAM)
+        stream_id = await advance_stream_txn(
+            txn, RECEIPTS_STREAM, order_key=f"{receipt.room_id}\0{receipt.user_id}"
+        )
         await txn.execute(
             "INSERT INTO receipts"
             " (room_id, receipt_type, user_id, thread_id, event_id, ts, stream_id)"

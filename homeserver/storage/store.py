@@ -45,6 +45,7 @@ from homeserver.storage.room_use import RoomUseStore
 from homeserver.storage.rooms import RoomsStore
 from homeserver.storage.search import SearchStore
 from homeserver.storage.state import StateStore
+from homeserver.storage.stream_ids import persisted_up_to_all
 from homeserver.storage.sync import SyncStore
 from homeserver.storage.ui_auth import UIAuthStore
 from homeserver.storage.upgrade_audit import UpgradeAuditStore
@@ -122,3 +123,8 @@ class Store:
         # The one write path for events, also reachable from the events area.
         self.persist_events = self.persister.persist_events
         self.persist_events_txn = self.persister.persist_events_txn
+
+    async def stream_positions(self) -> dict[str, int]:
+        """Every allocated stream's persisted-up-to position (``stream_ids.STREAMS``): how
+        far a reader may read each; read together for a /sync token."""
+        return await persisted_up_to_all(self.db)

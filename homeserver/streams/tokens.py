@@ -1,11 +1,13 @@
 """Stream tokens: positions in the server's streams, opaque to clients.
 
 ``s{events}_{account_data}_{receipts}_{to_device}_{device_lists}_{typing}_{presence}_{push}``:
-``events`` is a stream ordering (every persisted event has one), the others are counters of
+``events`` is a stream ordering (every persisted event has one), the others are positions of
 their own streams (``typing`` lives in the process's memory, see
-``homeserver.ephemeral.typing``). Shorter tokens (``s42``, ``s42_3_7`` from before to-device,
-device lists, typing and presence existed) are accepted too,
-their missing parts being 0; /messages pagination tokens are the same shape, so a sync
+``homeserver.ephemeral.typing``). A token only ever carries a stream's persisted-up-to position
+(``homeserver.storage.stream_ids``): everything at or below it is committed, so a reader that
+continues from it never skips a write committed later. Shorter tokens (``s42``, ``s42_3_7``
+from before to-device, device lists, typing and presence existed) are accepted too, their
+missing parts being 0; /messages pagination tokens are the same shape, so a sync
 ``prev_batch`` can be handed straight to /messages. ``sP`` means "just after the event at
 position P": /messages backwards from it returns events at positions <= P.
 """

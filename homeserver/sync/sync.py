@@ -40,6 +40,14 @@ from homeserver.push.rules import PushRulesService
 from homeserver.storage import Store
 from homeserver.storage.account_data import AccountDataChanges
 from homeserver.storage.receipts import Receipt
+from homeserver.storage.stream_ids import (
+    ACCOUNT_DATA_STREAM,
+    DEVICE_LISTS_STREAM,
+    EVENTS_STREAM,
+    PRESENCE_STREAM,
+    RECEIPTS_STREAM,
+    TO_DEVICE_STREAM,
+)
 from homeserver.storage.sync import MembershipChange
 from homeserver.streams.notifier import Notifier
 from homeserver.streams.tokens import StreamToken
@@ -115,14 +123,16 @@ class SyncService:
         return await self._current_token()
 
     async def _current_token(self) -> StreamToken:
+        # Each stream's persisted-up-to position, read together (storage/stream_ids.py).
+        positions = await self.store.stream_positions()
         return StreamToken(
-            events=await self.store.events.get_max_stream_ordering(),
-            account_data=await self.store.account_data.get_position(),
-            receipts=await self.store.receipts.get_position(),
-            to_device=await self.store.device_inbox.get_position(),
-            device_lists=await self.store.device_lists.get_position(),
+            events=positions[EVENTS_STREAM],
+            account_data=positions[ACCOUNT_DATA_STREAM],
+            receipts=positions[RECEIPTS_STREAM],
+            to_device=positions[TO_DEVICE_STREAM],
+            device_lists=positions[DEVICE_LISTS_STREAM],
             typing=0 if self.typing is None else self.typing.position,
-            presence=await self.store.presence.get_position(),
+            presence=positions[PRESENCE_STREAM],
             push=await self.store.push_actions.get_evaluated_position(),
         )
 

@@ -216,6 +216,13 @@ async def test_storage_metrics_after_the_workload(server: Server) -> None:
     create = hs.store.db.stats["create_room"]
     assert create.count == 2 + create.retries  # the rate-limited one never reached the database
     assert value(samples, "synapse_storage_transaction_time_sum", desc="create_room") > 0
+    # Lock waits of event persistence: a room's row lock for each send into an existing room,
+    # the stream-position allocation for every batch (createRoom's included).
+    assert value(samples, "homeserver_storage_lock_wait_seconds_count", lock="room") >= 2
+    events_allocations = value(
+        samples, "homeserver_storage_lock_wait_seconds_count", lock="stream_id:events"
+    )
+    assert events_allocations >= create.count + 2
     assert old_room != new_room
 
 

@@ -152,10 +152,19 @@ class Instance:
 class Cluster:
     """``size`` processes of one homeserver; :meth:`create` then :meth:`start_all`."""
 
-    def __init__(self, workdir: Path, size: int = 3, extra: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        size: int = 3,
+        extra: Mapping[str, Any] | None = None,
+        postgres_dsn: str = POSTGRES_DSN,
+    ):
         self.workdir = workdir
         self.size = size
         self.extra = dict(extra or {})
+        self.postgres_dsn = postgres_dsn
+        #: The schema, also the ``application_name`` of every connection the processes open
+        #: (their backends in ``pg_stat_activity``).
         self.schema = f"multi_{uuid.uuid4().hex[:16]}"
         self.redis = RedisProcess(workdir / "redis")
         self.instances: list[Instance] = []
@@ -168,7 +177,7 @@ class Cluster:
     async def create(self) -> None:
         """Schema, Redis, config files and the federation balancer (no process started yet)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        admin = await asyncpg.connect(POSTGRES_DSN, timeout=10)
+        admin = await asyncpg.connect(self.postgres_dsn, timeout=10)
         try:
             await admin.execute(f'CREATE SCHEMA "{self.schema}"')
         finally:
@@ -177,7 +186,11 @@ class Cluster:
         ports = [(free_port(), free_port()) for _ in range(self.size)]
         self.federation = TcpBalancer([fed for _, fed in ports])
         self.server_name = f"localhost:{self.federation.port}"
-        dsn = f"{POSTGRES_DSN}{'&' if '?' in POSTGRES_DSN else '?'}search_path={self.schema}"
+        separator = "&" if "?" in self.postgres_dsn else "?"
+        dsn = (
+            f"{self.postgres_dsn}{separator}search_path={self.schema}"
+            f"&application_name={self.schema}"
+        )
         overrides = shared_overrides(self.workdir, self.redis.port, dsn)
         overrides.update(self.extra)
         generate_config(self.workdir, self.server_name, ports[0][0], overrides)
@@ -252,7 +265,7 @@ class Cluster:
         if self.federation is not None:
             self.federation.stop()
         self.redis.stop()
-        admin = await asyncpg.connect(POSTGRES_DSN, timeout=10)
+        admin = await asyncpg.connect(self.postgres_dsn, timeout=10)
         try:
             await admin.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
         finally:
@@ -284,7 +297,7 @@ class Cluster:
 
     async def query(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         """A read of the cluster's schema, for checks of what was committed."""
-        conn = await asyncpg.connect(POSTGRES_DSN, timeout=10)
+        conn = await asyncpg.connect(self.postgres_dsn, timeout=10)
         try:
             await conn.execute(f'SET search_path TO "{self.schema}"')
             return list(await conn.fetch(sql, *args))

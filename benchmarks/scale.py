@@ -84,24 +84,34 @@ async def postgres_backends(cluster: Cluster) -> list[int]:
     return [int(row["pid"]) for row in rows]
 
 
+def _series(name: str, labels: dict[str, str]) -> str:
+    """A series' name with its labels, those naming the server or the process left out (the
+    figures are summed over the processes)."""
+    kept = ",".join(
+        f"{k}={v}" for k, v in sorted(labels.items()) if k not in ("server_name", "instance")
+    )
+    return f"{name}{{{kept}}}" if kept else name
+
+
 async def lock_wait(cluster: Cluster) -> dict[str, dict[str, float]]:
-    """Every lock-wait series summed over the live processes: base name → seconds, count."""
+    """Every lock-wait series summed over the live processes: series → seconds, count."""
     totals: dict[str, dict[str, float]] = {}
     for instance in cluster.instances:
         if not instance.running:
             continue
         for name, samples in (await cluster.metrics(instance.index)).items():
-            if "lock_wait" not in name or name.endswith("_created") or name.endswith("_bucket"):
+            if "lock_wait" not in name or name.endswith(("_created", "_bucket")):
                 continue
-            value = sum(v for _, v in samples)
             if name.endswith("_count"):
-                totals.setdefault(name.removesuffix("_count"), {})["count"] = value
+                base, key = name.removesuffix("_count"), "count"
             elif name.endswith("_sum"):
-                totals.setdefault(name.removesuffix("_sum"), {})["seconds"] = value
-            else:
-                # a counter or gauge of seconds (or of waits), as named
+                base, key = name.removesuffix("_sum"), "seconds"
+            else:  # a counter or gauge of seconds (or of waits), as named
+                base = name.removesuffix("_total")
                 key = "seconds" if "second" in name else "count"
-                totals.setdefault(name.removesuffix("_total"), {})[key] = value
+            for labels, value in samples:
+                figures = totals.setdefault(_series(base, labels), {})
+                figures[key] = figures.get(key, 0.0) + value
     return totals
 
 

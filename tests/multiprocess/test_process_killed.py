@@ -42,6 +42,7 @@ SENT = "homeserver_federation_transactions_total"
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with running_cluster(tmp_path_factory.mktemp("killed")) as cluster:
         yield cluster
+        assert not cluster.tracebacks(), cluster.log_tail()
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,9 @@ Per process count, on a fresh cluster (tests/multiprocess/cluster.py: its own sc
 * ``create_room``: createRooms by ``--concurrency`` users at once;
 * ``send_rooms``: messages, each user into a room of its own (unrelated writes);
 * ``send_one_room``: messages, every user into one busy room;
-* ``wake_up`` (2+ processes): a /sync long-poll parked on one process, the message that wakes it
-  sent on another — seconds from the send's start to the long-poll's answer (median, p95);
+* ``wake_up``: a /sync long-poll parked on one process, the message that wakes it sent on
+  another (with one process, on the same: the baseline) — from the send's start to the
+  long-poll's answer (median, p95);
 * for each phase: CPU seconds per operation of each server process and of the PostgreSQL
   backends serving the cluster (``/proc/<pid>/stat`` utime + stime; backends found in
   ``pg_stat_activity`` by the cluster's ``application_name``), and the time spent waiting for
@@ -190,7 +191,8 @@ async def _phase(
 async def _wake_up(
     cluster: Cluster, rr: RoundRobin, tokens: list[str], room_id: str, samples: int
 ) -> dict[str, Any]:
-    """Reader long-polls process i; the writer sends on process i+1."""
+    """Reader long-polls process i; the writer sends on process i+1 (with one process, the
+    same one: the baseline the cross-process figures compare with)."""
     reader, writer = tokens[0], tokens[1]
     since: list[str] = []
     for index in range(cluster.size):
@@ -225,6 +227,7 @@ async def _wake_up(
         latencies.append(await asyncio.wait_for(task, 60) - sent_at)
     ordered = sorted(latencies)
     return {
+        "cross_process": cluster.size > 1,
         "samples": samples,
         "median_ms": ms(statistics.median(ordered)),
         "p95_ms": ms(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]),
@@ -283,8 +286,7 @@ async def _measure_cluster(
     result["send_one_room"] = await _phase(
         cluster, args.messages, args.concurrency, sender(lambda w: busy)
     )
-    if cluster.size > 1:
-        result["wake_up"] = await _wake_up(cluster, rr, tokens, busy, args.wake_samples)
+    result["wake_up"] = await _wake_up(cluster, rr, tokens, busy, args.wake_samples)
     result["requests_per_process"] = {cluster.instances[i].name: n for i, n in rr.answered.items()}
     return result
 

@@ -31,8 +31,8 @@ pytestmark = pytest.mark.postgres
 
 WAIT = 90.0
 #: The load runs this long, and the victim is killed this far into it.
-LOAD_SECONDS = 5.0
-KILL_AFTER = 2.0
+LOAD_SECONDS = 4.0
+KILL_AFTER = 1.5
 #: Rooms a load user creates before the next takes over (rc_room_creation's burst is 10).
 ROOMS_PER_USER = 9
 SENT = "homeserver_federation_transactions_total"

@@ -359,7 +359,7 @@ async def _wake_latencies(
             for i in range(3)
             if i != writer_index
         ]
-        await asyncio.sleep(0.5)  # let the long-polls park
+        await asyncio.sleep(0.3)  # let the long-polls park
         sent_at = time.monotonic()
         path = f"{CS}/rooms/{q(room_id)}/send/m.room.message/wake-{time.time_ns()}"
         status, answer = await rr.call_on(
@@ -404,16 +404,16 @@ async def test_redis_stopped_and_restarted_under_load(cluster: Cluster, rr: Roun
     load_task = asyncio.create_task(load.run())
     try:
         async with asyncio.timeout(6 * WAIT):
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.5)
             await load.pause()
             up = await _wake_latencies(rr, reader, writer, room_id, since, "redis up")
             for index in range(3):
                 assert _redis_connected(await cluster.metrics(index)) is True, index
             load.resume()
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.5)
 
             cluster.redis.stop()
-            await asyncio.sleep(2.0)  # writes go on with Redis gone
+            await asyncio.sleep(1.5)  # writes go on with Redis gone
             await load.pause()
             down = await _wake_latencies(rr, reader, writer, room_id, since, "redis down")
             for index in range(3):
@@ -422,7 +422,7 @@ async def test_redis_stopped_and_restarted_under_load(cluster: Cluster, rr: Roun
 
             cluster.redis.start()
             await _until_reconnected(cluster)
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.5)
             await load.pause()
             back = await _wake_latencies(rr, reader, writer, room_id, since, "redis back")
             load.resume()

@@ -7,11 +7,15 @@
 * 50 upgrade requests of one room, racing over the three processes, give one replacement room;
 * the 11th createRoom of a user inside the window is 429 whichever process gets it;
 * Redis stopped and restarted under load: no 5xx, and a long-poll on one process is woken by a
-  write on another within the fallback interval while Redis is down, and again once it is back.
+  write on another within the fallback interval while Redis is down, and again once it is back;
+* a process killed with SIGKILL under load loses no acknowledged write, its federation
+  destination is taken over and a real Synapse receives every event once
+  (tests/multiprocess/kill_scenario.py).
 
-The module shares one cluster (tests/multiprocess/cluster.py); the Redis test runs last, as it
-stops Redis. Waits poll with generous deadlines and return as soon as the data is there,
-except where the test is about how soon (the wake-ups).
+The module shares one cluster (tests/multiprocess/cluster.py), so the order matters: the Redis
+test stops and restarts Redis, the last test kills a process. Waits poll with generous
+deadlines and return as soon as the data is there, except where the test is about how soon
+(the wake-ups).
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ import aiohttp
 import pytest
 from nio import RoomPreset
 
+from tests.federation.synapse_harness import SynapseServer, running_synapse
 from tests.http_client import CS, Client, q
 from tests.multiprocess.cluster import Cluster, RoundRobin, running_cluster
+from tests.multiprocess.kill_scenario import killed_under_load
 from tests.real_clients.nio_crypto import (
     MEGOLM,
     EncryptedUser,
@@ -56,6 +62,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield cluster
         # Every process must have stayed healthy (a crash shows as a traceback in its log).
         assert not cluster.tracebacks(), cluster.log_tail()
+
+
+@pytest.fixture(scope="module")
+def synapse(tmp_path_factory: pytest.TempPathFactory, cluster: Cluster) -> Iterator[SynapseServer]:
+    """A real Synapse peer, for the last test only (started when it asks)."""
+    with running_synapse(tmp_path_factory.mktemp("synapse")) as server:
+        yield server
 
 
 @pytest.fixture
@@ -455,3 +468,21 @@ async def _until_reconnected(cluster: Cluster) -> None:
                 pending.discard(index)
         assert time.monotonic() < deadline, f"never reconnected to Redis: {sorted(pending)}"
         await asyncio.sleep(0.2)
+
+
+# --- a process killed (last: it leaves one process dead) ---
+
+
+async def test_killed_process_loses_nothing_and_synapse_gets_every_event_once(
+    cluster: Cluster, synapse: SynapseServer, rr: RoundRobin
+) -> None:
+    try:
+        async with asyncio.timeout(4 * WAIT):
+            await killed_under_load(cluster, synapse, rr.session)
+    except BaseException as e:
+        if isinstance(e, asyncio.CancelledError | KeyboardInterrupt):
+            raise
+        errors = "\n".join(synapse.errors_in_log()[-20:])
+        raise AssertionError(
+            f"{type(e).__name__}: {e}\n\n{cluster.log_tail()}\n--- Synapse errors ---\n{errors}"
+        ) from e

@@ -142,6 +142,11 @@ class Homeserver:
         if self.redis_bus is not None:
             bus = self.redis_bus
             self.metrics.watch_redis(lambda: bus.connected)
+            # An admin's shadow ban, suspension or rate-limit override holds on every process
+            # at once, not after the others' next periodic reload.
+            overrides = self.user_overrides
+            overrides.change_listeners.append(lambda: bus.publish({"t": "user_overrides"}))
+            bus.subscribe("user_overrides", lambda _item: overrides.reload_soon())
         self.bus.subscribe(audit_log_subscriber)
         self.modules = load_modules(config.modules, server_name, self.bus)
         self.bus.subscribe(room_metrics_subscriber(self.metrics))
@@ -446,7 +451,14 @@ class Homeserver:
             client_ips=self.accounts.client_ips,
             overrides=self.user_overrides,
         )
-        self.user_redactions = UserRedactions(store, self.room_events, server_name, clock)
+        self.user_redactions = UserRedactions(
+            store,
+            self.room_events,
+            server_name,
+            clock,
+            config.instance_name,
+            self.leases.instance_alive,
+        )
         self.admin_destinations = AdminDestinations(store, self.federation_sender)
 
         # End-to-end encryption: to-device messages, other servers' device lists (resynced by

@@ -187,13 +187,13 @@ class AdminUserDetails:
             _non_negative_int(body, "messages_per_second"), _non_negative_int(body, "burst_count")
         )
         await self.store.admin_user_data.set_ratelimit(user_id, override)
-        await self.overrides.reload()
+        await self.overrides.changed()
         return await self.get_ratelimit(user_id)
 
     async def delete_ratelimit(self, user_id: str) -> None:
         await self._existing(user_id, "Only local users can be ratelimited")
         await self.store.admin_user_data.delete_ratelimit(user_id)
-        await self.overrides.reload()
+        await self.overrides.changed()
 
     async def get_features(self, user_id: str) -> dict[str, Any]:
         self._check_local(
@@ -225,7 +225,7 @@ class AdminUserDetails:
         if not isinstance(suspend, bool):
             raise BadRequest("'suspend' must be true or false", Codes.BAD_JSON)
         await self.store.admin_user_data.set_suspended(user_id, suspend)
-        await self.overrides.reload()
+        await self.overrides.changed()
         return {f"user_{user_id}_suspended": suspend}
 
     async def allow_cross_signing_replacement(self, user_id: str) -> dict[str, Any]:
@@ -248,7 +248,7 @@ class AdminUserDetails:
         self._check_local(user_id, "Only local users can be shadow-banned")
         if not await self.store.admin_user_data.set_shadow_banned(user_id, banned):
             raise NotFound("User not found")
-        await self.overrides.reload()
+        await self.overrides.changed()
 
     # --- sessions and passwords ---------------------------------------------------------------
     async def login_as(self, admin_id: str, user_id: str, body: dict[str, Any]) -> dict[str, Any]:

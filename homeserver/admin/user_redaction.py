@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,9 +83,19 @@ def parse_redact_body(user_id: str, body: dict[str, Any]) -> RedactRequest:
 
 class UserRedactions:
     def __init__(
-        self, store: Store, room_events: RoomEventsService, server_name: str, clock: WallClock
+        self,
+        store: Store,
+        room_events: RoomEventsService,
+        server_name: str,
+        clock: WallClock,
+        instance_name: str = "",
+        instance_alive: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.store = store
+        #: this process (recorded on each request it runs) and how to ask whether another
+        #: process is running (a live one's requests are not ours to fail).
+        self.instance_name = instance_name
+        self._instance_alive = instance_alive
         self.room_events = room_events
         self.server_name = server_name
         self.clock = clock
@@ -97,7 +108,9 @@ class UserRedactions:
             rooms = await self.store.state.get_rooms_for_user(user_id, "join")
             rooms += await self.store.state.get_rooms_for_user(user_id, "ban")
         redact_id = secrets.token_urlsafe(12)
-        await self.store.admin_user_data.create_redaction(redact_id, user_id, self.clock())
+        await self.store.admin_user_data.create_redaction(
+            redact_id, user_id, self.clock(), self.instance_name
+        )
         local = user_id.split(":", 1)[1] == self.server_name
         sender = admin_id if request.use_admin or not local else user_id
         task = asyncio.get_running_loop().create_task(self._run(redact_id, sender, request, rooms))
@@ -149,8 +162,13 @@ class UserRedactions:
             )
 
     async def recover(self) -> None:
-        """At start: what a stopped process left unfinished is failed."""
-        await self.store.admin_user_data.fail_unfinished_redactions()
+        """At start: what this process's previous run, or a process no longer running, left
+        unfinished is failed; a live process's requests go on there."""
+        data = self.store.admin_user_data
+        for runner in await data.unfinished_redaction_runners():
+            mine = runner == self.instance_name  # nothing of this run has started yet
+            if mine or self._instance_alive is None or not await self._instance_alive(runner):
+                await data.fail_unfinished_redactions(runner)
 
     async def wait_idle(self) -> None:
         while self._tasks:

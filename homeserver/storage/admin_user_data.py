@@ -107,14 +107,17 @@ class AdminUserDataStore:
         return None if value is None else int(value)
 
     # --- user redactions -------------------------------------------------------------------------
-    async def create_redaction(self, redact_id: str, user_id: str, now: int) -> None:
+    async def create_redaction(
+        self, redact_id: str, user_id: str, now: int, instance_name: str = ""
+    ) -> None:
         async with self.db.transaction("create_user_redaction") as txn:
             await txn.execute(
-                "INSERT INTO user_redactions (redact_id, user_id, status, created_ts)"
-                " VALUES (?, ?, 'scheduled', ?)",
+                "INSERT INTO user_redactions (redact_id, user_id, status, created_ts,"
+                " instance_name) VALUES (?, ?, 'scheduled', ?, ?)",
                 redact_id,
                 user_id,
                 now,
+                instance_name,
             )
 
     async def update_redaction(
@@ -141,12 +144,23 @@ class AdminUserDataStore:
         )
         return None if row is None else (row[0], json.loads(row[1]), row[2])
 
-    async def fail_unfinished_redactions(self) -> int:
-        """At start: requests a stopped process left unfinished are failed (not resumed)."""
+    async def unfinished_redaction_runners(self) -> list[str]:
+        """The instances running (or that were running) unfinished requests."""
+        rows = await self.db.fetchall(
+            "SELECT DISTINCT instance_name FROM user_redactions"
+            " WHERE status IN ('scheduled', 'active')"
+        )
+        return [str(row[0]) for row in rows]
+
+    async def fail_unfinished_redactions(self, instance_name: str) -> int:
+        """Requests the stopped process ``instance_name`` left unfinished are failed (not
+        resumed)."""
         async with self.db.transaction("fail_unfinished_user_redactions") as txn:
             return await txn.execute(
                 "UPDATE user_redactions SET status = 'failed',"
                 " error = 'interrupted by a restart' WHERE status IN ('scheduled', 'active')"
+                " AND instance_name = ?",
+                instance_name,
             )
 
     async def events_to_redact(

@@ -2,8 +2,10 @@
 event send asks) and rate-limit overrides (every limiter check asks).
 
 Both tables are tiny (an admin sets each row by hand), so the whole of each is kept. A write
-through the admin API reloads at once in the process that made it; other processes over the
-same database see it within ``REFRESH_SECONDS`` (``start()``, run by ``serve()``).
+through the admin API reloads at once in the process that made it (:meth:`changed`), which also
+tells its ``change_listeners`` (with Redis, the other processes, which reload at once); without
+that message, other processes over the same database see it within ``REFRESH_SECONDS``
+(``start()``, run by ``serve()``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from homeserver.storage.admin_user_data import AdminUserDataStore, RateLimitOverride
 
@@ -26,6 +29,9 @@ class UserOverrides:
         self._suspended: frozenset[str] = frozenset()
         self._ratelimits: dict[str, RateLimitOverride] = {}
         self._task: asyncio.Task[None] | None = None
+        self._soon: asyncio.Task[None] | None = None
+        #: told after an admin change here (the Redis bus publishes it to the other processes).
+        self.change_listeners: list[Callable[[], None]] = []
 
     def is_shadow_banned(self, user_id: str) -> bool:
         return user_id in self._shadow_banned
@@ -47,6 +53,23 @@ class UserOverrides:
         self._shadow_banned = frozenset(await self._store.shadow_banned_users())
         self._suspended = frozenset(await self._store.suspended_users())
         self._ratelimits = await self._store.all_ratelimits()
+
+    async def changed(self) -> None:
+        """An admin changed a row here: reload, and tell the listeners."""
+        await self.reload()
+        for listener in self.change_listeners:
+            listener()
+
+    def reload_soon(self) -> None:
+        """Another process changed a row: reload in the background (one reload at a time)."""
+        if self._soon is None or self._soon.done():
+            self._soon = asyncio.get_running_loop().create_task(self._reload_logged())
+
+    async def _reload_logged(self) -> None:
+        try:
+            await self.reload()
+        except Exception:
+            logger.exception("reloading shadow bans and rate-limit overrides")
 
     def start(self) -> None:
         if self._task is None:

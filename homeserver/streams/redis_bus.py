@@ -10,7 +10,8 @@ One pub/sub channel, ``<redis.prefix>bus``. Each message is a small JSON object
   applied, signatures added) or, ``null``, a purge: every cache of events and state is emptied;
 * ``{"t": "hello"}``: a process (re)connected; it may have missed or failed to send messages,
   so every other process empties its event cache and wakes its waiters to re-check;
-* anything a service registers with :meth:`RedisBus.subscribe` (typing, presence).
+* anything a service registers with :meth:`RedisBus.subscribe` (typing, presence, and
+  ``{"t": "user_overrides"}``: an admin changed a shadow ban, suspension or rate-limit override).
 
 A process ignores its own messages (``o``). While Redis cannot be reached the server keeps
 serving, only slower: waiters are woken whenever a poll of the stream positions every

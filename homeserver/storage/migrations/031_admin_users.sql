@@ -72,11 +72,13 @@ ALTER TABLE users ADD COLUMN cross_signing_replaceable_before_ms BIGINT;
 
 -- POST /_synapse/admin/v1/user/{u}/redact: one row per request, its progress for
 -- GET /_synapse/admin/v1/user/redact_status/{id}. status: scheduled, active, complete, failed;
--- failed_redactions: JSON {event_id: reason}.
+-- failed_redactions: JSON {event_id: reason}; instance_name: the process running it (a process
+-- starting fails only its own previous run's and dead processes' unfinished requests).
 CREATE TABLE user_redactions (
     redact_id TEXT PRIMARY KEY,
     user_id TEXT NOT NULL,
     status TEXT NOT NULL,
+    instance_name TEXT NOT NULL DEFAULT '',
     failed_redactions TEXT NOT NULL DEFAULT '{}',
     error TEXT,
     created_ts BIGINT NOT NULL

@@ -281,7 +281,13 @@ class Cluster:
         return "\n".join(parts)
 
     def tracebacks(self) -> list[str]:
-        return [i.name for i in self.instances if "Traceback" in i.log()]
+        """Each log line holding a traceback, with the process's name."""
+        return [
+            f"{i.name}: {line}"
+            for i in self.instances
+            for line in i.log().splitlines()
+            if "Traceback" in line
+        ]
 
     async def metrics(self, index: int) -> dict[str, list[tuple[dict[str, str], float]]]:
         """Process ``index``'s ``/_synapse/metrics``: sample name → [(labels, value)]."""

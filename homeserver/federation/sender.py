@@ -23,8 +23,9 @@ list (:func:`owner_of`), and delivered only under the destination's lease (``fed
 so a handover never has two processes sending. The owner finds work queued by the other
 processes by looking at the outbox every ``poll_interval`` (and at once when told through
 :meth:`FederationSender.wake`, the hook a cross-process notification calls). When a process
-stops renewing, it drops out of the live list and its leases expire: the destinations it owned
-hash to the others, which take them over, resending an unfinished transaction with its stored
+stops renewing, it drops out of the live list and its leases expire (at once on PostgreSQL when
+its process is gone: ``LeaseKeeper``): the destinations it owned hash to the others, which take
+them over, resending an unfinished transaction with its stored
 ID and content (the peer dedupes it by ID). A transaction is assigned to entries only while
 none of them is in one (:meth:`OutboxStore.assign_transaction`), so two processes can never
 send the same entries under two IDs.

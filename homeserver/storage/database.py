@@ -290,6 +290,10 @@ class Database(_Reads):
         after ``timeout`` seconds of waiting. A no-op on SQLite (one process)."""
         return _no_lock()
 
+    #: whether :meth:`is_alive` can tell that another process is dead (PostgreSQL: its
+    #: liveness lock went with its connection). False on SQLite, where it cannot.
+    tracks_liveness: bool = False
+
     async def claim_liveness(self, key: int) -> bool:
         """Hold ``key`` for as long as this process lives (its instance's liveness lock):
         other processes then know it is alive, and the moment it dies (its connection gone),

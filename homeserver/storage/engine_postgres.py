@@ -192,6 +192,7 @@ POSTGRES_TYPES = {
 
 class PostgresDatabase(Database):
     engine = "postgres"
+    tracks_liveness = True
 
     def __init__(self, dsn: str, min_size: int, max_size: int, schema: str | None) -> None:
         super().__init__()

@@ -8,7 +8,9 @@ compare-and-set in one statement, so two processes can never both believe they h
   ``holder`` under another token (that holder's previous run, which is gone);
 * :meth:`LeasesStore.renew` extends those still held under their tokens (a lease that expired
   but that nobody took is still its holder's: nothing happened in between);
-* :meth:`LeasesStore.release` gives one up, only under its token.
+* :meth:`LeasesStore.release` gives one up, only under its token;
+* :meth:`LeasesStore.take_over` takes one before it expires from a holder whose process is known
+  dead, only while that holder still has it under the token seen.
 
 Times are the callers' clock (ms); processes must keep their clocks in step (NTP) well within
 the lease timeout, as Synapse's worker locks assume too.
@@ -58,6 +60,33 @@ class LeasesStore:
             )
         return changed == 1
 
+    async def take_over(
+        self,
+        name: str,
+        *,
+        from_holder: str,
+        from_token: str,
+        holder: str,
+        token: str,
+        now: int,
+        timeout_ms: int,
+    ) -> bool:
+        """Take ``name`` from ``from_holder`` before it expires, only if it is still held by
+        that holder under ``from_token`` (the caller found that holder's process dead)."""
+        async with self.db.transaction("lease_take_over") as txn:
+            changed = await txn.execute(
+                "UPDATE leases SET holder = ?, token = ?, acquired_ts = ?, expires_ts = ?"
+                " WHERE name = ? AND holder = ? AND token = ?",
+                holder,
+                token,
+                now,
+                now + timeout_ms,
+                name,
+                from_holder,
+                from_token,
+            )
+        return changed == 1
+
     async def renew(
         self, holder: str, tokens: Mapping[str, str], *, now: int, timeout_ms: int
     ) -> set[str]:
@@ -85,9 +114,10 @@ class LeasesStore:
     async def release(self, name: str, token: str) -> bool:
         """Give up ``name`` if it is still held under ``token``."""
         async with self.db.transaction("lease_release") as txn:
-            return await txn.execute(
-                "DELETE FROM leases WHERE name = ? AND token = ?", name, token
-            ) == 1
+            return (
+                await txn.execute("DELETE FROM leases WHERE name = ? AND token = ?", name, token)
+                == 1
+            )
 
     async def release_all(self, holder: str) -> int:
         """Give up every lease of ``holder`` (a clean shutdown: the others take over at once)."""
@@ -135,6 +165,13 @@ class LeasesStore:
             now - timeout_ms,
         )
         return [r[0] for r in rows]
+
+    async def has_instance(self, instance_name: str) -> bool:
+        """Whether ``instance_name`` has announced itself and not stopped cleanly."""
+        row = await self.db.fetchone(
+            "SELECT 1 FROM instances WHERE instance_name = ?", instance_name
+        )
+        return row is not None
 
     async def forget_instance(self, instance_name: str) -> None:
         """A clean stop: no longer counted live, so its share is taken over at once."""

@@ -7,12 +7,15 @@ or one this process could not renew in time (the database was out of reach) is d
 :meth:`LeaseKeeper.holds` — which also answers False once the local expiry has passed, so work
 stops before another process may start it. The same round writes this instance's heartbeat;
 :meth:`LeaseKeeper.live_instances` are the instances seen within the timeout (the federation
-sender shards destinations over them). Callbacks added with :meth:`LeaseKeeper.on_tick` run
+sender shards destinations over them). On PostgreSQL a killed process is known dead at once
+(its liveness lock went with its connection): it leaves the live list and its leases are taken
+over without waiting for them to expire. Callbacks added with :meth:`LeaseKeeper.on_tick` run
 after each round (singleton jobs, the sender's rebalance).
 
 :class:`SingletonJob` runs a background service on exactly one live process: whichever takes
 its lease starts it, stops it when the lease is lost, and gives the lease up when it stops;
-the others try again at every round, so a dead holder's job moves within one timeout.
+the others try again at every round, so a dead holder's job moves within one timeout (at
+its next round on PostgreSQL, where a killed process is known dead at once).
 """
 
 from __future__ import annotations
@@ -95,16 +98,52 @@ class LeaseKeeper:
 
     # --- leases -------------------------------------------------------------------------------
     async def try_acquire(self, name: str) -> bool:
-        """Take ``name`` for this instance (True if already held)."""
+        """Take ``name`` for this instance (True if already held): when it is free or expired,
+        or at once from a holder whose process is known dead (:meth:`_take_from_dead`)."""
         if self.holds(name):
             return True
         token = secrets.token_hex(8)
         now = self.clock()
         if not await self.store.leases.try_acquire(
             name, self.instance_name, token, now=now, timeout_ms=self.timeout_ms
-        ):
+        ) and not await self._take_from_dead(name, token, now):
             return False
         self._held[name] = _Held(token, now + self.timeout_ms - self.margin_ms)
+        return True
+
+    async def _take_from_dead(self, name: str, token: str, now: int) -> bool:
+        """Take ``name`` before it expires if its holder announced itself (a heartbeat row:
+        it started, and did not stop cleanly) and its liveness lock is free: its process is
+        gone (PostgreSQL only; on SQLite a lease is only ever taken once expired). Waiting for
+        the expiry instead would let a dead process's destinations queue a lease timeout's
+        worth of PDUs, which the new owner would then push at the peer all at once: Synapse
+        drops all but the newest of more than 100 PDUs of a room queued for processing and
+        fetches the rest back (/get_missing_events, /backfill), receiving them twice.
+
+        Should a live process lose its liveness connection, the next round of its keeper
+        re-claims it and finds such leases lost (their token changed); meanwhile a transaction
+        it was sending may also be sent by the new holder, under the same ID (the peer
+        dedupes)."""
+        if not self.store.db.tracks_liveness:
+            return False
+        row = await self.store.leases.get(name)
+        if row is None or row.holder == self.instance_name:
+            return False
+        if not await self.store.leases.has_instance(row.holder):
+            return False
+        if await self.instance_alive(row.holder):
+            return False
+        if not await self.store.leases.take_over(
+            name,
+            from_holder=row.holder,
+            from_token=row.token,
+            holder=self.instance_name,
+            token=token,
+            now=now,
+            timeout_ms=self.timeout_ms,
+        ):
+            return False
+        logger.info("lease %s taken over from %s, whose process is gone", name, row.holder)
         return True
 
     def holds(self, name: str) -> bool:
@@ -146,7 +185,12 @@ class LeaseKeeper:
         return self._live
 
     async def refresh_live_instances(self) -> list[str]:
+        """The instances whose heartbeat is recent, less (on PostgreSQL) those whose liveness
+        lock is free: a killed process leaves the list at once, so its share (the federation
+        destinations it delivered) moves without waiting for its heartbeat to age."""
         live = await self.store.leases.live_instances(now=self.clock(), timeout_ms=self.timeout_ms)
+        if self.store.db.tracks_liveness:
+            live = [i for i in live if i == self.instance_name or await self.instance_alive(i)]
         if self.instance_name not in live:
             live = sorted([*live, self.instance_name])
         self._live = live

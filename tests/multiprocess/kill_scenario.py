@@ -201,7 +201,17 @@ async def killed_under_load(
         if event_id in set(on_synapse)
     }
     repeated_later = received_twice - acknowledged_before_kill
-    assert not repeated_later, f"Synapse received events twice after the kill: {repeated_later}"
+    # For diagnosis: Synapse stages received PDUs and, past 100 of a room waiting, drops all but
+    # the newest and pulls the rest back (/get_missing_events, /backfill); a backfill logs the
+    # same line for each event it already had. Which path logged the repeats says which it was.
+    pulled = set(re.findall(r"_process_pulled_event: Ignoring received event (\S+) ", synapse_log))
+    prunes = re.findall(r"Pruning (\d+) events in room \S+ from federation queue", synapse_log)
+    assert not repeated_later, (
+        f"Synapse received events twice after the kill: {repeated_later}; "
+        f"{len(repeated_later & pulled)} of them pulled back by Synapse (/backfill); "
+        f"it pruned its inbound queue {len(prunes)} times ({prunes} events); "
+        f"its log: {synapse.log_path}"
+    )
     # At most the one transaction in flight (a transaction holds at most 50 PDUs).
     assert len(received_twice) <= 50, f"Synapse received these twice: {received_twice}"
     end = await _sent_to(cluster, synapse.server_name)

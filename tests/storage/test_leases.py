@@ -1,7 +1,8 @@
 """Leases (storage/leases.py, streams/leases.py) on both engines: acquire, renew, expiry,
 takeover, release; the keeper's view of what it holds (lost to another process, or run out
 locally without a renewal); the live instances; a singleton job moving to the other process
-when its holder stops renewing or stops. Times come from a hand-moved clock."""
+when its holder stops renewing or stops; on PostgreSQL, a killed holder's leases taken over at
+once. Times come from a hand-moved clock."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 
 from homeserver.storage import Store
 from homeserver.streams.leases import LeaseKeeper, SingletonJob
+from tests.conftest import OpenTestDatabase
 
 TIMEOUT_MS = 10_000
 
@@ -180,3 +182,78 @@ async def test_singleton_job_runs_once_and_moves_when_its_holder_stops(store: St
     await jobs["b"].disable()
     await keepers["a"].renew_now()
     assert running == {"a": True, "b": False}
+
+
+# Each scenario: "a" holds the lease under "t1"; "c" tries to take it from (holder, token).
+TAKE_OVER_SCENARIOS = {
+    "from its holder under its token": ("a", "t1", True),
+    "under a stale token (a took it again since)": ("a", "t0", False),
+    "from someone who does not hold it": ("b", "t1", False),
+}
+
+
+async def test_take_over_is_a_compare_and_set(store: Store) -> None:
+    """Taking a lease from a holder known dead, before it expires: only from that holder under
+    the token seen, so two processes finding it dead cannot both take it."""
+    leases = store.leases
+    for name, (holder, token, expect) in TAKE_OVER_SCENARIOS.items():
+        assert await leases.try_acquire(name, "a", "t1", now=0, timeout_ms=TIMEOUT_MS)
+        got = await leases.take_over(
+            name,
+            from_holder=holder,
+            from_token=token,
+            holder="c",
+            token="u1",
+            now=5_000,
+            timeout_ms=TIMEOUT_MS,
+        )
+        assert got is expect, name
+        row = await leases.get(name)
+        assert row is not None
+        assert (row.holder, row.token) == (("c", "u1") if expect else ("a", "t1")), name
+        if expect:
+            assert row.expires_ts == 5_000 + TIMEOUT_MS
+            # A second taker that saw the same dead holder loses.
+            assert not await leases.take_over(
+                name,
+                from_holder="a",
+                from_token="t1",
+                holder="d",
+                token="w1",
+                now=5_001,
+                timeout_ms=TIMEOUT_MS,
+            )
+
+
+async def test_a_killed_holders_leases_are_taken_over_at_once(
+    db_engine: str, open_test_database: OpenTestDatabase
+) -> None:
+    """Two processes, each with its own connections: when "a" dies (its connections close, so
+    its liveness lock is free), "b" drops it from the live instances and takes its lease at
+    once on PostgreSQL, instead of after the timeout (a dead federation sender's destinations
+    would otherwise queue a timeout's worth of PDUs, then flood the peer with them). A holder
+    that is alive keeps its lease. SQLite cannot tell (one process): expiry only."""
+    clock = Clock()
+    first = Store(await open_test_database())
+    second = Store(await open_test_database(migrate=False))
+    a = LeaseKeeper(first, "a", clock, timeout_ms=TIMEOUT_MS)
+    b = LeaseKeeper(second, "b", clock, timeout_ms=TIMEOUT_MS)
+    await a.renew_now()  # a announces itself (heartbeat, liveness lock)
+    await b.renew_now()
+    assert await a.try_acquire("federation:x")
+    assert not await b.try_acquire("federation:x")  # alive: not taken from it
+    assert await b.refresh_live_instances() == ["a", "b"]
+
+    await first.db.close()  # a is killed: its connections are gone
+    clock.now += 1_000  # well within the lease
+    if db_engine == "postgres":
+        assert await b.refresh_live_instances() == ["b"]
+        assert await b.try_acquire("federation:x")
+        row = await second.leases.get("federation:x")
+        assert row is not None and (row.holder, row.expires_ts) == ("b", clock.now + TIMEOUT_MS)
+    else:
+        assert await b.refresh_live_instances() == ["a", "b"]
+        assert not await b.try_acquire("federation:x")
+        clock.now += TIMEOUT_MS
+        assert await b.try_acquire("federation:x")
+    assert b.holds("federation:x")

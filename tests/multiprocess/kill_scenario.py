@@ -197,13 +197,15 @@ async def killed_under_load(
     # 10-15 a second), drops all but the newest and pulls the rest back itself (/backfill),
     # logging "already seen" for each one it had: that is Synapse re-reading, not a delivery of
     # ours. What counts is a PDU we pushed to it twice.
-    pulled = set(re.findall(r"_process_pulled_event: Ignoring received event (\S+) ", synapse_log))
+    pushed_log = "\n".join(
+        line for line in synapse_log.splitlines() if "_process_pulled_event" not in line
+    )
     received_twice = {
         event_id
         for event_id in re.findall(
-            r"Ignoring received event (\S+) which we have already seen", synapse_log
+            r"Ignoring received event (\S+) which we have already seen", pushed_log
         )
-        if event_id in set(on_synapse) and event_id not in pulled
+        if event_id in set(on_synapse)
     }
     repeated_later = received_twice - acknowledged_before_kill
     prunes = re.findall(r"Pruning (\d+) events in room \S+ from federation queue", synapse_log)

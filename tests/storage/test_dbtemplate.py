@@ -1,0 +1,167 @@
+"""The test databases copied from a migrated template (tests/dbtemplate.py) are the database a
+fresh migration leaves: same tables, columns, indexes, constraints, triggers, functions, rows
+(the seeded ones included), sequence positions and ``schema_version``."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from homeserver.storage import Database, apply_migrations
+from homeserver.storage.factory import open_postgres, open_sqlite
+from homeserver.storage.migrate import Migration
+from tests import dbtemplate
+from tests.conftest import OpenTestDatabase
+from tests.dbtemplate import POSTGRES_DSN, admin_connection
+
+
+@pytest.fixture
+async def freshly_migrated(db_engine: str, tmp_path: Path) -> AsyncIterator[Database]:
+    """A database migrated the slow way, file by file."""
+    schema = f"test_{uuid.uuid4().hex}"
+    if db_engine == "sqlite":
+        db = await open_sqlite(tmp_path / "fresh.db")
+    else:
+        db = await open_postgres(POSTGRES_DSN, 1, 2, schema=schema)
+    try:
+        assert await apply_migrations(db), "nothing applied: not a fresh database"
+        yield db
+    finally:
+        await db.close()
+        if db_engine == "postgres":
+            admin = await admin_connection()
+            try:
+                await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            finally:
+                await admin.close()
+
+
+async def _rows(db: Database, table: str, columns: list[str]) -> list[tuple[Any, ...]]:
+    if table == "schema_version":  # applied_ts is the wall clock of the migration
+        columns = [c for c in columns if c != "applied_ts"]
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    rows = await db.fetchall(f'SELECT {quoted} FROM "{table}"')
+    return sorted(tuple(repr(v) for v in row) for row in rows)
+
+
+async def _sqlite_snapshot(db: Database) -> dict[str, Any]:
+    objects = await db.fetchall("SELECT type, name, tbl_name, sql FROM sqlite_master")
+    snapshot: dict[str, Any] = {"objects": sorted(tuple(o) for o in objects)}
+    snapshot["user_version"] = await db.fetchval("PRAGMA user_version")
+    for kind, name, _, _ in snapshot["objects"]:
+        if kind != "table":
+            continue
+        columns = [str(r[1]) for r in await db.fetchall(f'PRAGMA table_info("{name}")')]
+        snapshot[f"rows {name}"] = await _rows(db, name, columns)
+    return snapshot
+
+
+async def _postgres_snapshot(db: Database) -> dict[str, Any]:
+    schema = await db.fetchval("SELECT current_schema()")
+
+    async def query(sql: str) -> list[tuple[str, ...]]:
+        rows = await db.fetchall(sql, schema)
+        return sorted(
+            tuple(str(v).replace(f'"{schema}".', "").replace(f"{schema}.", "") for v in r)
+            for r in rows
+        )
+
+    snapshot: dict[str, Any] = {
+        "relations": await query(
+            "SELECT c.relname, c.relkind FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ?"
+        ),
+        "columns": await query(
+            "SELECT table_name, column_name, ordinal_position, data_type, column_default,"
+            " is_nullable FROM information_schema.columns WHERE table_schema = ?"
+        ),
+        "constraints": await query(
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(c.oid)"
+            " FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace"
+            " WHERE n.nspname = ?"
+        ),
+        "indexes": await query(
+            "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = ?"
+        ),
+        "triggers": await query(
+            "SELECT t.tgname, pg_get_triggerdef(t.oid) FROM pg_trigger t"
+            " JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = ? AND NOT t.tgisinternal"
+        ),
+        "functions": await query(
+            "SELECT p.proname, pg_get_function_identity_arguments(p.oid), p.prosrc"
+            " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = ?"
+        ),
+        "sequences": await query(
+            "SELECT sequencename, start_value, last_value, increment_by FROM pg_sequences"
+            " WHERE schemaname = ?"
+        ),
+    }
+    tables = [r[0] for r in await query("SELECT tablename FROM pg_tables WHERE schemaname = ?")]
+    for table in tables:
+        columns = [c[1] for c in snapshot["columns"] if c[0] == table]
+        snapshot[f"rows {table}"] = await _rows(db, table, columns)
+    return snapshot
+
+
+async def _snapshot(db: Database) -> dict[str, Any]:
+    return await (_sqlite_snapshot(db) if db.engine == "sqlite" else _postgres_snapshot(db))
+
+
+async def test_a_template_copy_is_a_freshly_migrated_database(
+    database: Database, freshly_migrated: Database
+) -> None:
+    copy, fresh = await _snapshot(database), await _snapshot(freshly_migrated)
+    assert copy == fresh
+    # The comparison saw the schema, the seeded rows and the migration record.
+    assert any(key.startswith("rows stream_positions") for key in fresh)
+    assert fresh["rows schema_version"]
+    assert await apply_migrations(database) == []
+
+
+async def test_copies_are_independent(
+    open_test_database: OpenTestDatabase, db_engine: str, tmp_path: Path
+) -> None:
+    """A test's writes never reach the template, hence never the next test's database."""
+    first = await open_test_database()
+    async with first.transaction("scribble") as txn:
+        await txn.execute("DELETE FROM stream_positions")
+        await txn.execute(
+            "INSERT INTO schema_version (version, name, applied_ts) VALUES (999, 'x', 0)"
+        )
+    if db_engine == "sqlite":
+        await dbtemplate.copy_migrated_sqlite(tmp_path / "second.db")
+        second = await open_sqlite(tmp_path / "second.db")
+        name = None
+    else:
+        name = await dbtemplate.create_migrated_postgres()
+        second = await open_postgres(dbtemplate.database_dsn(name), 1, 1)
+    try:
+        assert await second.fetchval("SELECT COUNT(*) FROM stream_positions") > 0
+        assert await second.fetchval("SELECT MAX(version) FROM schema_version") < 999
+    finally:
+        await second.close()
+        if name is not None:
+            await dbtemplate.drop_postgres_database(name)
+
+
+async def test_a_migration_set_that_changes_gets_another_template(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def with_migrations(*migrations: Migration) -> str:
+        monkeypatch.setattr(dbtemplate, "load_migrations", lambda engine, types: list(migrations))
+        return dbtemplate.migration_key("sqlite")
+
+    one = Migration(1, "initial", "CREATE TABLE a (x INTEGER)")
+    keys = [
+        with_migrations(one),
+        with_migrations(one, Migration(2, "more", "CREATE TABLE b (x INTEGER)")),
+        with_migrations(Migration(1, "initial", "CREATE TABLE a (x TEXT)")),
+        with_migrations(Migration(1, "renamed", "CREATE TABLE a (x INTEGER)")),
+    ]
+    assert len(set(keys)) == len(keys)
+    assert with_migrations(one) == keys[0]

@@ -2,10 +2,10 @@
 
 * ``db_engine`` — ``"sqlite"`` or ``"postgres"`` (the parameter; ask for it to branch).
 * ``database`` — a migrated :class:`~homeserver.storage.database.Database`, fresh per test and
-  copied from a template this process migrated once (tests/dbtemplate.py): SQLite in a file
-  under ``tmp_path``; PostgreSQL in a database of its own (``CREATE DATABASE ... TEMPLATE``,
-  dropped afterwards) on the server of ``HOMESERVER_TEST_POSTGRES_DSN`` (default
-  ``postgresql://postgres@127.0.0.1:5432/test``).
+  without running the migrations per test (tests/dbtemplate.py): SQLite in a file under
+  ``tmp_path`` copied from a template this process migrated once; PostgreSQL in a schema of
+  ``HOMESERVER_TEST_POSTGRES_DSN`` (default ``postgresql://postgres@127.0.0.1:5432/test``) from
+  this process's pool, reset to the just-migrated state when taken.
 * ``store`` — a :class:`~homeserver.storage.Store` over ``database``.
 * ``open_test_database`` — an async factory ``await open_test_database(migrate=True)`` for tests
   that need a second connection pool on the same data (e.g. two processes); pools it opens are
@@ -36,11 +36,12 @@ from homeserver.storage.factory import open_postgres, open_sqlite
 from tests.dbtemplate import (
     POSTGRES_DSN,
     admin_connection,
+    checkout_migrated_schema,
     copy_migrated_sqlite,
-    create_migrated_postgres,
-    database_dsn,
-    drop_postgres_database,
+    drop_schemas,
     drop_templates,
+    return_schema,
+    schema_dsn,
 )
 
 # Hypothesis profiles. "ci" (the default) is reproducible (derandomized: the same examples every
@@ -78,17 +79,17 @@ def db_engine(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def open_test_database(db_engine: str, tmp_path: Path) -> AsyncIterator[OpenTestDatabase]:
-    """The first ``open_one()`` makes the test's database: a copy of the migrated template
-    (tests/dbtemplate.py) or, with ``migrate=False``, a truly empty one; later calls open more
-    pools on the same data (``migrate=True`` then applies whatever is missing, normally
-    nothing)."""
+    """The first ``open_one()`` makes the test's database: a copy of the migrated template or a
+    reset pooled schema (tests/dbtemplate.py) or, with ``migrate=False``, a truly empty one;
+    later calls open more pools on the same data (``migrate=True`` then applies whatever is
+    missing, normally nothing)."""
     sqlite_path = tmp_path / "homeserver.db"
-    schema: str | None = None  # an empty schema in POSTGRES_DSN (migrate=False)
-    database_name: str | None = None  # a copy of the template (migrate=True)
+    schema: str | None = None
+    pooled = False  # the schema is the pool's (given back) rather than this test's (dropped)
     opened: list[Database] = []
 
     async def open_one(*, migrate: bool = True) -> Database:
-        nonlocal schema, database_name
+        nonlocal schema, pooled
         first = not opened
         if db_engine == "sqlite":
             if first and migrate:
@@ -96,15 +97,13 @@ async def open_test_database(db_engine: str, tmp_path: Path) -> AsyncIterator[Op
             db = await open_sqlite(sqlite_path)
         else:
             if first and migrate:
-                database_name = await create_migrated_postgres()
+                schema, pooled = await checkout_migrated_schema(), True
             elif first:
                 schema = f"test_{uuid.uuid4().hex}"
                 admin = await admin_connection()
                 await admin.close()
-            if database_name is not None:
-                db = await open_postgres(database_dsn(database_name), 1, 4)
-            else:
-                db = await open_postgres(POSTGRES_DSN, 1, 4, schema=schema)
+            assert schema is not None
+            db = await open_postgres(schema_dsn(schema), 1, 4, schema=schema)
         opened.append(db)
         if migrate and not first:
             await apply_migrations(db)
@@ -114,9 +113,9 @@ async def open_test_database(db_engine: str, tmp_path: Path) -> AsyncIterator[Op
 
     for db in opened:
         await db.close()
-    if database_name is not None:
-        await drop_postgres_database(database_name)
-    if schema is not None:
+    if pooled and schema is not None:
+        return_schema(schema)
+    elif schema is not None:
         admin = await admin_connection()
         try:
             await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
@@ -147,9 +146,10 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Drop the PostgreSQL templates this process built (tests/dbtemplate.py)."""
+    """Drop the PostgreSQL templates and pooled schemas this process made (tests/dbtemplate.py)."""
     if not SKIP_POSTGRES:
         asyncio.run(drop_templates())
+        asyncio.run(drop_schemas())
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

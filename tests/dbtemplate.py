@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import itertools
 import os
 import shutil
 import socket
 import tempfile
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
@@ -60,6 +62,12 @@ def migration_key(engine: str) -> str:
     for migration in load_migrations(engine, _ENGINE_TYPES[engine]):
         digest.update(f"{migration.version}\0{migration.name}\0{migration.sql}\0".encode())
     return digest.hexdigest()[:12]
+
+
+def schema_dsn(schema: str) -> str:
+    """``POSTGRES_DSN`` with ``application_name`` set to ``schema``: the pool can then end
+    whatever a failed test left connected to a schema before reusing it."""
+    return POSTGRES_DSN + ("&" if "?" in POSTGRES_DSN else "?") + f"application_name={schema}"
 
 
 def database_dsn(name: str) -> str:
@@ -128,6 +136,239 @@ async def copy_migrated_sqlite(path: Path) -> None:
         shutil.copyfileobj(src, out)
 
 
+# --- PostgreSQL: a pool of migrated schemas, reset on checkout -----------------------------
+
+#: one catalog fingerprint of a schema (its name left out): relations, columns, constraints,
+#: indexes, triggers, functions. A schema whose fingerprint moved (a test ran DDL) is not reused.
+_FINGERPRINT = """
+WITH ns AS (SELECT oid, nspname FROM pg_namespace WHERE nspname = $1)
+SELECT md5(COALESCE(string_agg(replace(item, ns.nspname || '.', ''), E'\\n' ORDER BY item), ''))
+FROM ns, (
+  SELECT 'rel ' || c.relname || ' ' || c.relkind::text AS item
+    FROM pg_class c, ns WHERE c.relnamespace = ns.oid
+  UNION ALL
+  SELECT 'col ' || c.relname || ' ' || a.attnum || ' ' || a.attname || ' '
+         || format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull::text
+         || ' ' || a.attgenerated::text
+         || ' ' || COALESCE(pg_get_expr(d.adbin, d.adrelid), '')
+    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum, ns
+   WHERE c.relnamespace = ns.oid AND a.attnum > 0 AND NOT a.attisdropped
+  UNION ALL
+  SELECT 'con ' || conname || ' ' || pg_get_constraintdef(k.oid)
+    FROM pg_constraint k, ns WHERE k.connamespace = ns.oid
+  UNION ALL
+  SELECT 'idx ' || pg_get_indexdef(i.indexrelid)
+    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid, ns WHERE c.relnamespace = ns.oid
+  UNION ALL
+  SELECT 'trg ' || pg_get_triggerdef(t.oid)
+    FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid, ns
+   WHERE c.relnamespace = ns.oid AND NOT t.tgisinternal
+  UNION ALL
+  SELECT 'fn ' || p.proname || ' ' || md5(p.prosrc)
+    FROM pg_proc p, ns WHERE p.pronamespace = ns.oid
+) items
+GROUP BY ns.nspname
+"""
+
+
+@dataclass
+class _Recipe:
+    """How to bring a used schema of one migration set back to its just-migrated state."""
+
+    fingerprint: str
+    #: ``{schema}`` and ``{seed}`` are filled in: delete every row (children before parents),
+    #: copy back the rows the migrations seeded, put every sequence back where it was.
+    reset_sql: str
+
+
+@dataclass
+class _Pool:
+    recipe: _Recipe | None = None
+    seed_schema: str | None = None
+    free: list[str] = field(default_factory=list)
+    made: list[str] = field(default_factory=list)
+
+
+_pools: dict[str, _Pool] = {}
+_schema_counter = itertools.count()
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def _fingerprint(admin: asyncpg.Connection, schema: str) -> str:
+    return str(await admin.fetchval(_FINGERPRINT, schema) or "")
+
+
+async def _migrate_schema(schema: str) -> None:
+    db = await open_postgres(POSTGRES_DSN, 1, 1, schema=schema)
+    try:
+        await apply_migrations(db)
+    finally:
+        await db.close()
+
+
+async def _delete_order(admin: asyncpg.Connection, schema: str) -> list[str]:
+    """The schema's tables, every referencing table before the tables it references."""
+    tables = [
+        r[0]
+        for r in await admin.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY tablename", schema
+        )
+    ]
+    edges = await admin.fetch(
+        "SELECT c.relname AS child, p.relname AS parent FROM pg_constraint k"
+        " JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class p ON p.oid = k.confrelid"
+        " WHERE k.contype = 'f' AND k.connamespace = (SELECT oid FROM pg_namespace"
+        " WHERE nspname = $1) AND c.oid <> p.oid",
+        schema,
+    )
+    children: dict[str, set[str]] = {t: set() for t in tables}
+    for edge in edges:
+        children[edge["parent"]].add(edge["child"])
+    ordered: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(table: str) -> None:
+        if table in ordered or table in visiting:
+            return
+        visiting.add(table)
+        for child in sorted(children[table]):
+            visit(child)
+        ordered.append(table)
+
+    for table in tables:
+        visit(table)
+    return ordered
+
+
+async def _build_recipe(admin: asyncpg.Connection, key: str, schema: str) -> tuple[_Recipe, str]:
+    """From a just-migrated ``schema``: the reset recipe, and a seed schema keeping a copy of
+    every row the migrations inserted."""
+    seed = f"hsseed_{key}_{_HOST}_{os.getpid()}"
+    await admin.execute(
+        f"DROP SCHEMA IF EXISTS {_quote(seed)} CASCADE; CREATE SCHEMA {_quote(seed)}"
+    )
+    order = await _delete_order(admin, schema)
+    statements = ["SET LOCAL lock_timeout = '10s'"]
+    statements += [f"DELETE FROM {{schema}}.{_quote(t)}" for t in order]
+    for table in reversed(order):  # parents first
+        if not await admin.fetchval(
+            f"SELECT EXISTS (SELECT 1 FROM {_quote(schema)}.{_quote(table)})"
+        ):
+            continue
+        columns = [
+            r[0]
+            for r in await admin.fetch(
+                "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+                " WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)"
+                " AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped"
+                " AND a.attgenerated = ''"
+                " ORDER BY a.attnum",
+                schema,
+                table,
+            )
+        ]
+        listed = ", ".join(_quote(c) for c in columns)
+        await admin.execute(
+            f"CREATE TABLE {_quote(seed)}.{_quote(table)} AS"
+            f" SELECT {listed} FROM {_quote(schema)}.{_quote(table)}"
+        )
+        statements.append(
+            f"INSERT INTO {{schema}}.{_quote(table)} ({listed}) OVERRIDING SYSTEM VALUE"
+            f" SELECT {listed} FROM {{seed}}.{_quote(table)}"
+        )
+    for (sequence,) in await admin.fetch(
+        "SELECT sequencename FROM pg_sequences WHERE schemaname = $1 ORDER BY 1", schema
+    ):
+        last_value, is_called = await admin.fetchrow(
+            f"SELECT last_value, is_called FROM {_quote(schema)}.{_quote(sequence)}"
+        )
+        statements.append(
+            f"SELECT setval('{{schema}}.{_quote(sequence)}', {int(last_value)}, {bool(is_called)})"
+        )
+    recipe = _Recipe(await _fingerprint(admin, schema), ";\n".join(statements) + ";")
+    return recipe, seed
+
+
+async def _reset(admin: asyncpg.Connection, pool: _Pool, schema: str) -> bool:
+    """Bring a used schema back to the just-migrated state; False if it cannot be (DDL ran)."""
+    assert pool.recipe is not None and pool.seed_schema is not None
+    # Nobody may still be at work in it (a pool a failed test never closed).
+    await admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE application_name = $1 AND pid <> pg_backend_pid()",
+        schema,
+    )
+    if await _fingerprint(admin, schema) != pool.recipe.fingerprint:
+        return False
+    sql = pool.recipe.reset_sql.replace("{schema}", _quote(schema)).replace(
+        "{seed}", _quote(pool.seed_schema)
+    )
+    try:
+        async with admin.transaction():
+            await admin.execute(sql)
+    except asyncpg.PostgresError:
+        return False
+    return True
+
+
+async def checkout_migrated_schema() -> str:
+    """A schema in ``POSTGRES_DSN`` holding exactly what a fresh migration leaves; give it back
+    with :func:`return_schema`. Schemas are reused within this process, reset on checkout."""
+    key = migration_key("postgres")
+    pool = _pools.setdefault(key, _Pool())
+    admin = await admin_connection()
+    try:
+        while pool.free:
+            schema = pool.free.pop()
+            if await _reset(admin, pool, schema):
+                return schema
+            pool.made.remove(schema)
+            await admin.execute(f"DROP SCHEMA IF EXISTS {_quote(schema)} CASCADE")
+        if not pool.made and pool.recipe is None:
+            await _drop_abandoned(admin)
+        schema = f"hspool_{key}_{_HOST}_{os.getpid()}_{next(_schema_counter)}"
+        await admin.execute(f"DROP SCHEMA IF EXISTS {_quote(schema)} CASCADE")
+        try:
+            await _migrate_schema(schema)
+            if pool.recipe is None:
+                pool.recipe, pool.seed_schema = await _build_recipe(admin, key, schema)
+            elif await _fingerprint(admin, schema) != pool.recipe.fingerprint:
+                raise RuntimeError(f"schema {schema} migrated differently from its template")
+        except BaseException:
+            await admin.execute(f"DROP SCHEMA IF EXISTS {_quote(schema)} CASCADE")
+            raise
+        pool.made.append(schema)
+        return schema
+    finally:
+        await admin.close()
+
+
+def return_schema(schema: str) -> None:
+    """Give a schema from :func:`checkout_migrated_schema` back (it is reset when next taken)."""
+    for pool in _pools.values():
+        if schema in pool.made and schema not in pool.free:
+            pool.free.append(schema)
+            return
+
+
+async def drop_schemas() -> None:
+    """Drop the schemas this process made (at the end of the session)."""
+    names = [s for pool in _pools.values() for s in [*pool.made, pool.seed_schema] if s]
+    _pools.clear()
+    if not names:
+        return
+    admin = await asyncpg.connect(POSTGRES_DSN, timeout=10)
+    try:
+        for name in names:
+            await admin.execute(f"DROP SCHEMA IF EXISTS {_quote(name)} CASCADE")
+    finally:
+        await admin.close()
+
+
 # --- PostgreSQL -----------------------------------------------------------------------------
 
 
@@ -141,19 +382,34 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _abandoned(name: str) -> bool:
+    """Whether ``name`` (``hs<kind>_[<key>_]<host>_<pid>[_...]``) is this host's and its process
+    is gone."""
+    parts = name.split("_")
+    offset = 1 if parts[0] == "hstest" else 2
+    if len(parts) < offset + 2:
+        return False
+    host, pid = parts[offset], parts[offset + 1]
+    return host == _HOST and pid.isdigit() and not _pid_alive(int(pid))
+
+
 async def _drop_abandoned(admin: asyncpg.Connection) -> None:
-    """Drop this host's template and test databases whose process is gone (a killed run)."""
-    rows = await admin.fetch(
+    """Drop this host's template and test databases and pooled schemas whose process is gone
+    (a killed run)."""
+    databases = await admin.fetch(
         "SELECT datname FROM pg_database"
         " WHERE datname LIKE 'hstpl\\_%' OR datname LIKE 'hstest\\_%'"
     )
-    for (name,) in rows:
-        parts = name.split("_")
-        # hstpl_<key>_<host>_<pid> / hstest_<host>_<pid>_<random>
-        host, pid = (parts[2], parts[3]) if parts[0] == "hstpl" else (parts[1], parts[2])
-        if host != _HOST or not pid.isdigit() or _pid_alive(int(pid)):
-            continue
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    for (name,) in databases:
+        if _abandoned(name):
+            await admin.execute(f"DROP DATABASE IF EXISTS {_quote(name)} WITH (FORCE)")
+    schemas = await admin.fetch(
+        "SELECT nspname FROM pg_namespace"
+        " WHERE nspname LIKE 'hspool\\_%' OR nspname LIKE 'hsseed\\_%'"
+    )
+    for (name,) in schemas:
+        if _abandoned(name):
+            await admin.execute(f"DROP SCHEMA IF EXISTS {_quote(name)} CASCADE")
 
 
 async def _postgres_template(admin: asyncpg.Connection) -> str:

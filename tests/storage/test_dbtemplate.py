@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from homeserver.storage import Database, apply_migrations
@@ -123,30 +124,102 @@ async def test_a_template_copy_is_a_freshly_migrated_database(
     assert await apply_migrations(database) == []
 
 
-async def test_copies_are_independent(
+async def test_sqlite_copies_are_independent(
     open_test_database: OpenTestDatabase, db_engine: str, tmp_path: Path
 ) -> None:
     """A test's writes never reach the template, hence never the next test's database."""
+    if db_engine != "sqlite":
+        pytest.skip("PostgreSQL reuses schemas: see the reset tests below")
     first = await open_test_database()
-    async with first.transaction("scribble") as txn:
-        await txn.execute("DELETE FROM stream_positions")
-        await txn.execute(
-            "INSERT INTO schema_version (version, name, applied_ts) VALUES (999, 'x', 0)"
-        )
-    if db_engine == "sqlite":
-        await dbtemplate.copy_migrated_sqlite(tmp_path / "second.db")
-        second = await open_sqlite(tmp_path / "second.db")
-        name = None
-    else:
-        name = await dbtemplate.create_migrated_postgres()
-        second = await open_postgres(dbtemplate.database_dsn(name), 1, 1)
+    await _scribble(first)
+    await dbtemplate.copy_migrated_sqlite(tmp_path / "second.db")
+    second = await open_sqlite(tmp_path / "second.db")
     try:
         assert await second.fetchval("SELECT COUNT(*) FROM stream_positions") > 0
         assert await second.fetchval("SELECT MAX(version) FROM schema_version") < 999
     finally:
         await second.close()
-        if name is not None:
-            await dbtemplate.drop_postgres_database(name)
+
+
+async def _scribble(db: Database) -> None:
+    """What a test does to its database: rows deleted (seeded ones too), added, sequences
+    moved."""
+    async with db.transaction("scribble") as txn:
+        await txn.execute("DELETE FROM stream_positions")
+        await txn.execute(
+            "INSERT INTO schema_version (version, name, applied_ts) VALUES (999, 'x', 0)"
+        )
+        if db.engine == "postgres":
+            for row in await txn.fetchall(
+                "SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()"
+            ):
+                await txn.fetchall(f"SELECT nextval('{row[0]}') FROM generate_series(1, 3)")
+
+
+async def _checkout() -> tuple[str, Database]:
+    schema = await dbtemplate.checkout_migrated_schema()
+    return schema, await open_postgres(dbtemplate.schema_dsn(schema), 1, 2, schema=schema)
+
+
+async def test_a_reused_schema_is_reset_to_freshly_migrated(
+    db_engine: str, freshly_migrated: Database
+) -> None:
+    if db_engine != "postgres":
+        pytest.skip("the schema pool is PostgreSQL's")
+    fresh = await _snapshot(freshly_migrated)
+    schema, db = await _checkout()
+    await _scribble(db)
+    scribbled = await _snapshot(db)
+    assert scribbled != fresh
+    # A failed test may leave a connection behind, in a transaction holding a lock.
+    leftover = await asyncpg.connect(dbtemplate.schema_dsn(schema))
+    await leftover.execute(f'BEGIN; LOCK TABLE "{schema}".stream_positions')
+    await db.close()
+    dbtemplate.return_schema(schema)
+
+    again, db = await _checkout()
+    try:
+        assert again == schema  # reused, not rebuilt
+        assert await _snapshot(db) == fresh
+        assert leftover.is_closed() or not await _alive(leftover)
+    finally:
+        await db.close()
+        await leftover.close()
+        dbtemplate.return_schema(again)
+
+
+async def _alive(conn: asyncpg.Connection) -> bool:
+    try:
+        await conn.fetchval("SELECT 1")
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        return False
+    return True
+
+
+async def test_a_schema_whose_tables_changed_is_not_reused(
+    db_engine: str, freshly_migrated: Database
+) -> None:
+    if db_engine != "postgres":
+        pytest.skip("the schema pool is PostgreSQL's")
+    fresh = await _snapshot(freshly_migrated)
+    schema, db = await _checkout()
+    async with db.transaction("ddl") as txn:
+        await txn.execute("ALTER TABLE stream_positions ADD COLUMN extra INTEGER")
+    await db.close()
+    dbtemplate.return_schema(schema)
+
+    other, db = await _checkout()
+    try:
+        assert other != schema
+        assert await _snapshot(db) == fresh
+        admin = await admin_connection()
+        try:
+            assert not await admin.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema)
+        finally:
+            await admin.close()
+    finally:
+        await db.close()
+        dbtemplate.return_schema(other)
 
 
 async def test_a_migration_set_that_changes_gets_another_template(

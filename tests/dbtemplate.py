@@ -32,6 +32,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -138,37 +139,22 @@ async def copy_migrated_sqlite(path: Path) -> None:
 
 # --- PostgreSQL: a pool of migrated schemas, reset on checkout -----------------------------
 
-#: one catalog fingerprint of a schema (its name left out): relations, columns, constraints,
-#: indexes, triggers, functions. A schema whose fingerprint moved (a test ran DDL) is not reused.
-_FINGERPRINT = """
-WITH ns AS (SELECT oid, nspname FROM pg_namespace WHERE nspname = $1)
-SELECT md5(COALESCE(string_agg(replace(item, ns.nspname || '.', ''), E'\\n' ORDER BY item), ''))
-FROM ns, (
-  SELECT 'rel ' || c.relname || ' ' || c.relkind::text AS item
-    FROM pg_class c, ns WHERE c.relnamespace = ns.oid
-  UNION ALL
-  SELECT 'col ' || c.relname || ' ' || a.attnum || ' ' || a.attname || ' '
-         || format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull::text
-         || ' ' || a.attgenerated::text
-         || ' ' || COALESCE(pg_get_expr(d.adbin, d.adrelid), '')
-    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum, ns
-   WHERE c.relnamespace = ns.oid AND a.attnum > 0 AND NOT a.attisdropped
-  UNION ALL
-  SELECT 'con ' || conname || ' ' || pg_get_constraintdef(k.oid)
-    FROM pg_constraint k, ns WHERE k.connamespace = ns.oid
-  UNION ALL
-  SELECT 'idx ' || pg_get_indexdef(i.indexrelid)
-    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid, ns WHERE c.relnamespace = ns.oid
-  UNION ALL
-  SELECT 'trg ' || pg_get_triggerdef(t.oid)
-    FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid, ns
-   WHERE c.relnamespace = ns.oid AND NOT t.tgisinternal
-  UNION ALL
-  SELECT 'fn ' || p.proname || ' ' || md5(p.prosrc)
-    FROM pg_proc p, ns WHERE p.pronamespace = ns.oid
-) items
-GROUP BY ns.nspname
+#: The shape of the schema's relations, by name (index lookups only: the catalogs of a test
+#: database churned by thousands of schemas are too slow to scan per test). A schema whose
+#: relations changed shape (a test ran DDL on them) is not reused. A test that *adds* a table,
+#: sequence or function to its schema is not noticed: tests must not do DDL on their schema.
+_SHAPE = """
+SELECT c.relname, c.relkind::text, c.relnatts, c.relchecks, c.relhasrules,
+       (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid),
+       (SELECT count(*) FROM pg_constraint k WHERE k.conrelid = c.oid),
+       (SELECT count(*) FROM pg_trigger t WHERE t.tgrelid = c.oid),
+       (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || ' '
+                          || a.attnotnull::text || ' ' || a.atthasdef::text, ', '
+                          ORDER BY a.attnum)
+          FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
+  FROM pg_class c
+ WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
+   AND c.relname = ANY($2::text[])
 """
 
 
@@ -176,7 +162,9 @@ GROUP BY ns.nspname
 class _Recipe:
     """How to bring a used schema of one migration set back to its just-migrated state."""
 
-    fingerprint: str
+    #: every relation's name, and :data:`_SHAPE` of them just after migrating
+    relations: list[str]
+    shape: list[tuple[Any, ...]]
     #: ``{schema}`` and ``{seed}`` are filled in: delete every row (children before parents),
     #: copy back the rows the migrations seeded, put every sequence back where it was.
     reset_sql: str
@@ -198,8 +186,8 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-async def _fingerprint(admin: asyncpg.Connection, schema: str) -> str:
-    return str(await admin.fetchval(_FINGERPRINT, schema) or "")
+async def _shape(admin: asyncpg.Connection, schema: str, relations: list[str]) -> list[Any]:
+    return sorted(tuple(row) for row in await admin.fetch(_SHAPE, schema, relations))
 
 
 async def _migrate_schema(schema: str) -> None:
@@ -289,7 +277,16 @@ async def _build_recipe(admin: asyncpg.Connection, key: str, schema: str) -> tup
         statements.append(
             f"SELECT setval('{{schema}}.{_quote(sequence)}', {int(last_value)}, {bool(is_called)})"
         )
-    recipe = _Recipe(await _fingerprint(admin, schema), ";\n".join(statements) + ";")
+    relations = [
+        r[0]
+        for r in await admin.fetch(
+            "SELECT relname FROM pg_class WHERE relnamespace ="
+            " (SELECT oid FROM pg_namespace WHERE nspname = $1) ORDER BY relname",
+            schema,
+        )
+    ]
+    shape = await _shape(admin, schema, relations)
+    recipe = _Recipe(relations, shape, ";\n".join(statements) + ";")
     return recipe, seed
 
 
@@ -302,7 +299,7 @@ async def _reset(admin: asyncpg.Connection, pool: _Pool, schema: str) -> bool:
         " WHERE application_name = $1 AND pid <> pg_backend_pid()",
         schema,
     )
-    if await _fingerprint(admin, schema) != pool.recipe.fingerprint:
+    if await _shape(admin, schema, pool.recipe.relations) != pool.recipe.shape:
         return False
     sql = pool.recipe.reset_sql.replace("{schema}", _quote(schema)).replace(
         "{seed}", _quote(pool.seed_schema)
@@ -336,7 +333,7 @@ async def checkout_migrated_schema() -> str:
             await _migrate_schema(schema)
             if pool.recipe is None:
                 pool.recipe, pool.seed_schema = await _build_recipe(admin, key, schema)
-            elif await _fingerprint(admin, schema) != pool.recipe.fingerprint:
+            elif await _shape(admin, schema, pool.recipe.relations) != pool.recipe.shape:
                 raise RuntimeError(f"schema {schema} migrated differently from its template")
         except BaseException:
             await admin.execute(f"DROP SCHEMA IF EXISTS {_quote(schema)} CASCADE")

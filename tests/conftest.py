@@ -1,14 +1,16 @@
 """Shared fixtures: a migrated database and a ``Store`` on each engine.
 
 * ``db_engine`` — ``"sqlite"`` or ``"postgres"`` (the parameter; ask for it to branch).
-* ``database`` — a migrated :class:`~homeserver.storage.database.Database`, fresh per test:
-  SQLite in a file under ``tmp_path``; PostgreSQL in a schema of its own (created, put on the
-  pool's ``search_path``, dropped afterwards) at ``HOMESERVER_TEST_POSTGRES_DSN`` (default
-  ``postgresql://postgres@127.0.0.1:5432/test``).
+* ``database`` — a migrated :class:`~homeserver.storage.database.Database`, fresh per test and
+  without running the migrations per test (tests/dbtemplate.py): SQLite in a file under
+  ``tmp_path`` copied from a template this process migrated once; PostgreSQL in a schema of
+  ``HOMESERVER_TEST_POSTGRES_DSN`` (default ``postgresql://postgres@127.0.0.1:5432/test``) from
+  this process's pool, reset to the just-migrated state when taken.
 * ``store`` — a :class:`~homeserver.storage.Store` over ``database``.
 * ``open_test_database`` — an async factory ``await open_test_database(migrate=True)`` for tests
   that need a second connection pool on the same data (e.g. two processes); pools it opens are
-  closed at teardown.
+  closed at teardown. ``migrate=False`` on the first call gives a truly empty database (an empty
+  schema in ``HOMESERVER_TEST_POSTGRES_DSN``) for tests of the migrations themselves.
 
 Any test (HTTP ones included) that asks for ``database`` or ``store`` runs once per engine. When
 ``HOMESERVER_TEST_SKIP_POSTGRES=1`` (``scripts/test`` sets it outside CI when PostgreSQL is down)
@@ -18,6 +20,7 @@ test — CI relies on this, so never turn it into a skip here.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import uuid
@@ -25,12 +28,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from hypothesis import HealthCheck, settings
 
 from homeserver.storage import Database, Store, apply_migrations
 from homeserver.storage.factory import open_postgres, open_sqlite
+from tests.dbtemplate import (
+    POSTGRES_DSN,
+    admin_connection,
+    checkout_migrated_schema,
+    copy_migrated_sqlite,
+    drop_schemas,
+    drop_templates,
+    return_schema,
+    schema_dsn,
+)
 
 # Hypothesis profiles. "ci" (the default) is reproducible (derandomized: the same examples every
 # run) and has no per-example deadline (a shared 2-core machine makes timings noise). "deep"
@@ -49,9 +61,6 @@ settings.register_profile("ci", max_examples=100, derandomize=True, **_HYPOTHESI
 settings.register_profile("deep", max_examples=1000, derandomize=False, **_HYPOTHESIS_COMMON)
 settings.load_profile("ci")
 
-POSTGRES_DSN = os.environ.get(
-    "HOMESERVER_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
-)
 SKIP_POSTGRES = os.environ.get("HOMESERVER_TEST_SKIP_POSTGRES") == "1"
 
 OpenTestDatabase = Callable[..., Awaitable[Database]]
@@ -68,32 +77,35 @@ def db_engine(request: pytest.FixtureRequest) -> str:
     return engine
 
 
-async def _admin_connection() -> asyncpg.Connection:
-    try:
-        return await asyncpg.connect(POSTGRES_DSN, timeout=10)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        pytest.fail(
-            f"PostgreSQL at {POSTGRES_DSN} is unreachable ({exc!r}). Start it, or set "
-            "HOMESERVER_TEST_SKIP_POSTGRES=1 to skip the PostgreSQL runs deliberately.",
-            pytrace=False,
-        )
-
-
 @pytest.fixture
 async def open_test_database(db_engine: str, tmp_path: Path) -> AsyncIterator[OpenTestDatabase]:
-    schema = f"test_{uuid.uuid4().hex}"
+    """The first ``open_one()`` makes the test's database: a copy of the migrated template or a
+    reset pooled schema (tests/dbtemplate.py) or, with ``migrate=False``, a truly empty one;
+    later calls open more pools on the same data (``migrate=True`` then applies whatever is
+    missing, normally nothing)."""
+    sqlite_path = tmp_path / "homeserver.db"
+    schema: str | None = None
+    pooled = False  # the schema is the pool's (given back) rather than this test's (dropped)
     opened: list[Database] = []
 
     async def open_one(*, migrate: bool = True) -> Database:
+        nonlocal schema, pooled
+        first = not opened
         if db_engine == "sqlite":
-            db = await open_sqlite(tmp_path / "homeserver.db")
+            if first and migrate:
+                await copy_migrated_sqlite(sqlite_path)
+            db = await open_sqlite(sqlite_path)
         else:
-            if not opened:
-                admin = await _admin_connection()
+            if first and migrate:
+                schema, pooled = await checkout_migrated_schema(), True
+            elif first:
+                schema = f"test_{uuid.uuid4().hex}"
+                admin = await admin_connection()
                 await admin.close()
-            db = await open_postgres(POSTGRES_DSN, 1, 4, schema=schema)
+            assert schema is not None
+            db = await open_postgres(schema_dsn(schema), 1, 4, schema=schema)
         opened.append(db)
-        if migrate:
+        if migrate and not first:
             await apply_migrations(db)
         return db
 
@@ -101,8 +113,10 @@ async def open_test_database(db_engine: str, tmp_path: Path) -> AsyncIterator[Op
 
     for db in opened:
         await db.close()
-    if db_engine == "postgres" and opened:
-        admin = await _admin_connection()
+    if pooled and schema is not None:
+        return_schema(schema)
+    elif schema is not None:
+        admin = await admin_connection()
         try:
             await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         finally:
@@ -129,6 +143,13 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     if nextitem is None or nextitem.module is not getattr(item, "module", None):
         gc.collect()
         gc.freeze()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Drop the PostgreSQL templates and pooled schemas this process made (tests/dbtemplate.py)."""
+    if not SKIP_POSTGRES:
+        asyncio.run(drop_templates())
+        asyncio.run(drop_schemas())
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -14,7 +14,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,6 +24,12 @@ import asyncpg
 import pytest
 
 from homeserver.faults import ENV_VAR as FAULT_ENV_VAR
+from tests.dbtemplate import (
+    copy_migrated_sqlite,
+    create_migrated_postgres,
+    database_dsn,
+    drop_postgres_database,
+)
 from tests.http_client import Client
 from tests.real_clients.server_process import (
     config_with_port,
@@ -192,16 +197,17 @@ class CrashServer:
 async def crash_server(tmp_path: Path, engine: str) -> AsyncIterator[CrashServer]:
     """A configured (not started) server on ``engine`` with a database of its own."""
     skip_if_postgres_disabled(engine)
-    admin: asyncpg.Connection | None = None
-    database_name = f"crash_{uuid.uuid4().hex[:16]}"
+    # Already migrated (a copy of this process's template, tests/dbtemplate.py): the server
+    # finds nothing to apply on start, as after any earlier start.
+    database_name: str | None = None
     if engine == "sqlite":
         sqlite_path = tmp_path / "crash.db"
+        await copy_migrated_sqlite(sqlite_path)
         database: dict[str, Any] = {"name": "sqlite3", "args": {"database": str(sqlite_path)}}
         probe = DatabaseProbe("sqlite", sqlite_path, None)
     else:
-        admin = await asyncpg.connect(POSTGRES_DSN, timeout=10)
-        await admin.execute(f'CREATE DATABASE "{database_name}"')
-        dsn = POSTGRES_DSN.rsplit("/", 1)[0] + "/" + database_name
+        database_name = await create_migrated_postgres()
+        dsn = database_dsn(database_name)
         database = {"name": "psycopg2", "args": {"dsn": dsn, "cp_min": 2, "cp_max": 10}}
         probe = DatabaseProbe("postgres", None, dsn)
     config_path = generate_config(
@@ -212,9 +218,8 @@ async def crash_server(tmp_path: Path, engine: str) -> AsyncIterator[CrashServer
         yield server
     finally:
         server.stop()
-        if admin is not None:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{database_name}" WITH (FORCE)')
-            await admin.close()
+        if database_name is not None:
+            await drop_postgres_database(database_name)
 
 
 async def crashing_request(client: Client, method: str, path: str, token: str, body: Any) -> None:

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.postgres
 
 
 async def _start_pair(server: CrashServer, session: aiohttp.ClientSession) -> list[Client]:
-    first = server.start()  # runs the migrations before the second process starts
+    first = server.start()  # up (its database migrated) before the second process starts
     second = server.start_second_process()
     return [Client(session, first), Client(session, second)]
 

@@ -11,21 +11,24 @@ there and returns a tests.federation.cs_client.MatrixClient for it.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 import pytest
 
 from homeserver.app import Homeserver
 from homeserver.crypto.signing import generate_signing_key
-from homeserver.storage import Store, apply_migrations
+from homeserver.storage import Store
 from homeserver.storage.factory import open_postgres, open_sqlite
-from tests.conftest import POSTGRES_DSN
+from tests.dbtemplate import (
+    checkout_migrated_schema,
+    copy_migrated_sqlite,
+    return_schema,
+    schema_dsn,
+)
 from tests.federation.cs_client import MatrixClient
 from tests.federation.fake_remote import federation_test_config, serving
 from tests.harness import make_user
@@ -36,22 +39,19 @@ from tests.harness import make_user
 @pytest.fixture
 async def second_store(db_engine: str, tmp_path: Path) -> AsyncIterator[Store]:
     """A second, empty, migrated database on the same engine as ``store`` (the peer's)."""
-    schema = f"test_{uuid.uuid4().hex}"
+    schema: str | None = None
     if db_engine == "sqlite":
+        await copy_migrated_sqlite(tmp_path / "second.db")
         db = await open_sqlite(tmp_path / "second.db")
     else:
-        db = await open_postgres(POSTGRES_DSN, 1, 4, schema=schema)
+        schema = await checkout_migrated_schema()
+        db = await open_postgres(schema_dsn(schema), 1, 4, schema=schema)
     try:
-        await apply_migrations(db)
         yield Store(db)
     finally:
         await db.close()
-        if db_engine == "postgres":
-            admin = await asyncpg.connect(POSTGRES_DSN, timeout=10)
-            try:
-                await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            finally:
-                await admin.close()
+        if schema is not None:
+            return_schema(schema)
 
 
 @dataclass

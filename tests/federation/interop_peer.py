@@ -12,16 +12,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 import yaml
 
+from tests.dbtemplate import (
+    copy_migrated_sqlite,
+    create_migrated_postgres,
+    database_dsn,
+    drop_postgres_database,
+)
 from tests.federation.processes import stop_process_group
 from tests.federation.tls_helpers import self_signed_cert
 from tests.real_clients.server_process import (
@@ -29,10 +33,6 @@ from tests.real_clients.server_process import (
     generate_config,
     server_env,
     wait_for_health,
-)
-
-POSTGRES_DSN = os.environ.get(
-    "HOMESERVER_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
 )
 
 _UNLIMITED = {"per_second": 100000, "burst_count": 100000}
@@ -82,10 +82,9 @@ def interop_overrides(workdir: Path, fed_port: int, client_port: int) -> dict[st
 class OurServer:
     """Our homeserver on ``engine``; :meth:`start` / :meth:`stop` any number of times."""
 
-    def __init__(self, workdir: Path, engine: str, postgres_dsn: str = POSTGRES_DSN) -> None:
+    def __init__(self, workdir: Path, engine: str) -> None:
         self.workdir = workdir
         self.engine = engine
-        self.postgres_dsn = postgres_dsn
         self.fed_port = free_port()
         self.client_port = free_port()
         self.server_name = f"localhost:{self.fed_port}"
@@ -98,21 +97,19 @@ class OurServer:
         self._pg_database: str | None = None
 
     async def create(self) -> None:
-        """Write the config (and create the PostgreSQL database)."""
+        """Write the config (and create the PostgreSQL database). The database starts out
+        migrated (a copy of this process's template, tests/dbtemplate.py): the server finds
+        nothing to apply."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.engine == "sqlite":
+            await copy_migrated_sqlite(self.workdir / "homeserver.db")
             database: dict[str, Any] = {
                 "name": "sqlite3",
                 "args": {"database": str(self.workdir / "homeserver.db")},
             }
         else:
-            self._pg_database = f"interop_{uuid.uuid4().hex[:16]}"
-            admin = await asyncpg.connect(self.postgres_dsn, timeout=10)
-            try:
-                await admin.execute(f'CREATE DATABASE "{self._pg_database}"')
-            finally:
-                await admin.close()
-            dsn = self.postgres_dsn.rsplit("/", 1)[0] + "/" + self._pg_database
+            self._pg_database = await create_migrated_postgres()
+            dsn = database_dsn(self._pg_database)
             database = {"name": "psycopg2", "args": {"dsn": dsn, "cp_min": 2, "cp_max": 10}}
         overrides = interop_overrides(self.workdir, self.fed_port, self.client_port)
         overrides["database"] = database
@@ -149,11 +146,7 @@ class OurServer:
         """Stop, and drop the PostgreSQL database."""
         self.stop()
         if self._pg_database is not None:
-            admin = await asyncpg.connect(self.postgres_dsn, timeout=10)
-            try:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{self._pg_database}" WITH (FORCE)')
-            finally:
-                await admin.close()
+            await drop_postgres_database(self._pg_database)
             self._pg_database = None
 
     def log(self) -> str:

@@ -26,7 +26,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TypeVar
 
-import asyncpg
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -50,10 +49,15 @@ from homeserver.rooms.lifecycle import (
     transition,
 )
 from homeserver.rooms.upgrade_lock import Lease, UpgradeLocks, holds
-from homeserver.storage import Database, Store, apply_migrations
+from homeserver.storage import Database, Store
 from homeserver.storage.factory import open_postgres, open_sqlite
 from homeserver.storage.rooms import LifecycleTransition, NewRoom, RoomRecord
-from tests.conftest import POSTGRES_DSN
+from tests.dbtemplate import (
+    checkout_migrated_schema,
+    copy_migrated_sqlite,
+    return_schema,
+    schema_dsn,
+)
 
 T = TypeVar("T")
 
@@ -361,31 +365,23 @@ def _store_machine(harness: Harness) -> type[RuleBasedStateMachine]:
 def harness(db_engine: str, tmp_path: Path) -> Iterator[Harness]:
     """A migrated database on ``db_engine`` opened on a loop of its own."""
     loop = asyncio.new_event_loop()
-    schema = f"test_{uuid.uuid4().hex}"
+    schema: str | None = None
 
     async def open_db() -> Database:
+        nonlocal schema
         if db_engine == "sqlite":
-            db = await open_sqlite(tmp_path / "lifecycle.db")
-        else:
-            db = await open_postgres(POSTGRES_DSN, 1, 6, schema=schema)
-        await apply_migrations(db)
-        return db
+            await copy_migrated_sqlite(tmp_path / "lifecycle.db")
+            return await open_sqlite(tmp_path / "lifecycle.db")
+        schema = await checkout_migrated_schema()
+        return await open_postgres(schema_dsn(schema), 1, 6, schema=schema)
 
     db = loop.run_until_complete(open_db())
     try:
         yield Harness(loop, Store(db))
     finally:
         loop.run_until_complete(db.close())
-        if db_engine == "postgres":
-
-            async def drop() -> None:
-                admin = await asyncpg.connect(POSTGRES_DSN, timeout=10)
-                try:
-                    await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-                finally:
-                    await admin.close()
-
-            loop.run_until_complete(drop())
+        if schema is not None:
+            return_schema(schema)
         loop.close()
 
 

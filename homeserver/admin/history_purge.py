@@ -16,6 +16,7 @@ import secrets
 import string
 from typing import Any
 
+from homeserver.admin.task_registry import TaskRegistry
 from homeserver.clock import WallClock
 from homeserver.errors import BadRequest, Codes, MatrixError, NotFound
 from homeserver.storage import Store
@@ -43,7 +44,7 @@ class HistoryPurgeService:
         self.store = store
         self.server_name = server_name
         self.clock = clock
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks = TaskRegistry()
 
     async def start(
         self, room_id: str, event_id: str | None, body: dict[str, Any]
@@ -96,9 +97,7 @@ class HistoryPurgeService:
 
     # --- background tasks -------------------------------------------------------------------
     def _spawn(self, purge_id: str) -> None:
-        task = asyncio.create_task(self._run(purge_id), name=f"history purge {purge_id}")
-        self._tasks[purge_id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(purge_id, None))
+        self._tasks.spawn(purge_id, self._run(purge_id), name=f"history purge {purge_id}")
 
     async def resume(self) -> None:
         for record in await self.store.history_purge.get_unfinished():
@@ -107,19 +106,13 @@ class HistoryPurgeService:
                 self._spawn(record.purge_id)
 
     async def wait(self, purge_id: str) -> None:
-        task = self._tasks.get(purge_id)
-        if task is not None:
-            await asyncio.gather(task, return_exceptions=True)
+        await self._tasks.wait(purge_id)
 
     async def wait_idle(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+        await self._tasks.wait_idle()
 
     async def stop(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.stop()
 
     async def _run(self, purge_id: str) -> None:
         purges = self.store.history_purge

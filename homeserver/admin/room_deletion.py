@@ -25,6 +25,7 @@ import string
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from homeserver.admin.task_registry import TaskRegistry
 from homeserver.clock import WallClock
 from homeserver.errors import BadRequest, Codes, MatrixError, NotFound
 from homeserver.events.draft import EventDraft
@@ -132,7 +133,7 @@ class RoomDeletionService:
         self.server_name = server_name
         self.clock = clock
         self._room_creation = room_creation
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks = TaskRegistry()
         #: the deletions running here under their lease.
         self._under_lease: set[str] = set()
 
@@ -169,9 +170,7 @@ class RoomDeletionService:
 
     # --- background tasks ---------------------------------------------------------------------
     def _spawn(self, delete_id: str) -> None:
-        task = asyncio.create_task(self._leased(delete_id), name=f"room deletion {delete_id}")
-        self._tasks[delete_id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(delete_id, None))
+        self._tasks.spawn(delete_id, self._leased(delete_id), name=f"room deletion {delete_id}")
 
     @staticmethod
     def lease_name(delete_id: str) -> str:
@@ -197,7 +196,7 @@ class RoomDeletionService:
         lease round) those of a process that stopped. A running one whose lease was lost is
         cancelled here: another process will finish it."""
         if self.leases is not None:
-            for delete_id, task in list(self._tasks.items()):
+            for delete_id, task in self._tasks.items():
                 lost = delete_id in self._under_lease and not self.leases.holds(
                     self.lease_name(delete_id)
                 )
@@ -211,21 +210,15 @@ class RoomDeletionService:
 
     async def wait(self, delete_id: str) -> None:
         """Until the deletion's task (if running in this process) has ended."""
-        task = self._tasks.get(delete_id)
-        if task is not None:
-            await asyncio.gather(task, return_exceptions=True)
+        await self._tasks.wait(delete_id)
 
     async def wait_idle(self) -> None:
         """Until every deletion running in this process has ended (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+        await self._tasks.wait_idle()
 
     async def stop(self) -> None:
         """Cancel running deletions (they stay unfinished and resume at the next start)."""
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.stop()
 
     async def _run(self, delete_id: str) -> None:
         record = await self.store.room_deletions.get(delete_id)

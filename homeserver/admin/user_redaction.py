@@ -12,7 +12,6 @@ request a stopped process left unfinished is marked failed at the next start, no
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import secrets
@@ -20,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from homeserver.admin.task_registry import TaskRegistry
 from homeserver.clock import WallClock
 from homeserver.errors import BadRequest, Codes, MatrixError, NotFound
 from homeserver.rooms.events_service import RoomEventsService
@@ -99,7 +99,7 @@ class UserRedactions:
         self.room_events = room_events
         self.server_name = server_name
         self.clock = clock
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskRegistry()
 
     async def start(self, admin_id: str, user_id: str, body: dict[str, Any]) -> dict[str, Any]:
         request = parse_redact_body(user_id, body)
@@ -113,9 +113,9 @@ class UserRedactions:
         )
         local = user_id.split(":", 1)[1] == self.server_name
         sender = admin_id if request.use_admin or not local else user_id
-        task = asyncio.get_running_loop().create_task(self._run(redact_id, sender, request, rooms))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(
+            redact_id, self._run(redact_id, sender, request, rooms), name=f"redact {redact_id}"
+        )
         return {"redact_id": redact_id}
 
     async def status(self, redact_id: str) -> dict[str, Any]:
@@ -171,13 +171,10 @@ class UserRedactions:
                 await data.fail_unfinished_redactions(runner)
 
     async def wait_idle(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._tasks.wait_idle()
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._tasks.stop()
 
 
 def _membership(text: str) -> str | None:

@@ -323,7 +323,7 @@ async def measure_ours(args: argparse.Namespace, engine: str) -> dict[str, Any]:
     n = sizes(args)
 
     async def run_it(workdir: Path) -> dict[str, Any]:
-        async with our_server(workdir, engine, args.postgres_dsn) as ours:
+        async with our_server(workdir, engine) as ours:
             figures = await measure_target(ours.client_url, ours.registration_secret, n)
             log = ours.log()
         # A traceback in the log means some request hit a bug, whatever the figures say.

@@ -113,8 +113,10 @@ def latency(samples: Sequence[float]) -> dict[str, float | int]:
 
 
 @asynccontextmanager
-async def our_server(workdir: Path, engine: str, postgres_dsn: str) -> AsyncIterator[OurServer]:
-    server = OurServer(workdir / "ours", engine, postgres_dsn)
+async def our_server(workdir: Path, engine: str) -> AsyncIterator[OurServer]:
+    # On PostgreSQL the server gets a migrated database of its own from the test templates
+    # (tests/dbtemplate.py, on HOMESERVER_TEST_POSTGRES_DSN).
+    server = OurServer(workdir / "ours", engine)
     await server.create()
     try:
         server.start()
@@ -165,7 +167,7 @@ async def _stream(
 async def inbound(args: argparse.Namespace, engine: str, workdir: Path) -> dict[str, Any]:
     transactions = args.transactions or (5 if args.quick else 40)
     async with (
-        our_server(workdir, engine, args.postgres_dsn) as ours,
+        our_server(workdir, engine) as ours,
         aiohttp.ClientSession() as session,
         FakeRemoteServer(workdir / "remote") as remote,
     ):
@@ -326,7 +328,7 @@ async def peer(args: argparse.Namespace, engine: str, workdir: Path) -> dict[str
     synapse_start = synapse.start()
     try:
         async with (
-            our_server(workdir, engine, args.postgres_dsn) as ours,
+            our_server(workdir, engine) as ours,
             aiohttp.ClientSession() as session,
         ):
             alice = await MatrixClient.register(

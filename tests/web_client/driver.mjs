@@ -415,7 +415,8 @@ const steps = {
     await closeDialog(alice, 'Security Key');
     // Back on the Security tab: cross-signing offers "Reset" (it is set up), and the backup
     // tile no longer asks for cross-signing first.
-    const reset = await button(alice, 'Reset', 10000).catch(() => null);
+    // (The client stores the cross-signing secrets in the background after showing the key.)
+    const reset = await button(alice, 'Reset', WAIT).catch(() => null);
     if (!reset) {
       await Promise.all(state.pending.splice(0));
       const stored = await api(
@@ -491,7 +492,8 @@ const steps = {
       await click(alice, await offer.jsonValue());
       // Cinny records the new DM in Alice's m.direct; that names the room whichever way the
       // dialog goes on (it may offer "Open" or close by itself).
-      const deadline = Date.now() + 8000;
+      // (Its write is background work of the client: on a busy machine it can take a while.)
+      const deadline = Date.now() + WAIT;
       while (!roomId && Date.now() < deadline) {
         const direct = await api(
           'alice',

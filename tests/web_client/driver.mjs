@@ -10,6 +10,7 @@
 // later steps build on the rooms and keys of earlier ones.
 
 import path from 'node:path';
+import { WAIT, closeDialog } from './cinny_ui.mjs';
 import {
   Recorder,
   api as apiCall,
@@ -29,7 +30,6 @@ const HS = env('HOMESERVER_URL');
 const SERVER_NAME = env('SERVER_NAME');
 const SHOTS = env('SCREENSHOT_DIR');
 const IMAGE = env('IMAGE_PATH');
-const WAIT = Number(process.env.STEP_WAIT_MS || 20000);
 
 const USERS = ['alice', 'bob'];
 const password = (name) => `${name}-Password-123`;
@@ -165,35 +165,6 @@ async function typeUserId(page, id) {
   await input.type(id);
   const value = await input.evaluate((field) => field.value);
   check(value === id, `the user search field holds "${value}"`);
-}
-
-// Cinny's dialogs have their title (h2 or h4) in a header whose last button is "close".
-const DIALOG_TITLES = '[role=dialog] h2, [role=dialog] h4';
-
-async function closeDialog(page, title) {
-  const closed = await page.evaluate(
-    (selector, wanted) => {
-      const head = Array.from(document.querySelectorAll(selector))
-        .filter((h) => h.innerText.trim() === wanted)
-        .pop();
-      if (!head) return false;
-      let header = head.parentElement;
-      while (header && !header.querySelector('button')) header = header.parentElement;
-      const buttons = header.querySelectorAll('button');
-      buttons[buttons.length - 1].click();
-      return true;
-    },
-    DIALOG_TITLES,
-    title,
-  );
-  check(closed, `no dialog "${title}" to close`);
-  await page.waitForFunction(
-    (selector, wanted) =>
-      !Array.from(document.querySelectorAll(selector)).some((h) => h.innerText.trim() === wanted),
-    { timeout: WAIT },
-    DIALOG_TITLES,
-    title,
-  );
 }
 
 function api(name, method, apiPath, body) {

@@ -9,6 +9,7 @@
 // keeps a session (its four localStorage keys), and everything the scenario is about happens
 // in the page.
 
+import { WAIT, closeDialog } from './cinny_ui.mjs';
 import {
   Recorder,
   api as apiCall,
@@ -27,7 +28,6 @@ const SITE = env('SITE_URL');
 const HS = env('HOMESERVER_URL');
 const SERVER_NAME = env('SERVER_NAME');
 const SHOTS = env('SCREENSHOT_DIR');
-const WAIT = Number(process.env.STEP_WAIT_MS || 20000);
 
 // Pages for alice and bob; carol and dave exist for the directory (API only).
 const USERS = ['alice', 'bob'];
@@ -465,34 +465,6 @@ const steps = {
     return { badge: count, screenshots: shots };
   },
 };
-
-// Cinny's dialogs have their title (h2 or h4) in a header whose last button is "close".
-async function closeDialog(page, title) {
-  const selector = '[role=dialog] h2, [role=dialog] h4';
-  const closed = await page.evaluate(
-    (sel, wanted) => {
-      const head = Array.from(document.querySelectorAll(sel))
-        .filter((h) => h.innerText.trim() === wanted)
-        .pop();
-      if (!head) return false;
-      let header = head.parentElement;
-      while (header && !header.querySelector('button')) header = header.parentElement;
-      const buttons = header.querySelectorAll('button');
-      buttons[buttons.length - 1].click();
-      return true;
-    },
-    selector,
-    title,
-  );
-  check(closed, `no dialog "${title}" to close`);
-  await page.waitForFunction(
-    (sel, wanted) =>
-      !Array.from(document.querySelectorAll(sel)).some((h) => h.innerText.trim() === wanted),
-    { timeout: WAIT },
-    selector,
-    title,
-  );
-}
 
 // A failed step may leave a dialog open or a page half-way: the next starts from a fresh load.
 async function reset() {

@@ -33,6 +33,7 @@ from hypothesis import HealthCheck, settings
 
 from homeserver.storage import Database, Store, apply_migrations
 from homeserver.storage.factory import open_postgres, open_sqlite
+from tests import hang_report
 from tests.dbtemplate import (
     POSTGRES_DSN,
     admin_connection,
@@ -131,6 +132,11 @@ async def database(open_test_database: OpenTestDatabase) -> Database:
 @pytest.fixture
 def store(database: Database) -> Store:
     return Store(database)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
+    return hang_report.set_timer(item, settings)
 
 
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:

@@ -159,7 +159,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Repeat the PostgreSQL skip at the end of the run, where nobody can miss it."""
+    """Print where each rerun test hung (scripts/test reruns only a timed-out test, and -rR
+    names it without its report); repeat the PostgreSQL skip at the end, where nobody can miss
+    it."""
+    for report in terminalreporter.stats.get("rerun", []):
+        terminalreporter.write_sep("=", f"HUNG, then rerun: {report.nodeid}", red=True)
+        terminalreporter.write_line(str(report.longrepr))
     if SKIP_POSTGRES:
         terminalreporter.write_line(
             "WARNING: HOMESERVER_TEST_SKIP_POSTGRES=1 — every PostgreSQL test was SKIPPED",

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from homeserver.clock import WallClock
@@ -32,6 +32,7 @@ from homeserver.push.evaluator import (
     notifies,
     shared_default_verdict,
 )
+from homeserver.push.room_members import MembersAt, MembersAtGroups
 from homeserver.push.rules import PushRulesService
 from homeserver.storage import Store
 from homeserver.storage.push_actions import MAIN_THREAD, PushAction
@@ -71,6 +72,24 @@ def _matchable(event: Event) -> dict[str, Any]:
     return body
 
 
+@dataclass(slots=True)
+class _Batch:
+    """What one batch of events shares: their state groups, read at once, and who of the
+    users seen so far has rules of their own (a join flood asks about each member once per
+    batch, not once per event)."""
+
+    groups: dict[str, tuple[int, int]]
+    has_rules: dict[str, bool] = field(default_factory=dict)
+
+    async def users_with_rules(self, store: Store, user_ids: list[str]) -> set[str]:
+        unknown = [u for u in user_ids if u not in self.has_rules]
+        if unknown:
+            found = await store.push_rules.users_with_rules(unknown)
+            for user_id in unknown:
+                self.has_rules[user_id] = user_id in found
+        return {u for u in user_ids if self.has_rules[u]}
+
+
 @dataclass(frozen=True, slots=True)
 class Evaluated:
     actions: list[PushAction]
@@ -100,6 +119,7 @@ class PushEvaluator:
         self.on_jobs = on_jobs
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._members = MembersAtGroups(store, server_name)
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -151,9 +171,10 @@ class PushEvaluator:
             if len(ids) == BATCH and ordered:
                 upto = ordered[-1].internal.stream_ordering or upto
             evaluated = Evaluated([], [])
+            batch = _Batch(await self.store.state.get_state_groups_around(ids))
             for event in ordered:
                 if not event.internal.soft_failed:
-                    await self._evaluate_event(event, evaluated)
+                    await self._evaluate_event(event, evaluated, batch)
             try:
                 await self.store.db.run_in_transaction(
                     "push_actions", self._commit, position, upto, evaluated
@@ -173,31 +194,31 @@ class PushEvaluator:
         await self.store.push_actions.insert_actions_txn(txn, evaluated.actions)
         await self.store.pushers.enqueue_txn(txn, evaluated.jobs)
 
-    async def _recipients(self, event: Event) -> tuple[list[str], int, Event | None]:
+    async def _recipients(self, event: Event, batch: _Batch) -> tuple[list[str], int, Event | None]:
         """The local users joined in the state before the event (so someone who joined later
         is never told of it), and the invitee of an invite, less the sender; and the room's
         joined member count there."""
-        state = await self.store.state.get_state_ids_at_event(event.event_id, before=True) or {}
-        member_ids = [eid for (kind, _), eid in state.items() if kind == "m.room.member"]
-        members = await self.store.events.get_events(member_ids)
-        joined = [
-            m.state_key
-            for m in members.values()
-            if m.state_key is not None and m.content.get("membership") == "join"
-        ]
-        suffix = ":" + self.server_name
-        local = [u for u in joined if u.endswith(suffix) and u != event.sender]
+        groups = batch.groups.get(event.event_id)
+        if groups is None:  # an outlier: this server does not know the state
+            members = MembersAt()
+        else:
+            members = await self._members.at(groups[0])
+        local = [u for u in members.local if u != event.sender]
         if (
             event.type == "m.room.member"
             and event.content.get("membership") == "invite"
             and isinstance(event.state_key, str)
-            and event.state_key.endswith(suffix)
-            and event.state_key not in local
+            and event.state_key.endswith(":" + self.server_name)
+            and event.state_key not in members.local
         ):
             local.append(event.state_key)
-        levels_id = state.get(("m.room.power_levels", ""))
+        count = len(members.joined)
+        levels_id = members.levels_id
+        if groups is not None:
+            # Before anything else can run: ``members`` moves to the state after the event.
+            self._members.follow(event, *groups)
         levels = None if levels_id is None else await self.store.events.get_event(levels_id)
-        return local, len(joined), levels
+        return local, count, levels
 
     async def _sender_power(self, event: Event, levels: Event | None) -> tuple[int, dict[str, Any]]:
         """The sender's power level and the ``notifications`` levels, before the event."""
@@ -213,8 +234,8 @@ class PushEvaluator:
             notifications if isinstance(notifications, dict) else {},
         )
 
-    async def _evaluate_event(self, event: Event, out: Evaluated) -> None:
-        recipients, member_count, levels = await self._recipients(event)
+    async def _evaluate_event(self, event: Event, out: Evaluated, batch: _Batch) -> None:
+        recipients, member_count, levels = await self._recipients(event, batch)
         if not recipients:
             return
         power, notification_levels = await self._sender_power(event, levels)
@@ -229,7 +250,7 @@ class PushEvaluator:
         # verdict: judged once (``shared_default_verdict``, on any of them: the defaults differ
         # only where they name their user); when it is silent only the members with rules of
         # their own are evaluated, and nobody's ruleset is even built for the others.
-        own = await self.store.push_rules.users_with_rules(recipients)
+        own = await batch.users_with_rules(self.store, recipients)
         shared: tuple[bool, list[Any] | None] | None = None
         first_default = next((u for u in recipients if u not in own), None)
         if first_default is not None:

@@ -319,18 +319,20 @@ class EventPersister:
         # A linear run (each event built on the state the previous one left: a genesis, an
         # upgrade's joins) is followed with one map of the keys it set, so N joins cost N steps,
         # not N²/2; an event that branches off the run is walked back group by group.
+        # A run may start on the empty state (a genesis: ``run_start`` None), hence ``in_run``.
         run_keys: dict[StateKey, str] = {}
         run_start: int | None = None
         run_tip: int | None = None
+        in_run = False
         for after, event in made_by.items():
             key = event.state_tuple
             group = around[event.event_id][0]
             replaced: str | None = None
-            if run_tip is not None and run_start is not None and group == run_tip:
+            if in_run and group == run_tip:
                 replaced = run_keys.get(key)
                 group = run_start
             elif group not in made_by:
-                run_keys, run_start = {}, group
+                run_keys, run_start, in_run = {}, group, True
             else:
                 while group in made_by:
                     earlier = made_by[group]
@@ -338,13 +340,11 @@ class EventPersister:
                         replaced = earlier.event_id
                         break
                     group = around[earlier.event_id][0]
-                run_start = None
+                in_run = False
             if replaced is None:
                 unresolved.setdefault(group, {}).setdefault(key, []).append(event)
             event.internal.replaces_state = replaced
-            if run_start is None:
-                run_tip = None
-            else:
+            if in_run:
                 run_keys[key] = event.event_id
                 run_tip = after
         for group, by_key in unresolved.items():
@@ -563,6 +563,8 @@ class EventPersister:
             old_state = {} if old is None else await self.state.get_state_group_ids(old, txn=txn)
             new_state = await self.state.get_state_group_ids(target, txn=txn)
             delta = diff_states(old_state, new_state)
+        elif old is not None:
+            self.state.follow_txn(txn, old, target, delta)
         removed = [key for key, event_id in delta.items() if event_id is None]
         for event_type, state_key in removed:
             await txn.execute(

@@ -119,6 +119,8 @@ class StateGroupWrites:
     last_id: int | None = None
     #: about how many groups the writer will make, so the IDs are taken in one round trip.
     expected: int = 1
+    #: full states read in this transaction (kept by the store after commit).
+    read: dict[int, StateMap] = field(default_factory=dict)
 
 
 #: groups with more entries than this are not kept in memory (they are rare: bases at high
@@ -173,10 +175,34 @@ class StateStore:
         if cached is not None:
             self._cache.move_to_end(state_group)
             return dict(cached)
-        state = await self._load(txn or self.db.indexed, state_group)
         if txn is None:
+            state = await self._load(self.db.indexed, state_group)
             self._remember(state_group, state)
+            return dict(state)
+        read = _writes(txn).read
+        state = read.get(state_group) or await self._load(txn, state_group)
+        if not read:
+            # The group may be this transaction's own: kept only once it is committed.
+            txn.call_after_commit(lambda: self._remember_all(read))
+        read[state_group] = state
         return dict(state)
+
+    def follow_txn(self, txn: Transaction, old: int, new: int, delta: StateDelta) -> None:
+        """Say that group ``new`` is group ``old`` with ``delta`` applied (a room's current
+        state moving on): if ``old``'s full state is known, ``new``'s is kept after commit, so
+        the next transaction on the room — the next join of a flood — finds it in memory
+        instead of reading the whole state back from the database."""
+        read = _writes(txn).read
+        known = read.get(old) or self._cache.get(old)
+        if known is None:
+            return
+        if not read:
+            txn.call_after_commit(lambda: self._remember_all(read))
+        read[new] = apply_delta(known, delta)
+
+    def _remember_all(self, states: Mapping[int, StateMap]) -> None:
+        for group, state in states.items():
+            self._remember(group, state)
 
     async def get_state_groups_ids(self, state_groups: Iterable[int]) -> dict[int, StateMap]:
         return {g: await self.get_state_group_ids(g) for g in set(state_groups)}
@@ -442,6 +468,18 @@ class StateStore:
             *ids,
         )
         return {event_id: int(group) for event_id, group in rows}
+
+    async def get_state_groups_around(self, event_ids: Iterable[str]) -> dict[str, tuple[int, int]]:
+        """``event_id → (group before, group after)``; outliers are left out."""
+        ids = list(set(event_ids))
+        if not ids:
+            return {}
+        rows = await self.db.indexed.fetchall(
+            "SELECT event_id, state_group_before, state_group_after FROM event_to_state_groups"
+            f" WHERE event_id IN ({placeholders(len(ids))})",
+            *ids,
+        )
+        return {event_id: (int(before), int(after)) for event_id, before, after in rows}
 
     # --- writes (inside the caller's transaction) --------------------------------------
     async def create_state_group_txn(

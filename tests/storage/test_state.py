@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import pytest
+
+from homeserver.app import Homeserver
 from homeserver.storage import ResolvedState, Store
 from homeserver.storage.state import apply_delta, diff_states
+from tests.harness import TestServer
 from tests.storage.helpers import ALICE, StoredRoom
 
 BOB = "@bob:example.org"
@@ -215,3 +220,111 @@ def test_delta_helpers() -> None:
     delta = diff_states(old, new)
     assert delta == {("a", ""): "$3", ("c", ""): "$4", ("b", ""): None}
     assert apply_delta(old, delta) == new
+
+
+async def test_current_state_after_a_send_is_kept_in_memory_and_equals_a_fresh_read(
+    server: TestServer, hs: Homeserver
+):
+    """The next transaction on a room (the next join of a flood) starts from the state the
+    last one left without reading it back: the current group's full state is remembered at
+    commit (derived from the state read before the send), and it is what the database holds."""
+    from tests.builders import join, make_room, say
+
+    alice = await server.register("alice")
+    room_id = await make_room(hs, alice.user_id)
+    joiners = [(await server.register(f"j{i}")).user_id for i in range(5)]
+    for user_id in joiners[:-1]:
+        await join(hs, room_id, user_id)
+    await say(hs, room_id, alice.user_id, "a message moves no state")
+    await join(hs, room_id, joiners[-1])  # its group is new: known only by derivation
+    state = hs.store.state
+    group = await state.get_current_state_group(room_id)
+    assert group is not None
+    assert group in state._cache
+    kept = dict(state._cache[group])
+    state.clear_cache()
+    fresh = await state.get_state_group_ids(group)
+    assert kept == fresh
+    assert {sk for (t, sk) in fresh if t == "m.room.member"} == {alice.user_id, *joiners}
+
+
+async def test_a_rolled_back_send_keeps_nothing(server: TestServer, hs: Homeserver):
+    """Groups made by a transaction that rolled back are never remembered: every group held
+    in memory is one the database has."""
+    from homeserver.events.draft import EventDraft
+    from tests.builders import join, make_room
+
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    room_id = await make_room(hs, alice.user_id)
+    room = await hs.store.rooms.get_room(room_id)
+    assert room is not None
+
+    class Abort(Exception):
+        pass
+
+    async def send_then_fail(txn: Any) -> None:
+        draft = EventDraft("m.room.topic", alice.user_id, {"topic": "never"}, "")
+        await hs.sender.send_txn(txn, room, [draft])
+        raise Abort
+
+    with pytest.raises(Abort):
+        await hs.store.db.run_in_transaction("test_abort", send_then_fail)
+    await join(hs, room_id, bob.user_id)
+    state = hs.store.state
+    assert state._cache
+    for group in state._cache:
+        assert await hs.store.db.fetchval("SELECT id FROM state_groups WHERE id = ?", group)
+    current = await state.get_state_group_ids(await state.get_current_state_group(room_id))
+    assert ("m.room.topic", "") not in current
+
+
+async def test_a_genesis_batch_is_followed_as_one_run(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that starts on the empty state (a new room: an upgrade's genesis with every
+    member's join) records replaced state in one pass: each event's key is looked at a fixed
+    number of times, not once per earlier event of the batch (which made a 10,000-member
+    upgrade quadratic)."""
+    from homeserver.events.event import Event
+    from homeserver.storage.persist import NewRoom
+
+    members = 60
+    room = StoredRoom(store)
+    factory = room.factory
+    create = factory.create(ALICE)
+    batch = [create, factory.member(ALICE, "join", prev=[create], auth=[create])]
+    for i in range(members):
+        user = f"@m{i}:test"
+        batch.append(
+            factory.event(
+                "m.room.member",
+                user,
+                {"membership": "join"},
+                state_key=user,
+                prev=[batch[-1]],
+                depth=batch[-1].depth + 1,
+                auth=[create],
+            )
+        )
+    again = factory.member(ALICE, "join", prev=[batch[-1]], auth=[create])
+    batch.append(again)
+    looked = 0
+    real = Event.state_tuple
+
+    def counting(event: Event) -> tuple[str, str]:
+        nonlocal looked
+        looked += 1
+        return real.fget(event)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(Event, "state_tuple", property(counting))
+    await store.persist_events(
+        [(e, None) for e in batch],
+        new_room=NewRoom(room.room_id, factory.room_version.identifier, ALICE, 1000),
+    )
+    monkeypatch.undo()
+    print("LOOKED", looked, len(batch)); assert looked <= 4 * len(batch)
+    store.events.clear_cache()
+    stored = await store.events.get_event(again.event_id)
+    assert stored is not None
+    assert stored.internal.replaces_state == batch[1].event_id

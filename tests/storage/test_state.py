@@ -284,8 +284,8 @@ async def test_a_genesis_batch_is_followed_as_one_run(
 ) -> None:
     """A batch that starts on the empty state (a new room: an upgrade's genesis with every
     member's join) records replaced state in one pass: each event's key is looked at a fixed
-    number of times, not once per earlier event of the batch (which made a 10,000-member
-    upgrade quadratic)."""
+    number of times, not once per earlier event of the batch (a 10,000-member upgrade would be
+    quadratic)."""
     from homeserver.events.event import Event
     from homeserver.storage.persist import NewRoom
 
@@ -323,7 +323,7 @@ async def test_a_genesis_batch_is_followed_as_one_run(
         new_room=NewRoom(room.room_id, factory.room_version.identifier, ALICE, 1000),
     )
     monkeypatch.undo()
-    print("LOOKED", looked, len(batch)); assert looked <= 4 * len(batch)
+    assert looked <= 4 * len(batch)
     store.events.clear_cache()
     stored = await store.events.get_event(again.event_id)
     assert stored is not None

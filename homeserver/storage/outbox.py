@@ -18,6 +18,7 @@ from typing import Any
 
 from homeserver.crypto.canonical_json import canonical_json_text, parse_json
 from homeserver.storage.database import Database, Transaction, placeholders
+from homeserver.storage.room_servers import joined_servers
 
 logger = logging.getLogger(__name__)
 
@@ -258,20 +259,9 @@ class OutboxStore:
 
     # --- fan-out and invites ----------------------------------------------------------------
     async def joined_servers_txn(self, txn: Transaction, room_id: str, our_server: str) -> set[str]:
-        """The other servers with a member joined to ``room_id`` in its current state: one
-        statement, and no rows at all for a room of local members only."""
-        # The server name is everything after the user ID's first ":"; the string function
-        # that finds it is spelled differently per engine.
-        find = "instr" if txn.engine == "sqlite" else "strpos"
-        server = f"substr(state_key, {find}(state_key, ':') + 1)"
-        rows = await txn.fetchall(
-            f"SELECT DISTINCT {server} FROM current_state_events"
-            " WHERE room_id = ? AND type = 'm.room.member' AND membership = 'join'"
-            f" AND {server} <> ?",
-            room_id,
-            our_server,
-        )
-        return {r[0] for r in rows}
+        """The other servers with a member joined to ``room_id`` in its current state (one
+        indexed read of the per-server counts, storage/room_servers.py)."""
+        return await joined_servers(txn, room_id, other_than=our_server)
 
     async def add_event_signatures(
         self, event_id: str, server_name: str, signatures: dict[str, str]

@@ -53,6 +53,7 @@ from homeserver.storage.events import EventsStore
 from homeserver.storage.media import insert_references_txn as insert_media_references_txn
 from homeserver.storage.redaction_apply import apply_redactions_txn
 from homeserver.storage.relations import insert_relations_txn
+from homeserver.storage.room_servers import record_membership_changes_txn
 from homeserver.storage.rooms import NewRoom, RoomsStore
 from homeserver.storage.search import insert_search_rows_txn
 from homeserver.storage.state import (
@@ -566,6 +567,18 @@ class EventPersister:
         elif old is not None:
             self.state.follow_txn(txn, old, target, delta)
         removed = [key for key, event_id in delta.items() if event_id is None]
+        added = {key: event_id for key, event_id in delta.items() if event_id is not None}
+        memberships = await self._memberships(txn, added, fresh)
+        await record_membership_changes_txn(
+            txn,
+            room_id,
+            {
+                state_key: None if event_id is None else memberships.get(event_id)
+                for (event_type, state_key), event_id in delta.items()
+                if event_type == "m.room.member"
+            },
+            new_room=new_room,
+        )
         for event_type, state_key in removed:
             await txn.execute(
                 "DELETE FROM current_state_events WHERE room_id = ? AND type = ? AND state_key = ?",
@@ -573,8 +586,6 @@ class EventPersister:
                 event_type,
                 state_key,
             )
-        added = {key: event_id for key, event_id in delta.items() if event_id is not None}
-        memberships = await self._memberships(txn, added, fresh)
         # Joins that make a remote user start sharing a room with a local user make that
         # user's cached device list stale (their server told us nothing while none did).
         joins = await joins_before_current_state_update_txn(

@@ -42,6 +42,7 @@ from homeserver.events.state_keys import StateKey
 from homeserver.storage.database import Database, Row, Transaction, placeholders
 from homeserver.storage.errors import UnknownStateGroupError
 from homeserver.storage.events import EventsStore
+from homeserver.storage.room_servers import is_server_joined
 
 StateMap = dict[StateKey, str]
 #: a delta: key → new event ID, or None to remove the key.
@@ -400,27 +401,7 @@ class StateStore:
 
     async def is_host_joined(self, room_id: str, server_name: str) -> bool:
         """Whether a user of ``server_name`` is joined to ``room_id`` in its current state."""
-        # LIKE narrows by suffix (its case-insensitivity on SQLite aside); the server part of a
-        # user ID is everything after its first ":", compared exactly by the substr tests (the
-        # suffix is ``:server_name`` and no ":" comes before it), so the first row answers: a
-        # room with many of our members is not read whole on each join.
-        pattern = "%:" + server_name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        suffix = ":" + server_name
-        row = await self.db.fetchone(
-            "SELECT 1 FROM current_state_events"
-            " WHERE room_id = ? AND type = 'm.room.member' AND membership = 'join'"
-            " AND state_key LIKE ? ESCAPE '\\'"
-            " AND substr(state_key, length(state_key) - ? + 1) = ?"
-            " AND substr(state_key, 1, length(state_key) - ?) NOT LIKE ?"
-            " LIMIT 1",
-            room_id,
-            pattern,
-            len(suffix),
-            suffix,
-            len(suffix),
-            "%:%",
-        )
-        return row is not None
+        return await is_server_joined(self.db, room_id, server_name)
 
     async def get_rooms_for_user(self, user_id: str, membership: str = "join") -> list[str]:
         rows = await self.db.fetchall(

@@ -8,7 +8,7 @@ is committed on, across processes too.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from homeserver.auth.rules import AuthError
@@ -81,10 +81,11 @@ class EventSender:
         self,
         txn: Transaction,
         room_version: RoomVersion,
-        state_ids: Mapping[StateKey, str],
+        group: int | None,
         drafts: Sequence[EventDraft],
     ) -> dict[StateKey, Event]:
-        """The events of the room's state that the auth rules of ``drafts`` may read."""
+        """The events of the room's state (``group``) that the auth rules of ``drafts`` may
+        read: those keys only, not the whole state (a copy of a big room's state per send)."""
         wanted: set[StateKey] = {CREATE_KEY}
         for draft in drafts:
             wanted.update(
@@ -92,7 +93,10 @@ class EventSender:
                     room_version, draft.type, draft.sender, draft.state_key, draft.content
                 )
             )
-        ids = {state_ids[key] for key in wanted if key in state_ids}
+        if group is None:
+            return {}
+        state_ids = await self.store.state.get_state_entries_txn(txn, group, wanted)
+        ids = set(state_ids.values())
         events = await self.store.events.get_events(ids, txn=txn)
         return {e.state_tuple: e for e in events.values()}
 
@@ -106,15 +110,12 @@ class EventSender:
         await self.store.persister.lock_rooms_txn(txn, [room_id])
         extremities = await self.store.events.get_forward_extremities(room_id, txn=txn)
         group = await self.store.state.get_current_state_group(room_id, txn=txn)
-        state_ids = (
-            await self.store.state.get_state_group_ids(group, txn=txn) if group is not None else {}
-        )
         prev = await self.store.events.get_events(extremities.event_ids, txn=txn)
         batch = BatchBuilder(
             room_version,
             self.signer,
             room_id,
-            state=await self._auth_state(txn, room_version, state_ids, drafts),
+            state=await self._auth_state(txn, room_version, group, drafts),
             extremities=list(prev.values()),
             clock=self.clock,
         )

@@ -192,14 +192,23 @@ class StateStore:
         """Say that group ``new`` is group ``old`` with ``delta`` applied (a room's current
         state moving on): if ``old``'s full state is known, ``new``'s is kept after commit, so
         the next transaction on the room — the next join of a flood — finds it in memory
-        instead of reading the whole state back from the database."""
+        instead of reading the whole state back from the database. ``old``'s map is moved, not
+        copied (a copy per join is O(members) again): the room has moved on from it, and a
+        later read of it goes to the database."""
         read = _writes(txn).read
-        known = read.get(old) or self._cache.get(old)
+        known = read.pop(old, None)
+        if known is None:
+            known = self._cache.pop(old, None)
         if known is None:
             return
+        for key, event_id in delta.items():
+            if event_id is None:
+                known.pop(key, None)
+            else:
+                known[key] = event_id
         if not read:
             txn.call_after_commit(lambda: self._remember_all(read))
-        read[new] = apply_delta(known, delta)
+        read[new] = known
 
     def _remember_all(self, states: Mapping[int, StateMap]) -> None:
         for group, state in states.items():

@@ -225,22 +225,27 @@ def test_delta_helpers() -> None:
 async def test_current_state_after_a_send_is_kept_in_memory_and_equals_a_fresh_read(
     server: TestServer, hs: Homeserver
 ):
-    """The next transaction on a room (the next join of a flood) starts from the state the
-    last one left without reading it back: the current group's full state is remembered at
-    commit (derived from the state read before the send), and it is what the database holds."""
+    """A room's full state, once read (by /sync, the push evaluator…), follows the room: each
+    send moves it on to the group it made, in memory, at commit; and it is what the database
+    holds."""
     from tests.builders import join, make_room, say
 
     alice = await server.register("alice")
     room_id = await make_room(hs, alice.user_id)
     joiners = [(await server.register(f"j{i}")).user_id for i in range(5)]
+    state = hs.store.state
+    state.clear_cache()
+    first = await state.get_current_state_group(room_id)
+    assert first is not None
+    await state.get_state_group_ids(first)  # a reader
     for user_id in joiners[:-1]:
         await join(hs, room_id, user_id)
     await say(hs, room_id, alice.user_id, "a message moves no state")
-    await join(hs, room_id, joiners[-1])  # its group is new: known only by derivation
-    state = hs.store.state
+    await join(hs, room_id, joiners[-1])
     group = await state.get_current_state_group(room_id)
     assert group is not None
-    assert group in state._cache
+    # Moved on from group to group, never read back: the first group's map is the latest's.
+    assert set(state._cache) == {group}
     kept = dict(state._cache[group])
     state.clear_cache()
     fresh = await state.get_state_group_ids(group)
@@ -249,8 +254,9 @@ async def test_current_state_after_a_send_is_kept_in_memory_and_equals_a_fresh_r
 
 
 async def test_a_rolled_back_send_keeps_nothing(server: TestServer, hs: Homeserver):
-    """Groups made by a transaction that rolled back are never remembered: every group held
-    in memory is one the database has."""
+    """A transaction that rolled back leaves nothing of its own in memory: every state held
+    there is a group the database has, equal to what it holds (the map a send moved on is
+    dropped, not kept half-moved)."""
     from homeserver.events.draft import EventDraft
     from tests.builders import join, make_room
 
@@ -268,15 +274,25 @@ async def test_a_rolled_back_send_keeps_nothing(server: TestServer, hs: Homeserv
         await hs.sender.send_txn(txn, room, [draft])
         raise Abort
 
+    state = hs.store.state
+    await state.get_state_group_ids(await state.get_current_state_group(room_id))
+
+    async def held_as_stored() -> None:
+        kept = {group: dict(held) for group, held in state._cache.items()}
+        state.clear_cache()
+        for group, held in kept.items():
+            assert await hs.store.db.fetchval("SELECT id FROM state_groups WHERE id = ?", group)
+            assert await state.get_state_group_ids(group) == held
+
     with pytest.raises(Abort):
         await hs.store.db.run_in_transaction("test_abort", send_then_fail)
+    await held_as_stored()
+    await state.get_state_group_ids(await state.get_current_state_group(room_id))
     await join(hs, room_id, bob.user_id)
-    state = hs.store.state
-    assert state._cache
-    for group in state._cache:
-        assert await hs.store.db.fetchval("SELECT id FROM state_groups WHERE id = ?", group)
+    await held_as_stored()
     current = await state.get_state_group_ids(await state.get_current_state_group(room_id))
     assert ("m.room.topic", "") not in current
+    assert ("m.room.member", bob.user_id) in current
 
 
 async def test_a_genesis_batch_is_followed_as_one_run(

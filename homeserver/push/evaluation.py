@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,22 +72,39 @@ def _matchable(event: Event) -> dict[str, Any]:
     return body
 
 
+#: Up to this many users with rules of their own on the server, a batch reads them all once
+#: and intersects; past it, it asks about each room's members (once per user and batch).
+RULE_USERS_READ_WHOLE = 10_000
+
+
 @dataclass(slots=True)
 class _Batch:
-    """What one batch of events shares: their state groups, read at once, and who of the
-    users seen so far has rules of their own (a join flood asks about each member once per
-    batch, not once per event)."""
+    """What one batch of events shares: their state groups, read at once, and who has rules
+    of their own (read once per batch, not once per event)."""
 
     groups: dict[str, tuple[int, int]]
+    #: every user with rules of their own, or None past RULE_USERS_READ_WHOLE.
+    rule_users: set[str] | None = None
+    read_rule_users: bool = False
     has_rules: dict[str, bool] = field(default_factory=dict)
 
-    async def users_with_rules(self, store: Store, user_ids: list[str]) -> set[str]:
-        unknown = [u for u in user_ids if u not in self.has_rules]
+    async def local_users_with_rules(self, store: Store, users: Collection[str]) -> set[str]:
+        """Those of ``users`` with rules of their own (a new set)."""
+        if not self.read_rule_users:
+            found = await store.push_rules.users_with_any_rules(RULE_USERS_READ_WHOLE + 1)
+            self.rule_users = found if len(found) <= RULE_USERS_READ_WHOLE else None
+            self.read_rule_users = True
+        everyone = self.rule_users
+        if everyone is not None:
+            if len(everyone) < len(users):
+                return {u for u in everyone if u in users}
+            return {u for u in users if u in everyone}
+        unknown = [u for u in users if u not in self.has_rules]
         if unknown:
             found = await store.push_rules.users_with_rules(unknown)
             for user_id in unknown:
                 self.has_rules[user_id] = user_id in found
-        return {u for u in user_ids if self.has_rules[u]}
+        return {u for u in users if self.has_rules[u]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,32 +211,6 @@ class PushEvaluator:
         await self.store.push_actions.insert_actions_txn(txn, evaluated.actions)
         await self.store.pushers.enqueue_txn(txn, evaluated.jobs)
 
-    async def _recipients(self, event: Event, batch: _Batch) -> tuple[list[str], int, Event | None]:
-        """The local users joined in the state before the event (so someone who joined later
-        is never told of it), and the invitee of an invite, less the sender; and the room's
-        joined member count there."""
-        groups = batch.groups.get(event.event_id)
-        if groups is None:  # an outlier: this server does not know the state
-            members = MembersAt()
-        else:
-            members = await self._members.at(groups[0])
-        local = [u for u in members.local if u != event.sender]
-        if (
-            event.type == "m.room.member"
-            and event.content.get("membership") == "invite"
-            and isinstance(event.state_key, str)
-            and event.state_key.endswith(":" + self.server_name)
-            and event.state_key not in members.local
-        ):
-            local.append(event.state_key)
-        count = len(members.joined)
-        levels_id = members.levels_id
-        if groups is not None:
-            # Before anything else can run: ``members`` moves to the state after the event.
-            self._members.follow(event, *groups)
-        levels = None if levels_id is None else await self.store.events.get_event(levels_id)
-        return local, count, levels
-
     async def _sender_power(self, event: Event, levels: Event | None) -> tuple[int, dict[str, Any]]:
         """The sender's power level and the ``notifications`` levels, before the event."""
         if levels is None:
@@ -235,13 +226,48 @@ class PushEvaluator:
         )
 
     async def _evaluate_event(self, event: Event, out: Evaluated, batch: _Batch) -> None:
-        recipients, member_count, levels = await self._recipients(event, batch)
-        if not recipients:
+        groups = batch.groups.get(event.event_id)
+        if groups is None:  # an outlier: this server does not know the state
+            await self._evaluate_for(event, MembersAt(), out, batch)
             return
+        before, after = groups
+        members = await self._members.take(before)
+        done = False
+        try:
+            await self._evaluate_for(event, members, out, batch)
+            done = True
+        finally:
+            self._members.give_back(event, before, after if done else before, members)
+
+    async def _evaluate_for(
+        self, event: Event, members: MembersAt, out: Evaluated, batch: _Batch
+    ) -> None:
+        """Evaluate ``event`` for the local users joined in the state before it (so someone
+        who joined later is never told of it), and the invitee of an invite, less the sender.
+        ``members`` is that state."""
+        local = members.local
+        sender = event.sender
+        invitee = None
+        if (
+            event.type == "m.room.member"
+            and event.content.get("membership") == "invite"
+            and isinstance(event.state_key, str)
+            and event.state_key.endswith(":" + self.server_name)
+            and event.state_key not in local
+        ):
+            invitee = event.state_key
+        count = len(local) - (sender in local) + (invitee is not None)
+        if not count:
+            return
+        levels = (
+            None
+            if members.levels_id is None
+            else await self.store.events.get_event(members.levels_id)
+        )
         power, notification_levels = await self._sender_power(event, levels)
         ctx = context_for(
             _matchable(event),
-            room_member_count=member_count,
+            room_member_count=len(members.joined),
             sender_power_level=power,
             notification_levels=notification_levels,
         )
@@ -249,16 +275,28 @@ class PushEvaluator:
         # Members with the server's default rules (most of a big room) often all get the same
         # verdict: judged once (``shared_default_verdict``, on any of them: the defaults differ
         # only where they name their user); when it is silent only the members with rules of
-        # their own are evaluated, and nobody's ruleset is even built for the others.
-        own = await batch.users_with_rules(self.store, recipients)
+        # their own are evaluated, and nobody else is even listed (a join into a room of
+        # 10,000 costs what its few members with rules of their own cost).
+        own = await batch.local_users_with_rules(self.store, local)
+        own.discard(sender)
+        if invitee is not None and await batch.local_users_with_rules(self.store, {invitee}):
+            own.add(invitee)
         shared: tuple[bool, list[Any] | None] | None = None
-        first_default = next((u for u in recipients if u not in own), None)
-        if first_default is not None:
-            defaults, _ = await self.push_rules.get_rulesets([first_default])
+        if count > len(own):
+            first_default = (
+                invitee
+                if invitee is not None and invitee not in own
+                else next(u for u in local if u != sender and u not in own)
+            )
+            defaults, _ = await self.push_rules.get_rulesets([first_default], own=set())
             shared = shared_default_verdict(defaults[first_default], ctx, memo)
-            if shared[0] and not notifies(shared[1]):
-                recipients = [u for u in recipients if u in own]
-        rulesets, own = await self.push_rules.get_rulesets(recipients)
+        if shared is not None and shared[0] and not notifies(shared[1]):
+            recipients = sorted(own)
+        else:
+            recipients = [u for u in local if u != sender]
+            if invitee is not None:
+                recipients.append(invitee)
+        rulesets, own = await self.push_rules.get_rulesets(recipients, own=own)
         thread = thread_of(event)
         ordering = event.internal.stream_ordering or 0
         now = self.clock()

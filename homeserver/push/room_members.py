@@ -43,7 +43,7 @@ class MembersAtGroups:
         self.loads = 0
 
     async def at(self, group: int) -> MembersAt:
-        """The members of state group ``group``; the caller must not change what it gets."""
+        """The members of state group ``group`` (kept; the caller must not change them)."""
         found = self._groups.get(group)
         if found is not None:
             self._groups.move_to_end(group)
@@ -52,27 +52,30 @@ class MembersAtGroups:
         self._remember(group, found)
         return found
 
-    def follow(self, event: Event, before: int, after: int) -> None:
-        """Record the members of ``after``, the group ``event`` (evaluated, not rejected) made
-        from ``before``, when ``before`` is known: its entry is moved to ``after`` and updated in
-        place (copying a big room's sets for every event would be O(members) again). Another
-        event on ``before`` — a fork, rare — then reads it afresh."""
-        if after == before or event.state_key is None or event.rejected:
-            return
-        members = self._groups.pop(before, None)
-        if members is None:
-            return
-        if event.type == "m.room.member":
-            user_id = event.state_key
-            if event.content.get("membership") == "join":
-                members.joined.add(user_id)
-                if user_id.endswith(self._suffix):
-                    members.local.add(user_id)
-            else:
-                members.joined.discard(user_id)
-                members.local.discard(user_id)
-        elif (event.type, event.state_key) == POWER_LEVELS_KEY:
-            members.levels_id = event.event_id
+    async def take(self, group: int) -> MembersAt:
+        """The members of state group ``group``, taken out of the cache for the caller alone
+        (a concurrent evaluation of the same group reads its own copy) until
+        :meth:`give_back`."""
+        found = self._groups.pop(group, None)
+        return found if found is not None else await self._load(group)
+
+    def give_back(self, event: Event, before: int, after: int, members: MembersAt) -> None:
+        """Return what :meth:`take` gave for ``before``, kept as the members of ``after``: the
+        group ``event`` made from it (equal to ``before`` for a message or a rejected event),
+        updated in place by the event alone (copying a big room's sets for every event would
+        be O(members) again)."""
+        if after != before and event.state_key is not None and not event.rejected:
+            if event.type == "m.room.member":
+                user_id = event.state_key
+                if event.content.get("membership") == "join":
+                    members.joined.add(user_id)
+                    if user_id.endswith(self._suffix):
+                        members.local.add(user_id)
+                else:
+                    members.joined.discard(user_id)
+                    members.local.discard(user_id)
+            elif (event.type, event.state_key) == POWER_LEVELS_KEY:
+                members.levels_id = event.event_id
         self._remember(after, members)
 
     def _remember(self, group: int, members: MembersAt) -> None:

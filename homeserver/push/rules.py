@@ -101,12 +101,15 @@ class PushRulesService:
         return build_ruleset(user_id, await self.store.push_rules.get_rules(user_id))
 
     async def get_rulesets(
-        self, user_ids: list[str]
+        self, user_ids: list[str], *, own: set[str] | None = None
     ) -> tuple[dict[str, dict[str, list[Rule]]], set[str]]:
         """The effective rulesets of many users (read-only: a user without rules of their own
         gets a shared, cached copy of the defaults) and who has rules of their own; one read
-        for the latter."""
-        own = await self.store.push_rules.users_with_rules(user_ids)
+        for the latter, unless the caller knows (``own``: a superset is fine)."""
+        if own is None:
+            own = await self.store.push_rules.users_with_rules(user_ids)
+        else:
+            own = own.intersection(user_ids)
         rulesets: dict[str, dict[str, list[Rule]]] = {}
         for user_id in user_ids:
             rulesets[user_id] = (

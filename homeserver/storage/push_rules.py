@@ -55,6 +55,12 @@ class PushRulesStore:
             found.update(r[0] for r in rows)
         return found
 
+    async def users_with_any_rules(self, limit: int) -> set[str]:
+        """Up to ``limit`` users with any stored row (the push evaluator reads them once per
+        batch when there are few)."""
+        rows = await self.db.fetchall("SELECT DISTINCT user_id FROM push_rules LIMIT ?", limit)
+        return {r[0] for r in rows}
+
     async def get_rules(self, user_id: str) -> list[StoredRule]:
         """Every row of the user's, user rules in priority order (highest first)."""
         rows = await self.db.indexed.fetchall(

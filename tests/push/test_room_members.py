@@ -4,13 +4,25 @@ sender's power still follow every membership and power-levels change, on both en
 
 from __future__ import annotations
 
+import pytest
+
 from homeserver.app import Homeserver
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
+from homeserver.push import evaluation
 from tests.builders import invite, join, leave, make_room, say
 from tests.harness import TestServer
 
 JOINERS = 30
+
+
+@pytest.fixture(params=["all-rule-users-at-once", "per-member"])
+def rule_users_read(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways the evaluator learns who has rules of their own: every such user read once
+    per batch (few on the server), or each member asked about (many)."""
+    if request.param == "per-member":
+        monkeypatch.setattr(evaluation, "RULE_USERS_READ_WHOLE", 0)
+    return str(request.param)
 
 
 async def _told(hs: Homeserver, event_id: str) -> dict[str, bool]:
@@ -25,11 +37,15 @@ async def _mention_room(hs: Homeserver, room_id: str, sender: str) -> Event:
     return await hs.sender.send(room_id, EventDraft("m.room.message", sender, content))
 
 
-async def test_joins_one_after_another_read_the_members_once(server: TestServer, hs: Homeserver):
+async def test_joins_one_after_another_read_the_members_once(
+    server: TestServer, hs: Homeserver, rule_users_read: str
+):
     alice = await server.register("alice")
     room_id = await make_room(hs, alice.user_id)
     await hs.push_evaluator.process_pending()
-    joiners = [(await server.register(f"joiner{i}")).user_id for i in range(JOINERS)]
+    joiner_users = [await server.register(f"joiner{i}") for i in range(JOINERS)]
+    joiners = [u.user_id for u in joiner_users]
+    joiner_user = joiner_users[3]
     for user_id in joiners:
         await join(hs, room_id, user_id)
     members = hs.push_evaluator._members
@@ -39,20 +55,36 @@ async def test_joins_one_after_another_read_the_members_once(server: TestServer,
     # after it follows from the one before.
     assert members.loads - loads_before <= 1
 
+    # A member with a rule of their own that makes joins notify them: judged on their own
+    # rules while everyone else shares the defaults' silence.
+    status, answer = await server.call(
+        "PUT",
+        "/pushrules/global/override/joins",
+        joiner_user,
+        json={
+            "conditions": [{"kind": "event_match", "key": "type", "pattern": "m.room.member"}],
+            "actions": ["notify"],
+        },
+    )
+    assert status == 200, answer
+    late = await server.register("late")
+    late_join = await join(hs, room_id, late.user_id)
     hello = await say(hs, room_id, alice.user_id, "hello everyone")
     await leave(hs, room_id, joiners[0])
     carol = await server.register("carol")
     invitation = await invite(hs, room_id, alice.user_id, carol.user_id)
     after_leave = await say(hs, room_id, alice.user_id, "one fewer")
     await hs.push_evaluator.process_pending()
-    assert set(await _told(hs, hello.event_id)) == set(joiners)
-    assert set(await _told(hs, after_leave.event_id)) == set(joiners[1:])
-    # The invitee is told of the invite (not joined, so of nothing else).
-    assert set(await _told(hs, invitation.event_id)) == {carol.user_id}
+    assert set(await _told(hs, late_join.event_id)) == {joiner_user.user_id}
+    assert set(await _told(hs, hello.event_id)) == {*joiners, late.user_id}
+    assert set(await _told(hs, after_leave.event_id)) == {*joiners[1:], late.user_id}
+    # The invitee is told of the invite (not joined, so of nothing else); so is the member
+    # whose own rule notifies every membership event.
+    assert set(await _told(hs, invitation.event_id)) == {carol.user_id, joiner_user.user_id}
 
 
 async def test_power_levels_changed_in_the_run_decide_room_mentions(
-    server: TestServer, hs: Homeserver
+    server: TestServer, hs: Homeserver, rule_users_read: str
 ):
     alice = await server.register("alice")
     bob = await server.register("bob")

@@ -187,6 +187,8 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 POSTGRES_TYPES = {
     "id_pk": "BIGSERIAL PRIMARY KEY",
     "bytes": "BYTEA",
+    # the position of a substring (a user ID's server part, migration 036)
+    "str_find": "strpos",
 }
 
 

@@ -122,6 +122,8 @@ class WriterTransaction(Transaction):
 SQLITE_TYPES = {
     "id_pk": "INTEGER PRIMARY KEY AUTOINCREMENT",
     "bytes": "BLOB",
+    # the position of a substring (a user ID's server part, migration 036)
+    "str_find": "instr",
 }
 
 

@@ -3,7 +3,8 @@
 Files live in ``homeserver/storage/migrations/`` and are named ``NNN_name.sql`` (one template for
 both engines) or ``NNN_name.sqlite.sql`` / ``NNN_name.postgres.sql`` (an engine-specific variant,
 which wins over the template for that engine). Templates may use ``{{id_pk}}`` (an
-auto-incrementing integer primary key) and ``{{bytes}}`` (BLOB / BYTEA); everything else is SQL
+auto-incrementing integer primary key), ``{{bytes}}`` (BLOB / BYTEA) and ``{{str_find}}``
+(``instr`` / ``strpos``: a substring's position); everything else is SQL
 both engines accept. Statements are separated by a ``;`` at the end of a line.
 
 Each file runs in its own transaction together with its ``schema_version`` row, so a failed

@@ -10,7 +10,7 @@ CREATE TABLE room_joined_servers (
 );
 
 INSERT INTO room_joined_servers (room_id, server_name, joined_members)
-SELECT room_id, substr(state_key, strpos(state_key, ':') + 1), COUNT(*)
+SELECT room_id, substr(state_key, {{str_find}}(state_key, ':') + 1), COUNT(*)
 FROM current_state_events
 WHERE type = 'm.room.member' AND membership = 'join'
-GROUP BY room_id, substr(state_key, strpos(state_key, ':') + 1);
+GROUP BY room_id, substr(state_key, {{str_find}}(state_key, ':') + 1);

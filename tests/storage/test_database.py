@@ -10,6 +10,8 @@ import pytest
 
 from homeserver.storage import Database, DatabaseSettings, Transaction, open_database
 from homeserver.storage.database import placeholders, translate_placeholders
+from homeserver.storage.engine_postgres import POSTGRES_TYPES
+from homeserver.storage.engine_sqlite import SQLITE_TYPES
 from homeserver.storage.migrate import apply_migrations, load_migrations, schema_version
 from tests.conftest import POSTGRES_DSN, OpenTestDatabase
 
@@ -25,11 +27,14 @@ def test_placeholders_translate_outside_quotes() -> None:
 
 
 def test_migration_templates_filled_per_engine() -> None:
-    sqlite = load_migrations("sqlite", {"id_pk": "INTEGER PRIMARY KEY", "bytes": "BLOB"})
-    postgres = load_migrations("postgres", {"id_pk": "BIGSERIAL PRIMARY KEY", "bytes": "BYTEA"})
+    sqlite = load_migrations("sqlite", SQLITE_TYPES)
+    postgres = load_migrations("postgres", POSTGRES_TYPES)
     assert [m.version for m in sqlite] == [m.version for m in postgres]
     assert all("{{" not in m.sql for m in sqlite + postgres)
     assert "BYTEA" in postgres[0].sql and "BLOB" in sqlite[0].sql
+    [sqlite_036] = [m.sql for m in sqlite if m.version == 36]
+    [postgres_036] = [m.sql for m in postgres if m.version == 36]
+    assert "instr(state_key" in sqlite_036 and "strpos(state_key" in postgres_036
 
 
 async def test_migrations_idempotent(open_test_database: OpenTestDatabase) -> None:

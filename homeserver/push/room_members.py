@@ -42,16 +42,6 @@ class MembersAtGroups:
         #: for tests: how many states were read in full (cache misses).
         self.loads = 0
 
-    async def at(self, group: int) -> MembersAt:
-        """The members of state group ``group`` (kept; the caller must not change them)."""
-        found = self._groups.get(group)
-        if found is not None:
-            self._groups.move_to_end(group)
-            return found
-        found = await self._load(group)
-        self._remember(group, found)
-        return found
-
     async def take(self, group: int) -> MembersAt:
         """The members of state group ``group``, taken out of the cache for the caller alone
         (a concurrent evaluation of the same group reads its own copy) until

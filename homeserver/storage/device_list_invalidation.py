@@ -53,10 +53,16 @@ class JoinsBefore:
 
 
 async def joins_before_current_state_update_txn(
-    txn: Transaction, room_id: str, joined: Collection[str], *, new_room: bool
+    txn: Transaction,
+    room_id: str,
+    joined: Collection[str],
+    *,
+    new_room: bool,
+    already_joined: Collection[str] | None = None,
 ) -> JoinsBefore | None:
     """Call before the room's current state takes ``joined`` (state keys whose new membership
-    is ``join``); None when none of them is a new join (nothing to invalidate)."""
+    is ``join``); None when none of them is a new join (nothing to invalidate).
+    ``already_joined``: those of ``joined`` joined until now, when the caller has read them."""
     if not joined:
         return None
     # Most joins happen with no fresh cached list anywhere (no federation, or none fetched
@@ -66,7 +72,18 @@ async def joins_before_current_state_update_txn(
     if new_room:
         return JoinsBefore(room_id, sorted(set(joined)), False)
     keys = sorted(set(joined))
-    already: set[str] = set()
+    if already_joined is None:
+        already_joined = await _joined_among_txn(txn, room_id, keys)
+    already = set(already_joined)
+    newly = [k for k in keys if k not in already]
+    if not newly:
+        return None  # profile changes of members already joined
+    local_before = await txn.fetchone(_LOCAL_JOINED_IN_ROOM + " LIMIT 1", room_id) is not None
+    return JoinsBefore(room_id, newly, local_before)
+
+
+async def _joined_among_txn(txn: Transaction, room_id: str, keys: list[str]) -> set[str]:
+    joined: set[str] = set()
     for start in range(0, len(keys), _CHUNK):
         chunk = keys[start : start + _CHUNK]
         rows = await txn.fetchall(
@@ -76,12 +93,8 @@ async def joins_before_current_state_update_txn(
             room_id,
             *chunk,
         )
-        already.update(r[0] for r in rows)
-    newly = [k for k in keys if k not in already]
-    if not newly:
-        return None  # profile changes of members already joined
-    local_before = await txn.fetchone(_LOCAL_JOINED_IN_ROOM + " LIMIT 1", room_id) is not None
-    return JoinsBefore(room_id, newly, local_before)
+        joined.update(r[0] for r in rows)
+    return joined
 
 
 async def mark_remote_device_lists_stale_on_new_sharing_txn(

@@ -569,7 +569,7 @@ class EventPersister:
         removed = [key for key, event_id in delta.items() if event_id is None]
         added = {key: event_id for key, event_id in delta.items() if event_id is not None}
         memberships = await self._memberships(txn, added, fresh)
-        await record_membership_changes_txn(
+        members_before = await record_membership_changes_txn(
             txn,
             room_id,
             {
@@ -597,6 +597,7 @@ class EventPersister:
                 if t == "m.room.member" and memberships.get(eid) == "join"
             ],
             new_room=new_room,
+            already_joined=[k for k, m in members_before.items() if m == "join"],
         )
         await txn.executemany(
             "INSERT INTO current_state_events (room_id, type, state_key, event_id, membership)"

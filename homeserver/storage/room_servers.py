@@ -13,13 +13,9 @@ from collections import Counter
 from collections.abc import Mapping
 
 from homeserver.storage.database import Database, Transaction, placeholders
+from homeserver.types import domain_of
 
 _CHUNK = 500
-
-
-def server_of(user_id: str) -> str:
-    """Everything after a user ID's first ``:`` (as migration 036 computes it)."""
-    return user_id.split(":", 1)[1] if ":" in user_id else ""
 
 
 async def record_membership_changes_txn(
@@ -28,12 +24,13 @@ async def record_membership_changes_txn(
     memberships_after: Mapping[str, str | None],
     *,
     new_room: bool,
-) -> None:
+) -> dict[str, str | None]:
     """Call before ``current_state_events`` of ``room_id`` takes ``memberships_after`` (member
-    state key → its membership from now on; None: the key leaves the state)."""
-    if not memberships_after:
-        return
+    state key → its membership from now on; None: the key leaves the state). Returns the
+    memberships those keys had until now (those present), for the persister's other checks."""
     before: dict[str, str | None] = {}
+    if not memberships_after:
+        return before
     if not new_room:
         keys = sorted(memberships_after)
         for start in range(0, len(keys), _CHUNK):
@@ -50,10 +47,10 @@ async def record_membership_changes_txn(
     for user_id, after in memberships_after.items():
         step = (after == "join") - (before.get(user_id) == "join")
         if step:
-            change[server_of(user_id)] += step
+            change[domain_of(user_id)] += step
     moved = [(room_id, server, step) for server, step in change.items() if step]
     if not moved:
-        return
+        return before
     await txn.executemany(
         "INSERT INTO room_joined_servers (room_id, server_name, joined_members) VALUES (?, ?, ?)"
         " ON CONFLICT (room_id, server_name) DO UPDATE"
@@ -64,6 +61,7 @@ async def record_membership_changes_txn(
         await txn.execute(
             "DELETE FROM room_joined_servers WHERE room_id = ? AND joined_members <= 0", room_id
         )
+    return before
 
 
 async def joined_servers(

@@ -122,6 +122,7 @@ class StateGroupWrites:
     expected: int = 1
     #: full states read in this transaction (kept by the store after commit).
     read: dict[int, StateMap] = field(default_factory=dict)
+    keeps_read: bool = False
 
 
 #: groups with more entries than this are not kept in memory (they are rare: bases at high
@@ -180,11 +181,8 @@ class StateStore:
             state = await self._load(self.db.indexed, state_group)
             self._remember(state_group, state)
             return dict(state)
-        read = _writes(txn).read
+        read = self._read_in(txn)
         state = read.get(state_group) or await self._load(txn, state_group)
-        if not read:
-            # The group may be this transaction's own: kept only once it is committed.
-            txn.call_after_commit(lambda: self._remember_all(read))
         read[state_group] = state
         return dict(state)
 
@@ -195,7 +193,7 @@ class StateStore:
         instead of reading the whole state back from the database. ``old``'s map is moved, not
         copied (a copy per join is O(members) again): the room has moved on from it, and a
         later read of it goes to the database."""
-        read = _writes(txn).read
+        read = self._read_in(txn)
         known = read.pop(old, None)
         if known is None:
             known = self._cache.pop(old, None)
@@ -206,9 +204,16 @@ class StateStore:
                 known.pop(key, None)
             else:
                 known[key] = event_id
-        if not read:
-            txn.call_after_commit(lambda: self._remember_all(read))
         read[new] = known
+
+    def _read_in(self, txn: Transaction) -> dict[int, StateMap]:
+        """The full states ``txn`` has read or derived; they may be its own groups, so they are
+        kept only once it commits."""
+        writes = _writes(txn)
+        if not writes.keeps_read:
+            writes.keeps_read = True
+            txn.call_after_commit(lambda: self._remember_all(writes.read))
+        return writes.read
 
     def _remember_all(self, states: Mapping[int, StateMap]) -> None:
         for group, state in states.items():
@@ -448,16 +453,10 @@ class StateStore:
         self, event_ids: Iterable[str], *, before: bool = False
     ) -> dict[str, int]:
         """``event_id → state group`` after (or before) each event; outliers are left out."""
-        ids = list(set(event_ids))
-        if not ids:
-            return {}
-        column = "state_group_before" if before else "state_group_after"
-        rows = await self.db.indexed.fetchall(
-            f"SELECT event_id, {column} FROM event_to_state_groups"
-            f" WHERE event_id IN ({placeholders(len(ids))})",
-            *ids,
-        )
-        return {event_id: int(group) for event_id, group in rows}
+        side = 0 if before else 1
+        return {
+            e: groups[side] for e, groups in (await self.get_state_groups_around(event_ids)).items()
+        }
 
     async def get_state_groups_around(self, event_ids: Iterable[str]) -> dict[str, tuple[int, int]]:
         """``event_id → (group before, group after)``; outliers are left out."""

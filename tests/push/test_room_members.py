@@ -115,10 +115,10 @@ async def test_a_fork_reads_its_state_afresh(server: TestServer, hs: Homeserver)
     groups = await hs.store.state.get_state_groups_around([bob_join.event_id])
     before, after = groups[bob_join.event_id]
     await hs.push_evaluator.process_pending()
-    on_after = await members.at(after)
+    on_after = await members.take(after)
     assert bob.user_id in on_after.joined
     loads = members.loads
-    on_before = await members.at(before)  # moved on by the join: read again
+    on_before = await members.take(before)  # moved on by the join: read again
     assert members.loads == loads + 1
     assert bob.user_id not in on_before.joined
     assert alice.user_id in on_before.local

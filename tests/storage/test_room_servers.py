@@ -9,7 +9,8 @@ from collections import Counter
 from homeserver.storage import Store
 from homeserver.storage.database import Database
 from homeserver.storage.migrate import load_migrations
-from homeserver.storage.room_servers import joined_servers, server_of
+from homeserver.storage.room_servers import joined_servers
+from homeserver.types import domain_of
 from tests.storage.helpers import StoredRoom
 
 BOB = "@bob:other.example"
@@ -39,7 +40,7 @@ async def _from_member_list(db: Database, room_id: str) -> Counter[str]:
         " WHERE room_id = ? AND type = 'm.room.member' AND membership = 'join'",
         room_id,
     )
-    return Counter(server_of(r[0]) for r in rows)
+    return Counter(domain_of(r[0]) for r in rows)
 
 
 async def _counts(db: Database, room_id: str) -> Counter[str]:

@@ -34,7 +34,6 @@ send the same entries under two IDs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import Iterable
@@ -67,6 +66,7 @@ from homeserver.metrics import HomeserverMetrics
 from homeserver.storage import Store
 from homeserver.storage.outbox import OutboxEntry, RetryState
 from homeserver.streams.leases import LeaseKeeper
+from homeserver.streams.waiting import wait_event
 
 logger = logging.getLogger(__name__)
 
@@ -311,8 +311,7 @@ class FederationSender:
 
     @staticmethod
     async def _wait_reachable(queue: _Queue, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(queue.reachable.wait(), timeout=seconds)
+        await wait_event(queue.reachable, seconds)
 
     async def _mark_reachable(self, destination: str, state: RetryState | None) -> RetryState:
         fresh = healthy(destination)

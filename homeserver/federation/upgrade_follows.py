@@ -49,6 +49,7 @@ from homeserver.storage import Store
 from homeserver.storage.account_data import GLOBAL
 from homeserver.storage.database import Transaction
 from homeserver.storage.upgrade_follows import DONE, FAILED, PENDING, SKIPPED, Follow
+from homeserver.streams.waiting import wait_event
 from homeserver.types import domain_of
 from homeserver.visibility.client import get_membership
 
@@ -174,8 +175,7 @@ class UpgradeFollower:
             wait = MAX_IDLE_SECONDS
             if next_due is not None:
                 wait = min(max((next_due - self.clock()) / 1000, 0.1), MAX_IDLE_SECONDS)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._woken.wait(), wait)
+            await wait_event(self._woken, wait)
 
     # --- one look at the queue ----------------------------------------------------------------
     async def run_once(self) -> int:

@@ -38,6 +38,7 @@ from homeserver.storage import Store
 from homeserver.storage.push_actions import MAIN_THREAD, PushAction
 from homeserver.storage.pushers import PushJob
 from homeserver.streams.notifier import Notifier
+from homeserver.streams.waiting import wait_event
 
 logger = logging.getLogger(__name__)
 
@@ -160,8 +161,7 @@ class PushEvaluator:
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+            await wait_event(self._wake, self.poll_interval_s)
             self._wake.clear()
             try:
                 await self.process_pending()

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 
+from homeserver.streams.waiting import wait_event
+
 #: Told the rooms of each notification (background steps that follow the events stream).
 RoomsListener = Callable[[list[str]], None]
 #: Told every local notification (rooms, users), to pass on to the other processes.
@@ -86,9 +88,6 @@ class Notifier:
         parked, self._parked = self._parked, asyncio.Event()
         parked.set()
         try:
-            await asyncio.wait_for(self._changed.wait(), timeout_seconds)
-        except TimeoutError:
-            return False
+            return await wait_event(self._changed, timeout_seconds)
         finally:
             self._waiters -= 1
-        return True

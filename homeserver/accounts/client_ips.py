@@ -65,9 +65,14 @@ class ClientIpRecorder:
     async def flush(self) -> None:
         """Write what accumulated (one transaction)."""
         async with self._flush_lock:
-            batch, self._pending = list(self._pending.values()), {}
+            batch, self._pending = self._pending, {}
             if batch:
-                await self._store.record(batch)
+                try:
+                    await self._store.record(list(batch.values()))
+                except BaseException:
+                    # Kept for the next flush; a use recorded meanwhile is the newer one.
+                    self._pending = batch | self._pending
+                    raise
             cutoff = self._clock() - LAST_SEEN_GRANULARITY_MS
             self._last_queued = {k: t for k, t in self._last_queued.items() if t >= cutoff}
 

@@ -35,7 +35,9 @@ class DeviceRemoval:
         async def run(txn: Transaction) -> bool:
             removed = [
                 device_id
-                for device_id in dict.fromkeys(device_ids)
+                # In one order, the client-IP flush's: two removals (or a removal and a flush)
+                # of the same devices then queue instead of deadlocking.
+                for device_id in sorted(set(device_ids))
                 if await self._store.users.delete_device_txn(txn, user_id, device_id)
             ]
             return await self._forget_keys_txn(txn, user_id, removed)

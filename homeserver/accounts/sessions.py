@@ -67,8 +67,9 @@ async def _issue_session_txn(
     device_id = device.device_id or new_device_id()
     if existing:
         # Spec: logging in on a known device invalidates the tokens it had; its name is kept.
-        await store.users.delete_access_tokens_for_device_txn(txn, user_id, device_id)
+        # The device's row before its tokens', the order the client-IP flush locks them in.
         await store.users.upsert_device_txn(txn, user_id, device_id, None)
+        await store.users.delete_access_tokens_for_device_txn(txn, user_id, device_id)
     else:
         await store.users.upsert_device_txn(txn, user_id, device_id, device.display_name)
     token = new_access_token()
@@ -86,8 +87,15 @@ async def issue_session(
         device.device_id is not None
         and await store.users.get_device(user_id, device.device_id) is not None
     )
-    async with store.db.transaction("issue_login_session") as txn:
+
+    async def run(txn: Transaction) -> LoginSession:
+        # Safe to re-run: the new device ID and token are drawn again with each attempt, and
+        # the session returned is the committed attempt's.
         return await _issue_session_txn(store, txn, user_id, device, existing=existing, now=now)
+
+    # A deadlock with another process writing the device's or its tokens' rows is retried
+    # rather than failing the login.
+    return await store.db.run_in_transaction("issue_login_session", run)
 
 
 async def create_account(

@@ -202,6 +202,10 @@ class KeySignatures:
         signed_users: list[str],
     ) -> None:
         await self._ctx.store.e2e_keys.add_signatures_txn(txn, signatures)
+        # Two users verifying each other at once would otherwise each lock their own device
+        # list first and then wait for the other's.
+        changed_users = {*signed_users, *([user_id] if own_devices or own_master else [])}
+        await self._ctx.store.device_lists.lock_users_txn(txn, changed_users)
         now = self._ctx.clock()
         if own_devices:
             await record_device_change_txn(

@@ -188,17 +188,15 @@ class E2EEdus:
             return
         deleted = content.get("deleted") is True
         entry = None if deleted else device_entry(user_id, device_id, content)
-        async with (
-            self._lock(user_id),
-            self.store.db.transaction("remote_device_list_update") as txn,
-        ):
+
+        async def run(txn: Transaction) -> tuple[bool, bool] | None:
+            # (whether the update follows what we held, whether a resync is in flight), or
+            # None when we hold it already.
             # Across processes: the user's updates one at a time (held until commit).
             await txn.advisory_lock(self.store.db.lock_key("device_list", user_id))
             held = await self.store.remote_device_lists.get_position_txn(txn, user_id)
             if held is not None and stream_id <= held:
-                return  # already part of what we hold (a resend, or a resync had it)
-            if user_id in self._resyncs_in_flight:
-                self._update_counts[user_id] = self._update_counts.get(user_id, 0) + 1
+                return None  # already part of what we hold (a resend, or a resync had it)
             follows = held is not None and bool(prev_ids) and all(p == held for p in prev_ids)
             if follows:
                 await self.store.remote_device_lists.update_device_txn(
@@ -207,6 +205,18 @@ class E2EEdus:
             else:
                 await self.store.remote_device_lists.mark_stale_txn(txn, user_id)
             await self.store.device_lists.add_change_txn(txn, user_id, [device_id])
+            return follows, user_id in self._resyncs_in_flight
+
+        async with self._lock(user_id):
+            # Retried: a deadlock with another process must not drop the update.
+            outcome = await self.store.db.run_in_transaction("remote_device_list_update", run)
+            if outcome is None:
+                return
+            follows, resyncing = outcome
+            # Counted once committed (a re-run attempt must not count twice), and still under
+            # the lock a resync compares the count under.
+            if resyncing:
+                self._update_counts[user_id] = self._update_counts.get(user_id, 0) + 1
         self.notifier.notify(user_ids=[user_id])
         if not follows:
             self._schedule_resync(user_id)
@@ -223,12 +233,16 @@ class E2EEdus:
             raise MalformedEdu("no valid master_key or self_signing_key")
         if not await self._concerns_us(user_id):
             return
-        async with self.store.db.transaction("remote_signing_key_update") as txn:
+
+        async def run(txn: Transaction) -> None:
             position = await self.store.device_lists.add_change_txn(txn, user_id, [""])
             for usage, key in keys.items():
                 await self.store.e2e_keys.set_cross_signing_key_txn(
                     txn, user_id, usage, key, position
                 )
+
+        # Retried: a deadlock with another process must not drop the update.
+        await self.store.db.run_in_transaction("remote_signing_key_update", run)
         self.notifier.notify(user_ids=[user_id])
 
     # --- resync -------------------------------------------------------------------------------
@@ -285,6 +299,9 @@ class E2EEdus:
             return None  # an update landed meanwhile (maybe on another process)
         tracked = seen_changes is not None
         before = await lists.devices_txn(txn, user_id) if tracked else None
+        # add_change_txn's lock on the user before the cross-signing keys' rows: the order an
+        # m.signing_key_update (which takes no "device_list" lock) takes them in.
+        await self.store.device_lists.lock_users_txn(txn, [user_id])
         await lists.replace_txn(
             txn, user_id, answer["stream_id"], answer["devices"], answer["cross_signing"]
         )

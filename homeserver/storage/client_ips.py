@@ -85,8 +85,13 @@ class ClientIpsStore:
 
     async def sweep(self, before_ts: int) -> int:
         """Forget uses older than ``before_ts``; how many rows went."""
-        async with self.db.transaction("sweep_client_ips") as txn:
+
+        async def run(txn: Transaction) -> int:
             return await txn.execute("DELETE FROM user_ips WHERE last_seen < ?", before_ts)
+
+        # Retried: the DELETE takes its rows in no set order and a flush in key order, so old
+        # rows used again meanwhile can deadlock the two.
+        return await self.db.run_in_transaction("sweep_client_ips", run)
 
     async def connections(self, user_id: str) -> list[ClientIpEntry]:
         rows = await self.db.fetchall(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from homeserver.storage.database import Database, Transaction, placeholders
+from homeserver.storage.stream_ids import order_lock_key
 from homeserver.storage.streams import (
     DEVICE_LISTS_STREAM,
     advance_stream_txn,
@@ -43,6 +44,14 @@ class DeviceListsStore:
             [(position, user_id, d) for d in sorted(set(device_ids)) or [""]],
         )
         return position
+
+    async def lock_users_txn(self, txn: Transaction, user_ids: Collection[str]) -> None:
+        """Take the per-user lock :meth:`add_change_txn` takes (held until commit) for each of
+        these users, in one order: a transaction that records changes of several users takes
+        them here first, so that two such transactions cannot each hold one and wait for the
+        other."""
+        for user_id in sorted(set(user_ids)):
+            await txn.advisory_lock(order_lock_key(DEVICE_LISTS_STREAM, user_id))
 
     async def get_user_last_position_txn(
         self, txn: Transaction, user_id: str, before: int

@@ -210,8 +210,10 @@ class E2EKeysStore:
         self, txn: Transaction, query: Mapping[str, Mapping[str, str]]
     ) -> dict[str, dict[str, dict[str, Any]]]:
         claimed: dict[str, dict[str, dict[str, Any]]] = {}
-        for user_id, devices in query.items():
-            for device_id, algorithm in devices.items():
+        # Claims for the same devices (two clients starting sessions at once, on any process)
+        # take the keys' rows in one order, so they queue instead of deadlocking.
+        for user_id, devices in sorted(query.items()):
+            for device_id, algorithm in sorted(devices.items()):
                 key = await self._claim_one_txn(txn, user_id, device_id, algorithm)
                 if key is not None:
                     claimed.setdefault(user_id, {})[device_id] = {key[0]: key[1]}

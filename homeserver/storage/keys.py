@@ -24,10 +24,13 @@ class KeysStore:
 
     async def store_server_keys(self, keys: Iterable[ServerKey]) -> None:
         """Insert or refresh keys. A refetch never shortens a key's validity: a stale response
-        (replayed or from a notary with old data) must not make valid signatures fail."""
+        (replayed or from a notary with old data) must not make valid signatures fail.
+
+        Written in key order: two processes storing the same keys from differently ordered
+        answers then queue instead of deadlocking."""
         rows = [
             (k.server_name, k.key_id, bytes(k.verify_key), k.valid_until_ts, k.fetched_ts)
-            for k in keys
+            for k in sorted(keys, key=lambda k: (k.server_name, k.key_id))
         ]
         if not rows:
             return

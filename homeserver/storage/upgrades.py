@@ -117,18 +117,15 @@ class UpgradesStore:
         Each kind is found with one query over the old room (most members have none), and
         only the users that have something get a write."""
         wanted = set(users)
-        changed = 0
         tags = await txn.fetchall(
             "SELECT user_id, content FROM account_data WHERE room_id = ? AND type = 'm.tag'",
             old_room_id,
         )
+        new_tags: dict[str, dict[str, Any]] = {}
         for user_id, text in tags:
             content = parse_json(text)
             if user_id in wanted and isinstance(content, dict):
-                await self.account_data.set_account_data_txn(
-                    txn, user_id, new_room_id, "m.tag", content
-                )
-                changed += 1
+                new_tags[user_id] = content
         # m.direct maps user → [room IDs]; the old room's ID (a quoted JSON string) narrows the
         # scan to the accounts that name it. A '_' in the ID is a LIKE wildcard, which can only
         # widen the match; the JSON check below has the last word.
@@ -138,18 +135,31 @@ class UpgradesStore:
             GLOBAL,
             f'%"{old_room_id}"%',
         )
+        new_directs: dict[str, dict[str, Any]] = {}
         for user_id, text in directs:
             updated = _add_to_direct(parse_json(text), old_room_id, new_room_id)
             if user_id in wanted and updated is not None:
-                await self.account_data.set_account_data_txn(
-                    txn, user_id, GLOBAL, "m.direct", updated
-                )
-                changed += 1
+                new_directs[user_id] = updated
         rules = await txn.fetchall(
             "SELECT user_id FROM push_rules WHERE kind = 'room' AND rule_id = ?", old_room_id
         )
-        for (user_id,) in rules:
-            if user_id in wanted and await self.push_rules.copy_room_rule_txn(
+        rule_users = {user_id for (user_id,) in rules if user_id in wanted}
+        # Each write takes its user's account-data lock until commit: user by user, in one
+        # order, so that two upgrades (or joins) sharing members cannot each hold one member's
+        # lock and wait for another's.
+        changed = 0
+        for user_id in sorted(new_tags.keys() | new_directs.keys() | rule_users):
+            if user_id in new_tags:
+                await self.account_data.set_account_data_txn(
+                    txn, user_id, new_room_id, "m.tag", new_tags[user_id]
+                )
+                changed += 1
+            if user_id in new_directs:
+                await self.account_data.set_account_data_txn(
+                    txn, user_id, GLOBAL, "m.direct", new_directs[user_id]
+                )
+                changed += 1
+            if user_id in rule_users and await self.push_rules.copy_room_rule_txn(
                 txn, user_id, old_room_id, new_room_id
             ):
                 changed += 1

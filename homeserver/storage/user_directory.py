@@ -235,6 +235,9 @@ async def on_current_state_txn(
         for user_id, content in joined.items()
         if user_id not in local
     ]
+    # In one order: another process persisting another room's state may write the same
+    # remote users' rows at once.
+    rows.sort(key=lambda row: row[0])
     if rows:
         await _upsert_many_txn(txn, rows, replace=bool(public))
     departed = [u for u in users if u not in local and u not in joined]

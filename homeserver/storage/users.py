@@ -119,17 +119,23 @@ class UsersStore:
     async def deactivate_user(self, user_id: str) -> bool:
         """Mark deactivated, forget the password, log every device out and delete the key
         backups and pushers, atomically."""
-        async with self.db.transaction("deactivate_user") as txn:
+
+        async def run(txn: Transaction) -> bool:
             changed = await txn.execute(
                 "UPDATE users SET deactivated = TRUE, password_hash = NULL WHERE user_id = ?",
                 user_id,
             )
-            await txn.execute("DELETE FROM access_tokens WHERE user_id = ?", user_id)
+            # Devices before tokens: the order the client-IP flush locks them in.
             await txn.execute("DELETE FROM devices WHERE user_id = ?", user_id)
+            await txn.execute("DELETE FROM access_tokens WHERE user_id = ?", user_id)
             await delete_all_backups_txn(txn, user_id)
             # As Synapse: a deactivated account's phones stop hearing about its rooms.
             await delete_user_pushers_txn(txn, user_id)
-        return changed == 1
+            return changed == 1
+
+        # Retried: a deadlock with another process writing the user's devices or tokens (its
+        # client-IP flush) must not fail the deactivation.
+        return await self.db.run_in_transaction("deactivate_user", run)
 
     async def count_users(self) -> int:
         return int(await self.db.fetchval("SELECT COUNT(*) FROM users"))
@@ -267,15 +273,20 @@ class UsersStore:
         """:meth:`delete_devices_for_user` inside the caller's transaction (which also removes
         the devices' keys); returns the IDs of the devices removed."""
         keep = except_device_id or ""
+        # The devices' rows first, locked in device order, then their tokens: the order the
+        # client-IP flush locks them in (a DELETE of many rows takes them in no set order).
         rows = await txn.fetchall(
-            "SELECT device_id FROM devices WHERE user_id = ? AND device_id <> ?", user_id, keep
+            "SELECT device_id FROM devices WHERE user_id = ? AND device_id <> ?"
+            " ORDER BY device_id" + (" FOR UPDATE" if txn.engine == "postgres" else ""),
+            user_id,
+            keep,
         )
+        await txn.execute("DELETE FROM devices WHERE user_id = ? AND device_id <> ?", user_id, keep)
         await txn.execute(
             "DELETE FROM access_tokens WHERE user_id = ? AND (device_id IS NULL OR device_id <> ?)",
             user_id,
             keep,
         )
-        await txn.execute("DELETE FROM devices WHERE user_id = ? AND device_id <> ?", user_id, keep)
         return sorted(r[0] for r in rows)
 
     async def get_devices(self, user_id: str) -> list[DeviceRecord]:
@@ -294,10 +305,11 @@ class UsersStore:
     async def delete_device_txn(self, txn: Transaction, user_id: str, device_id: str) -> bool:
         """Remove a device and log it out, inside the caller's transaction (which also removes
         the device's keys)."""
-        await txn.execute(
-            "DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?", user_id, device_id
-        )
+        # The device's row before its tokens': the order the client-IP flush locks them in.
         changed = await txn.execute(
             "DELETE FROM devices WHERE user_id = ? AND device_id = ?", user_id, device_id
+        )
+        await txn.execute(
+            "DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?", user_id, device_id
         )
         return changed == 1

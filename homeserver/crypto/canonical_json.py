@@ -37,42 +37,19 @@ _encoder = json.JSONEncoder(
 _FAST_DEPTH = 64
 
 
-def _plain(value: Any, depth: int = 0) -> bool:
-    """Whether ``value`` holds only dicts, lists, strings, ints, bools and None (exact types),
-    found without building anything: the common case, checked at C-call speed per item."""
+def _plain(value: Any, safe_ints: bool, depth: int = 0) -> bool:
+    """Whether ``value`` holds only dicts, lists, strings, ints, bools and None (exact types;
+    with ``safe_ints``, every int within +-(2^53 - 1)), found without building anything: the
+    common case, checked at C-call speed per item."""
     kind = type(value)
     if kind is dict:
         items = value.values()
     elif kind is list:
         items = value
+    elif kind is int:
+        return not safe_ints or -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
     else:
-        return kind is str or kind is int or kind is bool or value is None
-    if depth > _FAST_DEPTH:
-        return False
-    for item in items:
-        kind = type(item)
-        if kind is str or kind is int or kind is bool or item is None:
-            continue
-        if (kind is dict or kind is list) and _plain(item, depth + 1):
-            continue
-        return False
-    return True
-
-
-def _plain_and_safe(value: Any, depth: int = 0) -> bool:
-    """:func:`_plain`, with every integer within +-(2^53 - 1)."""
-    kind = type(value)
-    if kind is dict:
-        items = value.values()
-    elif kind is list:
-        items = value
-    else:
-        return (
-            kind is str
-            or kind is bool
-            or value is None
-            or (kind is int and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER)
-        )
+        return kind is str or kind is bool or value is None
     if depth > _FAST_DEPTH:
         return False
     for item in items:
@@ -80,10 +57,10 @@ def _plain_and_safe(value: Any, depth: int = 0) -> bool:
         if kind is str or kind is bool or item is None:
             continue
         if kind is int:
-            if -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+            if not safe_ints or -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
                 continue
             return False
-        if (kind is dict or kind is list) and _plain_and_safe(item, depth + 1):
+        if (kind is dict or kind is list) and _plain(item, safe_ints, depth + 1):
             continue
         return False
     return True
@@ -91,7 +68,7 @@ def _plain_and_safe(value: Any, depth: int = 0) -> bool:
 
 def _fast(value: Any) -> bytes | None:
     """orjson's bytes when they are certainly ``json``'s, else None."""
-    if not _plain(value):
+    if not _plain(value, False):
         return None
     try:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
@@ -116,7 +93,7 @@ class NonCanonicalJSON(ValueError):
 
 def check_strict_canonical(value: Any, path: str = "") -> None:
     """Raise :class:`NonCanonicalJSON` naming the first float or out-of-range integer."""
-    if _plain_and_safe(value):
+    if _plain(value, True):
         return
     # Something to refuse, or a type the fast walk leaves alone (a tuple, a subclass): the walk
     # that names the place decides.

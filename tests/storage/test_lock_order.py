@@ -10,6 +10,8 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
 
+import pytest
+
 from homeserver.accounts.device_removal import DeviceRemoval
 from homeserver.accounts.sessions import DeviceRequest, issue_session
 from homeserver.storage import Store
@@ -110,36 +112,27 @@ async def _after(delay: float, work: Awaitable[T]) -> T:
     return await work
 
 
-async def test_device_removal_while_the_devices_uses_are_flushed(
-    store: Store, open_test_database: OpenTestDatabase
+@pytest.mark.parametrize("removal", ["delete_devices", "deactivate_user"])
+async def test_removing_devices_while_their_uses_are_flushed(
+    store: Store, open_test_database: OpenTestDatabase, removal: str
 ) -> None:
+    """A user's devices removed (one request naming them in reverse, or the whole account
+    deactivated) while another process flushes their tokens' uses."""
     stores = await _two_stores(store, open_test_database)
-    removal = DeviceRemoval(store, "example.org", lambda: 10)
+    removals = {
+        "delete_devices": lambda: DeviceRemoval(store, "example.org", lambda: 10).delete_devices(
+            ALICE, list(reversed(DEVICES))
+        ),
+        "deactivate_user": lambda: store.users.deactivate_user(ALICE),
+    }
     for round_ in range(ROUNDS):
         batch = await _alice_with_tokens(store, f"r{round_}t", len(DEVICES))
         await asyncio.gather(
-            _after(round_ * STEP, removal.delete_devices(ALICE, list(reversed(DEVICES)))),
-            stores[1].client_ips.record(batch),
+            _after(round_ * STEP, removals[removal]()), stores[1].client_ips.record(batch)
         )
         assert await store.users.get_devices(ALICE) == []
 
-    _assert_no_retries(stores, "delete_devices", "record_client_ips")
-    assert await store.db.fetchval("SELECT COUNT(*) FROM access_tokens") == 0
-
-
-async def test_deactivation_while_the_users_uses_are_flushed(
-    store: Store, open_test_database: OpenTestDatabase
-) -> None:
-    stores = await _two_stores(store, open_test_database)
-    for round_ in range(ROUNDS):
-        batch = await _alice_with_tokens(store, f"r{round_}t", len(DEVICES))
-        await asyncio.gather(
-            _after(round_ * STEP, store.users.deactivate_user(ALICE)),
-            stores[1].client_ips.record(batch),
-        )
-        assert await store.users.get_devices(ALICE) == []
-
-    _assert_no_retries(stores, "deactivate_user", "record_client_ips")
+    _assert_no_retries(stores, removal, "record_client_ips")
     assert await store.db.fetchval("SELECT COUNT(*) FROM access_tokens") == 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import logging
 import os
 import signal
@@ -45,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 #: How long in-flight requests may take to finish after SIGTERM before they are cut off.
 SHUTDOWN_GRACE_SECONDS = 10.0
+#: The collector's generation thresholds (Python's default: 700, 10, 10); see ``run``.
+GC_THRESHOLDS = (50_000, 20, 100)
 
 
 class StartupError(Exception):
@@ -343,6 +346,11 @@ def run(config: HomeserverConfig) -> None:
         memory_cost=hashing.memory_cost,
         parallelism=hashing.parallelism,
     )
+    # Process-wide too. Python's default collects the youngest generation every 700 net
+    # allocations, and a big room's upgrade or sync allocates millions of objects that live
+    # until the request ends: most collections then scan them for nothing (a 10,000-member
+    # upgrade spent about a sixth of its CPU in them). Rarer collections cost a little memory.
+    gc.set_threshold(*GC_THRESHOLDS)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(_run(config, logging_setup))
 
@@ -359,6 +367,9 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 async def _run(config: HomeserverConfig, logging_setup: LoggingSetup) -> None:
     hs = await start_homeserver(config)
+    # What startup made (modules, config, caches' skeletons) lives as long as the process:
+    # out of the collector's sight, so full collections no longer walk it.
+    gc.freeze()
     try:
         await serve(hs, logging_setup=logging_setup)
     finally:

@@ -233,7 +233,13 @@ async def test_fifty_racing_upgrades_give_one_replacement_room(
     answers = await asyncio.gather(*(upgrade(tokens[i % 5]) for i in range(50)))
     spread = {i: rr.answered[i] - answered_before[i] for i in rr.answered}
     statuses = Counter(status for status, _ in answers)
-    assert statuses == {200: 50}, [a for a in answers if a[0] != 200][:5]
+    # Those that met the upgrade running (in any process) share its answer; on a busy machine
+    # one may first read the room after the upgrade committed, and is refused naming the
+    # replacement, as a request made after it would be (tests/rooms/upgrade/test_upgrade_lock.py).
+    assert statuses[200] >= 1, answers[:5]
+    late = [body for status, body in answers if status != 200]
+    assert all(body.get("errcode") == "M_BAD_STATE" for body in late), late[:5]
+    assert set(statuses) <= {200, 400}, statuses
     replacements = {body["replacement_room"] for _, body in answers}
     assert len(replacements) == 1, replacements
     (new_room,) = replacements

@@ -179,6 +179,9 @@ class Transaction(_Reads):
 
     #: the engine name, for the rare store code that must branch ("sqlite" | "postgres").
     engine: str = ""
+    #: appended to a SELECT to lock the rows it reads until commit, in the order it reads
+    #: them (PostgreSQL ``FOR UPDATE``; nothing on SQLite, whose single writer excludes all).
+    lock_rows_clause: str = ""
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -53,6 +53,7 @@ def _rowcount(status: str) -> int:
 
 class PostgresTransaction(Transaction):
     engine = "postgres"
+    lock_rows_clause = " FOR UPDATE"
 
     def __init__(self, name: str, conn: asyncpg.Connection) -> None:
         super().__init__(name)

@@ -277,7 +277,7 @@ class UsersStore:
         # client-IP flush locks them in (a DELETE of many rows takes them in no set order).
         rows = await txn.fetchall(
             "SELECT device_id FROM devices WHERE user_id = ? AND device_id <> ?"
-            " ORDER BY device_id" + (" FOR UPDATE" if txn.engine == "postgres" else ""),
+            " ORDER BY device_id" + txn.lock_rows_clause,
             user_id,
             keep,
         )

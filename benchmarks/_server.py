@@ -168,6 +168,7 @@ async def transaction_stats(server: BenchServer) -> dict[str, dict[str, float]]:
         "synapse_storage_transaction_time_count": "count",
         "synapse_storage_transaction_time_sum": "seconds",
         "homeserver_storage_transaction_statements_total": "statements",
+        "homeserver_storage_transaction_shared_commits_total": "shared_commits",
     }
     for line in text.splitlines():
         if line.startswith("#") or "{" not in line:
@@ -211,6 +212,8 @@ def per_operation(delta: dict[str, dict[str, float]], operations: int) -> dict[s
                 "per_op": round(f.get("count", 0.0) / max(operations, 1), 3),
                 "statements_each": round(f.get("statements", 0.0) / f["count"], 2),
                 "ms_each": round(f.get("seconds", 0.0) * 1000 / f["count"], 3),
+                # share of them that committed together with others (SQLite group commit)
+                "shared_commit_share": round(f.get("shared_commits", 0.0) / f["count"], 3),
             }
             for name, f in sorted(delta.items())
         },

@@ -109,6 +109,10 @@ async def _phase(
     cpu = resources.get("server_cpu_s")
     figures["server_cpu_ms_per_room"] = None if cpu is None else round(cpu * 1000 / rooms, 3)
     figures["server_cpu_util"] = resources.get("server_cpu_util")
+    client_cpu = resources.get("client_cpu_s")
+    figures["client_cpu_ms_per_room"] = (
+        None if client_cpu is None else round(client_cpu * 1000 / rooms, 3)
+    )
     figures["machine_other_cpu_s"] = resources.get("other_cpu_s")
     figures["server_rss_mb_end"] = resources.get("server_rss_mb_end")
     if server.metrics_url is not None:

@@ -358,13 +358,21 @@ class _TransactionStatsCollector(Collector):
             "SQL statements run inside database transactions, by transaction name.",
             labels=("desc",),
         )
+        shared = CounterMetricFamily(
+            "homeserver_storage_transaction_shared_commits",
+            "Database transactions that committed in a COMMIT shared with others (SQLite group"
+            " commit), by name.",
+            labels=("desc",),
+        )
         for name, stats in sorted(self._stats.items()):
             failures.add_metric((name,), stats.failures)
             retries.add_metric((name,), stats.retries)
             statements.add_metric((name,), stats.statements)
+            shared.add_metric((name,), stats.shared_commits)
         yield failures
         yield retries
         yield statements
+        yield shared
 
 
 class _FederationQueue(Collector):

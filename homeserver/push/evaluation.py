@@ -194,7 +194,7 @@ class PushEvaluator:
                     await self._evaluate_event(event, evaluated, batch)
             try:
                 await self.store.db.run_in_transaction(
-                    "push_actions", self._commit, position, upto, evaluated
+                    "push_actions", self._commit, position, upto, evaluated, shared_commit=True
                 )
             except _LostRace:
                 continue

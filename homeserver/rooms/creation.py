@@ -373,6 +373,7 @@ class RoomCreationService:
                     events,
                     creator,
                     validated,
+                    shared_commit=True,
                 )
             except RoomIdCollision:
                 logger.warning("room ID %s already exists; retrying", events[0].room_id)

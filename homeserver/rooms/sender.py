@@ -166,5 +166,5 @@ class EventSender:
         if room is None:
             raise NotFound("Unknown room")
         return await self.store.db.run_in_transaction(
-            "send_events", self.send_txn, room, list(drafts)
+            "send_events", self.send_txn, room, list(drafts), shared_commit=True
         )

@@ -80,6 +80,8 @@ class TransactionStats:
     total_seconds: float = 0.0
     #: SQL statements run in these transactions (an ``executemany`` counts once).
     statements: int = 0
+    #: of ``count``, those that committed in a COMMIT shared with others (SQLite group commit).
+    shared_commits: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,19 +341,24 @@ class Database(_Reads):
         finally:
             log_context.transaction.reset(log_token)
             _in_transaction.reset(token)
-            elapsed = time.monotonic() - start
-            stats.count += 1
-            stats.total_seconds += elapsed
-            if txn is not None:
-                stats.statements += txn.statements
-            logger.debug("transaction %s took %.1f ms", name, elapsed * 1000)
-            for observe in self.transaction_observers:
-                try:
-                    observe(name, elapsed)
-                except Exception:  # an observer never fails the transaction
-                    logger.exception("transaction observer %r failed", observe)
+            self._record(name, stats, time.monotonic() - start, txn)
         assert txn is not None
         txn._run_after_commit()
+
+    def _record(
+        self, name: str, stats: TransactionStats, elapsed: float, txn: Transaction | None
+    ) -> None:
+        """Count one finished transaction and tell the observers (metrics)."""
+        stats.count += 1
+        stats.total_seconds += elapsed
+        if txn is not None:
+            stats.statements += txn.statements
+        logger.debug("transaction %s took %.1f ms", name, elapsed * 1000)
+        for observe in self.transaction_observers:
+            try:
+                observe(name, elapsed)
+            except Exception:  # an observer never fails the transaction
+                logger.exception("transaction observer %r failed", observe)
 
     async def run_in_transaction(
         self,
@@ -359,8 +366,16 @@ class Database(_Reads):
         fn: Callable[..., Awaitable[T]],
         *args: Any,
         read_only: bool = False,
+        shared_commit: bool = False,
     ) -> T:
-        """``await fn(txn, *args)`` in a transaction, re-run on retryable PostgreSQL errors."""
+        """``await fn(txn, *args)`` in a transaction, re-run on retryable PostgreSQL errors.
+
+        ``shared_commit``: the caller allows ``fn`` to share one COMMIT with other such
+        transactions running at the same moment (SQLite's group commit, see
+        ``engine_sqlite.py``): ``fn`` must then be safe to run again from the start, which it
+        is when it only reads and writes through ``txn`` and leaves the rest to
+        ``call_after_commit``. Every transaction still commits whole or not at all. Engines
+        with concurrent writers (PostgreSQL) ignore it."""
         for attempt in range(1, MAX_TRANSACTION_ATTEMPTS + 1):
             try:
                 async with self.transaction(name, read_only=read_only) as txn:

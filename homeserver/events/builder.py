@@ -7,6 +7,7 @@ auth rules sit above the event model); nothing here does I/O, so every step can 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,10 +18,10 @@ from homeserver.crypto.base64 import encode_base64
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
 from homeserver.events.hashes import add_content_hash, compute_reference_hash
-from homeserver.events.ids import new_opaque_event_id
+from homeserver.events.ids import event_id_of_reference_hash, new_opaque_event_id
 from homeserver.events.signing import sign_event
 from homeserver.events.validation import MAX_PREV_EVENTS, validate_pdu
-from homeserver.room_versions import RoomVersion
+from homeserver.room_versions import EventIdFormat, RoomVersion
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,13 @@ def assemble_event(
     if room_version.event_refs_carry_hashes:
         pdu["event_id"] = new_opaque_event_id(signer.server_name)
     add_content_hash(pdu)
-    sign_event(room_version, pdu, signer.server_name, signer.signing_key)
+    signed = sign_event(room_version, pdu, signer.server_name, signer.signing_key)
     validate_pdu(room_version, pdu)
-    return Event(pdu, room_version)
+    # The signed bytes are the reference hash's input: hashing them spares encoding the
+    # event's redacted form a second time.
+    event_id = (
+        None  # carried in the event (v1, v2)
+        if room_version.event_id_format is EventIdFormat.OPAQUE_WITH_DOMAIN
+        else event_id_of_reference_hash(room_version, hashlib.sha256(signed).digest())
+    )
+    return Event(pdu, room_version, event_id=event_id)

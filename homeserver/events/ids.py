@@ -43,8 +43,13 @@ def compute_event_id(room_version: RoomVersion, pdu: dict[str, Any]) -> str:
         if not isinstance(event_id, str):
             raise ValueError("event has no event_id")
         return event_id
-    digest = compute_reference_hash(room_version, pdu)
-    return "$" + encode_base64(digest, urlsafe=fmt is EventIdFormat.REFERENCE_HASH_URLSAFE)
+    return event_id_of_reference_hash(room_version, compute_reference_hash(room_version, pdu))
+
+
+def event_id_of_reference_hash(room_version: RoomVersion, digest: bytes) -> str:
+    """The ID of a v3+ event whose reference hash is ``digest``."""
+    urlsafe = room_version.event_id_format is EventIdFormat.REFERENCE_HASH_URLSAFE
+    return "$" + encode_base64(digest, urlsafe=urlsafe)
 
 
 def room_id_from_create_event_id(create_event_id: str) -> str:

@@ -14,20 +14,31 @@ from homeserver.events.redaction import prune_event_dict
 from homeserver.room_versions import RoomVersion
 
 
+def redacted_signing_bytes(room_version: RoomVersion, pdu: dict[str, Any]) -> bytes:
+    """The canonical JSON an event's signatures cover: its redacted form without
+    ``signatures`` (and ``unsigned``, which redaction drops). Its sha256 is also the event's
+    reference hash (spec: "Calculating the reference hash for an event")."""
+    redacted = prune_event_dict(room_version, pdu)
+    redacted.pop("signatures", None)
+    return encode_canonical_json(redacted)
+
+
 def sign_event(
     room_version: RoomVersion,
     pdu: dict[str, Any],
     server_name: str,
     signing_key: SigningKey,
-) -> None:
+) -> bytes:
     """Sign the redacted form of ``pdu`` and store the signature in ``pdu`` (in place).
 
-    ``pdu`` must already carry its content hash.
+    ``pdu`` must already carry its content hash. Returns the signed bytes
+    (:func:`redacted_signing_bytes`), which a caller may hash for the reference hash instead
+    of encoding the event again.
     """
-    redacted = prune_event_dict(room_version, pdu)
-    redacted.pop("signatures", None)
-    signature = signature_of(signing_key, encode_canonical_json(redacted))
+    signed = redacted_signing_bytes(room_version, pdu)
+    signature = signature_of(signing_key, signed)
     pdu.setdefault("signatures", {}).setdefault(server_name, {})[key_id(signing_key)] = signature
+    return signed
 
 
 def verify_event_signature(

@@ -11,6 +11,7 @@ from homeserver.crypto.signing import key_id
 from homeserver.events.builder import EventDraft, Signer, choose_prev_events
 from homeserver.events.event import Event
 from homeserver.events.hashes import check_content_hash
+from homeserver.events.ids import compute_event_id
 from homeserver.events.signing import verify_event_signature
 from homeserver.room_versions import KNOWN_ROOM_VERSIONS, V1, V3, V12, RoomVersion
 from homeserver.rooms.create_request import parse_create_room_request
@@ -76,6 +77,8 @@ def test_every_genesis_builds_and_passes_auth(room_version, preset):
     for event in room.events:
         assert event.room_id == room.room_id
         assert check_content_hash(event.pdu)
+        # the builder takes the ID from the bytes it signed: the same as computing it anew
+        assert event.event_id == compute_event_id(room_version, event.pdu)
         verify_event_signature(
             room_version,
             event.pdu,

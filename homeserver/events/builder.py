@@ -19,7 +19,7 @@ from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
 from homeserver.events.hashes import add_content_hash, compute_reference_hash
 from homeserver.events.ids import event_id_of_reference_hash, new_opaque_event_id
-from homeserver.events.signing import sign_event
+from homeserver.events.signing import DeferredSignatures, sign_event
 from homeserver.events.validation import MAX_PREV_EVENTS, validate_pdu
 from homeserver.room_versions import EventIdFormat, RoomVersion
 
@@ -53,11 +53,13 @@ def assemble_event(
     prev_events: Sequence[Event],
     auth_events: Sequence[Event],
     origin_server_ts: int,
+    deferred: DeferredSignatures | None = None,
 ) -> Event:
     """Hash, sign and validate one event citing these prev and auth events (not authorised).
 
     ``prev_events`` is already capped (:func:`choose_prev_events`); ``room_id`` is None only for
-    a v12 create event, whose ID names the room. Raises
+    a v12 create event, whose ID names the room. With ``deferred``, the signature is left to
+    it (signed with the rest of the batch). Raises
     :class:`~homeserver.events.validation.EventValidationError` for a malformed event.
     """
     depth = min(max((e.depth for e in prev_events), default=0) + 1, room_version.max_depth)
@@ -82,7 +84,10 @@ def assemble_event(
     if room_version.event_refs_carry_hashes:
         pdu["event_id"] = new_opaque_event_id(signer.server_name)
     add_content_hash(pdu)
-    signed = sign_event(room_version, pdu, signer.server_name, signer.signing_key)
+    if deferred is not None:
+        signed = deferred.add(room_version, pdu)
+    else:
+        signed = sign_event(room_version, pdu, signer.server_name, signer.signing_key)
     validate_pdu(room_version, pdu)
     # The signed bytes are the reference hash's input: hashing them spares encoding the
     # event's redacted form a second time.

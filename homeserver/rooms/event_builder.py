@@ -15,6 +15,7 @@ from homeserver.auth.selection import auth_types_for_event
 from homeserver.events.builder import Signer, assemble_event, choose_prev_events
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
+from homeserver.events.signing import DeferredSignatures
 from homeserver.events.state_keys import CREATE_KEY
 from homeserver.room_versions import RoomVersion
 
@@ -44,8 +45,10 @@ def build_event(
     state: Mapping[StateKey, Event],
     prev_events: Sequence[Event],
     origin_server_ts: int,
+    deferred: DeferredSignatures | None = None,
 ) -> Event:
-    """Build, hash, sign and authorise one event.
+    """Build, hash, sign and authorise one event (its signature left to ``deferred`` if
+    given).
 
     ``state`` is the room's state before the event (empty for a create event); ``room_id`` is
     None only for a v12 create event, whose ID names the room. Raises
@@ -61,6 +64,7 @@ def build_event(
         prev_events=choose_prev_events(prev_events),
         auth_events=auth,
         origin_server_ts=origin_server_ts,
+        deferred=deferred,
     )
     auth_map = {e.state_tuple: e for e in auth}
     # v12 never cites the create event in auth_events, but its rules still read it.

@@ -18,6 +18,7 @@ from homeserver.errors import NotFound
 from homeserver.events.builder import Signer
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
+from homeserver.events.signing import DeferredSignatures
 from homeserver.events.state_keys import CREATE_KEY, StateKey
 from homeserver.events.validation import EventValidationError
 from homeserver.room_versions import RoomVersion, get_room_version
@@ -43,6 +44,8 @@ class BatchBuilder:
     extremities: list[Event] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     clock: WallClock = time_ms
+    #: leave signatures to this (signed together once the batch is built; its owner signs).
+    deferred: DeferredSignatures | None = None
 
     def add(self, draft: EventDraft) -> Event:
         event = build_event(
@@ -53,6 +56,7 @@ class BatchBuilder:
             state=self.state,
             prev_events=self.extremities,
             origin_server_ts=self.clock(),
+            deferred=self.deferred,
         )
         if self.room_id is None:
             self.room_id = event.room_id

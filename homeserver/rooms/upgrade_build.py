@@ -22,6 +22,7 @@ from homeserver.clock import WallClock
 from homeserver.events.builder import Signer
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
+from homeserver.events.signing import DeferredSignatures
 from homeserver.events.validation import EventValidationError
 from homeserver.rooms.sender import BatchBuilder
 from homeserver.rooms.upgrade_plan import OldRoomSnapshot, UpgradePlan, tombstone_draft
@@ -73,6 +74,8 @@ def build_upgrade(
     """Build every event of the upgrade. ``extremities`` overrides the snapshot's (a rebuild at
     commit after messages, not state, arrived in the old room)."""
     prev = list(snapshot.extremities if extremities is None else extremities)
+    # Thousands of joins in a big room: signed together at the end, on two cores.
+    deferred = DeferredSignatures(signer.server_name, signer.signing_key)
     old = BatchBuilder(
         snapshot.room_version,
         signer,
@@ -80,6 +83,7 @@ def build_upgrade(
         state=dict(snapshot.state),
         extremities=prev,
         clock=clock,
+        deferred=deferred,
     )
     target = plan.new_version
     create_content = {
@@ -87,7 +91,7 @@ def build_upgrade(
         "predecessor": dict(plan.create_content["predecessor"]),
     }
     if target.room_id_is_create_event_hash:
-        new = BatchBuilder(target, signer, None, clock=clock)
+        new = BatchBuilder(target, signer, None, clock=clock, deferred=deferred)
         _add(new, EventDraft("m.room.create", plan.upgrader, create_content, ""), required=True)
         assert new.room_id is not None
         room_id = new.room_id
@@ -97,12 +101,13 @@ def build_upgrade(
         tombstone = _add(old, tombstone_draft(plan.upgrader, room_id), required=True)
         assert tombstone is not None
         create_content["predecessor"]["event_id"] = tombstone.event_id
-        new = BatchBuilder(target, signer, room_id, clock=clock)
+        new = BatchBuilder(target, signer, room_id, clock=clock, deferred=deferred)
         _add(new, EventDraft("m.room.create", plan.upgrader, create_content, ""), required=True)
     for planned in plan.new_room:
         _add(new, planned.draft, required=planned.required)
     for draft in plan.old_room:
         _add(old, draft, required=False)
+    deferred.sign()
     return BuiltUpgrade(
         new_room_id=room_id,
         new_events=new.events,

@@ -7,16 +7,26 @@ import pytest
 from signedjson.key import generate_signing_key, get_verify_key
 
 from homeserver.auth.rules import AuthError
-from homeserver.crypto.signing import key_id
+from homeserver.crypto.signing import (
+    PARALLEL_SIGNING_FROM,
+    key_id,
+    signature_of,
+    signatures_of,
+)
 from homeserver.events.builder import EventDraft, Signer, choose_prev_events
 from homeserver.events.event import Event
 from homeserver.events.hashes import check_content_hash
 from homeserver.events.ids import compute_event_id
-from homeserver.events.signing import verify_event_signature
-from homeserver.room_versions import KNOWN_ROOM_VERSIONS, V1, V3, V12, RoomVersion
+from homeserver.events.signing import (
+    PLACEHOLDER_SIGNATURE,
+    DeferredSignatures,
+    verify_event_signature,
+)
+from homeserver.room_versions import KNOWN_ROOM_VERSIONS, V1, V3, V12, EventIdFormat, RoomVersion
 from homeserver.rooms.create_request import parse_create_room_request
 from homeserver.rooms.creation_plan import CreationPolicy, plan_genesis
 from homeserver.rooms.event_builder import build_event
+from homeserver.rooms.sender import BatchBuilder
 
 SERVER = "example.org"
 ALICE = "@alice:example.org"
@@ -160,3 +170,61 @@ def test_prev_events_capped_at_twenty_deepest():
     chosen = choose_prev_events(events)
     assert len(chosen) == 20
     assert min(e.depth for e in chosen) == 6
+
+
+@pytest.mark.parametrize("room_version", VERSIONS, ids=lambda v: v.identifier)
+def test_deferred_signatures_give_the_same_events(room_version):
+    """A batch signed together at the end (ed25519 is deterministic) holds exactly the events
+    signed one by one, IDs and references included, in every room version."""
+
+    def batch(deferred: DeferredSignatures | None) -> BatchBuilder:
+        ticks = iter(range(1_700_000_000_000, 1_700_000_001_000))
+        room_id = None if room_version.room_id_is_create_event_hash else f"!r:{SERVER}"
+        built = BatchBuilder(
+            room_version, SIGNER, room_id, clock=lambda: next(ticks), deferred=deferred
+        )
+        built.add(
+            EventDraft(
+                "m.room.create",
+                ALICE,
+                {"room_version": room_version.identifier, "creator": ALICE},
+                state_key="",
+            )
+        )
+        built.add(EventDraft("m.room.member", ALICE, {"membership": "join"}, state_key=ALICE))
+        built.add(EventDraft("m.room.join_rules", ALICE, {"join_rule": "public"}, state_key=""))
+        for n in range(40):  # enough to take the parallel path
+            user = f"@u{n}:{SERVER}"
+            built.add(EventDraft("m.room.member", user, {"membership": "join"}, state_key=user))
+        return built
+
+    signed_each = batch(None)
+    deferred = DeferredSignatures(SERVER, SIGNER.signing_key)
+    signed_later = batch(deferred)
+    assert len(deferred) == 43
+    placeholder = signed_later.events[5].pdu["signatures"][SERVER][key_id(SIGNER.signing_key)]
+    assert placeholder == PLACEHOLDER_SIGNATURE
+    deferred.sign()
+    assert len(deferred) == 0
+    if room_version.event_id_format is not EventIdFormat.OPAQUE_WITH_DOMAIN:
+        # (v1 and v2 event IDs are random, so their two batches differ anyway)
+        assert [e.pdu for e in signed_later.events] == [e.pdu for e in signed_each.events]
+        assert [e.event_id for e in signed_later.events] == [e.event_id for e in signed_each.events]
+    for event in signed_later.events:
+        verify_event_signature(
+            room_version,
+            event.pdu,
+            SERVER,
+            key_id(SIGNER.signing_key),
+            get_verify_key(SIGNER.signing_key),
+        )
+
+
+def test_many_signatures_come_back_in_order():
+    messages = [f"message {n}".encode() for n in range(PARALLEL_SIGNING_FROM * 3 + 1)]
+    assert signatures_of(SIGNER.signing_key, messages) == [
+        signature_of(SIGNER.signing_key, m) for m in messages
+    ]
+    assert signatures_of(SIGNER.signing_key, messages[:3]) == [
+        signature_of(SIGNER.signing_key, m) for m in messages[:3]
+    ]

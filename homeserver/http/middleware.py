@@ -16,6 +16,7 @@ from homeserver.errors import Codes, MatrixError
 from homeserver.http.auth import known_requester
 from homeserver.http.client_address import client_address
 from homeserver.logging import context as log_context
+from homeserver.logging.per_request import PerRequestLogger
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 #: One INFO line per request; Synapse's is ``synapse.access.http.<port>``.
-access_logger = logging.getLogger("homeserver.access")
+access_logger = PerRequestLogger("homeserver.access")
 _REDACTED_QUERY_KEYS = frozenset({"access_token"})
 
 
@@ -149,19 +150,21 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
         status = 499  # the client went away (nginx's convention, as Synapse logs it)
         raise
     finally:
-        requester = known_requester(request)
         level = logging.DEBUG if request.path == "/health" else logging.INFO
-        access_logger.log(
-            level,
-            '%s - {%s} %d %.3fsec "%s %s" "%s"',
-            client_address(request),
-            requester.user_id if requester is not None else None,
-            status,
-            time.monotonic() - start,
-            request.method,
-            _loggable_target(request),
-            request.headers.get("User-Agent", "-"),
-        )
+        # The line's fields are not gathered for a level that is not logged (/health's DEBUG).
+        if access_logger.logger.isEnabledFor(level):
+            requester = known_requester(request)
+            access_logger.log(
+                level,
+                '%s - {%s} %d %.3fsec "%s %s" "%s"',
+                client_address(request),
+                requester.user_id if requester is not None else None,
+                status,
+                time.monotonic() - start,
+                request.method,
+                _loggable_target(request),
+                request.headers.get("User-Agent", "-"),
+            )
         log_context.unbind(bindings)
 
 

@@ -28,6 +28,8 @@ FIELDS: dict[str, ContextVar[str | None]] = {
     "txn": transaction,
 }
 
+_FIELD_ITEMS = tuple(FIELDS.items())
+
 _request_numbers = itertools.count(1)
 
 
@@ -63,7 +65,10 @@ class LogContextFilter(logging.Filter):
     record; installed on every handler, so a format string may always name them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        for name, var in FIELDS.items():
-            if not hasattr(record, name):
-                setattr(record, name, var.get())
+        # The record's own dict, where ``extra=`` puts values (LogRecord has no class attribute
+        # of these names): half the cost of hasattr/setattr, on a filter every line passes.
+        stamped = record.__dict__
+        for name, var in _FIELD_ITEMS:
+            if name not in stamped:
+                stamped[name] = var.get()
         return True

@@ -7,12 +7,13 @@ sensitive (a token, a message body) is not written to the log by accident.
 
 from __future__ import annotations
 
-import json
 import logging
+from json.encoder import encode_basestring
 
+from homeserver.logging.per_request import PerRequestLogger
 from homeserver.rooms.bus import DomainEvent
 
-audit_logger = logging.getLogger("homeserver.audit")
+audit_logger = PerRequestLogger("homeserver.audit")
 
 #: payload keys that may be written to the audit log.
 AUDITED_KEYS = frozenset(
@@ -30,15 +31,34 @@ AUDITED_KEYS = frozenset(
 )
 
 
+#: the payload values written: scalars (a bool is an int).
+_SCALAR = (str, int, type(None))
+
+
+def _scalar(value: str | int | None) -> str:
+    """``value`` as ``json.dumps`` writes it (an int subclass, an IntEnum say, as its number)."""
+    if isinstance(value, str):
+        return encode_basestring(value)
+    if value is None:
+        return "null"
+    if value is True or value is False:
+        return "true" if value else "false"
+    return int.__repr__(value)
+
+
 def audit_line(event: DomainEvent) -> str:
-    record: dict[str, object] = {"event": event.name}
-    for key in sorted(event.payload):
-        value = event.payload[key]
-        if key in AUDITED_KEYS and (value is None or isinstance(value, str | int | bool)):
-            record[key] = value
-    return json.dumps(record, sort_keys=True, ensure_ascii=False)
+    """The line ``json.dumps(fields, sort_keys=True, ensure_ascii=False)`` would write, put
+    together by hand: each createRoom writes one, and ``json.dumps`` made an encoder per call
+    for a flat object of a few strings (4.5 µs against 1.9). Keys are ``event`` and
+    :data:`AUDITED_KEYS`, plain ASCII."""
+    written = {"event": encode_basestring(event.name)}
+    for key, value in event.payload.items():
+        if key in AUDITED_KEYS and isinstance(value, _SCALAR):
+            written[key] = _scalar(value)
+    return "{" + ", ".join([f'"{key}": {written[key]}' for key in sorted(written)]) + "}"
 
 
 def audit_log_subscriber(event: DomainEvent) -> None:
     """Subscribe to a :class:`~homeserver.rooms.bus.DomainEventBus`."""
-    audit_logger.info("%s", audit_line(event))
+    if audit_logger.logger.isEnabledFor(logging.INFO):  # else the line is not even built
+        audit_logger.info("%s", audit_line(event))

@@ -15,6 +15,7 @@ from typing import Any
 from nacl.signing import SigningKey
 
 from homeserver.crypto.base64 import encode_base64
+from homeserver.crypto.canonical_json import is_plain
 from homeserver.events.draft import EventDraft
 from homeserver.events.event import Event
 from homeserver.events.hashes import add_content_hash, compute_reference_hash
@@ -83,12 +84,15 @@ def assemble_event(
             pdu["content"] = {**draft.content, "redacts": draft.redacts}
     if room_version.event_refs_carry_hashes:
         pdu["event_id"] = new_opaque_event_id(signer.server_name)
-    add_content_hash(pdu)
+    # One walk of the event for the four encodings below (each would walk it again): hashes
+    # and signatures added later are plain too.
+    plain = is_plain(pdu, safe_ints=room_version.strict_canonical_json)
+    add_content_hash(pdu, plain=plain)
     if deferred is not None:
-        signed = deferred.add(room_version, pdu)
+        signed = deferred.add(room_version, pdu, plain=plain)
     else:
-        signed = sign_event(room_version, pdu, signer.server_name, signer.signing_key)
-    validate_pdu(room_version, pdu)
+        signed = sign_event(room_version, pdu, signer.server_name, signer.signing_key, plain=plain)
+    validate_pdu(room_version, pdu, plain=plain)
     # The signed bytes are the reference hash's input: hashing them spares encoding the
     # event's redacted form a second time.
     event_id = (

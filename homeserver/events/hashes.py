@@ -14,14 +14,15 @@ from homeserver.room_versions import RoomVersion
 _NOT_HASHED = ("unsigned", "signatures", "hashes")
 
 
-def compute_content_hash(pdu: dict[str, Any]) -> bytes:
-    """sha256 over the canonical JSON of the event without unsigned, signatures and hashes."""
+def compute_content_hash(pdu: dict[str, Any], *, plain: bool = False) -> bytes:
+    """sha256 over the canonical JSON of the event without unsigned, signatures and hashes.
+    ``plain``: see :func:`~homeserver.crypto.canonical_json.encode_canonical_json`."""
     stripped = {k: v for k, v in pdu.items() if k not in _NOT_HASHED}
-    return hashlib.sha256(encode_canonical_json(stripped)).digest()
+    return hashlib.sha256(encode_canonical_json(stripped, plain=plain)).digest()
 
 
-def add_content_hash(pdu: dict[str, Any]) -> None:
-    pdu["hashes"] = {"sha256": encode_base64(compute_content_hash(pdu))}
+def add_content_hash(pdu: dict[str, Any], *, plain: bool = False) -> None:
+    pdu["hashes"] = {"sha256": encode_base64(compute_content_hash(pdu, plain=plain))}
 
 
 def check_content_hash(pdu: dict[str, Any]) -> bool:

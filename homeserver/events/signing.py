@@ -14,13 +14,16 @@ from homeserver.events.redaction import prune_event_dict
 from homeserver.room_versions import RoomVersion
 
 
-def redacted_signing_bytes(room_version: RoomVersion, pdu: dict[str, Any]) -> bytes:
+def redacted_signing_bytes(
+    room_version: RoomVersion, pdu: dict[str, Any], *, plain: bool = False
+) -> bytes:
     """The canonical JSON an event's signatures cover: its redacted form without
     ``signatures`` (and ``unsigned``, which redaction drops). Its sha256 is also the event's
-    reference hash (spec: "Calculating the reference hash for an event")."""
+    reference hash (spec: "Calculating the reference hash for an event"). ``plain``: ``pdu``
+    was found :func:`~homeserver.crypto.canonical_json.is_plain` (so is any part of it)."""
     redacted = prune_event_dict(room_version, pdu)
     redacted.pop("signatures", None)
-    return encode_canonical_json(redacted)
+    return encode_canonical_json(redacted, plain=plain)
 
 
 def sign_event(
@@ -28,6 +31,8 @@ def sign_event(
     pdu: dict[str, Any],
     server_name: str,
     signing_key: SigningKey,
+    *,
+    plain: bool = False,
 ) -> bytes:
     """Sign the redacted form of ``pdu`` and store the signature in ``pdu`` (in place).
 
@@ -35,7 +40,7 @@ def sign_event(
     (:func:`redacted_signing_bytes`), which a caller may hash for the reference hash instead
     of encoding the event again.
     """
-    signed = redacted_signing_bytes(room_version, pdu)
+    signed = redacted_signing_bytes(room_version, pdu, plain=plain)
     signature = signature_of(signing_key, signed)
     pdu.setdefault("signatures", {}).setdefault(server_name, {})[key_id(signing_key)] = signature
     return signed
@@ -60,10 +65,10 @@ class DeferredSignatures:
         self.signing_key = signing_key
         self._pending: list[tuple[dict[str, Any], bytes]] = []
 
-    def add(self, room_version: RoomVersion, pdu: dict[str, Any]) -> bytes:
+    def add(self, room_version: RoomVersion, pdu: dict[str, Any], *, plain: bool = False) -> bytes:
         """Hold a placeholder signature in ``pdu`` (with its content hash already) and remember
         to sign it; returns the bytes that will be signed (see :func:`sign_event`)."""
-        signed = redacted_signing_bytes(room_version, pdu)
+        signed = redacted_signing_bytes(room_version, pdu, plain=plain)
         pdu.setdefault("signatures", {}).setdefault(self.server_name, {})[
             key_id(self.signing_key)
         ] = PLACEHOLDER_SIGNATURE

@@ -37,8 +37,10 @@ def _require(pdu: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> An
     return value
 
 
-def check_size_limits(room_version: RoomVersion, pdu: dict[str, Any]) -> None:
-    if len(encode_canonical_json(pdu)) > MAX_PDU_BYTES:
+def check_size_limits(
+    room_version: RoomVersion, pdu: dict[str, Any], *, plain: bool = False
+) -> None:
+    if len(encode_canonical_json(pdu, plain=plain)) > MAX_PDU_BYTES:
         raise EventValidationError(f"event is larger than {MAX_PDU_BYTES} bytes")
     for key in ("type", "state_key", "sender", "room_id", "event_id"):
         value = pdu.get(key)
@@ -70,13 +72,15 @@ def _check_refs(room_version: RoomVersion, pdu: dict[str, Any], key: str, limit:
             raise EventValidationError(f"'{key}' holds an invalid event ID: {reason}")
 
 
-def validate_pdu(room_version: RoomVersion, pdu: dict[str, Any]) -> None:
-    """Raise :class:`EventValidationError` if ``pdu`` is not a well-formed event of this version."""
+def validate_pdu(room_version: RoomVersion, pdu: dict[str, Any], *, plain: bool = False) -> None:
+    """Raise :class:`EventValidationError` if ``pdu`` is not a well-formed event of this version.
+    ``plain``: the builder found ``pdu`` :func:`~homeserver.crypto.canonical_json.is_plain`,
+    with ``safe_ints`` where the version demands strict canonical JSON."""
     if not isinstance(pdu, dict):
         raise EventValidationError("event is not a JSON object")
     if room_version.strict_canonical_json:
         try:
-            check_strict_canonical(pdu)
+            check_strict_canonical(pdu, plain=plain)
         except NonCanonicalJSON as e:
             raise EventValidationError(f"event is not canonical JSON: {e}") from e
     event_type = _require(pdu, "type", str)
@@ -108,4 +112,4 @@ def validate_pdu(room_version: RoomVersion, pdu: dict[str, Any]) -> None:
             raise EventValidationError(reason)
     _check_refs(room_version, pdu, "prev_events", MAX_PREV_EVENTS)
     _check_refs(room_version, pdu, "auth_events", MAX_AUTH_EVENTS)
-    check_size_limits(room_version, pdu)
+    check_size_limits(room_version, pdu, plain=plain)

@@ -22,6 +22,7 @@ from homeserver.events.signing import (
     DeferredSignatures,
     verify_event_signature,
 )
+from homeserver.events.validation import EventValidationError
 from homeserver.room_versions import KNOWN_ROOM_VERSIONS, V1, V3, V12, EventIdFormat, RoomVersion
 from homeserver.rooms.create_request import parse_create_room_request
 from homeserver.rooms.creation_plan import CreationPolicy, plan_genesis
@@ -228,3 +229,46 @@ def test_many_signatures_come_back_in_order():
     assert signatures_of(SIGNER.signing_key, messages[:3]) == [
         signature_of(SIGNER.signing_key, m) for m in messages[:3]
     ]
+
+
+@pytest.mark.parametrize("room_version", VERSIONS, ids=lambda v: v.identifier)
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"body": "plain", "n": 2**53 - 1},
+        {"body": "a float", "n": 1e16},  # json writes 1e+16, orjson 1e16
+        {"body": "a big int", "n": 2**64},  # beyond what orjson writes
+        {"body": "a tuple", "n": (1, 2)},  # not an exact list
+    ],
+    ids=["plain", "float", "bigint", "tuple"],
+)
+def test_one_walk_per_event_keeps_every_encoding_exact(room_version, content):
+    """The builder walks an event once and tells the encoders whether it is plain; an event
+    with anything unusual is encoded the slow way everywhere, and hashes, ID and signature all
+    check out as computed anew (or a strict version refuses it, as before)."""
+    room = Room(room_version)
+    room.send(
+        EventDraft(
+            "m.room.create",
+            ALICE,
+            {"room_version": room_version.identifier, "creator": ALICE},
+            state_key="",
+        )
+    )
+    room.send(EventDraft("m.room.member", ALICE, {"membership": "join"}, state_key=ALICE))
+    draft = EventDraft("m.room.message", ALICE, content)
+    unusual = content["n"] != 2**53 - 1
+    if room_version.strict_canonical_json and not isinstance(content["n"], tuple) and unusual:
+        with pytest.raises(EventValidationError):
+            room.send(draft)
+        return
+    event = room.send(draft)
+    assert check_content_hash(event.pdu)
+    assert event.event_id == compute_event_id(room_version, event.pdu)
+    verify_event_signature(
+        room_version,
+        event.pdu,
+        SERVER,
+        key_id(SIGNER.signing_key),
+        get_verify_key(SIGNER.signing_key),
+    )

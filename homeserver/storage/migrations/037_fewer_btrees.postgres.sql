@@ -1,0 +1,4 @@
+-- Nothing to do: 037 rebuilds SQLite tables as WITHOUT ROWID and re-keys SQLite's events by
+-- stream_ordering (037_fewer_btrees.sqlite.sql), a SQLite storage layout PostgreSQL does not
+-- share (its tables are heaps beside their indexes either way). Kept so both engines carry the
+-- same migration numbers.

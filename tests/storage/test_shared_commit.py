@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -51,6 +51,22 @@ async def _insert(txn: Transaction, key: str, runs: list[str]) -> str:
     return key.upper()
 
 
+async def _between_a_and_b(
+    database: Database, name: str, fn: Callable[[Transaction], Awaitable[None]], runs: list[str]
+) -> object:
+    """Run ``fn`` between two shared-commit inserts of "a" and "b", which must both commit
+    whatever becomes of it; returns its result or exception."""
+    outcomes = await asyncio.gather(
+        database.run_in_transaction("put", _insert, "a", runs, shared_commit=True),
+        database.run_in_transaction(name, fn, shared_commit=True),
+        database.run_in_transaction("put", _insert, "b", runs, shared_commit=True),
+        return_exceptions=True,
+    )
+    assert outcomes[0] == "A" and outcomes[2] == "B"
+    assert await _keys(database) == ["a", "b"]
+    return outcomes[1]
+
+
 async def test_transactions_of_one_turn_share_a_commit(database: Database) -> None:
     runs: list[str] = []
     keys = [f"k{i}" for i in range(5)]
@@ -84,15 +100,8 @@ async def test_a_member_that_raises_fails_alone(database: Database) -> None:
         await txn.execute("INSERT INTO kv (k, v) VALUES (?, ?)", "bad", 1)
         raise Refused
 
-    outcomes = await asyncio.gather(
-        database.run_in_transaction("put", _insert, "a", runs, shared_commit=True),
-        database.run_in_transaction("bad", refuse_after_writing, shared_commit=True),
-        database.run_in_transaction("put", _insert, "b", runs, shared_commit=True),
-        return_exceptions=True,
-    )
-    assert outcomes[0] == "A" and outcomes[2] == "B"
-    assert isinstance(outcomes[1], Refused)
-    assert await _keys(database) == ["a", "b"]
+    outcome = await _between_a_and_b(database, "bad", refuse_after_writing, runs)
+    assert isinstance(outcome, Refused)
     assert database.stats["put"].count == 2
     assert database.stats["bad"].failures == 1
     if isinstance(database, SqliteDatabase):
@@ -135,15 +144,8 @@ async def test_a_failed_shared_commit_leaves_each_its_own_outcome(database: Data
     async def orphan(txn: Transaction) -> None:
         await txn.execute("INSERT INTO child (id) VALUES (?)", 42)
 
-    outcomes = await asyncio.gather(
-        database.run_in_transaction("put", _insert, "a", runs, shared_commit=True),
-        database.run_in_transaction("orphan", orphan, shared_commit=True),
-        database.run_in_transaction("put", _insert, "b", runs, shared_commit=True),
-        return_exceptions=True,
-    )
-    assert outcomes[0] == "A" and outcomes[2] == "B"
-    assert isinstance(outcomes[1], Exception)
-    assert await _keys(database) == ["a", "b"]
+    outcome = await _between_a_and_b(database, "orphan", orphan, runs)
+    assert isinstance(outcome, Exception)
     assert await database.fetchall("SELECT id FROM child") == []
 
 

@@ -36,6 +36,19 @@ SIGNER = Signer(SERVER, generate_signing_key("a_test"))
 VERSIONS = list(KNOWN_ROOM_VERSIONS.values())
 
 
+def opening_drafts(room_version: RoomVersion) -> list[EventDraft]:
+    """Alice creates a room and joins it."""
+    return [
+        EventDraft(
+            "m.room.create",
+            ALICE,
+            {"room_version": room_version.identifier, "creator": ALICE},
+            state_key="",
+        ),
+        EventDraft("m.room.member", ALICE, {"membership": "join"}, state_key=ALICE),
+    ]
+
+
 class Room:
     """Applies built events to a running state, as storage would."""
 
@@ -184,15 +197,8 @@ def test_deferred_signatures_give_the_same_events(room_version):
         built = BatchBuilder(
             room_version, SIGNER, room_id, clock=lambda: next(ticks), deferred=deferred
         )
-        built.add(
-            EventDraft(
-                "m.room.create",
-                ALICE,
-                {"room_version": room_version.identifier, "creator": ALICE},
-                state_key="",
-            )
-        )
-        built.add(EventDraft("m.room.member", ALICE, {"membership": "join"}, state_key=ALICE))
+        for draft in opening_drafts(room_version):
+            built.add(draft)
         built.add(EventDraft("m.room.join_rules", ALICE, {"join_rule": "public"}, state_key=""))
         for n in range(40):  # enough to take the parallel path
             user = f"@u{n}:{SERVER}"
@@ -247,15 +253,8 @@ def test_one_walk_per_event_keeps_every_encoding_exact(room_version, content):
     with anything unusual is encoded the slow way everywhere, and hashes, ID and signature all
     check out as computed anew (or a strict version refuses it, as before)."""
     room = Room(room_version)
-    room.send(
-        EventDraft(
-            "m.room.create",
-            ALICE,
-            {"room_version": room_version.identifier, "creator": ALICE},
-            state_key="",
-        )
-    )
-    room.send(EventDraft("m.room.member", ALICE, {"membership": "join"}, state_key=ALICE))
+    for opening in opening_drafts(room_version):
+        room.send(opening)
     draft = EventDraft("m.room.message", ALICE, content)
     unusual = content["n"] != 2**53 - 1
     if room_version.strict_canonical_json and not isinstance(content["n"], tuple) and unusual:

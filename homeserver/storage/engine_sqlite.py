@@ -524,10 +524,13 @@ class SqliteDatabase(Database):
                 # Each member runs again alone and meets (and reports) the error itself.
                 logger.warning("shared COMMIT failed (%s); its transactions run alone", e)
             else:
-                self._after_commit(writer, group.changes_before)
                 if len(group.members) > 1:
                     self.shared_commits += 1
                     self.shared_commit_members += len(group.members)
+                try:
+                    self._after_commit(writer, group.changes_before)
+                except Exception:  # housekeeping: the group is committed whatever it meets
+                    logger.exception("after-commit housekeeping of a commit group failed")
                 return True
         try:
             if writer.in_transaction:

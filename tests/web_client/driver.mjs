@@ -44,6 +44,8 @@ const state = {
   syncedAccountData: {},
   syncRequests: {},
   accountDataTrail: {},
+  // createRoom requests each page sent (the DM step tells a bounce before one from after)
+  createRooms: {},
 };
 const recorder = new Recorder(HS);
 
@@ -72,7 +74,11 @@ function watch(name, page) {
   const trail = (text) =>
     state.accountDataTrail[name].push(`${new Date().toISOString().slice(17, 23)} ${text}`);
   const isSync = (url) => url.startsWith(`${HS}/_matrix/client/v3/sync`);
+  state.createRooms[name] = 0;
   page.on('request', (request) => {
+    if (request.method() === 'POST' && request.url().endsWith('/createRoom')) {
+      state.createRooms[name] += 1;
+    }
     if (!isSync(request.url())) return;
     state.syncRequests[name] += 1;
     syncNumber.set(request, state.syncRequests[name]);
@@ -522,8 +528,14 @@ const steps = {
     // quirk, no request involved; the trail of routes shows it): then Alice starts again, as
     // a person would. steps.json records how many attempts it took.
     let roomId = null;
-    for (let attempt = 1; attempt <= 3 && !roomId; attempt += 1) {
+    const onDirect = () => alice.evaluate(() => window.location.hash.startsWith('#/direct/'));
+    for (let attempt = 1; attempt <= 5 && !roomId; attempt += 1) {
       await go(alice, '#/direct/');
+      // The jump back to Home comes up to a second after the Direct page opened: wait that out
+      // (and start again if it came) before opening the dialog it would close.
+      await sleep(1500);
+      if (!(await onDirect())) continue;
+      const createdBefore = state.createRooms.alice;
       await click(alice, 'Direct Message');
       await typeUserId(alice, userId('bob'));
       await click(alice, 'Search');
@@ -540,6 +552,8 @@ const steps = {
       // (Its write is background work of the client: on a busy machine it can take a while.)
       const deadline = Date.now() + WAIT;
       while (!roomId && Date.now() < deadline) {
+        // Sent back to Home before the DM existed: the dialog is gone, so start again.
+        if (!(await onDirect()) && state.createRooms.alice === createdBefore) break;
         const direct = await api(
           'alice',
           'GET',

@@ -37,9 +37,17 @@ def check_content_hash(pdu: dict[str, Any]) -> bool:
     return expected == compute_content_hash(pdu)
 
 
-def compute_reference_hash(room_version: RoomVersion, pdu: dict[str, Any]) -> bytes:
-    """sha256 over the redacted event without signatures and unsigned."""
+def redacted_bytes(room_version: RoomVersion, pdu: dict[str, Any], *, plain: bool = False) -> bytes:
+    """The canonical JSON of the redacted event without ``signatures`` and ``unsigned``: what
+    its reference hash hashes, and also what its signatures cover (spec: "Signing events"), so
+    a builder that signed these bytes can hash them for the event's ID. ``plain``: ``pdu`` was
+    found :func:`~homeserver.crypto.canonical_json.is_plain` (so is any part of it)."""
     redacted = prune_event_dict(room_version, pdu)
     redacted.pop("signatures", None)
-    redacted.pop("unsigned", None)
-    return hashlib.sha256(encode_canonical_json(redacted)).digest()
+    redacted.pop("unsigned", None)  # redaction drops it already; the definition names it
+    return encode_canonical_json(redacted, plain=plain)
+
+
+def compute_reference_hash(room_version: RoomVersion, pdu: dict[str, Any]) -> bytes:
+    """sha256 over the redacted event without signatures and unsigned."""
+    return hashlib.sha256(redacted_bytes(room_version, pdu)).digest()

@@ -8,22 +8,10 @@ from typing import Any
 
 from nacl.signing import SigningKey, VerifyKey
 
-from homeserver.crypto.canonical_json import encode_canonical_json
 from homeserver.crypto.signing import key_id, signature_of, signatures_of, verify_json
+from homeserver.events.hashes import redacted_bytes
 from homeserver.events.redaction import prune_event_dict
 from homeserver.room_versions import RoomVersion
-
-
-def redacted_signing_bytes(
-    room_version: RoomVersion, pdu: dict[str, Any], *, plain: bool = False
-) -> bytes:
-    """The canonical JSON an event's signatures cover: its redacted form without
-    ``signatures`` (and ``unsigned``, which redaction drops). Its sha256 is also the event's
-    reference hash (spec: "Calculating the reference hash for an event"). ``plain``: ``pdu``
-    was found :func:`~homeserver.crypto.canonical_json.is_plain` (so is any part of it)."""
-    redacted = prune_event_dict(room_version, pdu)
-    redacted.pop("signatures", None)
-    return encode_canonical_json(redacted, plain=plain)
 
 
 def sign_event(
@@ -37,13 +25,18 @@ def sign_event(
     """Sign the redacted form of ``pdu`` and store the signature in ``pdu`` (in place).
 
     ``pdu`` must already carry its content hash. Returns the signed bytes
-    (:func:`redacted_signing_bytes`), which a caller may hash for the reference hash instead
-    of encoding the event again.
+    (:func:`~homeserver.events.hashes.redacted_bytes`), which a caller may hash for the
+    reference hash instead of encoding the event again.
     """
-    signed = redacted_signing_bytes(room_version, pdu, plain=plain)
-    signature = signature_of(signing_key, signed)
-    pdu.setdefault("signatures", {}).setdefault(server_name, {})[key_id(signing_key)] = signature
+    signed = redacted_bytes(room_version, pdu, plain=plain)
+    _put_signature(pdu, server_name, signing_key, signature_of(signing_key, signed))
     return signed
+
+
+def _put_signature(
+    pdu: dict[str, Any], server_name: str, signing_key: SigningKey, signature: str
+) -> None:
+    pdu.setdefault("signatures", {}).setdefault(server_name, {})[key_id(signing_key)] = signature
 
 
 #: stands in for a signature until :meth:`DeferredSignatures.sign` writes the real one: the
@@ -68,10 +61,8 @@ class DeferredSignatures:
     def add(self, room_version: RoomVersion, pdu: dict[str, Any], *, plain: bool = False) -> bytes:
         """Hold a placeholder signature in ``pdu`` (with its content hash already) and remember
         to sign it; returns the bytes that will be signed (see :func:`sign_event`)."""
-        signed = redacted_signing_bytes(room_version, pdu, plain=plain)
-        pdu.setdefault("signatures", {}).setdefault(self.server_name, {})[
-            key_id(self.signing_key)
-        ] = PLACEHOLDER_SIGNATURE
+        signed = redacted_bytes(room_version, pdu, plain=plain)
+        _put_signature(pdu, self.server_name, self.signing_key, PLACEHOLDER_SIGNATURE)
         self._pending.append((pdu, signed))
         return signed
 
@@ -82,9 +73,8 @@ class DeferredSignatures:
         """Replace every placeholder with the real signature."""
         pending, self._pending = self._pending, []
         signatures = signatures_of(self.signing_key, [signed for _, signed in pending])
-        name = key_id(self.signing_key)
         for (pdu, _), signature in zip(pending, signatures, strict=True):
-            pdu["signatures"][self.server_name][name] = signature
+            _put_signature(pdu, self.server_name, self.signing_key, signature)
 
 
 def verify_event_signature(

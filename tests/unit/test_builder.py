@@ -49,6 +49,20 @@ def opening_drafts(room_version: RoomVersion) -> list[EventDraft]:
     ]
 
 
+def assert_checks_out(room_version: RoomVersion, event: Event) -> None:
+    """Its content hash, its ID (which the builder takes from the bytes it signed) computed
+    anew, and our signature."""
+    assert check_content_hash(event.pdu)
+    assert event.event_id == compute_event_id(room_version, event.pdu)
+    verify_event_signature(
+        room_version,
+        event.pdu,
+        SERVER,
+        key_id(SIGNER.signing_key),
+        get_verify_key(SIGNER.signing_key),
+    )
+
+
 class Room:
     """Applies built events to a running state, as storage would."""
 
@@ -100,16 +114,7 @@ def test_every_genesis_builds_and_passes_auth(room_version, preset):
     assert len(room.events) == 1 + len(plan.drafts)
     for event in room.events:
         assert event.room_id == room.room_id
-        assert check_content_hash(event.pdu)
-        # the builder takes the ID from the bytes it signed: the same as computing it anew
-        assert event.event_id == compute_event_id(room_version, event.pdu)
-        verify_event_signature(
-            room_version,
-            event.pdu,
-            SERVER,
-            key_id(SIGNER.signing_key),
-            get_verify_key(SIGNER.signing_key),
-        )
+        assert_checks_out(room_version, event)
     if room_version.room_id_is_create_event_hash:
         assert room.room_id == "!" + create.event_id[1:]
         assert "room_id" not in create.pdu
@@ -218,13 +223,7 @@ def test_deferred_signatures_give_the_same_events(room_version):
         assert [e.pdu for e in signed_later.events] == [e.pdu for e in signed_each.events]
         assert [e.event_id for e in signed_later.events] == [e.event_id for e in signed_each.events]
     for event in signed_later.events:
-        verify_event_signature(
-            room_version,
-            event.pdu,
-            SERVER,
-            key_id(SIGNER.signing_key),
-            get_verify_key(SIGNER.signing_key),
-        )
+        assert_checks_out(room_version, event)
 
 
 def test_many_signatures_come_back_in_order():
@@ -261,13 +260,4 @@ def test_one_walk_per_event_keeps_every_encoding_exact(room_version, content):
         with pytest.raises(EventValidationError):
             room.send(draft)
         return
-    event = room.send(draft)
-    assert check_content_hash(event.pdu)
-    assert event.event_id == compute_event_id(room_version, event.pdu)
-    verify_event_signature(
-        room_version,
-        event.pdu,
-        SERVER,
-        key_id(SIGNER.signing_key),
-        get_verify_key(SIGNER.signing_key),
-    )
+    assert_checks_out(room_version, room.send(draft))

@@ -467,20 +467,23 @@ class EventPersister:
                 for e, _ in fresh
             ],
         )
+        # The link tables are keyed by event ID, a hash: rows in key order fill each B-tree
+        # leaf once, where hash order visits every leaf again and again (a big batch, such as
+        # an upgrade's joins, inserts in about half the time).
         await txn.executemany(
             "INSERT INTO event_edges (event_id, prev_event_id, room_id) VALUES (?, ?, ?)"
             " ON CONFLICT DO NOTHING",
-            [(e.event_id, p, room_id) for e, _ in fresh for p in e.prev_event_ids()],
+            sorted((e.event_id, p, room_id) for e, _ in fresh for p in e.prev_event_ids()),
         )
         await txn.executemany(
             "INSERT INTO event_auth (event_id, auth_id, room_id) VALUES (?, ?, ?)"
             " ON CONFLICT DO NOTHING",
-            [(e.event_id, a, room_id) for e, _ in fresh for a in e.auth_event_ids()],
+            sorted((e.event_id, a, room_id) for e, _ in fresh for a in e.auth_event_ids()),
         )
         await txn.executemany(
             "INSERT INTO event_to_state_groups (event_id, state_group_before, state_group_after)"
             " VALUES (?, ?, ?)",
-            [(e.event_id, *groups[e.event_id]) for e, _ in fresh if e.event_id in groups],
+            sorted((e.event_id, *groups[e.event_id]) for e, _ in fresh if e.event_id in groups),
         )
         await insert_media_references_txn(txn, (e for e, _ in fresh))
         await insert_search_rows_txn(txn, (e for e, _ in fresh), orderings)
@@ -603,7 +606,8 @@ class EventPersister:
             "INSERT INTO current_state_events (room_id, type, state_key, event_id, membership)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_id, type, state_key) DO UPDATE"
             " SET event_id = excluded.event_id, membership = excluded.membership",
-            [(room_id, t, sk, eid, memberships.get(eid)) for (t, sk), eid in added.items()],
+            # in key order, as the link tables (a batch of joins: state keys in hash order).
+            [(room_id, t, sk, eid, memberships.get(eid)) for (t, sk), eid in sorted(added.items())],
         )
         await txn.execute(
             "UPDATE rooms SET current_state_group = ? WHERE room_id = ?", target, room_id

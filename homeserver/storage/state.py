@@ -114,7 +114,7 @@ class StateGroupWrites:
     pending: dict[int, GroupRecord] = field(default_factory=dict)
     #: rows not yet inserted (None until the first group; flushed before commit).
     buffer: _WriteBuffer | None = None
-    #: group IDs taken from the database and not yet used.
+    #: group IDs taken from the database and not yet used, the next one last.
     free_ids: list[int] = field(default_factory=list)
     #: SQLite: the last ID this transaction took (the next batch follows it).
     last_id: int | None = None
@@ -603,7 +603,8 @@ class StateStore:
                     top = int(await txn.fetchval("SELECT COALESCE(MAX(id), 0) FROM state_groups"))
                 free.extend(range(top + 1, top + 1 + wanted))
                 writes.last_id = top + wanted
-        return free.pop(0)
+            free.reverse()  # taken from the end: popping the front of 10,000 IDs is quadratic
+        return free.pop()
 
     def _new_buffer(self, txn: Transaction, writes: StateGroupWrites) -> _WriteBuffer:
         buffer = _WriteBuffer([], [])

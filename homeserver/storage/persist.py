@@ -39,6 +39,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from homeserver.crypto.canonical_json import canonical_json_text, parse_json
 from homeserver.events.event import Event
@@ -103,6 +104,9 @@ class _BatchGroups:
     #: group made here → (the group it was built on, its delta): the current-state update
     #: follows these instead of comparing whole states.
     made: dict[int, tuple[int | None, StateDelta]] = field(default_factory=dict)
+
+
+_event_id = attrgetter("event_id")
 
 
 def _batch_room(batch: Sequence[tuple[Event, StateBefore]], new_room: NewRoom | None) -> str:
@@ -469,21 +473,22 @@ class EventPersister:
         )
         # The link tables are keyed by event ID, a hash: rows in key order fill each B-tree
         # leaf once, where hash order visits every leaf again and again (a big batch, such as
-        # an upgrade's joins, inserts in about half the time).
+        # an upgrade's joins, inserts them in about half the time).
+        by_id = sorted((e for e, _ in fresh), key=_event_id)
         await txn.executemany(
             "INSERT INTO event_edges (event_id, prev_event_id, room_id) VALUES (?, ?, ?)"
             " ON CONFLICT DO NOTHING",
-            sorted((e.event_id, p, room_id) for e, _ in fresh for p in e.prev_event_ids()),
+            [(e.event_id, p, room_id) for e in by_id for p in e.prev_event_ids()],
         )
         await txn.executemany(
             "INSERT INTO event_auth (event_id, auth_id, room_id) VALUES (?, ?, ?)"
             " ON CONFLICT DO NOTHING",
-            sorted((e.event_id, a, room_id) for e, _ in fresh for a in e.auth_event_ids()),
+            [(e.event_id, a, room_id) for e in by_id for a in e.auth_event_ids()],
         )
         await txn.executemany(
             "INSERT INTO event_to_state_groups (event_id, state_group_before, state_group_after)"
             " VALUES (?, ?, ?)",
-            sorted((e.event_id, *groups[e.event_id]) for e, _ in fresh if e.event_id in groups),
+            [(e.event_id, *groups[e.event_id]) for e in by_id if e.event_id in groups],
         )
         await insert_media_references_txn(txn, (e for e, _ in fresh))
         await insert_search_rows_txn(txn, (e for e, _ in fresh), orderings)

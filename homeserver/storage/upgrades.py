@@ -1,6 +1,6 @@
 """Room upgrades: the upgrade lock's row columns read under the room lock, the durable record
 of completed upgrades, and the per-user data an upgrade carries over (tags, ``m.direct``,
-per-room push rules) — each read in one statement whatever the number of members.
+per-room push rules) — read by the members' keys, a few hundred members per statement.
 """
 
 from __future__ import annotations
@@ -11,8 +11,11 @@ from typing import Any
 
 from homeserver.crypto.canonical_json import parse_json
 from homeserver.storage.account_data import GLOBAL, AccountDataStore
-from homeserver.storage.database import Database, Transaction
+from homeserver.storage.database import Database, Transaction, placeholders
 from homeserver.storage.push_rules import PushRulesStore
+
+#: members whose account data one statement reads.
+_MEMBER_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +80,7 @@ class UpgradesStore:
             "SELECT room_id, upgrade_lock_holder, upgrade_lock_instance, upgrade_lock_expires_ts"
             " FROM rooms WHERE status = 'upgrading' ORDER BY room_id"
         )
-        return [
-            UpgradingRoom(r[0], r[1], r[2], None if r[3] is None else int(r[3])) for r in rows
-        ]
+        return [UpgradingRoom(r[0], r[1], r[2], None if r[3] is None else int(r[3])) for r in rows]
 
     async def get_upgrading_room_ids(self) -> list[str]:
         rows = await self.db.fetchall(
@@ -114,36 +115,45 @@ class UpgradesStore:
         """Copy the room tags, ``m.direct`` entries and per-room push rules of ``users`` (the
         old room's local joined members) to the new room; returns how many entries changed.
 
-        Each kind is found with one query over the old room (most members have none), and
-        only the users that have something get a write."""
-        wanted = set(users)
-        tags = await txn.fetchall(
-            "SELECT user_id, content FROM account_data WHERE room_id = ? AND type = 'm.tag'",
-            old_room_id,
-        )
+        Everything is read by the members' keys (the primary keys of account data and push
+        rules lead with the user), a chunk of members per statement: the work follows the
+        room's size, never the server's (a query by room and type would read every account's
+        data). Only the users that have something get a write."""
         new_tags: dict[str, dict[str, Any]] = {}
-        for user_id, text in tags:
-            content = parse_json(text)
-            if user_id in wanted and isinstance(content, dict):
-                new_tags[user_id] = content
-        # m.direct maps user → [room IDs]; the old room's ID (a quoted JSON string) narrows the
-        # scan to the accounts that name it. A '_' in the ID is a LIKE wildcard, which can only
-        # widen the match; the JSON check below has the last word.
-        directs = await txn.fetchall(
-            "SELECT user_id, content FROM account_data"
-            " WHERE room_id = ? AND type = 'm.direct' AND content LIKE ?",
-            GLOBAL,
-            f'%"{old_room_id}"%',
-        )
         new_directs: dict[str, dict[str, Any]] = {}
-        for user_id, text in directs:
-            updated = _add_to_direct(parse_json(text), old_room_id, new_room_id)
-            if user_id in wanted and updated is not None:
-                new_directs[user_id] = updated
-        rules = await txn.fetchall(
-            "SELECT user_id FROM push_rules WHERE kind = 'room' AND rule_id = ?", old_room_id
-        )
-        rule_users = {user_id for (user_id,) in rules if user_id in wanted}
+        rule_users: set[str] = set()
+        members = sorted(set(users))
+        for start in range(0, len(members), _MEMBER_CHUNK):
+            chunk = members[start : start + _MEMBER_CHUNK]
+            # m.direct maps user → [room IDs]; the old room's ID (a quoted JSON string) spares
+            # parsing the accounts that do not name it. A '_' in the ID is a LIKE wildcard,
+            # which can only widen the match; the JSON check has the last word.
+            rows = await txn.fetchall(
+                "SELECT user_id, room_id, content FROM account_data"
+                f" WHERE user_id IN ({placeholders(len(chunk))})"
+                " AND ((room_id = ? AND type = 'm.tag')"
+                " OR (room_id = ? AND type = 'm.direct' AND content LIKE ?))",
+                *chunk,
+                old_room_id,
+                GLOBAL,
+                f'%"{old_room_id}"%',
+            )
+            for user_id, room_id, text in rows:
+                content = parse_json(text)
+                if room_id == old_room_id:
+                    if isinstance(content, dict):
+                        new_tags[user_id] = content
+                    continue
+                updated = _add_to_direct(content, old_room_id, new_room_id)
+                if updated is not None:
+                    new_directs[user_id] = updated
+            rules = await txn.fetchall(
+                "SELECT user_id FROM push_rules"
+                f" WHERE user_id IN ({placeholders(len(chunk))}) AND kind = 'room' AND rule_id = ?",
+                *chunk,
+                old_room_id,
+            )
+            rule_users.update(user_id for (user_id,) in rules)
         # Each write takes its user's account-data lock until commit: user by user, in one
         # order, so that two upgrades (or joins) sharing members cannot each hold one member's
         # lock and wait for another's.

@@ -204,6 +204,36 @@ async def test_per_user_data_is_copied(server: TestServer) -> None:
     assert {room, new} <= rules
 
 
+async def test_per_user_data_of_a_former_member_stays(server: TestServer) -> None:
+    """Only the members' data moves: one who left keeps tags, m.direct and push rule as
+    they were, though they all name the old room."""
+    hs = server.hs
+    alice = await server.register("alice")
+    carol = await server.register("carol")
+    room = await create_room(server, alice, preset="public_chat", room_version="10")
+    await join(server, room, carol)
+    await hs.store.account_data.set_account_data(
+        carol.user_id, room, "m.tag", {"tags": {"u.old": {}}}
+    )
+    await hs.store.account_data.set_account_data(
+        carol.user_id, "", "m.direct", {alice.user_id: [room]}
+    )
+    status, _ = await server.call(
+        "PUT", f"/pushrules/global/room/{room}", carol, json={"actions": ["dont_notify"]}
+    )
+    assert status == 200
+    status, _ = await server.call("POST", f"/rooms/{room}/leave", carol, json={})
+    assert status == 200
+    status, body = await upgrade(server, alice, room, "11")
+    assert status == 200, body
+    new = body["replacement_room"]
+    assert await hs.store.account_data.get_account_data(carol.user_id, new, "m.tag") is None
+    direct = await hs.store.account_data.get_account_data(carol.user_id, "", "m.direct")
+    assert direct == {alice.user_id: [room]}
+    rules = {r.rule_id for r in await hs.store.push_rules.get_rules(carol.user_id)}
+    assert room in rules and new not in rules
+
+
 class TestWithoutMemberMoves:
     @pytest.fixture
     def hs_config(self, tmp_path: Path) -> HomeserverConfig:

@@ -13,7 +13,7 @@ from homeserver.config import HomeserverConfig
 from homeserver.crypto.canonical_json import parse_json
 from homeserver.events.draft import EventDraft
 from tests.builders import create_room, generous_config
-from tests.harness import TestServer
+from tests.harness import TestServer, TestUser
 from tests.rooms.api.helpers import room_events
 from tests.rooms.upgrade.helpers import invite_and_join, join, state_of, upgrade
 
@@ -174,25 +174,28 @@ async def test_copied_state_exactly_no_defaults(server: TestServer) -> None:
     assert ("m.room.guest_access", "") not in state
 
 
-async def test_per_user_data_is_copied(server: TestServer) -> None:
-    hs = server.hs
+async def _member_with_room_data(
+    server: TestServer, localpart: str
+) -> tuple[TestUser, TestUser, str]:
+    """Alice's room with ``localpart`` joined, who has a tag on it, an ``m.direct`` entry naming
+    it (with alice) and a room push rule for it: (alice, the member, the room)."""
     alice = await server.register("alice")
-    bob = await server.register("bob")
+    user = await server.register(localpart)
     room = await create_room(server, alice, preset="public_chat", room_version="10")
-    await join(server, room, bob)
-    await hs.store.account_data.set_account_data(
-        bob.user_id, room, "m.tag", {"tags": {"u.work": {}}}
-    )
-    await hs.store.account_data.set_account_data(
-        bob.user_id, "", "m.direct", {alice.user_id: [room]}
-    )
+    await join(server, room, user)
+    data = server.hs.store.account_data
+    await data.set_account_data(user.user_id, room, "m.tag", {"tags": {"u.work": {}}})
+    await data.set_account_data(user.user_id, "", "m.direct", {alice.user_id: [room]})
     status, _ = await server.call(
-        "PUT",
-        f"/pushrules/global/room/{room}",
-        bob,
-        json={"actions": ["dont_notify"]},
+        "PUT", f"/pushrules/global/room/{room}", user, json={"actions": ["dont_notify"]}
     )
     assert status == 200
+    return alice, user, room
+
+
+async def test_per_user_data_is_copied(server: TestServer) -> None:
+    hs = server.hs
+    alice, bob, room = await _member_with_room_data(server, "bob")
     status, body = await upgrade(server, alice, room, "11")
     assert status == 200, body
     new = body["replacement_room"]
@@ -208,20 +211,7 @@ async def test_per_user_data_of_a_former_member_stays(server: TestServer) -> Non
     """Only the members' data moves: one who left keeps tags, m.direct and push rule as
     they were, though they all name the old room."""
     hs = server.hs
-    alice = await server.register("alice")
-    carol = await server.register("carol")
-    room = await create_room(server, alice, preset="public_chat", room_version="10")
-    await join(server, room, carol)
-    await hs.store.account_data.set_account_data(
-        carol.user_id, room, "m.tag", {"tags": {"u.old": {}}}
-    )
-    await hs.store.account_data.set_account_data(
-        carol.user_id, "", "m.direct", {alice.user_id: [room]}
-    )
-    status, _ = await server.call(
-        "PUT", f"/pushrules/global/room/{room}", carol, json={"actions": ["dont_notify"]}
-    )
-    assert status == 200
+    alice, carol, room = await _member_with_room_data(server, "carol")
     status, _ = await server.call("POST", f"/rooms/{room}/leave", carol, json={})
     assert status == 200
     status, body = await upgrade(server, alice, room, "11")

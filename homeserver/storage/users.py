@@ -125,9 +125,10 @@ class UsersStore:
                 "UPDATE users SET deactivated = TRUE, password_hash = NULL WHERE user_id = ?",
                 user_id,
             )
-            # Devices before tokens: the order the client-IP flush locks them in.
-            await txn.execute("DELETE FROM devices WHERE user_id = ?", user_id)
-            await txn.execute("DELETE FROM access_tokens WHERE user_id = ?", user_id)
+            # Every device and token, the devices locked in device order first: the order the
+            # client-IP flush locks them in (a plain DELETE took the devices in the order of
+            # their rows, which deadlocked with a flush now and then on PostgreSQL).
+            await self.delete_devices_for_user_txn(txn, user_id)
             await delete_all_backups_txn(txn, user_id)
             # As Synapse: a deactivated account's phones stop hearing about its rooms.
             await delete_user_pushers_txn(txn, user_id)

@@ -611,7 +611,8 @@ class EventPersister:
             "INSERT INTO current_state_events (room_id, type, state_key, event_id, membership)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_id, type, state_key) DO UPDATE"
             " SET event_id = excluded.event_id, membership = excluded.membership",
-            # in key order, as the link tables (a batch of joins: state keys in hash order).
+            # In key order, as the link rows above: a batch of joins adds its members' keys in
+            # the order it made the joins, not the order of the B-trees.
             [(room_id, t, sk, eid, memberships.get(eid)) for (t, sk), eid in sorted(added.items())],
         )
         await txn.execute(

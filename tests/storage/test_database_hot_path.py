@@ -126,6 +126,76 @@ async def test_sqlite_wal_checkpointed_off_the_loop(
         await db.close()
 
 
+async def test_sqlite_wal_starts_again_while_writes_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writers that never wait for the checkpoint: each one runs while the previous one's
+    checkpoint copies, so a single pass always ends behind them and the WAL is never written
+    from its start again (it grew by every transaction's pages)."""
+    monkeypatch.setattr(engine_sqlite, "CHECKPOINT_EVERY_PAGES", 20)
+    path = tmp_path / "homeserver.db"
+    db = await open_sqlite(path)
+    try:
+        await apply_migrations(db)
+        wal = Path(f"{path}-wal")
+        after_migrations = wal.stat().st_size
+
+        async def writer(first: int) -> None:
+            for i in range(first, first + 1000):
+                async with db.transaction("one_user") as txn:
+                    await txn.execute(INSERT_USER, f"@u{i}:x", None, False, i)
+                await asyncio.sleep(0)
+
+        checkpoints_seen = 0
+
+        async def count_checkpoints() -> None:
+            nonlocal checkpoints_seen
+            while True:
+                checkpoint = getattr(db, "_checkpoint", None)
+                if checkpoint is not None:
+                    checkpoints_seen += 1
+                    await asyncio.wait([checkpoint])
+                await asyncio.sleep(0)
+
+        counter = asyncio.create_task(count_checkpoints())
+        await asyncio.gather(writer(0), writer(10_000))
+        counter.cancel()
+        assert checkpoints_seen >= 5
+        # 2,000 transactions of ≥ 2 pages: ≥ 16 MB had the WAL only grown. What it reaches
+        # instead is the pages written while one first pass copies (the worker thread waits
+        # for the GIL the writers hold), a few MB at most.
+        assert wal.stat().st_size < after_migrations + 6_000_000
+        assert await db.indexed.fetchval("SELECT COUNT(*) FROM users") == 2000
+    finally:
+        await db.close()
+
+
+async def test_sqlite_wal_cut_back_when_it_starts_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_sqlite, "WAL_SIZE_LIMIT_BYTES", 200_000)
+    path = tmp_path / "homeserver.db"
+    db = await open_sqlite(path)
+    try:
+        await apply_migrations(db)
+        wal = Path(f"{path}-wal")
+        # One burst: ~4 MB of pages in one transaction.
+        async with db.transaction("burst") as txn:
+            await txn.executemany(
+                INSERT_USER, [(f"@{'x' * 200}{i}:x", None, False, i) for i in range(10_000)]
+            )
+        assert wal.stat().st_size > 2_000_000
+        checkpoint = getattr(db, "_checkpoint", None)
+        assert checkpoint is not None
+        await checkpoint
+        async with db.transaction("one_user") as txn:
+            await txn.execute(INSERT_USER, "@after:x", None, False, 1)
+        # Started again from its beginning, and cut back to the limit at that commit.
+        assert wal.stat().st_size <= 200_000
+    finally:
+        await db.close()
+
+
 async def test_sqlite_writer_cancelled_while_waiting_leaves_the_connection_idle(
     tmp_path: Path,
 ) -> None:

@@ -48,7 +48,7 @@ class AliasesStore:
         return None if row is None else AliasRecord(row[0], row[1], row[2], int(row[3]))
 
     async def get_aliases_for_room(self, room_id: str) -> list[str]:
-        rows = await self.db.fetchall(
+        rows = await self.db.indexed.fetchall(
             "SELECT room_alias FROM room_aliases WHERE room_id = ? ORDER BY room_alias", room_id
         )
         return [r[0] for r in rows]

@@ -170,7 +170,7 @@ class EventsStore:
     ) -> ForwardExtremities:
         """The room's forward extremities, oldest first. Pass the ``txn`` that locked the room
         (``store.persister.lock_rooms_txn``) to read them race-free before building an event."""
-        rows = await (txn or self.db).fetchall(
+        rows = await (txn or self.db.indexed).fetchall(
             "SELECT f.event_id, e.topological_ordering FROM event_forward_extremities f"
             " JOIN events e ON e.event_id = f.event_id WHERE f.room_id = ?"
             " ORDER BY e.topological_ordering, e.stream_ordering",

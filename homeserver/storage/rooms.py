@@ -61,7 +61,7 @@ class RoomsStore:
 
     # --- reads ---------------------------------------------------------------------------
     async def get_room(self, room_id: str, *, txn: Transaction | None = None) -> RoomRecord | None:
-        row = await (txn or self.db).fetchone(
+        row = await (txn or self.db.indexed).fetchone(
             f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE room_id = ?", room_id
         )
         if row is None:

@@ -405,7 +405,7 @@ class StateStore:
         types = list(event_types)
         if not types:
             return []
-        rows = await (txn or self.db).fetchall(
+        rows = await (txn or self.db.indexed).fetchall(
             "SELECT room_id, type, event_id FROM current_state_events"
             f" WHERE state_key = ? AND type IN ({placeholders(len(types))})",
             state_key,

@@ -156,7 +156,9 @@ class ResidentMembership:
         if before is None:  # cannot happen for an accepted, non-outlier event
             raise MatrixError(500, Codes.UNKNOWN, "The join has no state")
         state = await self.store.events.get_events(before.values())
-        chain_ids = await self.store.events.get_auth_chain_ids([*before.values(), event.event_id])
+        chain_ids = await self.store.events.get_auth_chain_ids(
+            room_id, [*before.values(), event.event_id]
+        )
         chain = await self.store.events.get_events(chain_ids)
         joined = await self.store.state.get_current_members(room_id, "join")
         servers = sorted({domain_of(u) for u in joined} | {self.server_name})

@@ -103,7 +103,7 @@ class FederationEventServer:
         if state is None:
             raise NotFound("No state known at this event")
         state_ids = sorted(set(state.values()))
-        chain = await self.store.events.get_auth_chain_ids(state_ids)
+        chain = await self.store.events.get_auth_chain_ids(room_id, state_ids)
         return state_ids, sorted(chain)
 
     async def state(self, origin: str, room_id: str, event_id: str) -> dict[str, Any]:
@@ -116,7 +116,7 @@ class FederationEventServer:
     async def event_auth(self, origin: str, room_id: str, event_id: str) -> dict[str, Any]:
         await self.check_room_access(origin, room_id)
         await self._room_event(room_id, event_id)
-        chain = await self.store.events.get_auth_chain_ids([event_id])
+        chain = await self.store.events.get_auth_chain_ids(room_id, [event_id])
         events = sorted(await self._events(chain), key=lambda e: (e.depth, e.event_id))
         return {"auth_chain": [served_pdu(e) for e in events]}
 

@@ -187,10 +187,12 @@ class EventsStore:
         return await persisted_up_to(self.db, EVENTS_STREAM)
 
     async def get_auth_chain_ids(
-        self, event_ids: Iterable[str], *, include_given: bool = False
+        self, room_id: str, event_ids: Iterable[str], *, include_given: bool = False
     ) -> set[str]:
-        """Every event reachable from ``event_ids`` through auth edges (for state resolution).
-        One recursive query; ``UNION`` (not ``UNION ALL``) makes it stop on shared ancestors."""
+        """Every event reachable from ``event_ids`` (events of ``room_id``) through auth edges
+        (for state resolution). One recursive query; ``UNION`` (not ``UNION ALL``) makes it
+        stop on shared ancestors. Auth events are in their event's room: the edges are keyed
+        by room first (migration 038)."""
         ids = list(set(event_ids))
         if not ids:
             return set()
@@ -198,10 +200,14 @@ class EventsStore:
         for chunk in _chunks(ids):
             rows = await self.db.fetchall(
                 "WITH RECURSIVE chain (id) AS ("
-                f" SELECT auth_id FROM event_auth WHERE event_id IN ({placeholders(len(chunk))})"
-                " UNION SELECT a.auth_id FROM event_auth a JOIN chain c ON a.event_id = c.id"
+                " SELECT auth_id FROM event_auth"
+                f" WHERE room_id = ? AND event_id IN ({placeholders(len(chunk))})"
+                " UNION SELECT a.auth_id FROM event_auth a JOIN chain c"
+                " ON a.room_id = ? AND a.event_id = c.id"
                 ") SELECT id FROM chain",
+                room_id,
                 *chunk,
+                room_id,
             )
             chain.update(r[0] for r in rows)
         if include_given:

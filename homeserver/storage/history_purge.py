@@ -40,6 +40,8 @@ EVENT_TABLES = (
     "media_references",
     "event_txn_ids",
 )
+#: of those, the tables keyed by (room_id, event_id, …).
+ROOM_KEYED_TABLES = frozenset({"event_edges", "event_auth"})
 _CHUNK = 500
 
 
@@ -208,7 +210,14 @@ class HistoryPurgeStore:
             chunk = ids[start : start + _CHUNK]
             marks = placeholders(len(chunk))
             for table in EVENT_TABLES:
-                await txn.execute(f"DELETE FROM {table} WHERE event_id IN ({marks})", *chunk)
+                # The edges are keyed by room first (migration 038): named, it is a seek.
+                room_clause = "room_id = ? AND " if table in ROOM_KEYED_TABLES else ""
+                room_arg = (room_id,) if room_clause else ()
+                await txn.execute(
+                    f"DELETE FROM {table} WHERE {room_clause}event_id IN ({marks})",
+                    *room_arg,
+                    *chunk,
+                )
             await txn.execute(f"DELETE FROM events WHERE event_id IN ({marks})", *chunk)
         await self._move_receipts_txn(txn, room_id, receipts)
         txn.call_after_commit(self._drop_caches)

@@ -534,8 +534,9 @@ class EventPersister:
         rows = await txn.fetchall(
             "SELECT DISTINCT g.prev_event_id FROM event_edges g"
             " JOIN events c ON c.event_id = g.event_id"
-            f" WHERE g.prev_event_id IN ({placeholders(len(new_ids))})"
+            f" WHERE g.room_id = ? AND g.prev_event_id IN ({placeholders(len(new_ids))})"
             " AND c.outlier = FALSE AND c.rejected_reason IS NULL AND c.soft_failed = FALSE",
+            room_id,
             *new_ids,
         )
         referenced = {r[0] for r in rows}

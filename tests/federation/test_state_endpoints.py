@@ -50,7 +50,7 @@ async def test_state_ids_and_state_are_the_state_before_the_event(server: TestSe
     )
     assert status == 200, body
     assert sorted(body["pdu_ids"]) == sorted(expected.values())
-    chain = await hs.store.events.get_auth_chain_ids(expected.values())
+    chain = await hs.store.events.get_auth_chain_ids(room_id, expected.values())
     assert sorted(body["auth_chain_ids"]) == sorted(chain)
     status, body = await signed_request(
         server, remote, "GET", f"{V1}/state/{q(room_id)}?event_id={q(ids[0])}"
@@ -78,7 +78,7 @@ async def test_event_and_event_auth(server: TestServer) -> None:
         server, remote, "GET", f"{V1}/event_auth/{q(room_id)}/{q(ids[1])}"
     )
     assert status == 200, body
-    expected = await hs.store.events.get_auth_chain_ids([ids[1]])
+    expected = await hs.store.events.get_auth_chain_ids(room_id, [ids[1]])
     assert sorted(_ids(body["auth_chain"], server, room_version)) == sorted(expected)
 
 

@@ -146,14 +146,15 @@ async def test_auth_chain(store: Store) -> None:
         "m.room.message", BOB, {"body": "x"}, prev=[bob_join], auth=[create, power, bob_join]
     )
     await room.persist(msg)
-    chain = await store.events.get_auth_chain_ids([msg.event_id])
+    chain_of = store.events.get_auth_chain_ids
+    chain = await chain_of(room.room_id, [msg.event_id])
     assert chain == {create.event_id, join.event_id, power.event_id, bob_join.event_id}
-    assert await store.events.get_auth_chain_ids([join.event_id]) == {create.event_id}
-    assert await store.events.get_auth_chain_ids([create.event_id]) == set()
-    assert await store.events.get_auth_chain_ids([create.event_id], include_given=True) == {
-        create.event_id
-    }
-    assert await store.events.get_auth_chain_ids([]) == set()
+    assert await chain_of(room.room_id, [join.event_id]) == {create.event_id}
+    assert await chain_of(room.room_id, [create.event_id]) == set()
+    assert await chain_of(room.room_id, [create.event_id], include_given=True) == {create.event_id}
+    assert await chain_of(room.room_id, []) == set()
+    # The edges are the room's: asked about another room, the event has none.
+    assert await chain_of("!elsewhere:test", [msg.event_id]) == set()
 
 
 async def test_duplicates_are_skipped(store: Store) -> None:

@@ -35,7 +35,8 @@ def _sqlite_only(db_engine: str) -> None:
         pytest.skip("037 changes only SQLite's storage layout")
 
 
-async def _migrate_up_to(db: Database, version: int, monkeypatch: pytest.MonkeyPatch) -> None:
+async def migrate_up_to(db: Database, version: int, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Apply the migrations up to ``version``; the versions applied."""
     every = migrate.load_migrations
 
     def up_to(engine: str, sql_types: dict[str, str]) -> list[Migration]:
@@ -43,10 +44,10 @@ async def _migrate_up_to(db: Database, version: int, monkeypatch: pytest.MonkeyP
 
     with monkeypatch.context() as patch:
         patch.setattr(migrate, "load_migrations", up_to)
-        await apply_migrations(db)
+        return await apply_migrations(db)
 
 
-async def _layout(db: Database, table: str) -> dict[str, Any]:
+async def layout(db: Database, table: str) -> dict[str, Any]:
     """What a table promises: its columns, foreign keys, constraint and named indexes."""
     columns = await db.fetchall(
         'SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_info(?) ORDER BY cid',
@@ -68,13 +69,13 @@ async def _layout(db: Database, table: str) -> dict[str, Any]:
     return {"columns": columns, "foreign_keys": foreign_keys, "indexes": indexes}
 
 
-async def _rows(db: Database, table: str) -> list[tuple[Any, ...]]:
+async def table_rows(db: Database, table: str) -> list[tuple[Any, ...]]:
     names = [r[0] for r in await db.fetchall("SELECT name FROM pragma_table_info(?)", table)]
     order = ", ".join(f'"{n}"' for n in names)
     return [tuple(r) for r in await db.fetchall(f"SELECT * FROM {table} ORDER BY {order}")]
 
 
-async def _fill(store: Store) -> StoredRoom:
+async def fill(store: Store) -> StoredRoom:
     """Rows in every rebuilt table, as persistence writes them, and by hand one event with a
     negative stream ordering (as the rowid now, it must come through like any other)."""
     room = StoredRoom(store)
@@ -98,16 +99,16 @@ async def test_037_keeps_rows_keys_and_indexes(
 ) -> None:
     _sqlite_only(db_engine)
     db = await open_test_database(migrate=False)
-    await _migrate_up_to(db, 36, monkeypatch)
+    await migrate_up_to(db, 36, monkeypatch)
     store = Store(db)
-    room = await _fill(store)
+    room = await fill(store)
     tables = (*REBUILT, *UNTOUCHED)
-    before = {t: (await _layout(db, t), await _rows(db, t)) for t in tables}
+    before = {t: (await layout(db, t), await table_rows(db, t)) for t in tables}
     assert all(rows for _, rows in before.values())
 
-    assert await apply_migrations(db) == [37]
+    assert await migrate_up_to(db, 37, monkeypatch) == [37]
 
-    after = {t: (await _layout(db, t), await _rows(db, t)) for t in tables}
+    after = {t: (await layout(db, t), await table_rows(db, t)) for t in tables}
     for table in tables:
         assert after[table][1] == before[table][1], table
     # A primary key column is NOT NULL in a WITHOUT ROWID table (and on PostgreSQL); the
@@ -231,9 +232,9 @@ async def test_037_changes_nothing_on_postgres(
     if db_engine != "postgres":
         pytest.skip("the PostgreSQL variant of 037")
     db = await open_test_database(migrate=False)
-    await _migrate_up_to(db, 36, monkeypatch)
+    await migrate_up_to(db, 36, monkeypatch)
     store = Store(db)
-    room = await _fill(store)
+    room = await fill(store)
     columns_sql = (
         "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns"
         " WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position"
@@ -245,7 +246,7 @@ async def test_037_changes_nothing_on_postgres(
     columns, indexes = await db.fetchall(columns_sql), await db.fetchall(indexes_sql)
     rows = {t: await db.fetchval(f"SELECT COUNT(*) FROM {t}") for t in REBUILT}
 
-    assert await apply_migrations(db) == [37]
+    assert await migrate_up_to(db, 37, monkeypatch) == [37]
 
     assert await db.fetchall(columns_sql) == columns
     assert await db.fetchall(indexes_sql) == indexes

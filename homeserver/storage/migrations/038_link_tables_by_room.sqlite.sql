@@ -3,9 +3,10 @@
 -- of event_auth and ~50 of the edges' two B-trees, each one WAL frame at COMMIT. Room first,
 -- a new room's rows (a createRoom, an upgrade's new room) sit together in a few leaves; an
 -- event of an existing room still lands among its room's rows. Every read of these tables
--- names the room (auth chains stay in one room; extremities are per room), so no other index
--- is needed. 037 made them WITHOUT ROWID or left them rowid tables; both become WITHOUT ROWID
--- here (the room-first key is the whole row but the edges' prev_event_id index).
+-- names the room (auth chains stay in one room; extremities are per room), so no index by
+-- event ID alone is needed. Both are WITHOUT ROWID now (037 left event_edges a rowid table):
+-- the key holds every column, so the primary key's B-tree is the whole table, and the edges
+-- keep one secondary index, by (room_id, prev_event_id).
 --
 -- Rebuilt by copying in key order, as 037 did: expect the start-up that applies it to take a
 -- while on a large database.

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -17,6 +19,18 @@ from homeserver.storage.factory import open_sqlite
 from homeserver.storage.migrate import apply_migrations
 
 INSERT_USER = "INSERT INTO users (user_id, password_hash, admin, created_ts) VALUES (?, ?, ?, ?)"
+
+
+@asynccontextmanager
+async def _migrated_sqlite(tmp_path: Path) -> AsyncIterator[tuple[Database, Path]]:
+    """A migrated SQLite database and its WAL file."""
+    path = tmp_path / "homeserver.db"
+    db = await open_sqlite(path)
+    try:
+        await apply_migrations(db)
+        yield db, Path(f"{path}-wal")
+    finally:
+        await db.close()
 
 
 async def test_statements_counted_per_transaction_name(database: Database) -> None:
@@ -105,11 +119,7 @@ async def test_sqlite_wal_checkpointed_off_the_loop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(engine_sqlite, "CHECKPOINT_EVERY_PAGES", 20)
-    path = tmp_path / "homeserver.db"
-    db = await open_sqlite(path)
-    try:
-        await apply_migrations(db)
-        wal = Path(f"{path}-wal")
+    async with _migrated_sqlite(tmp_path) as (db, wal):
         after_migrations = wal.stat().st_size
         for i in range(300):
             async with db.transaction("one_user") as txn:
@@ -122,8 +132,6 @@ async def test_sqlite_wal_checkpointed_off_the_loop(
         # SQLite's own automatic checkpoint is off on the writer).
         assert wal.stat().st_size < after_migrations + 200_000
         assert await db.indexed.fetchval("SELECT COUNT(*) FROM users") == 300
-    finally:
-        await db.close()
 
 
 async def test_sqlite_wal_starts_again_while_writes_go_on(
@@ -133,11 +141,7 @@ async def test_sqlite_wal_starts_again_while_writes_go_on(
     checkpoint copies, so a single pass always ends behind them and the WAL is never written
     from its start again (it grew by every transaction's pages)."""
     monkeypatch.setattr(engine_sqlite, "CHECKPOINT_EVERY_PAGES", 20)
-    path = tmp_path / "homeserver.db"
-    db = await open_sqlite(path)
-    try:
-        await apply_migrations(db)
-        wal = Path(f"{path}-wal")
+    async with _migrated_sqlite(tmp_path) as (db, wal):
         after_migrations = wal.stat().st_size
 
         async def writer(first: int) -> None:
@@ -166,19 +170,13 @@ async def test_sqlite_wal_starts_again_while_writes_go_on(
         # for the GIL the writers hold), a few MB at most.
         assert wal.stat().st_size < after_migrations + 6_000_000
         assert await db.indexed.fetchval("SELECT COUNT(*) FROM users") == 2000
-    finally:
-        await db.close()
 
 
 async def test_sqlite_wal_cut_back_when_it_starts_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(engine_sqlite, "WAL_SIZE_LIMIT_BYTES", 200_000)
-    path = tmp_path / "homeserver.db"
-    db = await open_sqlite(path)
-    try:
-        await apply_migrations(db)
-        wal = Path(f"{path}-wal")
+    async with _migrated_sqlite(tmp_path) as (db, wal):
         # One burst: ~4 MB of pages in one transaction.
         async with db.transaction("burst") as txn:
             await txn.executemany(
@@ -192,8 +190,6 @@ async def test_sqlite_wal_cut_back_when_it_starts_again(
             await txn.execute(INSERT_USER, "@after:x", None, False, 1)
         # Started again from its beginning, and cut back to the limit at that commit.
         assert wal.stat().st_size <= 200_000
-    finally:
-        await db.close()
 
 
 async def test_sqlite_writer_cancelled_while_waiting_leaves_the_connection_idle(

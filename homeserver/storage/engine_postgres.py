@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from homeserver.storage import pg_bulk
 from homeserver.storage.database import Database, Row, Transaction, translate_placeholders
 from homeserver.storage.errors import DatabaseUnavailable, LockTimeout
 
@@ -55,9 +56,17 @@ class PostgresTransaction(Transaction):
     engine = "postgres"
     lock_rows_clause = " FOR UPDATE"
 
-    def __init__(self, name: str, conn: asyncpg.Connection) -> None:
+    def __init__(
+        self,
+        name: str,
+        conn: asyncpg.Connection,
+        bulk_types: dict[str, tuple[str, ...] | None] | None = None,
+    ) -> None:
         super().__init__(name)
         self._conn = conn
+        #: per many-row INSERT's SQL: its columns' array element types, or None when the
+        #: statement cannot go in as one (``pg_bulk``); shared by the database's transactions.
+        self._bulk_types = {} if bulk_types is None else bulk_types
 
     async def execute(self, sql: str, *args: Any) -> int:
         self.statements += 1
@@ -65,7 +74,31 @@ class PostgresTransaction(Transaction):
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         self.statements += 1
-        await self._conn.executemany(translate_placeholders(sql), [tuple(r) for r in rows])
+        batch = [tuple(r) for r in rows]
+        if len(batch) >= pg_bulk.BULK_ROWS and await self._insert_in_one(sql, batch):
+            return
+        await self._conn.executemany(translate_placeholders(sql), batch)
+
+    async def _insert_in_one(self, sql: str, rows: list[tuple[Any, ...]]) -> bool:
+        """Insert ``rows`` with one statement over arrays if ``sql`` allows (``pg_bulk``)."""
+        shape = pg_bulk.parse_insert(sql)
+        if shape is None or not pg_bulk.fits_one_statement(shape, rows):
+            return False
+        if sql not in self._bulk_types:
+            statement = await self._conn.prepare(translate_placeholders(sql))
+            types = statement.get_parameters()
+            self._bulk_types[sql] = (
+                tuple(f"{t.schema}.{t.name}" for t in types)
+                if all(t.kind == "scalar" for t in types)
+                else None
+            )
+        array_types = self._bulk_types[sql]
+        if array_types is None:
+            return False
+        await self._conn.execute(
+            pg_bulk.bulk_sql(shape, array_types), *pg_bulk.columns_of(rows, len(shape.columns))
+        )
+        return True
 
     async def fetchall(self, sql: str, *args: Any) -> list[Row]:
         self.statements += 1
@@ -211,6 +244,7 @@ class PostgresDatabase(Database):
         #: transaction of the main pool is open (never waits for the main pool: no deadlock
         #: when every main connection is in a transaction that allocates).
         self._side_pool: asyncpg.Pool | None = None
+        self._bulk_types: dict[str, tuple[str, ...] | None] = {}
 
     async def _open(self) -> None:
         settings: dict[str, str] = {}
@@ -271,7 +305,7 @@ class PostgresDatabase(Database):
     async def _engine_transaction(self, name: str, read_only: bool) -> AsyncIterator[Transaction]:
         assert self._pool is not None, "database is closed"
         async with self._pool.acquire() as conn, conn.transaction(readonly=read_only):
-            yield PostgresTransaction(name, conn)
+            yield PostgresTransaction(name, conn, self._bulk_types)
 
     def is_unavailable_error(self, error: Exception) -> bool:
         return is_unavailable(error)

@@ -127,12 +127,14 @@ async def test_do_update_takes_each_new_value(table: Database) -> None:
     upsert = f"{INSERT} ON CONFLICT (k) DO UPDATE SET n = excluded.n, note = excluded.note"
     async with table.transaction("first") as txn:
         await txn.executemany(INSERT, _rows(N))
+    # Half the keys are stored, half are new; every flag differs from the stored one.
+    batch = [(k, n, not flag, note) for k, n, flag, note in _rows(N, start=N // 2, n=5000)]
     async with table.transaction("bulk") as txn:
-        await txn.executemany(upsert, _rows(N, start=N // 2, n=5000))
-    expected = {r[0]: r for r in _rows(N)}
-    for k, n, _flag, note in _rows(N, start=N // 2, n=5000):
-        flag = expected[k][2] if k in expected else _rows(1, start=int(k[1:]))[0][2]
-        expected[k] = (k, n, flag, note)
+        await txn.executemany(upsert, batch)
+    expected = {row[0]: row for row in _rows(N)}
+    for k, n, flag, note in batch:
+        # A stored row takes the new n and note and keeps its flag; a new row is as given.
+        expected[k] = (k, n, expected[k][2], note) if k in expected else (k, n, flag, note)
     assert await _table(table) == sorted(expected.values())
 
 

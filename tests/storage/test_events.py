@@ -213,3 +213,21 @@ async def test_event_cache_returns_same_event(store: Store) -> None:
     assert isinstance(first, Event)
     store.events.invalidate(room.events[0].event_id)
     assert await store.events.get_event(room.events[0].event_id) is not first
+
+
+async def test_auth_chain_stays_in_its_room(store: Store) -> None:
+    """An event that cites another room's event as an auth event (a lying peer: the auth
+    rules reject it, but it is stored with its edges) does not lead the walk into that room's
+    history, which ``/event_auth`` and ``/state`` would otherwise serve."""
+    other = StoredRoom(store)
+    other.factory.room_id = "!other:example.org"
+    other_create, other_join, other_power = await other.genesis()
+    room = StoredRoom(store)
+    create, _join, power = await room.genesis()
+    f = room.factory
+    liar = f.member(BOB, "join", prev=[power], auth=[create, power, other_power])
+    await room.persist(liar)
+    chain = await store.events.get_auth_chain_ids(room.room_id, [liar.event_id])
+    assert other_power.event_id in chain  # the citation itself is the event's own
+    # ... but not what that event stands on in its own room.
+    assert not chain & {other_create.event_id, other_join.event_id}

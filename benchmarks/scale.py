@@ -309,6 +309,11 @@ def projection(results: list[dict[str, Any]], postgres_cores: int) -> list[str]:
         server_ms = figures["server_cpu_ms_per_op_total"]
         postgres_ms = figures["postgres_cpu_ms_per_op"]
         if server_ms <= 0 or postgres_ms <= 0:
+            # CPU time is counted in 10 ms ticks: a short phase can read as none at all.
+            lines.append(
+                f"{phase}: too little CPU measured to project (server {server_ms:.2f} ms,"
+                f" PostgreSQL {postgres_ms:.2f} ms per operation); run more operations"
+            )
             continue
         per_process = 1000 / server_ms
         ceiling = postgres_cores * 1000 / postgres_ms

@@ -28,6 +28,13 @@ def test_projection_is_capped_by_postgres() -> None:
     assert "saturates at 400/s, reached with 4.0 processes" in line, line
 
 
+def test_projection_says_when_a_phase_measured_no_cpu() -> None:
+    # CPU time comes in 10 ms ticks: six quick operations can read as none.
+    figures = {"server_cpu_ms_per_op_total": 1.5, "postgres_cpu_ms_per_op": 0.0}
+    (line,) = projection([{"send_rooms": figures}], postgres_cores=2)
+    assert line.startswith("send_rooms: too little CPU measured to project"), line
+
+
 @pytest.mark.postgres
 async def test_scale_benchmark_tiny() -> None:
     assert "scale" in available_suites()
@@ -57,4 +64,6 @@ async def test_scale_benchmark_tiny() -> None:
     wake = one["wake_up"]
     assert wake["samples"] == 2 and wake["median_ms"] > 0 and not wake["cross_process"], wake
     assert one["requests_per_process"]["proc0"] > 0, one
-    assert len(result["projection"]) == 3, result["projection"]
+    # One line per phase: its projection, or that it measured too little CPU to make one.
+    phases = [line.split(":", 1)[0] for line in result["projection"]]
+    assert phases == ["create_room", "send_rooms", "send_one_room"], result["projection"]

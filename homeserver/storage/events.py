@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from homeserver.crypto.canonical_json import parse_json
 from homeserver.events.event import Event, InternalMetadata
 from homeserver.room_versions import get_room_version
-from homeserver.storage.database import Database, Row, Transaction, placeholders
+from homeserver.storage.database import Database, Row, Transaction, in_chunks, placeholders
 from homeserver.storage.stream_ids import EVENTS_STREAM, persisted_up_to
 
 #: the IN lists of one query stay below both engines' parameter limits.
@@ -36,11 +36,6 @@ class ForwardExtremities:
     event_ids: list[str]
     #: the greatest depth among them (0 for a room with none).
     max_depth: int
-
-
-def _chunks(items: list[str]) -> Iterable[list[str]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
 
 
 def event_from_row(row: Row) -> Event:
@@ -139,7 +134,7 @@ class EventsStore:
                 self._cache.move_to_end(event_id)
                 found[event_id] = cached
         invalidations = self._invalidations
-        for chunk in _chunks(missing):
+        for chunk in in_chunks(missing, _CHUNK):
             rows = await (txn or self.db.indexed).fetchall(
                 f"SELECT {_EVENT_COLUMNS} FROM events"
                 f" WHERE event_id IN ({placeholders(len(chunk))})",
@@ -156,7 +151,7 @@ class EventsStore:
         """Which of ``event_ids`` are stored (without loading them)."""
         ids = list(set(event_ids))
         present: set[str] = set()
-        for chunk in _chunks(ids):
+        for chunk in in_chunks(ids, _CHUNK):
             rows = await self.db.fetchall(
                 f"SELECT event_id FROM events WHERE event_id IN ({placeholders(len(chunk))})",
                 *chunk,
@@ -197,7 +192,7 @@ class EventsStore:
         if not ids:
             return set()
         chain: set[str] = set()
-        for chunk in _chunks(ids):
+        for chunk in in_chunks(ids, _CHUNK):
             rows = await self.db.fetchall(
                 "WITH RECURSIVE chain (id) AS ("
                 " SELECT auth_id FROM event_auth"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.crypto.canonical_json import canonical_json_text, parse_json
-from homeserver.storage.database import Database, Transaction, placeholders
+from homeserver.storage.database import Database, Transaction, in_chunks, placeholders
 from homeserver.storage.events import EventsStore
 from homeserver.storage.state import StateStore
 
@@ -206,8 +206,7 @@ class HistoryPurgeStore:
         receipts = await self._receipts_on_txn(txn, room_id, doomed)
         await self._detach_outbox_txn(txn, doomed)
         ids = sorted(doomed)
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
+        for chunk in in_chunks(ids, _CHUNK):
             marks = placeholders(len(chunk))
             for table in EVENT_TABLES:
                 # The edges are keyed by room first (migration 038): named, it is a seek.

@@ -471,9 +471,10 @@ class EventPersister:
                 for e, _ in fresh
             ],
         )
-        # The link tables are keyed by event ID, a hash: rows in key order fill each B-tree
-        # leaf once, where hash order visits every leaf again and again (a big batch, such as
-        # an upgrade's joins, inserts them in about half the time).
+        # The link tables are keyed by event ID, a hash (edges and auth by room, then event
+        # ID: one room per batch): rows in key order fill each B-tree leaf once, where hash
+        # order visits every leaf again and again (a big batch, such as an upgrade's joins,
+        # inserts them in about half the time).
         by_id = sorted((e for e, _ in fresh), key=_event_id)
         await txn.executemany(
             "INSERT INTO event_edges (event_id, prev_event_id, room_id) VALUES (?, ?, ?)"

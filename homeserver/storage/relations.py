@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.events.relations import REFERENCE, REPLACE, THREAD, relation_of
-from homeserver.storage.database import Database, Transaction, placeholders
+from homeserver.storage.database import Database, Transaction, in_chunks, placeholders
 
 _CHUNK = 500
 #: how deep ``recurse`` follows relations of relations (the spec asks for at least 3).
@@ -52,11 +52,6 @@ async def insert_relations_txn(txn: Transaction, events: Iterable[Any]) -> None:
             " VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
             rows,
         )
-
-
-def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
 
 
 class RelationsStore:
@@ -115,7 +110,7 @@ class RelationsStore:
         """``parent → the relation types naming it`` among ``parent_ids`` (one indexed read,
         rows of redacted relations included: a cheap first cut before the aggregations)."""
         found: dict[str, set[str]] = {}
-        for chunk in _chunks(list(dict.fromkeys(parent_ids))):
+        for chunk in in_chunks(list(dict.fromkeys(parent_ids)), _CHUNK):
             rows = await self.db.fetchall(
                 "SELECT DISTINCT relates_to_id, relation_type FROM event_relations"
                 f" WHERE relates_to_id IN ({placeholders(len(chunk))})",
@@ -130,7 +125,7 @@ class RelationsStore:
         parent's type, not a state event; the latest by ``origin_server_ts`` then event ID,
         as the spec and Synapse order edits."""
         latest: dict[str, str] = {}
-        for chunk in _chunks(list(dict.fromkeys(parent_ids))):
+        for chunk in in_chunks(list(dict.fromkeys(parent_ids)), _CHUNK):
             rows = await self.db.fetchall(
                 "SELECT r.relates_to_id, e.event_id FROM event_relations r"
                 " JOIN events e ON e.event_id = r.event_id"
@@ -151,7 +146,7 @@ class RelationsStore:
     ) -> dict[str, ThreadSummary]:
         """``root → its thread's summary`` for the roots among ``parent_ids`` with a reply."""
         found: dict[str, ThreadSummary] = {}
-        for chunk in _chunks(list(dict.fromkeys(parent_ids))):
+        for chunk in in_chunks(list(dict.fromkeys(parent_ids)), _CHUNK):
             rows = await self.db.fetchall(
                 "SELECT r.relates_to_id, COUNT(*), MAX(e.stream_ordering),"
                 " MAX(CASE WHEN e.sender = ? OR p.sender = ? THEN 1 ELSE 0 END)"
@@ -186,7 +181,7 @@ class RelationsStore:
     async def get_references(self, parent_ids: Sequence[str]) -> dict[str, list[str]]:
         """``parent → the events referencing it`` (``m.reference``), oldest first."""
         found: dict[str, list[str]] = {}
-        for chunk in _chunks(list(dict.fromkeys(parent_ids))):
+        for chunk in in_chunks(list(dict.fromkeys(parent_ids)), _CHUNK):
             rows = await self.db.fetchall(
                 "SELECT r.relates_to_id, e.event_id FROM event_relations r"
                 " JOIN events e ON e.event_id = r.event_id"
@@ -213,7 +208,7 @@ class RelationsStore:
     async def get_relation_types(self, event_ids: Sequence[str]) -> dict[str, str]:
         """``event → the type of the relation it declares`` among ``event_ids``."""
         found: dict[str, str] = {}
-        for chunk in _chunks(list(dict.fromkeys(event_ids))):
+        for chunk in in_chunks(list(dict.fromkeys(event_ids)), _CHUNK):
             rows = await self.db.fetchall(
                 "SELECT event_id, relation_type FROM event_relations"
                 f" WHERE event_id IN ({placeholders(len(chunk))})",

@@ -19,7 +19,7 @@ from typing import Any
 
 from homeserver.crypto.canonical_json import parse_json
 from homeserver.storage.account_data import GLOBAL
-from homeserver.storage.database import Database, Transaction, placeholders
+from homeserver.storage.database import Database, Transaction, in_chunks, placeholders
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +87,6 @@ def _by_old_room(follows: Iterable[Follow]) -> list[tuple[str, list[str]]]:
     for follow in follows:
         grouped.setdefault(follow.old_room_id, {})[follow.user_id] = None
     return [(room, list(users)) for room, users in grouped.items()]
-
-
-def _chunks(users: list[str]) -> list[list[str]]:
-    return [users[i : i + IN_CHUNK] for i in range(0, len(users), IN_CHUNK)]
 
 
 class _Queued:
@@ -226,7 +222,7 @@ class UpgradeFollowsStore:
         async def run(txn: Transaction) -> dict[tuple[str, str], str]:
             taken: dict[tuple[str, str], str] = {}
             for old_room_id, users in _by_old_room(follows):
-                for chunk in _chunks(users):
+                for chunk in in_chunks(users, IN_CHUNK):
                     rows = await txn.fetchall(
                         "UPDATE remote_upgrade_follows SET state = ?, claim = ?,"
                         " claimed_until = ?, attempts = attempts + 1, updated_ts = ?"
@@ -281,7 +277,7 @@ class UpgradeFollowsStore:
             raise ValueError(f"not a final state: {state}")
         done = 0
         for old_room_id, users in _by_old_room(follows):
-            for chunk in _chunks(users):
+            for chunk in in_chunks(users, IN_CHUNK):
                 done += await txn.execute(
                     "UPDATE remote_upgrade_follows SET state = ?, claim = NULL,"
                     " claimed_until = NULL, last_error = NULL, updated_ts = ?"

@@ -11,7 +11,7 @@ from typing import Any
 
 from homeserver.crypto.canonical_json import parse_json
 from homeserver.storage.account_data import GLOBAL, AccountDataStore
-from homeserver.storage.database import Database, Transaction, placeholders
+from homeserver.storage.database import Database, Transaction, in_chunks, placeholders
 from homeserver.storage.push_rules import PushRulesStore
 
 #: members whose account data one statement reads.
@@ -122,9 +122,7 @@ class UpgradesStore:
         new_tags: dict[str, dict[str, Any]] = {}
         new_directs: dict[str, dict[str, Any]] = {}
         rule_users: set[str] = set()
-        members = sorted(set(users))
-        for start in range(0, len(members), _MEMBER_CHUNK):
-            chunk = members[start : start + _MEMBER_CHUNK]
+        for chunk in in_chunks(sorted(set(users)), _MEMBER_CHUNK):
             # m.direct maps user → [room IDs]; the old room's ID (a quoted JSON string) spares
             # parsing the accounts that do not name it. A '_' in the ID is a LIKE wildcard,
             # which can only widen the match; the JSON check has the last word.

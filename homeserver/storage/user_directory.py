@@ -35,7 +35,7 @@ from homeserver.events.state_keys import (
     MEMBER,
     StateKey,
 )
-from homeserver.storage.database import Database, Transaction, placeholders
+from homeserver.storage.database import Database, Transaction, in_chunks, placeholders
 
 _WORD = re.compile(r"\w+")
 #: The longest display name / avatar URL shown (Synapse's profile limits); a remote user's longer
@@ -47,10 +47,6 @@ MAX_AVATAR_URL_LENGTH = 1000
 #: IDs per ``IN (...)`` list: a room joined over federation may bring thousands of members,
 #: more than either engine takes as parameters of one statement.
 _CHUNK = 500
-
-
-def _chunks(items: Sequence[str]) -> list[Sequence[str]]:
-    return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
 
 
 def words(text: str) -> list[str]:
@@ -149,7 +145,7 @@ async def _contents_txn(
     """Event ID → content, from ``known`` events or else the stored JSON."""
     out = {eid: known[eid].content for eid in event_ids if eid in known}
     missing = [eid for eid in event_ids if eid not in out]
-    for chunk in _chunks(missing):
+    for chunk in in_chunks(missing, _CHUNK):
         rows = await txn.fetchall(
             f"SELECT event_id, json FROM events WHERE event_id IN ({placeholders(len(chunk))})",
             *chunk,
@@ -207,7 +203,7 @@ async def on_current_state_txn(
         return
     users = sorted(set(members) | set(gone))
     local: set[str] = set()
-    for chunk in _chunks(users):
+    for chunk in in_chunks(users, _CHUNK):
         rows = await txn.fetchall(
             f"SELECT user_id FROM users WHERE user_id IN ({placeholders(len(chunk))})", *chunk
         )
@@ -241,7 +237,7 @@ async def on_current_state_txn(
     if rows:
         await _upsert_many_txn(txn, rows, replace=bool(public))
     departed = [u for u in users if u not in local and u not in joined]
-    for chunk in _chunks(departed):
+    for chunk in in_chunks(departed, _CHUNK):
         # A remote user stays findable while joined to any room we know.
         await txn.execute(
             f"DELETE FROM user_directory WHERE user_id IN ({placeholders(len(chunk))})"
